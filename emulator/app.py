@@ -1,0 +1,395 @@
+"""The emulator: its state, its operations, and `create_app` which serves them over HTTP.
+
+Nothing here is module-level state: two emulators in one process never share anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import random
+import re
+import secrets
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+import anyio
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
+
+from .billing import Charge, PriceTable
+from .catalogue import Catalogue
+from .clock import Clock, ManualClock, WallClock
+from .config import Settings, load_fault_file
+from .errors import EmulatorError, InsufficientQuota, TaskNotFound
+from .faults import FaultRule, RequestFacts, fires, matches
+from .journal import mask_key
+from .references import thumbnail_of
+from .rendering import MEDIA_TYPES, RenderCache, RenderSpec, render
+from .store import Store, open_store
+from .tasks import QUEUED, Observation, Outcome, Schedule, Task, observe, per_poll_elapsed
+from .timing import Timing
+from .validation import Submission
+
+TASK_ID_RE = re.compile(r"^task_[0-9a-f]{32}$")
+RESULTS_PREFIX = "/_emulator/results/"
+_RESULT_PATH = re.compile(r"^/_emulator/results/(task_[0-9a-f]{32})/([0-9]{1,2})\.(png|jpeg|webp)$")
+
+
+def key_fingerprint(api_key: str) -> str:
+    """A stable, non-reversible name for an API key (tasks are owned by it, never by the key)."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:24]
+
+
+class Emulator:
+    """One emulator's state and operations, independent of HTTP."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.catalogue = Catalogue.load(
+            settings.catalogue_file,
+            enabled_models=settings.enabled_models,
+            nano_max_n=settings.nano_max_n,
+        )
+        self.timing = Timing.load(settings.timing_file)
+        self.prices = PriceTable.load(settings.price_file, self.catalogue)
+        self.store = store or open_store("memory")
+        self.clock: Clock = ManualClock(self.store) if settings.clock == "manual" else WallClock()
+        self.seed = settings.seed if settings.seed is not None else secrets.randbits(63)
+        self._ids = random.Random(self.seed)
+        self.renders = RenderCache(settings.render_cache_bytes)
+        # Rendering an 8K picture takes ~100 MB for a moment: two at a time at most. A thread
+        # semaphore, not an anyio limiter, so one emulator can serve several event loops.
+        self._render_slots = threading.BoundedSemaphore(2)
+        self._configured_faults = settings.faults + (
+            load_fault_file(settings.fault_file) if settings.fault_file else ()
+        )
+        self._started = False
+
+    async def start(self) -> None:
+        """Install the configured fault rules once (lazily: in-process transports skip lifespan)."""
+        if not self._started:
+            self._started = True
+            for rule in self._configured_faults:
+                await self.store.add_fault(rule)
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Apply changed settings at run time (from ``PATCH /_emulator/config``)."""
+        if (settings.catalogue_file, settings.enabled_models, settings.nano_max_n) != (
+            self.settings.catalogue_file,
+            self.settings.enabled_models,
+            self.settings.nano_max_n,
+        ):
+            self.catalogue = Catalogue.load(
+                settings.catalogue_file,
+                enabled_models=settings.enabled_models,
+                nano_max_n=settings.nano_max_n,
+            )
+        if settings.timing_file != self.settings.timing_file:
+            self.timing = Timing.load(settings.timing_file)
+        if settings.price_file != self.settings.price_file:
+            self.prices = PriceTable.load(settings.price_file, self.catalogue)
+        self.settings = settings
+
+    # -- faults ------------------------------------------------------------------------
+    async def pick_fault(self, facts: RequestFacts) -> FaultRule | None:
+        """The first rule that matches ``facts``, fires under the seed and has hits left."""
+        await self.start()
+        for rule in await self.store.list_faults():
+            if not matches(rule, facts):
+                continue
+            evaluation = await self.store.count_fault_evaluation(rule.id)
+            if fires(self.seed, rule, evaluation) and await self.store.claim_fault(
+                rule.id, rule.times
+            ):
+                return rule
+        return None
+
+    # -- tasks -------------------------------------------------------------------------
+    async def submit(
+        self,
+        api_key: str,
+        submission: Submission,
+        base_url: str,
+        fault: FaultRule | None = None,
+    ) -> Task:
+        """Accept a checked submission: draw its schedule, store it under a fresh id, and hold
+        its cost (403 insufficient_quota, and no task, when the key's balance cannot cover it).
+
+        ``fault`` (a fail_task or partial rule) decides the task's fate instead of the odds.
+        """
+        owner = key_fingerprint(api_key)
+        plan = submission.plan
+        picture = submission.picture
+        if picture is None and submission.urls:
+            picture = await self._own_result_picture(submission.urls, base_url)
+        now = await self.clock.now()
+        while True:
+            task_id = f"task_{self._ids.getrandbits(128):032x}"
+            rng = random.Random(f"{self.seed}:{task_id}")
+            queued_s, processing_s = self.timing.draw(
+                rng, plan.model, plan.tier, plan.quality, self.settings.time_scale
+            )
+            task = Task(
+                task_id=task_id,
+                owner=owner,
+                created_at=now,
+                task_type=submission.task_type,
+                model=plan.model,
+                prompt=submission.prompt,
+                width=plan.width,
+                height=plan.height,
+                output_format=plan.output_format,
+                n=plan.n,
+                quality=plan.quality,
+                tier=plan.tier,
+                aspect_ratio=plan.aspect_ratio,
+                size=plan.size,
+                references=submission.references,
+                has_reference=picture is not None,
+                seed=rng.getrandbits(63),
+                schedule=self._fate(
+                    Schedule(queued_s=queued_s, processing_s=processing_s, images=plan.n),
+                    rng,
+                    fault,
+                ),
+            )
+            if not await self.store.insert_task(task):
+                continue  # id taken (a restarted seed over a kept store): draw another
+            if not await self._hold(task, api_key):
+                await self.store.remove_task(task_id)
+                raise InsufficientQuota(
+                    "the balance of this API key cannot cover this task "
+                    f"({self.prices.unit_price(plan.model, plan.tier, plan.quality) * plan.n} "
+                    f"{self.prices.unit})"
+                )
+            if picture is not None:
+                await self.store.put_blob(f"ref:{task_id}", picture)
+            return task
+
+    # -- billing -------------------------------------------------------------------------
+    async def _hold(self, task: Task, api_key: str) -> bool:
+        unit = self.prices.unit_price(task.model, task.tier, task.quality)
+        charge = Charge(
+            task_id=task.task_id,
+            owner=task.owner,
+            key=mask_key(api_key),
+            time=task.created_at,
+            model=task.model,
+            tier=task.tier,
+            quality=task.quality,
+            n=task.n,
+            unit_price=unit,
+            held=unit * task.n,
+        )
+        if await self.store.hold(charge):
+            return True
+        # Holds of tasks that ended since are given back first, then try once more.
+        await self.settle_due(task.owner)
+        return await self.store.hold(charge)
+
+    async def settle(self, task: Task, obs: Observation) -> None:
+        """Settle (succeeded: pay for the images returned) or release (failed) a task's hold."""
+        if not obs.terminal:
+            return
+        images = task.schedule.images if obs.status == "succeeded" else 0
+        unit = self.prices.unit_price(task.model, task.tier, task.quality)
+        await self.store.settle(
+            task.task_id,
+            "settled" if images else "released",
+            images,
+            unit * images,
+            task.created_at + task.schedule.ends_at,
+        )
+
+    async def settle_due(self, owner: str | None = None) -> None:
+        """Settle every held charge whose task has ended (by now, on this clock)."""
+        for charge in await self.store.list_charges(owner):
+            if charge.state != "held":
+                continue
+            task = await self.store.get_task(charge.task_id)
+            if task is not None:
+                await self.settle(task, await self.observe(task))
+
+    def _fate(self, schedule: Schedule, rng: random.Random, fault: FaultRule | None) -> Schedule:
+        effect = fault.effect if fault else None
+        if effect is not None and effect.kind == "fail_task":
+            return schedule.failing_at(
+                effect.at_progress, effect.code or "upstream_error", effect.message or ""
+            )
+        if effect is not None and effect.kind == "partial" and effect.images is not None:
+            return dataclasses.replace(schedule, images=max(1, min(schedule.images, effect.images)))
+        # Drawn even at rate 0 so the same seed gives the same schedules at any rate.
+        roll, at = rng.random(), rng.randint(0, 99)
+        if roll < self.settings.failure_rate:
+            return schedule.failing_at(
+                at, "upstream_error", "the upstream model failed to generate the image"
+            )
+        return schedule
+
+    async def force_outcome(
+        self, task_id: str, outcome: Outcome, code: str | None, message: str | None
+    ) -> Task:
+        """End a running task now with ``outcome``; a task that already ended cannot change."""
+        task = await self.find(None, task_id)
+        elapsed = await self.elapsed(task)
+        if observe(task.schedule, elapsed).terminal:
+            raise EmulatorError(
+                f"task {task_id!r} has already ended; terminal states are final",
+                status_code=409,
+                code="task_already_ended",
+            )
+        if outcome == "failed":
+            code = code or "upstream_error"
+            message = message or f"the upstream model failed ({code})"
+        else:
+            code = message = None
+        task = dataclasses.replace(
+            task, schedule=task.schedule.ending_now(elapsed, outcome, code, message)
+        )
+        await self.store.replace_task(task)
+        return task
+
+    async def find(self, owner: str | None, task_id: str, *, count_poll: bool = False) -> Task:
+        """The task if ``owner`` may see it (None: anyone), else TaskNotFound."""
+        task = None
+        if TASK_ID_RE.match(task_id):
+            if count_poll and self.settings.clock == "per_poll":
+                task = await self.store.count_poll(task_id)
+            else:
+                task = await self.store.get_task(task_id)
+        if task is None or (owner is not None and task.owner != owner):
+            if self.settings.unknown_task_status == 400:
+                raise EmulatorError(f"task {task_id!r} does not exist", code="task_not_exist")
+            raise TaskNotFound(f"task {task_id!r} does not exist")
+        return task
+
+    async def elapsed(self, task: Task) -> float:
+        if self.settings.clock == "per_poll":
+            return per_poll_elapsed(task.schedule, task.polls, self.settings.per_poll_steps)
+        return await self.clock.now() - task.created_at
+
+    async def observe(self, task: Task) -> Observation:
+        return observe(task.schedule, await self.elapsed(task))
+
+    @staticmethod
+    def submitted(task: Task) -> Observation:
+        """What a submission answers: the new task, queued."""
+        return QUEUED
+
+    # -- results -----------------------------------------------------------------------
+    def result_urls(self, task: Task, base_url: str) -> list[str]:
+        base = (self.settings.public_base_url or base_url).rstrip("/")
+        ext = task.output_format
+        return [
+            f"{base}{RESULTS_PREFIX}{task.task_id}/{i}.{ext}" for i in range(task.schedule.images)
+        ]
+
+    async def result_image(self, task_id: str, index: int, ext: str) -> tuple[bytes, str]:
+        """Bytes and media type of one result image of a succeeded task."""
+        task = await self.find(None, task_id)
+        obs = await self.observe(task)
+        if obs.status != "succeeded" or not 0 <= index < task.schedule.images:
+            raise TaskNotFound(f"task {task_id!r} has no result image {index}")
+        if ext != task.output_format:
+            raise TaskNotFound(
+                f"task {task_id!r} has no {ext} result; it made {task.output_format}"
+            )
+        cached = self.renders.get((task_id, index))
+        if cached is None:
+            reference = await self.store.get_blob(f"ref:{task_id}") if task.has_reference else None
+            spec = RenderSpec(
+                width=task.width,
+                height=task.height,
+                fmt=task.output_format,  # type: ignore[arg-type]
+                model=task.model,
+                prompt=task.prompt,
+                task_id=task.task_id,
+                index=index,
+                count=task.schedule.images,
+                seed=task.seed,
+                reference=reference,
+            )
+            cached = await anyio.to_thread.run_sync(self._render, spec)
+            self.renders.put((task_id, index), cached)
+        return cached, MEDIA_TYPES[task.output_format]
+
+    def _render(self, spec: RenderSpec) -> bytes:
+        with self._render_slots:
+            return render(spec)
+
+    async def _own_result_picture(self, urls: tuple[str, ...], base_url: str) -> bytes | None:
+        """SPEC D-11: a reference URL that names one of our own results is resolved locally."""
+        own = {urlsplit(base_url).netloc}
+        if self.settings.public_base_url:
+            own.add(urlsplit(self.settings.public_base_url).netloc)
+        for url in urls:
+            parts = urlsplit(url)
+            m = _RESULT_PATH.match(parts.path)
+            if parts.netloc not in own or m is None:
+                continue
+            try:
+                data, _ = await self.result_image(m.group(1), int(m.group(2)), m.group(3))
+            except EmulatorError:
+                continue  # not (yet) a result: keep it as an opaque URL, like any other
+            return await anyio.to_thread.run_sync(
+                thumbnail_of, data, "image", max(self.settings.max_reference_pixels, 10**8)
+            )
+        return None
+
+    async def reset(self) -> None:
+        """Back to the state at start-up: no tasks, journal or hits; configured faults only."""
+        await self.store.reset()
+        self.renders.clear()
+        self._ids = random.Random(self.seed)
+        self._started = False
+        await self.start()
+
+
+class DropConnection(BaseException):
+    """Close the client's connection without an answer (a fault effect).
+
+    A BaseException so no Starlette middleware turns it into a 500 on the way out.
+    """
+
+
+class EmulatorApp(Starlette):
+    """Starlette, plus the one thing it cannot do: drop a connection without answering."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except DropConnection:
+            # uvicorn's send is bound to the connection's cycle, which holds the transport.
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if transport is None:
+                raise  # in-process transports: the client sees the exception
+            transport.abort()
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The ASGI application of one emulator built from ``settings``."""
+    from . import admin, api
+    from .errors import exception_handlers
+
+    settings = settings or Settings()
+    emulator = Emulator(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await emulator.start()
+        yield
+        await emulator.store.close()
+
+    app = EmulatorApp(
+        routes=api.routes() + admin.routes(),
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
+    app.state.emulator = emulator
+    return app
+
+
+__all__ = ["DropConnection", "Emulator", "create_app", "key_fingerprint"]

@@ -1,0 +1,291 @@
+"""Settings: one object, built once, from defaults < TOML file < environment < CLI flags.
+
+Every decision of SPEC section 3 that guesses at the real service is a setting here, so a user
+can match the real service once a conformance run has shown what it does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from .faults import FaultError, FaultRule, parse_rule
+
+ClockMode = Literal["real", "manual", "per_poll"]
+Envelope = Literal["wrapped", "bare"]
+ErrorShape = Literal["object", "string"]
+
+ENV_PREFIX = "EMULATOR_"
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has a bad value; the message names the key and its source."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable about one emulator. Immutable: build a new one to change it."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Seed of every random choice (task ids, schedules, images). None: drawn at start-up.
+    seed: int | None = None
+    #: Multiplies every task duration; 0 makes tasks finish at their first poll.
+    time_scale: float = 1.0
+    clock: ClockMode = "real"
+    #: per_poll clock: how many polls take a task from queued to its terminal state.
+    per_poll_steps: int = 3
+    envelope: Envelope = "wrapped"
+    #: D-1: empty accepts any non-empty bearer key; otherwise only these keys.
+    api_keys: tuple[str, ...] = ()
+    #: D-9: None enables the whole catalogue.
+    enabled_models: tuple[str, ...] | None = None
+    #: D-5: the largest n a NanoBanana-family model accepts.
+    nano_max_n: int = 4
+    #: D-3: send metadata.result_urls even for a single image.
+    always_list_results: bool = False
+    #: D-4: "object" sends error as {"code", "message"}; "string" sends the message alone.
+    error_shape: ErrorShape = "object"
+    #: D-9: 404 task_not_found, or 400 task_not_exist like the relay family.
+    unknown_task_status: Literal[404, 400] = 404
+    #: D-9: status of an accepted submission.
+    submit_status: Literal[200, 202] = 200
+    #: Absolute base of result URLs; None uses the address the request came in on.
+    public_base_url: str | None = None
+    #: Replace the built-in data tables (same format as emulator/data/*.toml).
+    catalogue_file: str | None = None
+    timing_file: str | None = None
+    #: Replace the placeholder price table (same format as emulator/data/prices.toml).
+    price_file: str | None = None
+    #: Limits (each a clear 4xx).
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_prompt_chars: int = 32_000
+    max_reference_images: int = 16
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_reference_pixels: int = 50_000_000
+    #: Bytes of rendered images kept in memory.
+    render_cache_bytes: int = 256 * 1024 * 1024
+    #: Share of tasks (0..1) that fail upstream on their own, drawn from the seed.
+    failure_rate: float = 0.0
+    #: Seconds added before every answer of submit / poll (a slow network or relay).
+    submit_latency: float = 0.0
+    poll_latency: float = 0.0
+    #: A "hang" fault holds the response at most this long (or until the client gives up).
+    hang_max_seconds: float = 300.0
+    #: Fault rules, in order ([[faults]] tables in the config file), and a file of more.
+    faults: tuple[FaultRule, ...] = ()
+    fault_file: str | None = None
+    #: Requests kept in the journal (oldest dropped first).
+    journal_limit: int = 1000
+    #: When set, the control plane (but not result images) needs ``X-Emulator-Token``.
+    admin_token: str | None = None
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied and validated."""
+        return build_settings(overrides=changes, base=self)
+
+
+SETTING_NAMES: frozenset[str] = frozenset(f.name for f in fields(Settings))
+
+
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(Settings)
+
+
+def _coerce(key: str, value: Any, hint: Any, source: str, from_text: bool) -> Any:
+    """Check ``value`` against the field's type hint; text from env/CLI is parsed first."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    where = f"setting {key!r} (from {source})"
+    if origin in (typing.Union, types.UnionType):
+        is_none = value is None or (from_text and value in ("", "none", "null"))
+        if is_none and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(key, value, inner[0], source, from_text)
+    if origin is Literal:
+        for choice in args:
+            if value == choice or (from_text and str(choice) == str(value)):
+                return choice
+        allowed = ", ".join(repr(c) for c in args)
+        raise ConfigError(f"{where} must be one of {allowed}, got {value!r}")
+    if origin is tuple:
+        if from_text and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+        return tuple(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if from_text and str(value).lower() in (
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        ):
+            return str(value).lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if hint is int:
+        if from_text and isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                raise ConfigError(f"{where} must be an integer, got {value!r}") from None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if from_text and isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where} must be a number, got {value!r}") from None
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {hint!r}")  # pragma: no cover
+
+
+def _check_ranges(s: Settings) -> None:
+    rules: list[tuple[bool, str]] = [
+        (s.time_scale >= 0, "time_scale must be >= 0"),
+        (1 <= s.port <= 65535, "port must be between 1 and 65535"),
+        (s.per_poll_steps >= 1, "per_poll_steps must be >= 1"),
+        (s.nano_max_n >= 1, "nano_max_n must be >= 1"),
+        (s.max_body_bytes >= 1024, "max_body_bytes must be >= 1024"),
+        (s.max_prompt_chars >= 1, "max_prompt_chars must be >= 1"),
+        (s.max_reference_images >= 1, "max_reference_images must be >= 1"),
+        (s.max_upload_bytes >= 1, "max_upload_bytes must be >= 1"),
+        (s.max_reference_pixels >= 1, "max_reference_pixels must be >= 1"),
+        (s.render_cache_bytes >= 0, "render_cache_bytes must be >= 0"),
+        (0.0 <= s.failure_rate <= 1.0, "failure_rate must be between 0 and 1"),
+        (0.0 <= s.submit_latency <= 600, "submit_latency must be between 0 and 600 seconds"),
+        (0.0 <= s.poll_latency <= 600, "poll_latency must be between 0 and 600 seconds"),
+        (0.0 <= s.hang_max_seconds <= 3600, "hang_max_seconds must be between 0 and 3600"),
+        (s.journal_limit >= 0, "journal_limit must be >= 0"),
+        (
+            s.public_base_url is None or s.public_base_url.startswith(("http://", "https://")),
+            "public_base_url must start with http:// or https://",
+        ),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise ConfigError(message)
+
+
+def _apply(values: dict[str, Any], data: Mapping[str, Any], source: str, from_text: bool) -> None:
+    hints = _hints()
+    for key, value in data.items():
+        if key not in SETTING_NAMES:
+            raise ConfigError(f"unknown setting {key!r} (from {source})")
+        if key == "faults":
+            values[key] = parse_faults(value, source)
+        else:
+            values[key] = _coerce(key, value, hints[key], source, from_text)
+
+
+def parse_faults(value: Any, source: str) -> tuple[FaultRule, ...]:
+    """Fault rules from a list of tables (TOML), a JSON text (environment), or rules."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"setting 'faults' (from {source}) is not JSON: {exc}") from None
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"setting 'faults' (from {source}) must be a list of rules")
+    rules: list[FaultRule] = []
+    for i, raw in enumerate(value):
+        if isinstance(raw, FaultRule):
+            rules.append(raw)
+            continue
+        try:
+            rules.append(parse_rule(raw, f"rule-{i + 1}", f"faults[{i}]"))
+        except FaultError as exc:
+            raise ConfigError(f"setting 'faults' (from {source}): {exc}") from None
+    return tuple(rules)
+
+
+def load_fault_file(path: str | Path) -> tuple[FaultRule, ...]:
+    """Rules from a TOML file of ``[[faults]]`` tables or a JSON list (or ``{"faults": [...]}``)."""
+    try:
+        text = Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"fault file {str(path)!r} cannot be read: {exc.strerror}") from None
+    try:
+        data: Any = json.loads(text) if str(path).endswith(".json") else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"fault file {str(path)!r} cannot be parsed: {exc}") from None
+    if isinstance(data, dict):
+        data = data.get("faults", [])
+    return parse_faults(data, f"fault file {str(path)!r}")
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a settings file; a missing file or bad TOML is a ConfigError naming the file."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    # An [emulator] table is allowed so the file can hold other tools' tables too.
+    return dict(data.get("emulator", data))
+
+
+def build_settings(
+    *,
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    base: Settings | None = None,
+    overrides_are_text: bool = False,
+) -> Settings:
+    """Build Settings from defaults < ``config_file`` < ``environ`` (EMULATOR_*) < ``overrides``.
+
+    ``environ`` defaults to nothing (not os.environ) so library use is hermetic; the CLI passes
+    ``os.environ``. ``overrides`` are already typed values (e.g. from the pytest marker) unless
+    ``overrides_are_text``.
+    """
+    # Not dataclasses.asdict: it would turn nested rules into dicts.
+    values: dict[str, Any] = {f.name: getattr(base, f.name) for f in fields(base)} if base else {}
+    if config_file is not None:
+        _apply(values, load_toml(config_file), f"config file {str(config_file)!r}", False)
+    if environ:
+        env = {
+            k[len(ENV_PREFIX) :].lower(): v
+            for k, v in environ.items()
+            if k.startswith(ENV_PREFIX) and k not in (f"{ENV_PREFIX}CONFIG",)
+        }
+        _apply(values, env, "environment", True)
+    if overrides:
+        _apply(values, overrides, "arguments", overrides_are_text)
+    settings = Settings(**values)
+    _check_ranges(settings)
+    return settings
+
+
+def settings_from_environment(config_file: str | None = None) -> Settings:
+    """What ``serve`` uses: the file named by ``--config`` or ``EMULATOR_CONFIG``, then env."""
+    path = config_file or os.environ.get(f"{ENV_PREFIX}CONFIG")
+    return build_settings(config_file=path, environ=os.environ)
+
+
+__all__ = ["ConfigError", "Settings", "build_settings", "load_toml", "settings_from_environment"]

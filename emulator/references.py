@@ -1,0 +1,81 @@
+"""Reference pictures (image2image): checked, decoded, and kept small.
+
+SPEC D-11: URLs are never fetched. A multipart file or a ``data:`` URL must decode as a real
+picture; the emulator keeps only a small thumbnail, enough for results to derive from it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import warnings
+
+from PIL import Image, UnidentifiedImageError
+
+from .errors import InvalidRequest
+
+#: Pillow format names accepted for reference pictures.
+ALLOWED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "GIF")
+THUMBNAIL_SIDE = 256
+_DATA_URL = re.compile(r"^data:(image/[a-zA-Z0-9.+-]+)?(;[a-zA-Z0-9=._-]+)*;base64,", re.ASCII)
+
+
+def is_data_url(value: str) -> bool:
+    return value.startswith("data:")
+
+
+def decode_data_url(value: str, field: str, max_bytes: int) -> bytes:
+    """The bytes of a base64 ``data:`` URL; 400 naming ``field`` when it is not one."""
+    m = _DATA_URL.match(value)
+    if m is None:
+        raise InvalidRequest(
+            f"{field} must be a base64 data: URL of an image (data:image/png;base64,...)",
+            field=field,
+        )
+    payload = value[m.end() :]
+    if len(payload) * 3 // 4 > max_bytes:
+        raise InvalidRequest(f"{field} is larger than the limit of {max_bytes} bytes", field=field)
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(f"{field} is not valid base64", field=field) from None
+
+
+def thumbnail_of(data: bytes, field: str, max_pixels: int) -> bytes:
+    """Check that ``data`` is a whole picture of an allowed type; return a PNG thumbnail.
+
+    The pixel count is checked from the header before anything is decoded, so a
+    decompression bomb costs nothing.
+    """
+    try:
+        img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise InvalidRequest(
+            f"{field} is not a picture: expected PNG, JPEG, WebP or GIF", field=field
+        ) from None
+    width, height = img.size
+    if width < 1 or height < 1 or width * height > max_pixels:
+        raise InvalidRequest(
+            f"{field} is {width}x{height} pixels, more than the limit of {max_pixels} pixels",
+            field=field,
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+            img.load()
+            rgb = img.convert("RGB")
+            rgb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombWarning,
+        Image.DecompressionBombError,
+    ):
+        raise InvalidRequest(f"{field} is truncated or corrupt", field=field) from None
+    out = io.BytesIO()
+    rgb.save(out, "PNG", compress_level=1)
+    return out.getvalue()

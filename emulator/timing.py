@@ -1,0 +1,97 @@
+"""Task durations as data: per model / tier / quality, fixed or drawn from a seeded RNG."""
+
+from __future__ import annotations
+
+import math
+import random
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+Dist = Literal["fixed", "uniform", "lognormal"]
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    dist: Dist
+    a: float
+    b: float = 0.0
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], where: str) -> Duration:
+        dist = raw.get("dist")
+        try:
+            if dist == "fixed":
+                return cls("fixed", float(raw["value"]))
+            if dist == "uniform":
+                low, high = float(raw["low"]), float(raw["high"])
+                if low > high:
+                    raise ValueError("low > high")
+                return cls("uniform", low, high)
+            if dist == "lognormal":
+                return cls("lognormal", float(raw["median"]), float(raw["sigma"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"timing {where}: bad {dist} duration {dict(raw)!r}: {exc}") from None
+        raise ValueError(f"timing {where}: dist must be fixed, uniform or lognormal, got {dist!r}")
+
+    def draw(self, rng: random.Random) -> float:
+        if self.dist == "fixed":
+            value = self.a
+        elif self.dist == "uniform":
+            value = rng.uniform(self.a, self.b)
+        else:
+            # Clamped so one unlucky draw cannot park a task for an hour.
+            value = min(self.a * 4, max(self.a / 4, self.a * math.exp(rng.gauss(0, self.b))))
+        return max(0.0, value)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Lookup of (queued, processing) durations, most specific entry first."""
+
+    entries: Mapping[str, Mapping[str, Duration]]
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Timing:
+        if path is None:
+            text = resources.files("emulator").joinpath("data/timing.toml").read_text("utf-8")
+            raw = tomllib.loads(text)
+        else:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        entries = {
+            key: {
+                phase: Duration.parse(spec, f"[{key}].{phase}")
+                for phase, spec in table.items()
+                if phase in ("queued", "processing")
+            }
+            for key, table in raw.items()
+        }
+        if "queued" not in entries.get("*", {}) or "processing" not in entries.get("*", {}):
+            raise ValueError('timing: the "*" entry must give both queued and processing')
+        return cls(entries)
+
+    def durations(
+        self, model: str, tier: str | None, quality: str | None
+    ) -> tuple[Duration, Duration]:
+        keys = [f"{model}/{tier}/{quality}", f"{model}/{tier}", model, "*"]
+        found: dict[str, Duration] = {}
+        for key in keys:
+            for phase, duration in self.entries.get(key, {}).items():
+                found.setdefault(phase, duration)
+        return found["queued"], found["processing"]
+
+    def draw(
+        self,
+        rng: random.Random,
+        model: str,
+        tier: str | None,
+        quality: str | None,
+        time_scale: float,
+    ) -> tuple[float, float]:
+        """(queued seconds, processing seconds), already multiplied by ``time_scale``."""
+        queued, processing = self.durations(model, tier, quality)
+        return queued.draw(rng) * time_scale, processing.draw(rng) * time_scale

@@ -1,0 +1,266 @@
+"""Turn a submission (JSON or multipart) into a checked `Submission`, or a 4xx naming the field.
+
+Type and presence rules live here; model-specific rules live in `Catalogue.plan`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import FormData, Headers, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+
+from .catalogue import Catalogue, OutputPlan
+from .config import Settings
+from .errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from .references import decode_data_url, is_data_url, thumbnail_of
+from .tasks import TaskType
+
+TASK_TYPES: tuple[str, ...] = ("text2image", "image2image")
+RESPONSE_FORMATS: tuple[str, ...] = ("url",)
+#: Multipart text fields beyond these are ignored, like unknown JSON keys.
+MAX_FORM_FIELDS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """An accepted request: what to make, from what."""
+
+    prompt: str
+    task_type: TaskType
+    plan: OutputPlan
+    #: Reference URLs in order (data: URLs shortened for display).
+    references: tuple[str, ...]
+    #: Thumbnail of the first reference picture whose bytes came with the request.
+    picture: bytes | None
+    #: http(s) reference URLs (candidates for the emulator's own result URLs).
+    urls: tuple[str, ...]
+
+
+async def read_submission(request: Request, settings: Settings, catalogue: Catalogue) -> Submission:
+    """Read and check the body of ``POST /v1/images/tasks``."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in ("application/json", "multipart/form-data"):
+        raise UnsupportedMediaType(
+            "Content-Type must be application/json or multipart/form-data, got "
+            + (repr(media_type) if media_type else "none")
+        )
+    body = await _read_body(request, settings.max_body_bytes)
+    if media_type == "application/json":
+        fields = _fields_from_json(body)
+        files: list[UploadFile] = []
+    else:
+        fields, files = await _fields_from_multipart(request.headers, body, settings)
+    # For the journal: what the validator saw.
+    request.state.fields = fields
+    request.state.files = [(f.filename or "image", f.size or 0) for f in files]
+    return _build(fields, files, settings, catalogue)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise InvalidRequest(f"field {key!r} appears more than once", field=key)
+        obj[key] = value
+    return obj
+
+
+def _fields_from_json(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        raise InvalidRequest("request body is empty; send a JSON object")
+    try:
+        data = json.loads(body, object_pairs_hook=_reject_duplicates)
+    except UnicodeDecodeError:
+        raise InvalidRequest("request body is not valid UTF-8 JSON") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc.msg} at {exc.pos}") from None
+    except RecursionError:
+        raise InvalidRequest("request body is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return data
+
+
+async def _fields_from_multipart(
+    headers: Headers, body: bytes, settings: Settings
+) -> tuple[dict[str, Any], list[UploadFile]]:
+    async def stream() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    parser = MultiPartParser(
+        headers,
+        stream(),
+        max_files=settings.max_reference_images,
+        max_fields=MAX_FORM_FIELDS,
+        max_part_size=max(1024 * 1024, settings.max_prompt_chars * 4),
+    )
+    try:
+        form: FormData = await parser.parse()
+    except MultiPartException as exc:
+        raise InvalidRequest(f"multipart body is malformed: {exc.message}") from None
+    fields: dict[str, Any] = {}
+    files: list[UploadFile] = []
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            if key != "image":
+                raise InvalidRequest(
+                    f"file part {key!r} is not accepted; upload pictures as 'image'", field=key
+                )
+            files.append(value)
+        elif key in ("images", "images[]"):
+            fields.setdefault("images", []).append(value)
+        elif key == "image":
+            fields.setdefault("image_urls", []).append(value)
+        elif key in fields:
+            raise InvalidRequest(f"field {key!r} appears more than once", field=key)
+        else:
+            fields[key] = value
+    if "n" in fields:
+        text = fields["n"].strip()
+        if not (text.isascii() and text.lstrip("-").isdigit()):
+            raise InvalidRequest(f"n must be an integer, got {fields['n']!r}", field="n")
+        fields["n"] = int(text)
+    return fields, files
+
+
+def _optional_str(fields: Mapping[str, Any], key: str) -> str | None:
+    value = fields.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{key} must be a string", field=key)
+    return value
+
+
+def _url_list(fields: Mapping[str, Any], settings: Settings) -> list[tuple[str, str]]:
+    """(field name, value) of every reference given as text, in order."""
+    out: list[tuple[str, str]] = []
+    image = fields.get("image")
+    if image is not None:
+        if not isinstance(image, str):
+            raise InvalidRequest("image must be a string (a picture URL)", field="image")
+        out.append(("image", image))
+    for value in fields.get("image_urls", []):
+        out.append(("image", value))
+    images = fields.get("images")
+    if images is not None:
+        if not isinstance(images, list) or not all(isinstance(v, str) for v in images):
+            raise InvalidRequest("images must be an array of picture URLs", field="images")
+        if not images:
+            raise InvalidRequest("images must contain at least one URL", field="images")
+        out.extend((f"images[{i}]", v) for i, v in enumerate(images))
+    return out
+
+
+def _build(
+    fields: Mapping[str, Any], files: list[UploadFile], settings: Settings, catalogue: Catalogue
+) -> Submission:
+    model = fields.get("model")
+    if model is None or model == "":
+        raise InvalidRequest("model is required", field="model")
+    if not isinstance(model, str):
+        raise InvalidRequest("model must be a string", field="model")
+    prompt = fields.get("prompt")
+    if prompt is None:
+        raise InvalidRequest("prompt is required", field="prompt")
+    if not isinstance(prompt, str):
+        raise InvalidRequest("prompt must be a string", field="prompt")
+    if prompt == "":
+        raise InvalidRequest("prompt must not be empty", field="prompt")
+    if len(prompt) > settings.max_prompt_chars:
+        raise InvalidRequest(
+            f"prompt is longer than the limit of {settings.max_prompt_chars} characters",
+            field="prompt",
+        )
+    task_type = _optional_str(fields, "task_type")
+    if task_type is not None and task_type not in TASK_TYPES:
+        raise InvalidRequest(
+            f"task_type must be text2image or image2image, got {task_type!r}", field="task_type"
+        )
+    n = fields.get("n")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool)):
+        raise InvalidRequest(f"n must be an integer, got {n!r}", field="n")
+    response_format = _optional_str(fields, "response_format")
+    if response_format is not None and response_format not in RESPONSE_FORMATS:
+        raise InvalidRequest(
+            f"response_format must be 'url', got {response_format!r}", field="response_format"
+        )
+    plan = catalogue.plan(
+        model=model,
+        size=_optional_str(fields, "size"),
+        aspect_ratio=_optional_str(fields, "aspect_ratio"),
+        quality=_optional_str(fields, "quality"),
+        n=n,
+        output_format=_optional_str(fields, "output_format"),
+    )
+
+    texts = _url_list(fields, settings)
+    if len(texts) + len(files) > settings.max_reference_images:
+        raise InvalidRequest(
+            f"at most {settings.max_reference_images} reference pictures are accepted",
+            field="images",
+        )
+    inferred: TaskType = "image2image" if texts or files else "text2image"
+    chosen: TaskType = inferred if task_type is None else task_type  # type: ignore[assignment]
+    if chosen == "image2image" and not (texts or files):
+        raise InvalidRequest(
+            "task_type image2image needs a reference picture in image or images", field="image"
+        )
+
+    references: list[str] = []
+    urls: list[str] = []
+    picture: bytes | None = None
+    if chosen == "image2image":
+        for name, value in texts:
+            if is_data_url(value):
+                data = decode_data_url(value, name, settings.max_upload_bytes)
+                thumb = thumbnail_of(data, name, settings.max_reference_pixels)
+                picture = picture or thumb
+                references.append(value[: value.find(",") + 1] + "…")
+            elif value.startswith(("http://", "https://")) and len(value) <= 8192:
+                references.append(value)
+                urls.append(value)
+            else:
+                raise InvalidRequest(
+                    f"{name} must be an http(s) URL or a data: URL of a picture", field=name
+                )
+        for upload in files:
+            data = upload.file.read(settings.max_upload_bytes + 1)
+            if len(data) > settings.max_upload_bytes:
+                raise PayloadTooLarge(
+                    f"uploaded image {upload.filename!r} is larger than the limit of "
+                    f"{settings.max_upload_bytes} bytes"
+                )
+            thumb = thumbnail_of(data, "image", settings.max_reference_pixels)
+            picture = picture or thumb
+            references.append(f"upload:{upload.filename or 'image'}")
+    return Submission(
+        prompt=prompt,
+        task_type=chosen,
+        plan=plan,
+        references=tuple(references),
+        picture=picture,
+        urls=tuple(urls),
+    )
+
+
+__all__ = ["RESPONSE_FORMATS", "TASK_TYPES", "Submission", "read_submission"]

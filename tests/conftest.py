@@ -1,0 +1,130 @@
+"""Shared helpers: an emulator app per test, driven through HTTP on the manual clock."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from PIL import Image
+from starlette.testclient import TestClient
+
+from emulator import Settings, create_app
+
+KEY = "sk-test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+class Client(TestClient):
+    """A TestClient with the emulator's vocabulary: submit, poll, advance, download."""
+
+    def submit(self, payload: dict[str, Any], **kwargs: Any) -> Any:
+        return self.post("/v1/images/tasks", json=payload, **kwargs)
+
+    def task(self, task_id: str, **kwargs: Any) -> dict[str, Any]:
+        response = self.get(f"/v1/images/tasks/{task_id}", **kwargs)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body["data"] if "data" in body and "code" in body else body
+
+    def advance(self, seconds: float) -> None:
+        response = self.post("/_emulator/clock/advance", json={"seconds": seconds})
+        assert response.status_code == 200, response.text
+
+    def submit_ok(self, payload: dict[str, Any]) -> str:
+        response = self.submit(payload)
+        assert response.status_code == 200, response.text
+        task_id: str = response.json()["data"]["task_id"]
+        return task_id
+
+    def run_to_end(self, payload: dict[str, Any]) -> dict[str, Any]:
+        task_id = self.submit_ok(payload)
+        self.advance(10_000)
+        return self.task(task_id)
+
+    def image(self, url: str) -> Image.Image:
+        response = self.get(url)
+        assert response.status_code == 200, response.text
+        img = Image.open(io.BytesIO(response.content))
+        assert img.get_format_mimetype() == response.headers["content-type"]
+        return img
+
+
+MakeClient = Callable[..., Client]
+
+
+@pytest.fixture
+def make_client() -> Iterator[MakeClient]:
+    """Build a client for an emulator with settings overrides (manual clock, fixed seed)."""
+    clients: list[Client] = []
+
+    def make(**overrides: Any) -> Client:
+        settings = Settings(seed=1234, clock="manual").replace(**overrides)
+        client = Client(create_app(settings), headers=AUTH)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def client(make_client: MakeClient) -> Client:
+    return make_client()
+
+
+def png_bytes(color: tuple[int, int, int] = (255, 0, 0), size: tuple[int, int] = (64, 48)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
+
+
+class LiveServer:
+    """An emulator served by uvicorn on a free loopback port, in a thread of this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        import threading
+
+        import uvicorn
+
+        self.app = create_app(settings)
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=0, log_level="critical", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:  # readiness, not timing: bounded
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.005)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def live() -> Iterator[Callable[..., LiveServer]]:
+    """Start live servers with settings overrides; all are stopped after the test."""
+    servers: list[LiveServer] = []
+
+    def start(**overrides: Any) -> LiveServer:
+        settings = Settings(seed=1234, clock="manual").replace(**overrides)
+        server = LiveServer(settings).__enter__()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__()

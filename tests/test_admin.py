@@ -1,0 +1,201 @@
+"""The control plane: config, clock, tasks, outcomes, journal, token, reset, determinism."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .conftest import KEY, Client
+
+NANO = {"model": "NanoBanana2-0.5K", "prompt": "a cat"}
+
+
+def test_config_shows_settings_and_patch_changes_them(client: Client) -> None:
+    assert client.get("/_emulator/config").json()["envelope"] == "wrapped"
+    response = client.patch("/_emulator/config", json={"envelope": "bare", "failure_rate": 0.5})
+    assert response.status_code == 200
+    assert response.json()["failure_rate"] == 0.5
+    assert "data" not in client.submit(NANO).json()
+
+
+@pytest.mark.parametrize(
+    ("patch", "needle"),
+    [
+        ({"envelope": "naked"}, "'envelope'"),
+        ({"failure_rate": 2}, "failure_rate must be between 0 and 1"),
+        ({"port": 1}, "'port' cannot change while serving"),
+        ({"colour": "red"}, "unknown setting 'colour'"),
+    ],
+)
+def test_bad_config_patch_is_rejected(client: Client, patch: dict[str, Any], needle: str) -> None:
+    response = client.patch("/_emulator/config", json=patch)
+    assert response.status_code == 400
+    assert needle in response.json()["message"]
+
+
+def test_patching_enabled_models_reloads_the_catalogue(client: Client) -> None:
+    client.patch("/_emulator/config", json={"enabled_models": ["gpt-image-2"]})
+    assert client.submit(NANO).json()["code"] == "model_not_found"
+
+
+def test_clock_reports_and_advances(client: Client) -> None:
+    assert client.get("/_emulator/clock").json() == {"mode": "manual", "now": 0.0}
+    assert client.post("/_emulator/clock/advance", json={"seconds": 2.5}).json()["now"] == 2.5
+
+
+def test_task_detail_shows_schedule_owner_and_request(client: Client) -> None:
+    task_id = client.submit_ok(NANO | {"aspect_ratio": "16:9"})
+    view = client.get(f"/_emulator/tasks/{task_id}").json()
+    assert view["status"] == "queued"
+    task = view["task"]
+    assert task["model"] == "NanoBanana2-0.5K" and task["aspect_ratio"] == "16:9"
+    assert task["schedule"]["queued_s"] > 0 and task["schedule"]["processing_s"] > 0
+    assert KEY not in str(view)  # the owner is a fingerprint, never the key
+
+
+def test_forced_success_ends_the_task_now(client: Client) -> None:
+    task_id = client.submit_ok(NANO)
+    response = client.post(f"/_emulator/tasks/{task_id}/outcome", json={"status": "succeeded"})
+    assert response.status_code == 200
+    task = client.task(task_id)
+    assert task["status"] == "succeeded"
+    assert client.get(task["result_url"]).status_code == 200
+
+
+def test_forced_failure_carries_its_code(client: Client) -> None:
+    task_id = client.submit_ok(NANO)
+    client.post(
+        f"/_emulator/tasks/{task_id}/outcome",
+        json={"status": "failed", "code": "content_policy_violation"},
+    )
+    assert client.task(task_id)["error"]["code"] == "content_policy_violation"
+
+
+def test_a_finished_task_cannot_be_forced_again(client: Client) -> None:
+    task_id = client.submit_ok(NANO)
+    client.post(f"/_emulator/tasks/{task_id}/outcome", json={"status": "failed"})
+    again = client.post(f"/_emulator/tasks/{task_id}/outcome", json={"status": "succeeded"})
+    assert again.status_code == 409
+    assert client.task(task_id)["status"] == "failed"
+
+
+def test_outcome_needs_a_valid_status(client: Client) -> None:
+    task_id = client.submit_ok(NANO)
+    response = client.post(f"/_emulator/tasks/{task_id}/outcome", json={"status": "done"})
+    assert response.status_code == 400
+    unknown = client.post("/_emulator/tasks/task_x/outcome", json={"status": "failed"})
+    assert unknown.status_code == 404
+
+
+def test_tasks_list_filters_by_status_and_model(client: Client) -> None:
+    first = client.submit_ok(NANO)
+    client.submit_ok({"model": "gpt-image-2", "prompt": "x", "size": "1024x1024"})
+    client.post(f"/_emulator/tasks/{first}/outcome", json={"status": "succeeded"})
+    done = client.get("/_emulator/tasks", params={"status": "succeeded"}).json()["tasks"]
+    assert [v["task"]["task_id"] for v in done] == [first]
+    gpt = client.get("/_emulator/tasks", params={"model": "gpt-image-2"}).json()["tasks"]
+    assert len(gpt) == 1
+
+
+def test_journal_records_requests_with_the_key_masked(client: Client) -> None:
+    task_id = client.submit_ok(NANO | {"prompt": "p" * 500})
+    client.task(task_id)
+    client.submit({"model": "nope", "prompt": "x"})
+    entries = client.get("/_emulator/requests").json()["requests"]
+    assert [(e["endpoint"], e["status"]) for e in entries] == [
+        ("submit", 200),
+        ("poll", 200),
+        ("submit", 400),
+    ]
+    first = entries[0]
+    assert first["task_id"] == task_id
+    assert first["headers"]["authorization"] == "Bearer sk-t…key"
+    assert first["api_key"] == "sk-t…key"
+    assert KEY not in str(entries)
+    assert first["body"]["fields"]["prompt"].endswith("…")
+    assert len(first["body"]["fields"]["prompt"]) < 300
+
+
+def test_journal_filters_and_clears(client: Client) -> None:
+    task_id = client.submit_ok(NANO)
+    client.task(task_id)
+    by_task = client.get("/_emulator/requests", params={"task_id": task_id}).json()["requests"]
+    assert len(by_task) == 2
+    gets = client.get("/_emulator/requests", params={"method": "get"}).json()["requests"]
+    assert [e["endpoint"] for e in gets] == ["poll"]
+    assert client.delete("/_emulator/requests").status_code == 204
+    assert client.get("/_emulator/requests").json()["requests"] == []
+
+
+def test_journal_is_bounded(make_client: Any) -> None:
+    client = make_client(journal_limit=3)
+    for _ in range(5):
+        client.submit(NANO)
+    assert len(client.get("/_emulator/requests").json()["requests"]) == 3
+
+
+def test_faults_can_be_deleted_one_by_one_or_all(client: Client) -> None:
+    client.post("/_emulator/faults", json=[{"effect": "drop"}, {"effect": "empty"}])
+    assert client.delete("/_emulator/faults/rule-1").status_code == 204
+    assert client.delete("/_emulator/faults/rule-1").status_code == 404
+    assert [r["id"] for r in client.get("/_emulator/faults").json()["faults"]] == ["rule-2"]
+    assert client.delete("/_emulator/faults").status_code == 204
+    assert client.get("/_emulator/faults").json()["faults"] == []
+
+
+def test_admin_token_guards_the_control_plane_but_not_results(make_client: Any) -> None:
+    client = make_client(admin_token="s3cret")
+    assert client.get("/_emulator/tasks").status_code == 401
+    assert client.get("/_emulator/tasks", headers={"X-Emulator-Token": "s3cret"}).status_code == 200
+    assert client.get("/_emulator/health").status_code == 200
+    task_id = client.submit_ok(NANO)
+    done = client.post(
+        f"/_emulator/tasks/{task_id}/outcome",
+        json={"status": "succeeded"},
+        headers={"X-Emulator-Token": "s3cret"},
+    )
+    assert done.status_code == 200
+    assert client.get(client.task(task_id)["result_url"]).status_code == 200
+    assert (
+        client.get("/_emulator/config", headers={"X-Emulator-Token": "s3cret"}).json()[
+            "admin_token"
+        ]
+        == "***"
+    )
+
+
+def test_reset_forgets_tasks_journal_and_clock(client: Client) -> None:
+    task_id = client.submit_ok(NANO)
+    client.advance(5)
+    assert client.post("/_emulator/reset").status_code == 200
+    assert client.get("/_emulator/tasks").json()["tasks"] == []
+    assert client.get("/_emulator/requests").json()["requests"] == []
+    assert client.get("/_emulator/clock").json()["now"] == 0.0
+    assert client.get(f"/v1/images/tasks/{task_id}").status_code == 404
+    # Same seed again after reset: the same first task id.
+    assert client.submit_ok(NANO) == task_id
+
+
+def test_same_seed_and_requests_give_the_same_everything(make_client: Any) -> None:
+    def run() -> tuple[Any, ...]:
+        client = make_client(seed=77, failure_rate=0.3)
+        client.post(
+            "/_emulator/faults",
+            json={"effect": {"kind": "http_error", "status": 503}, "probability": 0.3},
+        )
+        statuses, ids = [], []
+        for i in range(12):
+            response = client.submit(NANO | {"prompt": f"cat {i}"})
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                ids.append(response.json()["data"]["task_id"])
+        client.advance(10_000)
+        views = [client.get(f"/_emulator/tasks/{i}").json() for i in ids]
+        images = [client.get(v["result_urls"][0]).content for v in views if v["result_urls"]]
+        schedules = [v["task"]["schedule"] for v in views]
+        return statuses, ids, schedules, [v["status"] for v in views], images
+
+    first, second = run(), run()
+    assert first == second
+    assert 503 in first[0] and "failed" in first[3]

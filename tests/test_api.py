@@ -1,0 +1,212 @@
+"""The two real endpoints end to end: envelopes, life cycle, clocks, auth, isolation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import AUTH, Client
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "requests"
+EXAMPLES = sorted(FIXTURES.glob("*.json"))
+EXPECTED = {
+    "nano-text2image.json": ((512, 512), "PNG"),
+    "nano-image2image.json": ((688, 384), "JPEG"),
+    "gpt-text2image.json": ((1024, 768), "WEBP"),
+    "gpt-image2image.json": ((1024, 1024), "PNG"),
+}
+NANO = {"model": "NanoBanana2-0.5K", "prompt": "x"}
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_reference_examples_succeed_with_the_right_image(make_client: Any, path: Path) -> None:
+    client: Client = make_client(clock="real", time_scale=0)
+    response = client.post(
+        "/v1/images/tasks",
+        content=path.read_bytes(),
+        headers={"content-type": "application/json", "authorization": "Bearer anything"},
+    )
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert (data["status"], data["progress"], data["result_url"]) == ("queued", "0%", None)
+    task = client.task(data["task_id"], headers={"authorization": "Bearer anything"})
+    assert task["status"] == "succeeded"
+    assert task["error"] is None
+    img = client.image(task["result_url"])
+    assert (img.size, img.format) == EXPECTED[path.name]
+
+
+def test_submission_answers_the_queued_task_in_the_envelope(client: Client) -> None:
+    body = client.submit(NANO).json()
+    assert body["code"] == "success" and body["message"] == ""
+    data = body["data"]
+    assert data["task_id"].startswith("task_") and len(data["task_id"]) == 37
+    assert data == {
+        "task_id": data["task_id"],
+        "status": "queued",
+        "progress": "0%",
+        "result_url": None,
+        "metadata": {"task_type": "text2image", "result_count": 0},
+        "error": None,
+    }
+
+
+def test_bare_envelope_returns_the_task_alone(make_client: Any) -> None:
+    client = make_client(envelope="bare")
+    body = client.submit(NANO).json()
+    assert body["status"] == "queued" and "data" not in body
+    assert client.get(f"/v1/images/tasks/{body['task_id']}").json()["task_id"] == body["task_id"]
+
+
+def test_bare_envelope_keeps_the_error_envelope(make_client: Any) -> None:
+    client = make_client(envelope="bare")
+    assert client.submit({"model": "x"}).json()["data"] is None
+
+
+def test_manual_clock_moves_only_when_advanced(client: Client) -> None:
+    task_id = client.submit_ok({"model": "gpt-image-2", "prompt": "x", "size": "1024x1024"})
+    seen = []
+    for _ in range(200):
+        task = client.task(task_id)
+        seen.append((task["status"], int(task["progress"].rstrip("%"))))
+        if task["status"] == "succeeded":
+            break
+        assert client.task(task_id) == task  # polling alone never moves the manual clock
+        client.advance(0.5)
+    statuses = [s for s, _ in seen]
+    assert statuses[0] == "queued" and statuses[-1] == "succeeded"
+    assert "processing" in statuses
+    assert [p for _, p in seen] == sorted(p for _, p in seen)
+    assert seen[-1][1] == 100
+
+
+def test_per_poll_clock_moves_one_step_per_poll(make_client: Any) -> None:
+    client = make_client(clock="per_poll", per_poll_steps=3)
+    task_id = client.submit_ok(NANO)
+    states = [(t["status"], t["progress"]) for t in (client.task(task_id) for _ in range(4))]
+    assert states == [
+        ("processing", "33%"),
+        ("processing", "66%"),
+        ("succeeded", "100%"),
+        ("succeeded", "100%"),
+    ]
+
+
+def test_time_scale_zero_finishes_at_the_first_poll(make_client: Any) -> None:
+    client = make_client(clock="real", time_scale=0)
+    task_id = client.submit_ok(NANO)
+    assert client.task(task_id)["status"] == "succeeded"
+
+
+def test_succeeded_task_lists_one_url_unless_always_list_results(make_client: Any) -> None:
+    task = make_client().run_to_end(NANO)
+    assert "result_urls" not in task["metadata"]
+    assert task["metadata"]["result_count"] == 1
+    task = make_client(always_list_results=True).run_to_end(NANO)
+    assert task["metadata"]["result_urls"] == [task["result_url"]]
+
+
+def test_public_base_url_is_used_for_results(make_client: Any) -> None:
+    task = make_client(public_base_url="https://img.example.test/").run_to_end(NANO)
+    assert task["result_url"].startswith("https://img.example.test/_emulator/results/task_")
+
+
+def test_result_is_not_served_before_the_task_succeeds(client: Client) -> None:
+    task_id = client.submit_ok(NANO)
+    response = client.get(f"/_emulator/results/{task_id}/0.png")
+    assert response.status_code == 404
+    assert response.json()["code"] == "task_not_found"
+
+
+def test_result_with_wrong_extension_or_index_is_404(client: Client) -> None:
+    task = client.run_to_end(NANO)
+    base = task["result_url"].rsplit("/", 1)[0]
+    assert client.get(f"{base}/0.jpeg").status_code == 404
+    assert client.get(f"{base}/1.png").status_code == 404
+    assert client.get(f"{base}/../0.png").status_code == 404
+
+
+def test_images_are_deterministic_for_the_same_seed(make_client: Any) -> None:
+    first, second = make_client(seed=99), make_client(seed=99)
+    a, b = first.run_to_end(NANO), second.run_to_end(NANO)
+    assert a["task_id"] == b["task_id"]
+    assert first.get(a["result_url"]).content == second.get(b["result_url"]).content
+    other = make_client(seed=100).run_to_end(NANO)
+    assert other["task_id"] != a["task_id"]
+
+
+def test_missing_key_is_401_with_the_openai_body(client: Client) -> None:
+    response = client.post("/v1/images/tasks", json=NANO, headers={"authorization": ""})
+    assert response.status_code == 401
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "code"}
+    assert error["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize("header", ["Basic abc", "Bearer", "Bearer   ", "token"])
+def test_malformed_authorization_is_401(client: Client, header: str) -> None:
+    response = client.get("/v1/images/tasks/task_" + "0" * 32, headers={"authorization": header})
+    assert response.status_code == 401
+    assert "error" in response.json()
+
+
+def test_api_keys_setting_restricts_keys(make_client: Any) -> None:
+    client = make_client(api_keys=("sk-good",))
+    assert client.submit(NANO, headers={"authorization": "Bearer sk-bad"}).status_code == 401
+    assert client.submit(NANO, headers={"authorization": "Bearer sk-good"}).status_code == 200
+
+
+def test_task_is_invisible_to_another_key(client: Client) -> None:
+    task_id = client.submit_ok(NANO)
+    other = client.get(f"/v1/images/tasks/{task_id}", headers={"authorization": "Bearer sk-other"})
+    unknown = client.get("/v1/images/tasks/task_" + "f" * 32)
+    assert other.status_code == unknown.status_code == 404
+    assert other.json()["code"] == unknown.json()["code"] == "task_not_found"
+
+
+@pytest.mark.parametrize("task_id", ["task_" + "0" * 32, "nope", "task_XYZ", "task_%2E%2E"])
+def test_unknown_task_is_404(client: Client, task_id: str) -> None:
+    response = client.get(f"/v1/images/tasks/{task_id}")
+    assert response.status_code == 404
+    assert response.json()["code"] == "task_not_found"
+
+
+def test_unknown_task_status_400_mimics_the_relay(make_client: Any) -> None:
+    response = make_client(unknown_task_status=400).get("/v1/images/tasks/task_" + "0" * 32)
+    assert response.status_code == 400
+    assert response.json()["code"] == "task_not_exist"
+
+
+def test_submit_status_202_is_a_setting(make_client: Any) -> None:
+    assert make_client(submit_status=202).submit(NANO).status_code == 202
+
+
+def test_unknown_route_and_wrong_method_use_the_error_body(client: Client) -> None:
+    assert client.get("/v1/nothing").json()["code"] == "not_found"
+    response = client.delete("/v1/images/tasks")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert json.loads(response.content)["code"] == "method_not_allowed"
+
+
+def test_manual_clock_cannot_go_backwards(client: Client) -> None:
+    response = client.post("/_emulator/clock/advance", json={"seconds": -1})
+    assert response.status_code == 400
+    assert "seconds" in response.json()["message"]
+
+
+def test_real_clock_cannot_be_advanced(make_client: Any) -> None:
+    response = make_client(clock="real").post("/_emulator/clock/advance", json={"seconds": 1})
+    assert response.status_code == 409
+
+
+def test_health_reports_the_seed_and_clock(client: Client) -> None:
+    assert client.get("/_emulator/health", headers=AUTH).json() == {
+        "status": "ok",
+        "clock": "manual",
+        "seed": 1234,
+        "envelope": "wrapped",
+    }

@@ -1,0 +1,192 @@
+"""Billing: both pricing rules, every tier and quality, partial results, failures, balances."""
+
+from __future__ import annotations
+
+import asyncio
+import tomllib
+from importlib import resources
+from typing import Any
+
+import httpx
+import pytest
+
+from emulator import Settings, create_app
+from emulator.billing import PriceTable
+from emulator.catalogue import Catalogue
+
+from .conftest import KEY, Client
+
+PRICES: dict[str, Any] = tomllib.loads(
+    resources.files("emulator").joinpath("data/prices.toml").read_text("utf-8")
+)
+CATALOGUE = Catalogue.load()
+NANO_MODELS = [m for m, s in CATALOGUE.models.items() if s.family == "nano"]
+SIZE_OF_TIER = {"1K": "1024x1024", "2K": "1920x1080", "4K": "3840x2160"}
+
+
+def usage(client: Client, **params: str) -> dict[str, Any]:
+    response = client.get("/_emulator/usage", params=params)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def entry(client: Client, task_id: str) -> dict[str, Any]:
+    (found,) = usage(client, task_id=task_id)["entries"]
+    return found
+
+
+@pytest.mark.parametrize("model", NANO_MODELS)
+def test_nano_costs_unit_price_times_images(client: Client, model: str) -> None:
+    task_id = client.submit_ok({"model": model, "prompt": "x", "n": 3})
+    held = entry(client, task_id)
+    assert (held["state"], held["held"], held["amount"]) == ("held", PRICES["nano"][model] * 3, 0)
+    client.advance(10_000)
+    settled = entry(client, task_id)
+    assert settled["state"] == "settled"
+    assert (settled["images"], settled["amount"]) == (3, PRICES["nano"][model] * 3)
+
+
+@pytest.mark.parametrize("tier", ["1K", "2K", "4K"])
+@pytest.mark.parametrize("quality", ["low", "medium", "high"])
+def test_gpt_costs_tier_times_quality_times_images(client: Client, tier: str, quality: str) -> None:
+    payload = {"model": "gpt-image-2", "prompt": "x", "size": SIZE_OF_TIER[tier],
+               "quality": quality.upper(), "n": 2}
+    task_id = client.submit_ok(payload)
+    client.advance(10_000)
+    settled = entry(client, task_id)
+    assert (settled["tier"], settled["quality"]) == (tier, quality)
+    assert settled["amount"] == PRICES["gpt"][tier][quality] * 2
+
+
+def test_gpt_default_quality_is_billed_as_medium(client: Client) -> None:
+    task_id = client.submit_ok({"model": "gpt-image-2", "prompt": "x", "size": "1024x1024"})
+    assert entry(client, task_id)["held"] == PRICES["gpt"]["1K"]["medium"]
+
+
+def test_2048x2048_is_billed_at_the_4k_tier_as_the_table_says(client: Client) -> None:
+    task_id = client.submit_ok(
+        {"model": "gpt-image-2", "prompt": "x", "size": "2048x2048", "quality": "low"}
+    )
+    assert entry(client, task_id)["held"] == PRICES["gpt"]["4K"]["low"]
+
+
+def test_partial_result_pays_only_for_images_returned(client: Client) -> None:
+    client.post("/_emulator/faults", json={"effect": {"kind": "partial", "images": 1}})
+    task_id = client.submit_ok({"model": "NanoBanana", "prompt": "x", "n": 4})
+    client.advance(10_000)
+    settled = entry(client, task_id)
+    assert (settled["images"], settled["amount"]) == (1, PRICES["nano"]["NanoBanana"])
+
+
+def test_failed_task_is_released_and_costs_nothing(client: Client) -> None:
+    client.put(f"/_emulator/balances/{KEY}", json={"balance": 100})
+    client.post("/_emulator/faults", json={"effect": {"kind": "fail_task"}})
+    task_id = client.submit_ok({"model": "NanoBanana", "prompt": "x"})
+    assert client.get("/_emulator/balances").json()["balances"][0]["balance"] == 60
+    client.advance(10_000)
+    released = entry(client, task_id)
+    assert (released["state"], released["amount"]) == ("released", 0)
+    assert client.get("/_emulator/balances").json()["balances"][0]["balance"] == 100
+
+
+def test_balance_runs_out_exactly_at_the_boundary(client: Client) -> None:
+    price = PRICES["nano"]["NanoBanana2-0.5K"]
+    client.put(f"/_emulator/balances/{KEY}", json={"balance": price * 3})
+    payload = {"model": "NanoBanana2-0.5K", "prompt": "x"}
+    assert [client.submit(payload).status_code for _ in range(3)] == [200, 200, 200]
+    refused = client.submit(payload)
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "code": "insufficient_quota",
+        "message": f"the balance of this API key cannot cover this task ({price} credits)",
+        "data": None,
+    }
+    assert len(client.get("/_emulator/tasks").json()["tasks"]) == 3  # no task was created
+    assert len(usage(client)["entries"]) == 3  # and nothing charged
+    assert client.get("/_emulator/balances").json()["balances"] == [
+        {"key": "sk-t…key", "balance": 0}
+    ]
+
+
+def test_a_bigger_task_than_the_balance_is_refused_but_a_smaller_one_passes(
+    client: Client,
+) -> None:
+    client.put(f"/_emulator/balances/{KEY}", json={"balance": 50})
+    assert client.submit({"model": "NanoBanana", "prompt": "x", "n": 2}).status_code == 403
+    assert client.submit({"model": "NanoBanana", "prompt": "x", "n": 1}).status_code == 200
+
+
+def test_balances_are_per_key(client: Client) -> None:
+    client.put("/_emulator/balances/sk-poor", json={"balance": 0})
+    poor = client.submit({"model": "NanoBanana", "prompt": "x"},
+                         headers={"Authorization": "Bearer sk-poor"})
+    assert poor.status_code == 403
+    assert client.submit({"model": "NanoBanana", "prompt": "x"}).status_code == 200
+
+
+def test_null_balance_means_unlimited_and_bad_balances_are_rejected(client: Client) -> None:
+    assert client.put(f"/_emulator/balances/{KEY}", json={"balance": 0}).status_code == 200
+    assert client.submit({"model": "NanoBanana", "prompt": "x"}).status_code == 403
+    assert client.put(f"/_emulator/balances/{KEY}", json={"balance": None}).status_code == 200
+    assert client.submit({"model": "NanoBanana", "prompt": "x"}).status_code == 200
+    for bad in ({"balance": -1}, {"balance": 1.5}, {"balance": "10"}, {}):
+        response = client.put(f"/_emulator/balances/{KEY}", json=bad)
+        assert response.status_code == 400
+        assert "balance" in response.json()["message"]
+
+
+def test_usage_totals_per_key_and_model_and_filters(client: Client) -> None:
+    client.submit_ok({"model": "NanoBanana", "prompt": "x", "n": 2})
+    client.submit({"model": "NanoBanana2-0.5K", "prompt": "x"},
+                  headers={"Authorization": "Bearer sk-other-key"})
+    client.advance(10_000)
+    body = usage(client)
+    assert body["unit"] == "credits"
+    totals = body["totals"]
+    assert totals["paid"] == 2 * PRICES["nano"]["NanoBanana"] + PRICES["nano"]["NanoBanana2-0.5K"]
+    assert totals["by_model"]["NanoBanana"]["images"] == 2
+    assert set(totals["by_key"]) == {"sk-t…key", "sk-o…key"}
+    assert len(usage(client, key="sk-other-key")["entries"]) == 1
+    assert len(usage(client, model="NanoBanana")["entries"]) == 1
+    assert KEY not in str(body)
+
+
+def test_concurrent_submissions_never_overspend_a_balance() -> None:
+    price = PRICES["nano"]["NanoBanana2-0.5K"]
+    app = create_app(Settings(seed=3, clock="manual"))
+
+    async def main() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            await client.put("/_emulator/balances/sk-k", json={"balance": price * 7})
+            body = {"model": "NanoBanana2-0.5K", "prompt": "x"}
+            headers = {"Authorization": "Bearer sk-k"}
+            responses = await asyncio.gather(
+                *(client.post("/v1/images/tasks", json=body, headers=headers) for _ in range(40))
+            )
+            balances = (await client.get("/_emulator/balances")).json()["balances"]
+            assert balances == [{"key": "s…k", "balance": 0}]
+            return [r.status_code for r in responses]
+
+    statuses = asyncio.run(main())
+    assert statuses.count(200) == 7 and statuses.count(403) == 33
+
+
+def test_price_table_must_cover_the_catalogue(tmp_path: Any) -> None:
+    bad = tmp_path / "prices.toml"
+    bad.write_text('[nano]\nNanoBanana = 1\n[gpt."1K"]\nlow = 1\n')
+    with pytest.raises(ValueError, match="no price for model"):
+        PriceTable.load(bad, CATALOGUE)
+    bad.write_text('[nano]\nNanoBanana = -1\n')
+    with pytest.raises(ValueError, match="whole number"):
+        PriceTable.load(bad)
+
+
+def test_reset_clears_usage_and_balances(client: Client) -> None:
+    client.put(f"/_emulator/balances/{KEY}", json={"balance": 5})
+    client.put(f"/_emulator/balances/{KEY}", json={"balance": None})
+    client.submit_ok({"model": "NanoBanana", "prompt": "x"})
+    client.post("/_emulator/reset")
+    assert usage(client)["entries"] == []
+    assert client.get("/_emulator/balances").json()["balances"] == []

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emulator.cli import main
+from emulator.config import ConfigError, Settings, build_settings
+
+
+def test_defaults_are_real_clock_wrapped_envelope_on_loopback() -> None:
+    s = Settings()
+    assert (s.host, s.port, s.clock, s.envelope, s.time_scale) == (
+        "127.0.0.1",
+        8000,
+        "real",
+        "wrapped",
+        1.0,
+    )
+
+
+def test_precedence_is_defaults_then_file_then_environment_then_flags(tmp_path: Path) -> None:
+    cfg = tmp_path / "emulator.toml"
+    cfg.write_text('port = 9001\nclock = "manual"\nseed = 7\nenvelope = "bare"\n')
+    s = build_settings(
+        config_file=cfg,
+        environ={"EMULATOR_PORT": "9002", "EMULATOR_SEED": "8", "HOME": "/x"},
+        overrides={"port": "9003"},
+        overrides_are_text=True,
+    )
+    assert s.port == 9003  # flag beats environment beats file
+    assert s.seed == 8  # environment beats file
+    assert s.clock == "manual"  # file beats default
+    assert s.envelope == "bare"
+
+
+def test_config_file_may_use_an_emulator_table(tmp_path: Path) -> None:
+    cfg = tmp_path / "pyproject-like.toml"
+    cfg.write_text('[emulator]\napi_keys = ["a", "b"]\n')
+    assert build_settings(config_file=cfg).api_keys == ("a", "b")
+
+
+def test_unknown_key_in_config_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("tyme_scale = 2\n")
+    with pytest.raises(ConfigError, match="unknown setting 'tyme_scale'"):
+        build_settings(config_file=cfg)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('clock = "sundial"', "'clock'"),
+        ('port = "eighty"', "'port'"),
+        ("time_scale = -1", "time_scale must be >= 0"),
+        ("always_list_results = 3", "'always_list_results'"),
+        ("api_keys = [1]", "'api_keys'"),
+    ],
+)
+def test_bad_value_in_config_file_is_an_error_naming_the_key(
+    tmp_path: Path, text: str, needle: str
+) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=needle):
+        build_settings(config_file=cfg)
+
+
+def test_environment_lists_are_comma_separated() -> None:
+    s = build_settings(environ={"EMULATOR_ENABLED_MODELS": "gpt-image-2, NanoBanana2-0.5K"})
+    assert s.enabled_models == ("gpt-image-2", "NanoBanana2-0.5K")
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_settings(config_file=tmp_path / "nope.toml")
+
+
+def test_cli_exits_2_naming_the_bad_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("colour = 1\n")
+    assert main(["serve", "--config", str(cfg)]) == 2
+    assert "unknown setting 'colour'" in capsys.readouterr().err
+
+
+def test_cli_rejects_a_bad_flag_value(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--time-scale", "fast"]) == 2
+    assert "time_scale" in capsys.readouterr().err
+
+
+def test_replace_validates_the_new_value() -> None:
+    with pytest.raises(ConfigError, match="submit_status"):
+        Settings().replace(submit_status=201)

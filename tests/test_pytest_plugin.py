@@ -1,0 +1,204 @@
+"""The pytest plugin, run by pytester in a subprocess as a downstream project would."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+def run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
+    pytester.makepyfile(test_downstream=source)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+
+def test_fixture_runs_a_task_to_success_without_sleeping(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        def test_generate(image_emulator):
+            client = image_emulator.client()
+            r = client.post("/v1/images/tasks", json={"model": "NanoBanana2-0.5K", "prompt": "x"})
+            task_id = r.json()["data"]["task_id"]
+            assert client.get(f"/v1/images/tasks/{task_id}").json()["data"]["status"] == "queued"
+            image_emulator.run_until_settled()
+            task = client.get(f"/v1/images/tasks/{task_id}").json()["data"]
+            assert task["status"] == "succeeded"
+            assert client.get(task["result_url"]).content.startswith(b"\\x89PNG")
+            image_emulator.assert_requested(times=2, endpoint="poll")
+            assert image_emulator.sent()[0]["prompt"] == "x"
+        """,
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_marker_sets_settings_and_is_strict(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.image_emulator(envelope="bare", seed=5)
+        def test_bare(image_emulator):
+            r = image_emulator.client().post(
+                "/v1/images/tasks", json={"model": "NanoBanana", "prompt": "x"})
+            assert r.json()["status"] == "queued"
+
+        @pytest.mark.image_emulator(colour="red")
+        def test_unknown_setting(image_emulator):
+            pass
+        """,
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*unknown setting 'colour'*"])
+
+
+def test_settings_fixture_can_be_overridden(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def image_emulator_settings():
+            return {"enabled_models": ["gpt-image-2"]}
+        """
+    )
+    result = run(
+        pytester,
+        """
+        def test_disabled(image_emulator):
+            r = image_emulator.client().post(
+                "/v1/images/tasks", json={"model": "NanoBanana", "prompt": "x"})
+            assert r.json()["code"] == "model_not_found"
+        """,
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_each_test_gets_a_fresh_emulator(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.parametrize("i", range(3))
+        def test_isolated(image_emulator, i):
+            assert image_emulator.tasks == []
+            image_emulator.client().post(
+                "/v1/images/tasks", json={"model": "NanoBanana", "prompt": "x"})
+            assert len(image_emulator.tasks) == 1
+
+        @pytest.mark.parametrize("i", range(3))
+        def test_isolated_live(image_emulator_live, i):
+            assert image_emulator_live.tasks == []
+            image_emulator_live.client().post(
+                "/v1/images/tasks", json={"model": "NanoBanana", "prompt": "x"})
+            image_emulator_live.faults.add("empty", times=1)
+            assert len(image_emulator_live.tasks) == 1
+        """,
+    )
+    result.assert_outcomes(passed=6)
+
+
+def test_faults_steering_and_hits(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import httpx, pytest
+
+        def test_faults(image_emulator):
+            client = image_emulator.client()
+            limited = image_emulator.faults.add(
+                {"kind": "http_error", "status": 429, "retry_after": 3}, endpoint="submit", times=1)
+            r = client.post("/v1/images/tasks", json={"model": "NanoBanana", "prompt": "x"})
+            assert (r.status_code, r.headers["retry-after"]) == (429, "3")
+            r = client.post("/v1/images/tasks", json={"model": "NanoBanana", "prompt": "x"})
+            task_id = r.json()["data"]["task_id"]
+            assert limited.hits == 1
+            image_emulator.fail(task_id, code="content_policy_violation")
+            task = client.get(f"/v1/images/tasks/{task_id}").json()["data"]
+            assert task["error"]["code"] == "content_policy_violation"
+
+        def test_drop_and_hang_in_process(image_emulator):
+            image_emulator.faults.add("drop", times=1)
+            image_emulator.faults.add("hang", times=1)
+            client = image_emulator.client(timeout=0.05)
+            body = {"model": "NanoBanana", "prompt": "x"}
+            with pytest.raises(httpx.RemoteProtocolError):
+                client.post("/v1/images/tasks", json=body)
+            with pytest.raises(httpx.ReadTimeout):
+                client.post("/v1/images/tasks", json=body)
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_async_tests_use_the_async_client(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import asyncio
+
+        def test_async(image_emulator):
+            async def go():
+                async with image_emulator.async_client() as client:
+                    r = await client.post(
+                        "/v1/images/tasks", json={"model": "NanoBanana", "prompt": "x"})
+                    return r.json()["data"]["task_id"]
+            task_id = asyncio.run(go())
+            image_emulator.finish(task_id)
+            assert image_emulator.tasks[0]["status"] == "succeeded"
+        """,
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_live_server_serves_any_client(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import json, subprocess, sys
+
+        def test_subprocess_client(image_emulator_live):
+            code = (
+                "import httpx, sys; r = httpx.post(sys.argv[1] + '/v1/images/tasks', "
+                "json={'model': 'NanoBanana', 'prompt': 'x'}, "
+                "headers={'Authorization': 'Bearer k'}); print(r.status_code)"
+            )
+            out = subprocess.run([sys.executable, "-c", code, image_emulator_live.base_url],
+                                 capture_output=True, text=True, check=True).stdout
+            assert out.strip() == "200"
+            assert len(image_emulator_live.tasks) == 1
+
+        import pytest
+
+        @pytest.mark.image_emulator(clock="per_poll")
+        def test_fixed_setting_gets_its_own_server(image_emulator_live):
+            client = image_emulator_live.client()
+            r = client.post("/v1/images/tasks", json={"model": "NanoBanana", "prompt": "x"})
+            task_id = r.json()["data"]["task_id"]
+            task = client.get(f"/v1/images/tasks/{task_id}").json()["data"]
+            assert task["status"] == "processing"
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_works_under_xdist(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.parametrize("i", range(6))
+        def test_parallel(image_emulator, image_emulator_live, i):
+            for handle in (image_emulator, image_emulator_live):
+                assert handle.tasks == []
+                body = {"model": "NanoBanana", "prompt": "x"}
+                handle.client().post("/v1/images/tasks", json=body)
+                assert len(handle.tasks) == 1
+        """,
+        "-n",
+        "2",
+    )
+    result.assert_outcomes(passed=6)

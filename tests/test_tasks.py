@@ -1,0 +1,97 @@
+"""The life cycle is a pure function of the schedule and elapsed time."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from emulator.tasks import Schedule, Task, observe, per_poll_elapsed
+
+ORDER = {"queued": 0, "processing": 1, "succeeded": 2, "failed": 2}
+
+
+def test_task_is_queued_then_processing_then_succeeded() -> None:
+    s = Schedule(queued_s=2, processing_s=10)
+    assert (observe(s, 0).status, observe(s, 0).progress) == ("queued", 0)
+    assert (observe(s, 1.9).status, observe(s, 1.9).progress) == ("queued", 0)
+    assert (observe(s, 7).status, observe(s, 7).progress) == ("processing", 50)
+    assert (observe(s, 12).status, observe(s, 12).progress) == ("succeeded", 100)
+
+
+def test_failure_at_a_progress_value_fails_there() -> None:
+    s = Schedule(queued_s=2, processing_s=10).failing_at(40, "upstream_error", "boom")
+    assert observe(s, 5.9).status == "processing"
+    assert observe(s, 6).status == "failed"
+    assert observe(s, 6).progress == 100
+
+
+def test_failure_while_queued_never_shows_processing() -> None:
+    s = Schedule(queued_s=4, processing_s=10).failing_at(None, "content_policy_violation", "no")
+    assert observe(s, 1).status == "queued"
+    assert observe(s, 2).status == "failed"
+
+
+def test_zero_durations_finish_at_once() -> None:
+    assert observe(Schedule(queued_s=0, processing_s=0), 0).status == "succeeded"
+
+
+@given(
+    queued=st.floats(0, 100),
+    processing=st.floats(0, 100),
+    fail=st.one_of(st.none(), st.integers(-1, 101)),
+    times=st.lists(st.floats(0, 500), min_size=2, max_size=20),
+)
+def test_status_and_progress_never_go_backwards(
+    queued: float, processing: float, fail: int | None, times: list[float]
+) -> None:
+    s = Schedule(queued_s=queued, processing_s=processing)
+    if fail is not None:
+        s = s.failing_at(None if fail < 0 else fail, "upstream_error", "x")
+    seen = [observe(s, t) for t in sorted(times)]
+    for before, after in itertools.pairwise(seen):
+        assert ORDER[after.status] >= ORDER[before.status]
+        assert after.progress >= before.progress
+        if before.terminal:
+            assert after == before
+    for obs in seen:
+        assert 0 <= obs.progress <= 100
+        assert (obs.progress == 100) == obs.terminal
+
+
+def test_per_poll_moves_one_step_per_poll() -> None:
+    s = Schedule(queued_s=3, processing_s=30)
+    states = [observe(s, per_poll_elapsed(s, k, steps=3)) for k in range(5)]
+    assert [(o.status, o.progress) for o in states] == [
+        ("queued", 0),
+        ("processing", 33),
+        ("processing", 66),
+        ("succeeded", 100),
+        ("succeeded", 100),
+    ]
+
+
+def test_task_round_trips_through_plain_data() -> None:
+    task = Task(
+        task_id="task_" + "0" * 32,
+        owner="abc",
+        created_at=1.5,
+        task_type="image2image",
+        model="gpt-image-2",
+        prompt="p",
+        width=1024,
+        height=768,
+        output_format="webp",
+        n=2,
+        quality="low",
+        tier="1K",
+        aspect_ratio=None,
+        size="1024x768",
+        references=("https://example.com/a.png",),
+        has_reference=False,
+        seed=9,
+        schedule=Schedule(1, 2).failing_at(10, "c", "m"),
+        polls=3,
+    )
+    assert Task.from_dict(task.to_dict()) == task
