@@ -50,8 +50,13 @@ def test_nano_costs_unit_price_times_images(client: Client, model: str) -> None:
 @pytest.mark.parametrize("tier", ["1K", "2K", "4K"])
 @pytest.mark.parametrize("quality", ["low", "medium", "high"])
 def test_gpt_costs_tier_times_quality_times_images(client: Client, tier: str, quality: str) -> None:
-    payload = {"model": "gpt-image-2", "prompt": "x", "size": SIZE_OF_TIER[tier],
-               "quality": quality.upper(), "n": 2}
+    payload = {
+        "model": "gpt-image-2",
+        "prompt": "x",
+        "size": SIZE_OF_TIER[tier],
+        "quality": quality.upper(),
+        "n": 2,
+    }
     task_id = client.submit_ok(payload)
     client.advance(10_000)
     settled = entry(client, task_id)
@@ -119,8 +124,9 @@ def test_a_bigger_task_than_the_balance_is_refused_but_a_smaller_one_passes(
 
 def test_balances_are_per_key(client: Client) -> None:
     client.put("/_emulator/balances/sk-poor", json={"balance": 0})
-    poor = client.submit({"model": "NanoBanana", "prompt": "x"},
-                         headers={"Authorization": "Bearer sk-poor"})
+    poor = client.submit(
+        {"model": "NanoBanana", "prompt": "x"}, headers={"Authorization": "Bearer sk-poor"}
+    )
     assert poor.status_code == 403
     assert client.submit({"model": "NanoBanana", "prompt": "x"}).status_code == 200
 
@@ -138,8 +144,10 @@ def test_null_balance_means_unlimited_and_bad_balances_are_rejected(client: Clie
 
 def test_usage_totals_per_key_and_model_and_filters(client: Client) -> None:
     client.submit_ok({"model": "NanoBanana", "prompt": "x", "n": 2})
-    client.submit({"model": "NanoBanana2-0.5K", "prompt": "x"},
-                  headers={"Authorization": "Bearer sk-other-key"})
+    client.submit(
+        {"model": "NanoBanana2-0.5K", "prompt": "x"},
+        headers={"Authorization": "Bearer sk-other-key"},
+    )
     client.advance(10_000)
     body = usage(client)
     assert body["unit"] == "credits"
@@ -178,7 +186,7 @@ def test_price_table_must_cover_the_catalogue(tmp_path: Any) -> None:
     bad.write_text('[nano]\nNanoBanana = 1\n[gpt."1K"]\nlow = 1\n')
     with pytest.raises(ValueError, match="no price for model"):
         PriceTable.load(bad, CATALOGUE)
-    bad.write_text('[nano]\nNanoBanana = -1\n')
+    bad.write_text("[nano]\nNanoBanana = -1\n")
     with pytest.raises(ValueError, match="whole number"):
         PriceTable.load(bad)
 
