@@ -1,27 +1,30 @@
 """Placeholder result pictures: exact pixels, requested format, readable at a glance.
 
-A picture is drawn on a small canvas (longest side at most ``CANVAS_SIDE``) and only then
-enlarged to the catalogue's exact pixel size with nearest-neighbour scaling. Drawing text on a
-12672x5376 picture would cost seconds and hundreds of megabytes; drawing it on a 1024-pixel
-canvas costs milliseconds, and the enlarged text stays sharp and in proportion, so it is as
-readable in a 128-pixel thumbnail as in the full picture.
-
-PNG pictures are enlarged in palette mode (one byte per pixel), which keeps an 8K render near
-70 MB; JPEG needs full colour (three bytes per pixel). Figures are in ``docs/rendering.md``.
+A picture is drawn once on a small palette canvas (longest side at most ``CANVAS_SIDE``) and
+enlarged to the exact pixel size by nearest neighbour, so text keeps its share of the picture.
+Rows repeat (vertical background bands, the label's box, enlargement); ``emulator.encoding``
+encodes the enlargement from the canvas without building it whole.
+Technique and figures: ``docs/rendering.md``.
 """
 
 from __future__ import annotations
 
 import colorsys
+import functools
 import hashlib
 import io
 import textwrap
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from .encoding import encode_jpeg, encode_png, encode_webp
+
+if TYPE_CHECKING:  # the class exists in Pillow's type stubs only
+    from PIL._imaging import ImagingCore
 
 ImageFormat = Literal["png", "jpeg", "webp"]
 
@@ -33,7 +36,13 @@ CANVAS_SIDE = 1024
 #: How much of the prompt is shown (the whole prompt would not be readable anyway).
 PROMPT_EXCERPT = 140
 
-_PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+# Palette layout: background colours first, then the label's ramp from box colour to white.
+_BOX = 248
+_WHITE = 255
+_REFERENCE_COLOURS = 240
+#: Text coverage 0..255 to the palette ramp _BOX.._WHITE.
+_RAMP = [_BOX + (v * (_WHITE - _BOX) + 127) // 255 for v in range(256)]
+_NEAREST = Image.Resampling.NEAREST
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,35 +75,42 @@ def render(spec: RenderSpec) -> bytes:
     """The encoded picture for ``spec``: exactly ``spec.width``x``spec.height`` in ``spec.fmt``."""
     if spec.width < 1 or spec.height < 1:
         raise ValueError(f"cannot render a {spec.width}x{spec.height} picture")
-    if spec.fmt not in _PIL_FORMATS:
+    if spec.fmt not in MEDIA_TYPES:
         raise ValueError(f"unknown output format {spec.fmt!r}")
-    canvas = _draw(spec, canvas_size(spec.width, spec.height))
-    out = io.BytesIO()
     if spec.fmt == "png":
-        # A palette keeps the enlarged picture at one byte per pixel; NEAREST keeps the palette.
-        small = canvas.quantize(
-            colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
-        )
-        big = _enlarge(small, spec)
-        big.save(out, "PNG", compress_level=1)
-    elif spec.fmt == "jpeg":
-        big = _enlarge(canvas, spec)
-        big.save(out, "JPEG", quality=85)
-    else:
-        big = _enlarge(canvas, spec)
-        big.save(out, "WEBP", quality=80, method=0)
-    return out.getvalue()
+        return encode_png(_draw(spec), spec.width, spec.height)
+    encode = encode_jpeg if spec.fmt == "jpeg" else encode_webp
+    return encode(draw_canvas(spec), spec.width, spec.height)
 
 
-def _enlarge(img: Image.Image, spec: RenderSpec) -> Image.Image:
-    if img.size == (spec.width, spec.height):
-        return img
-    return img.resize((spec.width, spec.height), Image.Resampling.NEAREST)
+def draw_canvas(spec: RenderSpec) -> Image.Image:
+    """The picture for ``spec`` at ``canvas_size``, in palette mode ("P")."""
+    padded = _draw(spec)
+    return padded.crop((1, 0, padded.width, padded.height))
 
 
-def _digest(spec: RenderSpec) -> bytes:
-    text = f"{spec.seed}|{spec.task_id}|{spec.index}|{spec.model}|{spec.prompt}"
-    return hashlib.sha256(text.encode("utf-8")).digest()
+def _draw(spec: RenderSpec) -> Image.Image:
+    """The picture with an extra first column of zeros: the PNG filter byte of every row, so
+    the PNG encoder gets its scanlines from one ``tobytes``."""
+    w, h = canvas_size(spec.width, spec.height)
+    digest = hashlib.sha256(
+        f"{spec.seed}|{spec.task_id}|{spec.index}|{spec.model}|{spec.prompt}".encode()
+    ).digest()
+    img, palette = _background(spec, (w, h), digest)
+    box = _colour(digest[0] / 255, 0.5, 0.2)
+    # The label is anti-aliased through a ramp of palette entries from box colour to white.
+    steps = _WHITE - _BOX
+    for i in range(steps + 1):
+        palette[3 * (_BOX + i) : 3 * (_BOX + i) + 3] = [
+            round(c + (255 - c) * i / steps) for c in box
+        ]
+    img.putpalette(palette)
+    _label(spec, img)
+    # A frame marks the picture's true edges, so cropping in a client shows.
+    edge = max(1, min(w, h) // 128)
+    ImageDraw.Draw(img).rectangle((1, 0, w, h - 1), outline=_WHITE, width=edge)
+    img.paste(0, (0, 0, 1, h))  # a label wider than a tiny canvas may have spilled over
+    return img
 
 
 def _colour(hue: float, saturation: float, value: float) -> tuple[int, int, int]:
@@ -102,36 +118,80 @@ def _colour(hue: float, saturation: float, value: float) -> tuple[int, int, int]
     return round(r * 255), round(g * 255), round(b * 255)
 
 
-def _background(spec: RenderSpec, size: tuple[int, int]) -> Image.Image:
-    """Seeded diagonal bands (so every picture of a task differs), or the reference picture."""
+def _background(
+    spec: RenderSpec, size: tuple[int, int], digest: bytes
+) -> tuple[Image.Image, list[int]]:
+    """The reference picture, or seeded vertical bands: every row alike, so rows repeat."""
+    palette = [0] * 768
     if spec.reference is not None:
         try:
             with Image.open(io.BytesIO(spec.reference)) as ref:
-                picture = ImageOps.fit(ref.convert("RGB"), size, Image.Resampling.BILINEAR)
+                # Fit at (at most) the reference's own resolution: it is small, so this is cheap.
+                scale = min(1.0, max(ref.size) / max(size))
+                small = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+                picture = ImageOps.fit(ref.convert("RGB"), small, Image.Resampling.BILINEAR)
             # A colour wash per image index, so n pictures of one reference are told apart.
-            wash = Image.new("RGB", size, _colour(_digest(spec)[0] / 255, 0.6, 0.9))
-            return Image.blend(picture, wash, 0.15)
+            wash = Image.new("RGB", small, _colour(digest[0] / 255, 0.6, 0.9))
+            quantized = Image.blend(picture, wash, 0.15).quantize(
+                _REFERENCE_COLOURS, Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+            )
+            colours = quantized.getpalette() or []
+            palette[: len(colours)] = colours[: 3 * _REFERENCE_COLOURS]
+            img = Image.new("P", (size[0] + 1, size[1]), 0)
+            img.paste(quantized.resize(size, _NEAREST), (1, 0))
+            return img, palette
         except (OSError, ValueError, SyntaxError):
             pass  # the reference was checked on submission; a broken one still gets a picture
-    digest = _digest(spec)
     hue = digest[0] / 255
-    img = Image.new("RGB", size, _colour(hue, 0.45, 0.85))
-    draw = ImageDraw.Draw(img)
+    palette[0:6] = [*_colour(hue, 0.45, 0.85), *_colour(hue + 0.08 + digest[2] / 2550, 0.55, 0.75)]
     w, h = size
-    band = max(8, max(w, h) // (8 + digest[1] % 8))
-    other = _colour(hue + 0.08 + digest[2] / 2550, 0.55, 0.75)
-    for start in range(-h, w, band * 2):
-        draw.polygon(
-            [(start, 0), (start + band, 0), (start + band + h, h), (start + h, h)], fill=other
-        )
-    return img
+    img = Image.new("P", (w + 1, h), 0)
+    draw = ImageDraw.Draw(img)
+    band = max(4, max(w, h) // (8 + digest[1] % 8))
+    for start in range(digest[3] % band - band, w, band * 2):
+        if start + band >= 1:  # column 0 is the PNG filter byte, not picture
+            draw.rectangle((max(1, start + 1), 0, start + band, h - 1), fill=1)
+    return img, palette
 
 
+@functools.lru_cache(maxsize=64)
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)
     except (ImportError, OSError, TypeError):  # Pillow without FreeType: fixed bitmap font
         return ImageFont.load_default()
+
+
+@functools.lru_cache(maxsize=8192)
+def _glyph(size: int, char: str) -> tuple[ImagingCore | None, tuple[int, int, int, int], float]:
+    """(mask, its box, advance) of one character: FreeType renders each glyph only once."""
+    font = _font(size)
+    left, top, right, bottom = (int(v) for v in font.getbbox(char))
+    advance = float(font.getlength(char))
+    if right <= left or bottom <= top:
+        return None, (0, 0, 0, 0), advance
+    mask = Image.new("L", (right - left, bottom - top), 0)
+    ImageDraw.Draw(mask).text((-left, -top), char, font=font, fill=255)
+    return mask.im, (left, top, right, bottom), advance
+
+
+@functools.lru_cache(maxsize=64)
+def _line_height(size: int) -> int:
+    return int(_font(size).getbbox("Ag|(_")[3])
+
+
+@functools.lru_cache(maxsize=128)
+def _line(size: int, text: str) -> Image.Image:
+    """One line of text as a coverage mask, composed from cached glyphs (models, sizes and the
+    prompt recur across the pictures of a task, so whole lines are kept too)."""
+    glyphs = [_glyph(size, char) for char in text]
+    mask = Image.new("L", (max(1, round(sum(g[2] for g in glyphs))), _line_height(size)), 0)
+    paste, x = mask.im.paste, 0.0
+    for glyph, (left, top, right, bottom), advance in glyphs:
+        if glyph is not None:  # the core call skips Image.paste's checks: dozens per line
+            paste(255, (round(x) + left, top, round(x) + right, bottom), glyph)
+        x += advance
+    return mask
 
 
 def _lines(spec: RenderSpec, chars_per_line: int) -> list[tuple[str, bool]]:
@@ -149,36 +209,27 @@ def _lines(spec: RenderSpec, chars_per_line: int) -> list[tuple[str, bool]]:
     return lines
 
 
-def _draw(spec: RenderSpec, size: tuple[int, int]) -> Image.Image:
-    img = _background(spec, size)
-    w, h = size
+def _label(spec: RenderSpec, img: Image.Image) -> None:
+    """Draw the centred label (white text on a dark box) onto the padded palette canvas."""
+    w, h = img.width - 1, img.height
     # Text scales with the canvas so it keeps its share of the picture at any size.
-    body_px = max(8, min(w // 26, h // 11))
+    body_px = max(8, min(w // 22, h // 14))
     heading_px = max(10, round(body_px * 1.5))
-    body, heading = _font(body_px), _font(heading_px)
-    chars = max(8, int((w * 0.86) / (body_px * 0.55)))
-    lines = _lines(spec, chars)
-    draw = ImageDraw.Draw(img, "RGBA")
-    boxes = [draw.textbbox((0, 0), text, font=heading if big else body) for text, big in lines]
-    gap = max(2, body_px // 3)
-    block_w = max(box[2] - box[0] for box in boxes)
-    block_h = sum(box[3] - box[1] for box in boxes) + gap * (len(lines) - 1)
+    lines = _lines(spec, max(8, int((w * 0.86) / (body_px * 0.55))))
+    masks = [_line(heading_px if big else body_px, text) for text, big in lines]
+    gap = max(2, body_px // 4)
+    block_w = max(m.width for m in masks)
+    block_h = sum(m.height for m in masks) + gap * (len(masks) - 1)
     pad = max(4, body_px // 2)
-    left = max(0, (w - block_w) // 2)
-    top = max(0, (h - block_h) // 2)
-    draw.rectangle(
-        (left - pad, top - pad, left + block_w + pad, top + block_h + pad), fill=(0, 0, 0, 150)
-    )
-    y = top
-    for (text, big), box in zip(lines, boxes, strict=True):
-        line_w = box[2] - box[0]
-        x = (w - line_w) // 2
-        draw.text((x - box[0], y - box[1]), text, font=heading if big else body, fill="white")
-        y += box[3] - box[1] + gap
-    # A frame marks the picture's true edges, so cropping in a client shows.
-    edge = max(1, min(w, h) // 128)
-    draw.rectangle((0, 0, w - 1, h - 1), outline=(255, 255, 255, 200), width=edge)
-    return img
+    mask = Image.new("L", (block_w + 2 * pad, block_h + 2 * pad), 0)
+    y = pad
+    for line in masks:
+        mask.paste(line, (pad + (block_w - line.width) // 2, y))
+        y += line.height + gap
+    # Coverage 0..255 becomes the ramp _BOX.._WHITE: anti-aliased text without a colour image.
+    # Core calls: one byte per pixel either way, so the mapped mask pastes straight into "P".
+    x, y = 1 + (w - mask.width) // 2, (h - mask.height) // 2
+    img.im.paste(mask.im.point(_RAMP, "L"), (x, y, x + mask.width, y + mask.height))
 
 
 class RenderCache:
@@ -193,12 +244,14 @@ class RenderCache:
         self._size = 0
 
     def get(self, key: Hashable) -> bytes | None:
+        """The bytes kept for ``key`` (now the most recently used), or None."""
         data = self._items.get(key)
         if data is not None:
             self._items.move_to_end(key)
         return data
 
     def put(self, key: Hashable, data: bytes) -> None:
+        """Keep ``data`` for ``key``, evicting least recently used items beyond the budget."""
         old = self._items.pop(key, None)
         if old is not None:
             self._size -= len(old)
@@ -211,11 +264,13 @@ class RenderCache:
             self._size -= len(evicted)
 
     def clear(self) -> None:
+        """Forget every picture."""
         self._items.clear()
         self._size = 0
 
     @property
     def size_bytes(self) -> int:
+        """Total bytes kept."""
         return self._size
 
     def __len__(self) -> int:

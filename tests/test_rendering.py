@@ -8,6 +8,8 @@ import io
 import pytest
 from PIL import Image
 
+from emulator import rendering
+from emulator.encoding import encode_jpeg
 from emulator.rendering import CANVAS_SIDE, RenderCache, RenderSpec, canvas_size, render
 
 SPEC = RenderSpec(
@@ -27,6 +29,17 @@ def _open(data: bytes) -> Image.Image:
     img = Image.open(io.BytesIO(data))
     img.load()
     return img
+
+
+def _reference() -> bytes:
+    picture = Image.new("RGB", (200, 120), (0, 90, 200))
+    picture.paste((250, 200, 0), (40, 30, 160, 90))  # a yellow block: rows that differ
+    out = io.BytesIO()
+    picture.save(out, "PNG")
+    return out.getvalue()
+
+
+REFERENCE = _reference()
 
 
 @pytest.mark.parametrize(
@@ -53,7 +66,7 @@ def test_picture_carries_a_white_label() -> None:
     img = _open(render(SPEC)).convert("RGB")
     centre = img.crop((img.width // 4, img.height // 3, img.width * 3 // 4, img.height * 2 // 3))
     colours = centre.getcolors(maxcolors=1 << 16) or []
-    white = sum(count for count, rgb in colours if min(rgb) >= 240)  # type: ignore[type-var]
+    white = sum(count for count, rgb in colours if isinstance(rgb, tuple) and min(rgb) >= 240)
     assert white > 100
 
 
@@ -70,15 +83,74 @@ def test_reference_picture_shows_through() -> None:
     assert g > r + 60 and g > b + 60
 
 
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_reference_picture_shows_through_at_8k(fmt: str) -> None:
+    red = io.BytesIO()
+    Image.new("RGB", (256, 109), (220, 0, 0)).save(red, "PNG")
+    spec = dataclasses.replace(SPEC, width=12672, height=5376, reference=red.getvalue())
+    spec = dataclasses.replace(spec, fmt=fmt)  # type: ignore[arg-type]
+    img = Image.open(io.BytesIO(render(spec)))
+    img.draft("RGB", (12672 // 8, 5376 // 8))  # JPEG decodes at 1/8 scale: fast
+    r, g, b = _mean(img.crop((0, 0, img.width // 8, img.height)))  # left edge: no label
+    assert r > g + 60 and r > b + 60
+
+
 def test_broken_reference_still_gives_a_picture() -> None:
     img = _open(render(dataclasses.replace(SPEC, reference=b"not a picture")))
     assert img.size == (1184, 864)
 
 
-def test_largest_8k_picture_renders_at_exact_size() -> None:
-    data = render(dataclasses.replace(SPEC, width=12672, height=5376, model="NanoBananaPro-8K"))
+@pytest.mark.parametrize(("fmt", "pil_format"), [("png", "PNG"), ("jpeg", "JPEG")])
+@pytest.mark.parametrize("size", [(12672, 5376), (8192, 8192)])
+def test_largest_8k_pictures_render_at_exact_size(
+    fmt: str, pil_format: str, size: tuple[int, int]
+) -> None:
+    spec = dataclasses.replace(SPEC, width=size[0], height=size[1], model="NanoBananaPro-8K")
+    data = render(dataclasses.replace(spec, fmt=fmt))  # type: ignore[arg-type]
     img = Image.open(io.BytesIO(data))  # the header is enough: decoding costs 68 MP
-    assert (img.format, img.size) == ("PNG", (12672, 5376))
+    assert (img.format, img.size) == (pil_format, size)
+
+
+@pytest.mark.parametrize("reference", [None, REFERENCE], ids=["bands", "reference"])
+@pytest.mark.parametrize("fmt", ["png", "webp"])
+def test_lossless_picture_is_the_nearest_neighbour_enlargement_of_the_canvas(
+    fmt: str, reference: bytes | None
+) -> None:
+    """What is encoded is the drawn canvas, enlarged (the encoders: tests/test_encoding.py)."""
+    spec = dataclasses.replace(SPEC, width=2000, height=1001, reference=reference)
+    spec = dataclasses.replace(spec, fmt=fmt)  # type: ignore[arg-type]
+    img = _open(render(spec))
+    canvas = rendering.draw_canvas(spec)
+    expected = canvas.resize(img.size, Image.Resampling.NEAREST).convert(img.mode)
+    assert img.tobytes() == expected.tobytes()
+
+
+def test_jpeg_is_the_encoded_enlargement_of_the_canvas() -> None:
+    spec = dataclasses.replace(SPEC, fmt="jpeg", width=2000, height=1001, reference=REFERENCE)
+    rgb = rendering.draw_canvas(spec).convert("RGB")
+    assert render(spec) == encode_jpeg(rgb, 2000, 1001)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
+@pytest.mark.parametrize("size", [(1, 1), (2, 700), (700, 2)])
+def test_tiny_and_thin_pictures_render(fmt: str, size: tuple[int, int]) -> None:
+    spec = dataclasses.replace(SPEC, width=size[0], height=size[1])
+    img = _open(render(dataclasses.replace(spec, fmt=fmt)))  # type: ignore[arg-type]
+    assert img.size == size
+
+
+def test_label_names_model_size_format_index_prompt_and_task() -> None:
+    spec = dataclasses.replace(SPEC, index=1, count=4, prompt="a lighthouse " * 30)
+    text = " ".join(line for line, _ in rendering._lines(spec, 40))
+    assert "NanoBanana" in text and "1184x864 png" in text and "image 2/4" in text
+    assert "a lighthouse" in text and SPEC.task_id in text
+    assert len(text) < 300  # a prompt excerpt, not the whole prompt
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
+def test_every_format_is_deterministic(fmt: str) -> None:
+    spec = dataclasses.replace(SPEC, fmt=fmt, width=1600, height=900)  # type: ignore[arg-type]
+    assert render(spec) == render(dataclasses.replace(spec))
 
 
 def test_canvas_never_exceeds_its_side_and_keeps_the_ratio() -> None:

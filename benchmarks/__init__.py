@@ -1,0 +1,1 @@
+"""Benchmarks of the emulator against Prism, WireMock and a bare Starlette ceiling."""
