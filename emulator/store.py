@@ -8,14 +8,36 @@ loop runs one coroutine at a time and none of its methods awaits.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 from .billing import Charge, ChargeState
 from .faults import FaultRule
 from .tasks import Task
+
+Placed = Literal["placed", "taken", "refused"]
+
+
+def ended_at(task: Task) -> float:
+    """Clock time at which ``task`` reaches its outcome by its schedule (what expiry counts from).
+
+    On the per_poll clock this is where the wall clock would end it, not where polls did.
+    """
+    return task.created_at + task.schedule.ends_at
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """What ``Store.expire`` did: the tasks it removed, and how many tasks remain."""
+
+    removed: list[Task]
+    remaining: int
 
 
 class Store(ABC):
@@ -134,6 +156,60 @@ class Store(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Release connections; the default backend has none."""
+
+    async def ping(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Raise ``StoreUnavailable`` when the backend cannot answer (a local one always can)."""
+
+    async def claim_id_stream(self) -> int:
+        """A number no other emulator sharing this store has got: 0 for the first (and for a
+        store of one's own). Task ids are drawn from a stream per number, so processes sharing
+        a seed and a store never draw the same ids."""
+        return 0
+
+    # -- cheaper paths for a networked backend (defaults: the plain operations) -----------
+    def request_scope(self) -> AbstractAsyncContextManager[object]:
+        """Around one HTTP request: a networked backend may read the rules, the clock and the
+        task's charge state once, with the task, and answer the request's later reads from
+        that (briefly valid) snapshot. A local backend needs nothing."""
+        return contextlib.nullcontext()
+
+    async def insert_held(self, task: Task, charge: Charge, blob: bytes | None) -> Placed:
+        """``insert_task``, ``hold`` and ``put_blob("ref:<id>", blob)`` as one step: the task is
+        kept only if its charge is held ("refused" otherwise; "taken": the id is in use)."""
+        if not await self.insert_task(task):
+            return "taken"
+        if not await self.hold(charge):
+            await self.remove_task(task.task_id)
+            return "refused"
+        if blob is not None:
+            await self.put_blob(f"ref:{task.task_id}", blob)
+        return "placed"
+
+    async def log_request(self, entry: dict[str, Any], limit: int) -> None:
+        """``append_journal`` for the request path, where a backend may write behind."""
+        await self.append_journal(entry, limit)
+
+    # -- bounded size (not abstract: a backend may rely on this slow default) -------------
+    async def expire(self, finished_before: float, now: float, keep: int | None) -> Expiry:
+        """Remove finished tasks (and their blobs) to bound the store.
+
+        First every task that ended (``ended_at``) at or before ``finished_before``; then, if
+        more than ``keep`` tasks remain (None: no cap), tasks that ended by ``now``, earliest
+        end first, until ``keep`` remain or no ended task is left. Unfinished tasks are never
+        removed. Charges are kept: the usage log lists every charge.
+
+        This default reads every task; backends override it with an indexed query.
+        """
+        tasks = await self.list_tasks()
+        doomed = {t.task_id: t for t in tasks if ended_at(t) <= finished_before}
+        excess = len(tasks) - len(doomed) - keep if keep is not None else 0
+        if excess > 0:
+            ended = sorted(
+                (t for t in tasks if t.task_id not in doomed and ended_at(t) <= now), key=ended_at
+            )
+            doomed.update((t.task_id, t) for t in ended[:excess])
+        removed = [t for t in doomed.values() if await self.remove_task(t.task_id)]
+        return Expiry(removed, len(tasks) - len(removed))
 
 
 class MemoryStore(Store):
@@ -277,6 +353,20 @@ class MemoryStore(Store):
     async def list_balances(self) -> dict[str, tuple[str, int]]:
         return dict(self._balances)
 
+    async def expire(self, finished_before: float, now: float, keep: int | None) -> Expiry:
+        # One pass over the tasks; sorting only when over the cap.
+        doomed = [t for t in self._tasks.values() if ended_at(t) <= finished_before]
+        excess = len(self._tasks) - len(doomed) - keep if keep is not None else 0
+        if excess > 0:
+            gone = {t.task_id for t in doomed}
+            ended = [
+                t for t in self._tasks.values() if t.task_id not in gone and ended_at(t) <= now
+            ]
+            doomed += sorted(ended, key=ended_at)[:excess]
+        for task in doomed:
+            await self.remove_task(task.task_id)
+        return Expiry(doomed, len(self._tasks))
+
     async def reset(self) -> None:
         self._charges.clear()
         self._balances.clear()
@@ -288,8 +378,32 @@ class MemoryStore(Store):
         self._journal_seq = 0
 
 
-def open_store(url: str) -> Store:
-    """The backend named by ``url``; only ``memory`` exists so far."""
+#: What the ``store`` setting accepts (checked at start-up, see config.py).
+STORE_URL_FORMS = "'memory', 'sqlite:///path/to/file.db' or 'redis://host:port/db'"
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a ``sqlite://`` URL: ``sqlite:///abs/file.db`` or ``sqlite://rel/file.db``."""
+    path = url.removeprefix("sqlite://")
+    if not url.startswith("sqlite://") or not path or path.endswith("/"):
+        raise ValueError(f"store {url!r} is not a SQLite URL; use 'sqlite:///path/to/file.db'")
+    return Path(path)
+
+
+def open_store(url: str, *, prefix: str = "emulator") -> Store:
+    """The backend named by ``url`` (``prefix`` namespaces keys in a shared server).
+
+    Raises ValueError naming the URL when it is not supported or the store cannot be opened.
+    """
     if url in ("memory", "memory://"):
         return MemoryStore()
-    raise ValueError(f"store {url!r} is not supported; use 'memory'")
+    if url.startswith("sqlite://"):
+        from .sqlite_store import SqliteStore  # only loaded when asked for
+
+        return SqliteStore(sqlite_path(url))
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from .redis_store import RedisStore, check_url  # only loaded when asked for
+
+        check_url(url)
+        return RedisStore(url, prefix)
+    raise ValueError(f"store {url!r} is not supported; use {STORE_URL_FORMS}")

@@ -1,0 +1,123 @@
+"""Bounded memory: finished tasks expire after task_ttl_seconds; at most max_tasks are kept."""
+
+from __future__ import annotations
+
+import base64
+
+import anyio
+import pytest
+
+from emulator import expiry
+
+from .conftest import KEY, Client, MakeClient, png_bytes
+
+NANO = {"model": "NanoBanana2-0.5K", "prompt": "a cat"}
+OTHER = {"Authorization": "Bearer sk-someone-else"}
+
+
+def end_now(client: Client, task_id: str, status: str = "succeeded") -> None:
+    """End the task at the current clock time."""
+    response = client.post(f"/_emulator/tasks/{task_id}/outcome", json={"status": status})
+    assert response.status_code == 200, response.text
+
+
+def test_a_finished_task_expires_ttl_seconds_after_it_ended(make_client: MakeClient) -> None:
+    client = make_client(task_ttl_seconds=100)
+    task_id = client.submit_ok(NANO)
+    client.advance(0.5)
+    end_now(client, task_id)  # ended at 0.5
+    client.advance(99.5)
+    assert client.task(task_id)["status"] == "succeeded"
+    client.advance(0.5)
+    response = client.get(f"/v1/images/tasks/{task_id}")
+    assert response.status_code == 404
+    assert response.json()["code"] == "task_not_found"
+    assert "expired" in response.json()["message"] and "100 s" in response.json()["message"]
+    # Another key is not told the task ever existed (SPEC D-1).
+    other = client.get(f"/v1/images/tasks/{task_id}", headers=OTHER).json()
+    assert other["code"] == "task_not_found" and "expired" not in other["message"]
+
+
+def test_the_relay_status_option_applies_to_expired_tasks(make_client: MakeClient) -> None:
+    client = make_client(task_ttl_seconds=10, unknown_task_status=400)
+    task_id = client.submit_ok(NANO)
+    end_now(client, task_id, "failed")
+    client.advance(10)
+    response = client.get(f"/v1/images/tasks/{task_id}")
+    assert response.status_code == 400
+    assert response.json()["code"] == "task_not_exist" and "expired" in response.json()["message"]
+
+
+def test_ttl_zero_keeps_finished_tasks_forever(make_client: MakeClient) -> None:
+    client = make_client(task_ttl_seconds=0)
+    task_id = client.submit_ok(NANO)
+    client.advance(10**9)
+    assert client.task(task_id)["status"] == "succeeded"
+
+
+def test_result_images_of_an_expired_task_are_gone(make_client: MakeClient) -> None:
+    client = make_client(task_ttl_seconds=10)
+    task_id = client.submit_ok(NANO)
+    end_now(client, task_id)
+    url = client.task(task_id)["result_url"]
+    assert client.get(url).status_code == 200
+    client.advance(10)
+    assert client.get(url).status_code == 404
+
+
+def test_a_sweep_removes_expired_tasks_with_their_reference_pictures(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(expiry, "SWEEP_EVERY", 1)
+    client = make_client(task_ttl_seconds=10)
+    reference = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
+    old = client.submit_ok(NANO | {"image": reference})
+    store = client.app.state.emulator.store  # type: ignore[attr-defined]
+    assert anyio.run(store.get_blob, f"ref:{old}") is not None
+    end_now(client, old)
+    client.advance(10)
+    new = client.submit_ok(NANO)  # this submission sweeps
+    listed = [t["task"]["task_id"] for t in client.get("/_emulator/tasks").json()["tasks"]]
+    assert listed == [new]
+    assert anyio.run(store.get_blob, f"ref:{old}") is None
+
+
+def test_a_full_store_evicts_the_earliest_finished_task_first(make_client: MakeClient) -> None:
+    client = make_client(max_tasks=4, task_ttl_seconds=0)
+    t1, t2, t3, t4 = (client.submit_ok(NANO) for _ in range(4))
+    client.advance(0.1)
+    end_now(client, t3)  # ends first
+    client.advance(0.1)
+    end_now(client, t1)
+    t5 = client.submit_ok(NANO)
+    assert client.get(f"/v1/images/tasks/{t3}").status_code == 404
+    listed = [t["task"]["task_id"] for t in client.get("/_emulator/tasks").json()["tasks"]]
+    assert listed == [t1, t2, t4, t5]
+
+
+def test_a_store_full_of_unfinished_tasks_refuses_with_429(make_client: MakeClient) -> None:
+    client = make_client(max_tasks=3)
+    kept = [client.submit_ok(NANO) for _ in range(3)]
+    refused = client.submit(NANO)
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "rate_limited"
+    assert "max_tasks=3" in refused.json()["message"]
+    assert refused.headers["Retry-After"] == "1"
+    assert len(client.get("/_emulator/tasks").json()["tasks"]) == 3
+    client.advance(10_000)  # they finish: room again
+    client.submit_ok(NANO)
+    listed = [t["task"]["task_id"] for t in client.get("/_emulator/tasks").json()["tasks"]]
+    assert len(listed) == 3 and kept[0] not in listed
+
+
+def test_an_evicted_task_that_was_never_polled_gives_its_hold_back(
+    make_client: MakeClient,
+) -> None:
+    client = make_client(max_tasks=2)
+    client.put(f"/_emulator/balances/{KEY}", json={"balance": 1000})
+    first = client.submit_ok(NANO | {"prompt": "first"})
+    end_now(client, first, "failed")  # its whole hold is released
+    client.submit_ok(NANO)
+    client.submit_ok(NANO)  # evicts the first
+    usage = client.get(f"/_emulator/usage?task_id={first}").json()["entries"]
+    assert [(e["state"], e["amount"]) for e in usage] == [("released", 0)]

@@ -1,0 +1,251 @@
+"""The Redis backend against a real redis-server: the store contract, and what only a shared
+store must add (atomic across separate connections, one round trip per operation, isolation by
+prefix, a clear 503-style error when Redis is away)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from emulator.errors import StoreUnavailable
+from emulator.redis_store import RedisStore
+from emulator.store import Store, open_store
+
+from .redis_server import RedisServer, free_port, running_redis
+from .store_contract import StoreContract, gather, make_charge, make_rule, make_task
+
+pytestmark = [pytest.mark.anyio]
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    yield from running_redis()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _prefix() -> str:
+    return f"test{next(_prefixes)}-{time.monotonic_ns()}"
+
+
+class TestRedisStore(StoreContract):
+    @pytest.fixture
+    async def store(self, redis_server: RedisServer) -> AsyncIterator[Store]:
+        store = RedisStore(redis_server.url, _prefix())
+        yield store
+        await store.reset()
+        await store.close()
+
+
+@pytest.fixture
+async def workers(redis_server: RedisServer) -> AsyncIterator[list[RedisStore]]:
+    """Four stores on one prefix, each with its own connection pool: four workers' views."""
+    prefix = _prefix()
+    stores = [RedisStore(redis_server.url, prefix) for _ in range(4)]
+    yield stores
+    await stores[0].reset()
+    for store in stores:
+        await store.close()
+
+
+async def test_fault_times_hold_across_separate_connections(workers: list[RedisStore]) -> None:
+    await workers[0].add_fault(make_rule("a", times=3))
+    taken = await gather(*(workers[i % 4].claim_fault("a", 3) for i in range(40)))
+    assert taken.count(True) == 3
+    assert await workers[3].fault_hits() == {"a": 3}
+
+
+async def test_holds_never_overspend_across_separate_connections(
+    workers: list[RedisStore],
+) -> None:
+    await workers[0].set_balance("owner-a", "sk-a…", 20)
+    held = await gather(*(workers[i % 4].hold(make_charge(i, held=3)) for i in range(40)))
+    assert held.count(True) == 6
+    assert await workers[2].list_balances() == {"owner-a": ("sk-a…", 2)}
+
+
+async def test_each_poll_counts_once_across_separate_connections(
+    workers: list[RedisStore],
+) -> None:
+    task = make_task(1)
+    await workers[0].insert_task(task)
+    polled = await gather(*(workers[i % 4].count_poll(task.task_id) for i in range(40)))
+    assert sorted(t.polls for t in polled) == list(range(1, 41))
+
+
+async def test_only_one_insert_of_an_id_wins_across_separate_connections(
+    workers: list[RedisStore],
+) -> None:
+    won = await gather(*(w.insert_task(make_task(7)) for w in workers for _ in range(5)))
+    assert won.count(True) == 1
+
+
+async def test_submissions_place_only_what_the_balance_covers_across_connections(
+    workers: list[RedisStore],
+) -> None:
+    await workers[0].set_balance("owner-a", "sk-a…", 20)
+    placed = await gather(
+        *(
+            workers[i % 4].insert_held(make_task(i), make_charge(i, held=3), b"ref")
+            for i in range(40)
+        )
+    )
+    assert (placed.count("placed"), placed.count("refused")) == (6, 34)
+    kept = {t.task_id for t in await workers[1].list_tasks()}
+    assert kept == {make_task(i).task_id for i, p in enumerate(placed) if p == "placed"}
+    assert len(await workers[2].list_charges()) == 6  # a refused task left nothing behind
+    refused = make_task(placed.index("refused")).task_id
+    assert await workers[3].get_blob(f"ref:{refused}") is None
+
+
+async def test_a_reference_picture_lives_and_goes_with_its_task(workers: list[RedisStore]) -> None:
+    store = workers[0]
+    assert await store.insert_held(make_task(1), make_charge(1), b"picture") == "placed"
+    assert await store.insert_held(make_task(1), make_charge(1), b"other") == "taken"
+    key = f"ref:{make_task(1).task_id}"
+    assert await store.get_blob(key) == b"picture"
+    assert await store._redis.ttl(f"{store.prefix}:blob:{key}") == -1  # no TTL of its own
+    await store.expire(finished_before=1e9, now=1e9, keep=None)
+    assert await store.get_blob(key) is None and await store.list_tasks() == []
+
+
+async def test_id_streams_are_distinct_and_survive_reset(workers: list[RedisStore]) -> None:
+    streams = await gather(*(w.claim_id_stream() for w in workers))
+    assert sorted(streams) == [0, 1, 2, 3]
+    await workers[0].reset()
+    assert await workers[1].claim_id_stream() == 4
+
+
+async def test_prefixes_keep_emulators_apart(redis_server: RedisServer) -> None:
+    one, two = RedisStore(redis_server.url, _prefix()), RedisStore(redis_server.url, _prefix())
+    try:
+        await one.insert_task(make_task(1))
+        await one.advance_clock(5)
+        await two.add_fault(make_rule("b"))
+        assert await two.list_tasks() == [] and await two.clock_now() == 0.0
+        assert await one.list_faults() == []
+        await two.reset()
+        assert [t.task_id for t in await one.list_tasks()] == [make_task(1).task_id]
+        assert await one.clock_now() == 5.0
+    finally:
+        for store in (one, two):
+            await store.reset()
+            await store.close()
+
+
+async def test_every_operation_is_one_round_trip(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url, _prefix())
+    task = make_task(1)
+
+    def operations() -> list[Any]:
+        return [
+            store.insert_task(task),
+            store.get_task(task.task_id),
+            store.count_poll(task.task_id),
+            store.replace_task(task),
+            store.clock_now(),
+            store.advance_clock(1),
+            store.add_fault(make_rule("a", times=2)),
+            store.list_faults(),
+            store.count_fault_evaluation("a"),
+            store.claim_fault("a", 2),
+            store.append_journal({"i": 1}, 10),
+            store.hold(make_charge(1)),
+            store.settle(task.task_id, "settled", 1, 3, 2.0),
+            store.insert_held(make_task(2), make_charge(2), b"ref"),
+            store.expire(-1.0, 0.0, None),
+            store.put_blob("k", b"x"),
+            store.remove_task(task.task_id),
+        ]
+
+    try:
+        for operation in operations():  # a fresh Redis learns each script on first use
+            await operation
+        await store.reset()
+        for operation in operations():
+            before = store.round_trips
+            await operation
+            assert store.round_trips - before == 1, operation
+    finally:
+        await store.reset()
+        await store.close()
+
+
+async def test_blobs_over_the_cap_are_not_kept_and_others_expire(
+    redis_server: RedisServer,
+) -> None:
+    store = RedisStore(redis_server.url, _prefix(), max_blob_bytes=10, blob_ttl=60)
+    try:
+        await store.put_blob("small", b"0123456789")
+        await store.put_blob("big", b"01234567890")
+        assert await store.get_blob("small") == b"0123456789"
+        assert await store.get_blob("big") is None
+        assert 0 < await store._redis.ttl(f"{store.prefix}:blob:small") <= 60
+    finally:
+        await store.reset()
+        await store.close()
+
+
+async def test_unreachable_redis_is_a_quick_store_unavailable() -> None:
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", "nowhere", timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable) as caught:
+        await store.get_task("task_x")
+    assert caught.value.status_code == 503
+    assert time.monotonic() - started < 2.0
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
+    await store.close()
+
+
+async def test_a_hung_redis_is_a_store_unavailable_after_the_timeout_not_a_hang() -> None:
+    server = RedisServer().start()
+    store = RedisStore(server.url, "hung", timeout=0.5)
+    assert server.process is not None
+    try:
+        await store.insert_task(make_task(1))
+        os.kill(server.process.pid, signal.SIGSTOP)  # accepts nothing, answers nothing
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await store.get_task(make_task(1).task_id)
+            assert time.monotonic() - started < 3.0  # timeout, one retry, timeout
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        assert await store.get_task(make_task(1).task_id) == make_task(1)
+    finally:
+        await store.close()
+        server.remove()
+
+
+async def test_the_store_reconnects_by_itself_after_a_redis_restart() -> None:
+    server = RedisServer().start()
+    store = RedisStore(server.url, "restart")
+    try:
+        await store.insert_task(make_task(1))
+        server.stop()
+        with pytest.raises(StoreUnavailable):
+            await store.get_task(make_task(1).task_id)
+        server.start()
+        # The pooled connection died with the old server; the store reconnects on its own,
+        # and the task acknowledged before the stop is still there (append-only file).
+        assert await store.get_task(make_task(1).task_id) == make_task(1)
+    finally:
+        await store.close()
+        server.remove()
+
+
+def test_open_store_dispatches_redis_urls_and_names_a_bad_one() -> None:
+    assert isinstance(open_store("redis://127.0.0.1:1/0", prefix="p"), RedisStore)
+    with pytest.raises(ValueError, match="redis://"):
+        open_store("redis://127.0.0.1:notaport/0")
