@@ -6,7 +6,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test check format clean
+.PHONY: setup redis-server run test check format clean bench bench-quick soak contract contract-real
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,7 +14,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) redis-server
+
+## A real Redis for tests/test_redis_store.py and tests/test_scaling.py (Debian's package).
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing redis-server (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else \
+	    echo "redis-server is missing and only root can apt-get it: install it, or the Redis tests are skipped" >&2; \
+	  fi; }
 
 ## Start the emulator on http://$(HOST):$(PORT) with the embedded defaults.
 run: setup
@@ -29,6 +39,34 @@ check: setup
 	$(BIN)/ruff check emulator tests benchmarks
 	$(BIN)/ruff format --check emulator tests benchmarks
 	$(BIN)/mypy emulator
+
+## Load without loss: concurrent clients under a fault plan (SOAK_SECONDS, default 120).
+SOAK_SECONDS ?= 120
+soak: setup
+	$(BIN)/python benchmarks/soak.py --seconds $(SOAK_SECONDS)
+
+## Benchmarks against Prism, WireMock and a bare Starlette app (installs wrk, Prism, WireMock
+## itself); writes benchmarks/results/latest.{json,md,png}. Full run ~10 min; quick < 2 min.
+bench: setup
+	$(BIN)/python -m benchmarks
+
+bench-quick: setup
+	$(BIN)/python -m benchmarks --quick
+
+## The OpenAPI contract against a freshly started emulator: every phase and check, generation
+## allowed (docs/contract.md). The emulator gets a free loopback port and is stopped by its PID.
+contract: setup
+	@port=$$($(BIN)/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	EMULATOR_API_KEYS=sk-contract $(BIN)/python -m emulator serve --host 127.0.0.1 --port $$port \
+		--seed 1 --log-level warning & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
+	$(BIN)/python -m emulator conform --base-url http://127.0.0.1:$$port --api-key sk-contract \
+		--wait 30 --full --report reports/contract
+
+## The contract against the real service (IMAGE_API_BASE_URL, IMAGE_API_KEY): safe defaults,
+## GET only; CONFORM_ARGS=--allow-generation also submits (a few cheap, billable tasks).
+contract-real: setup
+	$(BIN)/python -m emulator conform --report reports/contract-real $(CONFORM_ARGS)
 
 format: setup
 	$(BIN)/ruff check --fix emulator tests benchmarks

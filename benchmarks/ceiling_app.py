@@ -1,17 +1,22 @@
-"""The ceiling: the least a Starlette app can do to answer the two task routes.
+"""The ceiling: the least a Starlette app can do to answer the task routes.
 
 A bare Starlette app holding a dict of tasks, served like the emulator (uvicorn, uvloop +
-httptools, one worker). It checks the bearer key, parses the JSON body, stores a task under a
-fresh id and answers the same envelope, but validates nothing else, keeps no journal and has
-no clock: no Starlette emulator can be faster than this on the same machine.
+httptools, one worker, log level warning). It checks the bearer key, parses the JSON body,
+stores a task under a fresh id and answers the same envelope (a poll finds it done, with a
+result URL, as the emulator at time_scale 0 does), but validates nothing else, keeps no journal
+and has no clock: no Starlette emulator can be faster than this on the same
+machine. For the mixed workload it also serves one result picture (the bytes of the file named
+by ``CEILING_RESULT_FILE``) for any task it holds, like the emulator's cached results.
 
-Serve it with ``python -m uvicorn benchmarks.ceiling_app:app --loop uvloop --http httptools``.
+Serve it with ``python -m uvicorn benchmarks.ceiling_app:app --loop uvloop --http httptools
+--log-level warning``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -20,6 +25,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 TASKS: dict[str, tuple[str, dict[str, Any]]] = {}
+_RESULT_FILE = os.environ.get("CEILING_RESULT_FILE", "")
+RESULT: bytes | None = Path(_RESULT_FILE).read_bytes() if _RESULT_FILE else None
 
 
 def _key(request: Request) -> str | None:
@@ -30,6 +37,11 @@ def _key(request: Request) -> str | None:
 def _unauthorized() -> Response:
     body = {"error": {"message": "missing key", "type": "invalid_request_error", "code": None}}
     return JSONResponse(body, status_code=401)
+
+
+def _not_found() -> Response:
+    body = {"code": "task_not_found", "message": "task does not exist", "data": None}
+    return JSONResponse(body, status_code=404)
 
 
 def _envelope(task: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +70,11 @@ async def submit(request: Request) -> Response:
         "metadata": {"task_type": "text2image", "result_count": 0},
         "error": None,
     }
-    TASKS[task_id] = (key, task)
+    # What a poll answers: the task done (no clock here), with a result URL like ours.
+    done = dict(task, status="succeeded", progress="100%")
+    done["result_url"] = f"{request.base_url}_emulator/results/{task_id}/0.png"
+    done["metadata"] = {"task_type": "text2image", "result_count": 1}
+    TASKS[task_id] = (key, done)
     return JSONResponse(_envelope(task))
 
 
@@ -68,14 +84,20 @@ async def poll(request: Request) -> Response:
         return _unauthorized()
     found = TASKS.get(request.path_params["task_id"])
     if found is None or found[0] != key:
-        body = {"code": "task_not_found", "message": "task does not exist", "data": None}
-        return JSONResponse(body, status_code=404)
+        return _not_found()
     return JSONResponse(_envelope(found[1]))
+
+
+async def result(request: Request) -> Response:
+    if RESULT is None or request.path_params["task_id"] not in TASKS:
+        return _not_found()
+    return Response(RESULT, media_type="image/png")
 
 
 app = Starlette(
     routes=[
         Route("/v1/images/tasks", submit, methods=["POST"]),
         Route("/v1/images/tasks/{task_id}", poll, methods=["GET"]),
+        Route("/_emulator/results/{task_id}/0.png", result, methods=["GET"]),
     ]
 )

@@ -17,13 +17,17 @@ from .app import Emulator, key_fingerprint
 from .billing import totals
 from .clock import ManualClock
 from .config import ConfigError, Settings
-from .errors import EmulatorError, InvalidRequest
+from .errors import EmulatorError, InvalidRequest, StoreUnavailable
 from .faults import FaultError, parse_rule
 from .journal import mask_key
 
 #: Settings that cannot change while serving (they shape the process or the state).
 FIXED_SETTINGS = frozenset(
     {"host", "port", "seed", "clock", "faults", "fault_file", "render_cache_bytes", "price_file"}
+    # Whoever can reach the control plane must not be able to open the network fences.
+    | {"admin_token", "fetch_reference_urls", "fetch_allow_hosts", "fetch_allow_private"}
+    # The store is opened once, at start-up.
+    | {"store", "state_dir", "store_prefix"}
 )
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -79,13 +83,25 @@ def settings_json(settings: Settings) -> dict[str, Any]:
 async def health(request: Request) -> Response:
     emulator = _emulator(request)
     settings = emulator.settings
+    store = emulator.store
+    # A shared store (Redis) may be away: say so, with 503, so a load balancer can tell.
+    report: dict[str, Any] = {"backend": type(store).__name__.removesuffix("Store").lower()}
+    try:
+        await store.ping()
+        report["ok"] = True
+    except StoreUnavailable as exc:
+        report |= {"ok": False, "error": exc.message}
+    if isinstance(getattr(store, "round_trips", None), int):
+        report["round_trips"] = getattr(store, "round_trips")  # noqa: B009 - optional counter
     return JSONResponse(
         {
-            "status": "ok",
+            "status": "ok" if report["ok"] else "store_unavailable",
             "clock": settings.clock,
             "seed": emulator.seed,
             "envelope": settings.envelope,
-        }
+            "store": report,
+        },
+        status_code=200 if report["ok"] else 503,
     )
 
 
@@ -314,6 +330,8 @@ async def put_balance(request: Request) -> Response:
     emulator = _emulator(request)
     key = request.path_params["key"]
     amount = (await _json_object(request)).get("balance", ...)
+    if isinstance(amount, float) and amount.is_integer():
+        amount = int(amount)  # 51.0 is a whole number in JSON
     if amount is not None and (
         not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= 10**15
     ):

@@ -6,11 +6,14 @@ request; every rule about tasks lives elsewhere.
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -27,9 +30,55 @@ Handler = Callable[[Request], Awaitable[Response]]
 MALFORMED_BODY = b'{"code":"success","message":"","data":{"task_id":"task_'
 
 
+_encode_json = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+).encode
+
+
+class _JSONResponse(JSONResponse):
+    """Starlette's JSONResponse, same bytes, one encoder for the process (``json.dumps`` with
+    options builds a new encoder per call)."""
+
+    def render(self, content: Any) -> bytes:
+        return _encode_json(content).encode("utf-8")
+
+
 def _emulator(request: Request) -> Emulator:
     emulator: Emulator = request.app.state.emulator
     return emulator
+
+
+@functools.lru_cache(maxsize=256)
+def _base_url_of(
+    scheme: str, server: tuple[str, int] | None, host: bytes | None, root_path: str
+) -> str:
+    scope = {
+        "type": "http",
+        "scheme": scheme,
+        "server": server,
+        "path": root_path if root_path.endswith("/") else root_path + "/",
+        "query_string": b"",
+        "headers": [] if host is None else [(b"host", host)],
+    }
+    return str(URL(scope=scope))
+
+
+def base_url(request: Request) -> str:
+    """``str(request.base_url)``, remembered per scheme, server, Host header and root path:
+    building Starlette URLs costs more than the rest of a poll."""
+    scope = request.scope
+    host = None
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value
+            break
+    server = scope.get("server")
+    return _base_url_of(
+        scope.get("scheme", "http"),
+        None if server is None else (server[0], server[1]),
+        host,
+        scope.get("app_root_path", scope.get("root_path", "")),
+    )
 
 
 def bearer_key(request: Request, emulator: Emulator) -> str:
@@ -132,6 +181,11 @@ def journaled(endpoint: str) -> Callable[[Handler], Handler]:
 
     def wrap(handler: Handler) -> Handler:
         async def run(request: Request) -> Response:
+            # One snapshot per request: a shared store (Redis) reads what it needs once.
+            async with _emulator(request).store.request_scope():
+                return await timed(request)
+
+        async def timed(request: Request) -> Response:
             started = time.perf_counter()
             status = 500
             try:
@@ -168,11 +222,11 @@ async def submit_task(request: Request) -> Response:
         )
     )
     await _before(request, rule, emulator.settings.submit_latency)
-    base_url = str(request.base_url)
-    task = await emulator.submit(key, submission, base_url, rule)
+    base = base_url(request)
+    task = await emulator.submit(key, submission, base, rule)
     request.state.task_id = task.task_id
-    body = task_body(emulator, task, emulator.submitted(task), base_url)
-    return _after(rule, JSONResponse(body, status_code=emulator.settings.submit_status))
+    body = task_body(emulator, task, emulator.submitted(task), base)
+    return _after(rule, _JSONResponse(body, status_code=emulator.settings.submit_status))
 
 
 @journaled("poll")
@@ -187,7 +241,7 @@ async def get_task(request: Request) -> Response:
     await _before(request, rule, emulator.settings.poll_latency)
     obs = await emulator.observe(task)
     await emulator.settle(task, obs)
-    return _after(rule, JSONResponse(task_body(emulator, task, obs, str(request.base_url))))
+    return _after(rule, _JSONResponse(task_body(emulator, task, obs, base_url(request))))
 
 
 @journaled("result")

@@ -6,6 +6,7 @@ Nothing here is module-level state: two emulators in one process never share any
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import random
 import re
@@ -17,14 +18,17 @@ from urllib.parse import urlsplit
 
 import anyio
 from starlette.applications import Starlette
+from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from .billing import Charge, PriceTable
 from .catalogue import Catalogue
 from .clock import Clock, ManualClock, WallClock
-from .config import Settings, load_fault_file
+from .config import ConfigError, Settings, load_fault_file
 from .errors import EmulatorError, InsufficientQuota, TaskNotFound
+from .expiry import Sweeper, is_expired
 from .faults import FaultRule, RequestFacts, fires, matches
+from .fetcher import fetch_picture
 from .journal import mask_key
 from .references import thumbnail_of
 from .rendering import MEDIA_TYPES, RenderCache, RenderSpec, render
@@ -38,9 +42,25 @@ RESULTS_PREFIX = "/_emulator/results/"
 _RESULT_PATH = re.compile(r"^/_emulator/results/(task_[0-9a-f]{32})/([0-9]{1,2})\.(png|jpeg|webp)$")
 
 
+@functools.lru_cache(maxsize=1024)
 def key_fingerprint(api_key: str) -> str:
-    """A stable, non-reversible name for an API key (tasks are owned by it, never by the key)."""
+    """A stable, non-reversible name for an API key (tasks are owned by it, never by the key).
+
+    Remembered: a hash per request is a measurable share of a poll, and every task of a key
+    then shares one owner string.
+    """
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:24]
+
+
+@functools.lru_cache(maxsize=16)
+def _packaged_tables(
+    enabled_models: tuple[str, ...] | None, nano_max_n: int
+) -> tuple[Catalogue, Timing, PriceTable]:
+    """The packaged data tables, parsed once per process: they never change while it runs and
+    the tables are frozen, and parsing three TOML files was most of an emulator's creation
+    (the pytest fixture makes one per test)."""
+    catalogue = Catalogue.load(enabled_models=enabled_models, nano_max_n=nano_max_n)
+    return catalogue, Timing.load(), PriceTable.load(None, catalogue)
 
 
 class Emulator:
@@ -48,17 +68,26 @@ class Emulator:
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.catalogue = Catalogue.load(
-            settings.catalogue_file,
-            enabled_models=settings.enabled_models,
-            nano_max_n=settings.nano_max_n,
-        )
-        self.timing = Timing.load(settings.timing_file)
-        self.prices = PriceTable.load(settings.price_file, self.catalogue)
-        self.store = store or open_store("memory")
+        if settings.catalogue_file is settings.timing_file is settings.price_file is None:
+            models = None if settings.enabled_models is None else tuple(settings.enabled_models)
+            self.catalogue, self.timing, self.prices = _packaged_tables(models, settings.nano_max_n)
+        else:
+            self.catalogue = Catalogue.load(
+                settings.catalogue_file,
+                enabled_models=settings.enabled_models,
+                nano_max_n=settings.nano_max_n,
+            )
+            self.timing = Timing.load(settings.timing_file)
+            self.prices = PriceTable.load(settings.price_file, self.catalogue)
+        try:
+            self.store = store or open_store(settings.store_url, prefix=settings.store_prefix)
+        except ValueError as exc:
+            raise ConfigError(f"setting 'store': {exc}") from None
         self.clock: Clock = ManualClock(self.store) if settings.clock == "manual" else WallClock()
         self.seed = settings.seed if settings.seed is not None else secrets.randbits(63)
-        self._ids = random.Random(self.seed)
+        #: Task ids come from stream 0 of the seed unless the store is shared (see start).
+        self._id_stream: int | None = None
+        self._ids = self._id_rng()
         self.renders = RenderCache(settings.render_cache_bytes)
         # Rendering an 8K picture takes ~100 MB for a moment: two at a time at most. A thread
         # semaphore, not an anyio limiter, so one emulator can serve several event loops.
@@ -67,13 +96,27 @@ class Emulator:
             load_fault_file(settings.fault_file) if settings.fault_file else ()
         )
         self._started = False
+        #: Expires finished tasks and keeps the store within max_tasks (emulator/expiry.py).
+        self.sweeper = Sweeper()
 
     async def start(self) -> None:
         """Install the configured fault rules once (lazily: in-process transports skip lifespan)."""
         if not self._started:
             self._started = True
+            if self._id_stream is None:
+                # Processes sharing a store and a seed would draw the same ids: each takes a
+                # stream of its own. The first (or only) one gets 0, the plain seeded sequence.
+                self._id_stream = await self.store.claim_id_stream()
+                self._ids = self._id_rng()
+            installed = {rule.id: rule for rule in await self.store.list_faults()}
             for rule in self._configured_faults:
-                await self.store.add_fault(rule)
+                # Another worker may have installed it already and counted hits: keep them.
+                if installed.get(rule.id) != rule:
+                    await self.store.add_fault(rule)
+
+    def _id_rng(self) -> random.Random:
+        stream = self._id_stream or 0
+        return random.Random(self.seed if stream == 0 else f"{self.seed}:ids:{stream}")
 
     def reconfigure(self, settings: Settings) -> None:
         """Apply changed settings at run time (from ``PATCH /_emulator/config``)."""
@@ -125,7 +168,11 @@ class Emulator:
         picture = submission.picture
         if picture is None and submission.urls:
             picture = await self._own_result_picture(submission.urls, base_url)
+        if picture is None and submission.urls and self.settings.fetch_reference_urls:
+            picture = await fetch_picture(submission.urls[0], "image", self.settings)
+        await self.start()  # the id stream is claimed before the first id is drawn
         now = await self.clock.now()
+        await self.sweeper.before_submit(self, now)
         while True:
             task_id = f"task_{self._ids.getrandbits(128):032x}"
             rng = random.Random(f"{self.seed}:{task_id}")
@@ -156,23 +203,26 @@ class Emulator:
                     fault,
                 ),
             )
-            if not await self.store.insert_task(task):
+            # Task, hold and reference picture in one store step (one round trip on Redis).
+            charge = self._charge(task, api_key)
+            placed = await self.store.insert_held(task, charge, picture)
+            if placed == "refused":
+                # Holds of tasks that ended since are given back first, then try once more.
+                await self.settle_due(owner)
+                placed = await self.store.insert_held(task, charge, picture)
+            if placed == "taken":
                 continue  # id taken (a restarted seed over a kept store): draw another
-            if not await self._hold(task, api_key):
-                await self.store.remove_task(task_id)
+            if placed == "refused":
                 raise InsufficientQuota(
                     "the balance of this API key cannot cover this task "
-                    f"({self.prices.unit_price(plan.model, plan.tier, plan.quality) * plan.n} "
-                    f"{self.prices.unit})"
+                    f"({charge.held} {self.prices.unit})"
                 )
-            if picture is not None:
-                await self.store.put_blob(f"ref:{task_id}", picture)
             return task
 
     # -- billing -------------------------------------------------------------------------
-    async def _hold(self, task: Task, api_key: str) -> bool:
+    def _charge(self, task: Task, api_key: str) -> Charge:
         unit = self.prices.unit_price(task.model, task.tier, task.quality)
-        charge = Charge(
+        return Charge(
             task_id=task.task_id,
             owner=task.owner,
             key=mask_key(api_key),
@@ -184,11 +234,6 @@ class Emulator:
             unit_price=unit,
             held=unit * task.n,
         )
-        if await self.store.hold(charge):
-            return True
-        # Holds of tasks that ended since are given back first, then try once more.
-        await self.settle_due(task.owner)
-        return await self.store.hold(charge)
 
     async def settle(self, task: Task, obs: Observation) -> None:
         """Settle (succeeded: pay for the images returned) or release (failed) a task's hold."""
@@ -260,11 +305,17 @@ class Emulator:
                 task = await self.store.count_poll(task_id)
             else:
                 task = await self.store.get_task(task_id)
-        if task is None or (owner is not None and task.owner != owner):
-            if self.settings.unknown_task_status == 400:
-                raise EmulatorError(f"task {task_id!r} does not exist", code="task_not_exist")
-            raise TaskNotFound(f"task {task_id!r} does not exist")
-        return task
+        if task is not None and (owner is None or task.owner == owner):
+            if not await is_expired(self, task):
+                return task
+            # Only its owner learns that it existed (D-1); once swept, nobody can tell.
+            ttl = self.settings.task_ttl_seconds
+            message = f"task {task_id!r} has expired: finished tasks are kept {ttl:g} s"
+        else:
+            message = f"task {task_id!r} does not exist"
+        if self.settings.unknown_task_status == 400:
+            raise EmulatorError(message, code="task_not_exist")
+        raise TaskNotFound(message)
 
     async def elapsed(self, task: Task) -> float:
         if self.settings.clock == "per_poll":
@@ -297,7 +348,9 @@ class Emulator:
             raise TaskNotFound(
                 f"task {task_id!r} has no {ext} result; it made {task.output_format}"
             )
-        cached = self.renders.get((task_id, index))
+        # Keyed by the whole task: after a reset elsewhere an id may name a different task.
+        cache_key = (index, dataclasses.replace(task, polls=0))
+        cached = self.renders.get(cache_key)
         if cached is None:
             reference = await self.store.get_blob(f"ref:{task_id}") if task.has_reference else None
             spec = RenderSpec(
@@ -313,7 +366,7 @@ class Emulator:
                 reference=reference,
             )
             cached = await anyio.to_thread.run_sync(self._render, spec)
-            self.renders.put((task_id, index), cached)
+            self.renders.put(cache_key, cached)
         return cached, MEDIA_TYPES[task.output_format]
 
     def _render(self, spec: RenderSpec) -> bytes:
@@ -343,7 +396,8 @@ class Emulator:
         """Back to the state at start-up: no tasks, journal or hits; configured faults only."""
         await self.store.reset()
         self.renders.clear()
-        self._ids = random.Random(self.seed)
+        self.sweeper.reset()
+        self._ids = self._id_rng()
         self._started = False
         await self.start()
 
@@ -359,19 +413,37 @@ class EmulatorApp(Starlette):
     """Starlette, plus the one thing it cannot do: drop a connection without answering."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            # Some HTTP parsers (httptools) accept headers of any size; the emulator does not.
+            limit = self.state.emulator.settings.max_header_bytes
+            if sum(len(k) + len(v) + 4 for k, v in scope["headers"]) > limit:
+                response = JSONResponse(
+                    {
+                        "code": "header_too_large",
+                        "message": f"request headers are larger than the limit of {limit} bytes",
+                        "data": None,
+                    },
+                    status_code=431,
+                )
+                await response(scope, receive, send)
+                return
         try:
             await super().__call__(scope, receive, send)
         except DropConnection:
             # uvicorn's send is bound to the connection's cycle, which holds the transport.
-            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            cycle = getattr(send, "__self__", None)
+            transport = getattr(cycle, "transport", None)
             if transport is None:
                 raise  # in-process transports: the client sees the exception
             transport.abort()
+            # The drop is intended: tell uvicorn, or it logs "returned without starting response".
+            if cycle is not None and hasattr(cycle, "disconnected"):
+                cycle.disconnected = True
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     """The ASGI application of one emulator built from ``settings``."""
-    from . import admin, api
+    from . import admin, api, contract
     from .errors import exception_handlers
 
     settings = settings or Settings()
@@ -384,7 +456,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await emulator.store.close()
 
     app = EmulatorApp(
-        routes=api.routes() + admin.routes(),
+        routes=api.routes() + admin.routes() + contract.routes(),
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )

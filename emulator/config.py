@@ -6,6 +6,7 @@ can match the real service once a conformance run has shown what it does.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tomllib
@@ -70,6 +71,19 @@ class Settings:
     max_reference_images: int = 16
     max_upload_bytes: int = 20 * 1024 * 1024
     max_reference_pixels: int = 50_000_000
+    #: Total size of a request's headers (431 beyond it).
+    max_header_bytes: int = 64 * 1024
+    #: Multipart text fields and JSON nesting depth accepted in one submission.
+    max_form_fields: int = 64
+    max_json_depth: int = 32
+    #: D-11: fetch http(s) reference URLs (off: URLs are kept as text, never fetched).
+    fetch_reference_urls: bool = False
+    #: Hosts that may be fetched ("cdn.example.com", "*.example.com"); empty: any public host.
+    fetch_allow_hosts: tuple[str, ...] = ()
+    #: Allow fetching from loopback, private and link-local addresses.
+    fetch_allow_private: bool = False
+    fetch_timeout: float = 5.0
+    fetch_max_bytes: int = 10 * 1024 * 1024
     #: Bytes of rendered images kept in memory.
     render_cache_bytes: int = 256 * 1024 * 1024
     #: Share of tasks (0..1) that fail upstream on their own, drawn from the seed.
@@ -84,6 +98,17 @@ class Settings:
     fault_file: str | None = None
     #: Requests kept in the journal (oldest dropped first).
     journal_limit: int = 1000
+    #: Where state lives: "memory", "sqlite:///path/to/file.db", "redis://host:port/db";
+    #: "sqlite" alone is a file in ``state_dir``.
+    store: str = "memory"
+    #: Shorthand for store = "sqlite:///<state_dir>/emulator.db" (state kept across restarts).
+    state_dir: str | None = None
+    #: Namespace of this emulator's keys in a store shared with other emulators (Redis).
+    store_prefix: str = "emulator"
+    #: Finished tasks are forgotten this many clock seconds after they end (0: kept forever).
+    task_ttl_seconds: float = 86_400.0
+    #: Most tasks kept; when full, the oldest finished go first (0: no limit).
+    max_tasks: int = 100_000
     #: When set, the control plane (but not result images) needs ``X-Emulator-Token``.
     admin_token: str | None = None
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
@@ -92,12 +117,21 @@ class Settings:
         """A copy with ``changes`` applied and validated."""
         return build_settings(overrides=changes, base=self)
 
+    @property
+    def store_url(self) -> str:
+        """The store to open: ``state_dir`` stands for a SQLite file in that folder."""
+        if self.state_dir is not None or self.store == "sqlite":
+            folder = Path(self.state_dir or DEFAULT_STATE_DIR).absolute()
+            return f"sqlite://{folder / 'emulator.db'}"
+        return self.store
+
 
 SETTING_NAMES: frozenset[str] = frozenset(f.name for f in fields(Settings))
 
 
+@functools.cache
 def _hints() -> dict[str, Any]:
-    return typing.get_type_hints(Settings)
+    return typing.get_type_hints(Settings)  # once: it costs more than the rest of replace()
 
 
 def _coerce(key: str, value: Any, hint: Any, source: str, from_text: bool) -> Any:
@@ -163,6 +197,21 @@ def _coerce(key: str, value: Any, hint: Any, source: str, from_text: bool) -> An
     raise ConfigError(f"{where}: unsupported type {hint!r}")  # pragma: no cover
 
 
+_STORE_FORMS = "'memory', 'sqlite' (in state_dir), 'sqlite:///path/to/file.db' or 'redis://…'"
+#: Where ``store = "sqlite"`` keeps its file when ``state_dir`` is not set.
+DEFAULT_STATE_DIR = "emulator-state"
+
+
+def _store_url_ok(url: str) -> bool:
+    """The forms ``store.open_store`` knows (whether it can open them is checked at start)."""
+    if url in ("memory", "memory://", "sqlite"):
+        return True
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")
+        return path != "" and not path.endswith("/")
+    return url.startswith(("redis://", "rediss://", "unix://"))
+
+
 def _check_ranges(s: Settings) -> None:
     rules: list[tuple[bool, str]] = [
         (s.time_scale >= 0, "time_scale must be >= 0"),
@@ -174,12 +223,26 @@ def _check_ranges(s: Settings) -> None:
         (s.max_reference_images >= 1, "max_reference_images must be >= 1"),
         (s.max_upload_bytes >= 1, "max_upload_bytes must be >= 1"),
         (s.max_reference_pixels >= 1, "max_reference_pixels must be >= 1"),
+        (s.max_header_bytes >= 1024, "max_header_bytes must be >= 1024"),
+        (s.max_form_fields >= 8, "max_form_fields must be >= 8"),
+        (s.max_json_depth >= 2, "max_json_depth must be >= 2"),
+        (s.fetch_timeout > 0, "fetch_timeout must be > 0"),
+        (s.fetch_max_bytes >= 1, "fetch_max_bytes must be >= 1"),
         (s.render_cache_bytes >= 0, "render_cache_bytes must be >= 0"),
         (0.0 <= s.failure_rate <= 1.0, "failure_rate must be between 0 and 1"),
         (0.0 <= s.submit_latency <= 600, "submit_latency must be between 0 and 600 seconds"),
         (0.0 <= s.poll_latency <= 600, "poll_latency must be between 0 and 600 seconds"),
         (0.0 <= s.hang_max_seconds <= 3600, "hang_max_seconds must be between 0 and 3600"),
         (s.journal_limit >= 0, "journal_limit must be >= 0"),
+        (_store_url_ok(s.store), f"setting 'store' must be {_STORE_FORMS}, got {s.store!r}"),
+        (s.state_dir is None or s.state_dir.strip() != "", "state_dir must name a folder"),
+        (
+            s.state_dir is None or s.store in ("memory", "memory://", "sqlite"),
+            "set either 'store' or 'state_dir' (a SQLite file in that folder), not both",
+        ),
+        (s.store_prefix.strip() != "", "store_prefix must not be empty"),
+        (s.task_ttl_seconds >= 0, "task_ttl_seconds must be >= 0 (0: finished tasks are kept)"),
+        (s.max_tasks >= 0, "max_tasks must be >= 0 (0: no limit)"),
         (
             s.public_base_url is None or s.public_base_url.startswith(("http://", "https://")),
             "public_base_url must start with http:// or https://",

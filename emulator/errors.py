@@ -91,6 +91,13 @@ class RateLimited(EmulatorError):
     code = "rate_limited"
 
 
+class StoreUnavailable(EmulatorError):
+    """The shared store (Redis) cannot answer right now: 503, and the client may retry."""
+
+    status_code = 503
+    code = "service_unavailable"
+
+
 def _render(exc: EmulatorError) -> Response:
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers or None)
 

@@ -131,6 +131,10 @@ def _get(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where:
     value = raw.get(key)
     if value is None:
         return None
+    kinds = _tuple(kind)
+    # JSON Schema (and JavaScript) call 3.0 an integer: take it as 3.
+    if int in kinds and float not in kinds and isinstance(value, float) and value.is_integer():
+        value = int(value)
     if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _tuple(kind)):
         raise FaultError(f"{where}.{key} has the wrong type: {value!r}")
     return value
@@ -149,7 +153,8 @@ def parse_rule(raw: Mapping[str, Any], rule_id: str, where: str = "fault") -> Fa
     if unknown:
         raise FaultError(f"{where} has unknown field(s): {', '.join(unknown)}")
     effect = _parse_effect(raw.get("effect"), f"{where}.effect")
-    match = _parse_match(raw.get("match") or {}, f"{where}.match")
+    # null means absent, as everywhere in a rule (and in the control plane's contract).
+    match = _parse_match(raw.get("match") if raw.get("match") is not None else {}, f"{where}.match")
     probability = _get(raw, "probability", (int, float), where)
     probability = 1.0 if probability is None else float(probability)
     if not 0.0 <= probability <= 1.0:
@@ -171,7 +176,7 @@ def _parse_match(raw: Any, where: str) -> Match:
     endpoint: Endpoint = _get(raw, "endpoint", str, where) or "any"
     if endpoint not in ENDPOINTS:
         raise FaultError(f"{where}.endpoint must be one of {', '.join(ENDPOINTS)}")
-    headers = raw.get("headers") or {}
+    headers = raw.get("headers") if raw.get("headers") is not None else {}
     if not isinstance(headers, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
+
+from .errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -43,16 +46,34 @@ def _short(value: Any) -> Any:
     return value
 
 
+def _state(request: Request) -> dict[str, Any]:
+    """The values behind ``request.state``, read without an AttributeError per absent one
+    (``request.state`` wraps ``scope["state"]``; exceptions cost more than the request)."""
+    state: dict[str, Any] = request.scope.get("state") or {}
+    return state
+
+
 def summarise_body(request: Request) -> dict[str, Any] | None:
     """The parsed fields the validator saw (long strings cut), and uploaded files' sizes."""
-    fields = getattr(request.state, "fields", None)
-    files = getattr(request.state, "files", None)
+    state = _state(request)
+    fields = state.get("fields")
+    files = state.get("files")
     if fields is None and not files:
         return None
     summary: dict[str, Any] = {"fields": _short(fields or {})}
     if files:
         summary["files"] = [{"name": name, "bytes": size} for name, size in files]
     return summary
+
+
+def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """``request.headers.items()`` as a dict, secrets masked (read from the scope directly)."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in raw:
+        name = raw_name.decode("latin-1")
+        value = raw_value.decode("latin-1")
+        headers[name] = mask_header(name, value) if name in SECRET_HEADERS else value
+    return headers
 
 
 async def record(
@@ -62,21 +83,28 @@ async def record(
     limit = emulator.settings.journal_limit
     if limit <= 0:
         return
-    state = request.state
-    key = getattr(state, "api_key", None)
+    state = _state(request)
+    key = state.get("api_key")
+    scope = request.scope
+    try:
+        clock = await emulator.clock.now()
+    except StoreUnavailable:
+        return  # the journal is diagnostics: a store outage must not turn an answer into a 503
     entry = {
         "time": time.time(),
-        "clock": await emulator.clock.now(),
+        "clock": clock,
         "endpoint": endpoint,
-        "method": request.method,
-        "path": request.url.path,
-        "query": request.url.query,
-        "headers": {k: mask_header(k, v) for k, v in request.headers.items()},
+        "method": scope["method"],
+        # request.url.path and .query, without building a URL per request
+        "path": scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C"),
+        "query": scope.get("query_string", b"").decode(),
+        "headers": _headers(scope["headers"]),
         "api_key": mask_key(key) if key else None,
         "body": summarise_body(request),
         "status": status,
-        "task_id": getattr(state, "task_id", None),
-        "fault": getattr(state, "fault", None),
+        "task_id": state.get("task_id"),
+        "fault": state.get("fault"),
         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
     }
-    await emulator.store.append_journal(entry, limit)
+    with contextlib.suppress(StoreUnavailable):  # as above: the answer stands
+        await emulator.store.log_request(entry, limit)

@@ -51,6 +51,11 @@ def thumbnail_of(data: bytes, field: str, max_pixels: int) -> bytes:
     """
     try:
         img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError:
+        # Pillow refuses at open (before our own check) beyond twice its MAX_IMAGE_PIXELS.
+        raise InvalidRequest(
+            f"{field} has more than the limit of {max_pixels} pixels", field=field
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise InvalidRequest(
             f"{field} is not a picture: expected PNG, JPEG, WebP or GIF", field=field

@@ -6,6 +6,7 @@ Type and presence rules live here; model-specific rules live in `Catalogue.plan`
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +23,23 @@ from .tasks import TaskType
 
 TASK_TYPES: tuple[str, ...] = ("text2image", "image2image")
 RESPONSE_FORMATS: tuple[str, ...] = ("url",)
-#: Multipart text fields beyond these are ignored, like unknown JSON keys.
-MAX_FORM_FIELDS = 64
+#: The text fields of a submission; a repeated one is refused, other repeated fields ignored.
+FORM_FIELDS = frozenset(
+    [
+        "model",
+        "prompt",
+        "task_type",
+        "size",
+        "aspect_ratio",
+        "quality",
+        "n",
+        "output_format",
+        "response_format",
+    ]
+)
+#: Longest reference URL accepted, and its form (kept equal to the contract's pattern).
+MAX_URL_CHARS = 8192
+_REFERENCE_URL = re.compile(r"https?://[!-Z^-~]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +67,7 @@ async def read_submission(request: Request, settings: Settings, catalogue: Catal
         )
     body = await _read_body(request, settings.max_body_bytes)
     if media_type == "application/json":
-        fields = _fields_from_json(body)
+        fields = _fields_from_json(body, settings.max_json_depth)
         files: list[UploadFile] = []
     else:
         fields, files = await _fields_from_multipart(request.headers, body, settings)
@@ -75,6 +91,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _reject_constant(name: str) -> Any:
+    raise InvalidRequest(f"request body holds {name}, which is not a JSON number")
+
+
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:
@@ -84,19 +104,77 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _fields_from_json(body: bytes) -> dict[str, Any]:
+def _check_shape(data: Any, max_depth: int) -> None:
+    """400 when the parsed body nests deeper than ``max_depth`` or holds text that cannot be
+    encoded (a lone UTF-16 surrogate such as ``"\\ud800"``: valid JSON, but not Unicode).
+    """
+    if max_depth >= 1 and isinstance(data, dict) and _flat_and_encodable(data):
+        return  # every ordinary submission: one level, plain values (a fast path)
+    stack: list[tuple[Any, int, str]] = [(data, 1, "")]
+    while stack:
+        item, depth, path = stack.pop()
+        if depth > max_depth:
+            raise InvalidRequest(f"request body is nested deeper than {max_depth} levels")
+        pairs: list[tuple[str, Any]]
+        if isinstance(item, dict):
+            pairs = [(f"{path}.{k}" if path else k, v) for k, v in item.items()]
+            keys = list(item)
+        elif isinstance(item, list):
+            pairs = [(f"{path}[{i}]", v) for i, v in enumerate(item)]
+            keys = []
+        else:
+            continue
+        for text in keys + [v for _, v in pairs if isinstance(v, str)]:
+            if not _encodable(text):
+                field = next((p for p, v in pairs if v is text), path or None)
+                raise InvalidRequest(
+                    f"{field or 'a field name'} is not valid Unicode: it contains a lone "
+                    "surrogate (\\ud800-\\udfff)",
+                    field=field,
+                )
+        stack.extend((v, depth + 1, p) for p, v in pairs if isinstance(v, dict | list))
+
+
+def _flat_and_encodable(data: dict[str, Any]) -> bool:
+    """True when no value is an object or array and every name and text encodes (the text
+    joined encodes exactly when each piece does: UTF-8 refuses every surrogate)."""
+    texts = list(data)
+    for value in data.values():
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, dict | list):
+            return False
+    return _encodable("".join(texts))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _fields_from_json(body: bytes, max_depth: int) -> dict[str, Any]:
     if not body.strip():
         raise InvalidRequest("request body is empty; send a JSON object")
     try:
-        data = json.loads(body, object_pairs_hook=_reject_duplicates)
+        data = json.loads(
+            body, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
     except UnicodeDecodeError:
         raise InvalidRequest("request body is not valid UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc.msg} at {exc.pos}") from None
     except RecursionError:
         raise InvalidRequest("request body is nested too deeply") from None
+    except ValueError:  # what json raises beyond JSONDecodeError: an integer of 4300+ digits
+        raise InvalidRequest("request body holds a number with too many digits") from None
     if not isinstance(data, dict):
         raise InvalidRequest("request body must be a JSON object")
+    _check_shape(data, max_depth)
+    # "image_urls" is where multipart text `image` fields go; in JSON it is an unknown key.
+    data.pop("image_urls", None)
     return data
 
 
@@ -110,7 +188,7 @@ async def _fields_from_multipart(
         headers,
         stream(),
         max_files=settings.max_reference_images,
-        max_fields=MAX_FORM_FIELDS,
+        max_fields=settings.max_form_fields,
         max_part_size=max(1024 * 1024, settings.max_prompt_chars * 4),
     )
     try:
@@ -131,6 +209,8 @@ async def _fields_from_multipart(
         elif key == "image":
             fields.setdefault("image_urls", []).append(value)
         elif key in fields:
+            if key not in FORM_FIELDS:
+                continue  # unknown fields are ignored however often they come, like JSON keys
             raise InvalidRequest(f"field {key!r} appears more than once", field=key)
         else:
             fields[key] = value
@@ -140,6 +220,20 @@ async def _fields_from_multipart(
             raise InvalidRequest(f"n must be an integer, got {fields['n']!r}", field="n")
         fields["n"] = int(text)
     return fields, files
+
+
+def _check_reference_form(name: str, value: str) -> None:
+    """400 unless ``value`` is a data: URL, or an http(s) URL of printable ASCII without
+    spaces, brackets or backslashes (the contract's pattern; ``http://[`` cannot be parsed).
+    """
+    if is_data_url(value):
+        return
+    if len(value) > MAX_URL_CHARS or not _REFERENCE_URL.fullmatch(value):
+        raise InvalidRequest(
+            f"{name} must be an http(s) URL or a data: URL of a picture (a URL: printable "
+            f"ASCII without spaces, brackets or backslashes, at most {MAX_URL_CHARS} characters)",
+            field=name,
+        )
 
 
 def _optional_str(fields: Mapping[str, Any], key: str) -> str | None:
@@ -197,6 +291,8 @@ def _build(
             f"task_type must be text2image or image2image, got {task_type!r}", field="task_type"
         )
     n = fields.get("n")
+    if isinstance(n, float) and n.is_integer():
+        n = int(n)  # JSON has one number type: 4.0 is the integer 4 (as JSON Schema says)
     if n is not None and (not isinstance(n, int) or isinstance(n, bool)):
         raise InvalidRequest(f"n must be an integer, got {n!r}", field="n")
     response_format = _optional_str(fields, "response_format")
@@ -214,9 +310,12 @@ def _build(
     )
 
     texts = _url_list(fields, settings)
-    if len(texts) + len(files) > settings.max_reference_images:
+    # The limit is on the `images` list (the contract's maxItems); `image` is one more picture
+    # and multipart files are capped by the form parser.
+    if sum(name.startswith("images[") for name, _ in texts) > settings.max_reference_images:
         raise InvalidRequest(
-            f"at most {settings.max_reference_images} reference pictures are accepted",
+            f"at most {settings.max_reference_images} reference pictures are accepted "
+            "in image and images",
             field="images",
         )
     inferred: TaskType = "image2image" if texts or files else "text2image"
@@ -226,6 +325,9 @@ def _build(
             "task_type image2image needs a reference picture in image or images", field="image"
         )
 
+    for name, value in texts:
+        # A malformed reference is refused even when an explicit text2image ignores it.
+        _check_reference_form(name, value)
     references: list[str] = []
     urls: list[str] = []
     picture: bytes | None = None
@@ -236,13 +338,9 @@ def _build(
                 thumb = thumbnail_of(data, name, settings.max_reference_pixels)
                 picture = picture or thumb
                 references.append(value[: value.find(",") + 1] + "…")
-            elif value.startswith(("http://", "https://")) and len(value) <= 8192:
+            else:
                 references.append(value)
                 urls.append(value)
-            else:
-                raise InvalidRequest(
-                    f"{name} must be an http(s) URL or a data: URL of a picture", field=name
-                )
         for upload in files:
             data = upload.file.read(settings.max_upload_bytes + 1)
             if len(data) > settings.max_upload_bytes:

@@ -209,4 +209,5 @@ def test_health_reports_the_seed_and_clock(client: Client) -> None:
         "clock": "manual",
         "seed": 1234,
         "envelope": "wrapped",
+        "store": {"backend": "memory", "ok": True},
     }

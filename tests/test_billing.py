@@ -198,3 +198,10 @@ def test_reset_clears_usage_and_balances(client: Client) -> None:
     client.post("/_emulator/reset")
     assert usage(client)["entries"] == []
     assert client.get("/_emulator/balances").json()["balances"] == []
+
+
+def test_whole_number_float_balance_is_taken_as_an_integer(client: Client) -> None:
+    response = client.put("/_emulator/balances/sk-float", json={"balance": 51.0})
+    assert response.status_code == 200
+    assert response.json()["balance"] == 51
+    assert client.put("/_emulator/balances/sk-float", json={"balance": 1.5}).status_code == 400

@@ -91,3 +91,64 @@ def test_cli_rejects_a_bad_flag_value(capsys: pytest.CaptureFixture[str]) -> Non
 def test_replace_validates_the_new_value() -> None:
     with pytest.raises(ConfigError, match="submit_status"):
         Settings().replace(submit_status=201)
+
+
+def test_store_defaults_to_memory_with_bounded_tasks() -> None:
+    s = Settings()
+    assert (s.store, s.store_url, s.state_dir, s.store_prefix) == (
+        "memory",
+        "memory",
+        None,
+        "emulator",
+    )
+    assert (s.task_ttl_seconds, s.max_tasks) == (86_400.0, 100_000)
+
+
+def test_store_comes_from_environment_and_flags(tmp_path: Path) -> None:
+    s = build_settings(environ={"EMULATOR_STORE": f"sqlite://{tmp_path}/a.db"})
+    assert s.store_url == f"sqlite://{tmp_path}/a.db"
+    s = build_settings(
+        environ={"EMULATOR_STORE": "memory", "EMULATOR_MAX_TASKS": "10"},
+        overrides={"store": f"sqlite://{tmp_path}/b.db"},
+        overrides_are_text=True,
+    )
+    assert (s.store_url, s.max_tasks) == (f"sqlite://{tmp_path}/b.db", 10)
+
+
+def test_state_dir_is_shorthand_for_a_sqlite_file_in_it(tmp_path: Path) -> None:
+    s = build_settings(overrides={"state_dir": str(tmp_path / "st")}, overrides_are_text=True)
+    assert s.store_url == f"sqlite://{tmp_path}/st/emulator.db"
+    s = build_settings(
+        overrides={"store": "sqlite", "state_dir": str(tmp_path)}, overrides_are_text=True
+    )
+    assert s.store_url == f"sqlite://{tmp_path}/emulator.db"
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"store": "postgres://db"}, "setting 'store' must be"),
+        ({"store": "sqlite://"}, "setting 'store' must be"),
+        ({"store": "sqlite:///x.db", "state_dir": "/tmp/x"}, "either 'store' or 'state_dir'"),
+        ({"store_prefix": ""}, "store_prefix"),
+        ({"task_ttl_seconds": -1}, "task_ttl_seconds must be >= 0"),
+        ({"max_tasks": -5}, "max_tasks must be >= 0"),
+    ],
+)
+def test_bad_store_settings_name_the_key(changes: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        Settings().replace(**changes)
+
+
+def test_cli_store_flag_with_a_bad_url_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--store", "mongodb://x"]) == 2
+    assert "setting 'store'" in capsys.readouterr().err
+
+
+def test_cli_store_that_cannot_be_opened_stops_start_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("a file, not a folder")
+    assert main(["serve", "--state-dir", str(tmp_path / "file")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot start" in err and "setting 'store'" in err and "cannot be opened" in err

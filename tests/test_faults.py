@@ -226,3 +226,20 @@ def test_reset_restores_configured_faults_and_clears_the_rest(make_client: Any) 
     assert [r["id"] for r in client.get("/_emulator/faults").json()["faults"]] == ["cfg", "rule-2"]
     assert client.post("/_emulator/reset").status_code == 200
     assert [r["id"] for r in client.get("/_emulator/faults").json()["faults"]] == ["cfg"]
+
+
+def test_whole_number_floats_count_as_integers_in_rules() -> None:
+    rule = parse_rule({"effect": {"kind": "http_error", "status": 503.0}, "times": 3.0}, "rule-1")
+    assert (rule.times, rule.effect.status) == (3, 503)
+    assert isinstance(rule.times, int)
+
+
+@pytest.mark.parametrize("headers", [False, 0, "", []])
+def test_match_headers_must_be_an_object(headers: object) -> None:
+    with pytest.raises(FaultError, match="headers must map header names"):
+        parse_rule({"effect": "drop", "match": {"headers": headers}}, "rule-1")
+
+
+def test_fractional_times_is_refused() -> None:
+    with pytest.raises(FaultError, match="times has the wrong type"):
+        parse_rule({"effect": "drop", "times": 2.5}, "rule-1")

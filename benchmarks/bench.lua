@@ -1,0 +1,81 @@
+-- One wrk script for every workload, steered by environment variables:
+--   BENCH_MODE      submit | poll | mixed
+--   BENCH_KEY       bearer key sent on every request
+--   BENCH_BODY      JSON body of a submission
+--   BENCH_IDS       file with one existing task id per line (poll and mixed)
+--   BENCH_DOWNLOAD  path template of a result image, "{id}" replaced (mixed; empty: none)
+--   BENCH_DL_IDS    how many of the ids have a result to download (mixed)
+--   BENCH_OUT       file the summary is written to, as JSON
+-- The mixed workload sends, of every 10 requests, 1 submission, 1 download and 8 polls.
+
+local mode = os.getenv("BENCH_MODE") or "poll"
+local key = os.getenv("BENCH_KEY") or "sk-bench"
+local body = os.getenv("BENCH_BODY") or "{}"
+local download = os.getenv("BENCH_DOWNLOAD") or ""
+local dl_count = tonumber(os.getenv("BENCH_DL_IDS") or "0")
+local out = os.getenv("BENCH_OUT") or "wrk-summary.json"
+
+local ids = {}
+local ids_file = os.getenv("BENCH_IDS")
+if ids_file and ids_file ~= "" then
+  for line in io.lines(ids_file) do
+    if line ~= "" then ids[#ids + 1] = line end
+  end
+end
+
+local auth = "Bearer " .. key
+local json_headers = { ["Authorization"] = auth, ["Content-Type"] = "application/json" }
+local get_headers = { ["Authorization"] = auth }
+
+if mode == "submit" then
+  wrk.method = "POST"
+  wrk.path = "/v1/images/tasks"
+  wrk.body = body
+  wrk.headers["Authorization"] = auth
+  wrk.headers["Content-Type"] = "application/json"
+elseif mode == "poll" then
+  wrk.method = "GET"
+  wrk.path = "/v1/images/tasks/" .. ids[1]
+  wrk.headers["Authorization"] = auth
+end
+
+local counter = 0
+
+function setup(thread)
+  -- Spread the threads over the id list.
+  counter = counter + 1
+  thread:set("offset", counter * 7)
+end
+
+function init(args)
+  counter = offset or 0
+end
+
+if mode == "mixed" then
+  request = function()
+    counter = counter + 1
+    local slot = counter % 10
+    if slot == 0 then
+      return wrk.format("POST", "/v1/images/tasks", json_headers, body)
+    end
+    if slot == 5 and download ~= "" and dl_count > 0 then
+      local id = ids[(counter % dl_count) + 1]
+      return wrk.format("GET", (download:gsub("{id}", id)), get_headers)
+    end
+    local id = ids[(counter % #ids) + 1]
+    return wrk.format("GET", "/v1/images/tasks/" .. id, get_headers)
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  local f = io.open(out, "w")
+  f:write(string.format(
+    '{"requests": %d, "duration_us": %d, "bytes": %d, "p50_us": %d, "p90_us": %d, ' ..
+    '"p99_us": %d, "max_us": %d, "mean_us": %.1f, "errors_connect": %d, "errors_read": %d, ' ..
+    '"errors_write": %d, "errors_status": %d, "errors_timeout": %d}\n',
+    summary.requests, summary.duration, summary.bytes,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
+    latency.mean, e.connect, e.read, e.write, e.status, e.timeout))
+  f:close()
+end
