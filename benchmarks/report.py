@@ -196,6 +196,14 @@ def markdown(results: dict[str, Any]) -> str:
         if rendering.get("error"):
             lines.append(f"\nrendering.py failed: {rendering['error'][-500:]}")
         lines.append("")
+    scaling = results.get("scaling")
+    if scaling:
+        lines.append("### Workers and Redis (benchmarks/scaling.py)")
+        lines.append("")
+        lines.append(scaling.get("table") or "(no table)")
+        if scaling.get("error"):
+            lines.append(f"\nscaling.py failed: {scaling['error'][-500:]}")
+        lines.append("")
     checks = results.get("targets") or []
     if checks:
         lines.append("### Targets")

@@ -205,6 +205,20 @@ def rendering_benchmarks(args: argparse.Namespace) -> dict[str, Any] | None:
     return data
 
 
+def scaling_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
+    """Delegated to benchmarks/scaling.py: 1 worker in memory, 1 and 2 workers on Redis."""
+    cmd = [fixture_timing._python(), "-m", "benchmarks.scaling"]
+    cmd += ["--seconds", "1" if args.quick else "5"]
+    _log("scaling: " + " ".join(cmd[1:]))
+    proc = subprocess.run(
+        cmd, cwd=servers.ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    if proc.returncode != 0:
+        _log(f"scaling benchmark failed ({proc.returncode}): {proc.stderr[-500:]}")
+        return {"error": proc.stderr[-2000:], "table": proc.stdout}
+    return {"table": proc.stdout.strip()}
+
+
 def memory_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for flag in ([], ["--rss"]):
@@ -258,8 +272,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fixture-sessions", type=int, help="sessions per fixture")
     parser.add_argument(
         "--only",
-        default="http,rendering,fixture,memory",
-        help="comma-separated subset of http,rendering,fixture,memory",
+        default="http,rendering,fixture,memory,scaling",
+        help="comma-separated subset of http,rendering,fixture,memory,scaling",
     )
     args = parser.parse_args(argv)
     quick = args.quick
@@ -315,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["memory"] = memory_benchmark(args)
             if "rendering" in only:
                 results["rendering"] = rendering_benchmarks(args)
+            if "scaling" in only:
+                results["scaling"] = scaling_benchmarks(args)
     except KeyboardInterrupt:
         _log("interrupted: stopping every server started")
         return 130
