@@ -1,0 +1,146 @@
+"""How a contract run drives schemathesis safely: the narrowed contract and this run's hooks.
+
+`restrict_to_model` narrows submissions to one model with ``n = 1`` in JSON; `install_hooks`
+drops known false positives (contracts/false-positives.toml), gives multipart cases a real
+picture, counts requests and stops submissions at the task cap with `TaskCapReached`.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import tomllib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .contract import contracts_dir
+from .deviations import Report
+
+if TYPE_CHECKING:
+    from .conform import ConformOptions
+
+SUBMIT = ("POST", "/v1/images/tasks")
+
+
+class TaskCapReached(RuntimeError):
+    """Raised instead of sending a submission once the run has created its allowance."""
+
+
+def caused_by_cap(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is (or wraps, as schemathesis' hook errors do) a `TaskCapReached`."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, TaskCapReached):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def restrict_to_model(contract: dict[str, Any], model: str) -> dict[str, Any]:
+    """The contract narrowed so schemathesis submits only ``model`` with ``n = 1`` in JSON.
+
+    A paid service then never gets a bigger or pricier task than the cheapest one; the
+    multipart form (file uploads) and examples of other models are dropped.
+    """
+    narrowed = copy.deepcopy(contract)
+    schemas = narrowed["components"]["schemas"]
+    branches = [
+        ref["$ref"].rsplit("/", 1)[-1]
+        for ref in schemas["SubmitRequest"]["oneOf"]
+        if model in schemas[ref["$ref"].rsplit("/", 1)[-1]]["properties"]["model"]["enum"]
+    ]
+    if not branches:
+        raise ValueError(f"model {model!r} is not in the contract")
+    branch = schemas[branches[0]]
+    branch["properties"]["model"]["enum"] = [model]
+    branch["properties"]["n"] = {"type": "integer", "enum": [1]}
+    branch["required"] = sorted({*branch["required"], "n"})
+    schemas["SubmitRequest"] = {"$ref": f"#/components/schemas/{branches[0]}"}
+    content = narrowed["paths"]["/v1/images/tasks"]["post"]["requestBody"]["content"]
+    content.pop("multipart/form-data", None)
+    examples = content["application/json"].get("examples", {})
+    for name in [n for n, ex in examples.items() if ex["value"].get("model") != model]:
+        del examples[name]
+    return narrowed
+
+
+def install_hooks(schema: Any, options: ConformOptions, report: Report) -> Callable[..., None]:
+    """Install this run's hooks; returns the global one, to unregister after the run."""
+    from schemathesis.transport.serialization import Binary
+
+    lock = threading.Lock()
+    picture = _reference_picture()
+
+    known = _false_positives()
+
+    @schema.hook  # type: ignore[untyped-decorator]
+    def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
+        operation_id = case.operation.definition.raw.get("operationId")
+        media_type = (case.media_type or "").split(";")[0]
+        for entry in known:
+            if (
+                entry["check"] in failure.checks
+                and entry["operation-id"] == operation_id
+                and entry["media-type"] == media_type
+                and entry["message"] in failure.message
+            ):
+                with lock:
+                    report.false_positives[f"{entry['check']} @ {operation_id} ({media_type})"] += 1
+                return False
+        return True
+
+    @schema.hook  # type: ignore[untyped-decorator]
+    def map_case(context: Any, case: Any) -> Any:
+        # schemathesis fills a `format: binary` part with random bytes; the contract says the
+        # `image` file is a real picture, so schema-valid cases get one.
+        body = case.body
+        if (
+            isinstance(body, dict)
+            and isinstance(body.get("image"), Binary | bytes)
+            and (case.media_type or "").startswith("multipart/")
+            and not _is_negative(case)
+        ):
+            body["image"] = Binary(picture)
+        return case
+
+    def before_call(context: Any, case: Any, kwargs: Any) -> None:
+        # schemathesis dispatches before_call only globally: act on this run's schema only.
+        if getattr(case.operation, "schema", None) is not schema:
+            return
+        with lock:
+            report.requests += 1
+            if (case.method.upper(), case.path) != SUBMIT:
+                return
+            if options.max_tasks and report.tasks_created >= options.max_tasks:
+                report.skipped.append(
+                    f"submissions beyond the cap of {options.max_tasks} task(s) (--max-tasks)"
+                )
+                raise TaskCapReached(f"the run may create at most {options.max_tasks} tasks")
+            report.tasks_created += 1
+
+    return before_call
+
+
+def _false_positives() -> list[dict[str, str]]:
+    path = contracts_dir() / "false-positives.toml"
+    if not path.exists():
+        return []
+    entries: list[dict[str, str]] = tomllib.loads(path.read_text("utf-8"))["false-positive"]
+    return entries
+
+
+def _is_negative(case: Any) -> bool:
+    meta = getattr(case, "meta", None)
+    generation = getattr(meta, "generation", None)
+    mode = getattr(generation, "mode", None)
+    return bool(getattr(mode, "is_negative", False))
+
+
+def _reference_picture() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 40, 40)).save(out, "PNG")
+    return out.getvalue()
