@@ -9,7 +9,11 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: setup redis-server run test check format clean bench bench-quick soak contract contract-real
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@# Debian's own python3 needs python3-venv for ensurepip; install it when root and missing.
+	test -x $(BIN)/python || $(PY) -m venv $(VENV) || { \
+	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && rm -rf $(VENV) && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && \
+	  $(PY) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
@@ -26,8 +30,8 @@ redis-server:
 	    echo "redis-server is missing and only root can apt-get it: install it, or the Redis tests are skipped" >&2; \
 	  fi; }
 
-## Start the emulator on http://$(HOST):$(PORT) with the embedded defaults.
-run: setup
+## Start the emulator on http://$(HOST):$(PORT) with the embedded defaults (no Redis needed).
+run: $(STAMP)
 	$(BIN)/python -m emulator serve --host $(HOST) --port $(PORT)
 
 ## The whole test suite (two processes: this machine has two cores).

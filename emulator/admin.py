@@ -18,8 +18,10 @@ from .billing import totals
 from .clock import ManualClock
 from .config import ConfigError, Settings
 from .errors import EmulatorError, InvalidRequest, StoreUnavailable
+from .expiry import is_expired
 from .faults import FaultError, parse_rule
 from .journal import mask_key
+from .tasks import Task
 
 #: Settings that cannot change while serving (they shape the process or the state).
 FIXED_SETTINGS = frozenset(
@@ -58,7 +60,7 @@ def guarded(handler: Handler) -> Handler:
 async def _json_object(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.body() or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # also 4300-digit integers and deep nesting
         raise InvalidRequest("request body must be a JSON object") from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
@@ -129,7 +131,7 @@ async def patch_config(request: Request) -> Response:
     try:
         settings = emulator.settings.replace(**changes)
         emulator.reconfigure(settings)
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, OSError) as exc:  # OSError: a table file that won't open
         raise InvalidRequest(str(exc)) from None
     return JSONResponse(settings_json(settings))
 
@@ -163,7 +165,10 @@ async def advance_clock(request: Request) -> Response:
 
 # -- tasks --------------------------------------------------------------------------------
 async def _task_view(request: Request, emulator: Emulator, task_id: str) -> dict[str, Any]:
-    task = await emulator.find(None, task_id)
+    return await _view(request, emulator, await emulator.find(None, task_id))
+
+
+async def _view(request: Request, emulator: Emulator, task: Task) -> dict[str, Any]:
     obs = await emulator.observe(task)
     base = str(request.base_url)
     return {
@@ -182,9 +187,9 @@ async def list_tasks(request: Request) -> Response:
     want_model = request.query_params.get("model")
     views = []
     for task in await emulator.store.list_tasks():
-        if want_model and task.model != want_model:
-            continue
-        view = await _task_view(request, emulator, task.task_id)
+        if (want_model and task.model != want_model) or await is_expired(emulator, task):
+            continue  # an expired task is gone, swept or not (as the task route says)
+        view = await _view(request, emulator, task)
         if want_status and view["status"] != want_status:
             continue
         views.append(view)
@@ -230,7 +235,7 @@ async def add_faults(request: Request) -> Response:
     emulator = _emulator(request)
     try:
         body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         raise InvalidRequest("request body must be a fault rule or a list of rules") from None
     raw_rules = body if isinstance(body, list) else [body]
     existing = {rule.id for rule in await emulator.store.list_faults()}

@@ -48,6 +48,12 @@ def _emulator(request: Request) -> Emulator:
     return emulator
 
 
+def _state(request: Request) -> dict[str, Any]:
+    """The dict behind ``request.state``, written directly (the wrapper costs per attribute)."""
+    state: dict[str, Any] = request.scope.setdefault("state", {})
+    return state
+
+
 @functools.lru_cache(maxsize=256)
 def _base_url_of(
     scheme: str, server: tuple[str, int] | None, host: bytes | None, root_path: str
@@ -96,7 +102,7 @@ def bearer_key(request: Request, emulator: Emulator) -> str:
     allowed = emulator.settings.api_keys
     if allowed and key not in allowed:
         raise Unauthorized("Incorrect API key provided.")
-    request.state.api_key = key
+    _state(request)["api_key"] = key
     return key
 
 
@@ -181,25 +187,23 @@ def journaled(endpoint: str) -> Callable[[Handler], Handler]:
 
     def wrap(handler: Handler) -> Handler:
         async def run(request: Request) -> Response:
-            # One snapshot per request: a shared store (Redis) reads what it needs once.
-            async with _emulator(request).store.request_scope():
-                return await timed(request)
-
-        async def timed(request: Request) -> Response:
+            emulator = _emulator(request)
             started = time.perf_counter()
             status = 500
-            try:
-                response = await handler(request)
-                status = response.status_code
-                return response
-            except EmulatorError as exc:
-                status = exc.status_code
-                raise
-            except DropConnection:
-                status = 0
-                raise
-            finally:
-                await record(_emulator(request), request, endpoint, status, started)
+            # One snapshot per request: a shared store (Redis) reads what it needs once.
+            async with emulator.store.request_scope():
+                try:
+                    response = await handler(request)
+                    status = response.status_code
+                    return response
+                except EmulatorError as exc:
+                    status = exc.status_code
+                    raise
+                except DropConnection:
+                    status = 0
+                    raise
+                finally:
+                    await record(emulator, request, endpoint, status, started)
 
         return run
 
@@ -224,7 +228,7 @@ async def submit_task(request: Request) -> Response:
     await _before(request, rule, emulator.settings.submit_latency)
     base = base_url(request)
     task = await emulator.submit(key, submission, base, rule)
-    request.state.task_id = task.task_id
+    _state(request)["task_id"] = task.task_id
     body = task_body(emulator, task, emulator.submitted(task), base)
     return _after(rule, _JSONResponse(body, status_code=emulator.settings.submit_status))
 
@@ -233,8 +237,10 @@ async def submit_task(request: Request) -> Response:
 async def get_task(request: Request) -> Response:
     emulator = _emulator(request)
     key = bearer_key(request, emulator)
-    request.state.task_id = request.path_params["task_id"]
-    task = await emulator.find(key_fingerprint(key), request.state.task_id, count_poll=True)
+    task_id = _state(request)["task_id"] = request.path_params["task_id"]
+    # HEAD (which Starlette answers from this route) looks without polling.
+    counted = request.method == "GET"
+    task = await emulator.find(key_fingerprint(key), task_id, count_poll=counted)
     rule = await emulator.pick_fault(
         _facts(request, "poll", key, model=task.model, task_type=task.task_type, prompt=task.prompt)
     )
@@ -248,7 +254,7 @@ async def get_task(request: Request) -> Response:
 async def get_result(request: Request) -> Response:
     """A result image; public like the CDN URLs real services hand out (no key needed)."""
     emulator = _emulator(request)
-    task_id = request.state.task_id = request.path_params["task_id"]
+    task_id = _state(request)["task_id"] = request.path_params["task_id"]
     name = request.path_params["name"]
     stem, dot, ext = name.partition(".")
     if not dot or not stem.isdigit() or len(stem) > 2:
@@ -261,9 +267,9 @@ async def get_result(request: Request) -> Response:
         )
     )
     await _before(request, rule, 0.0)
-    response = Response(
-        data, media_type=media_type, headers={"Cache-Control": "public, max-age=86400, immutable"}
-    )
+    # Not "immutable": after a reset the ids restart from the seed, so one URL can name
+    # another picture; clients may store it but must revalidate.
+    response = Response(data, media_type=media_type, headers={"Cache-Control": "no-cache"})
     return _after(rule, response)
 
 

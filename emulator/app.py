@@ -14,28 +14,31 @@ import secrets
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse
-from starlette.types import Receive, Scope, Send
 
+from . import pictures
+from .asgi import DropConnection, EmulatorApp
 from .billing import Charge, PriceTable
 from .catalogue import Catalogue
 from .clock import Clock, ManualClock, WallClock
-from .config import ConfigError, Settings, load_fault_file
+from .config import ConfigError, Settings, checked, load_fault_file
 from .errors import EmulatorError, InsufficientQuota, TaskNotFound
 from .expiry import Sweeper, is_expired
 from .faults import FaultRule, RequestFacts, fires, matches
-from .fetcher import fetch_picture
 from .journal import mask_key
+from .pictures import MEDIA_TYPES, RenderCache, RenderSpec
 from .references import thumbnail_of
-from .rendering import MEDIA_TYPES, RenderCache, RenderSpec, render
 from .store import Store, open_store
 from .tasks import QUEUED, Observation, Outcome, Schedule, Task, observe, per_poll_elapsed
 from .timing import Timing
 from .validation import Submission
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
 
 TASK_ID_RE = re.compile(r"^task_[0-9a-f]{32}$")
 RESULTS_PREFIX = "/_emulator/results/"
@@ -67,7 +70,7 @@ class Emulator:
     """One emulator's state and operations, independent of HTTP."""
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
-        self.settings = settings
+        self.settings = settings = checked(settings)
         if settings.catalogue_file is settings.timing_file is settings.price_file is None:
             models = None if settings.enabled_models is None else tuple(settings.enabled_models)
             self.catalogue, self.timing, self.prices = _packaged_tables(models, settings.nano_max_n)
@@ -119,21 +122,27 @@ class Emulator:
         return random.Random(self.seed if stream == 0 else f"{self.seed}:ids:{stream}")
 
     def reconfigure(self, settings: Settings) -> None:
-        """Apply changed settings at run time (from ``PATCH /_emulator/config``)."""
+        """Apply changed settings at run time (from ``PATCH /_emulator/config``).
+
+        Every table is built and checked against the others before any is swapped in, so a
+        refused change (ValueError, OSError) leaves the emulator as it was.
+        """
+        catalogue, timing = self.catalogue, self.timing
         if (settings.catalogue_file, settings.enabled_models, settings.nano_max_n) != (
             self.settings.catalogue_file,
             self.settings.enabled_models,
             self.settings.nano_max_n,
         ):
-            self.catalogue = Catalogue.load(
+            catalogue = Catalogue.load(
                 settings.catalogue_file,
                 enabled_models=settings.enabled_models,
                 nano_max_n=settings.nano_max_n,
             )
         if settings.timing_file != self.settings.timing_file:
-            self.timing = Timing.load(settings.timing_file)
-        if settings.price_file != self.settings.price_file:
-            self.prices = PriceTable.load(settings.price_file, self.catalogue)
+            timing = Timing.load(settings.timing_file)
+        # The prices must cover the (possibly new) catalogue, or its new models would 500.
+        prices = PriceTable.load(settings.price_file, catalogue)
+        self.catalogue, self.timing, self.prices = catalogue, timing, prices
         self.settings = settings
 
     # -- faults ------------------------------------------------------------------------
@@ -169,6 +178,8 @@ class Emulator:
         if picture is None and submission.urls:
             picture = await self._own_result_picture(submission.urls, base_url)
         if picture is None and submission.urls and self.settings.fetch_reference_urls:
+            from .fetcher import fetch_picture  # opt-in: its HTTP client is not loaded otherwise
+
             picture = await fetch_picture(submission.urls[0], "image", self.settings)
         await self.start()  # the id stream is claimed before the first id is drawn
         now = await self.clock.now()
@@ -302,7 +313,7 @@ class Emulator:
         task = None
         if TASK_ID_RE.match(task_id):
             if count_poll and self.settings.clock == "per_poll":
-                task = await self.store.count_poll(task_id)
+                task = await self.store.count_poll(task_id, owner)
             else:
                 task = await self.store.get_task(task_id)
         if task is not None and (owner is None or task.owner == owner):
@@ -365,13 +376,20 @@ class Emulator:
                 seed=task.seed,
                 reference=reference,
             )
-            cached = await anyio.to_thread.run_sync(self._render, spec)
+            # Drawn before (by any emulator of this process): no worker thread needed for it.
+            cached = pictures.memo.get(spec) if self.settings.render_cache_bytes else None
+            if cached is None:
+                cached = await anyio.to_thread.run_sync(self._render, spec)
             self.renders.put(cache_key, cached)
         return cached, MEDIA_TYPES[task.output_format]
 
     def _render(self, spec: RenderSpec) -> bytes:
         with self._render_slots:
-            return render(spec)
+            if self.settings.render_cache_bytes == 0:  # asked to keep no pictures: none kept
+                from .rendering import render
+
+                return render(spec)
+            return pictures.memoised_render(spec)
 
     async def _own_result_picture(self, urls: tuple[str, ...], base_url: str) -> bytes | None:
         """SPEC D-11: a reference URL that names one of our own results is resolved locally."""
@@ -402,50 +420,19 @@ class Emulator:
         await self.start()
 
 
-class DropConnection(BaseException):
-    """Close the client's connection without an answer (a fault effect).
+@functools.cache
+def _routes() -> tuple[list[BaseRoute], dict[Any, Any]]:
+    """Routes and exception handlers, built once per process: they hold no state (handlers find
+    their emulator in ``request.app.state``), and the pytest fixture makes an app per test."""
+    from . import admin, api, contract
+    from .errors import exception_handlers
 
-    A BaseException so no Starlette middleware turns it into a 500 on the way out.
-    """
-
-
-class EmulatorApp(Starlette):
-    """Starlette, plus the one thing it cannot do: drop a connection without answering."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            # Some HTTP parsers (httptools) accept headers of any size; the emulator does not.
-            limit = self.state.emulator.settings.max_header_bytes
-            if sum(len(k) + len(v) + 4 for k, v in scope["headers"]) > limit:
-                response = JSONResponse(
-                    {
-                        "code": "header_too_large",
-                        "message": f"request headers are larger than the limit of {limit} bytes",
-                        "data": None,
-                    },
-                    status_code=431,
-                )
-                await response(scope, receive, send)
-                return
-        try:
-            await super().__call__(scope, receive, send)
-        except DropConnection:
-            # uvicorn's send is bound to the connection's cycle, which holds the transport.
-            cycle = getattr(send, "__self__", None)
-            transport = getattr(cycle, "transport", None)
-            if transport is None:
-                raise  # in-process transports: the client sees the exception
-            transport.abort()
-            # The drop is intended: tell uvicorn, or it logs "returned without starting response".
-            if cycle is not None and hasattr(cycle, "disconnected"):
-                cycle.disconnected = True
+    return api.routes() + admin.routes() + contract.routes(), exception_handlers()
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     """The ASGI application of one emulator built from ``settings``."""
-    from . import admin, api, contract
-    from .errors import exception_handlers
-
+    routes, handlers = _routes()
     settings = settings or Settings()
     emulator = Emulator(settings)
 
@@ -456,8 +443,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await emulator.store.close()
 
     app = EmulatorApp(
-        routes=api.routes() + admin.routes() + contract.routes(),
-        exception_handlers=exception_handlers(),
+        routes=list(routes),
+        exception_handlers=dict(handlers),
         lifespan=lifespan,
     )
     app.state.emulator = emulator

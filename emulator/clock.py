@@ -20,10 +20,18 @@ class Clock(Protocol):
 
 
 class WallClock:
-    """Real time (seconds since the epoch), shared by every host with synchronised clocks."""
+    """Real time (seconds since the epoch), shared by every host with synchronised clocks.
+
+    Never goes backwards: if the system clock is stepped back (NTP), time stands still until it
+    catches up, so no task's progress ever decreases (SPEC 2.6).
+    """
+
+    def __init__(self) -> None:
+        self._last = 0.0
 
     async def now(self) -> float:
-        return time.time()
+        self._last = max(self._last, time.time())
+        return self._last
 
 
 class ManualClock:

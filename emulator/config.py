@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from .errors import EmulatorError
 from .faults import FaultError, FaultRule, parse_rule
 
 ClockMode = Literal["real", "manual", "per_poll"]
@@ -26,8 +27,10 @@ ErrorShape = Literal["object", "string"]
 ENV_PREFIX = "EMULATOR_"
 
 
-class ConfigError(ValueError):
+class ConfigError(EmulatorError, ValueError):
     """A setting is unknown or has a bad value; the message names the key and its source."""
+
+    # Under the one error root (a 400 when it reaches a route); still a ValueError for callers.
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,10 +348,31 @@ def build_settings(
     return settings
 
 
+def checked(settings: Settings) -> Settings:
+    """``settings`` if every value has its field's type and range, else ConfigError.
+
+    ``build_settings`` checks what it builds; this catches a ``Settings(...)`` built directly
+    (``Settings(clock="manul")`` would otherwise quietly run the real clock).
+    """
+    hints = _hints()
+    for f in fields(settings):
+        if f.name != "faults":
+            _coerce(f.name, getattr(settings, f.name), hints[f.name], "Settings", False)
+    _check_ranges(settings)
+    return settings
+
+
 def settings_from_environment(config_file: str | None = None) -> Settings:
     """What ``serve`` uses: the file named by ``--config`` or ``EMULATOR_CONFIG``, then env."""
     path = config_file or os.environ.get(f"{ENV_PREFIX}CONFIG")
     return build_settings(config_file=path, environ=os.environ)
 
 
-__all__ = ["ConfigError", "Settings", "build_settings", "load_toml", "settings_from_environment"]
+__all__ = [
+    "ConfigError",
+    "Settings",
+    "build_settings",
+    "checked",
+    "load_toml",
+    "settings_from_environment",
+]

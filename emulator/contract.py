@@ -16,7 +16,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -58,6 +57,8 @@ def contract_text(name: ContractName = "image-tasks") -> str:
 
 @functools.cache
 def _contract_json(name: ContractName) -> bytes:
+    import yaml  # only when a contract is asked for as JSON: importing it slows every start-up
+
     return json.dumps(yaml.safe_load(contract_text(name)), ensure_ascii=False).encode("utf-8")
 
 

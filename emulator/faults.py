@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from .errors import EmulatorError
+
 Endpoint = Literal["submit", "poll", "result", "any"]
 EffectKind = Literal[
     "fail_task", "partial", "http_error", "latency", "hang", "drop", "malformed", "empty"
@@ -40,8 +42,10 @@ _DEFAULT_ERROR_CODES = {
 }
 
 
-class FaultError(ValueError):
+class FaultError(EmulatorError, ValueError):
     """A fault rule is malformed; the message names the field."""
+
+    # Under the one error root (a 400 when it reaches a route); still a ValueError for callers.
 
 
 @dataclass(frozen=True, slots=True)

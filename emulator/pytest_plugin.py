@@ -19,14 +19,17 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-from .app import create_app
-from .config import Settings
-from .transport import ASGITransport, AsyncASGITransport
+if TYPE_CHECKING:
+    from .config import Settings
+
+# The emulator itself (Starlette, the app, the transports) is imported by the fixtures when a
+# test first asks for one: pytest imports this plugin at the start of every session, including
+# the many that never use it.
 
 DEFAULTS: dict[str, Any] = {"clock": "manual", "seed": 0}
 API_KEY = "sk-emulator-test"
@@ -118,6 +121,8 @@ class ImageEmulator:
         """An async httpx client pointed at the emulator, with the test API key."""
         headers = {"Authorization": f"Bearer {self.api_key}"}
         headers.update(kwargs.pop("headers", {}))
+        from .transport import AsyncASGITransport
+
         transport = AsyncASGITransport(self.app) if self._transport is not None else None
         if transport is None:
             kwargs.setdefault("verify", _ssl_context())
@@ -228,6 +233,8 @@ class _LiveServer:
     def __init__(self, settings: Settings) -> None:
         import uvicorn
 
+        from .app import create_app
+
         self.app = create_app(settings)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning")
         self.server = uvicorn.Server(config)
@@ -273,15 +280,25 @@ def image_emulator(
     request: pytest.FixtureRequest, image_emulator_settings: dict[str, Any]
 ) -> Iterator[ImageEmulator]:
     """A fresh in-process emulator for this test (manual clock, seed 0)."""
+    from .app import create_app
+    from .config import Settings
+    from .transport import ASGITransport
+
     settings = Settings().replace(**_settings_for(request, image_emulator_settings))
     app = create_app(settings)
-    handle = ImageEmulator("http://image-emulator.test", ASGITransport(app), app)
+    transport = ASGITransport(app)
+    handle = ImageEmulator("http://image-emulator.test", transport, app)
     yield handle
+    # In-process transports skip the lifespan: close the store here, or an SQLite file or a
+    # Redis pool would stay open after every test.
+    transport.run(app.state.emulator.store.close())
     handle.close()
 
 
 @pytest.fixture(scope="session")
 def _image_emulator_server() -> Iterator[_LiveServer]:
+    from .config import Settings
+
     server = _LiveServer(Settings().replace(**DEFAULTS))
     yield server
     server.stop()
@@ -293,6 +310,7 @@ def image_emulator_live(
 ) -> Iterator[ImageEmulator]:
     """An emulator on a real loopback port (shared by the session, reset before each test)."""
     from .admin import FIXED_SETTINGS
+    from .config import Settings
 
     values = _settings_for(request, image_emulator_settings)
     fixed = {k: v for k, v in values.items() if k in FIXED_SETTINGS and DEFAULTS.get(k) != v}

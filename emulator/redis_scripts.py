@@ -12,11 +12,14 @@ redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), ARGV[2])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
 return 1
 """
-# KEYS task -> {json, polls} after counting one poll, or nil
+# KEYS task; ARGV owner ('' for any) -> {json, polls} after counting one poll, or nil (missing,
+# or another owner's: their polls must not move it)
 COUNT_POLL = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local d = redis.call('HGET', KEYS[1], 'd')
+if not d then return false end
+if ARGV[1] ~= '' and cjson.decode(d)['owner'] ~= ARGV[1] then return false end
 local p = redis.call('HINCRBY', KEYS[1], 'p', 1)
-return {redis.call('HGET', KEYS[1], 'd'), p}
+return {d, p}
 """
 # KEYS task, ends; ARGV json, polls, id, end -> 1 replaced, 0 missing
 REPLACE = """
@@ -97,14 +100,15 @@ end
 return 1
 """
 
-# KEYS task, faults, order, clock, charge; ARGV mode ('get', 'count' or 'none')
+# KEYS task, faults, order, clock, charge; ARGV mode ('get', 'count' or 'none'), owner ('' any)
 # -> {task json, polls, clock, charge state, rule JSONs...}: what one request reads, at once
 SNAPSHOT = """
 local task, polls = false, false
 if ARGV[1] == 'count' then
-  if redis.call('EXISTS', KEYS[1]) == 1 then
+  local d = redis.call('HGET', KEYS[1], 'd')
+  if d and (ARGV[2] == '' or cjson.decode(d)['owner'] == ARGV[2]) then
     polls = redis.call('HINCRBY', KEYS[1], 'p', 1)
-    task = redis.call('HGET', KEYS[1], 'd')
+    task = d
   end
 elseif ARGV[1] == 'get' then
   local row = redis.call('HMGET', KEYS[1], 'd', 'p')

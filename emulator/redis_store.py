@@ -138,12 +138,14 @@ class RedisStore(Store):
         finally:
             self._scope.reset(token)
 
-    async def _read(self, scope: Snapshot, mode: str, task_id: str | None) -> Task | None:
+    async def _read(
+        self, scope: Snapshot, mode: str, task_id: str | None, owner: str | None = None
+    ) -> Task | None:
         """One round trip: the task (``mode`` get or count, or none), rules, clock, charge."""
         tid = task_id or "-"
         keys = [self._k("task", tid), self._k("faults"), self._k("faults", "order")]
         keys += [self._k("clock"), self._k("charge", tid)]
-        data, polls, clock, state, *rules = await self._snapshot(keys, [mode])
+        data, polls, clock, state, *rules = await self._snapshot(keys, [mode, owner or ""])
         scope.at = time.monotonic()
         scope.faults = [rule_of(rule) for rule in rules if rule is not None]
         scope.clock = 0.0 if clock is None else float(clock)
@@ -174,11 +176,11 @@ class RedisStore(Store):
         return None if data is None else task_of(data, polls or 0)
 
     @guard
-    async def count_poll(self, task_id: str) -> Task | None:
+    async def count_poll(self, task_id: str, owner: str | None = None) -> Task | None:
         scope = self._scope.get()
         if scope is not None and not scope.fresh():
-            return await self._read(scope, "count", task_id)
-        row = await self._count_poll([self._k("task", task_id)])
+            return await self._read(scope, "count", task_id, owner)
+        row = await self._count_poll([self._k("task", task_id)], [owner or ""])
         return None if row is None else task_of(row[0], row[1])
 
     @guard

@@ -12,8 +12,6 @@ import io
 import re
 import warnings
 
-from PIL import Image, UnidentifiedImageError
-
 from .errors import InvalidRequest
 
 #: Pillow format names accepted for reference pictures.
@@ -43,12 +41,29 @@ def decode_data_url(value: str, field: str, max_bytes: int) -> bytes:
         raise InvalidRequest(f"{field} is not valid base64", field=field) from None
 
 
+def declared_pixels(data: bytes) -> int:
+    """The pixel count a picture's header declares; 0 when it is not a readable picture
+    (``thumbnail_of`` says what is wrong with it)."""
+    from PIL import Image, UnidentifiedImageError  # lazily, as in thumbnail_of
+
+    try:
+        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
+            width, height = img.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return 0
+    return max(0, int(width)) * max(0, int(height))
+
+
 def thumbnail_of(data: bytes, field: str, max_pixels: int) -> bytes:
     """Check that ``data`` is a whole picture of an allowed type; return a PNG thumbnail.
 
     The pixel count is checked from the header before anything is decoded, so a
     decompression bomb costs nothing.
     """
+    # Pillow is imported when a picture first comes: importing it is a noticeable part of the
+    # emulator's start-up (the pytest fixture's), and most sessions never send one.
+    from PIL import Image, UnidentifiedImageError
+
     try:
         img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError:

@@ -14,22 +14,18 @@ import functools
 import hashlib
 import io
 import textwrap
-from collections import OrderedDict
-from collections.abc import Hashable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from .encoding import encode_jpeg, encode_png, encode_webp
 
+# What decides a picture and the caches live in a module without Pillow (they are needed before
+# any picture is drawn); they are named here too, where they always were.
+from .pictures import MEDIA_TYPES, ImageFormat, RenderCache, RenderSpec
+
 if TYPE_CHECKING:  # the class exists in Pillow's type stubs only
     from PIL._imaging import ImagingCore
-
-ImageFormat = Literal["png", "jpeg", "webp"]
-
-#: The Content-Type served for each output format.
-MEDIA_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 #: Longest side of the canvas the picture is drawn on before it is enlarged.
 CANVAS_SIDE = 1024
@@ -43,23 +39,6 @@ _REFERENCE_COLOURS = 240
 #: Text coverage 0..255 to the palette ramp _BOX.._WHITE.
 _RAMP = [_BOX + (v * (_WHITE - _BOX) + 127) // 255 for v in range(256)]
 _NEAREST = Image.Resampling.NEAREST
-
-
-@dataclass(frozen=True, slots=True)
-class RenderSpec:
-    """Everything that decides a result picture; equal specs give identical bytes."""
-
-    width: int
-    height: int
-    fmt: ImageFormat
-    model: str
-    prompt: str
-    task_id: str
-    index: int
-    count: int
-    seed: int
-    #: A small picture (any Pillow-readable bytes) the result derives from: image2image.
-    reference: bytes | None = None
 
 
 def canvas_size(width: int, height: int) -> tuple[int, int]:
@@ -230,51 +209,6 @@ def _label(spec: RenderSpec, img: Image.Image) -> None:
     # Core calls: one byte per pixel either way, so the mapped mask pastes straight into "P".
     x, y = 1 + (w - mask.width) // 2, (h - mask.height) // 2
     img.im.paste(mask.im.point(_RAMP, "L"), (x, y, x + mask.width, y + mask.height))
-
-
-class RenderCache:
-    """Rendered pictures kept by key, least recently used first out, bounded by total bytes.
-
-    A picture larger than the whole budget is not kept; ``max_bytes=0`` keeps nothing.
-    """
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[Hashable, bytes] = OrderedDict()
-        self._size = 0
-
-    def get(self, key: Hashable) -> bytes | None:
-        """The bytes kept for ``key`` (now the most recently used), or None."""
-        data = self._items.get(key)
-        if data is not None:
-            self._items.move_to_end(key)
-        return data
-
-    def put(self, key: Hashable, data: bytes) -> None:
-        """Keep ``data`` for ``key``, evicting least recently used items beyond the budget."""
-        old = self._items.pop(key, None)
-        if old is not None:
-            self._size -= len(old)
-        if len(data) > self.max_bytes:
-            return
-        self._items[key] = data
-        self._size += len(data)
-        while self._size > self.max_bytes:
-            _, evicted = self._items.popitem(last=False)
-            self._size -= len(evicted)
-
-    def clear(self) -> None:
-        """Forget every picture."""
-        self._items.clear()
-        self._size = 0
-
-    @property
-    def size_bytes(self) -> int:
-        """Total bytes kept."""
-        return self._size
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 __all__ = ["MEDIA_TYPES", "ImageFormat", "RenderCache", "RenderSpec", "canvas_size", "render"]

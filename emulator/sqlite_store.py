@@ -168,10 +168,11 @@ class SqliteStore(Store):
         row = await self._one("SELECT data, polls FROM tasks WHERE task_id = ?", (task_id,))
         return None if row is None else _task(*row)
 
-    async def count_poll(self, task_id: str) -> Task | None:
+    async def count_poll(self, task_id: str, owner: str | None = None) -> Task | None:
         row = await self._one(
-            "UPDATE tasks SET polls = polls + 1 WHERE task_id = ? RETURNING data, polls",
-            (task_id,),
+            "UPDATE tasks SET polls = polls + 1 WHERE task_id = ? AND (? IS NULL OR owner = ?)"
+            " RETURNING data, polls",
+            (task_id, owner, owner),
         )
         return None if row is None else _task(*row)
 

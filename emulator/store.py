@@ -18,18 +18,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .billing import Charge, ChargeState
+from .end_index import EndIndex
+from .end_index import ended_at as ended_at  # where the other stores and expiry find it
 from .faults import FaultRule
 from .tasks import Task
 
 Placed = Literal["placed", "taken", "refused"]
-
-
-def ended_at(task: Task) -> float:
-    """Clock time at which ``task`` reaches its outcome by its schedule (what expiry counts from).
-
-    On the per_poll clock this is where the wall clock would end it, not where polls did.
-    """
-    return task.created_at + task.schedule.ends_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +46,12 @@ class Store(ABC):
         """The task, or None."""
 
     @abstractmethod
-    async def count_poll(self, task_id: str) -> Task | None:
-        """Atomically add one to the task's poll counter; the updated task, or None."""
+    async def count_poll(self, task_id: str, owner: str | None = None) -> Task | None:
+        """Atomically add one to the task's poll counter; the updated task, or None.
+
+        With ``owner``, only that owner's poll counts: None (and nothing counted) when the task
+        belongs to another key, whose polls must not move it (D-1).
+        """
 
     @abstractmethod
     async def replace_task(self, task: Task) -> bool:
@@ -217,6 +215,8 @@ class MemoryStore(Store):
 
     def __init__(self) -> None:
         self._tasks: OrderedDict[str, Task] = OrderedDict()
+        #: The tasks by end time: ``expire`` takes the earliest instead of reading every task.
+        self._ends = EndIndex()
         self._blobs: dict[str, bytes] = {}
         self._clock = 0.0
         self._faults: dict[str, FaultRule] = {}
@@ -231,23 +231,26 @@ class MemoryStore(Store):
         if task.task_id in self._tasks:
             return False
         self._tasks[task.task_id] = task
+        self._ends.add(task, self._tasks)
         return True
 
     async def get_task(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)
 
-    async def count_poll(self, task_id: str) -> Task | None:
+    async def count_poll(self, task_id: str, owner: str | None = None) -> Task | None:
         task = self._tasks.get(task_id)
-        if task is None:
+        if task is None or (owner is not None and task.owner != owner):
             return None
         task = dataclasses.replace(task, polls=task.polls + 1)
         self._tasks[task_id] = task
         return task
 
     async def replace_task(self, task: Task) -> bool:
-        if task.task_id not in self._tasks:
+        old = self._tasks.get(task.task_id)
+        if old is None:
             return False
         self._tasks[task.task_id] = task
+        self._ends.moved(old, task)
         return True
 
     async def remove_task(self, task_id: str) -> bool:
@@ -311,6 +314,14 @@ class MemoryStore(Store):
             self._journal.popleft()
         return self._journal_seq
 
+    async def log_request(self, entry: dict[str, Any], limit: int) -> None:
+        # The entry is the request path's own fresh dict: numbered in place, not copied.
+        self._journal_seq += 1
+        entry["seq"] = self._journal_seq
+        self._journal.append(entry)
+        while len(self._journal) > limit:
+            self._journal.popleft()
+
     async def list_journal(self) -> list[dict[str, Any]]:
         return list(self._journal)
 
@@ -354,23 +365,25 @@ class MemoryStore(Store):
         return dict(self._balances)
 
     async def expire(self, finished_before: float, now: float, keep: int | None) -> Expiry:
-        # One pass over the tasks; sorting only when over the cap.
-        doomed = [t for t in self._tasks.values() if ended_at(t) <= finished_before]
-        excess = len(self._tasks) - len(doomed) - keep if keep is not None else 0
-        if excess > 0:
-            gone = {t.task_id for t in doomed}
-            ended = [
-                t for t in self._tasks.values() if t.task_id not in gone and ended_at(t) <= now
-            ]
-            doomed += sorted(ended, key=ended_at)[:excess]
-        for task in doomed:
-            await self.remove_task(task.task_id)
-        return Expiry(doomed, len(self._tasks))
+        # Earliest ends first from the heap: the same tasks, in the same order, as the default
+        # (expired ones in submission order, then the cap's earliest ends, ties by submission).
+        expired = self._ends.pop_ended(self._tasks, finished_before, None, self._forget)
+        expired.sort(key=lambda entry: entry[0])
+        removed = [task for _, task in expired]
+        if keep is not None and len(self._tasks) > keep:
+            excess = len(self._tasks) - keep
+            removed += [t for _, t in self._ends.pop_ended(self._tasks, now, excess, self._forget)]
+        return Expiry(removed, len(self._tasks))
+
+    def _forget(self, task_id: str) -> None:
+        del self._tasks[task_id]
+        self._blobs.pop(f"ref:{task_id}", None)
 
     async def reset(self) -> None:
         self._charges.clear()
         self._balances.clear()
         self._tasks.clear()
+        self._ends.clear()
         self._blobs.clear()
         self._clock = 0.0
         await self.clear_faults()

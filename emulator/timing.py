@@ -6,7 +6,7 @@ import math
 import random
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +53,10 @@ class Timing:
     """Lookup of (queued, processing) durations, most specific entry first."""
 
     entries: Mapping[str, Mapping[str, Duration]]
+    #: Lookups already made (the table is frozen, so they never change): one per submission.
+    _found: dict[tuple[str, str | None, str | None], tuple[Duration, Duration]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Timing:
@@ -75,6 +79,14 @@ class Timing:
         return cls(entries)
 
     def durations(
+        self, model: str, tier: str | None, quality: str | None
+    ) -> tuple[Duration, Duration]:
+        found = self._found.get((model, tier, quality))
+        if found is None:
+            found = self._found[model, tier, quality] = self._look_up(model, tier, quality)
+        return found
+
+    def _look_up(
         self, model: str, tier: str | None, quality: str | None
     ) -> tuple[Duration, Duration]:
         keys = [f"{model}/{tier}/{quality}", f"{model}/{tier}", model, "*"]

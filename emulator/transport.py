@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 ASGIApp = Callable[
     [
@@ -87,15 +89,28 @@ class ASGITransport(httpx.BaseTransport):
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         # One private loop for the transport's life: starting a loop per request costs more
-        # than the request itself.
-        self._runner = asyncio.Runner()
+        # than the request itself. A bare loop, not an ``asyncio.Runner``: a runner installs and
+        # restores a SIGINT handler on every run, a third of a fixture request's overhead.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
-        return self._runner.run(_call(self.app, request, body))
+        return self.run(_call(self.app, request, body))
+
+    def run(self, awaitable: Awaitable[T]) -> T:
+        """Run ``awaitable`` on the transport's loop, where the app's store connections live."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(awaitable)
 
     def close(self) -> None:
-        self._runner.close()
+        loop, self._loop = self._loop, None
+        if loop is not None:  # what asyncio.Runner.close does
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                loop.close()
 
 
 class AsyncASGITransport(httpx.AsyncBaseTransport):

@@ -11,14 +11,15 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from starlette.datastructures import FormData, Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from .catalogue import Catalogue, OutputPlan
 from .config import Settings
 from .errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from .references import decode_data_url, is_data_url, thumbnail_of
+from .references import declared_pixels, decode_data_url, is_data_url, thumbnail_of
 from .tasks import TaskType
 
 TASK_TYPES: tuple[str, ...] = ("text2image", "image2image")
@@ -39,6 +40,8 @@ FORM_FIELDS = frozenset(
 )
 #: Longest reference URL accepted, and its form (kept equal to the contract's pattern).
 MAX_URL_CHARS = 8192
+#: A multipart integer: an optional minus and at most 9 ASCII digits ("--1" is not one).
+_FORM_INTEGER = re.compile(r"-?[0-9]{1,9}")
 _REFERENCE_URL = re.compile(r"https?://[!-Z^-~]+")
 
 
@@ -71,24 +74,50 @@ async def read_submission(request: Request, settings: Settings, catalogue: Catal
         files: list[UploadFile] = []
     else:
         fields, files = await _fields_from_multipart(request.headers, body, settings)
-    # For the journal: what the validator saw.
-    request.state.fields = fields
-    request.state.files = [(f.filename or "image", f.size or 0) for f in files]
+    # For the journal: what the validator saw (``request.state`` is this dict, reached slower).
+    state = request.scope.setdefault("state", {})
+    state["fields"] = fields
+    state["files"] = [(f.filename or "image", f.size or 0) for f in files]
+    if files or _has_data_url(fields):
+        # Decoding pictures takes a while: not on the event loop, where it would stall every
+        # other request.
+        return await anyio.to_thread.run_sync(_build, fields, files, settings, catalogue)
     return _build(fields, files, settings, catalogue)
+
+
+def _has_data_url(fields: Mapping[str, Any]) -> bool:
+    values = [fields.get("image")]
+    for key in ("images", "image_urls"):
+        if isinstance(fields.get(key), list):
+            values += fields[key]
+    return any(isinstance(v, str) and is_data_url(v) for v in values)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+    # The ASGI messages read directly, as ``request.stream()`` would (an async generator per
+    # request is a measurable share of a submission); the request is marked as read the same way.
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
+    more = True
+    while more:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            request._is_disconnected = True
+            raise ClientDisconnect()
+        if message["type"] != "http.request":
+            continue
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
         total += len(chunk)
         if total > limit:
             raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if chunk:
+            chunks.append(chunk)
+    request._stream_consumed = True
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _reject_constant(name: str) -> Any:
@@ -155,13 +184,17 @@ def _encodable(text: str) -> bool:
     return True
 
 
+#: One decoder for the process: ``json.loads`` with hooks builds a decoder (and its scanner)
+#: per call. Decoding bytes as ``json.loads`` does (``detect_encoding``, surrogatepass) keeps
+#: every answer the same.
+_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+
+
 def _fields_from_json(body: bytes, max_depth: int) -> dict[str, Any]:
     if not body.strip():
         raise InvalidRequest("request body is empty; send a JSON object")
     try:
-        data = json.loads(
-            body, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-        )
+        data = _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except UnicodeDecodeError:
         raise InvalidRequest("request body is not valid UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
@@ -216,8 +249,8 @@ async def _fields_from_multipart(
             fields[key] = value
     if "n" in fields:
         text = fields["n"].strip()
-        if not (text.isascii() and text.lstrip("-").isdigit()):
-            raise InvalidRequest(f"n must be an integer, got {fields['n']!r}", field="n")
+        if _FORM_INTEGER.fullmatch(text) is None:
+            raise InvalidRequest(f"n must be an integer, got {fields['n']!r:.40}", field="n")
         fields["n"] = int(text)
     return fields, files
 
@@ -263,6 +296,24 @@ def _url_list(fields: Mapping[str, Any], settings: Settings) -> list[tuple[str, 
             raise InvalidRequest("images must contain at least one URL", field="images")
         out.extend((f"images[{i}]", v) for i, v in enumerate(images))
     return out
+
+
+class _PixelBudget:
+    """All the pictures of one request together may hold ``limit`` pixels (not each: sixteen
+    pictures just under the limit would cost seconds and hundreds of MB to check)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def spend(self, data: bytes, field: str) -> None:
+        self.used += declared_pixels(data)
+        if self.used > self.limit and self.used != declared_pixels(data):
+            raise InvalidRequest(
+                f"{field}: the reference pictures of one request hold {self.used} pixels "
+                f"together, more than the limit of {self.limit} pixels",
+                field=field,
+            )
 
 
 def _build(
@@ -331,10 +382,12 @@ def _build(
     references: list[str] = []
     urls: list[str] = []
     picture: bytes | None = None
+    budget = _PixelBudget(settings.max_reference_pixels)
     if chosen == "image2image":
         for name, value in texts:
             if is_data_url(value):
                 data = decode_data_url(value, name, settings.max_upload_bytes)
+                budget.spend(data, name)
                 thumb = thumbnail_of(data, name, settings.max_reference_pixels)
                 picture = picture or thumb
                 references.append(value[: value.find(",") + 1] + "…")
@@ -348,6 +401,7 @@ def _build(
                     f"uploaded image {upload.filename!r} is larger than the limit of "
                     f"{settings.max_upload_bytes} bytes"
                 )
+            budget.spend(data, "image")
             thumb = thumbnail_of(data, "image", settings.max_reference_pixels)
             picture = picture or thumb
             references.append(f"upload:{upload.filename or 'image'}")

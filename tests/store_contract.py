@@ -126,6 +126,14 @@ class StoreContract:
         assert await store.get_task(task.task_id) == polled
         assert await store.count_poll("task_missing") is None
 
+    async def test_count_poll_counts_only_the_owners_polls(self, store: Store) -> None:
+        task = make_task(1, owner="owner-a")
+        await store.insert_task(task)
+        assert await store.count_poll(task.task_id, "owner-b") is None
+        polled = await store.count_poll(task.task_id, "owner-a")
+        assert polled == dataclasses.replace(task, polls=1)
+        assert await store.get_task(task.task_id) == polled
+
     async def test_concurrent_polls_are_each_counted_once(self, store: Store) -> None:
         task = make_task(1)
         await store.insert_task(task)

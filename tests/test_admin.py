@@ -199,3 +199,53 @@ def test_same_seed_and_requests_give_the_same_everything(make_client: Any) -> No
     first, second = run(), run()
     assert first == second
     assert 503 in first[0] and "failed" in first[3]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/_emulator/clock/advance", b'{"seconds": ' + b"9" * 5000 + b"}"),
+        ("/_emulator/clock/advance", b"[" * 100_000),
+        ("/_emulator/faults", b'{"times": ' + b"9" * 5000 + b"}"),
+        ("/_emulator/faults", b"[" * 100_000),
+    ],
+)
+def test_unreadable_control_plane_bodies_are_a_400(client: Client, path: str, body: bytes) -> None:
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert "request body must be" in response.json()["message"]
+
+
+def test_patching_a_table_file_that_does_not_exist_is_a_400(client: Client) -> None:
+    response = client.patch("/_emulator/config", json={"catalogue_file": "/nonexistent.toml"})
+    assert response.status_code == 400
+    assert "nonexistent.toml" in response.json()["message"]
+
+
+def test_task_list_leaves_out_expired_tasks_instead_of_failing(make_client: Any) -> None:
+    client = make_client(task_ttl_seconds=10)
+    client.submit_ok({"model": "NanoBanana", "prompt": "old"})
+    client.advance(100_000)  # expired, and no submission since, so not swept yet
+    response = client.get("/_emulator/tasks")
+    assert response.status_code == 200
+    assert response.json()["tasks"] == []
+
+
+def test_a_catalogue_the_prices_do_not_cover_is_refused_and_nothing_changes(
+    client: Client, tmp_path: Any
+) -> None:
+    from pathlib import Path
+
+    import emulator
+
+    builtin = Path(emulator.__file__).parent / "data" / "catalogue.toml"
+    extra = '\n[models.NanoBanana-Extra]\nfamily = "nano"\noutput_formats = ["png"]\n'
+    extra += 'pixels = "nano_base"\ntier = "base"\n'
+    catalogue = tmp_path / "catalogue.toml"
+    catalogue.write_text(builtin.read_text() + extra)
+    response = client.patch("/_emulator/config", json={"catalogue_file": str(catalogue)})
+    assert response.status_code == 400
+    assert "NanoBanana-Extra" in response.json()["message"]
+    refused = client.submit({"model": "NanoBanana-Extra", "prompt": "x"})
+    assert refused.status_code == 400
+    assert client.get("/_emulator/config").json()["catalogue_file"] is None

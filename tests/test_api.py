@@ -95,6 +95,19 @@ def test_per_poll_clock_moves_one_step_per_poll(make_client: Any) -> None:
     ]
 
 
+def test_per_poll_clock_is_moved_only_by_the_owners_gets(make_client: Any) -> None:
+    client = make_client(clock="per_poll", per_poll_steps=3)
+    task_id = client.submit_ok(NANO)
+    other = {"Authorization": "Bearer sk-someone-else"}
+    for _ in range(3):
+        assert client.get(f"/v1/images/tasks/{task_id}", headers=other).status_code == 404
+        assert client.head(f"/v1/images/tasks/{task_id}").status_code == 200
+    assert (client.task(task_id)["status"], client.task(task_id)["progress"]) == (
+        "processing",
+        "66%",
+    )
+
+
 def test_time_scale_zero_finishes_at_the_first_poll(make_client: Any) -> None:
     client = make_client(clock="real", time_scale=0)
     task_id = client.submit_ok(NANO)

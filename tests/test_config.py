@@ -152,3 +152,21 @@ def test_cli_store_that_cannot_be_opened_stops_start_up(
     assert main(["serve", "--state-dir", str(tmp_path / "file")]) == 2
     err = capsys.readouterr().err
     assert "cannot start" in err and "setting 'store'" in err and "cannot be opened" in err
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"clock": "manul"}, "clock"),
+        ({"per_poll_steps": 0}, "per_poll_steps"),
+        ({"time_scale": -5}, "time_scale"),
+        ({"unknown_task_status": 418}, "unknown_task_status"),
+    ],
+)
+def test_directly_built_settings_are_checked_by_create_app(
+    change: dict[str, object], named: str
+) -> None:
+    from emulator import create_app
+
+    with pytest.raises(ConfigError, match=named):
+        create_app(Settings(**change))  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ emulator stays healthy: health, the journal and an ordinary submission still wor
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -210,3 +211,31 @@ def test_headers_over_the_limit_get_a_431_naming_it(hostile_client: Any) -> None
     assert response.status_code == 431
     assert "headers are larger than the limit of 2048 bytes" in response.json()["message"]
     assert client.post("/v1/images/tasks", json=ORDINARY, headers=KEY_HEADER).status_code == 200
+
+
+def test_raw_non_utf8_query_is_journaled_not_a_500() -> None:
+    app = create_app(Settings(seed=1, clock="manual"))
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/v1/images/tasks/task_00000000000000000000000000000000",
+        "raw_path": b"/v1/images/tasks/task_00000000000000000000000000000000",
+        "query_string": b"x=\xff\xfe",
+        "root_path": "",
+        "headers": [(b"host", b"test"), (b"authorization", b"Bearer sk-raw")],
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+    }
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 404

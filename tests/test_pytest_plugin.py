@@ -202,3 +202,28 @@ def test_works_under_xdist(pytester: pytest.Pytester) -> None:
         "2",
     )
     result.assert_outcomes(passed=6)
+
+
+def test_in_process_fixture_closes_its_store_after_the_test(pytester: pytest.Pytester) -> None:
+    state = pytester.path / "state"
+    result = run(
+        pytester,
+        f"""
+        import sqlite3
+
+        import pytest
+
+        seen = []
+
+        @pytest.mark.image_emulator(state_dir={str(state)!r})
+        def test_uses_a_file(image_emulator):
+            seen.append(image_emulator.app.state.emulator.store)
+            image_emulator.client().post(
+                "/v1/images/tasks", json={{"model": "NanoBanana", "prompt": "x"}})
+
+        def test_the_file_was_closed():
+            with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+                seen[0]._db.execute("select 1")
+        """,
+    )
+    result.assert_outcomes(passed=2)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import random
 import re
 import sqlite3
 from collections.abc import AsyncIterator
@@ -150,3 +152,36 @@ async def test_sqlite_hands_out_a_new_id_stream_per_opening_even_after_reset(
         assert await again.claim_id_stream() == 1
     finally:
         await again.close()
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_memory_expiry_removes_what_the_default_removes_in_the_same_order(seed: int) -> None:
+    """The memory store's heap-based ``expire`` against the ABC's plain one, over random
+    stores with tied ends, forced outcomes (ends moved) and removals."""
+    rng = random.Random(seed)
+    fast, plain = MemoryStore(), _DefaultExpiry()
+    number = 0
+    for _ in range(12):
+        for _ in range(rng.randint(0, 30)):
+            number += 1
+            created = float(rng.randint(0, 20))  # few distinct times: many ties
+            task = make_task(number, created_at=created, queued_s=rng.choice([0.0, 1.0]))
+            assert await fast.insert_task(task) == await plain.insert_task(task)
+        tasks = await plain.list_tasks()
+        for task in rng.sample(tasks, k=min(len(tasks), rng.randint(0, 3))):
+            if rng.random() < 0.5:
+                moved = dataclasses.replace(
+                    task, schedule=task.schedule.ending_now(rng.choice([0.0, 5.0, 50.0]), "failed")
+                )
+                assert await fast.replace_task(moved) == await plain.replace_task(moved)
+            else:
+                assert await fast.remove_task(task.task_id) == await plain.remove_task(task.task_id)
+        now = float(rng.randint(0, 60))
+        before = now - rng.choice([10.0, 30.0, math.inf])
+        keep = rng.choice([None, 0, 5, 20])
+        got, want = await fast.expire(before, now, keep), await plain.expire(before, now, keep)
+        assert [t.task_id for t in got.removed] == [t.task_id for t in want.removed]
+        assert got.remaining == want.remaining
+        assert [t.task_id for t in await fast.list_tasks()] == [
+            t.task_id for t in await plain.list_tasks()
+        ]

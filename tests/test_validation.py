@@ -270,3 +270,12 @@ def test_own_result_url_is_used_as_the_reference(client: Client) -> None:
         return float(r - (g + b) / 2)
 
     assert redness(derived) > redness(plain) + 20
+
+
+def test_pictures_of_one_request_share_one_pixel_budget(make_client: Any) -> None:
+    client = make_client(max_reference_pixels=1000)
+    url = "data:image/png;base64," + base64.b64encode(png_bytes(size=(20, 20))).decode()
+    assert client.submit(NANO | {"images": [url, url]}).status_code == 200  # 800 pixels
+    message = _error(client.submit(NANO | {"images": [url, url, url]}))  # 1200 pixels
+    assert "images[2]" in message
+    assert "hold 1200 pixels together, more than the limit of 1000 pixels" in message
