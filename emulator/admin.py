@@ -176,7 +176,7 @@ async def _view(request: Request, emulator: Emulator, task: Task) -> dict[str, A
         "status": obs.status,
         "progress": f"{obs.progress}%",
         "elapsed": await emulator.elapsed(task),
-        "result_urls": emulator.result_urls(task, base) if obs.status == "succeeded" else [],
+        "result_urls": emulator.results.urls(task, base) if obs.status == "succeeded" else [],
     }
 
 

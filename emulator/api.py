@@ -110,7 +110,7 @@ def task_body(emulator: Emulator, task: Task, obs: Observation, base_url: str) -
     """The task object of SPEC 2.6, as the service sends it."""
     settings = emulator.settings
     succeeded = obs.status == "succeeded"
-    urls = emulator.result_urls(task, base_url) if succeeded else []
+    urls = emulator.results.urls(task, base_url) if succeeded else []
     metadata: dict[str, Any] = {"task_type": task.task_type, "result_count": len(urls)}
     if len(urls) > 1 or settings.always_list_results:
         metadata["result_urls"] = urls
@@ -259,7 +259,7 @@ async def get_result(request: Request) -> Response:
     stem, dot, ext = name.partition(".")
     if not dot or not stem.isdigit() or len(stem) > 2:
         raise TaskNotFound(f"task {task_id!r} has no result named {name!r}")
-    data, media_type = await emulator.result_image(task_id, int(stem), ext)
+    data, media_type = await emulator.results.image(task_id, int(stem), ext)
     task = await emulator.find(None, task_id)
     rule = await emulator.pick_fault(
         _facts(

@@ -11,16 +11,12 @@ import hashlib
 import random
 import re
 import secrets
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-import anyio
 from starlette.applications import Starlette
 
-from . import pictures
 from .asgi import DropConnection, EmulatorApp
 from .billing import Charge, PriceTable
 from .catalogue import Catalogue
@@ -30,8 +26,7 @@ from .errors import EmulatorError, InsufficientQuota, TaskNotFound
 from .expiry import Sweeper, is_expired
 from .faults import FaultRule, RequestFacts, fires, matches
 from .journal import mask_key
-from .pictures import MEDIA_TYPES, RenderCache, RenderSpec
-from .references import thumbnail_of
+from .results import Results
 from .store import Store, open_store
 from .tasks import QUEUED, Observation, Outcome, Schedule, Task, observe, per_poll_elapsed
 from .timing import Timing
@@ -41,8 +36,6 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
 TASK_ID_RE = re.compile(r"^task_[0-9a-f]{32}$")
-RESULTS_PREFIX = "/_emulator/results/"
-_RESULT_PATH = re.compile(r"^/_emulator/results/(task_[0-9a-f]{32})/([0-9]{1,2})\.(png|jpeg|webp)$")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -91,10 +84,8 @@ class Emulator:
         #: Task ids come from stream 0 of the seed unless the store is shared (see start).
         self._id_stream: int | None = None
         self._ids = self._id_rng()
-        self.renders = RenderCache(settings.render_cache_bytes)
-        # Rendering an 8K picture takes ~100 MB for a moment: two at a time at most. A thread
-        # semaphore, not an anyio limiter, so one emulator can serve several event loops.
-        self._render_slots = threading.BoundedSemaphore(2)
+        #: Result images: their URLs, their bytes, the render cache (emulator/results.py).
+        self.results = Results(self)
         self._configured_faults = settings.faults + (
             load_fault_file(settings.fault_file) if settings.fault_file else ()
         )
@@ -176,7 +167,7 @@ class Emulator:
         plan = submission.plan
         picture = submission.picture
         if picture is None and submission.urls:
-            picture = await self._own_result_picture(submission.urls, base_url)
+            picture = await self.results.own_picture(submission.urls, base_url)
         if picture is None and submission.urls and self.settings.fetch_reference_urls:
             from .fetcher import fetch_picture  # opt-in: its HTTP client is not loaded otherwise
 
@@ -341,79 +332,10 @@ class Emulator:
         """What a submission answers: the new task, queued."""
         return QUEUED
 
-    # -- results -----------------------------------------------------------------------
-    def result_urls(self, task: Task, base_url: str) -> list[str]:
-        base = (self.settings.public_base_url or base_url).rstrip("/")
-        ext = task.output_format
-        return [
-            f"{base}{RESULTS_PREFIX}{task.task_id}/{i}.{ext}" for i in range(task.schedule.images)
-        ]
-
-    async def result_image(self, task_id: str, index: int, ext: str) -> tuple[bytes, str]:
-        """Bytes and media type of one result image of a succeeded task."""
-        task = await self.find(None, task_id)
-        obs = await self.observe(task)
-        if obs.status != "succeeded" or not 0 <= index < task.schedule.images:
-            raise TaskNotFound(f"task {task_id!r} has no result image {index}")
-        if ext != task.output_format:
-            raise TaskNotFound(
-                f"task {task_id!r} has no {ext} result; it made {task.output_format}"
-            )
-        # Keyed by the whole task: after a reset elsewhere an id may name a different task.
-        cache_key = (index, dataclasses.replace(task, polls=0))
-        cached = self.renders.get(cache_key)
-        if cached is None:
-            reference = await self.store.get_blob(f"ref:{task_id}") if task.has_reference else None
-            spec = RenderSpec(
-                width=task.width,
-                height=task.height,
-                fmt=task.output_format,  # type: ignore[arg-type]
-                model=task.model,
-                prompt=task.prompt,
-                task_id=task.task_id,
-                index=index,
-                count=task.schedule.images,
-                seed=task.seed,
-                reference=reference,
-            )
-            # Drawn before (by any emulator of this process): no worker thread needed for it.
-            cached = pictures.memo.get(spec) if self.settings.render_cache_bytes else None
-            if cached is None:
-                cached = await anyio.to_thread.run_sync(self._render, spec)
-            self.renders.put(cache_key, cached)
-        return cached, MEDIA_TYPES[task.output_format]
-
-    def _render(self, spec: RenderSpec) -> bytes:
-        with self._render_slots:
-            if self.settings.render_cache_bytes == 0:  # asked to keep no pictures: none kept
-                from .rendering import render
-
-                return render(spec)
-            return pictures.memoised_render(spec)
-
-    async def _own_result_picture(self, urls: tuple[str, ...], base_url: str) -> bytes | None:
-        """SPEC D-11: a reference URL that names one of our own results is resolved locally."""
-        own = {urlsplit(base_url).netloc}
-        if self.settings.public_base_url:
-            own.add(urlsplit(self.settings.public_base_url).netloc)
-        for url in urls:
-            parts = urlsplit(url)
-            m = _RESULT_PATH.match(parts.path)
-            if parts.netloc not in own or m is None:
-                continue
-            try:
-                data, _ = await self.result_image(m.group(1), int(m.group(2)), m.group(3))
-            except EmulatorError:
-                continue  # not (yet) a result: keep it as an opaque URL, like any other
-            return await anyio.to_thread.run_sync(
-                thumbnail_of, data, "image", max(self.settings.max_reference_pixels, 10**8)
-            )
-        return None
-
     async def reset(self) -> None:
         """Back to the state at start-up: no tasks, journal or hits; configured faults only."""
         await self.store.reset()
-        self.renders.clear()
+        self.results.renders.clear()
         self.sweeper.reset()
         self._ids = self._id_rng()
         self._started = False
