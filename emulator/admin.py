@@ -21,6 +21,7 @@ from .errors import EmulatorError, InvalidRequest, StoreUnavailable
 from .expiry import is_expired
 from .faults import FaultError, parse_rule
 from .journal import mask_key
+from .store import masked_url
 from .tasks import Task
 
 #: Settings that cannot change while serving (they shape the process or the state).
@@ -75,6 +76,10 @@ def settings_json(settings: Settings) -> dict[str, Any]:
             value = [rule.to_dict() for rule in value]
         elif f.name == "admin_token" and value:
             value = "***"
+        elif f.name == "api_keys":
+            value = [mask_key(key) for key in value]  # the control plane never shows a key
+        elif f.name == "store":
+            value = masked_url(value)
         elif isinstance(value, tuple):
             value = list(value)
         out[f.name] = value

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from .config import ConfigError, Settings, build_settings
 
@@ -119,14 +118,6 @@ def worker_app() -> Starlette:
     return create_app(build_settings(overrides=json.loads(os.environ[WORKER_SETTINGS_ENV])))
 
 
-def _shown(url: str) -> str:
-    """A store URL fit for a message: any password masked."""
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@", 1)
-    return url
-
-
 def _store_problem(settings: Settings, workers: int) -> str | None:
     """Why the configured store cannot serve, or None (a shared store is probed once here)."""
     url = settings.store_url
@@ -140,7 +131,7 @@ def _store_problem(settings: Settings, workers: int) -> str | None:
             )
         return None
     from .errors import StoreUnavailable
-    from .store import open_store
+    from .store import masked_url, open_store
 
     async def probe() -> None:
         store = open_store(url, prefix=settings.store_prefix)
@@ -152,7 +143,7 @@ def _store_problem(settings: Settings, workers: int) -> str | None:
     try:
         asyncio.run(probe())
     except StoreUnavailable as exc:
-        return f"{exc.message} (is Redis running at {_shown(url)}?)"
+        return f"{exc.message} (is Redis running at {masked_url(url)}?)"
     return None
 
 

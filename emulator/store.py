@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from .billing import Charge, ChargeState
 from .end_index import ended_at as ended_at  # where the other stores and expiry find it
@@ -219,6 +220,14 @@ def sqlite_path(url: str) -> Path:
     if not url.startswith("sqlite://") or not path or path.endswith("/"):
         raise ValueError(f"store {url!r} is not a SQLite URL; use 'sqlite:///path/to/file.db'")
     return Path(path)
+
+
+def masked_url(url: str) -> str:
+    """A store URL fit to show (messages, ``GET /_emulator/config``): any password masked."""
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
 
 
 def open_store(url: str, *, prefix: str = "emulator") -> Store:

@@ -249,3 +249,17 @@ def test_a_catalogue_the_prices_do_not_cover_is_refused_and_nothing_changes(
     refused = client.submit({"model": "NanoBanana-Extra", "prompt": "x"})
     assert refused.status_code == 400
     assert client.get("/_emulator/config").json()["catalogue_file"] is None
+
+
+def test_config_never_shows_keys_or_store_passwords(make_client: Any) -> None:
+    client = make_client(api_keys=("sk-test-key", "sk-secret-second-key"))
+    shown = client.get("/_emulator/config").json()
+    assert "sk-secret-second-key" not in str(shown)
+    assert all("…" in key for key in shown["api_keys"])
+
+
+def test_store_urls_are_shown_without_their_password() -> None:
+    from emulator.store import masked_url
+
+    assert masked_url("redis://user:hunter2@host:6379/0") == "redis://user:***@host:6379/0"
+    assert masked_url("sqlite:///tmp/state.db") == "sqlite:///tmp/state.db"
