@@ -188,22 +188,13 @@ def markdown(results: dict[str, Any]) -> str:
             f"**{memory.get('bytes_per_task_rss', 0):,.0f} B** by RSS growth."
         )
         lines.append("")
-    rendering = results.get("rendering")
-    if rendering:
-        lines.append("### Rendering (benchmarks/rendering.py)")
-        lines.append("")
-        lines.append(rendering.get("table") or "(no table)")
-        if rendering.get("error"):
-            lines.append(f"\nrendering.py failed: {rendering['error'][-500:]}")
-        lines.append("")
-    scaling = results.get("scaling")
-    if scaling:
-        lines.append("### Workers and Redis (benchmarks/scaling.py)")
-        lines.append("")
-        lines.append(scaling.get("table") or "(no table)")
-        if scaling.get("error"):
-            lines.append(f"\nscaling.py failed: {scaling['error'][-500:]}")
-        lines.append("")
+    for key, title in (("rendering", "Rendering"), ("scaling", "Workers and Redis")):
+        part = results.get(key)
+        if part:
+            lines += [f"### {title} (benchmarks/{key}.py)", "", part.get("table") or "(no table)"]
+            if part.get("error"):
+                lines.append(f"\n{key}.py failed: {part['error'][-500:]}")
+            lines.append("")
     checks = results.get("targets") or []
     if checks:
         lines.append("### Targets")

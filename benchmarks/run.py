@@ -182,41 +182,31 @@ def http_benchmarks(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
 
 
-def rendering_benchmarks(args: argparse.Namespace) -> dict[str, Any] | None:
-    """Delegated to benchmarks/rendering.py (it writes benchmarks/results/rendering.json)."""
-    script = HERE / "rendering.py"
-    if not script.exists():
-        _log("benchmarks/rendering.py does not exist (yet): rendering left out")
-        return None
-    cmd = [fixture_timing._python(), "-m", "benchmarks.rendering"]
-    if args.quick:
-        cmd.append("--quick")
-    _log("rendering: " + " ".join(cmd[1:]))
+def _delegated(name: str, *flags: str) -> dict[str, Any]:
+    """Run ``benchmarks/<name>.py`` in its own process; its printed table (and error)."""
+    cmd = [fixture_timing._python(), "-m", f"benchmarks.{name}", *flags]
+    _log(f"{name}: " + " ".join(cmd[1:]))
     proc = subprocess.run(
         cmd, cwd=servers.ROOT, capture_output=True, text=True, timeout=600, check=False
     )
     if proc.returncode != 0:
-        _log(f"rendering benchmark failed ({proc.returncode}): {proc.stderr[-500:]}")
+        _log(f"{name} benchmark failed ({proc.returncode}): {proc.stderr[-500:]}")
         return {"error": proc.stderr[-2000:], "table": proc.stdout}
-    data: dict[str, Any] = {"table": proc.stdout.strip()}
+    return {"table": proc.stdout.strip()}
+
+
+def rendering_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
+    """benchmarks/rendering.py (it also writes benchmarks/results/rendering.json)."""
+    data = _delegated("rendering", *(["--quick"] if args.quick else []))
     json_path = RESULTS / "rendering.json"
-    if json_path.exists():
+    if "error" not in data and json_path.exists():
         data["results"] = json.loads(json_path.read_text())
     return data
 
 
 def scaling_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
-    """Delegated to benchmarks/scaling.py: 1 worker in memory, 1 and 2 workers on Redis."""
-    cmd = [fixture_timing._python(), "-m", "benchmarks.scaling"]
-    cmd += ["--seconds", "1" if args.quick else "5"]
-    _log("scaling: " + " ".join(cmd[1:]))
-    proc = subprocess.run(
-        cmd, cwd=servers.ROOT, capture_output=True, text=True, timeout=600, check=False
-    )
-    if proc.returncode != 0:
-        _log(f"scaling benchmark failed ({proc.returncode}): {proc.stderr[-500:]}")
-        return {"error": proc.stderr[-2000:], "table": proc.stdout}
-    return {"table": proc.stdout.strip()}
+    """benchmarks/scaling.py: 1 worker in memory, 1 and 2 workers on Redis."""
+    return _delegated("scaling", "--seconds", "1" if args.quick else "5")
 
 
 def memory_benchmark(args: argparse.Namespace) -> dict[str, Any]:

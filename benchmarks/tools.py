@@ -34,16 +34,11 @@ def wrk() -> str:
     if os.name == "posix" and os.geteuid() == 0 and shutil.which("apt-get"):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         print("installing wrk (apt-get install wrk) ...", flush=True)
-        try:
-            subprocess.run(
-                ["apt-get", "install", "-y", "-qq", "wrk"],
-                check=False,
-                env=env,
-                timeout=300,
-                stdout=subprocess.DEVNULL,
-            )
-            if not shutil.which("wrk"):
-                subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, timeout=300)
+        # First from the package lists as they are; if that fails, refresh them and retry.
+        for refresh in (False, True):
+            try:
+                if refresh:
+                    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, timeout=300)
                 subprocess.run(
                     ["apt-get", "install", "-y", "-qq", "wrk"],
                     check=False,
@@ -51,8 +46,10 @@ def wrk() -> str:
                     timeout=300,
                     stdout=subprocess.DEVNULL,
                 )
-        except subprocess.TimeoutExpired:
-            pass
+            except subprocess.TimeoutExpired:
+                break
+            if shutil.which("wrk"):
+                break
     found = shutil.which("wrk")
     if not found:
         raise ToolMissing("wrk is not installed: run `apt-get install wrk` (as root)")

@@ -91,6 +91,18 @@ class FaultRule:
         data["match"]["headers"] = dict(self.match.headers)
         return data
 
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> FaultRule:
+        """The rule ``to_dict`` stored, built field by field: it was checked when first parsed
+        (``parse_rule``), so a store reads it back without checking it again."""
+        return cls(
+            id=raw["id"],
+            effect=Effect(**raw["effect"]),
+            match=Match(**raw["match"]),
+            probability=raw["probability"],
+            times=raw["times"],
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class RequestFacts:

@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .billing import Charge
 from .errors import StoreUnavailable
-from .faults import Effect, FaultRule, Match
+from .faults import FaultRule
 from .tasks import Task
 
 if TYPE_CHECKING:
@@ -113,15 +113,7 @@ def charge_of(row: list[Any]) -> Charge:
 
 
 def rule_of(data: bytes | str) -> FaultRule:
-    raw = json.loads(data)
-    # Built field by field rather than re-parsed: what was stored was already a valid rule.
-    return FaultRule(
-        id=raw["id"],
-        effect=Effect(**raw["effect"]),
-        match=Match(**raw["match"]),
-        probability=raw["probability"],
-        times=raw["times"],
-    )
+    return FaultRule.from_dict(json.loads(data))
 
 
 def glob_escape(text: str) -> str:

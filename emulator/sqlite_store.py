@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import anyio
 
 from .billing import Charge, ChargeState
-from .faults import Effect, FaultRule, Match
+from .faults import FaultRule
 from .store import Expiry, Store, ended_at
 from .tasks import Task
 
@@ -72,17 +72,6 @@ def _task_row(task: Task) -> tuple[str, str, float, int, str]:
 
 def _task(data: str, polls: int) -> Task:
     return Task.from_dict(json.loads(data) | {"polls": polls})
-
-
-def _rule(data: str) -> FaultRule:
-    raw = json.loads(data)
-    return FaultRule(
-        id=raw["id"],
-        effect=Effect(**raw["effect"]),
-        match=Match(**raw["match"]),
-        probability=raw["probability"],
-        times=raw["times"],
-    )
 
 
 class SqliteStore(Store):
@@ -257,7 +246,10 @@ class SqliteStore(Store):
         await self._run(work, atomic=True)
 
     async def list_faults(self) -> list[FaultRule]:
-        return [_rule(data) for (data,) in await self._all("SELECT data FROM faults ORDER BY seq")]
+        return [
+            FaultRule.from_dict(json.loads(data))
+            for (data,) in await self._all("SELECT data FROM faults ORDER BY seq")
+        ]
 
     async def remove_fault(self, rule_id: str) -> bool:
         def work(db: sqlite3.Connection) -> bool:

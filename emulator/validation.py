@@ -128,8 +128,10 @@ class _PixelBudget:
         self.used = 0
 
     def spend(self, data: bytes, field: str) -> None:
-        self.used += declared_pixels(data)
-        if self.used > self.limit and self.used != declared_pixels(data):
+        pixels = declared_pixels(data)
+        self.used += pixels
+        # One picture alone over the limit is thumbnail_of's to refuse, with its own size.
+        if self.used > self.limit and pixels < self.used:
             raise InvalidRequest(
                 f"{field}: the reference pictures of one request hold {self.used} pixels "
                 f"together, more than the limit of {self.limit} pixels",

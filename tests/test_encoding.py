@@ -14,19 +14,8 @@ from PIL import Image
 
 from emulator import encoding, rendering
 from emulator.encoding import encode_jpeg, encode_png, encode_webp, interval_mcus, row_map
-from emulator.rendering import RenderSpec
 
-SPEC = RenderSpec(
-    width=1184,
-    height=864,
-    fmt="png",
-    model="NanoBanana",
-    prompt="a lighthouse at dusk",
-    task_id="task_" + "ab" * 16,
-    index=0,
-    count=2,
-    seed=7,
-)
+from .test_rendering import SPEC  # the same picture both files examine
 
 
 def _reference() -> bytes:
