@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from .test_pytest_plugin import NO_HEAVY_PLUGINS
+
 pytest_plugins = ["pytester"]
 
 DOC = Path(__file__).parent.parent / "docs" / "pytest.md"
@@ -20,7 +22,7 @@ def test_docs_have_examples() -> None:
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_docs_example_passes(pytester: pytest.Pytester, index: int) -> None:
     pytester.makepyfile(**{f"test_doc_{index}": BLOCKS[index]})
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(*NO_HEAVY_PLUGINS)
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) >= 1, result.stdout.str()
     assert "failed" not in outcomes and "errors" not in outcomes, result.stdout.str()

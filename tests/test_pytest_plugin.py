@@ -7,9 +7,14 @@ import pytest
 pytest_plugins = ["pytester"]
 
 
+#: A downstream project has neither schemathesis nor hypothesis: their plugins are most of a
+#: subprocess session's start-up here (~3 s of ~3.5), paid by every run below.
+NO_HEAVY_PLUGINS = ("-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest")
+
+
 def run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
     pytester.makepyfile(test_downstream=source)
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    return pytester.runpytest_subprocess(*NO_HEAVY_PLUGINS, *args)
 
 
 def test_fixture_runs_a_task_to_success_without_sleeping(pytester: pytest.Pytester) -> None:
