@@ -20,7 +20,7 @@ from .config import ConfigError, Settings
 from .errors import EmulatorError, InvalidRequest, StoreUnavailable
 from .expiry import is_expired
 from .faults import FaultError, parse_rule
-from .journal import mask_key
+from .journal import mask_key, query_from_params
 from .store import masked_url
 from .tasks import Task
 
@@ -281,16 +281,10 @@ async def delete_fault(request: Request) -> Response:
 # -- journal ------------------------------------------------------------------------------
 @guarded
 async def list_requests(request: Request) -> Response:
-    params = request.query_params
-    filters = {k: params[k] for k in ("path", "method", "task_id", "endpoint") if k in params}
-    entries = [
-        e
-        for e in await _emulator(request).store.list_journal()
-        if all(
-            str(e.get(k) or "").upper() == v.upper() if k == "method" else e.get(k) == v
-            for k, v in filters.items()
-        )
-    ]
+    # Checked before the store is read: an unknown or never-matching filter is a 400 naming
+    # it, never an answer that looks like "nothing matched" (emulator/journal.py).
+    query = query_from_params(request.query_params.multi_items())
+    entries = query.select(await _emulator(request).store.list_journal())
     return JSONResponse({"requests": entries})
 
 

@@ -17,7 +17,7 @@ import functools
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -182,26 +182,39 @@ class ImageEmulator:
         tasks: list[dict[str, Any]] = self.control("GET", "/_emulator/tasks")["tasks"]
         return tasks
 
-    def requests(self, **filters: str) -> list[dict[str, Any]]:
-        """The journal, filtered by path, method, task_id or endpoint."""
-        entries: list[dict[str, Any]] = self.control("GET", "/_emulator/requests", params=filters)[
-            "requests"
-        ]
-        return entries
+    def requests(
+        self, *, body: Mapping[str, Any] | None = None, **filters: Any
+    ) -> list[dict[str, Any]]:
+        """The journal, newest last: entries matching every filter (``path``, ``method``,
+        ``task_id``, ``endpoint``, ``status``, ``fault``) and every ``body`` field.
 
-    def assert_requested(self, times: int | None = None, **filters: str) -> list[dict[str, Any]]:
+        Any other filter is a ValueError naming the known ones: body fields are filtered
+        explicitly, ``body={"model": "X"}``, never by a bare ``model="X"``.
+        """
+        from .journal import query_from_filters
+
+        query = query_from_filters(filters, body)
+        entries: list[dict[str, Any]] = self.control("GET", "/_emulator/requests")["requests"]
+        return query.select(entries)
+
+    def assert_requested(
+        self, times: int | None = None, *, body: Mapping[str, Any] | None = None, **filters: Any
+    ) -> list[dict[str, Any]]:
         """Assert the client sent matching requests (``times`` exactly, or at least one)."""
-        entries = self.requests(**filters)
+        entries = self.requests(body=body, **filters)
+        described = filters | ({"body": body} if body is not None else {})
         if times is None and not entries:
-            raise AssertionError(f"no request matched {filters}")
+            raise AssertionError(f"no request matched {described}")
         if times is not None and len(entries) != times:
-            raise AssertionError(f"{len(entries)} requests matched {filters}, expected {times}")
+            raise AssertionError(f"{len(entries)} requests matched {described}, expected {times}")
         return entries
 
-    def sent(self, **filters: str) -> list[dict[str, Any]]:
+    def sent(
+        self, *, body: Mapping[str, Any] | None = None, **filters: Any
+    ) -> list[dict[str, Any]]:
         """The body fields of the submissions the client sent (newest last)."""
         filters.setdefault("endpoint", "submit")
-        return [e["body"]["fields"] for e in self.requests(**filters) if e.get("body")]
+        return [e["body"]["fields"] for e in self.requests(body=body, **filters) if e.get("body")]
 
     @property
     def usage(self) -> dict[str, Any]:

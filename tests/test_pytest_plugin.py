@@ -232,3 +232,35 @@ def test_in_process_fixture_closes_its_store_after_the_test(pytester: pytest.Pyt
         """,
     )
     result.assert_outcomes(passed=2)
+
+
+def test_journal_refuses_filters_it_does_not_know(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        BODY = {"model": "NanoBanana", "prompt": "x"}
+
+        def test_unknown_filters_are_errors(image_emulator):
+            image_emulator.client().post("/v1/images/tasks", json=BODY)
+            with pytest.raises(ValueError, match=r"'model'.*endpoint.*body"):
+                image_emulator.assert_requested(times=1, model="X")
+            with pytest.raises(ValueError, match="'bogus'"):
+                image_emulator.requests(bogus="1")
+            with pytest.raises(ValueError, match="'colour'"):
+                image_emulator.sent(colour="red")
+
+        def test_body_fields_are_filtered_explicitly(image_emulator):
+            client = image_emulator.client()
+            client.post("/v1/images/tasks", json=BODY)
+            client.post("/v1/images/tasks", json=BODY | {"model": "NanoBanana2-0.5K", "n": 2})
+            image_emulator.assert_requested(times=1, body={"model": "NanoBanana"})
+            image_emulator.assert_requested(times=0, body={"model": "X"})
+            image_emulator.assert_requested(times=1, endpoint="submit", body={"n": 2})
+            assert [f["n"] for f in image_emulator.sent(body={"model": "NanoBanana2-0.5K"})] == [2]
+            with pytest.raises(AssertionError, match="2 requests matched"):
+                image_emulator.assert_requested(times=1, endpoint="submit")
+        """,
+    )
+    result.assert_outcomes(passed=2)

@@ -1,0 +1,100 @@
+"""The journal's filters on the control plane: known ones only, body fields explicitly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from emulator.contract import load_contract
+
+from .conftest import Client
+
+NANO = {"model": "NanoBanana", "prompt": "a cube"}
+
+
+def journal(client: Client, params: Any) -> list[dict[str, Any]]:
+    response = client.get("/_emulator/requests", params=params)
+    assert response.status_code == 200, response.text
+    entries: list[dict[str, Any]] = response.json()["requests"]
+    return entries
+
+
+def refusal(client: Client, params: Any) -> str:
+    response = client.get("/_emulator/requests", params=params)
+    assert response.status_code == 400, response.text
+    message: str = response.json()["message"]
+    return message
+
+
+def test_unknown_filter_is_refused_naming_it_and_the_known_ones(client: Client) -> None:
+    client.submit_ok(NANO)
+    message = refusal(client, {"bogus": "1"})
+    assert "'bogus'" in message
+    for name in ("path", "method", "task_id", "endpoint", "status", "fault", "body[<field>]"):
+        assert name in message
+
+
+def test_a_body_field_is_not_a_filter_unless_asked_for_as_one(client: Client) -> None:
+    client.submit_ok(NANO)
+    assert "'model'" in refusal(client, {"model": "X"})
+
+
+def test_body_fields_filter_with_the_deep_object_form(client: Client) -> None:
+    client.submit_ok(NANO)
+    client.submit_ok(NANO | {"model": "NanoBanana2-0.5K", "n": 2})
+    assert len(journal(client, {"body[model]": "NanoBanana"})) == 1
+    assert journal(client, {"body[model]": "X"}) == []
+    # Numbers match their JSON text, whether the client sent JSON or a form field.
+    [two] = journal(client, {"body[n]": "2", "body[model]": "NanoBanana2-0.5K"})
+    assert two["body"]["fields"]["n"] == 2
+    assert journal(client, {"body[n]": "3"}) == []
+    # A request without a body (a poll) never matches a body filter.
+    assert journal(client, {"body[model]": "NanoBanana", "endpoint": "poll"}) == []
+
+
+def test_status_and_fault_filters(client: Client) -> None:
+    client.post(
+        "/_emulator/faults",
+        json={"id": "limit", "effect": {"kind": "http_error", "status": 500}, "times": 1},
+    )
+    assert client.submit(NANO).status_code == 500
+    client.submit_ok(NANO)
+    client.submit({"model": "nope", "prompt": "x"})
+    assert [e["status"] for e in journal(client, {"status": "500"})] == [500]
+    assert [e["status"] for e in journal(client, {"fault": "limit"})] == [500]
+    assert len(journal(client, {"status": "200", "endpoint": "submit"})) == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "names"),
+    [
+        ({"status": "abc"}, ["'status'", "integer"]),
+        ({"status": "1000"}, ["'status'", "0"]),
+        ({"endpoint": "submitt"}, ["'endpoint'", "submit", "poll", "result"]),
+        ([("path", "/a"), ("path", "/b")], ["'path'", "once"]),
+        ({"body[]": "x"}, ["'body[]'", "field"]),
+        ({"body[prompt]": "p" * 201}, ["'body[prompt]'", "200"]),
+        ({"body[image]": "data:image/png;base64,AAAA"}, ["'body[image]'", "data:"]),
+        ({"method": "G E T"}, ["'method'"]),
+    ],
+)
+def test_bad_filter_values_are_refused_naming_the_rule(
+    client: Client, params: Any, names: list[str]
+) -> None:
+    message = refusal(client, params)
+    for name in names:
+        assert name in message
+
+
+def test_a_refused_query_leaves_the_journal_as_it_was(client: Client) -> None:
+    client.submit_ok(NANO)
+    refusal(client, {"bogus": "1"})
+    assert len(journal(client, {})) == 1
+
+
+def test_the_emulator_contract_states_exactly_the_known_filters() -> None:
+    operation = load_contract("emulator")["paths"]["/_emulator/requests"]["get"]
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    assert set(parameters) == {"path", "method", "task_id", "endpoint", "status", "fault", "body"}
+    assert parameters["body"]["style"] == "deepObject"
