@@ -249,6 +249,8 @@ class _LiveServer:
         from .app import create_app
 
         self.app = create_app(settings)
+        #: What every test starts from (and the server goes back to after it).
+        self.settings: Settings = self.app.state.emulator.settings
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True, name="image-emulator")
@@ -260,6 +262,11 @@ class _LiveServer:
             time.sleep(0.001)
         port = self.server.servers[0].sockets[0].getsockname()[1]
         self.base_url = f"http://127.0.0.1:{port}"
+
+    def restore(self, **changes: Any) -> None:
+        """The start-up settings (with ``changes``), whatever a test configured: like
+        pytest-httpserver's ``clear()``, not just an undo of what the fixture applied."""
+        self.app.state.emulator.reconfigure(self.settings.replace(**changes))
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -334,18 +341,13 @@ def image_emulator_live(
     else:
         server = request.getfixturevalue("_image_emulator_server")
     handle = ImageEmulator(server.base_url, None, server.app)
+    # Start-up state before the test, whatever the previous one left (even a failed teardown).
+    server.restore(**{k: v for k, v in values.items() if k not in FIXED_SETTINGS})
     handle.reset()
-    changeable = {k: v for k, v in values.items() if k not in FIXED_SETTINGS}
-    baseline = {k: getattr(Settings(), k) for k in changeable}
-    handle.configure(**changeable)
     yield handle
     if own is not None:
         own.stop()
     else:
-        handle.configure(**{k: _json_value(v) for k, v in baseline.items()})
+        server.restore()
         handle.reset()
     handle.close()
-
-
-def _json_value(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value

@@ -264,3 +264,40 @@ def test_journal_refuses_filters_it_does_not_know(pytester: pytest.Pytester) -> 
         """,
     )
     result.assert_outcomes(passed=2)
+
+
+def test_live_fixture_gives_each_test_the_start_up_state(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        BODY = {"model": "NanoBanana", "prompt": "x"}
+
+        def test_changes_settings_and_state(image_emulator_live):
+            image_emulator_live.configure(envelope="bare", submit_status=202, nano_max_n=1)
+            image_emulator_live.faults.add("drop", endpoint="poll")
+            image_emulator_live.set_balance(10**6)
+            r = image_emulator_live.client().post("/v1/images/tasks", json=BODY)
+            assert (r.status_code, r.json()["status"]) == (202, "queued")
+
+        def test_next_test_starts_as_the_server_started(image_emulator_live):
+            client = image_emulator_live.client()
+            r = client.post("/v1/images/tasks", json=BODY | {"n": 2})
+            assert r.status_code == 200, r.text
+            task_id = r.json()["data"]["task_id"]
+            assert client.get(f"/v1/images/tasks/{task_id}").status_code == 200
+            assert list(image_emulator_live.faults) == []
+            assert len(image_emulator_live.tasks) == 1
+
+        @pytest.mark.image_emulator(envelope="bare")
+        def test_marker_setting(image_emulator_live):
+            client = image_emulator_live.client()
+            assert client.post("/v1/images/tasks", json=BODY).json()["status"] == "queued"
+
+        def test_after_a_marker(image_emulator_live):
+            client = image_emulator_live.client()
+            assert client.post("/v1/images/tasks", json=BODY).json()["code"] == "success"
+        """,
+    )
+    result.assert_outcomes(passed=4)
