@@ -4,249 +4,48 @@ Installed with the package (entry point ``pytest11``). Fixtures:
 
 - ``image_emulator``: an emulator reached in-process (no port, no server thread), fresh per test.
 - ``image_emulator_live``: the same handle on a real loopback port, for any HTTP client
-  (requests, aiohttp, a subprocess); one server per session, reset between tests.
+  (requests, aiohttp, a subprocess); one server per session, back to its start-up state
+  before and after each test.
 - ``image_emulator_settings``: override to change settings for a module or a conftest.
 - marker ``@pytest.mark.image_emulator(**settings)``: settings for one test.
 
-The clock defaults to ``manual``: tests never sleep, they ``advance()``.
+The clock defaults to ``manual``: tests never sleep, they ``advance()``. The handle both
+fixtures yield is `emulator.handle.ImageEmulator`; it steers the emulator directly on the one
+event loop its store belongs to (`emulator.app_loop.AppLoop`), so the same calls work in sync
+and async tests.
 """
 
 from __future__ import annotations
 
-import functools
-import ssl
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
 if TYPE_CHECKING:
+    from .app_loop import AppLoop
     from .config import Settings
+    from .handle import ImageEmulator
 
 # The emulator itself (Starlette, the app, the transports) is imported by the fixtures when a
 # test first asks for one: pytest imports this plugin at the start of every session, including
 # the many that never use it.
 
 DEFAULTS: dict[str, Any] = {"clock": "manual", "seed": 0}
-API_KEY = "sk-emulator-test"
-
-
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """The TLS context httpx would build for each client, built once: loading the CA bundle
-    takes tens of milliseconds, paid per client (two per live test) otherwise."""
-    return httpx.create_ssl_context()
-
-
-@dataclass
-class FaultHandle:
-    """A fault rule added by a test; ``hits`` asks the emulator how often it fired."""
-
-    id: str
-    _emulator: ImageEmulator
-
-    @property
-    def hits(self) -> int:
-        for rule in self._emulator.control("GET", "/_emulator/faults")["faults"]:
-            if rule["id"] == self.id:
-                return int(rule["hits"])
-        return 0
-
-    def remove(self) -> None:
-        self._emulator.control("DELETE", f"/_emulator/faults/{self.id}")
-
-
-class Faults:
-    """``image_emulator.faults``: the control plane's fault vocabulary from Python."""
-
-    def __init__(self, emulator: ImageEmulator) -> None:
-        self._emulator = emulator
-
-    def add(
-        self,
-        effect: str | dict[str, Any],
-        *,
-        probability: float = 1.0,
-        times: int | None = None,
-        id: str | None = None,
-        **match: Any,
-    ) -> FaultHandle:
-        """Add a rule: ``faults.add("drop", endpoint="poll", times=1)`` or
-        ``faults.add({"kind": "http_error", "status": 429, "retry_after": 3})``."""
-        rule: dict[str, Any] = {"effect": effect, "match": match, "probability": probability}
-        if times is not None:
-            rule["times"] = times
-        if id is not None:
-            rule["id"] = id
-        created = self._emulator.control("POST", "/_emulator/faults", json=rule)["faults"][0]
-        return FaultHandle(created["id"], self._emulator)
-
-    def clear(self) -> None:
-        self._emulator.control("DELETE", "/_emulator/faults")
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self._emulator.control("GET", "/_emulator/faults")["faults"])
-
-
-class ImageEmulator:
-    """A handle on one emulator: where it is, and how to steer it."""
-
-    def __init__(self, base_url: str, transport: httpx.BaseTransport | None, app: Any) -> None:
-        self.base_url = base_url
-        self.api_key = API_KEY
-        self.app = app
-        self._transport = transport
-        self._control = self._make_client(auth=False)
-        self.faults = Faults(self)
-
-    # -- clients -----------------------------------------------------------------------
-    def _make_client(self, auth: bool = True, **kwargs: Any) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.api_key}"} if auth else {}
-        headers.update(kwargs.pop("headers", {}))
-        if self._transport is None:
-            kwargs.setdefault("verify", _ssl_context())
-        return httpx.Client(
-            base_url=self.base_url, transport=self._transport, headers=headers, **kwargs
-        )
-
-    def client(self, **kwargs: Any) -> httpx.Client:
-        """A sync httpx client pointed at the emulator, with the test API key."""
-        return self._make_client(**kwargs)
-
-    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
-        """An async httpx client pointed at the emulator, with the test API key."""
-        headers = {"Authorization": f"Bearer {self.api_key}"}
-        headers.update(kwargs.pop("headers", {}))
-        from .transport import AsyncASGITransport
-
-        transport = AsyncASGITransport(self.app) if self._transport is not None else None
-        if transport is None:
-            kwargs.setdefault("verify", _ssl_context())
-        return httpx.AsyncClient(
-            base_url=self.base_url, transport=transport, headers=headers, **kwargs
-        )
-
-    def control(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._control.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise AssertionError(f"{method} {path}: {response.status_code} {response.text}")
-        return response.json() if response.content else None
-
-    # -- steering ----------------------------------------------------------------------
-    def advance(self, seconds: float) -> float:
-        """Move the manual clock forward; returns the new virtual time."""
-        return float(
-            self.control("POST", "/_emulator/clock/advance", json={"seconds": seconds})["now"]
-        )
-
-    def finish(self, task_id: str) -> dict[str, Any]:
-        """End a task now, succeeded."""
-        view: dict[str, Any] = self.control(
-            "POST", f"/_emulator/tasks/{task_id}/outcome", json={"status": "succeeded"}
-        )
-        return view
-
-    def fail(
-        self, task_id: str, code: str = "upstream_error", message: str | None = None
-    ) -> dict[str, Any]:
-        """End a task now, failed with ``code``."""
-        body = {"status": "failed", "code": code, "message": message}
-        view: dict[str, Any] = self.control(
-            "POST", f"/_emulator/tasks/{task_id}/outcome", json=body
-        )
-        return view
-
-    def run_until_settled(self, max_steps: int = 1000) -> list[dict[str, Any]]:
-        """Advance the clock until every task has ended; the tasks' final views."""
-        for _ in range(max_steps):
-            views = self.tasks
-            pending = [v for v in views if v["status"] not in ("succeeded", "failed")]
-            if not pending:
-                return views
-            remaining = max(
-                v["task"]["schedule"]["queued_s"]
-                + v["task"]["schedule"]["processing_s"]
-                - v["elapsed"]
-                for v in pending
-            )
-            self.advance(max(remaining, 0.001))
-        raise AssertionError(f"tasks still running after {max_steps} clock steps")
-
-    @property
-    def tasks(self) -> list[dict[str, Any]]:
-        """Every task, with its schedule and current status."""
-        tasks: list[dict[str, Any]] = self.control("GET", "/_emulator/tasks")["tasks"]
-        return tasks
-
-    def requests(
-        self, *, body: Mapping[str, Any] | None = None, **filters: Any
-    ) -> list[dict[str, Any]]:
-        """The journal, newest last: entries matching every filter (``path``, ``method``,
-        ``task_id``, ``endpoint``, ``status``, ``fault``) and every ``body`` field.
-
-        Any other filter is a ValueError naming the known ones: body fields are filtered
-        explicitly, ``body={"model": "X"}``, never by a bare ``model="X"``.
-        """
-        from .journal import query_from_filters
-
-        query = query_from_filters(filters, body)
-        entries: list[dict[str, Any]] = self.control("GET", "/_emulator/requests")["requests"]
-        return query.select(entries)
-
-    def assert_requested(
-        self, times: int | None = None, *, body: Mapping[str, Any] | None = None, **filters: Any
-    ) -> list[dict[str, Any]]:
-        """Assert the client sent matching requests (``times`` exactly, or at least one)."""
-        entries = self.requests(body=body, **filters)
-        described = filters | ({"body": body} if body is not None else {})
-        if times is None and not entries:
-            raise AssertionError(f"no request matched {described}")
-        if times is not None and len(entries) != times:
-            raise AssertionError(f"{len(entries)} requests matched {described}, expected {times}")
-        return entries
-
-    def sent(
-        self, *, body: Mapping[str, Any] | None = None, **filters: Any
-    ) -> list[dict[str, Any]]:
-        """The body fields of the submissions the client sent (newest last)."""
-        filters.setdefault("endpoint", "submit")
-        return [e["body"]["fields"] for e in self.requests(body=body, **filters) if e.get("body")]
-
-    @property
-    def usage(self) -> dict[str, Any]:
-        """The usage log: entries (held/settled/released) and totals per key and model."""
-        body: dict[str, Any] = self.control("GET", "/_emulator/usage")
-        return body
-
-    def set_balance(self, amount: int | None, key: str | None = None) -> None:
-        """Give ``key`` (default: the fixture's) a balance in credits; None: unlimited."""
-        key = key or self.api_key
-        self.control("PUT", f"/_emulator/balances/{key}", json={"balance": amount})
-
-    def configure(self, **settings: Any) -> dict[str, Any]:
-        """Change settings that may change while serving (PATCH /_emulator/config)."""
-        config: dict[str, Any] = self.control("PATCH", "/_emulator/config", json=settings)
-        return config
-
-    def reset(self) -> None:
-        """Forget tasks, journal, faults and clock: a fresh emulator."""
-        self.control("POST", "/_emulator/reset")
-
-    def close(self) -> None:
-        self._control.close()
-        if self._transport is not None:
-            self._transport.close()
+#: The host of the in-process fixture's base URL (never resolved: nothing leaves the process).
+IN_PROCESS_BASE_URL = "http://image-emulator.test"
 
 
 class _LiveServer:
+    """An emulator served by uvicorn on a free loopback port, in a thread of this process."""
+
     def __init__(self, settings: Settings) -> None:
         import uvicorn
 
         from .app import create_app
+        from .app_loop import AppLoop
 
         self.app = create_app(settings)
         #: What every test starts from (and the server goes back to after it).
@@ -256,17 +55,15 @@ class _LiveServer:
         self.thread = threading.Thread(target=self.server.run, daemon=True, name="image-emulator")
         self.thread.start()
         deadline = time.monotonic() + 10
-        while not self.server.started:
+        while not self.server.started:  # readiness, bounded
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("the live image emulator did not start")
             time.sleep(0.001)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
+        listener = self.server.servers[0]
+        port = listener.sockets[0].getsockname()[1]
         self.base_url = f"http://127.0.0.1:{port}"
-
-    def restore(self, **changes: Any) -> None:
-        """The start-up settings (with ``changes``), whatever a test configured: like
-        pytest-httpserver's ``clear()``, not just an undo of what the fixture applied."""
-        self.app.state.emulator.reconfigure(self.settings.replace(**changes))
+        #: Steering runs on the server's own loop, like its requests.
+        self.loop: AppLoop = AppLoop(listener.get_loop())
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -301,18 +98,22 @@ def image_emulator(
 ) -> Iterator[ImageEmulator]:
     """A fresh in-process emulator for this test (manual clock, seed 0)."""
     from .app import create_app
+    from .app_loop import AppLoop
     from .config import Settings
-    from .transport import ASGITransport
+    from .handle import ImageEmulator
 
     settings = Settings().replace(**_settings_for(request, image_emulator_settings))
     app = create_app(settings)
-    transport = ASGITransport(app)
-    handle = ImageEmulator("http://image-emulator.test", transport, app)
+    loop = AppLoop()
+    handle = ImageEmulator(app, loop, IN_PROCESS_BASE_URL, in_process=True)
     yield handle
-    # In-process transports skip the lifespan: close the store here, or an SQLite file or a
-    # Redis pool would stay open after every test.
-    transport.run(app.state.emulator.store.close())
     handle.close()
+    try:
+        # In-process transports skip the lifespan: close the store here, or an SQLite file or
+        # a Redis pool would stay open after every test.
+        loop.run(app.state.emulator.store.close())
+    finally:
+        loop.close()
 
 
 @pytest.fixture(scope="session")
@@ -328,9 +129,10 @@ def _image_emulator_server() -> Iterator[_LiveServer]:
 def image_emulator_live(
     request: pytest.FixtureRequest, image_emulator_settings: dict[str, Any]
 ) -> Iterator[ImageEmulator]:
-    """An emulator on a real loopback port (shared by the session, reset before each test)."""
+    """An emulator on a real loopback port (shared by the session, reset for each test)."""
     from .admin import FIXED_SETTINGS
     from .config import Settings
+    from .handle import ImageEmulator
 
     values = _settings_for(request, image_emulator_settings)
     fixed = {k: v for k, v in values.items() if k in FIXED_SETTINGS and DEFAULTS.get(k) != v}
@@ -340,14 +142,14 @@ def image_emulator_live(
         server = own
     else:
         server = request.getfixturevalue("_image_emulator_server")
-    handle = ImageEmulator(server.base_url, None, server.app)
-    # Start-up state before the test, whatever the previous one left (even a failed teardown).
-    server.restore(**{k: v for k, v in values.items() if k not in FIXED_SETTINGS})
-    handle.reset()
+    handle = ImageEmulator(server.app, server.loop, server.base_url, in_process=False)
+    # The start-up state before the test, whatever the previous one left (like
+    # pytest-httpserver's clear(): all settings, not just an undo of what this fixture set).
+    changeable = {k: v for k, v in values.items() if k not in FIXED_SETTINGS}
+    handle.restore(server.settings.replace(**changeable))
     yield handle
+    handle.close()
     if own is not None:
         own.stop()
     else:
-        server.restore()
-        handle.reset()
-    handle.close()
+        handle.restore(server.settings)

@@ -1,21 +1,26 @@
-"""httpx transports that call an ASGI app in-process: no port, no server thread.
+"""httpx transports that call an ASGI app in-process: no port, no server thread per request.
 
-httpx ships an async ASGI transport only; the sync one here runs each request to completion
-on a private event loop in the calling thread. Both turn the emulator's connection-level
-faults into the errors a real network gives: a dropped connection becomes
-``httpx.RemoteProtocolError`` and a hung answer ``httpx.ReadTimeout`` once the request's read
-timeout passes.
+Both run the app on its `AppLoop` (emulator/app_loop.py), the one loop its store belongs to:
+the sync transport drives that loop in place when it can (a sync test) and hands it the work
+otherwise (an async test, another thread); the async one awaits the work from the caller's
+asyncio loop. Both turn the emulator's connection-level faults into the errors a real network
+gives: a dropped connection becomes ``httpx.RemoteProtocolError`` and a hung answer
+``httpx.ReadTimeout`` once the request's read timeout passes.
+
+Users reach them as ``image_emulator.transport`` and ``image_emulator.async_transport`` for
+clients of their own. Closing such a client does not close the emulator: the loop is the
+fixture's, closed at the end of the test.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
-T = TypeVar("T")
+from .app_loop import AppLoop
 
 ASGIApp = Callable[
     [
@@ -25,6 +30,7 @@ ASGIApp = Callable[
     ],
     Awaitable[None],
 ]
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 async def _call(app: ASGIApp, request: httpx.Request, body: bytes) -> httpx.Response:
@@ -43,7 +49,7 @@ async def _call(app: ASGIApp, request: httpx.Request, body: bytes) -> httpx.Resp
         "root_path": "",
         "headers": [(k.lower(), v) for k, v in request.headers.raw],
         "client": ("127.0.0.1", 50000),
-        "server": (request.url.host, request.url.port or 80),
+        "server": (request.url.host, request.url.port or DEFAULT_PORTS.get(request.url.scheme, 80)),
         "extensions": {},
     }
     sent_body = False
@@ -84,41 +90,37 @@ async def _call(app: ASGIApp, request: httpx.Request, body: bytes) -> httpx.Resp
 
 
 class ASGITransport(httpx.BaseTransport):
-    """Sync in-process transport: ``httpx.Client(transport=ASGITransport(app))``."""
+    """Sync in-process transport: ``httpx.Client(transport=ASGITransport(app, loop))``.
 
-    def __init__(self, app: ASGIApp) -> None:
+    Without ``loop`` it makes a private one, closed with the transport.
+    """
+
+    def __init__(self, app: ASGIApp, loop: AppLoop | None = None) -> None:
         self.app = app
-        # One private loop for the transport's life: starting a loop per request costs more
-        # than the request itself. A bare loop, not an ``asyncio.Runner``: a runner installs and
-        # restores a SIGINT handler on every run, a third of a fixture request's overhead.
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._own = loop is None
+        self.loop = loop if loop is not None else AppLoop()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
-        return self.run(_call(self.app, request, body))
-
-    def run(self, awaitable: Awaitable[T]) -> T:
-        """Run ``awaitable`` on the transport's loop, where the app's store connections live."""
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(awaitable)
+        return self.loop.run(_call(self.app, request, body))
 
     def close(self) -> None:
-        loop, self._loop = self._loop, None
-        if loop is not None:  # what asyncio.Runner.close does
-            try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.run_until_complete(loop.shutdown_default_executor())
-            finally:
-                loop.close()
+        if self._own:
+            self.loop.close()
 
 
 class AsyncASGITransport(httpx.AsyncBaseTransport):
-    """Async in-process transport with the same fault mapping as `ASGITransport`."""
+    """Async in-process transport with the same fault mapping as `ASGITransport`.
 
-    def __init__(self, app: ASGIApp) -> None:
+    With ``loop`` the app runs there (the caller's loop awaits it); without, on the caller's.
+    """
+
+    def __init__(self, app: ASGIApp, loop: AppLoop | None = None) -> None:
         self.app = app
+        self.loop = loop
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
-        return await _call(self.app, request, body)
+        if self.loop is None:
+            return await _call(self.app, request, body)
+        return await self.loop.arun(_call(self.app, request, body))

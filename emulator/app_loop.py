@@ -1,0 +1,124 @@
+"""The one event loop an in-process emulator runs on, whoever calls it and from where.
+
+An emulator's store belongs to one loop: a Redis pool is bound to the loop that made it, and
+the SQLite store hands its work to that loop's worker threads. The pytest fixture reaches the
+emulator from sync tests, from async tests (pytest-asyncio, anyio) whose own loop is running
+in the test's thread, and from threads of the code under test. `AppLoop` serves them all on
+one loop, and only one:
+
+- a sync caller in the thread that made it, with no loop running there (a sync test), drives
+  the loop in place with ``run_until_complete``: no thread hop, the fast path;
+- any other caller (an async test's coroutine, a sync call made while the test's loop runs,
+  another thread) moves the loop into a thread of its own for the rest of its life and hands
+  it the work with ``run_coroutine_threadsafe``: a sync caller blocks until it is done (an
+  async test's loop waits with it), a coroutine awaits it.
+
+A loop that something else runs (a live server's) is used the second way from the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class AppLoop:
+    """Runs coroutines on one event loop for sync and async callers alike."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """A private loop (None), or ``loop``, already running in another thread."""
+        self._owner = threading.get_ident()
+        self._lock = threading.Lock()
+        self._own = loop is None
+        self._loop = loop if loop is not None else asyncio.new_event_loop()
+        #: True once the loop runs in a thread: from then on every caller hands it work.
+        self._served = loop is not None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def in_thread(self) -> bool:
+        """Whether callers hand work to a thread (True) or drive the loop in place."""
+        return self._served
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop and return its result; for sync callers, from anywhere."""
+        running = _running_loop()
+        if running is None and not self._served and threading.get_ident() == self._owner:
+            with self._lock:
+                if not self._served:
+                    self._check_open(coro)
+                    return self._loop.run_until_complete(coro)
+        if running is self._loop:
+            coro.close()
+            raise RuntimeError(
+                "a blocking call made on the emulator's own event loop would wait for itself"
+            )
+        return self._submit(coro).result()
+
+    async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` run on the loop; for coroutines on any asyncio loop."""
+        running = _running_loop()
+        if running is self._loop:
+            return await coro  # already home (e.g. the emulator's own outgoing request)
+        if running is None:
+            coro.close()
+            raise RuntimeError(
+                "the in-process emulator's async client needs asyncio (pytest-asyncio, or "
+                "anyio's asyncio backend); under another async library use "
+                "image_emulator_live, a real server"
+            )
+        return await asyncio.wrap_future(self._submit(coro))
+
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        if not self._served:
+            with self._lock:  # waits for a run in place (in the owner's thread) to end
+                if not self._served:
+                    self._check_open(coro)
+                    self._thread = threading.Thread(
+                        target=self._loop.run_forever, name="image-emulator-loop", daemon=True
+                    )
+                    self._thread.start()
+                    self._served = True
+        self._check_open(coro)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def _check_open(self, coro: Coroutine[Any, Any, Any]) -> None:
+        if self._loop.is_closed():
+            coro.close()
+            raise RuntimeError("this emulator is closed: its test is over")
+
+    def close(self) -> None:
+        """Cancel what still runs (a hung answer nobody waits for any more), then stop and
+        close the loop. A loop that something else runs is left to it."""
+        if not self._own or self._loop.is_closed():
+            return
+        try:
+            self.run(_wind_down())
+        finally:
+            if self._thread is not None:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(10)
+            self._loop.close()
+
+
+async def _wind_down() -> None:
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not me]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await loop.shutdown_asyncgens()
+    await loop.shutdown_default_executor()
