@@ -17,6 +17,7 @@ import httpx
 
 from . import steering
 from .app_loop import AppLoop
+from .intercept import Interception
 from .transport import ASGITransport, AsyncASGITransport
 
 if TYPE_CHECKING:
@@ -97,12 +98,25 @@ class ImageEmulator:
         self._in_process = in_process
         self._transport = ASGITransport(app, loop)
         self._async_transport = AsyncASGITransport(app, loop)
+        self._interceptions: list[Interception] = []
         self._control: httpx.Client | None = None
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._loop.run(coro)
 
     # -- clients and transports ------------------------------------------------------------
+    @property
+    def transport(self) -> httpx.BaseTransport:
+        """The in-process sync transport, for clients of your own:
+        ``httpx.Client(base_url=image_emulator.base_url, transport=image_emulator.transport)``.
+        Closing such a client leaves the emulator running."""
+        return self._transport
+
+    @property
+    def async_transport(self) -> httpx.AsyncBaseTransport:
+        """The in-process async transport, for ``httpx.AsyncClient(transport=...)``."""
+        return self._async_transport
+
     def _client_options(self, auth: bool, kwargs: dict[str, Any]) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.api_key}"} if auth else {}
         headers.update(kwargs.pop("headers", {}))
@@ -119,6 +133,14 @@ class ImageEmulator:
         """An async httpx client pointed at the emulator, with the test API key."""
         transport = self._async_transport if self._in_process else None
         return httpx.AsyncClient(transport=transport, **self._client_options(True, kwargs))
+
+    def intercept(self, *origins: str) -> Interception:
+        """Route every httpx request for these origins (``"https://relay.example"``), from any
+        client on httpx's default transports, to this emulator; other hosts go where they
+        went. Undone at the end of the test, or earlier by ``.stop()`` or a ``with`` block."""
+        interception = Interception(origins, self._transport, self._async_transport)
+        self._interceptions.append(interception)
+        return interception
 
     def control(self, method: str, path: str, **kwargs: Any) -> Any:
         """A request to the HTTP control plane (``/_emulator/...``): its JSON, or
@@ -213,6 +235,9 @@ class ImageEmulator:
         self.reset()
 
     def close(self) -> None:
-        """Close clients made here; the fixture closes the loop."""
+        """Stop intercepting and close clients made here; the fixture closes the loop."""
+        for interception in reversed(self._interceptions):
+            interception.stop()
+        self._interceptions.clear()
         if self._control is not None:
             self._control.close()
