@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from .redis_server import RedisServer, running_redis
 
 pytest_plugins = ["pytester"]
 
@@ -304,9 +308,12 @@ def test_live_fixture_gives_each_test_the_start_up_state(pytester: pytest.Pytest
 
 
 #: One downstream module exercising every steering call, run as sync, pytest-asyncio and anyio
-#: tests, each on the memory and the SQLite store.
+#: tests, each on the memory, SQLite and Redis stores.
 STEERING_EVERYWHERE = """
 import asyncio
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -314,8 +321,10 @@ import pytest
 BODY = {"model": "NanoBanana2-0.5K", "prompt": "x"}
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def image_emulator_settings(request, tmp_path):
+    if request.param == "redis":  # one server for the session, a key prefix per test
+        return {"store": os.environ["TEST_REDIS_URL"], "store_prefix": uuid.uuid4().hex}
     return {} if request.param == "memory" else {"store": f"sqlite:///{tmp_path}/state.db"}
 
 
@@ -367,6 +376,18 @@ def test_sync(image_emulator):
     assert image_emulator.advance(1) == now + 1
 
 
+def test_threads_of_the_code_under_test(image_emulator):
+    client = image_emulator.client()
+
+    def submit(_):
+        return client.post("/v1/images/tasks", json=BODY).json()["data"]["task_id"]
+
+    with ThreadPoolExecutor(4) as pool:
+        ids = list(pool.map(submit, range(8)))
+    assert len(set(ids)) == 8
+    assert {v["status"] for v in image_emulator.run_until_settled()} == {"succeeded"}
+
+
 @pytest.mark.asyncio
 async def test_pytest_asyncio(image_emulator):
     await async_flow(image_emulator)
@@ -391,9 +412,17 @@ async def test_concurrent_requests_and_connection_faults(image_emulator):
 """
 
 
-def test_every_steering_call_works_in_sync_and_async_tests(pytester: pytest.Pytester) -> None:
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    yield from running_redis()
+
+
+def test_every_steering_call_works_in_sync_and_async_tests(
+    pytester: pytest.Pytester, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_REDIS_URL", redis_server.url)
     result = run(pytester, STEERING_EVERYWHERE, "-o", "asyncio_default_fixture_loop_scope=function")
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=15)
 
 
 def test_steering_does_not_go_through_the_control_plane(pytester: pytest.Pytester) -> None:

@@ -1,0 +1,80 @@
+"""AppLoop: one loop per emulator, driven in place by sync callers, in a thread for the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from emulator.app_loop import AppLoop
+
+
+@pytest.fixture
+def loop() -> Iterator[AppLoop]:
+    app_loop = AppLoop()
+    yield app_loop
+    app_loop.close()
+
+
+async def where() -> tuple[asyncio.AbstractEventLoop, int]:
+    return asyncio.get_running_loop(), threading.get_ident()
+
+
+def test_a_sync_caller_drives_the_loop_in_its_own_thread(loop: AppLoop) -> None:
+    first_loop, thread = loop.run(where())
+    assert thread == threading.get_ident() and not loop.in_thread
+    assert loop.run(where()) == (first_loop, thread)
+
+
+def test_a_caller_on_another_loop_moves_it_to_a_thread_for_good(loop: AppLoop) -> None:
+    home, _ = loop.run(where())
+
+    async def from_a_test_loop() -> list[tuple[asyncio.AbstractEventLoop, int]]:
+        # Both an awaited call and a blocking one from inside a running loop.
+        return [await loop.arun(where()), loop.run(where())]
+
+    seen = asyncio.run(from_a_test_loop())
+    assert loop.in_thread
+    seen.append(loop.run(where()))  # a sync caller again: handed to the thread too
+    assert {seen_loop for seen_loop, _ in seen} == {home}
+    assert {thread for _, thread in seen} != {threading.get_ident()}
+
+
+def test_another_thread_moves_it_to_a_thread(loop: AppLoop) -> None:
+    results: list[object] = []
+    worker = threading.Thread(target=lambda: results.append(loop.run(where())))
+    worker.start()
+    worker.join(10)
+    assert loop.in_thread and len(results) == 1
+
+
+def test_a_blocking_call_on_its_own_loop_is_an_error_not_a_deadlock(loop: AppLoop) -> None:
+    async def nested() -> None:
+        loop.run(where())
+
+    with pytest.raises(RuntimeError, match="wait for itself"):
+        loop.run(nested())
+
+
+def test_close_cancels_what_still_runs_and_refuses_later_calls() -> None:
+    loop = AppLoop()
+    cancelled = threading.Event()
+
+    async def held_forever() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def start_and_return() -> None:
+        asyncio.get_running_loop().create_task(held_forever())
+        await asyncio.sleep(0)
+
+    asyncio.run(loop.arun(start_and_return()))  # in a thread now: the task keeps running
+    loop.close()
+    assert cancelled.is_set()
+    with pytest.raises(RuntimeError, match="closed"):
+        loop.run(where())
