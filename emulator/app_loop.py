@@ -99,13 +99,16 @@ class AppLoop:
             coro.close()
             raise RuntimeError("this emulator is closed: its test is over")
 
-    def close(self) -> None:
-        """Cancel what still runs (a hung answer nobody waits for any more), then stop and
-        close the loop. A loop that something else runs is left to it."""
+    def close(self, last: Coroutine[Any, Any, object] | None = None) -> None:
+        """Run ``last`` (e.g. closing the store), cancel what still runs (a hung answer nobody
+        waits for any more), then stop and close the loop; one trip to the loop in all. A
+        loop that something else runs is left to it (``last`` still runs there)."""
         if not self._own or self._loop.is_closed():
+            if last is not None:
+                self.run(last)
             return
         try:
-            self.run(_wind_down())
+            self.run(_wind_down(last))
         finally:
             if self._thread is not None:
                 self._loop.call_soon_threadsafe(self._loop.stop)
@@ -113,12 +116,17 @@ class AppLoop:
             self._loop.close()
 
 
-async def _wind_down() -> None:
+async def _wind_down(last: Coroutine[Any, Any, object] | None) -> None:
     loop = asyncio.get_running_loop()
-    me = asyncio.current_task()
-    tasks = [task for task in asyncio.all_tasks() if task is not me]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await loop.shutdown_asyncgens()
-    await loop.shutdown_default_executor()
+    try:
+        if last is not None:
+            await last
+    finally:
+        me = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not me]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await loop.shutdown_asyncgens()
+        await loop.shutdown_default_executor()

@@ -17,6 +17,7 @@ and async tests.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +35,18 @@ if TYPE_CHECKING:
 # the many that never use it.
 
 DEFAULTS: dict[str, Any] = {"clock": "manual", "seed": 0}
+#: Names that lived here before the handle moved to emulator/handle.py (imported on first use).
+_MOVED = ("ImageEmulator", "Faults", "FaultHandle", "API_KEY")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        from . import handle
+
+        return getattr(handle, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 #: The host of the in-process fixture's base URL (never resolved: nothing leaves the process).
 IN_PROCESS_BASE_URL = "http://image-emulator.test"
 
@@ -80,6 +93,24 @@ def _settings_for(request: pytest.FixtureRequest, overrides: dict[str, Any]) -> 
     return values
 
 
+def _settings(values: dict[str, Any]) -> Settings:
+    """``Settings().replace(**values)``, remembered for hashable values: most tests of a
+    session share theirs, and building and checking them is a share of a fixture's cost."""
+    try:
+        return _cached_settings(tuple(sorted(values.items())))
+    except TypeError:  # a list or a dict among the values
+        from .config import Settings
+
+        return Settings().replace(**values)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_settings(items: tuple[tuple[str, Any], ...]) -> Settings:
+    from .config import Settings
+
+    return Settings().replace(**dict(items))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "image_emulator(**settings): settings of the image_emulator fixture"
@@ -99,21 +130,16 @@ def image_emulator(
     """A fresh in-process emulator for this test (manual clock, seed 0)."""
     from .app import create_app
     from .app_loop import AppLoop
-    from .config import Settings
     from .handle import ImageEmulator
 
-    settings = Settings().replace(**_settings_for(request, image_emulator_settings))
-    app = create_app(settings)
+    app = create_app(_settings(_settings_for(request, image_emulator_settings)))
     loop = AppLoop()
     handle = ImageEmulator(app, loop, IN_PROCESS_BASE_URL, in_process=True)
     yield handle
     handle.close()
-    try:
-        # In-process transports skip the lifespan: close the store here, or an SQLite file or
-        # a Redis pool would stay open after every test.
-        loop.run(app.state.emulator.store.close())
-    finally:
-        loop.close()
+    # In-process transports skip the lifespan: close the store here, or an SQLite file or a
+    # Redis pool would stay open after every test.
+    loop.close(last=app.state.emulator.store.close())
 
 
 @pytest.fixture(scope="session")
