@@ -1,0 +1,93 @@
+"""The fixture's handle refuses bad steering like the control plane does, and changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from emulator import Settings, create_app
+from emulator.app_loop import AppLoop
+from emulator.errors import EmulatorError
+from emulator.handle import ImageEmulator
+
+NANO = {"model": "NanoBanana", "prompt": "x"}
+
+
+@pytest.fixture
+def handle() -> Iterator[ImageEmulator]:
+    app = create_app(Settings(seed=1, clock="manual"))
+    loop = AppLoop()
+    handle = ImageEmulator(app, loop, "http://image-emulator.test", in_process=True)
+    yield handle
+    handle.close()
+    loop.close(last=app.state.emulator.store.close())
+
+
+def submit(handle: ImageEmulator) -> str:
+    task_id: str = handle.client().post("/v1/images/tasks", json=NANO).json()["data"]["task_id"]
+    return task_id
+
+
+@pytest.mark.parametrize(
+    ("call", "names"),
+    [
+        (lambda h: h.advance(-1), ["seconds", "between 0 and 1e9"]),
+        (lambda h: h.advance(float("nan")), ["seconds"]),
+        (lambda h: h.advance("5"), ["seconds"]),
+        (lambda h: h.set_balance(-1), ["amount", ">= 0"]),
+        (lambda h: h.set_balance(True), ["amount"]),
+        (lambda h: h.configure(seed=5), ["'seed'", "cannot change"]),
+        (lambda h: h.configure(envelope="naked"), ["envelope"]),
+        (lambda h: h.configure(colour="red"), ["colour"]),
+        (lambda h: h.faults.add("explode"), ["kind"]),
+        (lambda h: h.faults.add("drop", planet="mars"), ["planet"]),
+        (lambda h: h.faults.add("drop", times=0), ["times"]),
+        (lambda h: h.requests(model="X"), ["'model'", "body="]),
+        (lambda h: h.requests(status="teapot"), ["status"]),
+        (lambda h: h.requests(body={"prompt": "p" * 300}), ["200 characters"]),
+        (lambda h: h.fail("task_x", code=5), ["code"]),
+    ],
+)
+def test_bad_arguments_are_value_errors_naming_them(
+    handle: ImageEmulator, call: object, names: list[str]
+) -> None:
+    task_id = submit(handle)
+    with pytest.raises(ValueError) as raised:
+        call(handle)  # type: ignore[operator]
+    assert isinstance(raised.value, EmulatorError)
+    for name in names:
+        assert name in str(raised.value)
+    # Nothing changed: the same one task, no rule, the settings of the start.
+    assert [v["task"]["task_id"] for v in handle.tasks] == [task_id]
+    assert list(handle.faults) == [] and handle.advance(0) == 0.0
+    assert handle.emulator.settings.envelope == "wrapped"
+
+
+def test_refusals_carry_the_control_planes_code(handle: ImageEmulator) -> None:
+    task_id = submit(handle)
+    handle.finish(task_id)
+    with pytest.raises(EmulatorError) as ended:
+        handle.fail(task_id)
+    assert (ended.value.status_code, ended.value.code) == (409, "task_already_ended")
+    with pytest.raises(EmulatorError) as missing:
+        handle.finish("task_" + "0" * 32)
+    assert missing.value.status_code == 404
+    added = handle.faults.add("drop", id="r")
+    added.remove()
+    with pytest.raises(EmulatorError) as gone:
+        added.remove()
+    assert (gone.value.status_code, gone.value.code) == (404, "not_found")
+    assert handle.tasks[0]["status"] == "succeeded"
+
+
+def test_advance_needs_the_manual_clock() -> None:
+    app = create_app(Settings(seed=1, clock="per_poll"))
+    loop = AppLoop()
+    handle = ImageEmulator(app, loop, "http://image-emulator.test", in_process=True)
+    try:
+        with pytest.raises(EmulatorError) as refused:
+            handle.advance(1)
+        assert refused.value.code == "clock_not_manual"
+    finally:
+        loop.close(last=app.state.emulator.store.close())
