@@ -1,0 +1,100 @@
+"""The plugin's public transports and intercept(), in a downstream project run by pytester."""
+
+from __future__ import annotations
+
+import pytest
+
+from .test_pytest_plugin import run
+
+pytest_plugins = ["pytester"]
+
+
+INTERCEPTION = """
+import httpx
+import pytest
+
+BODY = {"model": "NanoBanana2-0.5K", "prompt": "x"}
+ORIGINAL = (httpx.HTTPTransport.handle_request, httpx.AsyncHTTPTransport.handle_async_request)
+
+
+def generate(base_url):
+    \"\"\"Code under test: makes its own client from a configured base URL.\"\"\"
+    with httpx.Client(base_url=base_url, headers={"Authorization": "Bearer sk-app"}) as client:
+        task_id = client.post("/v1/images/tasks", json=BODY).json()["data"]["task_id"]
+        return client.get(f"/v1/images/tasks/{task_id}").json()["data"]
+
+
+async def agenerate(base_url):
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        r = await client.post("/v1/images/tasks", json=BODY, headers={"Authorization": "Bearer k"})
+        return r.json()["data"]
+
+
+def test_own_client_on_the_public_transport(image_emulator):
+    with httpx.Client(base_url=image_emulator.base_url, transport=image_emulator.transport,
+                      headers={"Authorization": "Bearer mine"}) as client:
+        assert client.post("/v1/images/tasks", json=BODY).status_code == 200
+    # Closing a client of one's own leaves the emulator serving.
+    assert image_emulator.client().post("/v1/images/tasks", json=BODY).status_code == 200
+    assert len(image_emulator.tasks) == 2
+
+
+@pytest.mark.asyncio
+async def test_own_async_client_on_the_public_transport(image_emulator):
+    async with httpx.AsyncClient(base_url=image_emulator.base_url,
+                                 transport=image_emulator.async_transport) as client:
+        r = await client.post("/v1/images/tasks", json=BODY, headers={"Authorization": "Bearer k"})
+        assert r.status_code == 200
+    image_emulator.assert_requested(times=1, endpoint="submit")
+
+
+def test_intercept_routes_an_origin_to_the_emulator(image_emulator, image_emulator_live):
+    image_emulator.intercept("https://relay.example")
+    task = generate("https://relay.example")
+    assert task["status"] == "queued"
+    image_emulator.finish(task["task_id"])
+    task = generate("https://relay.example")
+    image_emulator.finish(task["task_id"])
+    polled = httpx.get(f"https://relay.example/v1/images/tasks/{task['task_id']}",
+                       headers={"Authorization": "Bearer sk-app"}).json()["data"]
+    assert polled["result_url"].startswith("https://relay.example/_emulator/results/")
+    assert httpx.get(polled["result_url"]).content.startswith(b"\\x89PNG")
+    image_emulator.assert_requested(times=2, endpoint="submit")
+    # Another origin is untouched: this one reaches the live server over the network.
+    generate(image_emulator_live.base_url)
+    assert len(image_emulator_live.tasks) == 1 and len(image_emulator.tasks) == 2
+
+
+@pytest.mark.asyncio
+async def test_intercept_async_clients_and_stop(image_emulator):
+    with image_emulator.intercept("http://relay.example:8080") as interception:
+        assert (await agenerate("http://relay.example:8080"))["status"] == "queued"
+        assert generate("http://relay.example:8080")["status"] == "queued"
+    assert not interception.active
+    assert (httpx.HTTPTransport.handle_request,
+            httpx.AsyncHTTPTransport.handle_async_request) == ORIGINAL
+    image_emulator.assert_requested(times=2, endpoint="submit")
+
+
+def test_intercept_refuses_what_is_not_an_origin(image_emulator):
+    for bad in ("relay.example", "ftp://relay.example", "https://relay.example/api", ""):
+        with pytest.raises(ValueError, match="origin|URL"):
+            image_emulator.intercept(bad)
+    image_emulator.intercept("https://relay.example")
+    with pytest.raises(ValueError, match="already routed"):
+        image_emulator.intercept("https://RELAY.example:443")
+
+
+def test_interception_ends_with_its_test(image_emulator):
+    image_emulator.intercept("https://relay.example", "https://other.example")
+
+
+def test_nothing_is_intercepted_after_the_tests_that_did():
+    assert (httpx.HTTPTransport.handle_request,
+            httpx.AsyncHTTPTransport.handle_async_request) == ORIGINAL
+"""
+
+
+def test_public_transports_and_interception(pytester: pytest.Pytester) -> None:
+    result = run(pytester, INTERCEPTION, "-o", "asyncio_default_fixture_loop_scope=function")
+    result.assert_outcomes(passed=7)
