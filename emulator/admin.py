@@ -40,13 +40,20 @@ def _emulator(request: Request) -> Emulator:
     return emulator
 
 
+def is_admin(request: Request) -> bool:
+    """Whether the caller may use the control plane: no ``admin_token`` is set, or the request
+    carries it in ``X-Emulator-Token`` (compared in constant time)."""
+    token = _emulator(request).settings.admin_token
+    given = request.headers.get("x-emulator-token", "")
+    # latin-1: the bytes as sent (the token itself is visible ASCII, checked at start-up).
+    return not token or secrets.compare_digest(given.encode("latin-1"), token.encode("latin-1"))
+
+
 def guarded(handler: Handler) -> Handler:
     """Require ``X-Emulator-Token`` when the ``admin_token`` setting is set."""
 
     async def run(request: Request) -> Response:
-        token = _emulator(request).settings.admin_token
-        given = request.headers.get("x-emulator-token", "")
-        if token and not secrets.compare_digest(given.encode(), token.encode()):
+        if not is_admin(request):
             raise EmulatorError(
                 "the control plane needs the X-Emulator-Token header (setting admin_token)",
                 status_code=401,
@@ -100,16 +107,18 @@ async def health(request: Request) -> Response:
         report |= {"ok": False, "error": exc.message}
     if isinstance(getattr(store, "round_trips", None), int):
         report["round_trips"] = getattr(store, "round_trips")  # noqa: B009 - optional counter
-    return JSONResponse(
-        {
-            "status": "ok" if report["ok"] else "store_unavailable",
-            "clock": settings.clock,
-            "seed": emulator.seed,
-            "envelope": settings.envelope,
-            "store": report,
-        },
-        status_code=200 if report["ok"] else 503,
-    )
+    body: dict[str, Any] = {
+        "status": "ok" if report["ok"] else "store_unavailable",
+        "clock": settings.clock,
+        "seed": emulator.seed,
+        "envelope": settings.envelope,
+        "store": report,
+    }
+    if not is_admin(request):
+        # Health is open to probes; the seed predicts task ids, so only the control plane's
+        # callers see it.
+        del body["seed"]
+    return JSONResponse(body, status_code=200 if report["ok"] else 503)
 
 
 @guarded

@@ -1,10 +1,16 @@
 """An emulator's result images: their URLs, their bytes (drawn on demand, cached), and the
-reference URLs that name one of them (SPEC D-11)."""
+reference URLs that name one of them (SPEC D-11).
+
+A result URL is a capability (SPEC D-14): ``/_emulator/results/{task_id}/{token}/{i}.{ext}``,
+where the token was drawn from ``secrets`` when the task was accepted. Task ids follow from the
+seed; tokens never do, so knowing the seed and every id names no picture.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import secrets
 import threading
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -21,7 +27,14 @@ if TYPE_CHECKING:
     from .tasks import Task
 
 RESULTS_PREFIX = "/_emulator/results/"
-_RESULT_PATH = re.compile(r"^/_emulator/results/(task_[0-9a-f]{32})/([0-9]{1,2})\.(png|jpeg|webp)$")
+#: The token's form: ``secrets.token_urlsafe(24)`` (192 bits, 32 characters).
+TOKEN_PATTERN = r"[A-Za-z0-9_-]{32}"
+#: A result's file name: an ASCII index below 100 and the format ("²" is a digit to str.isdigit).
+NAME = re.compile(r"([0-9]{1,2})\.(png|jpeg|webp)", re.ASCII)
+_RESULT_PATH = re.compile(
+    rf"/_emulator/results/(task_[0-9a-f]{{32}})/({TOKEN_PATTERN})/([0-9]{{1,2}})\.(png|jpeg|webp)",
+    re.ASCII,
+)
 
 
 class Results:
@@ -37,14 +50,18 @@ class Results:
     def urls(self, task: Task, base_url: str) -> list[str]:
         base = (self._emulator.settings.public_base_url or base_url).rstrip("/")
         ext = task.output_format
-        return [
-            f"{base}{RESULTS_PREFIX}{task.task_id}/{i}.{ext}" for i in range(task.schedule.images)
-        ]
+        prefix = f"{base}{RESULTS_PREFIX}{task.task_id}/{task.token}/"
+        return [f"{prefix}{i}.{ext}" for i in range(task.schedule.images)]
 
-    async def image(self, task_id: str, index: int, ext: str) -> tuple[bytes, str]:
-        """Bytes and media type of one result image of a succeeded task."""
+    async def image(self, task_id: str, token: str, index: int, ext: str) -> tuple[bytes, str]:
+        """Bytes and media type of one result image of a succeeded task; a wrong ``token`` is
+        answered exactly like an unknown task."""
         emulator = self._emulator
         task = await emulator.find(None, task_id)
+        # Constant time, so the answer's timing tells nothing about the token. A task stored
+        # before tokens existed (empty token) has no URL that serves its pictures.
+        if not task.token or not secrets.compare_digest(task.token.encode(), token.encode()):
+            raise TaskNotFound(f"task {task_id!r} does not exist")
         obs = await emulator.observe(task)
         if obs.status != "succeeded" or not 0 <= index < task.schedule.images:
             raise TaskNotFound(f"task {task_id!r} has no result image {index}")
@@ -95,11 +112,11 @@ class Results:
             own.add(urlsplit(settings.public_base_url).netloc)
         for url in urls:
             parts = urlsplit(url)
-            m = _RESULT_PATH.match(parts.path)
+            m = _RESULT_PATH.fullmatch(parts.path)
             if parts.netloc not in own or m is None:
                 continue
             try:
-                data, _ = await self.image(m.group(1), int(m.group(2)), m.group(3))
+                data, _ = await self.image(m.group(1), m.group(2), int(m.group(3)), m.group(4))
             except EmulatorError:
                 continue  # not (yet) a result: keep it as an opaque URL, like any other
             return await anyio.to_thread.run_sync(
@@ -108,4 +125,4 @@ class Results:
         return None
 
 
-__all__ = ["RESULTS_PREFIX", "Results"]
+__all__ = ["NAME", "RESULTS_PREFIX", "TOKEN_PATTERN", "Results"]
