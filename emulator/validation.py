@@ -53,7 +53,7 @@ async def read_submission(request: Request, settings: Settings, catalogue: Catal
         )
     body = await read_body(request, settings.max_body_bytes)
     if media_type == "application/json":
-        fields = fields_from_json(body, settings.max_json_depth)
+        fields = fields_from_json(body, settings.max_json_depth, settings.max_json_items)
         files: list[UploadFile] = []
     else:
         fields, files = await fields_from_multipart(request.headers, body, settings)
