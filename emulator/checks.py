@@ -38,6 +38,8 @@ def shown(value: Any, limit: int = 60) -> str:
 
 def encodable(text: str) -> bool:
     """True when ``text`` is valid Unicode (UTF-8 refuses every lone surrogate)."""
+    if text.isascii():  # O(1) in CPython: the string knows its widest character
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
