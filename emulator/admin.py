@@ -40,6 +40,8 @@ FIXED_SETTINGS = frozenset(
     | {"admin_token", "fetch_reference_urls", "fetch_allow_hosts", "fetch_allow_private"}
     # The store is opened once, at start-up.
     | {"store", "state_dir", "store_prefix"}
+    # The HTTP server enforces these from start-up, before a request reaches the app.
+    | {"max_header_bytes", "header_timeout"}
 )
 #: Most fault rules installed at once.
 MAX_FAULT_RULES = 1000

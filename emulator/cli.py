@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", dest="log_level", choices=["critical", "error", "warning", "info", "debug"]
     )
+    serve.add_argument(
+        "--http",
+        choices=["auto", "h11", "httptools"],
+        default="auto",
+        help="HTTP parser (auto: httptools when installed, else h11)",
+    )
     from . import conform
 
     conform.add_arguments(
@@ -161,10 +167,11 @@ def _cap_malloc_arenas(arenas: int = 2) -> None:
         pass  # not glibc: nothing to cap
 
 
-def serve(settings: Settings, workers: int = 1) -> int:
+def serve(settings: Settings, workers: int = 1, http: str = "auto") -> int:
     import uvicorn
 
     from .app import create_app
+    from .http_guard import head_limit, protocol
 
     _cap_malloc_arenas()
 
@@ -183,13 +190,20 @@ def serve(settings: Settings, workers: int = 1) -> int:
     if problem or app is None:
         print(f"image-task-emulator: cannot start: {problem}", file=sys.stderr)
         return 2
-    fast = importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools")
+    try:
+        # Guarded protocols: heads are bounded in size and time before the app sees them.
+        http_protocol = protocol(http, settings.max_header_bytes, settings.header_timeout)
+    except ValueError as exc:
+        print(f"image-task-emulator: cannot start: {exc}", file=sys.stderr)
+        return 2
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
-        "loop": "uvloop" if fast else "asyncio",
-        "http": "httptools" if fast else "h11",
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        "http": http_protocol,
+        # h11's own bound on a head it buffers (a backstop to the guard's count).
+        "h11_max_incomplete_event_size": head_limit(settings.max_header_bytes),
     }
     if workers == 1:
         uvicorn.run(app, **options)
@@ -211,5 +225,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"image-task-emulator: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        return serve(settings, args.workers)
+        return serve(settings, args.workers, args.http)
     return 0  # pragma: no cover - argparse requires a command

@@ -69,8 +69,11 @@ class Settings:
     max_reference_images: int = 16
     max_upload_bytes: int = 20 * 1024 * 1024
     max_reference_pixels: int = 50_000_000
-    #: Total size of a request's headers (431 beyond it).
+    #: Total size of a request's headers (431 beyond it; the HTTP server also refuses a head
+    #: longer than this plus 16 KiB for the request line while it streams in).
     max_header_bytes: int = 64 * 1024
+    #: Seconds a client has to send a whole request head (408 and closed beyond it).
+    header_timeout: float = 10.0
     #: Multipart text fields and JSON nesting depth accepted in one submission.
     max_form_fields: int = 64
     max_json_depth: int = 32

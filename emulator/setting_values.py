@@ -124,6 +124,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "max_upload_bytes": (1, 2**30),
     "max_reference_pixels": (1, 10**9),
     "max_header_bytes": (1024, 2**20),
+    "header_timeout": (0.1, 3600),
     "max_form_fields": (8, 10_000),
     "max_json_depth": (2, 1000),
     "max_json_items": (16, 10_000_000),
@@ -147,6 +148,7 @@ _RANGE_NOTES = {
     "poll_latency": " (seconds)",
     "hang_max_seconds": " (seconds)",
     "fetch_timeout": " (seconds)",
+    "header_timeout": " (seconds)",
 }
 #: Longest text of a text setting (or of each entry of a list setting); others MAX_TEXT_CHARS.
 TEXT_LIMITS: dict[str, int] = {
