@@ -215,7 +215,9 @@ def journaled(endpoint: str) -> Callable[[Handler], Handler]:
 async def submit_task(request: Request) -> Response:
     emulator = _emulator(request)
     key = bearer_key(request, emulator)
-    submission = await read_submission(request, emulator.settings, emulator.catalogue)
+    submission = await read_submission(
+        request, emulator.settings, emulator.catalogue, emulator.results.decode_slots
+    )
     rule = await emulator.pick_fault(
         _facts(
             request,

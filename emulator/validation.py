@@ -19,6 +19,7 @@ from .catalogue import Catalogue, OutputPlan
 from .config import Settings
 from .errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from .references import declared_pixels, decode_data_url, is_data_url, thumbnail_of
+from .slots import Slots
 from .tasks import TaskType
 
 TASK_TYPES: tuple[str, ...] = ("text2image", "image2image")
@@ -45,8 +46,11 @@ class Submission:
     urls: tuple[str, ...]
 
 
-async def read_submission(request: Request, settings: Settings, catalogue: Catalogue) -> Submission:
-    """Read and check the body of ``POST /v1/images/tasks``."""
+async def read_submission(
+    request: Request, settings: Settings, catalogue: Catalogue, decode_slots: Slots | None = None
+) -> Submission:
+    """Read and check the body of ``POST /v1/images/tasks``; its pictures are decoded in a
+    worker thread, in one of ``decode_slots`` (the emulator's bound on decodes at once)."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in ("application/json", "multipart/form-data"):
         raise UnsupportedMediaType(
@@ -71,8 +75,11 @@ async def read_submission(request: Request, settings: Settings, catalogue: Catal
     state["files"] = [(f.filename or "image", f.size or 0) for f in files]
     if files or _has_data_url(fields):
         # Decoding pictures takes a while: not on the event loop, where it would stall every
-        # other request.
-        return await anyio.to_thread.run_sync(_build, fields, files, settings, catalogue)
+        # other request. And hundreds of megabytes: only as many at once as there are slots.
+        if decode_slots is None:
+            return await anyio.to_thread.run_sync(_build, fields, files, settings, catalogue)
+        async with decode_slots.held():
+            return await anyio.to_thread.run_sync(_build, fields, files, settings, catalogue)
     return _build(fields, files, settings, catalogue)
 
 

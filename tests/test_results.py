@@ -109,3 +109,49 @@ def test_result_index_of_non_ascii_digits_is_a_404_not_a_500(client: Client, nam
     assert response.status_code == 404, response.status_code
     legacy = client.get(f"/_emulator/results/{task['task_id']}/{name}.png")
     assert legacy.status_code == 404, legacy.status_code
+
+
+def test_downloads_waiting_for_a_render_slot_hold_no_worker_thread() -> None:
+    """Every SQLite call needs one of anyio's worker threads: a crowd of downloads waiting for
+    the two render slots must not hold them (it held all 40, and polls waited seconds)."""
+    import anyio
+    import anyio.lowlevel
+    import anyio.to_thread
+    import httpx
+
+    from emulator import Settings, create_app
+
+    app = create_app(Settings(seed=7, clock="real", time_scale=0, render_cache_bytes=0))
+    auth = {"Authorization": "Bearer sk-renders"}
+
+    async def main() -> int:
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = 8  # a smaller pool than anyio's 40, so a dozen downloads fill it
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            urls = []
+            for i in range(12):
+                payload = {"model": "NanoBananaPro-8K", "prompt": f"picture {i}"}
+                created = await client.post("/v1/images/tasks", json=payload, headers=auth)
+                task_id = created.json()["data"]["task_id"]
+                polled = await client.get(f"/v1/images/tasks/{task_id}", headers=auth)
+                urls.append(polled.json()["data"]["result_url"])
+            most_held = 0
+            pending = len(urls)
+
+            async def download(url: str) -> None:
+                nonlocal pending
+                assert (await client.get(url)).status_code == 200
+                pending -= 1
+
+            async with anyio.create_task_group() as group:
+                for url in urls:
+                    group.start_soon(download, url)
+                with anyio.fail_after(60):
+                    while pending:  # how many worker threads the downloads hold, at each turn
+                        most_held = max(most_held, limiter.borrowed_tokens)
+                        await anyio.lowlevel.checkpoint()
+            return most_held
+
+    # The two render slots' threads, never more: the rest wait without a thread.
+    assert anyio.run(main) <= 2
