@@ -87,6 +87,7 @@ class _HeadGuard:
         super().connection_lost(exc)  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
+        end = None
         if not self._in_body():
             if self._timer is None:
                 self._arm()  # the first byte of a later request's head
@@ -113,7 +114,9 @@ class _HeadGuard:
                 self._head_bytes = 0
         cycle = self.cycle
         super().data_received(data)  # type: ignore[misc]
-        if self.cycle is not cycle:  # the parser completed a head: it came in time
+        # The head came in time: it ended in these bytes (a pipelined one may wait in the
+        # parser's buffer for its turn), or the parser made a request of it.
+        if end is not None or self.cycle is not cycle:
             self._disarm()
 
     # -- the deadline ----------------------------------------------------------------------
