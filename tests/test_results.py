@@ -155,3 +155,14 @@ def test_downloads_waiting_for_a_render_slot_hold_no_worker_thread() -> None:
 
     # The two render slots' threads, never more: the rest wait without a thread.
     assert anyio.run(main) <= 2
+
+
+def test_a_reference_to_our_result_with_a_wrong_token_is_not_resolved(client: Client) -> None:
+    done = client.run_to_end(NANO)
+    base, token, name = done["result_url"].rsplit("/", 2)
+    forged = f"{base}/{'A' * 32 if token != 'A' * 32 else 'B' * 32}/{name}"
+    genuine = client.submit_ok(NANO | {"image": done["result_url"]})
+    guessed = client.submit_ok(NANO | {"image": forged})
+    views = [client.get(f"/_emulator/tasks/{i}").json()["task"] for i in (genuine, guessed)]
+    # The genuine URL is resolved to our picture (D-11); the forged one stays an opaque URL.
+    assert [view["has_reference"] for view in views] == [True, False]
