@@ -2,8 +2,10 @@
 --   BENCH_MODE      submit | poll | mixed
 --   BENCH_KEY       bearer key sent on every request
 --   BENCH_BODY      JSON body of a submission
---   BENCH_IDS       file with one existing task id per line (poll and mixed)
---   BENCH_DOWNLOAD  path template of a result image, "{id}" replaced (mixed; empty: none)
+--   BENCH_IDS       file with one existing task id per line (poll and mixed), optionally
+--                   followed by a space and the path of its first result picture
+--   BENCH_DOWNLOAD  path template of a result image, "{id}" and "{result}" (that path)
+--                   replaced (mixed; empty: none)
 --   BENCH_DL_IDS    how many of the ids have a result to download (mixed)
 --   BENCH_OUT       file the summary is written to, as JSON
 -- The mixed workload sends, of every 10 requests, 1 submission, 1 download and 8 polls.
@@ -16,10 +18,15 @@ local dl_count = tonumber(os.getenv("BENCH_DL_IDS") or "0")
 local out = os.getenv("BENCH_OUT") or "wrk-summary.json"
 
 local ids = {}
+local results = {}
 local ids_file = os.getenv("BENCH_IDS")
 if ids_file and ids_file ~= "" then
   for line in io.lines(ids_file) do
-    if line ~= "" then ids[#ids + 1] = line end
+    local id, result = line:match("^(%S+)%s*(%S*)$")
+    if id then
+      ids[#ids + 1] = id
+      results[#results + 1] = result
+    end
   end
 end
 
@@ -59,8 +66,9 @@ if mode == "mixed" then
       return wrk.format("POST", "/v1/images/tasks", json_headers, body)
     end
     if slot == 5 and download ~= "" and dl_count > 0 then
-      local id = ids[(counter % dl_count) + 1]
-      return wrk.format("GET", (download:gsub("{id}", id)), get_headers)
+      local i = (counter % dl_count) + 1
+      local path = download:gsub("{id}", ids[i]):gsub("{result}", results[i])
+      return wrk.format("GET", path, get_headers)
     end
     local id = ids[(counter % #ids) + 1]
     return wrk.format("GET", "/v1/images/tasks/" .. id, get_headers)

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import fixture_timing, load, report, servers, tools
 
@@ -55,13 +56,22 @@ def _prepare(server: servers.Server, workdir: Path) -> Path:
         status, body = server.request("GET", f"/v1/images/tasks/{task_id}")
         if status != 200:
             raise RuntimeError(f"{server.label}: poll answered {status}: {body[:300]!r}")
+    # Result URLs carry a token (SPEC D-14): the path of each task's first picture, from its poll.
+    results = {}
+    if "{result}" in server.download:
+        for task_id in ids[:DOWNLOAD_IDS]:
+            _, body = server.request("GET", f"/v1/images/tasks/{task_id}")
+            results[task_id] = urlsplit(json.loads(body)["data"]["result_url"]).path
     if server.download:
         for task_id in ids[:DOWNLOAD_IDS]:
-            status, _ = server.request("GET", server.download.replace("{id}", task_id), auth=False)
+            download = server.download.replace("{id}", task_id)
+            status, _ = server.request(
+                "GET", download.replace("{result}", results.get(task_id, "")), auth=False
+            )
             if status != 200:
                 raise RuntimeError(f"{server.label}: download answered {status}")
     path = workdir / f"{server.name}.ids"
-    path.write_text("\n".join(ids) + "\n")
+    path.write_text("".join(f"{i} {results.get(i, '')}".rstrip() + "\n" for i in ids))
     return path
 
 
@@ -71,7 +81,7 @@ def _reference_task(server: servers.Server) -> tuple[dict[str, Any], bytes]:
     task_id = json.loads(body)["data"]["task_id"]
     _, body = server.request("GET", f"/v1/images/tasks/{task_id}")
     task: dict[str, Any] = json.loads(body)["data"]
-    status, png = server.request("GET", f"/_emulator/results/{task_id}/0.png", auth=False)
+    status, png = server.request("GET", urlsplit(task["result_url"]).path, auth=False)
     if status != 200:
         raise RuntimeError("the emulator did not serve its result picture")
     return task, png

@@ -61,7 +61,8 @@ class Server:
     port: int
     log: Path
     env: dict[str, str] = field(default_factory=dict)
-    #: The path template of a downloadable result ("{id}" replaced), or "" if it has none.
+    #: The path template of a downloadable result ("{id}" replaced, "{result}" by the path of
+    #: the task's first result), or "" if it has none.
     download: str = ""
     proc: subprocess.Popen[bytes] | None = None
 
@@ -173,7 +174,7 @@ def emulator(workdir: Path) -> Server:
         cmd,
         port,
         workdir / "emulator.log",
-        download="/_emulator/results/{id}/0.png",
+        download="{result}",
     )
 
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import fields
 from typing import Any
 
@@ -13,10 +10,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .app import Emulator, key_fingerprint
-from .billing import totals
+from .accounts import get_usage, list_balances, put_balance
+from .app import Emulator
+from .checks import MAX_CODE_CHARS, MAX_MESSAGE_CHARS
 from .clock import ManualClock
 from .config import ConfigError, Settings
+from .control import (
+    Handler,
+    guarded,
+    is_admin,
+    json_body,
+    json_object,
+    text_field,
+)
+from .control import (
+    emulator_of as _emulator,
+)
 from .errors import EmulatorError, InvalidRequest, StoreUnavailable
 from .expiry import is_expired
 from .faults import FaultError, parse_rule
@@ -31,41 +40,11 @@ FIXED_SETTINGS = frozenset(
     | {"admin_token", "fetch_reference_urls", "fetch_allow_hosts", "fetch_allow_private"}
     # The store is opened once, at start-up.
     | {"store", "state_dir", "store_prefix"}
+    # The HTTP server enforces these from start-up, before a request reaches the app.
+    | {"max_header_bytes", "header_timeout"}
 )
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def _emulator(request: Request) -> Emulator:
-    emulator: Emulator = request.app.state.emulator
-    return emulator
-
-
-def guarded(handler: Handler) -> Handler:
-    """Require ``X-Emulator-Token`` when the ``admin_token`` setting is set."""
-
-    async def run(request: Request) -> Response:
-        token = _emulator(request).settings.admin_token
-        given = request.headers.get("x-emulator-token", "")
-        if token and not secrets.compare_digest(given.encode(), token.encode()):
-            raise EmulatorError(
-                "the control plane needs the X-Emulator-Token header (setting admin_token)",
-                status_code=401,
-                code="admin_token_required",
-            )
-        await _emulator(request).start()
-        return await handler(request)
-
-    return run
-
-
-async def _json_object(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except (ValueError, RecursionError):  # also 4300-digit integers and deep nesting
-        raise InvalidRequest("request body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    return body
+#: Most fault rules installed at once.
+MAX_FAULT_RULES = 1000
 
 
 def settings_json(settings: Settings) -> dict[str, Any]:
@@ -100,16 +79,18 @@ async def health(request: Request) -> Response:
         report |= {"ok": False, "error": exc.message}
     if isinstance(getattr(store, "round_trips", None), int):
         report["round_trips"] = getattr(store, "round_trips")  # noqa: B009 - optional counter
-    return JSONResponse(
-        {
-            "status": "ok" if report["ok"] else "store_unavailable",
-            "clock": settings.clock,
-            "seed": emulator.seed,
-            "envelope": settings.envelope,
-            "store": report,
-        },
-        status_code=200 if report["ok"] else 503,
-    )
+    body: dict[str, Any] = {
+        "status": "ok" if report["ok"] else "store_unavailable",
+        "clock": settings.clock,
+        "seed": emulator.seed,
+        "envelope": settings.envelope,
+        "store": report,
+    }
+    if not is_admin(request):
+        # Health is open to probes; the seed predicts task ids, so only the control plane's
+        # callers see it.
+        del body["seed"]
+    return JSONResponse(body, status_code=200 if report["ok"] else 503)
 
 
 @guarded
@@ -126,7 +107,7 @@ async def get_config(request: Request) -> Response:
 @guarded
 async def patch_config(request: Request) -> Response:
     emulator = _emulator(request)
-    changes = await _json_object(request)
+    changes = await json_object(request)
     fixed = sorted(set(changes) & FIXED_SETTINGS)
     if fixed:
         raise InvalidRequest(
@@ -157,7 +138,7 @@ async def advance_clock(request: Request) -> Response:
             status_code=409,
             code="clock_not_manual",
         )
-    seconds = (await _json_object(request)).get("seconds")
+    seconds = (await json_object(request)).get("seconds")
     if (
         not isinstance(seconds, int | float)
         or isinstance(seconds, bool)
@@ -210,14 +191,12 @@ async def get_admin_task(request: Request) -> Response:
 @guarded
 async def force_outcome(request: Request) -> Response:
     emulator = _emulator(request)
-    body = await _json_object(request)
+    body = await json_object(request)
     status = body.get("status")
     if status not in ("succeeded", "failed"):
         raise InvalidRequest("status must be succeeded or failed", field="status")
-    code, message = body.get("code"), body.get("message")
-    for name, value in (("code", code), ("message", message)):
-        if value is not None and not isinstance(value, str):
-            raise InvalidRequest(f"{name} must be a string", field=name)
+    code = text_field(body, "code", MAX_CODE_CHARS)
+    message = text_field(body, "message", MAX_MESSAGE_CHARS)
     task_id = request.path_params["task_id"]
     await emulator.force_outcome(task_id, status, code, message)
     return JSONResponse(await _task_view(request, emulator, task_id))
@@ -238,12 +217,15 @@ async def list_faults(request: Request) -> Response:
 @guarded
 async def add_faults(request: Request) -> Response:
     emulator = _emulator(request)
-    try:
-        body = json.loads(await request.body())
-    except (ValueError, RecursionError):
-        raise InvalidRequest("request body must be a fault rule or a list of rules") from None
+    body = await json_body(request)
     raw_rules = body if isinstance(body, list) else [body]
     existing = {rule.id for rule in await emulator.store.list_faults()}
+    if len(existing) + len(raw_rules) > MAX_FAULT_RULES:
+        # Every request is matched against every rule: the list stays short.
+        raise InvalidRequest(
+            f"at most {MAX_FAULT_RULES} fault rules can be installed "
+            f"({len(existing)} are, {len(raw_rules)} more were sent)"
+        )
     rules = []
     for i, raw in enumerate(raw_rules):
         n = len(existing) + 1
@@ -294,65 +276,14 @@ async def clear_requests(request: Request) -> Response:
     return Response(status_code=204)
 
 
-# -- usage and balances -------------------------------------------------------------------
-@guarded
-async def get_usage(request: Request) -> Response:
-    emulator = _emulator(request)
-    await emulator.settle_due()
-    params = request.query_params
-    charges = await emulator.store.list_charges()
-    if "key" in params:
-        owner = key_fingerprint(params["key"])
-        charges = [c for c in charges if c.owner == owner]
-    for name in ("model", "state", "task_id"):
-        if name in params:
-            charges = [c for c in charges if getattr(c, name) == params[name]]
-    return JSONResponse(
-        {
-            "unit": emulator.prices.unit,
-            "entries": [c.to_dict() for c in charges],
-            "totals": totals(charges),
-        }
-    )
-
-
-@guarded
-async def list_balances(request: Request) -> Response:
-    emulator = _emulator(request)
-    await emulator.settle_due()
-    balances = await emulator.store.list_balances()
-    return JSONResponse(
-        {
-            "unit": emulator.prices.unit,
-            "balances": [{"key": label, "balance": amount} for label, amount in balances.values()],
-        }
-    )
-
-
-@guarded
-async def put_balance(request: Request) -> Response:
-    emulator = _emulator(request)
-    key = request.path_params["key"]
-    amount = (await _json_object(request)).get("balance", ...)
-    if isinstance(amount, float) and amount.is_integer():
-        amount = int(amount)  # 51.0 is a whole number in JSON
-    if amount is not None and (
-        not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= 10**15
-    ):
-        raise InvalidRequest(
-            "balance must be a whole number of credits >= 0, or null for unlimited",
-            field="balance",
-        )
-    await emulator.settle_due(key_fingerprint(key))
-    await emulator.store.set_balance(key_fingerprint(key), mask_key(key), amount)
-    return JSONResponse({"key": mask_key(key), "balance": amount})
-
-
 def _by_method(handlers: dict[str, Handler]) -> Handler:
     """One route per path, so a wrong method gets a 405 whose Allow lists every method."""
 
     async def run(request: Request) -> Response:
-        return await handlers[request.method](request)
+        # Starlette routes HEAD wherever GET is allowed: it is answered as the GET (the server
+        # sends no body).
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
 
     return run
 

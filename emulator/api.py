@@ -22,6 +22,7 @@ from .app import DropConnection, Emulator, key_fingerprint
 from .errors import EmulatorError, TaskNotFound, Unauthorized
 from .faults import Endpoint, FaultRule, RequestFacts
 from .journal import record
+from .results import NAME
 from .tasks import Observation, Task
 from .validation import read_submission
 
@@ -214,7 +215,9 @@ def journaled(endpoint: str) -> Callable[[Handler], Handler]:
 async def submit_task(request: Request) -> Response:
     emulator = _emulator(request)
     key = bearer_key(request, emulator)
-    submission = await read_submission(request, emulator.settings, emulator.catalogue)
+    submission = await read_submission(
+        request, emulator.settings, emulator.catalogue, emulator.results.decode_slots
+    )
     rule = await emulator.pick_fault(
         _facts(
             request,
@@ -252,14 +255,17 @@ async def get_task(request: Request) -> Response:
 
 @journaled("result")
 async def get_result(request: Request) -> Response:
-    """A result image; public like the CDN URLs real services hand out (no key needed)."""
+    """A result image; public like the CDN URLs real services hand out (no key needed), and,
+    like them, unguessable: the path carries the task's capability token (SPEC D-14)."""
     emulator = _emulator(request)
-    task_id = _state(request)["task_id"] = request.path_params["task_id"]
-    name = request.path_params["name"]
-    stem, dot, ext = name.partition(".")
-    if not dot or not stem.isdigit() or len(stem) > 2:
-        raise TaskNotFound(f"task {task_id!r} has no result named {name!r}")
-    data, media_type = await emulator.results.image(task_id, int(stem), ext)
+    params = request.path_params
+    task_id = _state(request)["task_id"] = params["task_id"]
+    name = NAME.fullmatch(params["name"])
+    if name is None:
+        raise TaskNotFound(f"task {task_id!r} has no result named {params['name']!r}")
+    data, media_type = await emulator.results.image(
+        task_id, params["token"], int(name.group(1)), name.group(2)
+    )
     task = await emulator.find(None, task_id)
     rule = await emulator.pick_fault(
         _facts(
@@ -277,5 +283,5 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/v1/images/tasks", submit_task, methods=["POST"]),
         Route("/v1/images/tasks/{task_id}", get_task, methods=["GET"]),
-        Route("/_emulator/results/{task_id}/{name}", get_result, methods=["GET"]),
+        Route("/_emulator/results/{task_id}/{token}/{name}", get_result, methods=["GET"]),
     ]

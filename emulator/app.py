@@ -204,6 +204,7 @@ class Emulator:
                     rng,
                     fault,
                 ),
+                token=secrets.token_urlsafe(24),  # D-14: never from the seed
             )
             # Task, hold and reference picture in one store step (one round trip on Redis).
             charge = self._charge(task, api_key)

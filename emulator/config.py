@@ -10,27 +10,22 @@ import functools
 import json
 import os
 import tomllib
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import EmulatorError
+from .checks import shown
+from .errors import ConfigError
 from .faults import FaultError, FaultRule, parse_rule
+from .setting_values import check_ranges, coerce
 
 ClockMode = Literal["real", "manual", "per_poll"]
 Envelope = Literal["wrapped", "bare"]
 ErrorShape = Literal["object", "string"]
 
 ENV_PREFIX = "EMULATOR_"
-
-
-class ConfigError(EmulatorError, ValueError):
-    """A setting is unknown or has a bad value; the message names the key and its source."""
-
-    # Under the one error root (a 400 when it reaches a route); still a ValueError for callers.
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +69,16 @@ class Settings:
     max_reference_images: int = 16
     max_upload_bytes: int = 20 * 1024 * 1024
     max_reference_pixels: int = 50_000_000
-    #: Total size of a request's headers (431 beyond it).
+    #: Total size of a request's headers (431 beyond it; the HTTP server also refuses a head
+    #: longer than this plus 16 KiB for the request line while it streams in).
     max_header_bytes: int = 64 * 1024
+    #: Seconds a client has to send a whole request head (408 and closed beyond it).
+    header_timeout: float = 10.0
     #: Multipart text fields and JSON nesting depth accepted in one submission.
     max_form_fields: int = 64
     max_json_depth: int = 32
+    #: Values and member names one JSON body may hold (counted before it is parsed).
+    max_json_items: int = 10_000
     #: D-11: fetch http(s) reference URLs (off: URLs are kept as text, never fetched).
     fetch_reference_urls: bool = False
     #: Hosts that may be fetched ("cdn.example.com", "*.example.com"); empty: any public host.
@@ -137,134 +137,19 @@ def _hints() -> dict[str, Any]:
     return typing.get_type_hints(Settings)  # once: it costs more than the rest of replace()
 
 
-def _coerce(key: str, value: Any, hint: Any, source: str, from_text: bool) -> Any:
-    """Check ``value`` against the field's type hint; text from env/CLI is parsed first."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    where = f"setting {key!r} (from {source})"
-    if origin in (typing.Union, types.UnionType):
-        is_none = value is None or (from_text and value in ("", "none", "null"))
-        if is_none and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(key, value, inner[0], source, from_text)
-    if origin is Literal:
-        for choice in args:
-            if value == choice or (from_text and str(choice) == str(value)):
-                return choice
-        allowed = ", ".join(repr(c) for c in args)
-        raise ConfigError(f"{where} must be one of {allowed}, got {value!r}")
-    if origin is tuple:
-        if from_text and isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where} must be a list of strings, got {value!r}")
-        return tuple(value)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if from_text and str(value).lower() in (
-            "1",
-            "true",
-            "yes",
-            "on",
-            "0",
-            "false",
-            "no",
-            "off",
-        ):
-            return str(value).lower() in ("1", "true", "yes", "on")
-        raise ConfigError(f"{where} must be true or false, got {value!r}")
-    if hint is int:
-        if from_text and isinstance(value, str):
-            try:
-                value = int(value)
-            except ValueError:
-                raise ConfigError(f"{where} must be an integer, got {value!r}") from None
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if from_text and isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{where} must be a number, got {value!r}") from None
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported type {hint!r}")  # pragma: no cover
-
-
-_STORE_FORMS = "'memory', 'sqlite' (in state_dir), 'sqlite:///path/to/file.db' or 'redis://…'"
 #: Where ``store = "sqlite"`` keeps its file when ``state_dir`` is not set.
 DEFAULT_STATE_DIR = "emulator-state"
-
-
-def _store_url_ok(url: str) -> bool:
-    """The forms ``store.open_store`` knows (whether it can open them is checked at start)."""
-    if url in ("memory", "memory://", "sqlite"):
-        return True
-    if url.startswith("sqlite://"):
-        path = url.removeprefix("sqlite://")
-        return path != "" and not path.endswith("/")
-    return url.startswith(("redis://", "rediss://", "unix://"))
-
-
-def _check_ranges(s: Settings) -> None:
-    rules: list[tuple[bool, str]] = [
-        (s.time_scale >= 0, "time_scale must be >= 0"),
-        (1 <= s.port <= 65535, "port must be between 1 and 65535"),
-        (s.per_poll_steps >= 1, "per_poll_steps must be >= 1"),
-        (s.nano_max_n >= 1, "nano_max_n must be >= 1"),
-        (s.max_body_bytes >= 1024, "max_body_bytes must be >= 1024"),
-        (s.max_prompt_chars >= 1, "max_prompt_chars must be >= 1"),
-        (s.max_reference_images >= 1, "max_reference_images must be >= 1"),
-        (s.max_upload_bytes >= 1, "max_upload_bytes must be >= 1"),
-        (s.max_reference_pixels >= 1, "max_reference_pixels must be >= 1"),
-        (s.max_header_bytes >= 1024, "max_header_bytes must be >= 1024"),
-        (s.max_form_fields >= 8, "max_form_fields must be >= 8"),
-        (s.max_json_depth >= 2, "max_json_depth must be >= 2"),
-        (s.fetch_timeout > 0, "fetch_timeout must be > 0"),
-        (s.fetch_max_bytes >= 1, "fetch_max_bytes must be >= 1"),
-        (s.render_cache_bytes >= 0, "render_cache_bytes must be >= 0"),
-        (0.0 <= s.failure_rate <= 1.0, "failure_rate must be between 0 and 1"),
-        (0.0 <= s.submit_latency <= 600, "submit_latency must be between 0 and 600 seconds"),
-        (0.0 <= s.poll_latency <= 600, "poll_latency must be between 0 and 600 seconds"),
-        (0.0 <= s.hang_max_seconds <= 3600, "hang_max_seconds must be between 0 and 3600"),
-        (s.journal_limit >= 0, "journal_limit must be >= 0"),
-        (_store_url_ok(s.store), f"setting 'store' must be {_STORE_FORMS}, got {s.store!r}"),
-        (s.state_dir is None or s.state_dir.strip() != "", "state_dir must name a folder"),
-        (
-            s.state_dir is None or s.store in ("memory", "memory://", "sqlite"),
-            "set either 'store' or 'state_dir' (a SQLite file in that folder), not both",
-        ),
-        (s.store_prefix.strip() != "", "store_prefix must not be empty"),
-        (s.task_ttl_seconds >= 0, "task_ttl_seconds must be >= 0 (0: finished tasks are kept)"),
-        (s.max_tasks >= 0, "max_tasks must be >= 0 (0: no limit)"),
-        (
-            s.public_base_url is None or s.public_base_url.startswith(("http://", "https://")),
-            "public_base_url must start with http:// or https://",
-        ),
-    ]
-    for ok, message in rules:
-        if not ok:
-            raise ConfigError(message)
 
 
 def _apply(values: dict[str, Any], data: Mapping[str, Any], source: str, from_text: bool) -> None:
     hints = _hints()
     for key, value in data.items():
         if key not in SETTING_NAMES:
-            raise ConfigError(f"unknown setting {key!r} (from {source})")
+            raise ConfigError(f"unknown setting {shown(key)} (from {source})")
         if key == "faults":
             values[key] = parse_faults(value, source)
         else:
-            values[key] = _coerce(key, value, hints[key], source, from_text)
+            values[key] = coerce(key, value, hints[key], source, from_text)
 
 
 def parse_faults(value: Any, source: str) -> tuple[FaultRule, ...]:
@@ -344,7 +229,7 @@ def build_settings(
     if overrides:
         _apply(values, overrides, "arguments", overrides_are_text)
     settings = Settings(**values)
-    _check_ranges(settings)
+    check_ranges(settings)
     return settings
 
 
@@ -357,8 +242,8 @@ def checked(settings: Settings) -> Settings:
     hints = _hints()
     for f in fields(settings):
         if f.name != "faults":
-            _coerce(f.name, getattr(settings, f.name), hints[f.name], "Settings", False)
-    _check_ranges(settings)
+            coerce(f.name, getattr(settings, f.name), hints[f.name], "Settings", False)
+    check_ranges(settings)
     return settings
 
 

@@ -43,6 +43,12 @@ class EmulatorError(Exception):
         return {"code": self.code, "message": self.message, "data": None}
 
 
+class ConfigError(EmulatorError, ValueError):
+    """A setting is unknown or has a bad value; the message names the key and its source."""
+
+    # Under the one error root (a 400 when it reaches a route); still a ValueError for callers.
+
+
 class InvalidRequest(EmulatorError):
     """A field breaks a rule; the message names the field and the rule."""
 

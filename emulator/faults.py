@@ -13,6 +13,18 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from .checks import (
+    MAX_CODE_CHARS,
+    MAX_MATCH_CHARS,
+    MAX_MESSAGE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_TEXT_CHARS,
+    header_problem,
+    id_problem,
+    number_problem,
+    shown,
+    text_problem,
+)
 from .errors import EmulatorError
 
 Endpoint = Literal["submit", "poll", "result", "any"]
@@ -143,7 +155,31 @@ def fires(seed: int, rule: FaultRule, evaluation: int) -> bool:
 
 
 # -- parsing ------------------------------------------------------------------------------
+#: Documented range of every number in a rule (docs/control-plane.md, the contract).
+RANGES: dict[str, tuple[float, float]] = {
+    "probability": (0.0, 1.0),
+    "times": (1, 10**9),
+    "at_progress": (0, 99),
+    "images": (1, 100),
+    "retry_after": (0, 86_400),
+    "seconds": (0.0, 3600.0),
+}
+#: Longest text of every text field of a rule.
+TEXT_LIMITS: dict[str, int] = {
+    "code": MAX_CODE_CHARS,
+    "message": MAX_MESSAGE_CHARS,
+    "model": MAX_NAME_CHARS,
+    "task_type": MAX_NAME_CHARS,
+    "prompt_contains": MAX_MATCH_CHARS,
+    "api_key": MAX_TEXT_CHARS,
+}
+#: Most headers one rule may match on.
+MAX_MATCH_HEADERS = 32
+
+
 def _get(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """``raw[key]`` checked: None when absent, else of ``kind``, finite and in ``RANGES``,
+    valid text within ``TEXT_LIMITS``; FaultError naming ``where.key`` otherwise."""
     value = raw.get(key)
     if value is None:
         return None
@@ -151,8 +187,15 @@ def _get(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where:
     # JSON Schema (and JavaScript) call 3.0 an integer: take it as 3.
     if int in kinds and float not in kinds and isinstance(value, float) and value.is_integer():
         value = int(value)
-    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _tuple(kind)):
-        raise FaultError(f"{where}.{key} has the wrong type: {value!r}")
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kinds):
+        raise FaultError(f"{where}.{key} has the wrong type: {shown(value)}")
+    problem = None
+    if isinstance(value, int | float) and key in RANGES:
+        problem = number_problem(value, *RANGES[key])
+    elif isinstance(value, str):
+        problem = text_problem(value, TEXT_LIMITS.get(key, MAX_TEXT_CHARS))
+    if problem is not None:
+        raise FaultError(f"{where}.{key} {problem}")
     return value
 
 
@@ -160,35 +203,39 @@ def _tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
+def _unknown(raw: Mapping[Any, Any], known: set[str], where: str) -> None:
+    unknown = sorted(shown(k) for k in set(raw) - known)
+    if unknown:
+        raise FaultError(f"{where} has unknown field(s): {', '.join(unknown[:5])}")
+
+
 def parse_rule(raw: Mapping[str, Any], rule_id: str, where: str = "fault") -> FaultRule:
     """Build a rule from plain data (TOML table, JSON object); FaultError names the field."""
     if not isinstance(raw, Mapping):
         raise FaultError(f"{where} must be an object")
-    known = {"id", "match", "effect", "probability", "times"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise FaultError(f"{where} has unknown field(s): {', '.join(unknown)}")
+    _unknown(raw, {"id", "match", "effect", "probability", "times"}, where)
     effect = _parse_effect(raw.get("effect"), f"{where}.effect")
     # null means absent, as everywhere in a rule (and in the control plane's contract).
     match = _parse_match(raw.get("match") if raw.get("match") is not None else {}, f"{where}.match")
     probability = _get(raw, "probability", (int, float), where)
     probability = 1.0 if probability is None else float(probability)
-    if not 0.0 <= probability <= 1.0:
-        raise FaultError(f"{where}.probability must be between 0 and 1")
     times = _get(raw, "times", int, where)
-    if times is not None and times < 1:
-        raise FaultError(f"{where}.times must be >= 1")
-    given_id = _get(raw, "id", str, where)
+    given_id = raw.get("id")
+    if given_id is not None:
+        if not isinstance(given_id, str):
+            raise FaultError(f"{where}.id has the wrong type: {shown(given_id)}")
+        problem = id_problem(given_id)
+        if problem is not None:
+            raise FaultError(f"{where}.id {problem}")
     return FaultRule(given_id or rule_id, effect, match, probability, times)
 
 
 def _parse_match(raw: Any, where: str) -> Match:
     if not isinstance(raw, Mapping):
         raise FaultError(f"{where} must be an object")
-    known = {"endpoint", "model", "task_type", "prompt_contains", "api_key", "headers"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise FaultError(f"{where} has unknown field(s): {', '.join(unknown)}")
+    _unknown(
+        raw, {"endpoint", "model", "task_type", "prompt_contains", "api_key", "headers"}, where
+    )
     endpoint: Endpoint = _get(raw, "endpoint", str, where) or "any"
     if endpoint not in ENDPOINTS:
         raise FaultError(f"{where}.endpoint must be one of {', '.join(ENDPOINTS)}")
@@ -197,6 +244,12 @@ def _parse_match(raw: Any, where: str) -> Match:
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
         raise FaultError(f"{where}.headers must map header names to string values")
+    if len(headers) > MAX_MATCH_HEADERS:
+        raise FaultError(f"{where}.headers may name at most {MAX_MATCH_HEADERS} headers")
+    for name, value in headers.items():
+        problem = header_problem(name, value)
+        if problem is not None:
+            raise FaultError(f"{where}.headers: {problem}")
     return Match(
         endpoint=endpoint,
         model=_get(raw, "model", str, where),
@@ -213,12 +266,12 @@ def _parse_effect(raw: Any, where: str) -> Effect:
     if not isinstance(raw, Mapping):
         raise FaultError(f"{where} is required: an object with a kind")
     known = {"kind", "code", "message", "at_progress", "images", "status", "retry_after", "seconds"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise FaultError(f"{where} has unknown field(s): {', '.join(unknown)}")
+    _unknown(raw, known, where)
     kind = raw.get("kind")
     if kind not in EFFECTS:
         raise FaultError(f"{where}.kind must be one of {', '.join(EFFECTS)}")
+    # Every field is checked, also one the kind ignores: a NaN kept anywhere in a rule would
+    # fail every later listing of the rules.
     code = _get(raw, "code", str, where)
     message = _get(raw, "message", str, where)
     at_progress = _get(raw, "at_progress", int, where)
@@ -226,10 +279,8 @@ def _parse_effect(raw: Any, where: str) -> Effect:
     status = _get(raw, "status", int, where)
     retry_after = _get(raw, "retry_after", int, where)
     seconds = _get(raw, "seconds", (int, float), where)
-    if at_progress is not None and not 0 <= at_progress <= 99:
-        raise FaultError(f"{where}.at_progress must be between 0 and 99 (omit: while queued)")
-    if kind == "partial" and (images is None or images < 1):
-        raise FaultError(f"{where}.images must be >= 1 for a partial result")
+    if kind == "partial" and images is None:
+        raise FaultError(f"{where}.images is required for a partial result (1 to 100)")
     if kind == "http_error":
         if status not in HTTP_ERROR_STATUSES:
             raise FaultError(
@@ -238,13 +289,8 @@ def _parse_effect(raw: Any, where: str) -> Effect:
         code = code or _DEFAULT_ERROR_CODES[status]
         if status == 429 and retry_after is None:
             retry_after = 1
-    if retry_after is not None and retry_after < 0:
-        raise FaultError(f"{where}.retry_after must be >= 0")
-    if kind in ("latency", "hang"):
-        if seconds is None and kind == "latency":
-            raise FaultError(f"{where}.seconds is required for latency")
-        if seconds is not None and not 0 <= seconds <= 3600:
-            raise FaultError(f"{where}.seconds must be between 0 and 3600")
+    if kind == "latency" and seconds is None:
+        raise FaultError(f"{where}.seconds is required for latency")
     if kind == "fail_task":
         code = code or "upstream_error"
         message = message or f"the upstream model failed ({code})"

@@ -120,6 +120,9 @@ class Task:
     schedule: Schedule
     #: Polls so far (drives the per_poll clock).
     polls: int = 0
+    #: The capability in the task's result URLs (SPEC D-14), drawn from ``secrets``, never from
+    #: the seed. Empty for a task stored before tokens existed: its results are not served.
+    token: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -19,10 +19,13 @@ from .catalogue import Catalogue, OutputPlan
 from .config import Settings
 from .errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from .references import declared_pixels, decode_data_url, is_data_url, thumbnail_of
+from .slots import Slots
 from .tasks import TaskType
 
 TASK_TYPES: tuple[str, ...] = ("text2image", "image2image")
 RESPONSE_FORMATS: tuple[str, ...] = ("url",)
+#: JSON bodies larger than this are parsed off the event loop (smaller ones cost < 1 ms).
+OFF_LOOP_BYTES = 1024 * 1024
 #: Longest reference URL accepted, and its form (kept equal to the contract's pattern).
 MAX_URL_CHARS = 8192
 _REFERENCE_URL = re.compile(r"https?://[!-Z^-~]+")
@@ -43,8 +46,11 @@ class Submission:
     urls: tuple[str, ...]
 
 
-async def read_submission(request: Request, settings: Settings, catalogue: Catalogue) -> Submission:
-    """Read and check the body of ``POST /v1/images/tasks``."""
+async def read_submission(
+    request: Request, settings: Settings, catalogue: Catalogue, decode_slots: Slots | None = None
+) -> Submission:
+    """Read and check the body of ``POST /v1/images/tasks``; its pictures are decoded in a
+    worker thread, in one of ``decode_slots`` (the emulator's bound on decodes at once)."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in ("application/json", "multipart/form-data"):
         raise UnsupportedMediaType(
@@ -53,7 +59,13 @@ async def read_submission(request: Request, settings: Settings, catalogue: Catal
         )
     body = await read_body(request, settings.max_body_bytes)
     if media_type == "application/json":
-        fields = fields_from_json(body, settings.max_json_depth)
+        limits = (settings.max_json_depth, settings.max_json_items)
+        if len(body) > OFF_LOOP_BYTES:
+            # Counting, decoding and parsing megabytes takes tens of milliseconds per step; in
+            # a worker thread the event loop gets the interpreter between steps.
+            fields = await anyio.to_thread.run_sync(fields_from_json, body, *limits)
+        else:
+            fields = fields_from_json(body, *limits)
         files: list[UploadFile] = []
     else:
         fields, files = await fields_from_multipart(request.headers, body, settings)
@@ -63,8 +75,11 @@ async def read_submission(request: Request, settings: Settings, catalogue: Catal
     state["files"] = [(f.filename or "image", f.size or 0) for f in files]
     if files or _has_data_url(fields):
         # Decoding pictures takes a while: not on the event loop, where it would stall every
-        # other request.
-        return await anyio.to_thread.run_sync(_build, fields, files, settings, catalogue)
+        # other request. And hundreds of megabytes: only as many at once as there are slots.
+        if decode_slots is None:
+            return await anyio.to_thread.run_sync(_build, fields, files, settings, catalogue)
+        async with decode_slots.held():
+            return await anyio.to_thread.run_sync(_build, fields, files, settings, catalogue)
     return _build(fields, files, settings, catalogue)
 
 

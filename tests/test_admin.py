@@ -202,18 +202,82 @@ def test_same_seed_and_requests_give_the_same_everything(make_client: Any) -> No
 
 
 @pytest.mark.parametrize(
-    ("path", "body"),
+    ("path", "body", "needle"),
     [
-        ("/_emulator/clock/advance", b'{"seconds": ' + b"9" * 5000 + b"}"),
-        ("/_emulator/clock/advance", b"[" * 100_000),
-        ("/_emulator/faults", b'{"times": ' + b"9" * 5000 + b"}"),
-        ("/_emulator/faults", b"[" * 100_000),
+        ("/_emulator/clock/advance", b'{"seconds": ' + b"9" * 5000 + b"}", "too many digits"),
+        ("/_emulator/clock/advance", b"[" * 5000, "nested too deeply"),
+        ("/_emulator/clock/advance", b"[" * 100_000, "more than the limit of 10000 JSON values"),
+        ("/_emulator/faults", b'{"times": ' + b"9" * 5000 + b"}", "too many digits"),
+        ("/_emulator/faults", b"[" * 5000, "nested too deeply"),
+        ("/_emulator/faults", b"not json", "not valid JSON"),
+        ("/_emulator/clock/advance", b"[]", "request body must be a JSON object"),
     ],
 )
-def test_unreadable_control_plane_bodies_are_a_400(client: Client, path: str, body: bytes) -> None:
+def test_unreadable_control_plane_bodies_are_a_400(
+    client: Client, path: str, body: bytes, needle: str
+) -> None:
     response = client.post(path, content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400
-    assert "request body must be" in response.json()["message"]
+    assert needle in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/_emulator/health",
+        "/_emulator/config",
+        "/_emulator/clock",
+        "/_emulator/tasks",
+        "/_emulator/faults",
+        "/_emulator/requests",
+        "/_emulator/usage",
+        "/_emulator/balances",
+    ],
+)
+def test_head_on_a_control_plane_read_answers_like_its_get(client: Client, path: str) -> None:
+    head, get = client.head(path), client.get(path)
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+
+
+def test_head_of_a_task_view_and_of_an_unknown_one(client: Client) -> None:
+    task_id = client.submit_ok(NANO)
+    assert client.head(f"/_emulator/tasks/{task_id}").status_code == 200
+    assert client.head(f"/_emulator/tasks/task_{'0' * 32}").status_code == 404
+
+
+def test_forced_outcome_text_is_checked_and_polls_keep_working(client: Client) -> None:
+    task_id = client.submit_ok(NANO)
+    body = b'{"status": "failed", "message": "\\udc00 lone"}'
+    response = client.post(
+        f"/_emulator/tasks/{task_id}/outcome",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert "lone surrogate" in response.json()["message"]
+    too_long = {"status": "failed", "code": "c" * 1000}
+    assert client.post(f"/_emulator/tasks/{task_id}/outcome", json=too_long).status_code == 400
+    assert client.task(task_id)["status"] == "queued"
+
+
+def test_time_scale_of_1e308_is_refused_and_tasks_still_end(client: Client) -> None:
+    response = client.patch("/_emulator/config", json={"time_scale": 1e308})
+    assert response.status_code == 400
+    assert "time_scale must be between 0 and 1000" in response.json()["message"]
+    task = client.run_to_end(NANO)
+    assert task["status"] == "succeeded"
+    assert client.get("/_emulator/tasks").status_code == 200
+    assert client.get("/_emulator/usage").json()["entries"][0]["state"] == "settled"
+
+
+def test_fault_rules_are_capped(client: Client) -> None:
+    rules = [{"effect": "empty", "match": {"model": f"m{i}"}} for i in range(1000)]
+    assert client.post("/_emulator/faults", json=rules).status_code == 201
+    response = client.post("/_emulator/faults", json={"effect": "drop"})
+    assert response.status_code == 400
+    assert "at most 1000 fault rules" in response.json()["message"]
 
 
 def test_patching_a_table_file_that_does_not_exist_is_a_400(client: Client) -> None:

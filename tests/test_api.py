@@ -129,7 +129,8 @@ def test_public_base_url_is_used_for_results(make_client: Any) -> None:
 
 def test_result_is_not_served_before_the_task_succeeds(client: Client) -> None:
     task_id = client.submit_ok(NANO)
-    response = client.get(f"/_emulator/results/{task_id}/0.png")
+    token = client.get(f"/_emulator/tasks/{task_id}").json()["task"]["token"]
+    response = client.get(f"/_emulator/results/{task_id}/{token}/0.png")
     assert response.status_code == 404
     assert response.json()["code"] == "task_not_found"
 

@@ -52,7 +52,12 @@ def test_unknown_key_in_config_file_is_an_error_naming_it(tmp_path: Path) -> Non
     [
         ('clock = "sundial"', "'clock'"),
         ('port = "eighty"', "'port'"),
-        ("time_scale = -1", "time_scale must be >= 0"),
+        ("time_scale = -1", "time_scale must be between 0 and 1000"),
+        ("time_scale = inf", "time_scale' .* must be a finite number"),
+        ("task_ttl_seconds = nan", "task_ttl_seconds' .* must be a finite number"),
+        ("time_scale = 1e308", "time_scale must be between 0 and 1000"),
+        ("max_tasks = 100000000000000000000", "max_tasks must be between 0 and 100000000"),
+        ('admin_token = "pässwörd"', "admin_token must be 1 to 256 visible ASCII"),
         ("always_list_results = 3", "'always_list_results'"),
         ("api_keys = [1]", "'api_keys'"),
     ],
@@ -131,8 +136,8 @@ def test_state_dir_is_shorthand_for_a_sqlite_file_in_it(tmp_path: Path) -> None:
         ({"store": "sqlite://"}, "setting 'store' must be"),
         ({"store": "sqlite:///x.db", "state_dir": "/tmp/x"}, "either 'store' or 'state_dir'"),
         ({"store_prefix": ""}, "store_prefix"),
-        ({"task_ttl_seconds": -1}, "task_ttl_seconds must be >= 0"),
-        ({"max_tasks": -5}, "max_tasks must be >= 0"),
+        ({"task_ttl_seconds": -1}, "task_ttl_seconds must be between 0 and 1000000000"),
+        ({"max_tasks": -5}, "max_tasks must be between 0 and 100000000"),
     ],
 )
 def test_bad_store_settings_name_the_key(changes: dict[str, object], needle: str) -> None:
@@ -170,3 +175,70 @@ def test_directly_built_settings_are_checked_by_create_app(
 
     with pytest.raises(ConfigError, match=named):
         create_app(Settings(**change))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("environ", "needle"),
+    [
+        ({"EMULATOR_TIME_SCALE": "inf"}, "must be a finite number"),
+        ({"EMULATOR_TASK_TTL_SECONDS": "Infinity"}, "must be a finite number"),
+        ({"EMULATOR_FAILURE_RATE": "nan"}, "must be a finite number"),
+        ({"EMULATOR_POLL_LATENCY": "1e308"}, "poll_latency must be between 0 and 600"),
+        ({"EMULATOR_JOURNAL_LIMIT": "99999999999"}, "journal_limit must be between"),
+        ({"EMULATOR_SEED": "9" * 30}, "seed must be between"),
+        ({"EMULATOR_PUBLIC_BASE_URL": "http://" + "h" * 5000}, "longer than the limit"),
+        ({"EMULATOR_API_KEYS": "sk-a," + "k" * 5000}, "api_keys'"),
+    ],
+)
+def test_environment_values_are_finite_in_range_and_bounded(
+    environ: dict[str, str], needle: str
+) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        build_settings(environ=environ)
+
+
+def test_lone_surrogates_are_refused_in_every_kind_of_setting() -> None:
+    for change in (
+        {"public_base_url": "http://x/\ud800"},
+        {"store_prefix": "p\udfff"},
+        {"api_keys": ("sk-ok", "sk-\ud800")},
+        {"enabled_models": ("\ud800",)},
+        {"log_level": "\ud800"},
+    ):
+        with pytest.raises(ConfigError, match="lone surrogate") as caught:
+            Settings().replace(**change)
+        caught.value.message.encode("utf-8")  # the message itself can be written anywhere
+
+
+@pytest.mark.parametrize("token", ["pässwörd", "two words", "tab\there", "", "x" * 257])
+def test_admin_token_must_be_visible_ascii(token: str) -> None:
+    with pytest.raises(ConfigError, match="admin_token must be 1 to 256 visible ASCII"):
+        Settings(admin_token=token).replace()
+
+
+def test_cli_refuses_a_non_ascii_admin_token_at_start_up() -> None:
+    # Through the CLI's own settings path (main() would serve if the check were missing).
+    from emulator.cli import _parser, settings_from_args
+
+    args = _parser().parse_args(["serve", "--admin-token", "pässwörd"])
+    with pytest.raises(ConfigError, match="admin_token must be 1 to 256 visible ASCII"):
+        settings_from_args(args, {})
+    with pytest.raises(ConfigError, match="admin_token must be 1 to 256 visible ASCII"):
+        settings_from_args(_parser().parse_args(["serve"]), {"EMULATOR_ADMIN_TOKEN": "tök"})
+
+
+def test_every_numeric_setting_has_a_documented_range() -> None:
+    import typing
+
+    from emulator.setting_values import RANGES
+
+    hints = typing.get_type_hints(Settings)
+    numeric = {
+        name
+        for name, hint in hints.items()
+        if hint in (int, float, int | None, float | None) and name not in ("unknown_task_status",)
+    }
+    assert numeric <= set(RANGES), numeric - set(RANGES)
+    doc = (Path(__file__).parent.parent / "docs" / "hardening.md").read_text("utf-8")
+    for name in RANGES:
+        assert f"`{name}`" in doc, f"{name} is missing from the ranges in docs/hardening.md"

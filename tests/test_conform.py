@@ -294,7 +294,8 @@ def test_wrong_image_content_type_is_named(
     )
     assert code == EXIT_DEVIATIONS, out
     section = _section(out, "content_type_conformance")
-    assert "GET /_emulator/results/{task_id}/{index}.{ext}" in section and "image/gif" in section
+    assert "GET /_emulator/results/{task_id}/{token}/{index}.{ext}" in section
+    assert "image/gif" in section
 
 
 # -- safe defaults against a live service ---------------------------------------------------------

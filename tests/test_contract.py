@@ -260,6 +260,19 @@ def test_emulator_conforms_to_its_own_contract() -> None:
     assert report.ok, report.summary()
     assert report.statuses[("GET /_emulator/health", 200)] > 0
     assert report.statuses[("POST /_emulator/clock/advance", 200)] > 0
+    # HEAD on every read of the control plane was sent, and answered without a server error.
+    heads = {op for op, _ in report.statuses if op.startswith("HEAD ")}
+    assert heads >= {
+        "HEAD /_emulator/health",
+        "HEAD /_emulator/config",
+        "HEAD /_emulator/clock",
+        "HEAD /_emulator/tasks",
+        "HEAD /_emulator/faults",
+        "HEAD /_emulator/requests",
+        "HEAD /_emulator/usage",
+        "HEAD /_emulator/balances",
+    }, heads
+    assert report.statuses[("HEAD /_emulator/config", 200)] > 0
 
 
 # -- safe defaults for a paid service -------------------------------------------------------------

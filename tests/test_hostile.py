@@ -95,6 +95,19 @@ def _send(client: Client, request: dict[str, Any]) -> Any:
     )
 
 
+#: Reads that a hostile request must leave answering 200.
+STANDING = (
+    "/_emulator/health",
+    "/_emulator/requests",
+    "/_emulator/config",
+    "/_emulator/faults",
+    "/_emulator/tasks",
+    "/_emulator/clock",
+    "/_emulator/usage",
+    "/_emulator/balances",
+)
+
+
 def _message(body: Any) -> str:
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         return str(body["error"].get("message", ""))
@@ -124,7 +137,14 @@ def test_hostile_request_gets_its_answer_and_leaves_the_emulator_healthy(
 ) -> None:
     client = hostile_client(**case.get("settings", {}))
     expect = case["expect"]
-    response = _send(client, case["request"])
+    request = dict(case["request"])
+    task_id = None
+    if "{task}" in request.get("path", ""):
+        # A control-plane route about a task: one exists first (and is polled afterwards).
+        task_id = client.post("/v1/images/tasks", json=ORDINARY, headers=KEY_HEADER).json()
+        task_id = task_id["data"]["task_id"]
+        request["path"] = request["path"].replace("{task}", task_id)
+    response = _send(client, request)
     assert response.status_code == expect["status"], response.text[:500]
     if response.status_code >= 400:
         message = _message(response.json())
@@ -141,15 +161,31 @@ def test_hostile_request_gets_its_answer_and_leaves_the_emulator_healthy(
         picture = client.get(polled["data"]["result_url"])
         assert picture.status_code == 200
         assert picture.headers["content-type"].startswith("image/")
-    # Still standing: health, a readable journal, and an ordinary submission.
-    assert client.get("/_emulator/health").status_code == 200
-    assert client.get("/_emulator/requests").status_code == 200
-    assert client.post("/v1/images/tasks", json=ORDINARY, headers=KEY_HEADER).status_code == 200
+    # Still standing, and nothing poisoned: every read of the control plane, an ordinary
+    # submission, its poll, and the polls of a task the case was about.
+    for path in STANDING:
+        assert client.get(path).status_code == 200, (path, client.get(path).text[:300])
+    submitted = client.post("/v1/images/tasks", json=ORDINARY, headers=KEY_HEADER)
+    assert submitted.status_code == 200, submitted.text[:300]
+    for polled in (submitted.json()["data"]["task_id"], task_id):
+        if polled is not None:
+            poll = client.get(f"/v1/images/tasks/{polled}", headers=KEY_HEADER)
+            assert poll.status_code == 200, poll.text[:300]
+    assert client.post("/_emulator/clock/advance", json={"seconds": 10_000}).status_code == 200
+    assert client.get("/_emulator/tasks").status_code == 200
 
 
 def test_corpus_is_dozens_of_cases_across_every_category() -> None:
     categories = {path.stem for path in HOSTILE.glob("*.json")}
-    assert {"json-types", "json-bodies", "models", "multipart", "headers", "paths"} <= categories
+    assert {
+        "json-types",
+        "json-bodies",
+        "models",
+        "multipart",
+        "headers",
+        "paths",
+        "control-plane",
+    } <= categories
     assert len(CASES) >= 60
 
 

@@ -279,3 +279,35 @@ def test_pictures_of_one_request_share_one_pixel_budget(make_client: Any) -> Non
     message = _error(client.submit(NANO | {"images": [url, url, url]}))  # 1200 pixels
     assert "images[2]" in message
     assert "hold 1200 pixels together, more than the limit of 1000 pixels" in message
+
+
+def test_commas_and_brackets_inside_strings_are_not_structure(make_client: Any) -> None:
+    client = make_client(max_json_items=16)
+    prompt = ",:[{" * 5000
+    assert client.submit(NANO | {"prompt": prompt}).status_code == 200
+
+
+def test_json_values_and_names_are_bounded_before_parsing(make_client: Any) -> None:
+    client = make_client(max_json_items=16)
+    # {"model", "prompt", "extra": [...]}: 1 object + 3 names + 3 values + the array's items.
+    fits = NANO | {"extra": list(range(9))}
+    assert client.submit(fits).status_code == 200
+    message = _error(client.submit(NANO | {"extra": list(range(10))}))
+    assert message == (
+        "request body holds more than the limit of 16 JSON values and names (max_json_items)"
+    )
+    names = _error(client.submit(NANO | {f"k{i}": 0 for i in range(10)}))
+    assert "max_json_items" in names
+
+
+def test_a_large_data_url_decodes_exactly_in_slices() -> None:
+    import os
+
+    from emulator.references import decode_data_url
+
+    raw = os.urandom(3 * 1024 * 1024 + 7)
+    url = "data:image/png;base64," + base64.b64encode(raw).decode()
+    assert decode_data_url(url, "image", 10 * 1024 * 1024) == raw
+    padded_inside = url[:100] + "=" + url[101:]
+    with pytest.raises(Exception, match="not valid base64"):
+        decode_data_url(padded_inside, "image", 10 * 1024 * 1024)
