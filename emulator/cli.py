@@ -76,9 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", dest="log_level", choices=["critical", "error", "warning", "info", "debug"]
     )
-    from . import conform
+    from . import conformance
 
-    conform.add_arguments(
+    conformance.add_arguments(
         sub.add_parser("conform", help="check a live service against the OpenAPI contract")
     )
     return parser
@@ -202,9 +202,9 @@ def serve(settings: Settings, workers: int = 1) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "conform":
-        from . import conform
+        from . import conformance
 
-        return conform.main(args, dict(os.environ))
+        return conformance.main(args, dict(os.environ))
     try:
         settings = settings_from_args(args, dict(os.environ))
     except (ConfigError, ValueError) as exc:
