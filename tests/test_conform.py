@@ -106,6 +106,12 @@ def test_a_bad_flag_is_refused_naming_it(
     assert flag in err and rule in err
 
 
+def test_a_bad_rate_limit_is_refused_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["conform", "--base-url", "http://127.0.0.1:9", "--rate-limit", "fast"])
+    assert code == EXIT_ERROR
+    assert "--rate-limit must look like 2/s" in capsys.readouterr().out
+
+
 def test_an_unknown_phase_is_refused_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["conform", "--base-url", "http://127.0.0.1:9", "--phases", "examples,fuzz"])
     assert code == EXIT_ERROR
@@ -372,6 +378,24 @@ def test_submissions_are_refused_before_they_cost_anything(
     posts = [e for e in journal if e["method"] == "POST" and e["path"] == "/v1/images/tasks"]
     assert len([e for e in posts if e["status"] == 200]) == 3
     assert len([e for e in posts if e["status"] in (400, 401)]) >= 10
+
+
+def test_a_rate_limited_request_is_retried_not_judged(
+    serve: Callable[..., str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every other refusal comes back as a 429 first (a refusal: no task was made either way).
+    turns = iter(range(1_000_000))
+
+    def limit(scope: Scope, request: bytes, answer: Answer) -> Answer:
+        if answer[0] in (400, 401, 404) and next(turns) % 2 == 0:
+            body = {"code": "rate_limited", "message": "slow down", "data": None}
+            headers = [(b"content-type", b"application/json"), (b"retry-after", b"0")]
+            return 429, headers, json.dumps(body).encode()
+        return answer
+
+    code, out = conform(capsys, serve(limit), *CAREFUL, "--phases", "examples")
+    assert code == EXIT_OK, out
+    assert "no deviations" in out
 
 
 def test_a_result_url_is_fetched_without_the_key(

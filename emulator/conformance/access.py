@@ -63,7 +63,9 @@ def check_auth(client: Client, validator: Validator, report: Report) -> None:
         ("with a made-up key", {"Authorization": f"Bearer sk-conform-{secrets.token_hex(12)}"}),
     ):
         task_id = unknown_task_id()
-        answer = client.send(POLL, "GET", POLL_PATH.format(task_id), headers=headers)
+        answer = client.send_patiently(
+            POLL, "GET", POLL_PATH.format(task_id), headers=headers, on_limited=validator.validate
+        )
         if answer.response is None:
             report.error(f"{POLL} {what}: no answer ({answer.error})")
             continue

@@ -15,6 +15,7 @@ from .options import (
     EXIT_ERROR,
     EXIT_NOT_CONFIGURED,
     ConformOptions,
+    rate_gap,
 )
 
 INSTALL_HINT = (
@@ -131,6 +132,7 @@ def options_from_args(args: Any, environ: dict[str, str]) -> ConformOptions | No
         if unknown:
             raise ValueError(f"--phases: unknown phase(s) {', '.join(unknown)}")
         chosen["phases"] = phases
+    rate_gap(chosen.get("rate_limit"))  # a bad --rate-limit stops here, naming the flag
     if args.full:
         return ConformOptions.full(**chosen)
     return ConformOptions(allow_generation=bool(args.allow_generation), **chosen)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import re
 import shlex
 import threading
 import time
@@ -24,7 +25,7 @@ import httpx
 from .checks import CUSTOM_CHECKS, applies
 from .deviations import Report, Sample
 from .explain import Explainer
-from .options import ConformOptions
+from .options import ConformOptions, rate_gap
 
 #: The response checks run on every exchange conform sends itself. Checks that re-send the
 #: request (ignored_auth, ...) are left to the phases: a re-sent submission is a paid task.
@@ -37,6 +38,11 @@ RESPONSE_CHECKS = (
 )
 _BODY_EXCERPT = 600
 _CURL_BODY = 1500
+#: Largest answer read from the task routes (a task is a few hundred bytes).
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+#: A 429 is retried this many times, after its Retry-After (at most MAX_RETRY_AFTER seconds).
+MAX_429_RETRIES = 2
+MAX_RETRY_AFTER = 60.0
 
 
 @dataclass(slots=True)
@@ -73,12 +79,22 @@ class Answer:
 
 
 class Client:
-    """HTTP to the service under test; the bearer key goes only to its task routes."""
+    """HTTP to the service under test; the bearer key goes only to its task routes. Requests
+    keep to the run's rate limit, like schemathesis' own."""
 
     def __init__(
-        self, options: ConformOptions, report: Report, tick: Callable[[], None] = lambda: None
+        self,
+        options: ConformOptions,
+        report: Report,
+        tick: Callable[[], None] = lambda: None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.options, self.report, self._tick = options, report, tick
+        self.sleep, self.clock = sleep, clock
+        self._gap = rate_gap(options.rate_limit)
+        self._next_at = 0.0
         transport: httpx.BaseTransport | None = None
         if options.app is not None:
             from ..transport import ASGITransport
@@ -108,20 +124,24 @@ class Client:
         *,
         headers: dict[str, str] | None = None,
         follow_redirects: bool = False,
+        limit: int = MAX_ANSWER_BYTES,
         **content: Any,
     ) -> Answer:
-        """Send one request; ``url`` is a path on the service or an absolute URL."""
+        """Send one request; ``url`` is a path on the service or an absolute URL. At most
+        ``limit`` bytes of the answer are read (more is an error, not a hang or a crash)."""
         absolute = url if "://" in url else self.base_url + url
         request = self.http.build_request(method, absolute, headers=headers, **content)
         request.read()  # a multipart body is a stream: buffer it, for the report and for retries
+        self._pace()
         started = time.perf_counter()
         response: httpx.Response | None = None
         error = None
         try:
-            response = self.http.send(request, follow_redirects=follow_redirects)
-            response.read()
+            response = self._read(request, follow_redirects, limit)
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except _TooLarge as exc:
+            error = str(exc)
         elapsed = time.perf_counter() - started
         if response is not None:
             # Set by httpx only when its own stream closes; the in-process transport never does.
@@ -129,6 +149,71 @@ class Client:
         self.report.exchange(operation, None if response is None else response.status_code)
         self._tick()
         return Answer(operation, request, response, error, elapsed)
+
+    def send_patiently(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        on_limited: Callable[[Answer], object],
+        **kwargs: Any,
+    ) -> Answer:
+        """`send`, retrying a 429 after its Retry-After; each 429 goes to ``on_limited`` first
+        (to be checked), so a rate limit is never mistaken for the service's verdict."""
+        for _ in range(MAX_429_RETRIES):
+            answer = self.send(operation, method, url, **kwargs)
+            if answer.status != 429:
+                return answer
+            on_limited(answer)
+            self.sleep(retry_after(answer, 1.0))
+        return self.send(operation, method, url, **kwargs)
+
+    def _pace(self) -> None:
+        if not self._gap:
+            return
+        now = self.clock()
+        if self._next_at > now:
+            self.sleep(self._next_at - now)
+        self._next_at = max(now, self._next_at) + self._gap
+
+    def _read(self, request: httpx.Request, follow_redirects: bool, limit: int) -> httpx.Response:
+        response = self.http.send(request, follow_redirects=follow_redirects, stream=True)
+        body = bytearray()
+        try:
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise _TooLarge(f"the answer is larger than {limit} bytes; not read further")
+        finally:
+            response.close()
+        # The body is decoded: the rebuilt answer must not claim an encoding or length.
+        headers = [
+            (k, v)
+            for k, v in response.headers.multi_items()
+            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=bytes(body),
+            request=request,
+            extensions=response.extensions,
+        )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def retry_after(answer: Answer, fallback: float) -> float:
+    """Seconds a 429 asks to wait (bounded); ``fallback`` when it does not say."""
+    value = "" if answer.response is None else answer.response.headers.get("retry-after", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return fallback
+    return min(MAX_RETRY_AFTER, max(0.0, seconds)) if seconds == seconds else fallback
 
 
 class Validator:
@@ -173,7 +258,9 @@ class Validator:
             return answer.response is not None
         method, _, path = answer.operation.partition(" ")
         operation = self.schema[path][method]
-        case_args: dict[str, Any] = {"path_parameters": path_parameters or {}}
+        if path_parameters is None:
+            path_parameters = path_values(path, answer.request.url.path)
+        case_args: dict[str, Any] = {"path_parameters": path_parameters}
         if body is not None:
             case_args.update(body=body, media_type=media_type or "application/json")
         case = operation.Case(**case_args)
@@ -203,6 +290,16 @@ class Validator:
                 ),
             )
         return ok
+
+
+def path_values(template: str, path: str) -> dict[str, str]:
+    """``{"task_id": "task_1"}`` from ``/v1/images/tasks/{task_id}`` and the path requested."""
+    names = re.findall(r"{([^}]+)}", template)
+    pattern = re.escape(template)
+    for name in names:
+        pattern = pattern.replace(re.escape("{" + name + "}"), "([^/]+)", 1)
+    match = re.fullmatch(pattern, path)
+    return dict(zip(names, match.groups(), strict=True)) if match else dict.fromkeys(names, "")
 
 
 def failure_sample(

@@ -15,9 +15,11 @@ from __future__ import annotations
 import json
 import time
 import tomllib
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from ..catalogue import Catalogue
@@ -87,7 +89,14 @@ def _load(options: ConformOptions) -> dict[str, Any]:
 def _phase(name: str, report: Report, progress: Progress) -> Iterator[None]:
     before = (sum(d.count for d in report.deviations.values()), len(report.errors))
     progress.start(name)
-    yield
+    try:
+        yield
+    except Exception as exc:  # whatever broke, the run says so and goes on
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        report.error(
+            f"the {name} phase broke: {type(exc).__name__}: {exc} "
+            f"({Path(where.filename).name}:{where.lineno})"
+        )
     after = (sum(d.count for d in report.deviations.values()), len(report.errors))
     status = "error" if after[1] > before[1] else "failure" if after[0] > before[0] else "success"
     report.phases[name] = status

@@ -8,6 +8,7 @@ careful list is ordered by what an accepted one would cost, cheapest first.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ class NearMiss:
 
 def near_misses(catalogue: Catalogue, options: ConformOptions) -> list[NearMiss]:
     """The near misses of a run: the careful list, and more models and guesses with --full."""
-    nano_model = options.model if options.model in catalogue.models else "NanoBanana2-0.5K"
+    nano_model = options.nano_model(catalogue.models)
     nano = {"model": nano_model, "prompt": PROMPT, "aspect_ratio": "1:1", "output_format": "png"}
     gpt_rules = catalogue.families["gpt"]
     gpt = {**CHEAPEST_GPT, "prompt": PROMPT, "output_format": "png"}
@@ -159,12 +160,13 @@ def send_near_misses(
         if not budget.take():
             report.skipped.append(f"near miss: {miss.rule} (task budget spent)")
             continue
-        answer = client.send(
+        answer = client.send_patiently(
             SUBMIT,
             "POST",
             "/v1/images/tasks",
             json=miss.body,
             headers=client.auth() if miss.keyed else {},
+            on_limited=functools.partial(validator.validate, body=miss.body),
         )
         status = answer.status
         if status is None:

@@ -8,6 +8,7 @@ scenarios, schemathesis' own submissions), the cheapest model, positive data fro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,28 @@ class ConformOptions:
             return "full"
         return "careful, generation allowed" if self.allow_generation else "careful, GET only"
 
+    def nano_model(self, models: Mapping[str, Any]) -> str:
+        """The NanoBanana-family model to submit with: ``model`` when it is one, else the
+        cheapest (``models``: the catalogue's name -> spec)."""
+        spec = models.get(self.model)
+        return self.model if getattr(spec, "family", None) == "nano" else CHEAPEST_MODEL
+
     @property
     def target(self) -> str:
         return self.base_url or "the in-process app"
+
+
+_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def rate_gap(rate: str | None) -> float:
+    """Seconds between two requests for a rate like ``"2/s"`` (schemathesis' form); 0: none."""
+    if not rate:
+        return 0.0
+    count, _, period = rate.partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in _PERIODS:
+        raise ValueError(
+            f"--rate-limit must look like 2/s, 100/m, 1000/h or 10000/d (or '' for none), "
+            f"got {rate!r}"
+        )
+    return _PERIODS[period] / int(count)

@@ -21,19 +21,17 @@ from typing import Any
 from ..catalogue import Catalogue, OutputPlan
 from .budget import TaskBudget, refused
 from .checks import POLL, SUBMIT, expected_task_type, unwrap
-from .client import Answer, Client, Validator
+from .client import Answer, Client, Validator, retry_after
 from .deviations import Report
 from .harness import reference_picture
 from .lifecycle import LIFECYCLE_CHECKS, RANK, TERMINAL, Seen, check_life, progress_of, result_urls
 from .options import CHEAPEST_GPT, ConformOptions
-from .pictures import PICTURE_CHECKS, Expected, check_picture
+from .pictures import MAX_PICTURE_BYTES, PICTURE_CHECKS, Expected, check_picture
 
 PICTURE = "GET result_url"
 PROMPT = "conformance scenario: a small blue glass sphere on a white desk"
 #: Polls in a row that may fail (no answer) before a task is given up.
 MAX_POLL_ERRORS = 3
-#: Longest Retry-After honoured on a 429, in seconds.
-MAX_RETRY_AFTER = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +46,7 @@ class Scenario:
 
 def plan(options: ConformOptions, catalogue: Catalogue) -> list[Scenario]:
     """The scenarios of a run, in order of priority (the budget goes to the first)."""
-    nano = options.model if options.model in catalogue.models else "NanoBanana2-0.5K"
+    nano = options.nano_model(catalogue.models)
     scenarios = [
         # Inferred text2image, default n, the pixel table of the ratio, jpeg.
         Scenario(
@@ -259,7 +257,7 @@ class ScenarioRunner:
         t.errors = 0
         self.validator.validate(answer, path_parameters={"task_id": t.task_id})
         if answer.status == 429 and not late:
-            t.next_at = now + _retry_after(answer, t.interval)
+            t.next_at = now + retry_after(answer, t.interval)
             return False
         unwrapped = unwrap(answer.json()) if 200 <= answer.status < 300 else None
         if unwrapped is None:
@@ -333,8 +331,17 @@ class ScenarioRunner:
         expected = Expected(t.expected.output_format, t.expected.width, t.expected.height)
         for index, url in enumerate(urls):
             # No key: a result URL is public like a CDN's, and the key must not leak to one.
-            answer = self.client.send(PICTURE, "GET", url, follow_redirects=True)
+            answer = self.client.send(
+                PICTURE, "GET", url, follow_redirects=True, limit=MAX_PICTURE_BYTES
+            )
             label = f"picture {index + 1} of {t.task_id} ({t.scenario.name})"
+            limit = self.options.max_response_time
+            if limit is not None and answer.response is not None:
+                if answer.elapsed > limit:
+                    line = f"{label} took {answer.elapsed:.2f} s (--max-response-time {limit:g})"
+                    self.report.add("max_response_time", PICTURE, answer.sample(line))
+                else:
+                    self.report.passed("max_response_time", PICTURE)
             content_type = (
                 "" if answer.response is None else answer.response.headers.get("content-type", "")
             )
@@ -346,14 +353,6 @@ class ScenarioRunner:
                     self.report.add(check, PICTURE, answer.sample(problem))
             if self.reference is None and answer.status == 200:
                 self.reference = url
-
-
-def _retry_after(answer: Answer, fallback: float) -> float:
-    value = "" if answer.response is None else answer.response.headers.get("retry-after", "")
-    try:
-        return min(MAX_RETRY_AFTER, max(0.0, float(value)))
-    except ValueError:
-        return fallback
 
 
 __all__ = ["PICTURE", "PICTURE_CHECKS", "Scenario", "ScenarioRunner", "plan"]
