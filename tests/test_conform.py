@@ -159,6 +159,18 @@ def test_a_run_without_one_successful_exchange_is_could_not_run(
     assert "no successful exchange" in out
 
 
+def test_a_wrong_base_url_is_could_not_run_with_a_hint(
+    serve: Callable[..., str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A web server's own 404 page for every path: nothing there is the API.
+    def elsewhere(scope: Scope, request: bytes, answer: Answer) -> Answer:
+        return 404, [(b"content-type", b"text/html")], b"<h1>Not Found</h1>"
+
+    code, out = conform(capsys, serve(elsewhere))
+    assert code == EXIT_ERROR, out
+    assert "no successful exchange" in out and "is the base URL the root of the API" in out
+
+
 def test_every_phase_status_agrees_with_the_summary(
     serve: Callable[..., str], capsys: pytest.CaptureFixture[str]
 ) -> None:

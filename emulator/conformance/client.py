@@ -146,7 +146,11 @@ class Client:
         if response is not None:
             # Set by httpx only when its own stream closes; the in-process transport never does.
             response.elapsed = datetime.timedelta(seconds=elapsed)
-        self.report.exchange(operation, None if response is None else response.status_code)
+        if response is None:
+            self.report.exchange(operation, None)
+        else:
+            content_type = response.headers.get("content-type", "")
+            self.report.exchange(operation, response.status_code, content_type)
         self._tick()
         return Answer(operation, request, response, error, elapsed)
 

@@ -104,14 +104,16 @@ class Report:
             if (check, operation) not in self.checked:
                 self.not_run[(check, operation)] = why
 
-    def exchange(self, operation: str, status: int | None) -> None:
-        """Count one request and its answer (None: no answer)."""
+    def exchange(self, operation: str, status: int | None, content_type: str = "") -> None:
+        """Count one request and its answer (None: no answer). A refusal counts as an answer
+        of the API only in JSON: a proxy's or a web server's HTML 404 says nothing about it."""
         with self._lock:
             self.requests += 1
             if status is None:
                 return
             self.statuses[(operation, status)] += 1
-            if 200 <= status < 300 or (400 <= status < 500 and status not in (401, 403, 429)):
+            refusal = 400 <= status < 500 and status not in (401, 403, 429)
+            if 200 <= status < 300 or (refusal and "json" in content_type.lower()):
                 self.answered += 1
 
     def error(self, text: str) -> None:

@@ -67,9 +67,12 @@ def run_contract(
         report.elapsed = time.monotonic() - started
     if report.could_not_run is None and report.answered == 0:
         seen = ", ".join(f"{n} x {s}" for (_, s), n in report.statuses.most_common()) or "none"
+        hint = ""
+        if report.statuses and {s for _, s in report.statuses} == {404}:
+            hint = "; is the base URL the root of the API (the one /v1/images/tasks is under)?"
         report.could_not_run = (
             f"no successful exchange: not one of {report.requests} requests got an answer "
-            f"that could be checked (statuses: {seen})"
+            f"that could be checked (statuses: {seen}){hint}"
         )
     return report
 

@@ -106,7 +106,8 @@ def install_hooks(
     def after_call(context: Any, case: Any, response: Any) -> None:
         if case.operation.label == SUBMIT and refused(response.status_code):
             budget.give_back()
-        report.exchange(case.operation.label, response.status_code)
+        content_type = (response.headers.get("content-type") or [""])[0]
+        report.exchange(case.operation.label, response.status_code, content_type)
         tick()
 
     @schema.hook  # type: ignore[untyped-decorator]
