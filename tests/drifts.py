@@ -295,6 +295,40 @@ def _image2image_without_picture(body: dict[str, Any]) -> None:
         body.pop("task_type")
 
 
+def _jpeg_by_default(body: dict[str, Any]) -> None:
+    if body.get("output_format") is None:
+        body["output_format"] = "jpeg"
+
+
+def _wide_by_default(body: dict[str, Any]) -> None:
+    if str(body.get("model", "")).startswith("NanoBanana") and body.get("aspect_ratio") is None:
+        body["aspect_ratio"] = "16:9"
+
+
+def _images_ignored(body: dict[str, Any]) -> None:
+    body.pop("images", None)
+
+
+def multipart_unsupported() -> ASGIApp:
+    def refuse(scope: Scope, request: bytes, answer: Answer) -> Answer:
+        if is_submit(scope) and (header(scope, b"content-type") or b"").startswith(b"multipart/"):
+            body = {"code": "unsupported_media_type", "message": "send JSON", "data": None}
+            return 415, [(b"content-type", b"application/json")], json.dumps(body).encode()
+        return answer
+
+    return drift_app(refuse)
+
+
+def any_content_type_read_as_json() -> ASGIApp:
+    def as_json(scope: Scope) -> Scope:
+        if is_submit(scope) and header(scope, b"content-type") == b"text/plain":
+            kept = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+            scope["headers"] = [*kept, (b"content-type", b"application/json")]
+        return scope
+
+    return drift_app(scope_edit=as_json)
+
+
 def submissions_without_key() -> ASGIApp:
     def add_key(scope: Scope) -> Scope:
         if is_submit(scope) and header(scope, b"authorization") is None:
@@ -439,6 +473,10 @@ DRIFTS: tuple[Drift, ...] = (
           "answered 404, not the picture"),
     Drift("relative_result_urls", PICTURES, relative_result_urls, "response_schema_conformance",
           'is not a "uri"'),
+    Drift("jpeg_by_default", PICTURES, _lenient(_jpeg_by_default), "result_picture_format",
+          "is jpeg but output_format asked png"),
+    Drift("wide_by_default", PICTURES, _lenient(_wide_by_default), "result_picture_size",
+          "is 688x384 pixels; the catalogue says 512x512"),
     Drift("accepts_any_gpt_size", NEAR, _lenient(_any_gpt_size), "near_miss_refused",
           "accepted size '832x1248' is not one of gpt-image-2's 48 sizes"),
     Drift("gpt_ignores_aspect_ratio", NEAR, _lenient(_gpt_ignores_aspect_ratio),
@@ -453,6 +491,12 @@ DRIFTS: tuple[Drift, ...] = (
           "near_miss_refused", "accepted task_type image2image without image or images"),
     Drift("submissions_without_key", NEAR, submissions_without_key, "near_miss_refused",
           "accepted a submission without a key"),
+    Drift("images_ignored", NEAR, _lenient(_images_ignored), "near_miss_refused",
+          "accepted images ['not-a-url']"),
+    Drift("multipart_unsupported", NEAR, multipart_unsupported, "near_miss_refused",
+          "refused a multipart submission with a picture and no prompt with 415, not 400"),
+    Drift("any_content_type_read_as_json", NEAR, any_content_type_read_as_json,
+          "near_miss_refused", "accepted a JSON body sent as text/plain"),
     Drift("vague_refusals", ERRORS, _refusals(_vague), "refusal_names_field",
           "does not name 'output_format': 'invalid request'"),
     Drift("refusals_are_422", ERRORS, _refusals(lambda a: (422, a[1], a[2])), "near_miss_refused",

@@ -112,6 +112,12 @@ def test_a_bad_rate_limit_is_refused_naming_it(capsys: pytest.CaptureFixture[str
     assert "--rate-limit must look like 2/s" in capsys.readouterr().out
 
 
+def test_a_second_key_equal_to_the_first_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["conform", "--base-url", "http://127.0.0.1:9", "--api-key", "k"]
+    assert main([*argv, "--second-api-key", "k"]) == EXIT_ERROR
+    assert "--second-api-key must be another key" in capsys.readouterr().out
+
+
 def test_an_unknown_phase_is_refused_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["conform", "--base-url", "http://127.0.0.1:9", "--phases", "examples,fuzz"])
     assert code == EXIT_ERROR

@@ -19,7 +19,7 @@ from .options import (
 )
 
 INSTALL_HINT = (
-    "conform needs schemathesis, which this installation lacks: "
+    "schemathesis is not installed, and conform runs on it: "
     "pip install 'image-task-emulator[conform]'"
 )
 
@@ -133,6 +133,8 @@ def options_from_args(args: Any, environ: dict[str, str]) -> ConformOptions | No
             raise ValueError(f"--phases: unknown phase(s) {', '.join(unknown)}")
         chosen["phases"] = phases
     rate_gap(chosen.get("rate_limit"))  # a bad --rate-limit stops here, naming the flag
+    if chosen["second_api_key"] and chosen["second_api_key"] == chosen["api_key"]:
+        raise ValueError("--second-api-key must be another key than --api-key")
     if args.full:
         return ConformOptions.full(**chosen)
     return ConformOptions(allow_generation=bool(args.allow_generation), **chosen)

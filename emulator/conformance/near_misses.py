@@ -9,6 +9,7 @@ careful list is ordered by what an accepted one would cost, cheapest first.
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from .budget import TaskBudget, refused
 from .checks import SUBMIT, unwrap
 from .client import Client, Validator
 from .deviations import Report
+from .harness import reference_picture
 from .options import CHEAPEST_GPT, ConformOptions
 
 PROMPT = "conformance check: a small red cube on a white desk"
@@ -35,6 +37,9 @@ class NearMiss:
     status: int = 400
     #: Send the key (False: the rule broken is "a key is required", D-1).
     keyed: bool = True
+    #: How the body is sent: "json"; "form" (multipart, with a picture as the file part
+    #: ``image``); "text" (the JSON as text/plain, which is neither of the two documented types).
+    encoding: str = "json"
 
 
 def near_misses(catalogue: Catalogue, options: ConformOptions) -> list[NearMiss]:
@@ -65,6 +70,23 @@ def near_misses(catalogue: Catalogue, options: ConformOptions) -> list[NearMiss]
             "model",
         ),
         NearMiss("a submission without a key", nano, None, status=401, keyed=False),
+        NearMiss(
+            "image 'not-a-url' (neither an http(s) URL nor a picture)",
+            {**nano, "image": "not-a-url"},
+            "image",
+        ),
+        NearMiss(
+            "images ['not-a-url'] (neither an http(s) URL nor a picture)",
+            {**nano, "images": ["not-a-url"]},
+            "images",
+        ),
+        NearMiss(
+            "a multipart submission with a picture and no prompt",
+            {k: v for k, v in nano.items() if k != "prompt"},
+            "prompt",
+            encoding="form",
+        ),
+        NearMiss("a JSON body sent as text/plain", nano, None, status=415, encoding="text"),
         NearMiss("aspect_ratio with gpt-image-2", {**gpt, "aspect_ratio": "4:3"}, "aspect_ratio"),
         NearMiss("gpt-image-2 without size", {k: v for k, v in gpt.items() if k != "size"}, "size"),
         NearMiss(
@@ -160,13 +182,15 @@ def send_near_misses(
         if not budget.take():
             report.skipped.append(f"near miss: {miss.rule} (task budget spent)")
             continue
+        content, body, media_type = _encode(miss)
+        check = functools.partial(validator.validate, body=body, media_type=media_type)
         answer = client.send_patiently(
             SUBMIT,
             "POST",
             "/v1/images/tasks",
-            json=miss.body,
-            headers=client.auth() if miss.keyed else {},
-            on_limited=functools.partial(validator.validate, body=miss.body),
+            headers={**content.pop("headers", {}), **(client.auth() if miss.keyed else {})},
+            on_limited=check,
+            **content,
         )
         status = answer.status
         if status is None:
@@ -174,7 +198,7 @@ def send_near_misses(
             continue
         if refused(status):
             budget.give_back()
-        validator.validate(answer, body=miss.body)
+        check(answer)
         if 200 <= status < 300:
             unwrapped = unwrap(answer.json())
             made = f" and created {unwrapped[1].get('task_id')}" if unwrapped else ""
@@ -195,6 +219,19 @@ def send_near_misses(
                     f"the {status} refusing {miss.rule} does not name {miss.field!r}: {message!r}"
                 )
                 report.add("refusal_names_field", SUBMIT, answer.sample(line))
+
+
+def _encode(miss: NearMiss) -> tuple[dict[str, Any], Any, str | None]:
+    """(httpx content arguments, the body as schemathesis sees it, its media type)."""
+    if miss.encoding == "form":
+        fields = {k: str(v) for k, v in miss.body.items()}
+        files = {"image": ("reference.png", reference_picture(), "image/png")}
+        body = {**fields, "image": b"(png)"}
+        return {"data": fields, "files": files}, body, "multipart/form-data"
+    if miss.encoding == "text":
+        raw = json.dumps(miss.body).encode()
+        return {"content": raw, "headers": {"Content-Type": "text/plain"}}, None, None
+    return {"json": miss.body}, miss.body, "application/json"
 
 
 def _message(data: Any) -> str | None:
