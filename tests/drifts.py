@@ -231,6 +231,13 @@ def pictures_always_png() -> ASGIApp:
     return _picture_edit(change)
 
 
+def pictures_cut_short() -> ASGIApp:
+    def change(body: bytes, headers: list[tuple[bytes, bytes]]) -> Answer:
+        return 200, headers, body[: len(body) // 2]
+
+    return _picture_edit(change)
+
+
 def pictures_unlabelled() -> ASGIApp:
     def change(body: bytes, headers: list[tuple[bytes, bytes]]) -> Answer:
         kept = [(k, v) for k, v in headers if k.lower() != b"content-type"]
@@ -303,6 +310,11 @@ def _jpeg_by_default(body: dict[str, Any]) -> None:
 def _wide_by_default(body: dict[str, Any]) -> None:
     if str(body.get("model", "")).startswith("NanoBanana") and body.get("aspect_ratio") is None:
         body["aspect_ratio"] = "16:9"
+
+
+def _explicit_task_type_ignored(body: dict[str, Any]) -> None:
+    if body.get("image") or body.get("images"):
+        body.pop("task_type", None)
 
 
 def _images_ignored(body: dict[str, Any]) -> None:
@@ -452,6 +464,10 @@ DRIFTS: tuple[Drift, ...] = (
           "is not the first of result_urls"),
     Drift("task_type_not_inferred", LIFE, task_type_not_inferred, "task_type_inferred",
           "task_type is 'text2image' but the submission asks for 'image2image'"),
+    # The 4th scenario: beyond the careful profile's default budget of 3 tasks.
+    Drift("explicit_task_type_ignored", LIFE, _lenient(_explicit_task_type_ignored),
+          "task_type_inferred", "the submission asks for 'text2image' (explicit task_type",
+          args=("--max-tasks", "4")),
     Drift("processing_at_100", LIFE, processing_at_100, "response_schema_conformance",
           'data/progress: "100%" does not match'),
     Drift("succeeded_without_results", LIFE, succeeded_without_results,
@@ -473,6 +489,8 @@ DRIFTS: tuple[Drift, ...] = (
           "answered 404, not the picture"),
     Drift("relative_result_urls", PICTURES, relative_result_urls, "response_schema_conformance",
           'is not a "uri"'),
+    Drift("pictures_cut_short", PICTURES, pictures_cut_short, "result_picture_format",
+          "does not decode"),
     Drift("jpeg_by_default", PICTURES, _lenient(_jpeg_by_default), "result_picture_format",
           "is jpeg but output_format asked png"),
     Drift("wide_by_default", PICTURES, _lenient(_wide_by_default), "result_picture_size",

@@ -181,6 +181,12 @@ def test_each_picture_problem_is_named() -> None:
     ]
 
 
+def test_a_picture_cut_short_is_named() -> None:
+    data = _picture("png", (64, 64))
+    results = dict(check_picture("p", 200, "image/png", data[:60], Expected("png", 64, 64)))
+    assert str(results["result_picture_format"]).startswith("p does not decode: ")
+
+
 # -- near misses ----------------------------------------------------------------------------------
 def test_near_misses_break_each_documented_rule_once() -> None:
     catalogue = Catalogue.load()

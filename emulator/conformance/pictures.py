@@ -43,6 +43,10 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+#: Pictures up to this many pixels are decoded whole (a cut or corrupt file fails to).
+MAX_DECODED_PIXELS = 150_000_000
+
+
 def pixel_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from the picture's header, without decoding its pixels."""
     from PIL import Image, UnidentifiedImageError
@@ -52,6 +56,19 @@ def pixel_size(data: bytes) -> tuple[int, int] | None:
             return int(picture.width), int(picture.height)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return None
+
+
+def decode_problem(data: bytes) -> str | None:
+    """Why the picture does not decode (cut short, corrupt), or None."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            if picture.width * picture.height <= MAX_DECODED_PIXELS:
+                picture.load()
+    except Exception as exc:  # Pillow raises many kinds for a damaged file
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def check_picture(
@@ -65,15 +82,15 @@ def check_picture(
     sniffed = sniff_format(data)
     media_type = content_type.split(";")[0].strip().lower()
     want = MEDIA_TYPES.get(expected.output_format, f"image/{expected.output_format}")
-    results.append(
-        (
-            "result_picture_format",
-            None
-            if sniffed == expected.output_format
-            else f"{label} is {sniffed or 'not a known picture format'} but output_format "
-            f"asked {expected.output_format}",
+    if sniffed != expected.output_format:
+        format_problem: str | None = (
+            f"{label} is {sniffed or 'not a known picture format'} but output_format asked "
+            f"{expected.output_format}"
         )
-    )
+    else:
+        damage = decode_problem(data)
+        format_problem = None if damage is None else f"{label} does not decode: {damage}"
+    results.append(("result_picture_format", format_problem))
     results.append(
         (
             "result_picture_content_type",

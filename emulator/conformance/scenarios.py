@@ -68,6 +68,12 @@ def plan(options: ConformOptions, catalogue: Catalogue) -> list[Scenario]:
         # task_type inferred from a reference picture; every other field left to its default
         # (aspect_ratio 1:1, output_format png, n 1): the picture shows whether they hold.
         Scenario("nano-image2image", {"model": nano, "prompt": PROMPT}, reference="image"),
+        # An explicit task_type wins over a picture (runs when the budget has a 4th task).
+        Scenario(
+            "nano-explicit-text2image",
+            {"model": nano, "prompt": PROMPT, "task_type": "text2image", "aspect_ratio": "3:4"},
+            reference="image",
+        ),
     ]
     if options.all_models:
         scenarios += [
