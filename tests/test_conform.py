@@ -352,6 +352,22 @@ def test_careful_run_spends_its_budget_on_the_scenarios_first(
     assert "3 task(s) created" in out
 
 
+def test_a_scenario_waiting_for_a_picture_keeps_its_place_in_the_budget(
+    serve: Callable[..., str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --full plans more scenarios than 3 tasks pay for; the image2image one (third) waits for
+    # the first picture, and the ones after it must not take its task meanwhile.
+    url = serve()
+    code, out = conform(capsys, url, "--full", "--max-tasks", "3", "--phases", "examples")
+    assert code == EXIT_OK, out
+    made = [(t["task"]["model"], t["task"]["task_type"]) for t in _tasks(url)]
+    assert made == [
+        ("NanoBanana2-0.5K", "text2image"),
+        ("gpt-image-2", "text2image"),
+        ("NanoBanana2-0.5K", "image2image"),
+    ]
+
+
 @pytest.mark.parametrize("budget", [1, 2, 3])
 def test_a_careful_run_never_creates_more_than_max_tasks(
     serve: Callable[..., str], capsys: pytest.CaptureFixture[str], budget: int

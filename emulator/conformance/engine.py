@@ -120,7 +120,8 @@ def _own_phases(
         check_auth(client, validator, report)
     if not options.allow_generation:
         why = "needs --allow-generation (it submits tasks)"
-        for check in (*NEAR_MISS_CHECKS, "key_isolation", *LIFECYCLE_CHECKS):
+        polls = ("key_isolation", "task_pollable", "task_finishes", *LIFECYCLE_CHECKS)
+        for check in (*NEAR_MISS_CHECKS, *polls):
             report.cannot_check(check, SUBMIT if check in NEAR_MISS_CHECKS else POLL, why)
         for check in PICTURE_CHECKS:
             report.cannot_check(check, PICTURE, why)

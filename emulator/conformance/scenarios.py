@@ -148,16 +148,22 @@ class ScenarioRunner:
     def run(self, scenarios: list[Scenario]) -> None:
         pending, active = list(scenarios), list[Tracked]()
         while pending or active:
+            #: Scenarios ahead that wait for a picture keep their place in the budget.
+            waiting = 0
             for scenario in list(pending):
                 if scenario.reference and self.reference is None:
                     if active:
-                        continue  # an earlier task may still make a picture
+                        waiting += 1  # an earlier task may still make a picture
+                        continue
                     self.report.skipped.append(
                         f"scenario {scenario.name}: no reference picture (no earlier scenario "
                         "succeeded)"
                     )
                     pending.remove(scenario)
                     continue
+                left = self.budget.left
+                if left is not None and 0 < left <= waiting:
+                    continue  # the budget left belongs to earlier scenarios
                 pending.remove(scenario)
                 tracked = self._submit(scenario)
                 if tracked is not None:
