@@ -263,6 +263,9 @@ def test_a_deviation_is_a_failing_test_case_named_in_one_line(
     assert 'data/status: "pending" is not one of' in message
     # ...and the same line heads the summary.
     assert f"- [response_schema_conformance] {message}" in out
+    # The keys never appear: curl commands mask them.
+    written = out + (tmp_path / "junit.xml").read_text() + (tmp_path / "summary.txt").read_text()
+    assert "Bearer ***" in written and KEY not in written
 
 
 def test_long_phases_print_progress(

@@ -60,7 +60,12 @@ def add_arguments(parser: Any) -> None:
         default=None,
         help="most tasks the whole run creates (3; 0: no cap)",
     )
-    parser.add_argument("--model", default=None, help=f"model to submit with ({CHEAPEST_MODEL})")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help=f"NanoBanana-family model a careful run submits with ({CHEAPEST_MODEL}); "
+        "gpt-image-2 is submitted at its cheapest",
+    )
     parser.add_argument(
         "--rate-limit", default=None, help="requests per period, e.g. 2/s (default); '' for none"
     )
