@@ -87,6 +87,14 @@ def test_a_change_after_the_end_is_named_by_field() -> None:
     )
 
 
+def test_a_result_url_signed_afresh_after_the_end_is_not_a_change() -> None:
+    signed = {**DONE, "result_url": "https://cdn/1.png?expires=1&sig=a"}
+    resigned = {**DONE, "result_url": "https://cdn/1.png?expires=2&sig=b"}
+    assert _life(signed, resigned) == []
+    moved = {**DONE, "result_url": "https://cdn/2.png?expires=2&sig=b"}
+    assert [check for check, _ in _life(signed, moved)] == ["terminal_final"]
+
+
 def test_a_poll_in_another_envelope_is_named() -> None:
     found = dict(_life(_task("processing", "50%"), DONE, envelope="bare"))
     assert "but a poll answered a bare task" in found["same_envelope"]

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .checks import settled
+
 RANK = {"queued": 0, "processing": 1, "succeeded": 2, "failed": 2}
 TERMINAL = ("succeeded", "failed")
 _PROGRESS = re.compile(r"^([0-9]{1,3})%$")
@@ -131,7 +133,7 @@ def _final(task_id: str, answers: list[Seen]) -> list[Finding]:
         return []
     ended = answers[end].task
     for later in answers[end + 1 :]:
-        changed = [f for f in FINAL_FIELDS if later.task.get(f) != ended.get(f)]
+        changed = [f for f in FINAL_FIELDS if settled(later.task.get(f)) != settled(ended.get(f))]
         if changed:
             first = changed[0]
             return [
