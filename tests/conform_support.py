@@ -136,6 +136,33 @@ def drift_app(
     return Deviate(create_app(Settings(**chosen)), answer, request, scope_edit, delay, drop)
 
 
+class Servers:
+    """Deviating services started by one test, all stopped when it ends (a context manager)."""
+
+    def __init__(self) -> None:
+        self.running: list[Served] = []
+
+    def start(self, *args: Any, **kwargs: Any) -> str:
+        """Serve `drift_app` (same arguments); returns its base URL."""
+        self.running.append(Served(drift_app(*args, **kwargs)))
+        return self.running[-1].base_url
+
+    def serve(self, app: ASGIApp) -> str:
+        self.running.append(Served(app))
+        return self.running[-1].base_url
+
+    def __enter__(self) -> Servers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for served in self.running:
+            served.stop()
+
+
+#: A careful run, as a user runs it against the paid service.
+CAREFUL = ("--allow-generation", "--max-examples", "10")
+
+
 def run_conform(base_url: str, *extra: str, capture: Callable[[], str]) -> tuple[int, str]:
     code = main(
         [

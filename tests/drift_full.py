@@ -13,35 +13,31 @@ import pytest
 
 from emulator.conform import EXIT_DEVIATIONS, EXIT_OK
 
-from .conform_support import Served, drift_app, run_conform
+from .conform_support import Servers, run_conform
 from .drifts import DRIFTS, Drift
 
 FULL = ("--full", "--max-examples", "10")
 
 
 @pytest.fixture
-def served() -> Iterator[list[Served]]:
-    running: list[Served] = []
-    yield running
-    for server in running:
-        server.stop()
+def servers() -> Iterator[Servers]:
+    with Servers() as running:
+        yield running
 
 
 def test_the_faithful_emulator_passes_the_full_profile(
-    served: list[Served], capsys: pytest.CaptureFixture[str]
+    servers: Servers, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    served.append(Served(drift_app()))
-    code, out = run_conform(served[-1].base_url, *FULL, capture=lambda: capsys.readouterr().out)
+    code, out = run_conform(servers.start(), *FULL, capture=lambda: capsys.readouterr().out)
     assert code == EXIT_OK, out
 
 
 @pytest.mark.parametrize("drift", DRIFTS, ids=[d.name for d in DRIFTS])
 def test_the_full_profile_names_each_deviation(
-    drift: Drift, served: list[Served], capsys: pytest.CaptureFixture[str]
+    drift: Drift, servers: Servers, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    served.append(Served(drift.build()))
     code, out = run_conform(
-        served[-1].base_url, *FULL, *drift.args, capture=lambda: capsys.readouterr().out
+        servers.serve(drift.build()), *FULL, *drift.args, capture=lambda: capsys.readouterr().out
     )
     assert code == EXIT_DEVIATIONS, out
     named = [

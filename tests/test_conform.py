@@ -1,8 +1,8 @@
-"""`python -m emulator conform` as a user meets it: what it needs, what it prints, what it writes,
-what it costs, and that a run which checked nothing never passes.
+"""`python -m emulator conform` as a user meets it: what it needs, what it prints and writes, and
+that a run which checked nothing never passes.
 
-Deviating services (the emulator behind one change) are in tests/drifts.py and are each caught in
-tests/test_conform_drift.py; these tests are about the command itself.
+What a run costs is in tests/test_conform_cost.py. Deviating services (the emulator behind one
+change) are in tests/drifts.py and are each caught in tests/test_conform_drift.py.
 """
 
 from __future__ import annotations
@@ -24,33 +24,17 @@ from emulator.cli import main
 from emulator.conform import EXIT_DEVIATIONS, EXIT_ERROR, EXIT_NOT_CONFIGURED, EXIT_OK
 from emulator.contract import contract_path
 
-from .conform_support import (
-    KEY,
-    SECOND_KEY,
-    Answer,
-    Served,
-    drift_app,
-    json_request_edit,
-    run_conform,
-)
+from .conform_support import CAREFUL, KEY, Answer, Servers, run_conform
 
 #: Negative data, submissions and every check, but few examples and no stateful phase.
 FAST_FULL = ("--full", "--max-examples", "4", "--phases", "examples,coverage")
-CAREFUL = ("--allow-generation", "--max-examples", "10")
 
 
 @pytest.fixture
 def serve() -> Iterator[Callable[..., str]]:
     """Serve the emulator behind one deviation; returns its base URL. Stopped after the test."""
-    running: list[Served] = []
-
-    def start(*args: Any, **kwargs: Any) -> str:
-        running.append(Served(drift_app(*args, **kwargs)))
-        return running[-1].base_url
-
-    yield start
-    for served in running:
-        served.stop()
+    with Servers() as servers:
+        yield servers.start
 
 
 def conform(capsys: pytest.CaptureFixture[str], base_url: str, *extra: str) -> tuple[int, str]:
@@ -321,130 +305,3 @@ def test_wrong_image_content_type_is_named(
         line.startswith("  - [content_type_conformance] GET /_emulator/results/") and "gif" in line
         for line in out.splitlines()
     ), out
-
-
-# -- what it costs ------------------------------------------------------------------------------
-def test_default_run_against_a_live_service_only_reads(
-    serve: Callable[..., str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    url = serve()
-    code, out = conform(capsys, url, "--max-examples", "3")
-    assert code == EXIT_OK, out
-    assert "GET only" in out
-    journal = httpx.get(f"{url}/_emulator/requests").json()["requests"]
-    assert journal and {entry["method"] for entry in journal} == {"GET"}
-    # What needs a submission is listed as not checked, not passed.
-    assert "near_miss_refused @ POST /v1/images/tasks: needs --allow-generation" in out
-
-
-def test_careful_run_spends_its_budget_on_the_scenarios_first(
-    serve: Callable[..., str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    url = serve()
-    code, out = conform(capsys, url, *CAREFUL, "--second-api-key", SECOND_KEY)
-    assert code == EXIT_OK, out
-    tasks = _tasks(url)
-    assert [(t["task"]["model"], t["task"]["n"]) for t in tasks] == [
-        ("NanoBanana2-0.5K", 1),
-        ("gpt-image-2", 2),
-        ("NanoBanana2-0.5K", 1),
-    ]
-    assert [t["task"]["task_type"] for t in tasks] == ["text2image", "text2image", "image2image"]
-    # Each was polled to its end, then a few times more.
-    assert all(t["task"]["polls"] >= 3 + 2 for t in tasks), [t["task"]["polls"] for t in tasks]
-    assert "3 task(s) created" in out
-
-
-def test_a_scenario_waiting_for_a_picture_keeps_its_place_in_the_budget(
-    serve: Callable[..., str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    # --full plans more scenarios than 3 tasks pay for; the image2image one (third) waits for
-    # the first picture, and the ones after it must not take its task meanwhile.
-    url = serve()
-    code, out = conform(capsys, url, "--full", "--max-tasks", "3", "--phases", "examples")
-    assert code == EXIT_OK, out
-    made = [(t["task"]["model"], t["task"]["task_type"]) for t in _tasks(url)]
-    assert made == [
-        ("NanoBanana2-0.5K", "text2image"),
-        ("gpt-image-2", "text2image"),
-        ("NanoBanana2-0.5K", "image2image"),
-    ]
-
-
-@pytest.mark.parametrize("budget", [1, 2, 3])
-def test_a_careful_run_never_creates_more_than_max_tasks(
-    serve: Callable[..., str], capsys: pytest.CaptureFixture[str], budget: int
-) -> None:
-    # A service that accepts every near miss (quietly fixing it): each costs a task.
-    def accept_everything(body: dict[str, Any], scope: Scope) -> None:
-        body.update(model="NanoBanana2-0.5K", prompt=body.get("prompt") or "x", n=1)
-        for field in ("size", "aspect_ratio", "quality", "task_type", "output_format"):
-            body.pop(field, None)
-
-    url = serve(request=json_request_edit(accept_everything))
-    code, out = conform(capsys, url, *CAREFUL, "--max-tasks", str(budget))
-    assert code == EXIT_DEVIATIONS, out
-    assert len(_tasks(url)) == budget, out
-    assert f"{budget} task(s) created" in out
-    assert "near miss" in out and "(task budget spent)" in out
-
-
-def test_generation_run_creates_at_most_max_tasks_of_the_cheapest_models(
-    serve: Callable[..., str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    url = serve()
-    code, out = conform(capsys, url, "--allow-generation", "--max-tasks", "2")
-    assert code == EXIT_OK, out
-    tasks = _tasks(url)
-    assert len(tasks) == 2
-    assert {(t["task"]["model"], t["task"].get("quality")) for t in tasks} <= {
-        ("NanoBanana2-0.5K", None),
-        ("gpt-image-2", "low"),
-    }
-    assert "schemathesis' submissions: the task budget went to" in out
-
-
-def test_submissions_are_refused_before_they_cost_anything(
-    serve: Callable[..., str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    # Near misses a faithful service refuses cost nothing: the whole budget reaches scenarios.
-    url = serve()
-    code, out = conform(capsys, url, *CAREFUL)
-    assert code == EXIT_OK, out
-    journal = httpx.get(f"{url}/_emulator/requests").json()["requests"]
-    posts = [e for e in journal if e["method"] == "POST" and e["path"] == "/v1/images/tasks"]
-    assert len([e for e in posts if e["status"] == 200]) == 3
-    assert len([e for e in posts if e["status"] in (400, 401)]) >= 10
-
-
-def test_a_rate_limited_request_is_retried_not_judged(
-    serve: Callable[..., str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    # Every other refusal comes back as a 429 first (a refusal: no task was made either way).
-    turns = iter(range(1_000_000))
-
-    def limit(scope: Scope, request: bytes, answer: Answer) -> Answer:
-        if answer[0] in (400, 401, 404) and next(turns) % 2 == 0:
-            body = {"code": "rate_limited", "message": "slow down", "data": None}
-            headers = [(b"content-type", b"application/json"), (b"retry-after", b"0")]
-            return 429, headers, json.dumps(body).encode()
-        return answer
-
-    code, out = conform(capsys, serve(limit), *CAREFUL, "--phases", "examples")
-    assert code == EXIT_OK, out
-    assert "no deviations" in out
-
-
-def test_a_result_url_is_fetched_without_the_key(
-    serve: Callable[..., str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    seen: list[bytes | None] = []
-
-    def spy(scope: Scope, request: bytes, answer: Answer) -> Answer:
-        if any(k == b"content-type" and v.startswith(b"image/") for k, v in answer[1]):
-            seen.append(dict(scope["headers"]).get(b"authorization"))
-        return answer
-
-    code, out = conform(capsys, serve(spy), *CAREFUL)
-    assert code == EXIT_OK, out
-    assert len(seen) == 4 and set(seen) == {None}  # 1 + 2 + 1 pictures, no key sent

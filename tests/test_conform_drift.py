@@ -12,18 +12,14 @@ import pytest
 
 from emulator.conform import EXIT_DEVIATIONS, EXIT_OK
 
-from .conform_support import Served, drift_app, run_conform
+from .conform_support import CAREFUL, Servers, run_conform
 from .drifts import DRIFTS, Drift
-
-CAREFUL = ("--allow-generation", "--max-examples", "10")
 
 
 @pytest.fixture
-def served() -> Iterator[list[Served]]:
-    running: list[Served] = []
-    yield running
-    for server in running:
-        server.stop()
+def servers() -> Iterator[Servers]:
+    with Servers() as running:
+        yield running
 
 
 def _deviation_lines(out: str) -> list[str]:
@@ -31,21 +27,19 @@ def _deviation_lines(out: str) -> list[str]:
 
 
 def test_the_faithful_emulator_passes_the_careful_profile(
-    served: list[Served], capsys: pytest.CaptureFixture[str]
+    servers: Servers, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    served.append(Served(drift_app()))
-    code, out = run_conform(served[-1].base_url, *CAREFUL, capture=lambda: capsys.readouterr().out)
+    code, out = run_conform(servers.start(), *CAREFUL, capture=lambda: capsys.readouterr().out)
     assert code == EXIT_OK, out
     assert "no deviations" in out and "3 task(s) created" in out
 
 
 @pytest.mark.parametrize("drift", DRIFTS, ids=[d.name for d in DRIFTS])
 def test_the_careful_profile_names_each_deviation(
-    drift: Drift, served: list[Served], capsys: pytest.CaptureFixture[str]
+    drift: Drift, servers: Servers, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    served.append(Served(drift.build()))
     code, out = run_conform(
-        served[-1].base_url, *CAREFUL, *drift.args, capture=lambda: capsys.readouterr().out
+        servers.serve(drift.build()), *CAREFUL, *drift.args, capture=lambda: capsys.readouterr().out
     )
     assert code == EXIT_DEVIATIONS, out
     named = [line for line in _deviation_lines(out) if line.startswith(f"- [{drift.check}] ")]
