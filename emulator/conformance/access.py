@@ -50,10 +50,7 @@ def preflight(client: Client, validator: Validator, report: Report) -> str | Non
 
 
 def _unreachable(client: Client, answer: Answer) -> str:
-    reason = answer.error or "no answer"
-    if "refused" in reason.lower():
-        reason += " (connection refused)"
-    return f"could not connect to {client.base_url}: {reason}"
+    return f"could not connect to {client.base_url}: {answer.error or 'no answer'}"
 
 
 def check_auth(client: Client, validator: Validator, report: Report) -> None:

@@ -142,7 +142,7 @@ class Report:
         """Readable text: a line per deviation, then the details by check and operation."""
         lines = [
             f"Contract conformance of {self.target}: {self.headline()}",
-            f"({self.requests} checked exchanges, {self.tasks_created} task(s) created, "
+            f"({self.requests} exchanges, {self.tasks_created} task(s) created, "
             f"{self.elapsed:.1f} s)",
         ]
         if self.phases:
