@@ -6,7 +6,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup redis-server run test check format clean bench bench-quick soak contract contract-real
+.PHONY: setup redis-server run test check format clean bench bench-quick soak contract contract-drift contract-real
 
 $(STAMP): pyproject.toml
 	@# Debian's own python3 needs python3-venv for ensurepip; install it when root and missing.
@@ -57,15 +57,24 @@ bench: setup
 bench-quick: setup
 	$(BIN)/python -m benchmarks --quick
 
-## The OpenAPI contract against a freshly started emulator: every phase and check, generation
-## allowed (docs/contract.md). The emulator gets a free loopback port and is stopped by its PID.
+## The OpenAPI contract against a freshly started emulator, in both profiles (docs/contract.md):
+## the careful one a user runs against the paid service, then --full. Tasks run at 1/20 of their
+## real duration. The emulator gets a free loopback port and is stopped by its PID.
 contract: setup
 	@port=$$($(BIN)/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
-	EMULATOR_API_KEYS=sk-contract $(BIN)/python -m emulator serve --host 127.0.0.1 --port $$port \
-		--seed 1 --log-level warning & pid=$$!; \
+	EMULATOR_API_KEYS=sk-contract,sk-contract-2 $(BIN)/python -m emulator serve --host 127.0.0.1 \
+		--port $$port --seed 1 --time-scale 0.05 --log-level warning & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
-	$(BIN)/python -m emulator conform --base-url http://127.0.0.1:$$port --api-key sk-contract \
-		--wait 30 --full --report reports/contract
+	common="--base-url http://127.0.0.1:$$port --api-key sk-contract --second-api-key sk-contract-2 --poll-interval 0.2"; \
+	$(BIN)/python -m emulator conform $$common --wait 30 --allow-generation --max-examples 10 \
+		--report reports/contract-careful; careful=$$?; \
+	$(BIN)/python -m emulator conform $$common --full --report reports/contract-full; full=$$?; \
+	test $$careful = 0 && test $$full = 0
+
+## conform --full against each of the deviating services of tests/drifts.py (make test runs the
+## careful profile against them); a few minutes on two cores.
+contract-drift: setup
+	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider tests/drift_full.py
 
 ## The contract against the real service (IMAGE_API_BASE_URL, IMAGE_API_KEY): safe defaults,
 ## GET only; CONFORM_ARGS=--allow-generation also submits (a few cheap, billable tasks).

@@ -82,9 +82,9 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="HTTP parser (auto: httptools when installed, else h11)",
     )
-    from . import conform
+    from . import conformance
 
-    conform.add_arguments(
+    conformance.add_arguments(
         sub.add_parser("conform", help="check a live service against the OpenAPI contract")
     )
     return parser
@@ -222,9 +222,9 @@ def serve(settings: Settings, workers: int = 1, http: str = "auto") -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "conform":
-        from . import conform
+        from . import conformance
 
-        return conform.main(args, dict(os.environ))
+        return conformance.main(args, dict(os.environ))
     try:
         settings = settings_from_args(args, dict(os.environ))
     except (ConfigError, ValueError) as exc:

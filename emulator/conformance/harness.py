@@ -1,29 +1,25 @@
-"""How a contract run drives schemathesis safely: the narrowed contract and this run's hooks.
+"""How conform drives schemathesis' phases safely: the narrowed contract and the run's hooks.
 
 `restrict_to_model` narrows submissions to one model with ``n = 1`` in JSON; `install_hooks`
 drops known false positives (contracts/false-positives.toml), gives multipart cases a real
-picture, counts requests and stops submissions at the task cap with `TaskCapReached`.
+picture, counts every exchange, and makes each submission draw from the run's `TaskBudget`
+(`TaskCapReached` instead of sending one the budget cannot pay for; a refused one is given back).
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import threading
 import tomllib
+from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .contract import contracts_dir
+from ..contract import contracts_dir
+from .budget import TaskBudget, TaskCapReached, refused
+from .checks import SUBMIT
 from .deviations import Report
-
-if TYPE_CHECKING:
-    from .conform import ConformOptions
-
-SUBMIT = ("POST", "/v1/images/tasks")
-
-
-class TaskCapReached(RuntimeError):
-    """Raised instead of sending a submission once the run has created its allowance."""
 
 
 def caused_by_cap(exc: BaseException | None) -> bool:
@@ -64,14 +60,17 @@ def restrict_to_model(contract: dict[str, Any], model: str) -> dict[str, Any]:
     return narrowed
 
 
-def install_hooks(schema: Any, options: ConformOptions, report: Report) -> Callable[..., None]:
-    """Install this run's hooks; returns the global one, to unregister after the run."""
+def install_hooks(
+    schema: Any, budget: TaskBudget, report: Report, tick: Callable[[], None]
+) -> tuple[Callable[..., None], Counter[str]]:
+    """Install this run's hooks; returns the global one (to unregister after the run) and the
+    count, per phase, of submissions not sent for want of budget."""
     from schemathesis.transport.serialization import Binary
 
     lock = threading.Lock()
-    picture = _reference_picture()
-
+    picture = reference_picture()
     known = _false_positives()
+    capped: Counter[str] = Counter()
 
     @schema.hook  # type: ignore[untyped-decorator]
     def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
@@ -103,22 +102,39 @@ def install_hooks(schema: Any, options: ConformOptions, report: Report) -> Calla
             body["image"] = Binary(picture)
         return case
 
+    @schema.hook  # type: ignore[untyped-decorator]
+    def after_call(context: Any, case: Any, response: Any) -> None:
+        if case.operation.label == SUBMIT and refused(response.status_code):
+            budget.give_back()
+        content_type = (response.headers.get("content-type") or [""])[0]
+        report.exchange(case.operation.label, response.status_code, content_type)
+        tick()
+
+    @schema.hook  # type: ignore[untyped-decorator]
+    def after_network_error(context: Any, case: Any, request: Any) -> None:
+        # No answer: the submission may have created a task, so it stays spent.
+        report.exchange(case.operation.label, None)
+        tick()
+
     def before_call(context: Any, case: Any, kwargs: Any) -> None:
         # schemathesis dispatches before_call only globally: act on this run's schema only.
         if getattr(case.operation, "schema", None) is not schema:
             return
-        with lock:
-            report.requests += 1
-            if (case.method.upper(), case.path) != SUBMIT:
-                return
-            if options.max_tasks and report.tasks_created >= options.max_tasks:
-                report.skipped.append(
-                    f"submissions beyond the cap of {options.max_tasks} task(s) (--max-tasks)"
-                )
-                raise TaskCapReached(f"the run may create at most {options.max_tasks} tasks")
-            report.tasks_created += 1
+        if case.operation.label == SUBMIT and not budget.take():
+            with lock:
+                capped[_phase_of(case)] += 1
+            report.skipped.append(
+                f"schemathesis' submissions beyond the task budget of {budget.limit} (--max-tasks)"
+            )
+            raise TaskCapReached(f"the run may create at most {budget.limit} tasks")
 
-    return before_call
+    return before_call, capped
+
+
+def _phase_of(case: Any) -> str:
+    phase = getattr(getattr(case, "meta", None), "phase", None)
+    name = getattr(phase, "name", None)
+    return str(getattr(name, "value", name) or "?")
 
 
 def _false_positives() -> list[dict[str, str]]:
@@ -136,11 +152,10 @@ def _is_negative(case: Any) -> bool:
     return bool(getattr(mode, "is_negative", False))
 
 
-def _reference_picture() -> bytes:
-    import io
-
+def reference_picture(size: tuple[int, int] = (16, 16)) -> bytes:
+    """A small real PNG: the picture conform uploads."""
     from PIL import Image
 
     out = io.BytesIO()
-    Image.new("RGB", (16, 16), (200, 40, 40)).save(out, "PNG")
+    Image.new("RGB", size, (200, 40, 40)).save(out, "PNG")
     return out.getvalue()

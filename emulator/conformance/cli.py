@@ -1,0 +1,201 @@
+"""``python -m emulator conform``: its flags, the environment, what it prints, its exit code."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..contract import contract_path
+from .options import (
+    ALL_PHASES,
+    CHEAPEST_MODEL,
+    EXIT_ERROR,
+    EXIT_NOT_CONFIGURED,
+    ConformOptions,
+    rate_gap,
+)
+
+INSTALL_HINT = (
+    "schemathesis is not installed, and conform runs on it: "
+    "pip install 'image-task-emulator[conform]'"
+)
+
+
+def _at_least(minimum: float, kind: type[int] | type[float] = float) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not value >= minimum or value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"must be a finite number >= {minimum:g}, got {text}")
+        return value
+
+    return parse
+
+
+def add_arguments(parser: Any) -> None:
+    """The ``conform`` subcommand's flags (argparse)."""
+    parser.add_argument("--base-url", dest="base_url", help="service to check (IMAGE_API_BASE_URL)")
+    parser.add_argument("--api-key", dest="api_key", help="bearer key (default: IMAGE_API_KEY)")
+    parser.add_argument(
+        "--second-api-key",
+        dest="second_api_key",
+        help="another valid key: tasks must be invisible to it (IMAGE_API_SECOND_KEY)",
+    )
+    parser.add_argument(
+        "--allow-generation",
+        action="store_true",
+        help="also POST submissions (creates billable tasks on a paid service)",
+    )
+    parser.add_argument(
+        "--max-examples", type=_at_least(1, int), default=None, help="examples per operation"
+    )
+    parser.add_argument(
+        "--max-tasks",
+        type=_at_least(0, int),
+        default=None,
+        help="most tasks the whole run creates (3; 0: no cap)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help=f"NanoBanana-family model a careful run submits with ({CHEAPEST_MODEL}); "
+        "gpt-image-2 is submitted at its cheapest",
+    )
+    parser.add_argument(
+        "--rate-limit", default=None, help="requests per period, e.g. 2/s (default); '' for none"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed of the generated data")
+    parser.add_argument(
+        "--max-response-time",
+        type=_at_least(0.001),
+        default=None,
+        help="seconds every answer must come within (off by default)",
+    )
+    parser.add_argument(
+        "--poll-interval", type=_at_least(0), default=None, help="first poll interval (2 s)"
+    )
+    parser.add_argument(
+        "--poll-deadline",
+        type=_at_least(0),
+        default=None,
+        help="seconds a scenario task may take to finish (300)",
+    )
+    parser.add_argument("--report", dest="report_dir", help="write junit.xml and summary.txt here")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="every phase, check, model and negative data, no caps (your own emulator only)",
+    )
+    parser.add_argument("--contract", help="contract file (default: the packaged real-API one)")
+    parser.add_argument(
+        "--phases", help=f"comma-separated subset of {','.join(ALL_PHASES)} (default: by mode)"
+    )
+    parser.add_argument(
+        "--wait",
+        type=_at_least(0),
+        default=0.0,
+        help="seconds to wait for the service to answer at all before checking (a fresh server)",
+    )
+
+
+_FLAGS = (
+    "max_examples",
+    "max_tasks",
+    "model",
+    "rate_limit",
+    "seed",
+    "max_response_time",
+    "poll_interval",
+    "poll_deadline",
+)
+
+
+def options_from_args(args: Any, environ: dict[str, str]) -> ConformOptions | None:
+    """Options from parsed flags and the environment; None when no base URL is known."""
+    base_url = args.base_url or environ.get("IMAGE_API_BASE_URL")
+    if not base_url:
+        return None
+    chosen: dict[str, Any] = {
+        "base_url": base_url,
+        "api_key": args.api_key or environ.get("IMAGE_API_KEY"),
+        "second_api_key": args.second_api_key or environ.get("IMAGE_API_SECOND_KEY"),
+    }
+    for name in _FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            chosen[name] = value
+    if args.contract:
+        chosen["contract"] = Path(args.contract)
+    if args.phases:
+        phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
+        unknown = sorted(set(phases) - set(ALL_PHASES))
+        if unknown:
+            raise ValueError(f"--phases: unknown phase(s) {', '.join(unknown)}")
+        chosen["phases"] = phases
+    rate_gap(chosen.get("rate_limit"))  # a bad --rate-limit stops here, naming the flag
+    if chosen["second_api_key"] and chosen["second_api_key"] == chosen["api_key"]:
+        raise ValueError("--second-api-key must be another key than --api-key")
+    if args.full:
+        return ConformOptions.full(**chosen)
+    return ConformOptions(allow_generation=bool(args.allow_generation), **chosen)
+
+
+def _wait_for(base_url: str, seconds: float) -> bool:
+    """Whether ``base_url`` answers any HTTP request within ``seconds`` (readiness, bounded)."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            httpx.get(base_url, timeout=2.0)
+            return True
+        except httpx.TransportError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+
+def main(args: Any, environ: dict[str, str], out: Callable[[str], None] = print) -> int:
+    """Run ``conform`` from parsed flags; returns the exit code."""
+    try:
+        options = options_from_args(args, environ)
+    except ValueError as exc:
+        out(f"conform: {exc}")
+        return EXIT_ERROR
+    if options is None:
+        out(
+            "conform: no service to check. Set IMAGE_API_BASE_URL (or pass --base-url URL) and "
+            "IMAGE_API_KEY (or --api-key KEY); add --allow-generation to submit tasks."
+        )
+        return EXIT_NOT_CONFIGURED
+    try:
+        import schemathesis  # noqa: F401
+    except ImportError:
+        out(f"conform: {INSTALL_HINT}")
+        return EXIT_ERROR
+    from .engine import run_contract
+
+    budget = f"at most {options.max_tasks} task(s)" if options.max_tasks else "no task cap"
+    out(
+        f"conform: checking {options.base_url} against {options.contract or contract_path()} "
+        f"({options.profile}, {budget}, {options.max_examples} examples per operation, "
+        f"seed {options.seed})"
+    )
+    if args.wait and not _wait_for(options.base_url or "", args.wait):
+        out(f"conform: could not run: {options.base_url} did not answer within {args.wait:g} s")
+        return EXIT_ERROR
+    try:
+        report = run_contract(options, on_progress=lambda line: out(f"conform: {line}"))
+    except Exception as exc:  # a broken contract or settings: say so, distinctly from deviations
+        out(f"conform: could not run: {type(exc).__name__}: {exc}")
+        return EXIT_ERROR
+    out(report.summary())
+    if args.report_dir:
+        report.write(Path(args.report_dir))
+        out(f"conform: report written to {args.report_dir}/junit.xml and summary.txt")
+    return report.exit_code

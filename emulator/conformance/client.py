@@ -1,0 +1,377 @@
+"""conform's own exchanges with the service, each validated by schemathesis against the contract.
+
+`Client` sends a request (over the network, or in-process to ``options.app``), times it and
+counts it. `Validator` runs schemathesis' response checks on the answer (status, content type,
+headers, body schema, response time, and conform's custom checks) through the public
+``Case.validate_response`` and writes every result into the report, so the scenarios, near
+misses and access checks find exactly what schemathesis' phases would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import re
+import shlex
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .checks import CUSTOM_CHECKS, applies
+from .deviations import Report, Sample
+from .explain import Explainer
+from .options import ConformOptions, rate_gap
+
+#: The response checks run on every exchange conform sends itself. Checks that re-send the
+#: request (ignored_auth, ...) are left to the phases: a re-sent submission is a paid task.
+RESPONSE_CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+)
+_BODY_EXCERPT = 600
+_CURL_BODY = 1500
+#: Largest answer read from the task routes (a task is a few hundred bytes).
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+#: A 429 is retried this many times, after its Retry-After (at most MAX_RETRY_AFTER seconds).
+MAX_429_RETRIES = 2
+MAX_RETRY_AFTER = 60.0
+
+
+@dataclass(slots=True)
+class Answer:
+    """One exchange: what was sent and what came back (or why nothing did)."""
+
+    operation: str
+    request: httpx.Request
+    response: httpx.Response | None
+    error: str | None
+    elapsed: float
+
+    @property
+    def status(self) -> int | None:
+        return None if self.response is None else self.response.status_code
+
+    def json(self) -> Any:
+        """The body as JSON, or None."""
+        if self.response is None:
+            return None
+        try:
+            return self.response.json()
+        except ValueError:
+            return None
+
+    def sample(self, line: str, detail: str = "") -> Sample:
+        return Sample(
+            line=line,
+            detail=detail,
+            request=curl(self.request),
+            status=self.status,
+            response=excerpt(self.response) if self.response is not None else f"({self.error})",
+        )
+
+
+class Client:
+    """HTTP to the service under test; the bearer key goes only to its task routes. Requests
+    keep to the run's rate limit, like schemathesis' own."""
+
+    def __init__(
+        self,
+        options: ConformOptions,
+        report: Report,
+        tick: Callable[[], None] = lambda: None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.options, self.report, self._tick = options, report, tick
+        self.sleep, self.clock = sleep, clock
+        self._gap = rate_gap(options.rate_limit)
+        self._next_at = 0.0
+        transport: httpx.BaseTransport | None = None
+        if options.app is not None:
+            from ..transport import ASGITransport
+
+            transport = ASGITransport(options.app)
+            self.base_url = "http://127.0.0.1"
+        else:
+            self.base_url = (options.base_url or "").rstrip("/")
+        self.http = httpx.Client(
+            transport=transport,
+            timeout=httpx.Timeout(options.request_timeout, connect=options.connect_timeout),
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        key = self.options.api_key if key is None else key
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def send(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        follow_redirects: bool = False,
+        limit: int = MAX_ANSWER_BYTES,
+        **content: Any,
+    ) -> Answer:
+        """Send one request; ``url`` is a path on the service or an absolute URL. At most
+        ``limit`` bytes of the answer are read (more is an error, not a hang or a crash)."""
+        absolute = url if "://" in url else self.base_url + url
+        request = self.http.build_request(method, absolute, headers=headers, **content)
+        request.read()  # a multipart body is a stream: buffer it, for the report and for retries
+        self._pace()
+        started = time.perf_counter()
+        response: httpx.Response | None = None
+        error = None
+        try:
+            response = self._read(request, follow_redirects, limit)
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except _TooLarge as exc:
+            error = str(exc)
+        elapsed = time.perf_counter() - started
+        if response is not None:
+            # Set by httpx only when its own stream closes; the in-process transport never does.
+            response.elapsed = datetime.timedelta(seconds=elapsed)
+        if response is None:
+            self.report.exchange(operation, None)
+        else:
+            content_type = response.headers.get("content-type", "")
+            self.report.exchange(operation, response.status_code, content_type)
+        self._tick()
+        return Answer(operation, request, response, error, elapsed)
+
+    def send_patiently(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        on_limited: Callable[[Answer], object],
+        **kwargs: Any,
+    ) -> Answer:
+        """`send`, retrying a 429 after its Retry-After; each 429 goes to ``on_limited`` first
+        (to be checked), so a rate limit is never mistaken for the service's verdict."""
+        for _ in range(MAX_429_RETRIES):
+            answer = self.send(operation, method, url, **kwargs)
+            if answer.status != 429:
+                return answer
+            on_limited(answer)
+            self.sleep(retry_after(answer, 1.0))
+        return self.send(operation, method, url, **kwargs)
+
+    def _pace(self) -> None:
+        if not self._gap:
+            return
+        now = self.clock()
+        if self._next_at > now:
+            self.sleep(self._next_at - now)
+        self._next_at = max(now, self._next_at) + self._gap
+
+    def _read(self, request: httpx.Request, follow_redirects: bool, limit: int) -> httpx.Response:
+        response = self.http.send(request, follow_redirects=follow_redirects, stream=True)
+        body = bytearray()
+        try:
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise _TooLarge(f"the answer is larger than {limit} bytes; not read further")
+        finally:
+            response.close()
+        # The body is decoded: the rebuilt answer must not claim an encoding or length.
+        headers = [
+            (k, v)
+            for k, v in response.headers.multi_items()
+            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=bytes(body),
+            request=request,
+            extensions=response.extensions,
+        )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def retry_after(answer: Answer, fallback: float) -> float:
+    """Seconds a 429 asks to wait (bounded); ``fallback`` when it does not say."""
+    value = "" if answer.response is None else answer.response.headers.get("retry-after", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return fallback
+    return min(MAX_RETRY_AFTER, max(0.0, seconds)) if seconds == seconds else fallback
+
+
+class Validator:
+    """schemathesis' response checks for conform's own exchanges (one schema per run)."""
+
+    def __init__(self, contract: dict[str, Any], options: ConformOptions, report: Report) -> None:
+        import schemathesis
+        from schemathesis.config import SchemathesisConfig
+
+        checks: dict[str, Any] = {"enabled": False}
+        checks.update({name: {"enabled": True} for name in (*RESPONSE_CHECKS, *CUSTOM_CHECKS)})
+        if options.max_response_time is not None:
+            checks["max_response_time"] = options.max_response_time
+        config = SchemathesisConfig.from_dict({"checks": checks})
+        self.schema = schemathesis.openapi.from_dict(contract, config=config)
+        self.report = report
+        self.explainer = Explainer(contract)
+        self._results: dict[str, list[Any]] = {}
+        self._lock = threading.Lock()
+
+        @self.schema.hook
+        def after_validate(context: Any, case: Any, response: Any, results: Any) -> None:
+            with self._lock:
+                self._results[case.id] = list(results)
+
+    def has(self, operation: str) -> bool:
+        method, _, path = operation.partition(" ")
+        return method.lower() in self.schema.raw_schema.get("paths", {}).get(path, {})
+
+    def validate(
+        self,
+        answer: Answer,
+        *,
+        body: Any = None,
+        media_type: str | None = None,
+        path_parameters: dict[str, Any] | None = None,
+    ) -> bool:
+        """Run the checks on ``answer`` and report each; True when all passed."""
+        from schemathesis.errors import FailureGroup
+
+        if answer.response is None or not self.has(answer.operation):
+            return answer.response is not None
+        method, _, path = answer.operation.partition(" ")
+        operation = self.schema[path][method]
+        if path_parameters is None:
+            path_parameters = path_values(path, answer.request.url.path)
+        case_args: dict[str, Any] = {"path_parameters": path_parameters}
+        if body is not None:
+            case_args.update(body=body, media_type=media_type or "application/json")
+        case = operation.Case(**case_args)
+        with contextlib.suppress(FailureGroup):  # every failure is in the results below
+            case.validate_response(answer.response)
+        with self._lock:
+            results = self._results.pop(case.id, [])
+        ok = True
+        for result in results:
+            if result.failure is None:
+                if applies(result.name, answer.operation):
+                    self.report.passed(result.name, answer.operation)
+                continue
+            ok = False
+            self.report.add(
+                result.name,
+                answer.operation,
+                failure_sample(
+                    result.name,
+                    answer.operation,
+                    result.failure,
+                    answer.status,
+                    answer.response.content,
+                    self.explainer,
+                    request=curl(answer.request),
+                    response=excerpt(answer.response),
+                ),
+            )
+        return ok
+
+
+def path_values(template: str, path: str) -> dict[str, str]:
+    """``{"task_id": "task_1"}`` from ``/v1/images/tasks/{task_id}`` and the path requested."""
+    names = re.findall(r"{([^}]+)}", template)
+    pattern = re.escape(template)
+    for name in names:
+        pattern = pattern.replace(re.escape("{" + name + "}"), "([^/]+)", 1)
+    match = re.fullmatch(pattern, path)
+    return dict(zip(names, match.groups(), strict=True)) if match else dict.fromkeys(names, "")
+
+
+def failure_sample(
+    check: str,
+    operation: str,
+    failure: Any,
+    status: int | None,
+    body: bytes,
+    explainer: Explainer,
+    *,
+    request: str,
+    response: str,
+) -> Sample:
+    """A schemathesis failure as a `Sample` whose first line a person understands."""
+    message = str(getattr(failure, "message", "") or "").strip()
+    title = str(getattr(failure, "title", "") or check).strip()
+    if title.startswith("Custom check failed"):
+        line, detail = f"{operation}: {message}", ""
+    else:
+        explanation = ""
+        if check == "response_schema_conformance" and status is not None:
+            explanation = explainer.explain(operation, status, body)
+        said = explanation or " ".join(message.split())
+        line = f"{operation} answered {status}: {title}" + (f": {said}" if said else "")
+        detail = f"{title}: {message}" if message else title
+        if explanation:
+            detail += f"\n{explanation}"
+    return Sample(line=line, detail=detail, request=request, status=status, response=response)
+
+
+def curl(request: httpx.Request) -> str:
+    """The request as a curl command; the bearer key is masked."""
+    parts = ["curl", "-X", request.method, shlex.quote(str(request.url))]
+    for name, value in request.headers.items():
+        if name.lower() in ("host", "content-length", "accept-encoding", "connection", "accept"):
+            continue
+        if name.lower() == "user-agent":
+            continue
+        if name.lower() == "authorization":
+            value = value.split(" ", 1)[0] + " ***" if " " in value else "***"
+        parts += ["-H", shlex.quote(f"{name}: {value}")]
+    try:
+        body = request.content
+    except httpx.RequestNotRead:
+        body = b""
+    if body:
+        text = body.decode("utf-8", "replace")
+        if len(text) > _CURL_BODY:
+            text = text[:_CURL_BODY] + f"... ({len(body)} bytes)"
+        parts += ["-d", shlex.quote(text)]
+    return " ".join(parts)
+
+
+def excerpt(response: Any) -> str:
+    """A response's content type and body, cut to a readable length (httpx or schemathesis)."""
+    if response is None:
+        return "(no response)"
+    content_type = response.headers.get("content-type", "")
+    if isinstance(content_type, list):
+        content_type = content_type[0] if content_type else ""
+    body: bytes = response.content or b""
+    if content_type.startswith(("application/json", "text/")) or not body:
+        text = body.decode("utf-8", "replace")
+        if len(text) > _BODY_EXCERPT:
+            text = text[:_BODY_EXCERPT] + f"... ({len(body)} bytes)"
+        return f"[{content_type or 'no content-type'}] {text}"
+    return f"[{content_type}] ({len(body)} bytes)"
+
+
+def compact(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
