@@ -14,7 +14,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .app import Emulator, key_fingerprint
-from .billing import totals
 from .clock import ManualClock
 from .config import ConfigError, Settings
 from .errors import EmulatorError, InvalidRequest, StoreUnavailable
@@ -317,7 +316,7 @@ async def get_usage(request: Request) -> Response:
         {
             "unit": emulator.prices.unit,
             "entries": [c.to_dict() for c in charges],
-            "totals": totals(charges),
+            "totals": await emulator.usage_totals(charges, params),
         }
     )
 

@@ -112,6 +112,9 @@ class Settings:
     task_ttl_seconds: float = 86_400.0
     #: Most tasks kept; when full, the oldest finished go first (0: no limit).
     max_tasks: int = 100_000
+    #: Finished charges listed in the usage log (oldest settled dropped first; the totals keep
+    #: counting them; held charges are always listed).
+    usage_log_limit: int = 10_000
     #: When set, the control plane (but not result images) needs ``X-Emulator-Token``.
     admin_token: str | None = None
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
@@ -246,6 +249,7 @@ def _check_ranges(s: Settings) -> None:
         (s.store_prefix.strip() != "", "store_prefix must not be empty"),
         (s.task_ttl_seconds >= 0, "task_ttl_seconds must be >= 0 (0: finished tasks are kept)"),
         (s.max_tasks >= 0, "max_tasks must be >= 0 (0: no limit)"),
+        (s.usage_log_limit >= 0, "usage_log_limit must be >= 0"),
         (
             s.public_base_url is None or s.public_base_url.startswith(("http://", "https://")),
             "public_base_url must start with http:// or https://",
