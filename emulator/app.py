@@ -321,14 +321,16 @@ class Emulator:
 
     async def find(self, owner: str | None, task_id: str, *, count_poll: bool = False) -> Task:
         """The task if ``owner`` may see it (None: anyone), else TaskNotFound."""
-        task = None
+        task, now = None, None
         if TASK_ID_RE.match(task_id):
             if count_poll and self.settings.clock == "per_poll":
-                task = await self.store.count_poll(task_id, owner, await self.clock.now())
+                # One moment for the poll and the answer: the poll that ends a task shows it.
+                now = await self.clock.now()
+                task = await self.store.count_poll(task_id, owner, now)
             else:
                 task = await self.store.get_task(task_id)
         if task is not None and (owner is None or task.owner == owner):
-            if not await is_expired(self, task):
+            if not await is_expired(self, task, now):
                 return task
             # Only its owner learns that it existed (D-1); once swept, nobody can tell.
             ttl = self.settings.task_ttl_seconds

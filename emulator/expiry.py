@@ -23,10 +23,13 @@ if TYPE_CHECKING:
 SWEEP_EVERY = 256
 
 
-async def is_expired(emulator: Emulator, task: Task) -> bool:
-    """Whether ``task`` ended at least ``task_ttl_seconds`` ago (swept or not)."""
+async def is_expired(emulator: Emulator, task: Task, now: float | None = None) -> bool:
+    """Whether ``task`` ended at least ``task_ttl_seconds`` before ``now`` (default: the
+    clock's now), swept or not."""
     ttl = emulator.settings.task_ttl_seconds
-    if ttl <= 0 or ended_at(task) + ttl > await emulator.clock.now():
+    if now is None:
+        now = await emulator.clock.now()
+    if ttl <= 0 or ended_at(task) + ttl > now:
         return False
     # On a time clock that means it ended; on per_poll only its polls can tell.
     return (await emulator.observe(task)).terminal
