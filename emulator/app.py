@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import math
 import random
 import re
 import secrets
@@ -246,16 +245,8 @@ class Emulator:
     def _charge(self, task: Task, api_key: str) -> Charge:
         unit = self.prices.unit_price(task.model, task.tier, task.quality)
         return Charge(
-            task_id=task.task_id,
-            owner=task.owner,
-            key=mask_key(api_key),
-            time=task.created_at,
-            model=task.model,
-            tier=task.tier,
-            quality=task.quality,
-            n=task.n,
-            unit_price=unit,
-            held=unit * task.n,
+            *(task.task_id, task.owner, mask_key(api_key), task.created_at, task.model),
+            *(task.tier, task.quality, task.n, unit, unit * task.n),
         )
 
     async def settle(self, task: Task, obs: Observation) -> None:
@@ -264,15 +255,18 @@ class Emulator:
         if not obs.terminal:
             return
         images = task.schedule.images if obs.status == "succeeded" else 0
-        at = ended_at(task)
-        if not math.isfinite(at):  # a per_poll task stored before ends were recorded
-            at = await self.clock.now()
-        await self.store.settle(task.task_id, images, at)
+        await self.store.settle(task.task_id, images, ended_at(task))
 
     async def settle_due(self, owner: str | None = None) -> None:
         """Settle every held charge whose task has ended by now (every owner's: ``owner`` is
         accepted for the callers that name one). Indexed: costs what is due."""
         await self.store.settle_due(self.step_now(await self.clock.now()))
+
+    async def set_balance(self, api_key: str, amount: int | None) -> None:
+        """Set the balance of ``api_key`` (None: unlimited) in one store step that first
+        settles what has ended, so no task that ended before it is settled against it."""
+        now = self.step_now(await self.clock.now())
+        await self.store.set_balance(key_fingerprint(api_key), mask_key(api_key), amount, now)
 
     async def usage_totals(self, charges: list[Charge], filters: Mapping[str, str]) -> Any:
         """``billing.totals`` of the listed ``charges`` plus those the bounded usage log no

@@ -279,3 +279,24 @@ def test_the_usage_log_keeps_the_newest_finished_charges_and_exact_totals(
     assert balance_of(client) == [{"key": "sk-t…key", "balance": 100_000 - 22 * price}]
     only_settled = usage(client, state="settled")
     assert only_settled["totals"]["paid"] == 20 * price
+
+
+def test_a_negative_usage_log_limit_is_refused_naming_it(client: Client) -> None:
+    response = client.patch("/_emulator/config", json={"usage_log_limit": -1})
+    assert response.status_code == 400
+    assert "usage_log_limit must be >= 0" in response.json()["message"]
+    assert client.get("/_emulator/config").json()["usage_log_limit"] == 10_000
+
+
+def test_setting_a_balance_through_the_emulator_settles_what_ended_first(
+    client: Client,
+) -> None:
+    emulator = client.app.state.emulator  # type: ignore[attr-defined]
+    client.put(f"/_emulator/balances/{KEY}", json={"balance": 100})
+    client.post("/_emulator/faults", json={"effect": {"kind": "fail_task"}})
+    task_id = client.submit_ok({"model": "NanoBanana", "prompt": "x"})
+    client.advance(10_000)  # it failed; nobody has looked yet
+    asyncio.run(emulator.set_balance(KEY, 10))
+    assert balance_of(client) == [{"key": "sk-t…key", "balance": 10}]
+    released = entry(client, task_id)
+    assert (released["state"], released["taken"], released["refunded"]) == ("released", 40, 40)
