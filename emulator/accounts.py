@@ -6,7 +6,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .app import key_fingerprint
-from .billing import totals
 from .checks import MAX_TEXT_CHARS, text_problem
 from .control import emulator_of, guarded, json_object
 from .errors import InvalidRequest
@@ -29,7 +28,7 @@ async def get_usage(request: Request) -> Response:
         {
             "unit": emulator.prices.unit,
             "entries": [c.to_dict() for c in charges],
-            "totals": totals(charges),
+            "totals": await emulator.usage_totals(charges, params),
         }
     )
 
@@ -64,8 +63,7 @@ async def put_balance(request: Request) -> Response:
             "balance must be a whole number of credits >= 0, or null for unlimited",
             field="balance",
         )
-    await emulator.settle_due(key_fingerprint(key))
-    await emulator.store.set_balance(key_fingerprint(key), mask_key(key), amount)
+    await emulator.set_balance(key, amount)  # one store step: settles what ended, then sets
     return JSONResponse({"key": mask_key(key), "balance": amount})
 
 

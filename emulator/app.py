@@ -11,24 +11,26 @@ import hashlib
 import random
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 
 from .asgi import DropConnection, EmulatorApp
-from .billing import Charge, PriceTable
+from .billing import Charge, PriceTable, matching, totals
 from .catalogue import Catalogue
 from .clock import Clock, ManualClock, WallClock
 from .config import ConfigError, Settings, checked, load_fault_file
-from .errors import EmulatorError, InsufficientQuota, TaskNotFound
+from .end_index import ended_at
+from .errors import EmulatorError, InsufficientQuota, RateLimited, TaskNotFound
 from .expiry import Sweeper, is_expired
 from .faults import FaultRule, RequestFacts, fires, matches
 from .journal import mask_key
 from .results import Results
-from .store import Store, open_store
-from .tasks import QUEUED, Observation, Outcome, Schedule, Task, observe, per_poll_elapsed
+from .store import Now, Store, open_store
+from .tasks import QUEUED, Observation, Outcome, Schedule, Task, fate, observe
+from .tasks import elapsed as task_elapsed
 from .timing import Timing
 from .validation import Submission
 
@@ -79,6 +81,7 @@ class Emulator:
             self.store = store or open_store(settings.store_url, prefix=settings.store_prefix)
         except ValueError as exc:
             raise ConfigError(f"setting 'store': {exc}") from None
+        self.store.usage_log_limit = settings.usage_log_limit
         self.clock: Clock = ManualClock(self.store) if settings.clock == "manual" else WallClock()
         self.seed = settings.seed if settings.seed is not None else secrets.randbits(63)
         #: Task ids come from stream 0 of the seed unless the store is shared (see start).
@@ -135,6 +138,7 @@ class Emulator:
         prices = PriceTable.load(settings.price_file, catalogue)
         self.catalogue, self.timing, self.prices = catalogue, timing, prices
         self.settings = settings
+        self.store.usage_log_limit = settings.usage_log_limit
 
     # -- faults ------------------------------------------------------------------------
     async def pick_fault(self, facts: RequestFacts) -> FaultRule | None:
@@ -175,11 +179,19 @@ class Emulator:
         await self.start()  # the id stream is claimed before the first id is drawn
         now = await self.clock.now()
         await self.sweeper.before_submit(self, now)
+        # What shapes the task's life is fixed in it now: later settings apply to new tasks.
+        steps = self.settings.per_poll_steps if self.settings.clock == "per_poll" else None
         while True:
             task_id = f"task_{self._ids.getrandbits(128):032x}"
             rng = random.Random(f"{self.seed}:{task_id}")
             queued_s, processing_s = self.timing.draw(
                 rng, plan.model, plan.tier, plan.quality, self.settings.time_scale
+            )
+            schedule = fate(
+                Schedule(queued_s, processing_s, images=plan.n, steps=steps),
+                rng,
+                fault,
+                self.settings.failure_rate,
             )
             task = Task(
                 task_id=task_id,
@@ -199,22 +211,25 @@ class Emulator:
                 references=submission.references,
                 has_reference=picture is not None,
                 seed=rng.getrandbits(63),
-                schedule=self._fate(
-                    Schedule(queued_s=queued_s, processing_s=processing_s, images=plan.n),
-                    rng,
-                    fault,
-                ),
+                schedule=schedule,
+                # On per_poll a task can be over before its first poll (time_scale 0).
+                finished_at=now if schedule.end_poll == 0 else None,
                 token=secrets.token_urlsafe(24),  # D-14: never from the seed
             )
-            # Task, hold and reference picture in one store step (one round trip on Redis).
-            charge = self._charge(task, api_key)
-            placed = await self.store.insert_held(task, charge, picture)
-            if placed == "refused":
-                # Holds of tasks that ended since are given back first, then try once more.
-                await self.settle_due(owner)
-                placed = await self.store.insert_held(task, charge, picture)
+            # Task, hold, reference picture and the cap in one store step (one round trip on
+            # Redis): a refused submission leaves nothing behind.
+            charge, cap = self._charge(task, api_key), self.settings.max_tasks
+            placed = await self.store.insert_held(
+                task, charge, picture, cap=cap, now=self.step_now(now)
+            )
             if placed == "taken":
                 continue  # id taken (a restarted seed over a kept store): draw another
+            if placed == "full":
+                raise RateLimited(
+                    f"the emulator holds max_tasks={cap} tasks and none of them has finished; "
+                    "retry when some finish, or raise max_tasks",
+                    headers={"Retry-After": "1"},
+                )
             if placed == "refused":
                 raise InsufficientQuota(
                     "the balance of this API key cannot cover this task "
@@ -222,94 +237,95 @@ class Emulator:
                 )
             return task
 
+    def step_now(self, now: float) -> Now:
+        """``now`` for a store step: on the manual clock the store reads its own clock inside
+        the step (None), so a decision never rests on a time read before a concurrent move."""
+        return None if self.settings.clock == "manual" else now
+
     # -- billing -------------------------------------------------------------------------
     def _charge(self, task: Task, api_key: str) -> Charge:
         unit = self.prices.unit_price(task.model, task.tier, task.quality)
         return Charge(
-            task_id=task.task_id,
-            owner=task.owner,
-            key=mask_key(api_key),
-            time=task.created_at,
-            model=task.model,
-            tier=task.tier,
-            quality=task.quality,
-            n=task.n,
-            unit_price=unit,
-            held=unit * task.n,
+            *(task.task_id, task.owner, mask_key(api_key), task.created_at, task.model),
+            *(task.tier, task.quality, task.n, unit, unit * task.n),
         )
 
     async def settle(self, task: Task, obs: Observation) -> None:
-        """Settle (succeeded: pay for the images returned) or release (failed) a task's hold."""
+        """Settle (succeeded: pay for the images returned) or release (failed) a task's hold,
+        once ``obs`` shows it ended; the store gives back only what the hold took."""
         if not obs.terminal:
             return
         images = task.schedule.images if obs.status == "succeeded" else 0
-        unit = self.prices.unit_price(task.model, task.tier, task.quality)
-        await self.store.settle(
-            task.task_id,
-            "settled" if images else "released",
-            images,
-            unit * images,
-            task.created_at + task.schedule.ends_at,
-        )
+        await self.store.settle(task.task_id, images, ended_at(task))
 
     async def settle_due(self, owner: str | None = None) -> None:
-        """Settle every held charge whose task has ended (by now, on this clock)."""
-        for charge in await self.store.list_charges(owner):
-            if charge.state != "held":
-                continue
-            task = await self.store.get_task(charge.task_id)
-            if task is not None:
-                await self.settle(task, await self.observe(task))
+        """Settle every held charge whose task has ended by now (every owner's: ``owner`` is
+        accepted for the callers that name one). Indexed: costs what is due."""
+        await self.store.settle_due(self.step_now(await self.clock.now()))
 
-    def _fate(self, schedule: Schedule, rng: random.Random, fault: FaultRule | None) -> Schedule:
-        effect = fault.effect if fault else None
-        if effect is not None and effect.kind == "fail_task":
-            return schedule.failing_at(
-                effect.at_progress, effect.code or "upstream_error", effect.message or ""
-            )
-        if effect is not None and effect.kind == "partial" and effect.images is not None:
-            return dataclasses.replace(schedule, images=max(1, min(schedule.images, effect.images)))
-        # Drawn even at rate 0 so the same seed gives the same schedules at any rate.
-        roll, at = rng.random(), rng.randint(0, 99)
-        if roll < self.settings.failure_rate:
-            return schedule.failing_at(
-                at, "upstream_error", "the upstream model failed to generate the image"
-            )
-        return schedule
+    async def set_balance(self, api_key: str, amount: int | None) -> None:
+        """Set the balance of ``api_key`` (None: unlimited) in one store step that first
+        settles what has ended, so no task that ended before it is settled against it."""
+        now = self.step_now(await self.clock.now())
+        await self.store.set_balance(key_fingerprint(api_key), mask_key(api_key), amount, now)
+
+    async def usage_totals(self, charges: list[Charge], filters: Mapping[str, str]) -> Any:
+        """``billing.totals`` of the listed ``charges`` plus those the bounded usage log no
+        longer lists, under the same filters (``key``, ``model``, ``state``; a ``task_id``
+        names one listed charge or none)."""
+        wanted = {name: filters[name] for name in ("model", "state") if name in filters}
+        if "key" in filters:
+            wanted["owner"] = key_fingerprint(filters["key"])
+        trimmed = [] if "task_id" in filters else await self.store.trimmed_usage()
+        return totals(charges, matching(trimmed, wanted))
 
     async def force_outcome(
         self, task_id: str, outcome: Outcome, code: str | None, message: str | None
     ) -> Task:
-        """End a running task now with ``outcome``; a task that already ended cannot change."""
+        """End a running task now with ``outcome``; a task that already ended cannot change.
+
+        The store checks "not ended" and writes in one step, so a poll or a clock move that
+        lands meanwhile (on this worker or another) cannot be overwritten or reversed.
+        """
         task = await self.find(None, task_id)
-        elapsed = await self.elapsed(task)
+        now = await self.clock.now()
+        elapsed = task_elapsed(task, now)
+        ended = EmulatorError(
+            f"task {task_id!r} has already ended; terminal states are final",
+            status_code=409,
+            code="task_already_ended",
+        )
         if observe(task.schedule, elapsed).terminal:
-            raise EmulatorError(
-                f"task {task_id!r} has already ended; terminal states are final",
-                status_code=409,
-                code="task_already_ended",
-            )
+            raise ended
         if outcome == "failed":
             code = code or "upstream_error"
             message = message or f"the upstream model failed ({code})"
         else:
             code = message = None
-        task = dataclasses.replace(
-            task, schedule=task.schedule.ending_now(elapsed, outcome, code, message)
+        forced = dataclasses.replace(
+            task,
+            schedule=task.schedule.ending_now(elapsed, outcome, code, message),
+            finished_at=now if task.schedule.steps is not None else None,
         )
-        await self.store.replace_task(task)
-        return task
+        result = await self.store.force_end(forced, self.step_now(now))
+        if result == "ended":
+            raise ended
+        if result == "missing":
+            raise TaskNotFound(f"task {task_id!r} does not exist")
+        return result
 
     async def find(self, owner: str | None, task_id: str, *, count_poll: bool = False) -> Task:
         """The task if ``owner`` may see it (None: anyone), else TaskNotFound."""
-        task = None
+        task, now = None, None
         if TASK_ID_RE.match(task_id):
             if count_poll and self.settings.clock == "per_poll":
-                task = await self.store.count_poll(task_id, owner)
+                # One moment for the poll and the answer: the poll that ends a task shows it.
+                now = await self.clock.now()
+                task = await self.store.count_poll(task_id, owner, now)
             else:
                 task = await self.store.get_task(task_id)
         if task is not None and (owner is None or task.owner == owner):
-            if not await is_expired(self, task):
+            if not await is_expired(self, task, now):
                 return task
             # Only its owner learns that it existed (D-1); once swept, nobody can tell.
             ttl = self.settings.task_ttl_seconds
@@ -321,9 +337,11 @@ class Emulator:
         raise TaskNotFound(message)
 
     async def elapsed(self, task: Task) -> float:
-        if self.settings.clock == "per_poll":
-            return per_poll_elapsed(task.schedule, task.polls, self.settings.per_poll_steps)
-        return await self.clock.now() - task.created_at
+        """How far into its schedule ``task`` is: by its own polls and steps if it was
+        submitted on the per_poll clock, else by this emulator's clock."""
+        if task.schedule.steps is not None:
+            return task_elapsed(task, 0.0)  # polls alone: no clock to read
+        return task_elapsed(task, await self.clock.now())
 
     async def observe(self, task: Task) -> Observation:
         return observe(task.schedule, await self.elapsed(task))

@@ -3,6 +3,11 @@
 Prices are data (`emulator/data/prices.toml`, placeholders) in integer credits so every sum is
 exact. NanoBanana models cost a unit price per image; gpt-image-2 costs by size tier x quality
 per image. Only images actually returned are paid for.
+
+Money moves only inside the store's atomic steps; this module says how much. A hold takes its
+cost from the key's balance when the key has one (``taken``; nothing when unlimited). When the
+task ends, ``settlement`` fixes what is paid and what of the taken credits goes back: never more
+than was taken, and only to a balance that exists then (docs/invariants.md).
 """
 
 from __future__ import annotations
@@ -90,22 +95,95 @@ class Charge:
     #: What was finally paid: unit_price x images returned (0 when released).
     amount: int = 0
     settled_at: float | None = None
+    #: Taken from the key's balance by the hold: ``held`` when the key had a balance then,
+    #: 0 when it was unlimited. Set by the store.
+    taken: int = 0
+    #: Given back to the key's balance when the task ended (at most ``taken - amount``).
+    refunded: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
 
-def totals(charges: list[Charge]) -> dict[str, Any]:
-    """Sums per key and per model: paid (settled), held (still running) and images."""
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    state: ChargeState
+    images: int
+    amount: int
+    #: What goes back to the balance, if the key still has one: the unpaid part of ``taken``.
+    back: int
+
+
+def settlement(charge: Charge, images: int) -> Settlement:
+    """How a held charge ends when its task returned ``images`` (0: failed). The amount comes
+    from the price recorded at submission, so a later price table cannot change it."""
+    amount = min(charge.held, charge.unit_price * images)
+    return Settlement(
+        "settled" if images > 0 else "released",
+        images,
+        amount,
+        charge.taken - min(charge.taken, amount),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Trimmed:
+    """The sums of finished charges dropped from the usage log, per owner, key, model and
+    state, so that totals and the money invariant survive the log's bound."""
+
+    owner: str
+    key: str
+    model: str
+    state: ChargeState
+    tasks: int = 0
+    images: int = 0
+    paid: int = 0
+    taken: int = 0
+    refunded: int = 0
+
+
+SUMMED = ("tasks", "images", "paid", "taken", "refunded")
+
+
+def trimmed_row(charge: Charge) -> Trimmed:
+    """One finished charge as a row of sums (to be added to its group's)."""
+    return Trimmed(
+        charge.owner,
+        charge.key,
+        charge.model,
+        charge.state,
+        1,
+        charge.images,
+        charge.amount,
+        charge.taken,
+        charge.refunded,
+    )
+
+
+def matching(rows: list[Trimmed], wanted: Mapping[str, str]) -> list[Trimmed]:
+    """The rows whose fields (owner, model, state) equal those ``wanted``."""
+    return [r for r in rows if all(getattr(r, name) == v for name, v in wanted.items())]
+
+
+def totals(charges: list[Charge], trimmed: list[Trimmed] | None = None) -> dict[str, Any]:
+    """Sums per key and per model: paid (settled), held (still running), images, tasks, and
+    what holds took from balances and gave back; ``trimmed`` adds the charges the bounded
+    usage log no longer lists."""
+    rows = [trimmed_row(c) for c in charges] + list(trimmed or ())
+    held_by = {(c.key, c.model): 0 for c in charges}
+    for c in charges:
+        if c.state == "held":
+            held_by[c.key, c.model] += c.held
     by_key: dict[str, dict[str, int]] = {}
     by_model: dict[str, dict[str, int]] = {}
-    for c in charges:
-        for bucket, name in ((by_key, c.key), (by_model, c.model)):
-            row = bucket.setdefault(name, {"paid": 0, "held": 0, "images": 0, "tasks": 0})
-            row["tasks"] += 1
-            row["images"] += c.images
-            row["paid"] += c.amount
-            row["held"] += c.held if c.state == "held" else 0
-    paid = sum(c.amount for c in charges)
-    held = sum(c.held for c in charges if c.state == "held")
-    return {"paid": paid, "held": held, "by_key": by_key, "by_model": by_model}
+    for r in rows:
+        for bucket, name in ((by_key, r.key), (by_model, r.model)):
+            row = bucket.setdefault(name, dict.fromkeys(("held", *SUMMED), 0))
+            for field in SUMMED:
+                row[field] += getattr(r, field)
+    for (key, model), held in held_by.items():
+        by_key[key]["held"] += held
+        by_model[model]["held"] += held
+    top = {field: sum(getattr(r, field) for r in rows) for field in ("paid", "taken", "refunded")}
+    held = sum(held_by.values())
+    return {**top, "held": held, "by_key": by_key, "by_model": by_model}

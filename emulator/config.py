@@ -112,6 +112,9 @@ class Settings:
     task_ttl_seconds: float = 86_400.0
     #: Most tasks kept; when full, the oldest finished go first (0: no limit).
     max_tasks: int = 100_000
+    #: Finished charges listed in the usage log (oldest settled dropped first; the totals keep
+    #: counting them; held charges are always listed).
+    usage_log_limit: int = 10_000
     #: When set, the control plane (but not result images) needs ``X-Emulator-Token``.
     admin_token: str | None = None
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

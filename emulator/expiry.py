@@ -1,10 +1,11 @@
 """Bounded memory: finished tasks expire after ``task_ttl_seconds``; at most ``max_tasks`` kept.
 
-Sweeping costs a pass over the store, so it is amortised: one sweep per ``SWEEP_EVERY``
-submissions, or sooner when the store may be full. Between sweeps a task past its TTL is
-already answered as expired (``is_expired``), so the answer never depends on when the last
-sweep ran. Charges of removed tasks are settled first and then kept: the usage log lists every
-charge (SPEC section 4).
+The cap is the store's: a submission's own step evicts ended tasks when the store is full, or
+refuses (429), atomically with the insert (``Store.insert_held``), so concurrent submissions to
+several workers can never overfill it. The TTL is swept here: that costs a pass over what has
+expired, so it is amortised to one sweep per ``SWEEP_EVERY`` submissions. Between sweeps a task
+past its TTL is already answered as expired (``is_expired``), so the answer never depends on
+when the last sweep ran. A removed task's charge is settled in the same step that removes it.
 """
 
 from __future__ import annotations
@@ -12,65 +13,50 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from .errors import RateLimited
 from .store import ended_at
-from .tasks import Observation, Task
+from .tasks import Task
 
 if TYPE_CHECKING:
     from .app import Emulator
 
-#: Submissions between two sweeps when the store is far from full.
+#: Submissions between two sweeps.
 SWEEP_EVERY = 256
 
 
-async def is_expired(emulator: Emulator, task: Task) -> bool:
-    """Whether ``task`` ended at least ``task_ttl_seconds`` ago (swept or not)."""
+async def is_expired(emulator: Emulator, task: Task, now: float | None = None) -> bool:
+    """Whether ``task`` ended at least ``task_ttl_seconds`` before ``now`` (default: the
+    clock's now), swept or not."""
     ttl = emulator.settings.task_ttl_seconds
-    if ttl <= 0 or ended_at(task) + ttl > await emulator.clock.now():
+    if now is None:
+        now = await emulator.clock.now()
+    if ttl <= 0 or ended_at(task) + ttl > now:
         return False
     # On a time clock that means it ended; on per_poll only its polls can tell.
     return (await emulator.observe(task)).terminal
 
 
 class Sweeper:
-    """Decides when to sweep, and sweeps: expire, then settle what went."""
+    """Decides when to sweep expired tasks, and sweeps."""
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        #: Tasks the store held after the last sweep (plus what was submitted since).
-        self._known = 0
-        #: Start due, so the first submission learns the count (a kept store may be full).
+        #: Start due, so the first submission sweeps (a kept store may hold expired tasks).
         self._since = SWEEP_EVERY
 
     async def before_submit(self, emulator: Emulator, now: float) -> None:
-        """Make room for one more task, or refuse it: 429 when every kept task is unfinished."""
-        settings = emulator.settings
-        cap = settings.max_tasks
-        if not cap and not settings.task_ttl_seconds:
+        """Sweep when due (the cap is enforced by the submission's own store step)."""
+        if not emulator.settings.task_ttl_seconds:
             return
         self._since += 1
-        full = bool(cap) and self._known + self._since >= cap
-        if self._since < SWEEP_EVERY and not full:
-            return
-        # Evicting a tenth of the cap at once keeps a full store from sweeping per submission.
-        keep = (cap - max(1, cap // 10) if full else cap) if cap else None
-        await self.sweep(emulator, now, keep)
-        if cap and self._known >= cap:
-            raise RateLimited(
-                f"the emulator holds max_tasks={cap} tasks and none of them has finished; "
-                "retry when some finish, or raise max_tasks",
-                headers={"Retry-After": "1"},
-            )
+        if self._since >= SWEEP_EVERY:
+            await self.sweep(emulator, now)
 
-    async def sweep(self, emulator: Emulator, now: float, keep: int | None) -> int:
+    async def sweep(self, emulator: Emulator, now: float) -> int:
         """Expire what is due at ``now``; the number of tasks removed."""
         ttl = emulator.settings.task_ttl_seconds
         finished_before = now - ttl if ttl > 0 else -math.inf
-        expiry = await emulator.store.expire(finished_before, now, keep)
-        for task in expiry.removed:
-            # It ended by its schedule: give back or settle its hold before it is forgotten.
-            await emulator.settle(task, Observation(task.schedule.outcome, 100))
-        self._known, self._since = expiry.remaining, 0
-        return len(expiry.removed)
+        expiry = await emulator.store.expire(finished_before, emulator.step_now(now))
+        self._since = 0
+        return expiry.removed

@@ -1,7 +1,7 @@
 """The default backend: state in this process's memory.
 
 It is atomic because the event loop runs one coroutine at a time and none of its methods
-awaits.
+awaits: each method's reads and writes happen with nothing in between.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ import dataclasses
 from collections import OrderedDict, deque
 from typing import Any
 
-from .billing import Charge, ChargeState
-from .end_index import EndIndex
+from .billing import SUMMED, Charge, Trimmed, settlement, trimmed_row
+from .end_index import EndIndex, ended_at
 from .faults import FaultRule
-from .store import Expiry, Store
-from .tasks import Task
+from .store import Expiry, Forced, Now, Placed, Store, room_after_eviction
+from .tasks import Task, has_ended, images_returned
+
+_Group = tuple[str, str, str, str]
 
 
 class MemoryStore(Store):
@@ -22,8 +24,10 @@ class MemoryStore(Store):
 
     def __init__(self) -> None:
         self._tasks: OrderedDict[str, Task] = OrderedDict()
-        #: The tasks by end time: ``expire`` takes the earliest instead of reading every task.
+        #: The tasks by end time: expiry and eviction take the earliest, not every task.
         self._ends = EndIndex()
+        #: The same for settling: held charges come due when their task ends.
+        self._due = EndIndex()
         self._blobs: dict[str, bytes] = {}
         self._clock = 0.0
         self._faults: dict[str, FaultRule] = {}
@@ -31,42 +35,103 @@ class MemoryStore(Store):
         self._hits: dict[str, int] = {}
         self._journal: deque[dict[str, Any]] = deque()
         self._journal_seq = 0
+        #: The usage log in hold order; finished charges also in settlement order (to trim).
         self._charges: dict[str, Charge] = {}
+        self._finished: deque[str] = deque()
+        self._trimmed: dict[_Group, Trimmed] = {}
         self._balances: dict[str, tuple[str, int]] = {}
 
-    async def insert_task(self, task: Task) -> bool:
+    def _now(self, now: Now) -> float:
+        return self._clock if now is None else now
+
+    # -- tasks -------------------------------------------------------------------------
+    async def insert_held(
+        self, task: Task, charge: Charge, blob: bytes | None, *, cap: int, now: Now
+    ) -> Placed:
         if task.task_id in self._tasks:
-            return False
+            return "taken"
+        at = self._now(now)
+        if cap and len(self._tasks) >= cap:
+            self._ends.pop_ended(
+                self._tasks, at, len(self._tasks) - room_after_eviction(cap), self._remover(at)
+            )
+            if len(self._tasks) >= cap:
+                return "full"
+        balance = self._balances.get(charge.owner)
+        if balance is not None and balance[1] < charge.held:
+            self._settle_due(at)  # what ended gives back first
+            balance = self._balances[charge.owner]
+            if balance[1] < charge.held:
+                return "refused"
+        if balance is not None:
+            self._balances[charge.owner] = (balance[0], balance[1] - charge.held)
+        taken = 0 if balance is None else charge.held
+        self._charges[task.task_id] = dataclasses.replace(
+            charge, state="held", taken=taken, refunded=0
+        )
         self._tasks[task.task_id] = task
-        self._ends.add(task, self._tasks)
-        return True
+        self._ends.push(task, self._tasks)
+        self._due.push(task, self._tasks)
+        if blob is not None:
+            self._blobs[f"ref:{task.task_id}"] = blob
+        return "placed"
 
     async def get_task(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)
 
-    async def count_poll(self, task_id: str, owner: str | None = None) -> Task | None:
+    async def count_poll(
+        self, task_id: str, owner: str | None = None, now: float | None = None
+    ) -> Task | None:
         task = self._tasks.get(task_id)
         if task is None or (owner is not None and task.owner != owner):
             return None
         task = dataclasses.replace(task, polls=task.polls + 1)
+        end_poll = task.schedule.end_poll
+        ends = end_poll is not None and task.finished_at is None and task.polls >= end_poll
+        if ends:
+            task = dataclasses.replace(task, finished_at=self._now(now))
         self._tasks[task_id] = task
+        if ends:
+            self._moved(task)
         return task
 
-    async def replace_task(self, task: Task) -> bool:
-        old = self._tasks.get(task.task_id)
-        if old is None:
-            return False
-        self._tasks[task.task_id] = task
-        self._ends.moved(old, task)
-        return True
+    async def force_end(self, task: Task, now: Now) -> Forced:
+        current = self._tasks.get(task.task_id)
+        if current is None:
+            return "missing"
+        if has_ended(current, self._now(now)):
+            return "ended"
+        forced = dataclasses.replace(current, schedule=task.schedule, finished_at=task.finished_at)
+        self._tasks[task.task_id] = forced
+        self._moved(forced)
+        return forced
 
-    async def remove_task(self, task_id: str) -> bool:
-        self._blobs.pop(f"ref:{task_id}", None)
-        return self._tasks.pop(task_id, None) is not None
+    def _moved(self, task: Task) -> None:
+        """``task``'s end became known or moved: index it again."""
+        self._ends.push(task, self._tasks)
+        self._due.push(task, self._tasks)
 
     async def list_tasks(self, owner: str | None = None) -> list[Task]:
         tasks = self._tasks.values()
         return [t for t in tasks if owner is None or t.owner == owner]
+
+    async def expire(self, finished_before: float, now: Now) -> Expiry:
+        at = self._now(now)
+        removed = self._ends.pop_ended(self._tasks, finished_before, None, self._remover(at))
+        return Expiry(removed, len(self._tasks))
+
+    def _remover(self, at: float) -> Any:
+        def remove(task: Task) -> bool:
+            """Remove ``task`` if it has ended by ``at`` (the index's order is approximate at
+            the last bit: a sum of floats), settling its charge."""
+            if not has_ended(task, at):
+                return False
+            del self._tasks[task.task_id]
+            self._blobs.pop(f"ref:{task.task_id}", None)
+            self._settle(task.task_id, images_returned(task), ended_at(task))
+            return True
+
+        return remove
 
     async def put_blob(self, key: str, data: bytes) -> None:
         self._blobs[key] = data
@@ -135,34 +200,69 @@ class MemoryStore(Store):
     async def clear_journal(self) -> None:
         self._journal.clear()
 
-    async def hold(self, charge: Charge) -> bool:
-        balance = self._balances.get(charge.owner)
-        if balance is not None:
-            label, amount = balance
-            if amount < charge.held:
-                return False
-            self._balances[charge.owner] = (label, amount - charge.held)
-        self._charges[charge.task_id] = charge
-        return True
+    # -- billing -------------------------------------------------------------------------
+    async def settle(self, task_id: str, images: int, settled_at: float) -> bool:
+        return self._settle(task_id, images, settled_at)
 
-    async def settle(
-        self, task_id: str, state: ChargeState, images: int, amount: int, settled_at: float
-    ) -> bool:
+    def _settle(self, task_id: str, images: int, settled_at: float) -> bool:
         current = self._charges.get(task_id)
         if current is None or current.state != "held":
             return False
-        self._charges[task_id] = dataclasses.replace(
-            current, state=state, images=images, amount=amount, settled_at=settled_at
-        )
+        end = settlement(current, images)
         balance = self._balances.get(current.owner)
+        refunded = 0 if balance is None else end.back
         if balance is not None:
-            self._balances[current.owner] = (balance[0], balance[1] + current.held - amount)
+            self._balances[current.owner] = (balance[0], balance[1] + refunded)
+        self._charges[task_id] = dataclasses.replace(
+            current,
+            state=end.state,
+            images=end.images,
+            amount=end.amount,
+            settled_at=settled_at,
+            refunded=refunded,
+        )
+        self._finished.append(task_id)
+        self._trim()
         return True
+
+    def _trim(self) -> None:
+        limit = self.usage_log_limit
+        while limit is not None and len(self._finished) > limit:
+            row = trimmed_row(self._charges.pop(self._finished.popleft()))
+            group = (row.owner, row.key, row.model, row.state)
+            kept = self._trimmed.get(group) or Trimmed(*group)
+            sums = {f: getattr(kept, f) + getattr(row, f) for f in SUMMED}
+            self._trimmed[group] = dataclasses.replace(kept, **sums)
+
+    async def settle_due(self, now: Now) -> int:
+        return self._settle_due(self._now(now))
+
+    def _settle_due(self, at: float) -> int:
+        settled = 0
+
+        def take(task: Task) -> bool:
+            nonlocal settled
+            charge = self._charges.get(task.task_id)
+            if charge is None or charge.state != "held":
+                return True  # settled already: the entry is spent
+            if not has_ended(task, at):
+                return False
+            settled += self._settle(task.task_id, images_returned(task), ended_at(task))
+            return True
+
+        self._due.pop_ended(self._tasks, at, None, take)
+        return settled
 
     async def list_charges(self, owner: str | None = None) -> list[Charge]:
         return [c for c in self._charges.values() if owner is None or c.owner == owner]
 
-    async def set_balance(self, owner: str, label: str, amount: int | None) -> None:
+    async def trimmed_usage(self) -> list[Trimmed]:
+        return list(self._trimmed.values())
+
+    async def set_balance(
+        self, owner: str, label: str, amount: int | None, now: Now = None
+    ) -> None:
+        self._settle_due(self._now(now))
         if amount is None:
             self._balances.pop(owner, None)
         else:
@@ -171,26 +271,14 @@ class MemoryStore(Store):
     async def list_balances(self) -> dict[str, tuple[str, int]]:
         return dict(self._balances)
 
-    async def expire(self, finished_before: float, now: float, keep: int | None) -> Expiry:
-        # Earliest ends first from the heap: the same tasks, in the same order, as the default
-        # (expired ones in submission order, then the cap's earliest ends, ties by submission).
-        expired = self._ends.pop_ended(self._tasks, finished_before, None, self._forget)
-        expired.sort(key=lambda entry: entry[0])
-        removed = [task for _, task in expired]
-        if keep is not None and len(self._tasks) > keep:
-            excess = len(self._tasks) - keep
-            removed += [t for _, t in self._ends.pop_ended(self._tasks, now, excess, self._forget)]
-        return Expiry(removed, len(self._tasks))
-
-    def _forget(self, task_id: str) -> None:
-        del self._tasks[task_id]
-        self._blobs.pop(f"ref:{task_id}", None)
-
     async def reset(self) -> None:
         self._charges.clear()
+        self._finished.clear()
+        self._trimmed.clear()
         self._balances.clear()
         self._tasks.clear()
         self._ends.clear()
+        self._due.clear()
         self._blobs.clear()
         self._clock = 0.0
         await self.clear_faults()

@@ -1,33 +1,322 @@
 """The Lua scripts of ``RedisStore``: each is one atomic step in Redis (nothing runs between
-its commands), which is how counts, budgets and balances stay exact across workers.
+its commands), which is how counts, the cap, holds and balances stay exact across workers.
 
-Comments give each script's KEYS and ARGV and what it returns.
+Every script starts with ``PRELUDE`` and takes the same first four arguments:
+ARGV[1] key prefix ("<store_prefix>:"), ARGV[2] deadline ('' for a read), ARGV[3] clock time
+('' for the manual clock kept under P:clock), ARGV[4] finished charges the usage log keeps
+('' for all); its own arguments follow from ARGV[5]. Keys are built from the prefix (which is
+why Redis Cluster is not supported).
+
+A write's deadline is in Redis's own ``TIME``: a script that starts later than that (Redis
+stalled, the caller has timed out and answered 503) does nothing and answers ``LATE``. So a
+write the caller was told failed never happens afterwards, and no write is ever sent twice.
+
+Keys (P = prefix):
+  P:task:<id>     hash, a task                 P:tasks         zset id by submission order
+  P:ends          zset id by end time (only tasks whose end is known: expiry and the cap)
+  P:charge:<id>   hash, its charge             P:charges       zset id by hold order
+  P:held          zset id of held charges by when they fall due (+inf until known)
+  P:done          zset id of finished charges by settlement order (the bounded log)
+  P:trimmed:<sum> hash owner\\nkey\\nmodel\\nstate -> sum of charges dropped from the log
+  P:balances / P:balances:labels   hash owner -> amount / masked key
+  P:clock         manual clock, "%.17g" text   P:blob:<key>    bytes (ref:<id> with its task)
+  P:faults        hash id -> rule JSON         P:faults:order  zset id by insertion order
+  P:faults:evals / P:faults:hits  hash id -> count     P:journal  list of "<seq>\\n<JSON>"
+  P:seq:*         counters                     P:streams  id streams handed out (kept by reset)
+
+Task hash P:task:<id>: d task JSON as submitted, p polls, o owner, c created_at, s ends_at,
+k end poll (per_poll only), e end time once known, i images paid when it has ended,
+f the schedule JSON of a forced outcome. Charge hash P:charge:<id>: d charge JSON as held,
+owner, key, model, held, unit, taken, state, images, amount, refunded, settled_at.
 """
 
-# KEYS task, order, seq, ends; ARGV json, id, polls, end -> 1 inserted, 0 id taken
-INSERT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 'p', ARGV[3])
-redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), ARGV[2])
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
+PRELUDE = """
+local P = ARGV[1]
+local LIMIT = tonumber(ARGV[4])
+local function late()
+  if ARGV[2] == '' then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000 > tonumber(ARGV[2])
+end
+local function clock_text()
+  if ARGV[3] ~= '' then return ARGV[3] end
+  return redis.call('GET', P .. 'clock') or '0'
+end
+local function ended(id, now)
+  local row = redis.call('HMGET', P .. 'task:' .. id, 'c', 's', 'k', 'p')
+  if not row[1] then return false end
+  if row[3] then return tonumber(row[4]) >= tonumber(row[3]) end
+  return now - tonumber(row[1]) >= tonumber(row[2])
+end
+local function trim()
+  if not LIMIT then return end
+  local over = redis.call('ZCARD', P .. 'done') - LIMIT
+  if over <= 0 then return end
+  local fields = {'tasks', 'images', 'paid', 'taken', 'refunded'}
+  for _, id in ipairs(redis.call('ZRANGE', P .. 'done', 0, over - 1)) do
+    local ck = P .. 'charge:' .. id
+    local r = redis.call('HMGET', ck, 'owner', 'key', 'model', 'state',
+                         'images', 'amount', 'taken', 'refunded')
+    local group = r[1] .. '\\n' .. r[2] .. '\\n' .. r[3] .. '\\n' .. r[4]
+    local sums = {1, r[5], r[6], r[7], r[8]}
+    for n, name in ipairs(fields) do
+      redis.call('HINCRBY', P .. 'trimmed:' .. name, group, sums[n])
+    end
+    redis.call('DEL', ck)
+    redis.call('ZREM', P .. 'charges', id)
+  end
+  redis.call('ZREMRANGEBYRANK', P .. 'done', 0, over - 1)
+end
+local function settle(id, images, at)
+  local ck = P .. 'charge:' .. id
+  local c = redis.call('HMGET', ck, 'state', 'owner', 'held', 'taken', 'unit')
+  if c[1] ~= 'held' then return 0 end
+  local held, taken = tonumber(c[3]), tonumber(c[4])
+  local amount = math.min(held, tonumber(c[5]) * images)
+  local back = taken - math.min(taken, amount)
+  local refunded = 0
+  if back > 0 and redis.call('HEXISTS', P .. 'balances', c[2]) == 1 then
+    redis.call('HINCRBY', P .. 'balances', c[2], back)
+    refunded = back
+  end
+  local state = 'released'
+  if images > 0 then state = 'settled' end
+  redis.call('HSET', ck, 'state', state, 'images', images, 'amount', amount,
+             'refunded', refunded, 'settled_at', at)
+  redis.call('ZREM', P .. 'held', id)
+  redis.call('ZADD', P .. 'done', redis.call('INCR', P .. 'seq:done'), id)
+  trim()
+  return 1
+end
+local function remove_if_ended(id, now)
+  if not ended(id, now) then return 0 end
+  local tk = P .. 'task:' .. id
+  local t = redis.call('HMGET', tk, 'i', 'e')
+  redis.call('DEL', tk, P .. 'blob:ref:' .. id)
+  redis.call('ZREM', P .. 'tasks', id)
+  redis.call('ZREM', P .. 'ends', id)
+  settle(id, tonumber(t[1]), t[2])
+  return 1
+end
+local function settle_due(now)
+  local n = 0
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'held', '-inf', now)) do
+    if ended(id, now) then
+      local t = redis.call('HMGET', P .. 'task:' .. id, 'i', 'e')
+      n = n + settle(id, tonumber(t[1]), t[2])
+    end
+  end
+  return n
+end
+"""
+
+_LATE = "if late() then return redis.error_reply('LATE the caller has given up') end\n"
+
+# ARGV id, task json, owner, created_at, ends_at, end poll (''), end (''), images paid,
+# charge json, held, unit price, key label, model, blob, has blob ('1'), cap (0: none)
+# -> 1 placed, 0 id taken, 2 refused (balance), 3 full (cap, nothing ended)
+INSERT_HELD = (
+    PRELUDE
+    + _LATE
+    + """
+local id = ARGV[5]
+local tk = P .. 'task:' .. id
+if redis.call('EXISTS', tk) == 1 then return 0 end
+local now = tonumber(clock_text())
+local cap = tonumber(ARGV[20])
+if cap > 0 and redis.call('ZCARD', P .. 'tasks') >= cap then
+  local excess = redis.call('ZCARD', P .. 'tasks') - (cap - math.max(1, math.floor(cap / 10)))
+  local removed = 0
+  for _, victim in ipairs(redis.call('ZRANGEBYSCORE', P .. 'ends', '-inf', now,
+                                     'LIMIT', 0, excess + 16)) do
+    if removed < excess then removed = removed + remove_if_ended(victim, now) end
+  end
+  if redis.call('ZCARD', P .. 'tasks') >= cap then return 3 end
+end
+local owner, held = ARGV[7], tonumber(ARGV[14])
+local balance = redis.call('HGET', P .. 'balances', owner)
+if balance and tonumber(balance) < held then
+  settle_due(now)
+  balance = redis.call('HGET', P .. 'balances', owner)
+  if balance and tonumber(balance) < held then return 2 end
+end
+local taken = 0
+if balance then
+  redis.call('HINCRBY', P .. 'balances', owner, -held)
+  taken = held
+end
+redis.call('HSET', tk, 'd', ARGV[6], 'p', 0, 'o', owner, 'c', ARGV[8], 's', ARGV[9],
+           'i', ARGV[12])
+if ARGV[10] ~= '' then redis.call('HSET', tk, 'k', ARGV[10]) end
+local due = '+inf'
+if ARGV[11] ~= '' then
+  redis.call('HSET', tk, 'e', ARGV[11])
+  redis.call('ZADD', P .. 'ends', ARGV[11], id)
+  due = ARGV[11]
+end
+redis.call('ZADD', P .. 'tasks', redis.call('INCR', P .. 'seq:task'), id)
+local ck = P .. 'charge:' .. id
+redis.call('DEL', ck)
+redis.call('HSET', ck, 'd', ARGV[13], 'owner', owner, 'key', ARGV[16], 'model', ARGV[17],
+           'held', held, 'unit', ARGV[15], 'taken', taken, 'state', 'held', 'images', 0,
+           'amount', 0, 'refunded', 0, 'settled_at', '')
+redis.call('ZADD', P .. 'charges', redis.call('INCR', P .. 'seq:charge'), id)
+redis.call('ZADD', P .. 'held', due, id)
+if ARGV[19] == '1' then redis.call('SET', P .. 'blob:ref:' .. id, ARGV[18]) end
 return 1
 """
-# KEYS task; ARGV owner ('' for any) -> {json, polls} after counting one poll, or nil (missing,
-# or another owner's: their polls must not move it)
-COUNT_POLL = """
-local d = redis.call('HGET', KEYS[1], 'd')
-if not d then return false end
-if ARGV[1] ~= '' and cjson.decode(d)['owner'] ~= ARGV[1] then return false end
-local p = redis.call('HINCRBY', KEYS[1], 'p', 1)
-return {d, p}
+)
+
+# ARGV mode ('get', 'count' or 'none'), task id ('' with none), owner ('' for any)
+# -> {task json, polls, end, forced schedule, clock, charge state, rule JSONs...}: what one
+# request reads, at once. 'count' counts a poll first (a write: it carries a deadline) and, on
+# the per_poll clock, records the end (ARGV[3]) when this poll reaches the end poll.
+SNAPSHOT = (
+    PRELUDE
+    + """
+local mode, id = ARGV[5], ARGV[6]
+local tk = P .. 'task:' .. id
+local task, polls, e, f, state = false, false, false, false, false
+if mode ~= 'none' then
+  local row = redis.call('HMGET', tk, 'd', 'p', 'o', 'k', 'e', 'f')
+  if row[1] and mode == 'count' and (ARGV[7] == '' or row[3] == ARGV[7]) then
+    if late() then return redis.error_reply('LATE the caller has given up') end
+    row[2] = redis.call('HINCRBY', tk, 'p', 1)
+    if row[4] and not row[5] and row[2] >= tonumber(row[4]) then
+      row[5] = clock_text()
+      redis.call('HSET', tk, 'e', row[5])
+      redis.call('ZADD', P .. 'ends', row[5], id)
+      redis.call('ZADD', P .. 'held', 'XX', row[5], id)
+    end
+  elseif mode == 'count' then
+    row[1] = false  -- another key's poll neither counts nor sees the task
+  end
+  task, polls, e, f = row[1], row[2], row[5], row[6]
+  if task then state = redis.call('HGET', P .. 'charge:' .. id, 'state') end
+end
+local out = {task, polls, e, f, redis.call('GET', P .. 'clock'), state}
+local ids = redis.call('ZRANGE', P .. 'faults:order', 0, -1)
+if #ids > 0 then
+  for _, rule in ipairs(redis.call('HMGET', P .. 'faults', unpack(ids))) do
+    out[#out + 1] = rule
+  end
+end
+return out
 """
-# KEYS task, ends; ARGV json, polls, id, end -> 1 replaced, 0 missing
-REPLACE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 'p', ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+)
+
+# ARGV id, forced schedule json, its ends_at, its end poll (''), images paid, end
+# -> {json, polls, end, forced} as forced; 0 missing; 2 already ended
+FORCE = (
+    PRELUDE
+    + _LATE
+    + """
+local id = ARGV[5]
+local tk = P .. 'task:' .. id
+if redis.call('EXISTS', tk) == 0 then return 0 end
+if ended(id, tonumber(clock_text())) then return 2 end
+redis.call('HSET', tk, 'f', ARGV[6], 's', ARGV[7], 'i', ARGV[9], 'e', ARGV[10])
+if ARGV[8] ~= '' then redis.call('HSET', tk, 'k', ARGV[8]) else redis.call('HDEL', tk, 'k') end
+redis.call('ZADD', P .. 'ends', ARGV[10], id)
+redis.call('ZADD', P .. 'held', 'XX', ARGV[10], id)
+local row = redis.call('HMGET', tk, 'd', 'p')
+return {row[1], row[2], ARGV[10], ARGV[6]}
+"""
+)
+
+# ARGV finished before -> {removed, tasks left}
+EXPIRE = (
+    PRELUDE
+    + _LATE
+    + """
+local now = tonumber(clock_text())
+local n = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'ends', '-inf', ARGV[5])) do
+  n = n + remove_if_ended(id, now)
+end
+return {n, redis.call('ZCARD', P .. 'tasks')}
+"""
+)
+
+# ARGV id, images, settled at -> 1 settled, 0 not held
+SETTLE = PRELUDE + _LATE + "return settle(ARGV[5], tonumber(ARGV[6]), ARGV[7])\n"
+
+# -> how many settled
+SETTLE_DUE = PRELUDE + _LATE + "return settle_due(tonumber(clock_text()))\n"
+
+# ARGV owner, label, amount ('' removes it)
+SET_BALANCE = (
+    PRELUDE
+    + _LATE
+    + """
+settle_due(tonumber(clock_text()))
+if ARGV[7] == '' then
+  redis.call('HDEL', P .. 'balances', ARGV[5])
+  redis.call('HDEL', P .. 'balances:labels', ARGV[5])
+else
+  redis.call('HSET', P .. 'balances', ARGV[5], ARGV[7])
+  redis.call('HSET', P .. 'balances:labels', ARGV[5], ARGV[6])
+end
+"""
+)
+
+# ARGV seconds -> new time. Lua numbers are doubles like Python floats, and %.17g prints them
+# exactly, so the shared clock adds up exactly like the in-memory one.
+ADVANCE = (
+    PRELUDE
+    + _LATE
+    + """
+local v = tonumber(redis.call('GET', P .. 'clock') or '0') + tonumber(ARGV[5])
+local s = string.format('%.17g', v)
+redis.call('SET', P .. 'clock', s)
+return s
+"""
+)
+
+# ARGV rule id, rule json
+ADD_FAULT = (
+    PRELUDE
+    + _LATE
+    + """
+redis.call('HSET', P .. 'faults', ARGV[5], ARGV[6])
+redis.call('ZADD', P .. 'faults:order', redis.call('INCR', P .. 'seq:fault'), ARGV[5])
+redis.call('HSET', P .. 'faults:evals', ARGV[5], 0)
+redis.call('HSET', P .. 'faults:hits', ARGV[5], 0)
+"""
+)
+# ARGV rule id ('' for every rule) -> rules removed
+REMOVE_FAULT = (
+    PRELUDE
+    + _LATE
+    + """
+local keys = {P .. 'faults', P .. 'faults:order', P .. 'faults:evals', P .. 'faults:hits'}
+if ARGV[5] == '' then
+  local n = redis.call('HLEN', keys[1])
+  redis.call('DEL', unpack(keys))
+  return n
+end
+local n = redis.call('HDEL', keys[1], ARGV[5])
+redis.call('ZREM', keys[2], ARGV[5])
+redis.call('HDEL', keys[3], ARGV[5])
+redis.call('HDEL', keys[4], ARGV[5])
+return n
+"""
+)
+# ARGV rule id -> its evaluations, this one counted
+COUNT_EVALUATION = PRELUDE + _LATE + "return redis.call('HINCRBY', P .. 'faults:evals', ARGV[5], 1)"
+# ARGV rule id, times ('' = unlimited) -> 1 taken, 0 spent
+CLAIM = (
+    PRELUDE
+    + _LATE
+    + """
+local hits = tonumber(redis.call('HGET', P .. 'faults:hits', ARGV[5]) or '0')
+if ARGV[6] ~= '' and hits >= tonumber(ARGV[6]) then return 0 end
+redis.call('HINCRBY', P .. 'faults:hits', ARGV[5], 1)
 return 1
 """
+)
+
+# Reads (no prelude, no deadline: safe to repeat).
 # KEYS order; ARGV key prefix, fields... -> flat list of the fields of every member, in order
 LIST = """
 local out = {}
@@ -37,35 +326,14 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
 end
 return out
 """
-# KEYS clock; ARGV seconds -> new time. Lua numbers are doubles like Python floats, and %.17g
-# prints them exactly, so the shared clock adds up exactly like the in-memory one.
-ADVANCE = """
-local v = tonumber(redis.call('GET', KEYS[1]) or '0') + tonumber(ARGV[1])
-local s = string.format('%.17g', v)
-redis.call('SET', KEYS[1], s)
-return s
-"""
-# KEYS faults, order, evals, hits, seq; ARGV id, json
-ADD_FAULT = """
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[5]), ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], 0)
-redis.call('HSET', KEYS[4], ARGV[1], 0)
-"""
 # KEYS faults, order -> rule JSONs in order
 LIST_FAULTS = """
 local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
 if #ids == 0 then return {} end
 return redis.call('HMGET', KEYS[1], unpack(ids))
 """
-# KEYS hits; ARGV id, times ('' = unlimited) -> 1 taken, 0 spent
-CLAIM = """
-local hits = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if ARGV[2] ~= '' and hits >= tonumber(ARGV[2]) then return 0 end
-redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-return 1
-"""
-# KEYS journal, seq; ARGV json, limit -> the entry's sequence number
+# KEYS journal, seq; ARGV json, limit -> the entry's sequence number. Diagnostics written
+# behind the answers (redis_support.JournalWriter): no deadline.
 JOURNAL = """
 local seq = redis.call('INCR', KEYS[2])
 local limit = tonumber(ARGV[2])
@@ -73,102 +341,4 @@ if limit <= 0 then redis.call('DEL', KEYS[1]) return seq end
 redis.call('RPUSH', KEYS[1], seq .. '\\n' .. ARGV[1])
 redis.call('LTRIM', KEYS[1], -limit, -1)
 return seq
-"""
-# KEYS balances, charge, order, seq; ARGV owner, held, json, id -> 1 held, 0 not enough balance
-HOLD = """
-local balance = redis.call('HGET', KEYS[1], ARGV[1])
-if balance then
-  if tonumber(balance) < tonumber(ARGV[2]) then return 0 end
-  redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2]))
-end
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], 'd', ARGV[3], 'owner', ARGV[1], 'held', ARGV[2],
-           'state', 'held', 'images', 0, 'amount', 0, 'settled_at', '')
-redis.call('ZADD', KEYS[3], 'NX', redis.call('INCR', KEYS[4]), ARGV[4])
-return 1
-"""
-# KEYS charge, balances; ARGV state, images, amount, settled_at -> 1 settled, 0 not held
-SETTLE = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'held' then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[1], 'images', ARGV[2], 'amount', ARGV[3],
-           'settled_at', ARGV[4])
-local owner = redis.call('HGET', KEYS[1], 'owner')
-if redis.call('HEXISTS', KEYS[2], owner) == 1 then
-  local back = tonumber(redis.call('HGET', KEYS[1], 'held')) - tonumber(ARGV[3])
-  redis.call('HINCRBY', KEYS[2], owner, back)
-end
-return 1
-"""
-
-# KEYS task, faults, order, clock, charge; ARGV mode ('get', 'count' or 'none'), owner ('' any)
-# -> {task json, polls, clock, charge state, rule JSONs...}: what one request reads, at once
-SNAPSHOT = """
-local task, polls = false, false
-if ARGV[1] == 'count' then
-  local d = redis.call('HGET', KEYS[1], 'd')
-  if d and (ARGV[2] == '' or cjson.decode(d)['owner'] == ARGV[2]) then
-    polls = redis.call('HINCRBY', KEYS[1], 'p', 1)
-    task = d
-  end
-elseif ARGV[1] == 'get' then
-  local row = redis.call('HMGET', KEYS[1], 'd', 'p')
-  task, polls = row[1], row[2]
-end
-local state = false
-if ARGV[1] ~= 'none' then state = redis.call('HGET', KEYS[5], 'state') end
-local out = {task, polls, redis.call('GET', KEYS[4]), state}
-local ids = redis.call('ZRANGE', KEYS[3], 0, -1)
-if #ids > 0 then
-  for _, rule in ipairs(redis.call('HMGET', KEYS[2], unpack(ids))) do out[#out + 1] = rule end
-end
-return out
-"""
-# KEYS task, tasks, task seq, balances, charge, charges, charge seq, blob, ends
-# ARGV task json, id, polls, owner, held, charge json, blob, blob ttl (0: none), has blob, end
-# -> 1 placed, 0 id taken, 2 refused (balance): a submission's writes in one step
-INSERT_HELD = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local balance = redis.call('HGET', KEYS[4], ARGV[4])
-if balance then
-  if tonumber(balance) < tonumber(ARGV[5]) then return 2 end
-  redis.call('HINCRBY', KEYS[4], ARGV[4], -tonumber(ARGV[5]))
-end
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 'p', ARGV[3])
-redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), ARGV[2])
-redis.call('ZADD', KEYS[9], ARGV[10], ARGV[2])
-redis.call('DEL', KEYS[5])
-redis.call('HSET', KEYS[5], 'd', ARGV[6], 'owner', ARGV[4], 'held', ARGV[5],
-           'state', 'held', 'images', 0, 'amount', 0, 'settled_at', '')
-redis.call('ZADD', KEYS[6], 'NX', redis.call('INCR', KEYS[7]), ARGV[2])
-if ARGV[9] == '1' then
-  if ARGV[8] == '0' then redis.call('SET', KEYS[8], ARGV[7])
-  else redis.call('SET', KEYS[8], ARGV[7], 'EX', ARGV[8]) end
-end
-return 1
-"""
-# KEYS ends, tasks; ARGV task key prefix, blob key prefix, finished before, now, keep ('': no cap)
-# -> {tasks left, json, polls, ...} of the removed: expiry by the end-time index, not a full read
-EXPIRE = """
-local doomed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-local total = redis.call('ZCARD', KEYS[2])
-if ARGV[5] ~= '' then
-  local excess = total - #doomed - tonumber(ARGV[5])
-  if excess > 0 then
-    local ended = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[3], ARGV[4], 'LIMIT', 0, excess)
-    for _, id in ipairs(ended) do doomed[#doomed + 1] = id end
-  end
-end
-local out = {total}
-for _, id in ipairs(doomed) do
-  local row = redis.call('HMGET', ARGV[1] .. id, 'd', 'p')
-  if row[1] then
-    out[#out + 1] = row[1]
-    out[#out + 1] = row[2]
-    redis.call('DEL', ARGV[1] .. id, ARGV[2] .. id)
-    redis.call('ZREM', KEYS[2], id)
-    out[1] = out[1] - 1
-  end
-  redis.call('ZREM', KEYS[1], id)
-end
-return out
 """

@@ -7,19 +7,20 @@ import asyncio
 import functools
 import inspect
 import json
+import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection, Connection
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .billing import Charge
+from .billing import Charge, ChargeState, Trimmed
 from .errors import StoreUnavailable
 from .faults import FaultRule
 from .tasks import Task
@@ -47,23 +48,64 @@ class Snapshot:
         return self.faults is not None and time.monotonic() - self.at <= SNAPSHOT_SECONDS
 
 
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _unavailable(exc: Exception) -> StoreUnavailable:
+    # BusyLoadingError (Redis still reading its AOF after a restart) is a ConnectionError.
+    return StoreUnavailable(
+        f"the emulator's store (Redis) is unavailable, retry shortly: {exc}",
+        headers={"Retry-After": "1"},
+    )
+
+
 def guard(
     method: Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, R]],
 ) -> Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, R]]:
-    """Turn "Redis cannot answer" into StoreUnavailable (503), whatever the operation."""
+    """For a write: "Redis cannot answer" becomes StoreUnavailable (503), and the write is
+    never sent again (the first one may have reached Redis). Its script's deadline makes sure
+    that one cannot run after the caller has answered (``LATE``, also a 503)."""
 
     async def run(self: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await method(self, *args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            # BusyLoadingError (Redis still reading its AOF after a restart) is one of these.
-            raise StoreUnavailable(
-                f"the emulator's store (Redis) is unavailable, retry shortly: {exc}",
-                headers={"Retry-After": "1"},
-            ) from None
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from None
+        except ResponseError as exc:
+            if str(exc).startswith("LATE"):
+                raise _unavailable(exc) from None
+            raise
 
     functools.update_wrapper(run, method)
     return run
+
+
+def guard_read(
+    method: Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, R]]:
+    """For a read: like ``guard``, but a failed read is tried once more (on a fresh connection:
+    the failed one was dropped), since reading twice changes nothing. That also reconnects
+    pooled connections that a Redis restart left dead."""
+
+    async def run(self: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(self, *args, **kwargs)
+        except _UNAVAILABLE:
+            pass
+        try:
+            return await method(self, *args, **kwargs)
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from None
+
+    functools.update_wrapper(run, method)
+    return run
+
+
+def deadline(timeout: float) -> str:
+    """A write's deadline (Redis's TIME, seconds): well inside the socket timeout, so a script
+    Redis runs late never acts after its caller has given up and answered. Hosts' clocks must
+    agree with Redis's (NTP) to well within half the timeout."""
+    return repr(time.time() + timeout / 2)
 
 
 def counting_connection(counter: list[int]) -> type[Connection]:
@@ -89,27 +131,64 @@ def text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
-def task_of(data: bytes | str, polls: bytes | str | int) -> Task:
+def task_of(
+    data: bytes | str,
+    polls: bytes | str | int,
+    end: bytes | str | None = None,
+    forced: bytes | str | None = None,
+) -> Task:
+    """A task from its hash: the JSON as submitted, its polls, its end once known (kept in
+    the task only on the per_poll clock) and the schedule a forced outcome put in place."""
     raw = json.loads(data)
     raw["polls"] = int(polls)
+    if forced:
+        raw["schedule"] = json.loads(forced)
+    if end and raw["schedule"].get("steps") is not None:
+        raw["finished_at"] = float(end)
     return Task.from_dict(raw)
 
 
-#: A charge's hash fields: its JSON as held, then what settling changes.
-CHARGE_FIELDS = ("d", "state", "images", "amount", "settled_at")
+#: A charge's hash fields: its JSON as held, then what the hold and settling set.
+CHARGE_FIELDS = ("d", "state", "images", "amount", "settled_at", "taken", "refunded")
 
 
 def charge_of(row: list[Any]) -> Charge:
     """A charge from its CHARGE_FIELDS values."""
-    data, state, images, amount, settled_at = row
+    data, state, images, amount, settled_at, taken, refunded = row
     raw = json.loads(data)
     raw.update(
         state=text(state),
         images=int(images),
         amount=int(amount),
         settled_at=float(settled_at) if settled_at else None,
+        taken=int(taken),
+        refunded=int(refunded),
     )
     return Charge(**raw)
+
+
+def trimmed_of(columns: list[dict[Any, Any]]) -> list[Trimmed]:
+    """``Trimmed`` rows from the hashes P:trimmed:<sum>, one per ``billing.SUMMED`` sum, each
+    keyed by owner\nkey\nmodel\nstate."""
+    rows = []
+    for group in columns[0]:
+        owner, key, model, state = text(group).split("\n")
+        sums = [int(column.get(group, 0)) for column in columns]
+        rows.append(Trimmed(owner, key, model, cast(ChargeState, state), *sums))
+    return rows
+
+
+def number(value: float | None) -> str:
+    """A float as Redis and Lua read it back exactly ('' for None, '+inf' for infinity)."""
+    if value is None:
+        return ""
+    return "+inf" if value == math.inf else repr(float(value))
+
+
+def end_poll(task: Task) -> str:
+    """The task's end poll as a script argument ('' on a time clock)."""
+    poll = task.schedule.end_poll
+    return "" if poll is None else str(poll)
 
 
 def rule_of(data: bytes | str) -> FaultRule:

@@ -138,12 +138,14 @@ RANGES: dict[str, tuple[float, float]] = {
     "journal_limit": (0, 1_000_000),
     "task_ttl_seconds": (0, 10**9),
     "max_tasks": (0, 10**8),
+    "usage_log_limit": (0, 10**8),
 }
 #: What a range means where it is not obvious.
 _RANGE_NOTES = {
     "time_scale": " (0: tasks finish at their first poll)",
     "task_ttl_seconds": " (seconds; 0: finished tasks are kept)",
     "max_tasks": " (0: no limit)",
+    "usage_log_limit": " (finished charges listed; totals keep every charge)",
     "submit_latency": " (seconds)",
     "poll_latency": " (seconds)",
     "hang_max_seconds": " (seconds)",

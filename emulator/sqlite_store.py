@@ -1,77 +1,33 @@
 """State in one SQLite file, so an emulator restarted on the same file loses nothing.
 
-The stdlib ``sqlite3`` driver runs in a worker thread (``anyio.to_thread``) so a slow disk never
-stalls the event loop. One connection per store, used by one thread at a time (a lock); every
-operation that must be atomic is one statement or one ``BEGIN IMMEDIATE`` transaction, so it is
-also atomic against a second process opening the same file. WAL mode lets readers run while a
-writer commits; ``synchronous=NORMAL`` survives a killed process (only a power cut may lose the
-last commits).
+The stdlib ``sqlite3`` driver runs on a thread of this store's own (a one-thread executor), so
+a slow disk never stalls the event loop and no other work that waits for anyio's shared worker
+threads (rendering downloads) can hold a store operation back. One connection per store, used
+by that one thread. Every operation that must be atomic is one statement or one
+``BEGIN IMMEDIATE`` transaction (``sqlite_ledger``), so it is also atomic against a second
+process opening the same file, and a killed process leaves no step half-done. WAL mode lets
+readers run while a writer commits; ``synchronous=NORMAL`` survives a killed process (only a
+power cut may lose the last commits).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio
-
-from .billing import Charge, ChargeState
+from . import sqlite_ledger as ledger
+from .billing import Charge, Trimmed
 from .faults import FaultRule
-from .store import Expiry, Store, ended_at
+from .store import Expiry, Forced, Now, Placed, Store
 from .tasks import Task
 
 T = TypeVar("T")
-
-#: Bumped when the tables change; a file of another version is refused, not misread.
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS tasks (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    task_id TEXT NOT NULL UNIQUE,
-    owner TEXT NOT NULL,
-    ended_at REAL NOT NULL,
-    polls INTEGER NOT NULL DEFAULT 0,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tasks_owner ON tasks (owner, seq);
-CREATE INDEX IF NOT EXISTS tasks_ended ON tasks (ended_at, seq);
-CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS faults (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, data TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS fault_counts (
-    id TEXT PRIMARY KEY, evaluations INTEGER NOT NULL DEFAULT 0, hits INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS charges (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    task_id TEXT NOT NULL UNIQUE,
-    owner TEXT NOT NULL,
-    state TEXT NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS charges_owner ON charges (owner, seq);
-CREATE TABLE IF NOT EXISTS balances (
-    owner TEXT PRIMARY KEY, label TEXT NOT NULL, amount INTEGER NOT NULL
-);
-"""
-
-
-def _task_row(task: Task) -> tuple[str, str, float, int, str]:
-    data = task.to_dict()
-    polls = data.pop("polls")  # kept in its own column so a poll is one UPDATE
-    return task.task_id, task.owner, ended_at(task), polls, json.dumps(data)
-
-
-def _task(data: str, polls: int) -> Task:
-    return Task.from_dict(json.loads(data) | {"polls": polls})
 
 
 class SqliteStore(Store):
@@ -79,7 +35,7 @@ class SqliteStore(Store):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emulator-sqlite")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Autocommit (isolation_level=None): transactions are explicit BEGIN IMMEDIATE.
@@ -89,18 +45,22 @@ class SqliteStore(Store):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             with self._transaction() as db:
-                for statement in _SCHEMA.split(";"):
+                row = _schema_version(db)
+                if row is not None and row != ledger.SCHEMA_VERSION:
+                    raise ValueError(
+                        f"schema version {row}, this emulator reads only {ledger.SCHEMA_VERSION}"
+                        " (the state of an earlier version cannot be carried over: use another"
+                        " file, or delete this one)"
+                    )
+                for statement in ledger.SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
-                row = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
                 if row is None:
-                    db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-                    db.execute(
-                        "INSERT INTO meta VALUES ('clock', 0.0), ('journal_seq', 0), ('streams', 0)"
-                    )
-                elif row[0] != SCHEMA_VERSION:
-                    raise ValueError(f"schema version {row[0]}, this emulator reads only 1")
+                    db.execute("INSERT INTO meta VALUES ('schema', ?)", (ledger.SCHEMA_VERSION,))
+                    counters = {**ledger.COUNTERS, ledger.STREAMS: 0}
+                    db.executemany("INSERT INTO meta VALUES (?, ?)", counters.items())
         except (OSError, sqlite3.Error, ValueError) as exc:
+            self._thread.shutdown(wait=False)
             raise ValueError(f"store 'sqlite://{self.path}' cannot be opened: {exc}") from None
 
     # -- plumbing ------------------------------------------------------------------------
@@ -117,13 +77,13 @@ class SqliteStore(Store):
 
     async def _run(self, work: Callable[[sqlite3.Connection], T], atomic: bool = False) -> T:
         def call() -> T:
-            with self._lock:
-                if not atomic:
-                    return work(self._db)
-                with self._transaction() as db:
-                    return work(db)
+            if not atomic:
+                return work(self._db)
+            with self._transaction() as db:
+                return work(db)
 
-        return await anyio.to_thread.run_sync(call)
+        # This store's own thread: never queued behind other work on shared worker threads.
+        return await asyncio.wrap_future(self._thread.submit(call))
 
     async def _one(self, sql: str, params: Any = ()) -> Any:
         """The first row one statement returns, or None."""
@@ -145,70 +105,43 @@ class SqliteStore(Store):
         )
         return int(row[0]) - 1
 
-    # -- tasks ---------------------------------------------------------------------------
-    async def insert_task(self, task: Task) -> bool:
-        return await self._changed(
-            "INSERT INTO tasks (task_id, owner, ended_at, polls, data) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (task_id) DO NOTHING",
-            _task_row(task),
+    # -- tasks and their charges (each one transaction: sqlite_ledger) ---------------------
+    async def insert_held(
+        self, task: Task, charge: Charge, blob: bytes | None, *, cap: int, now: Now
+    ) -> Placed:
+        limit = self.usage_log_limit
+        return await self._run(
+            lambda db: ledger.insert_held(db, task, charge, blob, cap, now, limit), atomic=True
         )
 
     async def get_task(self, task_id: str) -> Task | None:
-        row = await self._one("SELECT data, polls FROM tasks WHERE task_id = ?", (task_id,))
-        return None if row is None else _task(*row)
-
-    async def count_poll(self, task_id: str, owner: str | None = None) -> Task | None:
         row = await self._one(
-            "UPDATE tasks SET polls = polls + 1 WHERE task_id = ? AND (? IS NULL OR owner = ?)"
-            " RETURNING data, polls",
-            (task_id, owner, owner),
+            "SELECT data, polls, ended_at FROM tasks WHERE task_id = ?", (task_id,)
         )
-        return None if row is None else _task(*row)
+        return None if row is None else ledger.task_of(*row)
 
-    async def replace_task(self, task: Task) -> bool:
-        task_id, owner, end, polls, data = _task_row(task)
-        return await self._changed(
-            "UPDATE tasks SET owner = ?, ended_at = ?, polls = ?, data = ? WHERE task_id = ?",
-            (owner, end, polls, data, task_id),
-        )
+    async def count_poll(
+        self, task_id: str, owner: str | None = None, now: float | None = None
+    ) -> Task | None:
+        return await self._run(lambda db: ledger.count_poll(db, task_id, owner, now), atomic=True)
 
-    async def remove_task(self, task_id: str) -> bool:
-        def work(db: sqlite3.Connection) -> bool:
-            db.execute("DELETE FROM blobs WHERE key = ?", (f"ref:{task_id}",))
-            return db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,)).rowcount == 1
-
-        return await self._run(work, atomic=True)
+    async def force_end(self, task: Task, now: Now) -> Forced:
+        return await self._run(lambda db: ledger.force_end(db, task, now), atomic=True)
 
     async def list_tasks(self, owner: str | None = None) -> list[Task]:
         if owner is None:
-            rows = await self._all("SELECT data, polls FROM tasks ORDER BY seq")
+            rows = await self._all("SELECT data, polls, ended_at FROM tasks ORDER BY seq")
         else:
             rows = await self._all(
-                "SELECT data, polls FROM tasks WHERE owner = ? ORDER BY seq", (owner,)
+                "SELECT data, polls, ended_at FROM tasks WHERE owner = ? ORDER BY seq", (owner,)
             )
-        return [_task(*row) for row in rows]
+        return [ledger.task_of(*row) for row in rows]
 
-    async def expire(self, finished_before: float, now: float, keep: int | None) -> Expiry:
-        def work(db: sqlite3.Connection) -> Expiry:
-            # Both deletions use the ended_at index; RETURNING hands back what went.
-            removed = db.execute(
-                "DELETE FROM tasks WHERE ended_at <= ? RETURNING data, polls", (finished_before,)
-            ).fetchall()
-            (count,) = db.execute("SELECT count(*) FROM tasks").fetchone()
-            if keep is not None and count > keep:
-                removed += db.execute(
-                    "DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks WHERE ended_at <= ?"
-                    " ORDER BY ended_at, seq LIMIT ?) RETURNING data, polls",
-                    (now, count - keep),
-                ).fetchall()
-            tasks = [_task(*row) for row in removed]
-            db.executemany(
-                "DELETE FROM blobs WHERE key = ?", [(f"ref:{t.task_id}",) for t in tasks]
-            )
-            (remaining,) = db.execute("SELECT count(*) FROM tasks").fetchone()
-            return Expiry(tasks, int(remaining))
-
-        return await self._run(work, atomic=True)
+    async def expire(self, finished_before: float, now: Now) -> Expiry:
+        limit = self.usage_log_limit
+        return await self._run(
+            lambda db: ledger.expire(db, finished_before, now, limit), atomic=True
+        )
 
     # -- blobs and clock -------------------------------------------------------------------
     async def put_blob(self, key: str, data: bytes) -> None:
@@ -313,55 +246,17 @@ class SqliteStore(Store):
         await self._changed("DELETE FROM journal")
 
     # -- billing -------------------------------------------------------------------------
-    async def hold(self, charge: Charge) -> bool:
-        def work(db: sqlite3.Connection) -> bool:
-            row = db.execute(
-                "SELECT amount FROM balances WHERE owner = ?", (charge.owner,)
-            ).fetchone()
-            if row is not None:
-                if row[0] < charge.held:
-                    return False
-                db.execute(
-                    "UPDATE balances SET amount = amount - ? WHERE owner = ?",
-                    (charge.held, charge.owner),
-                )
-            db.execute(
-                "INSERT INTO charges (task_id, owner, state, data) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (task_id) DO UPDATE SET owner = excluded.owner,"
-                " state = excluded.state, data = excluded.data",
-                (charge.task_id, charge.owner, charge.state, json.dumps(charge.to_dict())),
-            )
-            return True
+    async def settle(self, task_id: str, images: int, settled_at: float) -> bool:
+        limit = self.usage_log_limit
+        return await self._run(
+            lambda db: ledger.settle(db, task_id, images, settled_at, limit), atomic=True
+        )
 
-        return await self._run(work, atomic=True)
-
-    async def settle(
-        self, task_id: str, state: ChargeState, images: int, amount: int, settled_at: float
-    ) -> bool:
-        def work(db: sqlite3.Connection) -> bool:
-            row = db.execute(
-                "SELECT data FROM charges WHERE task_id = ? AND state = 'held'", (task_id,)
-            ).fetchone()
-            if row is None:
-                return False
-            current = Charge(**json.loads(row[0]))
-            ended = current.to_dict() | {
-                "state": state,
-                "images": images,
-                "amount": amount,
-                "settled_at": settled_at,
-            }
-            db.execute(
-                "UPDATE charges SET state = ?, data = ? WHERE task_id = ?",
-                (state, json.dumps(ended), task_id),
-            )
-            db.execute(
-                "UPDATE balances SET amount = amount + ? WHERE owner = ?",
-                (current.held - amount, current.owner),
-            )
-            return True
-
-        return await self._run(work, atomic=True)
+    async def settle_due(self, now: Now) -> int:
+        limit = self.usage_log_limit
+        return await self._run(
+            lambda db: ledger.settle_due(db, ledger.clock(db, now), limit), atomic=True
+        )
 
     async def list_charges(self, owner: str | None = None) -> list[Charge]:
         if owner is None:
@@ -370,34 +265,37 @@ class SqliteStore(Store):
             rows = await self._all(
                 "SELECT data FROM charges WHERE owner = ? ORDER BY seq", (owner,)
             )
-        return [Charge(**json.loads(data)) for (data,) in rows]
+        return [ledger.charge_of(data) for (data,) in rows]
 
-    async def set_balance(self, owner: str, label: str, amount: int | None) -> None:
-        if amount is None:
-            await self._changed("DELETE FROM balances WHERE owner = ?", (owner,))
-        else:
-            await self._changed(
-                "INSERT INTO balances VALUES (?, ?, ?) ON CONFLICT (owner)"
-                " DO UPDATE SET label = excluded.label, amount = excluded.amount",
-                (owner, label, amount),
-            )
+    async def trimmed_usage(self) -> list[Trimmed]:
+        return await self._run(ledger.trimmed_usage)
+
+    async def set_balance(
+        self, owner: str, label: str, amount: int | None, now: Now = None
+    ) -> None:
+        limit = self.usage_log_limit
+
+        def work(db: sqlite3.Connection) -> None:
+            ledger.set_balance(db, owner, label, amount, ledger.clock(db, now), limit)
+
+        await self._run(work, atomic=True)
 
     async def list_balances(self) -> dict[str, tuple[str, int]]:
         rows = await self._all("SELECT owner, label, amount FROM balances ORDER BY rowid")
         return {owner: (label, int(amount)) for owner, label, amount in rows}
 
     async def reset(self) -> None:
-        def work(db: sqlite3.Connection) -> None:
-            tables = ("tasks", "blobs", "faults", "fault_counts", "journal", "charges", "balances")
-            for table in tables:
-                db.execute(f"DELETE FROM {table}")
-            db.execute("UPDATE meta SET value = 0 WHERE name IN ('clock', 'journal_seq')")
-
-        await self._run(work, atomic=True)
+        await self._run(ledger.reset, atomic=True)
 
     async def close(self) -> None:
-        def work() -> None:
-            with self._lock:
-                self._db.close()
+        await self._run(lambda db: db.close())
+        self._thread.shutdown(wait=False)
 
-        await anyio.to_thread.run_sync(work)
+
+def _schema_version(db: sqlite3.Connection) -> Any:
+    """The file's schema version, or None for a new file."""
+    exists = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
+    if exists is None:
+        return None
+    row = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+    return None if row is None else row[0]

@@ -1,8 +1,13 @@
 """Where state lives: one small async interface, with backends behind it.
 
-Every operation that must be atomic across workers is one named method here (inserting a task
-under a fresh id, counting a poll, moving the manual clock), so a shared backend can implement
-each as one atomic step. The in-memory backend (``memory_store``) is the default.
+Every operation that decides on stored data is one method here, and each backend runs each
+such method as one atomic step: nothing another request (or another worker on a shared store)
+does can land between its reads and its writes. The method docs say what each promises;
+docs/invariants.md lists the invariants they add up to. The in-memory backend
+(``memory_store``) is the default.
+
+Times are clock seconds. A ``now`` of None means the manual clock this store keeps, read
+inside the step itself, so a decision never rests on a clock read before a concurrent move.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from .billing import Charge, ChargeState
+from .billing import Charge, Trimmed
 from .end_index import ended_at as ended_at  # where the other stores and expiry find it
 from .faults import FaultRule
 from .tasks import Task
@@ -23,56 +28,97 @@ from .tasks import Task
 if TYPE_CHECKING:  # re-exported lazily by __getattr__: memory_store imports this module
     from .memory_store import MemoryStore as MemoryStore
 
-Placed = Literal["placed", "taken", "refused"]
+#: What a submission's step did: placed; "taken": the id is in use; "refused": the balance
+#: cannot cover the hold; "full": ``cap`` tasks are stored and none of them has ended.
+Placed = Literal["placed", "taken", "refused", "full"]
+#: A forced outcome's step: the task as forced, or why not ("missing", "ended").
+Forced = Task | Literal["missing", "ended"]
+#: Clock time for a step; None: the manual clock kept in the store, read inside the step.
+Now = float | None
 
 
 @dataclass(frozen=True, slots=True)
 class Expiry:
-    """What ``Store.expire`` did: the tasks it removed, and how many tasks remain."""
+    """What ``Store.expire`` did: how many tasks it removed, and how many remain."""
 
-    removed: list[Task]
+    removed: int
     remaining: int
 
 
-class Store(ABC):
-    """The state of one emulator."""
+def room_after_eviction(cap: int) -> int:
+    """How many tasks a full store keeps after evicting: a tenth of ``cap`` below it, so a
+    full store does not evict at every submission."""
+    return cap - max(1, cap // 10)
 
+
+class Store(ABC):
+    """The state of one emulator.
+
+    Atomic means: one step, all or nothing, and no other operation on the same state (from this
+    process or another sharing the store) observed or interleaved between its reads and writes.
+    """
+
+    #: Finished charges the usage log keeps, newest settlements last (None: every one). Older
+    #: ones leave the log with their sums kept in ``trimmed_usage``. Held charges always stay.
+    #: The emulator sets it from the ``usage_log_limit`` setting.
+    usage_log_limit: int | None = None
+
+    # -- tasks and their charges -----------------------------------------------------------
     @abstractmethod
-    async def insert_task(self, task: Task) -> bool:
-        """Store a new task; False (and nothing stored) if its id is taken."""
+    async def insert_held(
+        self, task: Task, charge: Charge, blob: bytes | None, *, cap: int, now: Now
+    ) -> Placed:
+        """A submission, atomically: store ``task``, hold ``charge`` and keep ``blob`` (the
+        reference picture, ``ref:<id>``), or change nothing and say why.
+
+        Order of checks: the id must be free ("taken"); with ``cap`` > 0 and ``cap`` tasks
+        stored, tasks that have ended by ``now`` are evicted first (earliest end first, down to
+        ``room_after_eviction(cap)``, each settled in the same step) and if ``cap`` remain it
+        is "full"; a key with a balance below ``charge.held`` first settles its holds that are
+        due by ``now``, and is "refused" if still short. A placed hold takes ``charge.held``
+        from the key's balance when it has one (recorded as ``taken``)."""
 
     @abstractmethod
     async def get_task(self, task_id: str) -> Task | None:
-        """The task, or None."""
+        """The task, or None. A read: safe to repeat."""
 
     @abstractmethod
-    async def count_poll(self, task_id: str, owner: str | None = None) -> Task | None:
+    async def count_poll(
+        self, task_id: str, owner: str | None = None, now: float | None = None
+    ) -> Task | None:
         """Atomically add one to the task's poll counter; the updated task, or None.
 
         With ``owner``, only that owner's poll counts: None (and nothing counted) when the task
-        belongs to another key, whose polls must not move it (D-1).
+        belongs to another key, whose polls must not move it (D-1). On the per_poll clock the
+        poll that ends the task records ``now`` as its end (``finished_at``), in the same step.
         """
 
     @abstractmethod
-    async def replace_task(self, task: Task) -> bool:
-        """Overwrite an existing task (e.g. a forced outcome); False if it does not exist."""
-
-    @abstractmethod
-    async def remove_task(self, task_id: str) -> bool:
-        """Forget a task and its blobs; False if it did not exist."""
+    async def force_end(self, task: Task, now: Now) -> Forced:
+        """Atomically end a running task early: if the stored task has not ended by ``now``
+        (on its own clock: polls on per_poll), take ``task.schedule`` and ``task.finished_at``
+        from ``task`` (keeping the stored poll count) and return the result; otherwise change
+        nothing and say "ended" (terminal states are final) or "missing"."""
 
     @abstractmethod
     async def list_tasks(self, owner: str | None = None) -> list[Task]:
-        """Tasks in submission order, optionally only one owner's."""
+        """Tasks in submission order, optionally only one owner's. A read."""
+
+    @abstractmethod
+    async def expire(self, finished_before: float, now: Now) -> Expiry:
+        """Atomically remove every task that ended (``ended_at``) at or before
+        ``finished_before`` and has ended by ``now``, with its reference picture, settling its
+        held charge in the same step. Unfinished tasks are never removed."""
 
     @abstractmethod
     async def put_blob(self, key: str, data: bytes) -> None:
-        """Keep bytes (e.g. a reference picture thumbnail) under ``key``."""
+        """Keep bytes (e.g. a reference picture thumbnail) under ``key``. Idempotent."""
 
     @abstractmethod
     async def get_blob(self, key: str) -> bytes | None:
         """Bytes stored under ``key``, or None."""
 
+    # -- the manual clock --------------------------------------------------------------------
     @abstractmethod
     async def clock_now(self) -> float:
         """Virtual time of the manual clock."""
@@ -84,7 +130,7 @@ class Store(ABC):
     # -- fault rules ---------------------------------------------------------------------
     @abstractmethod
     async def add_fault(self, rule: FaultRule) -> None:
-        """Append a rule (replacing one with the same id), hit counters at zero."""
+        """Atomically append a rule (replacing one with the same id), hit counters at zero."""
 
     @abstractmethod
     async def list_faults(self) -> list[FaultRule]:
@@ -92,11 +138,11 @@ class Store(ABC):
 
     @abstractmethod
     async def remove_fault(self, rule_id: str) -> bool:
-        """Delete one rule; False if there was none."""
+        """Atomically delete one rule and its counters; False if there was none."""
 
     @abstractmethod
     async def clear_faults(self) -> None:
-        """Delete every rule."""
+        """Atomically delete every rule and counter."""
 
     @abstractmethod
     async def count_fault_evaluation(self, rule_id: str) -> int:
@@ -113,7 +159,8 @@ class Store(ABC):
     # -- request journal ------------------------------------------------------------------
     @abstractmethod
     async def append_journal(self, entry: dict[str, Any], limit: int) -> int:
-        """Record a request; keep only the newest ``limit``; return the entry's sequence number."""
+        """Atomically record a request under the next sequence number and keep only the
+        newest ``limit``; return the entry's number."""
 
     @abstractmethod
     async def list_journal(self) -> list[dict[str, Any]]:
@@ -121,28 +168,36 @@ class Store(ABC):
 
     @abstractmethod
     async def clear_journal(self) -> None:
-        """Forget the journal."""
+        """Forget the journal (numbering goes on)."""
 
     # -- billing --------------------------------------------------------------------------
     @abstractmethod
-    async def hold(self, charge: Charge) -> bool:
-        """Atomically: if the owner has a balance below ``charge.held``, False and nothing
-        changes; otherwise deduct it (when a balance is set) and record the charge."""
+    async def settle(self, task_id: str, images: int, settled_at: float) -> bool:
+        """Atomically end a still-held charge whose task ended with ``images`` (0: failed):
+        paid ``billing.settlement`` of it, its unpaid taken part back to the owner's balance
+        if the owner has one now; False (nothing changes) if it was no longer held. The caller
+        has seen the task end."""
 
     @abstractmethod
-    async def settle(
-        self, task_id: str, state: ChargeState, images: int, amount: int, settled_at: float
-    ) -> bool:
-        """Atomically end a still-held charge (settled or released), giving back
-        ``held - amount`` to the owner's balance; False if it was no longer held."""
+    async def settle_due(self, now: Now) -> int:
+        """Atomically settle every held charge whose task has ended by ``now`` (on its own
+        clock), each as ``settle`` would; how many. Costs what is due, not the log's size."""
 
     @abstractmethod
     async def list_charges(self, owner: str | None = None) -> list[Charge]:
-        """The usage log, oldest first."""
+        """The usage log, in hold order: every held charge and the newest finished ones."""
 
     @abstractmethod
-    async def set_balance(self, owner: str, label: str, amount: int | None) -> None:
-        """Set (or with None remove: unlimited) an owner's balance."""
+    async def trimmed_usage(self) -> list[Trimmed]:
+        """The sums of the finished charges that left the usage log, by owner, key, model and
+        state (kept exactly, so totals are those of every charge ever made)."""
+
+    @abstractmethod
+    async def set_balance(
+        self, owner: str, label: str, amount: int | None, now: Now = None
+    ) -> None:
+        """Atomically settle the owner's holds due by ``now``, then set the balance available
+        now (None: remove it, unlimited). Open holds keep what they took."""
 
     @abstractmethod
     async def list_balances(self) -> dict[str, tuple[str, int]]:
@@ -171,43 +226,9 @@ class Store(ABC):
         that (briefly valid) snapshot. A local backend needs nothing."""
         return contextlib.nullcontext()
 
-    async def insert_held(self, task: Task, charge: Charge, blob: bytes | None) -> Placed:
-        """``insert_task``, ``hold`` and ``put_blob("ref:<id>", blob)`` as one step: the task is
-        kept only if its charge is held ("refused" otherwise; "taken": the id is in use)."""
-        if not await self.insert_task(task):
-            return "taken"
-        if not await self.hold(charge):
-            await self.remove_task(task.task_id)
-            return "refused"
-        if blob is not None:
-            await self.put_blob(f"ref:{task.task_id}", blob)
-        return "placed"
-
     async def log_request(self, entry: dict[str, Any], limit: int) -> None:
         """``append_journal`` for the request path, where a backend may write behind."""
         await self.append_journal(entry, limit)
-
-    # -- bounded size (not abstract: a backend may rely on this slow default) -------------
-    async def expire(self, finished_before: float, now: float, keep: int | None) -> Expiry:
-        """Remove finished tasks (and their blobs) to bound the store.
-
-        First every task that ended (``ended_at``) at or before ``finished_before``; then, if
-        more than ``keep`` tasks remain (None: no cap), tasks that ended by ``now``, earliest
-        end first, until ``keep`` remain or no ended task is left. Unfinished tasks are never
-        removed. Charges are kept: the usage log lists every charge.
-
-        This default reads every task; backends override it with an indexed query.
-        """
-        tasks = await self.list_tasks()
-        doomed = {t.task_id: t for t in tasks if ended_at(t) <= finished_before}
-        excess = len(tasks) - len(doomed) - keep if keep is not None else 0
-        if excess > 0:
-            ended = sorted(
-                (t for t in tasks if t.task_id not in doomed and ended_at(t) <= now), key=ended_at
-            )
-            doomed.update((t.task_id, t) for t in ended[:excess])
-        removed = [t for t in doomed.values() if await self.remove_task(t.task_id)]
-        return Expiry(removed, len(tasks) - len(removed))
 
 
 #: What the ``store`` setting accepts (checked at start-up, see config.py).

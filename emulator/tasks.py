@@ -7,8 +7,12 @@ task can never move backwards or leave a terminal state: there is no transition 
 from __future__ import annotations
 
 import dataclasses
+import random
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .faults import FaultRule
 
 Status = Literal["queued", "processing", "succeeded", "failed"]
 Outcome = Literal["succeeded", "failed"]
@@ -30,10 +34,30 @@ class Schedule:
     error_message: str | None = None
     #: Images returned on success (fewer than n for a partial result).
     images: int = 1
+    #: On the per_poll clock, the polls from queued to the end (``per_poll_steps`` when it was
+    #: submitted: a later change of the setting applies to new tasks only); None on the time
+    #: clocks (real, manual), where elapsed clock time moves the task.
+    steps: int | None = None
 
     @property
     def ends_at(self) -> float:
         return self.queued_s + self.processing_s if self.end_s is None else self.end_s
+
+    @property
+    def end_poll(self) -> int | None:
+        """On the per_poll clock, the poll count at which the task reaches its outcome: the
+        least k with ``per_poll_elapsed(self, k, steps) >= ends_at`` (0: ended from the start).
+        A store compares a counter with it instead of repeating the arithmetic."""
+        if self.steps is None:
+            return None
+        low, high = 0, self.steps  # per_poll_elapsed rises with k and ends the task at steps
+        while low < high:
+            middle = (low + high) // 2
+            if per_poll_elapsed(self, middle, self.steps) >= self.ends_at:
+                high = middle
+            else:
+                low = middle + 1
+        return low
 
     def failing_at(self, progress: int | None, code: str, message: str) -> Schedule:
         """The same schedule, ending ``failed`` at ``progress`` percent (None: while queued)."""
@@ -76,6 +100,47 @@ def observe(schedule: Schedule, elapsed: float) -> Observation:
         return QUEUED
     fraction = (elapsed - schedule.queued_s) / schedule.processing_s
     return Observation("processing", max(0, min(99, int(fraction * 100))))
+
+
+def fate(
+    schedule: Schedule, rng: random.Random, fault: FaultRule | None, failure_rate: float
+) -> Schedule:
+    """``schedule`` as a fault rule (fail_task, partial) or the failure rate decides it, at
+    submission: nothing that changes later can change a task's fate."""
+    effect = fault.effect if fault else None
+    if effect is not None and effect.kind == "fail_task":
+        return schedule.failing_at(
+            effect.at_progress, effect.code or "upstream_error", effect.message or ""
+        )
+    if effect is not None and effect.kind == "partial" and effect.images is not None:
+        return dataclasses.replace(schedule, images=max(1, min(schedule.images, effect.images)))
+    # Drawn even at rate 0 so the same seed gives the same schedules at any rate.
+    roll, at = rng.random(), rng.randint(0, 99)
+    if roll < failure_rate:
+        return schedule.failing_at(
+            at, "upstream_error", "the upstream model failed to generate the image"
+        )
+    return schedule
+
+
+def elapsed(task: Task, now: float) -> float:
+    """How far into its schedule ``task`` is at clock time ``now``: on the per_poll clock its
+    own polls and steps decide, so nothing but a poll (or a forced outcome) moves it."""
+    schedule = task.schedule
+    if schedule.steps is not None:
+        return per_poll_elapsed(schedule, task.polls, schedule.steps)
+    return now - task.created_at
+
+
+def has_ended(task: Task, now: float) -> bool:
+    """Whether ``task`` has reached its outcome at clock time ``now`` (the check every store
+    makes before it settles, removes or forces a task)."""
+    return elapsed(task, now) >= task.schedule.ends_at
+
+
+def images_returned(task: Task) -> int:
+    """Images an ended task returned: what it is billed for (none when it failed)."""
+    return task.schedule.images if task.schedule.outcome == "succeeded" else 0
 
 
 def per_poll_elapsed(schedule: Schedule, polls: int, steps: int) -> float:
@@ -123,6 +188,9 @@ class Task:
     #: The capability in the task's result URLs (SPEC D-14), drawn from ``secrets``, never from
     #: the seed. Empty for a task stored before tokens existed: its results are not served.
     token: str = ""
+    #: On the per_poll clock, the clock time of the poll (or forced outcome) that ended it;
+    #: None before, and always on the time clocks, whose schedule says when they end.
+    finished_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -62,6 +62,8 @@ class RedisServer:
         # No RDB snapshots; an AOF written on every command, so nothing acknowledged is lost.
         args += ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
         args += ["--protected-mode", "yes", "--daemonize", "no", "--logfile", "redis.log"]
+        # DEBUG SLEEP (loopback clients only) lets a test stall the server like a slow disk.
+        args += ["--enable-debug-command", "local"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while not _answers_ping(self.port):  # readiness, bounded

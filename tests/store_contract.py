@@ -28,8 +28,10 @@ def make_task(
     created_at: float = 0.0,
     queued_s: float = 1.0,
     processing_s: float = 2.0,
+    steps: int | None = None,
 ) -> Task:
-    """A plausible task whose schedule ends at ``created_at + queued_s + processing_s``."""
+    """A plausible task whose schedule ends at ``created_at + queued_s + processing_s`` (or,
+    with ``steps``, on the per_poll clock at its last step)."""
     return Task(
         task_id=f"task_{number:032x}",
         owner=owner,
@@ -48,21 +50,22 @@ def make_task(
         references=("https://example.com/a.png", "data:image/png;base64,…"),
         has_reference=True,
         seed=2**62 + number,
-        schedule=Schedule(queued_s=queued_s, processing_s=processing_s, images=2),
+        schedule=Schedule(queued_s=queued_s, processing_s=processing_s, images=2, steps=steps),
     )
 
 
-def make_charge(number: int, *, owner: str = "owner-a", held: int = 3) -> Charge:
+def make_charge(number: int, *, owner: str = "owner-a", held: int = 6) -> Charge:
+    """The charge of ``make_task(number)``: two images at ``held / 2`` each."""
     return Charge(
         task_id=f"task_{number:032x}",
         owner=owner,
-        key="sk-t…key",
-        time=1.5,
+        key=f"sk-{owner[-1]}…key",
+        time=0.0,
         model="gpt-image-2",
         tier="1K",
         quality="low",
-        n=1,
-        unit_price=held,
+        n=2,
+        unit_price=held // 2,
         held=held,
     )
 
@@ -75,6 +78,20 @@ def make_rule(rule_id: str, times: int | None = None) -> FaultRule:
         probability=0.5,
         times=times,
     )
+
+
+async def place(
+    store: Store,
+    task: Task,
+    *,
+    held: int = 6,
+    blob: bytes | None = None,
+    cap: int = 0,
+    now: float = 0.0,
+) -> str:
+    """Submit ``task`` with its charge (``held`` credits)."""
+    charge = make_charge(int(task.task_id[5:], 16), owner=task.owner, held=held)
+    return await store.insert_held(task, charge, blob, cap=cap, now=now)
 
 
 async def gather(*calls: Any) -> list[Any]:
@@ -90,6 +107,11 @@ async def gather(*calls: Any) -> list[Any]:
     return results
 
 
+def state_of(charges: list[Charge]) -> list[tuple[str, str, int, int, int, int]]:
+    """(task number, state, images, amount, taken, refunded) of each charge."""
+    return [(c.task_id[-2:], c.state, c.images, c.amount, c.taken, c.refunded) for c in charges]
+
+
 class StoreContract:
     """The Store interface's semantics. Subclasses provide the ``store`` fixture."""
 
@@ -102,25 +124,30 @@ class StoreContract:
     # -- tasks ---------------------------------------------------------------------------
     async def test_task_round_trips_exactly(self, store: Store) -> None:
         task = make_task(1, created_at=1700000000.123456)
-        assert await store.insert_task(task)
+        assert await place(store, task) == "placed"
         assert await store.get_task(task.task_id) == task
         assert await store.get_task("task_missing") is None
 
-    async def test_insert_refuses_a_taken_id_and_keeps_the_first(self, store: Store) -> None:
+    async def test_a_taken_id_is_refused_and_the_first_kept_with_its_charge(
+        self, store: Store
+    ) -> None:
+        await store.set_balance("owner-a", "sk-a…", 10)
         first = make_task(1)
-        assert await store.insert_task(first)
-        assert not await store.insert_task(dataclasses.replace(first, prompt="other"))
+        assert await place(store, first) == "placed"
+        assert await place(store, dataclasses.replace(first, prompt="other")) == "taken"
         assert await store.get_task(first.task_id) == first
+        assert await store.list_balances() == {"owner-a": ("sk-a…", 4)}
+        assert len(await store.list_charges()) == 1
 
-    async def test_concurrent_inserts_of_one_id_let_exactly_one_win(self, store: Store) -> None:
+    async def test_concurrent_submissions_of_one_id_let_exactly_one_win(self, store: Store) -> None:
         tasks = [dataclasses.replace(make_task(1), prompt=f"p{i}") for i in range(20)]
-        won = await gather(*(store.insert_task(t) for t in tasks))
-        assert won.count(True) == 1
-        assert await store.get_task(tasks[0].task_id) == tasks[won.index(True)]
+        won = await gather(*(place(store, t) for t in tasks))
+        assert won.count("placed") == 1 and won.count("taken") == 19
+        assert await store.get_task(tasks[0].task_id) == tasks[won.index("placed")]
 
     async def test_count_poll_adds_one_and_returns_the_updated_task(self, store: Store) -> None:
         task = make_task(1)
-        await store.insert_task(task)
+        await place(store, task)
         polled = await store.count_poll(task.task_id)
         assert polled == dataclasses.replace(task, polls=1)
         assert await store.get_task(task.task_id) == polled
@@ -128,7 +155,7 @@ class StoreContract:
 
     async def test_count_poll_counts_only_the_owners_polls(self, store: Store) -> None:
         task = make_task(1, owner="owner-a")
-        await store.insert_task(task)
+        await place(store, task)
         assert await store.count_poll(task.task_id, "owner-b") is None
         polled = await store.count_poll(task.task_id, "owner-a")
         assert polled == dataclasses.replace(task, polls=1)
@@ -136,47 +163,56 @@ class StoreContract:
 
     async def test_concurrent_polls_are_each_counted_once(self, store: Store) -> None:
         task = make_task(1)
-        await store.insert_task(task)
+        await place(store, task)
         polled = await gather(*(store.count_poll(task.task_id) for _ in range(30)))
         assert sorted(t.polls for t in polled) == list(range(1, 31))
         stored = await store.get_task(task.task_id)
         assert stored is not None and stored.polls == 30
 
-    async def test_replace_overwrites_in_place_and_refuses_unknown(self, store: Store) -> None:
-        for i in (1, 2, 3):
-            await store.insert_task(make_task(i))
-        ended = dataclasses.replace(
-            make_task(2),
-            schedule=make_task(2).schedule.ending_now(0.5, "failed", "content_policy_violation"),
+    async def test_the_poll_that_ends_a_per_poll_task_records_when_once(self, store: Store) -> None:
+        task = make_task(1, steps=3)  # ends at its third poll
+        await place(store, task)
+        seen = [await store.count_poll(task.task_id, now=float(t)) for t in (10, 20, 30, 40)]
+        assert [t.finished_at for t in seen if t is not None] == [None, None, 30.0, 30.0]
+        assert await store.get_task(task.task_id) == dataclasses.replace(
+            task, polls=4, finished_at=30.0
         )
-        assert await store.replace_task(ended)
-        assert await store.get_task(ended.task_id) == ended
-        assert [t.task_id for t in await store.list_tasks()] == [
-            make_task(i).task_id for i in (1, 2, 3)
-        ]
-        assert not await store.replace_task(make_task(9))
-        assert await store.get_task(make_task(9).task_id) is None
-
-    async def test_remove_forgets_the_task_and_its_reference_blob(self, store: Store) -> None:
-        task = make_task(1)
-        await store.insert_task(task)
-        await store.put_blob(f"ref:{task.task_id}", b"\x89PNG")
-        await store.put_blob("other", b"kept")
-        assert await store.remove_task(task.task_id)
-        assert await store.get_task(task.task_id) is None
-        assert await store.get_blob(f"ref:{task.task_id}") is None
-        assert await store.get_blob("other") == b"kept"
-        assert not await store.remove_task(task.task_id)
 
     async def test_list_is_in_submission_order_and_filters_by_owner(self, store: Store) -> None:
         for i, owner in [(5, "a"), (3, "b"), (9, "a"), (1, "b")]:
-            await store.insert_task(make_task(i, owner=owner))
+            await place(store, make_task(i, owner=owner))
         ids = [t.task_id for t in await store.list_tasks()]
         assert ids == [make_task(i).task_id for i in (5, 3, 9, 1)]
         assert [t.task_id for t in await store.list_tasks("b")] == [
             make_task(i).task_id for i in (3, 1)
         ]
         assert await store.list_tasks("nobody") == []
+
+    # -- forced outcomes ---------------------------------------------------------------------
+    async def test_force_end_ends_a_running_task_and_keeps_its_polls(self, store: Store) -> None:
+        task = make_task(1)
+        await place(store, task)
+        await store.count_poll(task.task_id)
+        schedule = task.schedule.ending_now(0.5, "failed", "content_policy_violation", "no")
+        forced = await store.force_end(dataclasses.replace(task, schedule=schedule), 0.5)
+        assert forced == dataclasses.replace(task, schedule=schedule, polls=1)
+        assert await store.get_task(task.task_id) == forced
+        # Terminal states are final: a second force finds it ended.
+        again = task.schedule.ending_now(0.6, "succeeded")
+        assert await store.force_end(dataclasses.replace(task, schedule=again), 0.6) == "ended"
+        assert await store.force_end(make_task(9), 0.0) == "missing"
+
+    async def test_force_end_refuses_a_task_that_ended_by_its_own_clock(self, store: Store) -> None:
+        timed, polled = make_task(1), make_task(2, steps=2)
+        await place(store, timed)
+        await place(store, polled)
+        late = timed.schedule.ending_now(2.0, "failed")
+        assert await store.force_end(dataclasses.replace(timed, schedule=late), 3.0) == "ended"
+        for _ in range(2):
+            await store.count_poll(polled.task_id, now=1.0)
+        early = polled.schedule.ending_now(0.0, "failed")
+        assert await store.force_end(dataclasses.replace(polled, schedule=early), 1.0) == "ended"
+        assert (await store.get_task(timed.task_id)) == timed
 
     # -- blobs and clock -----------------------------------------------------------------
     async def test_blobs_keep_any_bytes_and_can_be_overwritten(self, store: Store) -> None:
@@ -265,53 +301,93 @@ class StoreContract:
         assert await store.append_journal({"i": 3}, 10) == 1
 
     # -- billing -------------------------------------------------------------------------
-    async def test_hold_without_a_balance_records_the_charge(self, store: Store) -> None:
-        charge = make_charge(1)
-        assert await store.hold(charge)
-        assert await store.list_charges() == [charge]
+    async def test_a_hold_without_a_balance_takes_nothing(self, store: Store) -> None:
+        assert await place(store, make_task(1)) == "placed"
+        assert await store.list_charges() == [make_charge(1)]  # taken 0
         assert await store.list_balances() == {}
 
-    async def test_hold_deducts_and_refuses_to_overspend(self, store: Store) -> None:
-        await store.set_balance("owner-a", "sk-a…", 5)
-        assert await store.hold(make_charge(1, held=3))
-        assert not await store.hold(make_charge(2, held=3))
+    async def test_a_hold_takes_from_the_balance_and_never_overspends(self, store: Store) -> None:
+        await store.set_balance("owner-a", "sk-a…", 10)
+        assert await place(store, make_task(1), held=6, blob=b"ref") == "placed"
+        assert await place(store, make_task(2), held=6, blob=b"ref") == "refused"
+        assert await store.list_balances() == {"owner-a": ("sk-a…", 4)}
+        assert state_of(await store.list_charges()) == [("01", "held", 0, 0, 6, 0)]
+        # A refused submission leaves nothing behind.
+        assert await store.get_task(make_task(2).task_id) is None
+        assert await store.get_blob(f"ref:{make_task(2).task_id}") is None
+
+    async def test_concurrent_submissions_never_overspend(self, store: Store) -> None:
+        await store.set_balance("owner-a", "sk-a…", 20)
+        placed = await gather(*(place(store, make_task(i), held=6) for i in range(20)))
+        assert placed.count("placed") == 3
         assert await store.list_balances() == {"owner-a": ("sk-a…", 2)}
-        assert [c.task_id for c in await store.list_charges()] == [make_charge(1).task_id]
+        assert len(await store.list_charges()) == len(await store.list_tasks()) == 3
 
-    async def test_concurrent_holds_never_overspend(self, store: Store) -> None:
+    async def test_settle_pays_for_the_images_and_gives_back_the_rest_once(
+        self, store: Store
+    ) -> None:
         await store.set_balance("owner-a", "sk-a…", 10)
-        held = await gather(*(store.hold(make_charge(i, held=3)) for i in range(20)))
-        assert held.count(True) == 3
-        assert await store.list_balances() == {"owner-a": ("sk-a…", 1)}
-        assert len(await store.list_charges()) == 3
-
-    async def test_settle_gives_back_the_unpaid_part_once(self, store: Store) -> None:
-        await store.set_balance("owner-a", "sk-a…", 10)
-        await store.hold(make_charge(1, held=6))
-        assert await store.settle(make_charge(1).task_id, "settled", 1, 2, 9.5)
-        assert not await store.settle(make_charge(1).task_id, "released", 0, 0, 9.5)
-        assert await store.list_balances() == {"owner-a": ("sk-a…", 8)}
+        await place(store, make_task(1), held=6)
+        assert await store.settle(make_task(1).task_id, 1, 9.5)
+        assert not await store.settle(make_task(1).task_id, 0, 9.5)
+        assert await store.list_balances() == {"owner-a": ("sk-a…", 7)}
         (charge,) = await store.list_charges()
         assert (charge.state, charge.images, charge.amount, charge.settled_at) == (
             "settled",
             1,
-            2,
+            3,
             9.5,
         )
-        assert not await store.settle("task_unknown", "settled", 1, 1, 1.0)
+        assert (charge.taken, charge.refunded) == (6, 3)
+        assert not await store.settle("task_unknown", 1, 1.0)
+
+    async def test_a_refund_never_exceeds_what_was_taken(self, store: Store) -> None:
+        await place(store, make_task(1), held=6)  # unlimited: nothing taken
+        await store.set_balance("owner-a", "sk-a…", 50)
+        assert await store.settle(make_task(1).task_id, 0, 3.0)
+        assert await store.list_balances() == {"owner-a": ("sk-a…", 50)}
+        assert state_of(await store.list_charges()) == [("01", "released", 0, 0, 0, 0)]
+
+    async def test_a_refund_goes_only_to_a_balance_that_still_exists(self, store: Store) -> None:
+        await store.set_balance("owner-a", "sk-a…", 10)
+        await place(store, make_task(1), held=6)
+        await store.set_balance("owner-a", "sk-a…", None)
+        assert await store.settle(make_task(1).task_id, 0, 3.0)
+        assert await store.list_balances() == {}
+        assert state_of(await store.list_charges()) == [("01", "released", 0, 0, 6, 0)]
 
     async def test_concurrent_settles_give_back_once(self, store: Store) -> None:
         await store.set_balance("owner-a", "sk-a…", 6)
-        await store.hold(make_charge(1, held=6))
-        done = await gather(
-            *(store.settle(make_charge(1).task_id, "released", 0, 0, 1.0) for _ in range(10))
-        )
+        await place(store, make_task(1), held=6)
+        done = await gather(*(store.settle(make_task(1).task_id, 0, 1.0) for _ in range(10)))
         assert done.count(True) == 1
         assert await store.list_balances() == {"owner-a": ("sk-a…", 6)}
 
+    async def test_settle_due_settles_exactly_the_tasks_that_ended(self, store: Store) -> None:
+        await store.set_balance("owner-a", "sk-a…", 100)
+        timed = [make_task(i, created_at=float(i)) for i in (1, 2, 3)]  # end at 4, 5, 6
+        polled = make_task(4, steps=1)
+        for task in [*timed, polled]:
+            await place(store, task, held=6)
+        assert await store.settle_due(5.0) == 2
+        assert await store.settle_due(5.0) == 0
+        assert [c.state for c in await store.list_charges()] == ["settled"] * 2 + ["held"] * 2
+        await store.count_poll(polled.task_id, now=5.5)  # its one step: it ends
+        assert await store.settle_due(5.5) == 1
+        (last,) = [c for c in await store.list_charges() if c.task_id == polled.task_id]
+        assert (last.state, last.settled_at) == ("settled", 5.5)
+        assert await store.list_balances() == {"owner-a": ("sk-a…", 100 - 3 * 6 - 6)}
+
+    async def test_a_balance_change_first_settles_what_ended(self, store: Store) -> None:
+        await store.set_balance("owner-a", "sk-a…", 10)
+        await place(store, make_task(1), held=6)  # ends at 3: returns 2 images, pays all
+        await store.set_balance("owner-a", "sk-a…", 1, now=5.0)
+        assert state_of(await store.list_charges()) == [("01", "settled", 2, 6, 6, 0)]
+        assert await store.list_balances() == {"owner-a": ("sk-a…", 1)}
+
     async def test_charges_are_listed_in_order_and_by_owner(self, store: Store) -> None:
         for i, owner in [(3, "a"), (1, "b"), (2, "a")]:
-            await store.hold(make_charge(i, owner=owner))
+            await place(store, make_task(i, owner=owner))
         assert [c.task_id for c in await store.list_charges()] == [
             make_charge(i).task_id for i in (3, 1, 2)
         ]
@@ -326,18 +402,85 @@ class StoreContract:
         assert await store.list_balances() == {"a": ("sk-A…", 7), "b": ("sk-b…", 2)}
         await store.set_balance("a", "sk-A…", None)
         assert await store.list_balances() == {"b": ("sk-b…", 2)}
-        assert await store.hold(make_charge(1, owner="a", held=1000))  # unlimited again
+        assert await place(store, make_task(1, owner="a"), held=1000) == "placed"  # unlimited
+
+    async def test_the_usage_log_keeps_the_newest_finished_and_sums_the_rest(
+        self, store: Store
+    ) -> None:
+        store.usage_log_limit = 2
+        for i in range(1, 6):
+            await place(store, make_task(i, owner="owner-a" if i % 2 else "owner-b"))
+        for i in (4, 1, 5, 2):  # settlement order
+            assert await store.settle(make_task(i).task_id, i % 2, float(i))
+        listed = [c.task_id[-1] for c in await store.list_charges()]
+        assert listed == ["2", "3", "5"]  # in hold order: the held one and the newest two
+        trimmed = {(t.owner, t.state): t for t in await store.trimmed_usage()}
+        assert set(trimmed) == {("owner-b", "released"), ("owner-a", "settled")}
+        b, a = trimmed["owner-b", "released"], trimmed["owner-a", "settled"]
+        assert (b.key, b.model, b.tasks, b.images, b.paid) == ("sk-b…key", "gpt-image-2", 1, 0, 0)
+        assert (a.tasks, a.images, a.paid, a.taken, a.refunded) == (1, 1, 3, 0, 0)
+
+    # -- the cap and expiry --------------------------------------------------------------------
+    async def test_a_full_store_of_unfinished_tasks_refuses_and_changes_nothing(
+        self, store: Store
+    ) -> None:
+        await store.set_balance("owner-a", "sk-a…", 100)
+        for i in range(3):
+            await place(store, make_task(i, created_at=10.0), cap=3)  # all end at 13
+        assert await place(store, make_task(9), cap=3, now=12.9) == "full"
+        assert len(await store.list_tasks()) == 3
+        assert await store.list_balances() == {"owner-a": ("sk-a…", 100 - 3 * 6)}
+
+    async def test_a_full_store_evicts_the_earliest_ended_and_settles_them(
+        self, store: Store
+    ) -> None:
+        await store.set_balance("owner-a", "sk-a…", 100)
+        # Ends: 1 at 18, 2 at 8, 3 at 13, 4 at 103 (running); a per_poll task never polled.
+        for i, created in [(1, 15.0), (2, 5.0), (3, 10.0), (4, 100.0)]:
+            await place(store, make_task(i, created_at=created), blob=b"ref")
+        await place(store, make_task(5, steps=1), blob=b"ref")
+        # Full at 5: evicts down to 4 (a tenth, at least one, below the cap), ended first.
+        assert await place(store, make_task(6, created_at=20.0), cap=5, now=20.0) == "placed"
+        assert [t.task_id[-1] for t in await store.list_tasks()] == ["1", "3", "4", "5", "6"]
+        assert await store.get_blob(f"ref:{make_task(2).task_id}") is None
+        charges = {c.task_id[-1]: c.state for c in await store.list_charges()}
+        assert charges["2"] == "settled" and charges["5"] == "held"
+
+    async def test_concurrent_submissions_never_exceed_the_cap(self, store: Store) -> None:
+        placed = await gather(*(place(store, make_task(i), cap=7) for i in range(30)))
+        assert (placed.count("placed"), placed.count("full")) == (7, 23)
+        assert len(await store.list_tasks()) == len(await store.list_charges()) == 7
+
+    async def test_expire_removes_what_ended_long_enough_ago_and_settles_it(
+        self, store: Store
+    ) -> None:
+        await store.set_balance("owner-a", "sk-a…", 100)
+        # Ends: task 1 at 3, task 2 at 13, task 3 (still running at 14) at 23.
+        for i, created in [(1, 0.0), (2, 10.0), (3, 20.0)]:
+            await place(store, make_task(i, created_at=created), blob=b"ref")
+        await place(store, make_task(4, steps=1))  # per_poll, never polled: never ends
+        expiry = await store.expire(finished_before=5.0, now=14.0)
+        assert (expiry.removed, expiry.remaining) == (1, 3)
+        assert await store.get_task(make_task(1).task_id) is None
+        assert await store.get_blob(f"ref:{make_task(1).task_id}") is None
+        assert await store.get_blob(f"ref:{make_task(2).task_id}") == b"ref"
+        # The removed task's charge was settled in the same step: nothing stays held.
+        states = {c.task_id[-1]: c.state for c in await store.list_charges()}
+        assert states == {"1": "settled", "2": "held", "3": "held", "4": "held"}
+        expiry = await store.expire(finished_before=1e9, now=1e9)
+        assert (expiry.removed, expiry.remaining) == (2, 1)
 
     # -- reset ---------------------------------------------------------------------------
     async def test_reset_forgets_everything(self, store: Store) -> None:
-        await store.insert_task(make_task(1))
-        await store.put_blob(f"ref:{make_task(1).task_id}", b"x")
+        store.usage_log_limit = 0
+        await store.set_balance("owner-a", "sk-a…", 10)
+        await place(store, make_task(1), blob=b"x")
+        await place(store, make_task(2))
+        await store.settle(make_task(2).task_id, 1, 1.0)
         await store.advance_clock(5)
         await store.add_fault(make_rule("a"))
         await store.claim_fault("a", None)
         await store.append_journal({"i": 1}, 10)
-        await store.set_balance("owner-a", "sk-a…", 10)
-        await store.hold(make_charge(1))
         await store.reset()
         assert await store.list_tasks() == []
         assert await store.get_blob(f"ref:{make_task(1).task_id}") is None
@@ -345,45 +488,5 @@ class StoreContract:
         assert (await store.list_faults(), await store.fault_hits()) == ([], {})
         assert await store.list_journal() == []
         assert (await store.list_charges(), await store.list_balances()) == ([], {})
-        assert await store.insert_task(make_task(1))  # usable again
-
-    # -- bounded size ----------------------------------------------------------------------
-    async def test_expire_removes_tasks_ended_long_enough_ago_with_blobs(
-        self, store: Store
-    ) -> None:
-        # Ends: task 1 at 3, task 2 at 13, task 3 (still running at 14) at 23.
-        for i, created in [(1, 0.0), (2, 10.0), (3, 20.0)]:
-            await store.insert_task(make_task(i, created_at=created))
-            await store.put_blob(f"ref:{make_task(i).task_id}", b"ref")
-        await store.hold(make_charge(1))
-        expiry = await store.expire(finished_before=5.0, now=14.0, keep=None)
-        assert [t.task_id for t in expiry.removed] == [make_task(1).task_id]
-        assert expiry.removed[0] == make_task(1, created_at=0.0)
-        assert expiry.remaining == 2
-        assert await store.get_blob(f"ref:{make_task(1).task_id}") is None
-        assert await store.get_blob(f"ref:{make_task(2).task_id}") == b"ref"
-        assert len(await store.list_charges()) == 1  # the usage log keeps every charge
-
-    async def test_expire_over_the_cap_evicts_earliest_ended_first(self, store: Store) -> None:
-        # Ends at 3+created: task 1 at 18, task 2 at 8, task 3 at 13, task 4 (running) at 103.
-        for i, created in [(1, 15.0), (2, 5.0), (3, 10.0), (4, 100.0)]:
-            await store.insert_task(make_task(i, created_at=created))
-        expiry = await store.expire(finished_before=-1.0, now=20.0, keep=2)
-        assert {t.task_id for t in expiry.removed} == {make_task(i).task_id for i in (2, 3)}
-        assert expiry.remaining == 2
-        left = [t.task_id for t in await store.list_tasks()]
-        assert left == [make_task(i).task_id for i in (1, 4)]
-
-    async def test_expire_never_removes_unfinished_tasks_even_over_the_cap(
-        self, store: Store
-    ) -> None:
-        for i in range(4):
-            await store.insert_task(make_task(i, created_at=10.0))  # all end at 13
-        expiry = await store.expire(finished_before=100.0 - 1000, now=12.0, keep=1)
-        assert expiry.removed == [] and expiry.remaining == 4
-        assert len(await store.list_tasks()) == 4
-
-    async def test_expire_without_a_cap_or_old_tasks_removes_nothing(self, store: Store) -> None:
-        await store.insert_task(make_task(1))
-        expiry = await store.expire(finished_before=-1.0, now=1000.0, keep=None)
-        assert (expiry.removed, expiry.remaining) == ([], 1)
+        assert await store.trimmed_usage() == []
+        assert await place(store, make_task(1)) == "placed"  # usable again

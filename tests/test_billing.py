@@ -205,3 +205,98 @@ def test_whole_number_float_balance_is_taken_as_an_integer(client: Client) -> No
     assert response.status_code == 200
     assert response.json()["balance"] == 51
     assert client.put("/_emulator/balances/sk-float", json={"balance": 1.5}).status_code == 400
+
+
+# -- refunds return what was taken, to where it was taken from ------------------------------
+def balance_of(client: Client) -> list[dict[str, Any]]:
+    balances: list[dict[str, Any]] = client.get("/_emulator/balances").json()["balances"]
+    return balances
+
+
+def test_a_task_submitted_without_a_balance_gives_nothing_back_to_a_balance_set_later(
+    client: Client,
+) -> None:
+    client.post("/_emulator/faults", json={"effect": {"kind": "fail_task"}})
+    task_id = client.submit_ok({"model": "NanoBanana", "prompt": "x"})  # unlimited: none taken
+    client.put(f"/_emulator/balances/{KEY}", json={"balance": 50})
+    client.advance(10_000)
+    assert client.task(task_id)["status"] == "failed"
+    assert balance_of(client) == [{"key": "sk-t…key", "balance": 50}]
+    released = entry(client, task_id)
+    assert (released["state"], released["taken"], released["refunded"]) == ("released", 0, 0)
+
+
+def test_a_balance_set_while_a_hold_is_open_gets_the_unpaid_part_back_when_it_ends(
+    client: Client,
+) -> None:
+    """Documented: PUT sets what is available now; what an open task took stays held and its
+    unpaid part comes back to the key's balance when the task ends."""
+    client.put(f"/_emulator/balances/{KEY}", json={"balance": 100})
+    client.post("/_emulator/faults", json={"effect": {"kind": "fail_task"}})
+    task_id = client.submit_ok({"model": "NanoBanana", "prompt": "x"})
+    assert balance_of(client) == [{"key": "sk-t…key", "balance": 100 - 40}]
+    client.put(f"/_emulator/balances/{KEY}", json={"balance": 50})
+    client.advance(10_000)
+    assert balance_of(client) == [{"key": "sk-t…key", "balance": 50 + 40}]
+    released = entry(client, task_id)
+    assert (released["taken"], released["refunded"]) == (40, 40)
+
+
+def test_a_balance_removed_while_a_hold_is_open_gets_nothing_back(client: Client) -> None:
+    """Documented: null makes the key unlimited; a hold that ends then has no balance to go
+    back to, and a balance set afterwards is a new one."""
+    client.put(f"/_emulator/balances/{KEY}", json={"balance": 100})
+    client.post("/_emulator/faults", json={"effect": {"kind": "fail_task"}})
+    task_id = client.submit_ok({"model": "NanoBanana", "prompt": "x"})
+    client.put(f"/_emulator/balances/{KEY}", json={"balance": None})
+    client.advance(10_000)
+    assert client.task(task_id)["status"] == "failed"
+    client.put(f"/_emulator/balances/{KEY}", json={"balance": 10})
+    assert balance_of(client) == [{"key": "sk-t…key", "balance": 10}]
+    released = entry(client, task_id)
+    assert (released["taken"], released["refunded"]) == (40, 0)
+
+
+# -- a bounded usage log -----------------------------------------------------------------------
+def test_the_usage_log_keeps_the_newest_finished_charges_and_exact_totals(
+    make_client: Any,
+) -> None:
+    client = make_client(usage_log_limit=5)
+    client.put(f"/_emulator/balances/{KEY}", json={"balance": 100_000})
+    price = PRICES["nano"]["NanoBanana"]
+    finished = []
+    for _ in range(20):  # each ends before the next is submitted: they finish in this order
+        finished.append(client.submit_ok({"model": "NanoBanana", "prompt": "x"}))
+        client.advance(10_000)
+    running = client.submit_ok({"model": "NanoBanana", "prompt": "x", "n": 2})
+    body = usage(client)
+    kept = [e["task_id"] for e in body["entries"]]
+    assert kept == [*finished[-5:], running]  # held charges are never dropped
+    totals = body["totals"]
+    assert (totals["paid"], totals["held"]) == (20 * price, 2 * price)
+    row = totals["by_key"]["sk-t…key"]
+    assert (row["tasks"], row["images"], row["paid"]) == (21, 20, 20 * price)
+    assert balance_of(client) == [{"key": "sk-t…key", "balance": 100_000 - 22 * price}]
+    only_settled = usage(client, state="settled")
+    assert only_settled["totals"]["paid"] == 20 * price
+
+
+def test_a_negative_usage_log_limit_is_refused_naming_it(client: Client) -> None:
+    response = client.patch("/_emulator/config", json={"usage_log_limit": -1})
+    assert response.status_code == 400
+    assert "usage_log_limit must be >= 0" in response.json()["message"]
+    assert client.get("/_emulator/config").json()["usage_log_limit"] == 10_000
+
+
+def test_setting_a_balance_through_the_emulator_settles_what_ended_first(
+    client: Client,
+) -> None:
+    emulator = client.app.state.emulator  # type: ignore[attr-defined]
+    client.put(f"/_emulator/balances/{KEY}", json={"balance": 100})
+    client.post("/_emulator/faults", json={"effect": {"kind": "fail_task"}})
+    task_id = client.submit_ok({"model": "NanoBanana", "prompt": "x"})
+    client.advance(10_000)  # it failed; nobody has looked yet
+    asyncio.run(emulator.set_balance(KEY, 10))
+    assert balance_of(client) == [{"key": "sk-t…key", "balance": 10}]
+    released = entry(client, task_id)
+    assert (released["state"], released["taken"], released["refunded"]) == ("released", 40, 40)

@@ -121,3 +121,29 @@ def test_an_evicted_task_that_was_never_polled_gives_its_hold_back(
     client.submit_ok(NANO)  # evicts the first
     usage = client.get(f"/_emulator/usage?task_id={first}").json()["entries"]
     assert [(e["state"], e["amount"]) for e in usage] == [("released", 0)]
+
+
+# -- the per_poll clock: only polls end a task -------------------------------------------------
+def test_on_the_per_poll_clock_a_full_store_of_unpolled_tasks_refuses_and_keeps_them(
+    make_client: MakeClient,
+) -> None:
+    # Durations so short that the wall clock has long passed their ends: only polls count.
+    client = make_client(clock="per_poll", max_tasks=10, time_scale=1e-9)
+    kept = [client.submit_ok(NANO) for _ in range(10)]
+    refused = client.submit(NANO)
+    assert refused.status_code == 429 and "max_tasks=10" in refused.json()["message"]
+    usage = client.get("/_emulator/usage").json()["entries"]
+    assert [e["state"] for e in usage] == ["held"] * 10  # nothing settled: nothing ended
+    for task_id in kept:
+        assert client.get(f"/v1/images/tasks/{task_id}").status_code == 200
+
+
+def test_on_the_per_poll_clock_an_unpolled_task_never_expires(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(expiry, "SWEEP_EVERY", 1)
+    client = make_client(clock="per_poll", task_ttl_seconds=1e-6, time_scale=1e-9)
+    unpolled = client.submit_ok(NANO)
+    for _ in range(3):
+        client.submit_ok(NANO)  # each sweeps
+    assert client.task(unpolled)["status"] == "processing"

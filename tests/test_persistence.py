@@ -232,3 +232,41 @@ def test_a_killed_server_restarted_on_its_state_dir_loses_no_accepted_task(
     finally:
         second.client.close()
         second.stop()
+
+
+#: Run in a child process: submit one task and die (os._exit, like SIGKILL: nothing is
+#: cleaned up) at the first SQL statement after the task's row was written.
+DIE_AFTER_THE_TASK_ROW = """
+import os, sys
+from starlette.testclient import TestClient
+from emulator import Settings, create_app
+
+app = create_app(Settings(seed=4, clock="manual", store=sys.argv[1]))
+written = []
+
+def trace(statement):
+    if written:
+        os._exit(9)
+    if " ".join(statement.split()).upper().startswith("INSERT INTO TASKS"):
+        written.append(statement)
+
+app.state.emulator.store._db.set_trace_callback(trace)
+with TestClient(app) as client:
+    client.post("/v1/images/tasks", json={"model": "NanoBanana", "prompt": "x"},
+                headers={"Authorization": "Bearer sk-crash"})
+os._exit(0)
+"""
+
+
+def test_a_process_killed_mid_submission_leaves_no_task_without_its_charge(
+    tmp_path: Path,
+) -> None:
+    store = f"sqlite://{tmp_path}/emulator.db"
+    child = subprocess.run(
+        [sys.executable, "-c", DIE_AFTER_THE_TASK_ROW, store], capture_output=True, timeout=60
+    )
+    assert child.returncode == 9, child.stderr.decode()
+    with running(Settings(seed=4, clock="manual", store=store)) as again:
+        tasks = {t["task"]["task_id"] for t in again.get("/_emulator/tasks").json()["tasks"]}
+        charged = {e["task_id"] for e in again.get("/_emulator/usage").json()["entries"]}
+        assert tasks == charged  # the submission was one transaction: all of it or nothing

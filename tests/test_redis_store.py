@@ -18,7 +18,7 @@ from emulator.redis_store import RedisStore
 from emulator.store import Store, open_store
 
 from .redis_server import RedisServer, free_port, running_redis
-from .store_contract import StoreContract, gather, make_charge, make_rule, make_task
+from .store_contract import StoreContract, gather, make_charge, make_rule, make_task, place
 
 pytestmark = [pytest.mark.anyio]
 _prefixes = itertools.count()
@@ -65,20 +65,17 @@ async def test_fault_times_hold_across_separate_connections(workers: list[RedisS
     assert await workers[3].fault_hits() == {"a": 3}
 
 
-async def test_holds_never_overspend_across_separate_connections(
-    workers: list[RedisStore],
-) -> None:
-    await workers[0].set_balance("owner-a", "sk-a…", 20)
-    held = await gather(*(workers[i % 4].hold(make_charge(i, held=3)) for i in range(40)))
-    assert held.count(True) == 6
-    assert await workers[2].list_balances() == {"owner-a": ("sk-a…", 2)}
+async def test_the_cap_holds_across_separate_connections(workers: list[RedisStore]) -> None:
+    placed = await gather(*(place(workers[i % 4], make_task(i), cap=9) for i in range(40)))
+    assert (placed.count("placed"), placed.count("full")) == (9, 31)
+    assert len(await workers[2].list_tasks()) == 9
 
 
 async def test_each_poll_counts_once_across_separate_connections(
     workers: list[RedisStore],
 ) -> None:
     task = make_task(1)
-    await workers[0].insert_task(task)
+    await place(workers[0], task)
     polled = await gather(*(workers[i % 4].count_poll(task.task_id) for i in range(40)))
     assert sorted(t.polls for t in polled) == list(range(1, 41))
 
@@ -86,8 +83,8 @@ async def test_each_poll_counts_once_across_separate_connections(
 async def test_only_one_insert_of_an_id_wins_across_separate_connections(
     workers: list[RedisStore],
 ) -> None:
-    won = await gather(*(w.insert_task(make_task(7)) for w in workers for _ in range(5)))
-    assert won.count(True) == 1
+    won = await gather(*(place(w, make_task(7)) for w in workers for _ in range(5)))
+    assert won.count("placed") == 1
 
 
 async def test_submissions_place_only_what_the_balance_covers_across_connections(
@@ -95,10 +92,7 @@ async def test_submissions_place_only_what_the_balance_covers_across_connections
 ) -> None:
     await workers[0].set_balance("owner-a", "sk-a…", 20)
     placed = await gather(
-        *(
-            workers[i % 4].insert_held(make_task(i), make_charge(i, held=3), b"ref")
-            for i in range(40)
-        )
+        *(place(workers[i % 4], make_task(i), held=3, blob=b"ref") for i in range(40))
     )
     assert (placed.count("placed"), placed.count("refused")) == (6, 34)
     kept = {t.task_id for t in await workers[1].list_tasks()}
@@ -110,12 +104,12 @@ async def test_submissions_place_only_what_the_balance_covers_across_connections
 
 async def test_a_reference_picture_lives_and_goes_with_its_task(workers: list[RedisStore]) -> None:
     store = workers[0]
-    assert await store.insert_held(make_task(1), make_charge(1), b"picture") == "placed"
-    assert await store.insert_held(make_task(1), make_charge(1), b"other") == "taken"
+    assert await place(store, make_task(1), blob=b"picture") == "placed"
+    assert await place(store, make_task(1), blob=b"other") == "taken"
     key = f"ref:{make_task(1).task_id}"
     assert await store.get_blob(key) == b"picture"
     assert await store._redis.ttl(f"{store.prefix}:blob:{key}") == -1  # no TTL of its own
-    await store.expire(finished_before=1e9, now=1e9, keep=None)
+    await store.expire(finished_before=1e9, now=1e9)
     assert await store.get_blob(key) is None and await store.list_tasks() == []
 
 
@@ -129,7 +123,7 @@ async def test_id_streams_are_distinct_and_survive_reset(workers: list[RedisStor
 async def test_prefixes_keep_emulators_apart(redis_server: RedisServer) -> None:
     one, two = RedisStore(redis_server.url, _prefix()), RedisStore(redis_server.url, _prefix())
     try:
-        await one.insert_task(make_task(1))
+        await place(one, make_task(1))
         await one.advance_clock(5)
         await two.add_fault(make_rule("b"))
         assert await two.list_tasks() == [] and await two.clock_now() == 0.0
@@ -149,10 +143,10 @@ async def test_every_operation_is_one_round_trip(redis_server: RedisServer) -> N
 
     def operations() -> list[Any]:
         return [
-            store.insert_task(task),
+            store.insert_held(task, make_charge(1), b"ref", cap=10, now=None),
             store.get_task(task.task_id),
             store.count_poll(task.task_id),
-            store.replace_task(task),
+            store.force_end(task, 0.0),
             store.clock_now(),
             store.advance_clock(1),
             store.add_fault(make_rule("a", times=2)),
@@ -160,12 +154,12 @@ async def test_every_operation_is_one_round_trip(redis_server: RedisServer) -> N
             store.count_fault_evaluation("a"),
             store.claim_fault("a", 2),
             store.append_journal({"i": 1}, 10),
-            store.hold(make_charge(1)),
-            store.settle(task.task_id, "settled", 1, 3, 2.0),
-            store.insert_held(make_task(2), make_charge(2), b"ref"),
-            store.expire(-1.0, 0.0, None),
+            store.settle(task.task_id, 1, 2.0),
+            store.settle_due(5.0),
+            store.set_balance("owner-a", "sk-a…", 3),
+            store.expire(-1.0, 0.0),
             store.put_blob("k", b"x"),
-            store.remove_task(task.task_id),
+            store.list_charges(),
         ]
 
     try:
@@ -213,7 +207,7 @@ async def test_a_hung_redis_is_a_store_unavailable_after_the_timeout_not_a_hang(
     store = RedisStore(server.url, "hung", timeout=0.5)
     assert server.process is not None
     try:
-        await store.insert_task(make_task(1))
+        await place(store, make_task(1))
         os.kill(server.process.pid, signal.SIGSTOP)  # accepts nothing, answers nothing
         try:
             started = time.monotonic()
@@ -232,7 +226,7 @@ async def test_the_store_reconnects_by_itself_after_a_redis_restart() -> None:
     server = RedisServer().start()
     store = RedisStore(server.url, "restart")
     try:
-        await store.insert_task(make_task(1))
+        await place(store, make_task(1))
         server.stop()
         with pytest.raises(StoreUnavailable):
             await store.get_task(make_task(1).task_id)
