@@ -12,12 +12,11 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .billing import totals
 from .clock import ManualClock
 from .config import ConfigError
 from .errors import EmulatorError, InvalidRequest
 from .expiry import is_expired
-from .journal import mask_key, query_from_filters
+from .journal import query_from_filters
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -170,13 +169,12 @@ async def usage(emulator: Emulator) -> dict[str, Any]:
     return {
         "unit": emulator.prices.unit,
         "entries": [c.to_dict() for c in charges],
-        "totals": totals(charges),
+        "totals": await emulator.usage_totals(charges, {}),
     }
 
 
 async def set_balance(emulator: Emulator, key: str, amount: int | None) -> None:
     """Give ``key`` a balance in credits; None: unlimited."""
-    from .app import key_fingerprint
 
     if not isinstance(key, str) or not key:
         raise ArgumentError("key must be a non-empty string", field="key")
@@ -187,9 +185,7 @@ async def set_balance(emulator: Emulator, key: str, amount: int | None) -> None:
             "amount must be a whole number of credits >= 0, or None for unlimited",
             field="amount",
         )
-    owner = key_fingerprint(key)
-    await emulator.settle_due(owner)
-    await emulator.store.set_balance(owner, mask_key(key), amount)
+    await emulator.set_balance(key, amount)  # one store step: settles what ended, then sets
 
 
 # -- settings and state -------------------------------------------------------------------

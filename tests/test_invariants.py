@@ -189,7 +189,7 @@ class EmulatorMachine(RuleBasedStateMachine):
         """Close the worker's store (on its transport's loop), then the transport."""
         transport = client._transport
         assert isinstance(transport, ASGITransport)
-        transport.run(client.app.state.emulator.store.close())  # type: ignore[attr-defined]
+        transport.loop.run(client.app.state.emulator.store.close())  # type: ignore[attr-defined]
         client.close()
 
     def _client(self, worker: int) -> httpx.Client:
