@@ -148,19 +148,47 @@ def _font(face: Face, px: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(face.path, px, index=face.face_index, layout_engine=_BASIC)
 
 
-def _box(font: ImageFont.FreeTypeFont, char: str) -> tuple[int, int, int, int]:
-    """Where ``char`` is drawn relative to the pen on the baseline (all 0: nothing)."""
-    left, top, right, bottom = (int(v) for v in font.getbbox(char, anchor="ls"))
-    return (left, top, right, bottom) if right > left and bottom > top else (0, 0, 0, 0)
+class _Colour(NamedTuple):
+    """A colour glyph as coverage at its font's strike, transparent margins cropped."""
+
+    picture: Image.Image | None
+    box: tuple[int, int, int, int]
+    advance: float
+
+
+@functools.lru_cache(maxsize=1024)
+def _colour(face: Face, char: str) -> _Colour:
+    """``char`` from a colour bitmap font, drawn once (FreeType decodes a PNG each time).
+
+    Coverage is the glyph's brightness seen on black: the label is white on a dark box, so a
+    yellow face is light and its eyes and mouth dark (Noto's black is a dark grey: it shows).
+    """
+    font = _font(face, face.strike)
+    advance = float(font.getlength(char))
+    # Drawn on a square twice the strike with the pen well inside, not measured first: a
+    # measure decodes the glyph's PNG as a drawing does, and these glyphs fit an em and a half.
+    side = 2 * face.strike
+    pen = (face.strike // 2, side - face.strike // 2)
+    colour = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+    ImageDraw.Draw(colour).text(pen, char, font=font, anchor="ls", embedded_color=True)
+    alpha = colour.getchannel("A")
+    content = alpha.getbbox()
+    if content is None:
+        return _Colour(None, (0, 0, 0, 0), advance)
+    on_black = Image.alpha_composite(Image.new("RGBA", colour.size, (0, 0, 0, 255)), colour)
+    picture = on_black.convert("L").crop(content)
+    x, y = content[0] - pen[0], content[1] - pen[1]
+    return _Colour(picture, (x, y, x + picture.width, y + picture.height), advance)
 
 
 def _probe(face: Face, char: str) -> tuple[tuple[int, int, int, int], float, bytes | None]:
-    """How ``face`` draws ``char`` at the probe size: box, advance and pixels (None: what
-    only the pixels could tell apart is not looked at)."""
-    font = _font(face, face.strike or _PROBE_PX)
+    """How ``face`` draws ``char`` at the probe size (a bitmap font: its strike): box, advance
+    and pixels."""
+    if face.strike:
+        picture, box, advance = _colour(face, char)
+        return box, advance, None if picture is None else picture.tobytes()
+    font = _font(face, _PROBE_PX)
     advance = float(font.getlength(char))
-    if face.strike:  # colour: drawn only when box and advance do not tell
-        return _box(font, char), advance, None
     # getmask2's mask read as bytes: a third of the time Image and ImageDraw take (42 against
     # 128 µs), and a CJK character is probed in Pillow's font before Micro Hei draws it.
     mask, (left, top) = font.getmask2(char, mode="L", anchor="ls")
@@ -168,14 +196,6 @@ def _probe(face: Face, char: str) -> tuple[tuple[int, int, int, int], float, byt
     if not width or not height:
         return (0, 0, 0, 0), advance, None
     return (left, top, left + width, top + height), advance, bytes(mask)
-
-
-def _colour_pixels(face: Face, char: str) -> bytes:
-    font = _font(face, face.strike)
-    left, top, right, bottom = _box(font, char)
-    picture = Image.new("RGBA", (right - left, bottom - top), (0, 0, 0, 0))
-    ImageDraw.Draw(picture).text((-left, -top), char, font=font, anchor="ls", embedded_color=True)
-    return picture.tobytes()
 
 
 @functools.cache
@@ -191,15 +211,7 @@ def covers(face: Face, char: str) -> bool:
     same of every character of the Basic Multilingual Plane at 12, 16, 24 and 46 pixels), so
     which font draws a character does not depend on the size it is drawn at.
     """
-    box, advance, pixels = _probe(face, char)
-    notdef_box, notdef_advance, notdef_pixels = _notdef(face)
-    if (box, advance) != (notdef_box, notdef_advance):
-        return True
-    if box == (0, 0, 0, 0):
-        return False  # empty like .notdef: nothing would be drawn either way
-    if face.strike:
-        return _colour_pixels(face, char) != _colour_pixels(face, _UNMAPPED)
-    return pixels != notdef_pixels
+    return _probe(face, char) != _notdef(face)
 
 
 def _render(face: Face, size: int, char: str) -> Glyph:
@@ -212,25 +224,16 @@ def _render(face: Face, size: int, char: str) -> Glyph:
         if not width or not height:
             return Glyph(None, (0, 0, 0, 0), advance, face)
         return Glyph(mask, (left, top, left + width, top + height), advance, face)
-    # A colour glyph becomes coverage by its brightness seen on black: the label draws white
-    # on a dark box, so a yellow face is light and its eyes dark, as on a monochrome screen.
-    font = _font(face, face.strike)
-    left, top, right, bottom = _box(font, char)
+    # A colour glyph is scaled from its strike to the size asked for.
+    picture, (left, top, right, bottom), advance = _colour(face, char)
     scale = size / face.strike
-    advance = float(font.getlength(char)) * scale
-    if right <= left or bottom <= top:
-        return Glyph(None, (0, 0, 0, 0), advance, face)
-    colour = Image.new("RGBA", (right - left, bottom - top), (0, 0, 0, 0))
-    ImageDraw.Draw(colour).text((-left, -top), char, font=font, anchor="ls", embedded_color=True)
-    black = Image.new("RGBA", colour.size, (0, 0, 0, 255))
-    grey = Image.alpha_composite(black, colour).convert("L")
-    # Scaled from the strike to the size asked for, the transparent margins dropped first.
-    content = grey.getbbox() or (0, 0, 1, 1)
-    x, y = round((left + content[0]) * scale), round((top + content[1]) * scale)
-    width = max(1, round((content[2] - content[0]) * scale))
-    height = max(1, round((content[3] - content[1]) * scale))
-    small = grey.crop(content).resize((width, height), Image.Resampling.LANCZOS)
-    return Glyph(small.im, (x, y, x + width, y + height), advance, face)
+    if picture is None:
+        return Glyph(None, (0, 0, 0, 0), advance * scale, face)
+    x, y = round(left * scale), round(top * scale)
+    width = max(1, round((right - left) * scale))
+    height = max(1, round((bottom - top) * scale))
+    small = picture.resize((width, height), Image.Resampling.LANCZOS)
+    return Glyph(small.im, (x, y, x + width, y + height), advance * scale, face)
 
 
 def _invisible(char: str) -> bool:
