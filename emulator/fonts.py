@@ -112,23 +112,27 @@ def faces() -> tuple[Face, ...]:
 
 @functools.lru_cache(maxsize=8)
 def _faces(override: str) -> tuple[Face, ...]:
+    # A named file is checked now (it is the user's word; a typo is said at once); the table's
+    # only exist-checked, and loaded with the first character Pillow's font lacks, so a Latin
+    # label costs no font loading.
     named = [Face(path) for path in override.split(os.pathsep) if path]
     found = [BUILTIN]
-    for face in [*named, *(c.face for c in candidates() if os.path.isfile(c.face.path))]:
-        if face not in found and _usable(face, face in named):
+    for face in named:
+        if face not in found and _usable(face):
             found.append(face)
+    for candidate in candidates():
+        if candidate.face not in found and os.path.isfile(candidate.face.path):
+            found.append(candidate.face)
     return tuple(found)
 
 
-def _usable(face: Face, named: bool) -> bool:
+@functools.cache
+def _usable(face: Face) -> bool:
     """Whether Pillow can load ``face``; a font that cannot be is left out, and said once."""
     try:
-        ImageFont.truetype(
-            face.path, face.strike or 12, index=face.face_index, layout_engine=_BASIC
-        )
+        _font(face, face.strike or _PROBE_PX)
     except OSError as exc:  # FreeType's errors, a missing file and an unreadable one alike
-        source = FONTS_ENV if named else "data/fonts.toml"
-        log.warning("%s names %r, which is not a usable font: %s", source, face.path, exc)
+        log.warning("font %r (%s or data/fonts.toml) is left out: %s", face.path, FONTS_ENV, exc)
         return False
     return True
 
@@ -211,7 +215,7 @@ def covers(face: Face, char: str) -> bool:
     same of every character of the Basic Multilingual Plane at 12, 16, 24 and 46 pixels), so
     which font draws a character does not depend on the size it is drawn at.
     """
-    return _probe(face, char) != _notdef(face)
+    return _usable(face) and _probe(face, char) != _notdef(face)
 
 
 def _render(face: Face, size: int, char: str) -> Glyph:
