@@ -160,7 +160,7 @@ class _Colour(NamedTuple):
     advance: float
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=256)
 def _colour(face: Face, char: str) -> _Colour:
     """``char`` from a colour bitmap font, drawn once (FreeType decodes a PNG each time).
 
