@@ -6,7 +6,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup redis-server run test check format clean bench bench-quick soak contract contract-drift contract-real
+.PHONY: setup redis-server fonts run test check format clean bench bench-quick soak contract contract-drift contract-real
 
 $(STAMP): pyproject.toml
 	@# Debian's own python3 needs python3-venv for ensurepip; install it when root and missing.
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) redis-server
+setup: $(STAMP) redis-server fonts
 
 ## A real Redis for tests/test_redis_store.py and tests/test_scaling.py (Debian's package).
 redis-server:
@@ -28,6 +28,20 @@ redis-server:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	  else \
 	    echo "redis-server is missing and only root can apt-get it: install it, or the Redis tests are skipped" >&2; \
+	  fi; }
+
+## Fonts for Chinese, Japanese, Korean and emoji prompts (Debian's packages named in
+## emulator/data/fonts.toml with setup = true; found by path, fontconfig is not needed).
+fonts: $(STAMP)
+	@missing="$$($(BIN)/python -m emulator.fonts --missing)"; \
+	test -z "$$missing" || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $$missing (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "fonts missing ($$missing) and only root can apt-get them: install them, or prompts" \
+	      "in those scripts show code points and tests/test_fonts.py fails" >&2; \
 	  fi; }
 
 ## Start the emulator on http://$(HOST):$(PORT) with the embedded defaults (no Redis needed).

@@ -10,22 +10,18 @@ Technique and figures: ``docs/rendering.md``.
 from __future__ import annotations
 
 import colorsys
-import functools
 import hashlib
 import io
-import textwrap
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
+from . import fonts
 from .encoding import encode_jpeg, encode_png, encode_webp
 
 # What decides a picture and the caches live in a module without Pillow (they are needed before
 # any picture is drawn); they are named here too, where they always were.
 from .pictures import MEDIA_TYPES, ImageFormat, RenderCache, RenderSpec
-
-if TYPE_CHECKING:  # the class exists in Pillow's type stubs only
-    from PIL._imaging import ImagingCore
 
 #: Longest side of the canvas the picture is drawn on before it is enlarged.
 CANVAS_SIDE = 1024
@@ -133,52 +129,14 @@ def _background(
     return img, palette
 
 
-@functools.lru_cache(maxsize=64)
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except (ImportError, OSError, TypeError):  # Pillow without FreeType: fixed bitmap font
-        return ImageFont.load_default()
-
-
-@functools.lru_cache(maxsize=8192)
-def _glyph(size: int, char: str) -> tuple[ImagingCore | None, tuple[int, int, int, int], float]:
-    """(mask, its box, advance) of one character: FreeType renders each glyph only once."""
-    font = _font(size)
-    left, top, right, bottom = (int(v) for v in font.getbbox(char))
-    advance = float(font.getlength(char))
-    if right <= left or bottom <= top:
-        return None, (0, 0, 0, 0), advance
-    mask = Image.new("L", (right - left, bottom - top), 0)
-    ImageDraw.Draw(mask).text((-left, -top), char, font=font, fill=255)
-    return mask.im, (left, top, right, bottom), advance
-
-
-@functools.lru_cache(maxsize=64)
-def _line_height(size: int) -> int:
-    return int(_font(size).getbbox("Ag|(_")[3])
-
-
-@functools.lru_cache(maxsize=128)
-def _line(size: int, text: str) -> Image.Image:
-    """One line of text as a coverage mask, composed from cached glyphs (models, sizes and the
-    prompt recur across the pictures of a task, so whole lines are kept too)."""
-    glyphs = [_glyph(size, char) for char in text]
-    mask = Image.new("L", (max(1, round(sum(g[2] for g in glyphs))), _line_height(size)), 0)
-    paste, x = mask.im.paste, 0.0
-    for glyph, (left, top, right, bottom), advance in glyphs:
-        if glyph is not None:  # the core call skips Image.paste's checks: dozens per line
-            paste(255, (round(x) + left, top, round(x) + right, bottom), glyph)
-        x += advance
-    return mask
-
-
-def _lines(spec: RenderSpec, chars_per_line: int) -> list[tuple[str, bool]]:
-    """(text, is_heading) lines for the label."""
+def _lines(
+    spec: RenderSpec, chain: tuple[fonts.Face, ...], body_px: int, limit: float
+) -> list[tuple[str, bool]]:
+    """(text, is_heading) lines for the label; the prompt wrapped to ``limit`` pixels."""
     prompt = " ".join(spec.prompt.split())
     if len(prompt) > PROMPT_EXCERPT:
         prompt = prompt[: PROMPT_EXCERPT - 1].rstrip() + "…"
-    wrapped = textwrap.wrap(prompt, width=max(8, chars_per_line), max_lines=4) or [""]
+    wrapped = _wrap(prompt, lambda char: fonts.glyph(chain, body_px, char).advance, limit, 4)
     lines = [
         (spec.model, True),
         (f"{spec.width}x{spec.height} {spec.fmt}  ·  image {spec.index + 1}/{spec.count}", False),
@@ -188,14 +146,50 @@ def _lines(spec: RenderSpec, chars_per_line: int) -> list[tuple[str, bool]]:
     return lines
 
 
+def _wrap(text: str, advance: Callable[[str], float], limit: float, max_lines: int) -> list[str]:
+    """Lines of ``text`` at most ``limit`` wide (``advance``: each character's width), breaking
+    at spaces, and inside a word only when it is wider than a line: Chinese and Japanese have no
+    spaces and break between any two characters. Past ``max_lines`` the text is cut, and ends
+    in "…"."""
+    lines: list[str] = []
+    current, used = "", 0.0
+    space = advance(" ")
+    for word in text.split(" "):
+        size = sum(map(advance, word))
+        gap = space if current else 0.0
+        if used + gap + size <= limit:
+            current, used = f"{current} {word}" if current else word, used + gap + size
+        elif size <= limit:  # the word starts the next line
+            lines.append(current)
+            current, used = word, size
+        else:  # a word wider than a line fills what is left of this one, then whole lines
+            current, used = (f"{current} ", used + space) if current else ("", 0.0)
+            for char in word:
+                step = advance(char)
+                if current.strip(" ") and used + step > limit:
+                    lines.append(current.rstrip(" "))
+                    current, used = "", 0.0
+                current, used = current + char, used + step
+    lines.append(current)
+    if len(lines) > max_lines:
+        last = lines[max_lines - 1]
+        while last and sum(map(advance, last + "…")) > limit:
+            last = last[:-1]
+        lines = [*lines[: max_lines - 1], last.rstrip(" ") + "…"]
+    return lines
+
+
 def _label(spec: RenderSpec, img: Image.Image) -> None:
     """Draw the centred label (white text on a dark box) onto the padded palette canvas."""
     w, h = img.width - 1, img.height
     # Text scales with the canvas so it keeps its share of the picture at any size.
     body_px = max(8, min(w // 22, h // 14))
     heading_px = max(10, round(body_px * 1.5))
-    lines = _lines(spec, max(8, int((w * 0.86) / (body_px * 0.55))))
-    masks = [_line(heading_px if big else body_px, text) for text, big in lines]
+    chain = fonts.faces()
+    # At least a few characters a line, however narrow the picture (it may spill over).
+    limit = max(w * 0.86, body_px * 4.0)
+    lines = _lines(spec, chain, body_px, limit)
+    masks = [fonts.line(chain, heading_px if big else body_px, text)[0] for text, big in lines]
     gap = max(2, body_px // 4)
     block_w = max(m.width for m in masks)
     block_h = sum(m.height for m in masks) + gap * (len(masks) - 1)

@@ -8,7 +8,7 @@ import io
 import pytest
 from PIL import Image
 
-from emulator import rendering
+from emulator import fonts, rendering
 from emulator.encoding import encode_jpeg
 from emulator.rendering import CANVAS_SIDE, RenderCache, RenderSpec, canvas_size, render
 
@@ -141,7 +141,8 @@ def test_tiny_and_thin_pictures_render(fmt: str, size: tuple[int, int]) -> None:
 
 def test_label_names_model_size_format_index_prompt_and_task() -> None:
     spec = dataclasses.replace(SPEC, index=1, count=4, prompt="a lighthouse " * 30)
-    text = " ".join(line for line, _ in rendering._lines(spec, 40))
+    lines = rendering._lines(spec, fonts.faces(), 20, 400.0)
+    text = " ".join(line for line, _ in lines)
     assert "NanoBanana" in text and "1184x864 png" in text and "image 2/4" in text
     assert "a lighthouse" in text and SPEC.task_id in text
     assert len(text) < 300  # a prompt excerpt, not the whole prompt
@@ -198,3 +199,97 @@ def test_cache_of_zero_bytes_keeps_nothing() -> None:
     cache = RenderCache(max_bytes=0)
     cache.put("a", b"1")
     assert cache.get("a") is None
+
+
+#: Canvas palette index to 1 where the label draws text (its ramp above the box colour).
+_IS_TEXT = bytes(int(i > rendering._BOX) for i in range(256))
+
+
+def _text_pixels(spec: RenderSpec) -> bytes:
+    """Where the picture shows text: 1 per canvas pixel drawn in the label's text ramp, inside
+    the white frame (which uses the ramp's top entry too)."""
+    canvas = rendering.draw_canvas(spec)
+    edge = max(1, min(canvas.size) // 128)
+    inner = canvas.crop((edge, edge, canvas.width - edge, canvas.height - edge))
+    return inner.tobytes().translate(_IS_TEXT)
+
+
+# Pairs of prompts of equal length in characters: a font that lacks their glyphs draws the same
+# row of boxes for both, so only glyphs of the right font tell them apart.
+SCRIPT_PAIRS = {
+    "chinese": ("一只猫在屋顶上睡觉", "两条小狗在河边奔跑"),
+    "japanese": ("さくらのはなびら", "ネコがねむるよる"),
+    "korean": ("고양이가 잔다", "강아지가 뛴다"),
+    "emoji": ("😀🐱🌸", "😢🐶🍣"),
+}
+
+
+@pytest.mark.parametrize("script", SCRIPT_PAIRS)
+def test_two_prompts_in_one_script_show_different_text(script: str) -> None:
+    first, second = (dataclasses.replace(SPEC, prompt=p) for p in SCRIPT_PAIRS[script])
+    assert _text_pixels(first) != _text_pixels(second)
+
+
+@pytest.mark.parametrize("script", SCRIPT_PAIRS)
+def test_one_prompt_in_any_script_shows_the_same_pixels(script: str) -> None:
+    spec = dataclasses.replace(SPEC, prompt=SCRIPT_PAIRS[script][0])
+    again = dataclasses.replace(spec)
+    assert _text_pixels(spec) == _text_pixels(again)
+    assert render(spec) == render(again)
+
+
+@pytest.mark.parametrize(
+    "char",
+    ["\u0378", "\U000f0000", "\U0010fffd", "\x07", "\ufdd0"],
+    ids=["unassigned", "private-use-15", "private-use-16", "control", "noncharacter"],
+)
+def test_a_character_no_font_has_shows_as_its_code_point(char: str) -> None:
+    """Never a box (a font's .notdef, "tofu"): the label reads as if the prompt spelt it out."""
+    shown = dataclasses.replace(SPEC, prompt=f"a{char}b")
+    spelt = dataclasses.replace(SPEC, prompt=f"aU+{ord(char):04X}b")
+    assert _text_pixels(shown) == _text_pixels(spelt)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "plain"),
+    [("a\u200db", "ab"), ("😀\ufe0f", "😀"), ("a\u200eb\u2060c", "abc"), ("a\u00adb", "ab")],
+    ids=["zero-width-joiner", "variation-selector", "direction-and-word-joiner", "soft-hyphen"],
+)
+def test_format_characters_draw_nothing(prompt: str, plain: str) -> None:
+    shown = dataclasses.replace(SPEC, prompt=prompt)
+    assert _text_pixels(shown) == _text_pixels(dataclasses.replace(SPEC, prompt=plain))
+
+
+@pytest.mark.parametrize("script", SCRIPT_PAIRS)
+@pytest.mark.parametrize("size", [(1184, 864), (672, 1536)])
+def test_a_long_prompt_in_any_script_stays_inside_the_picture(
+    script: str, size: tuple[int, int]
+) -> None:
+    spec = dataclasses.replace(SPEC, prompt=SCRIPT_PAIRS[script][0] * 20, width=size[0])
+    canvas = rendering.draw_canvas(dataclasses.replace(spec, height=size[1]))
+    edge = max(1, min(canvas.size) // 128)  # the frame; the columns just inside it show no label
+    for x in (edge, canvas.width - edge - 1):
+        column = canvas.crop((x, edge, x + 1, canvas.height - edge)).tobytes()
+        assert max(column) < rendering._BOX
+
+
+def _one_wide(char: str) -> float:
+    """Every character one unit wide, except two for the CJK ideographs of these tests."""
+    return 2.0 if "\u4e00" <= char <= "\u9fff" else 1.0
+
+
+def test_wrap_breaks_latin_text_at_spaces() -> None:
+    assert rendering._wrap("aa bb cc dd", _one_wide, 5, 4) == ["aa bb", "cc dd"]
+
+
+def test_wrap_breaks_chinese_text_between_any_characters() -> None:
+    assert rendering._wrap("一二三四五六七", _one_wide, 6, 4) == ["一二三", "四五六", "七"]
+
+
+def test_wrap_cuts_a_word_wider_than_a_line_after_what_fits() -> None:
+    assert rendering._wrap("ab cdefghij", _one_wide, 5, 4) == ["ab cd", "efghi", "j"]
+
+
+def test_wrap_ends_text_beyond_its_lines_in_an_ellipsis() -> None:
+    lines = rendering._wrap("aaaa bbbb cccc dddd", _one_wide, 4, 2)
+    assert lines == ["aaaa", "bbb…"]
