@@ -112,7 +112,7 @@ def test_lines_of_another_version_or_shape_are_skipped_and_named(tmp_path: Path)
 
 
 def test_a_folder_without_a_cassette_is_refused_by_name(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="cassette.jsonl is missing"):
+    with pytest.raises(FileNotFoundError, match=r"cassette\.jsonl is missing"):
         Cassette.load(tmp_path)
 
 
