@@ -93,6 +93,7 @@ def test_the_report_is_a_live_run_s_report(
     deviating: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     code, out = _conform(capsys, deviating, "--report", str(tmp_path))
+    assert code == 1 and f"report written to {tmp_path}/junit.xml" in out
     suite = ElementTree.parse(tmp_path / "junit.xml").getroot()
     cases = {(c.get("classname"), c.get("name")): c for c in suite}
     assert (
