@@ -265,3 +265,14 @@ def test_serve_record_binds_loopback_by_default_and_records(tmp_path: Path) -> N
     assert f"recording {upstream} into {tmp_path} on http://127.0.0.1:{port}" in err
     kinds = [json.loads(line)["kind"] for line in (tmp_path / "cassette.jsonl").open()]
     assert kinds[0] == "session" and kinds.count("submit") == 1 and kinds.count("poll") >= 2
+
+
+def test_a_head_request_is_forwarded_but_not_kept_as_a_poll(tmp_path: Path) -> None:
+    with serving(real_service(deviate=False)) as upstream, recorder(upstream, tmp_path) as proxy:
+        driver = Driver(proxy)
+        task_id = driver.follow(SUBMISSIONS[0])
+        head = driver.http.head(f"/v1/images/tasks/{task_id}")
+        driver.close()
+    assert head.status_code == 200
+    polls = [e for e in Cassette.load(tmp_path).exchanges if e.kind == "poll"]
+    assert [e.method for e in polls] == ["GET"] * len(polls)

@@ -110,7 +110,11 @@ class Recorder:
         self, exchange: Exchange, bodies: tuple[bytes, bytes], *, picture: bool = False
     ) -> None:
         """Append ``exchange`` with its (masked) request and response bodies; a ``picture``
-        answer always goes to a blob (pictures are found by hash)."""
+        answer always goes to a blob (pictures are found by hash). A HEAD (which Starlette
+        answers on the poll route) is forwarded but not kept: it is not a poll, and a replay
+        would play its empty answer inside the task's polls."""
+        if exchange.method == "HEAD":
+            return
 
         def run() -> None:
             record = exchange.to_record()
