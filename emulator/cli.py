@@ -82,11 +82,14 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="HTTP parser (auto: httptools when installed, else h11)",
     )
-    from . import conformance
+    from . import conformance, recording
 
-    conformance.add_arguments(
-        sub.add_parser("conform", help="check a live service against the OpenAPI contract")
-    )
+    conform = sub.add_parser("conform", help="check a live service against the OpenAPI contract")
+    conformance.add_arguments(conform)
+    # Recording: serve --upstream/--record/--replay, conform --cassette, calibrate, parity.
+    recording.add_serve_arguments(serve)
+    recording.add_conform_arguments(conform)
+    recording.add_commands(sub)
     return parser
 
 
@@ -221,6 +224,10 @@ def serve(settings: Settings, workers: int = 1, http: str = "auto") -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from . import recording
+
+    if recording.wants(args):
+        return recording.main(args, dict(os.environ))
     if args.command == "conform":
         from . import conformance
 

@@ -1,0 +1,213 @@
+"""``serve --replay DIR``: the real service's recorded answers, served again without it.
+
+- a submission is matched by its body (`matching`): the k-th identical submission gets the
+  k-th recorded answer to it, then the last one again;
+- each poll of a task gets the task's recorded polls in order, then its last answer again;
+- result pictures recorded by hash are served at ``/_recording/results/{sha256}``, and an
+  answer that names a recorded picture names it there (on this server's address);
+- anything not recorded is a 404 ``not_recorded`` whose message names what was missing.
+
+Recorded answers are sent byte for byte (status, the recorded headers, the body), except the
+URLs of recorded pictures. ``POST /_recording/rewind`` starts every sequence again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..errors import EmulatorError, exception_handlers
+from .cassette import Cassette, Exchange
+from .matching import describe, submission_key
+from .recorder import POLL_PATH, SUBMIT_PATH
+
+RESULTS_PATH = "/_recording/results/{sha}"
+#: Largest submission body read (as the emulator's default max_body_bytes).
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+class NotRecorded(EmulatorError):
+    status_code = 404
+    code = "not_recorded"
+
+
+class Replayer:
+    """The recorded answers of one cassette, and how far each sequence has been played."""
+
+    def __init__(self, cassette: Cassette) -> None:
+        self.cassette = cassette
+        self.submissions: dict[str, list[Exchange]] = defaultdict(list)
+        #: How many submissions were recorded with a key (True) and without (False).
+        self.submitted: dict[bool, int] = {True: 0, False: 0}
+        self.polls: dict[tuple[str, bool], list[Exchange]] = defaultdict(list)
+        #: Masked result URL -> hash of the picture recorded for it.
+        self.pictures: dict[str, str] = {}
+        self.media_types: dict[str, str] = {}
+        for exchange in cassette.exchanges:
+            if exchange.kind == "submit":
+                body = cassette.body(exchange.request_body) or b""
+                key = submission_key(exchange.request_content_type, body, exchange.keyed)
+                self.submissions[key].append(exchange)
+                self.submitted[exchange.keyed] += 1
+            elif exchange.kind == "poll" and exchange.task_id is not None:
+                self.polls[(exchange.task_id, exchange.keyed)].append(exchange)
+            elif exchange.kind == "result" and exchange.status == 200 and exchange.url:
+                sha = (exchange.response_body or {}).get("blob")
+                if isinstance(sha, str):
+                    self.pictures[exchange.url] = sha
+                    self.media_types[sha] = exchange.content_type or "application/octet-stream"
+        self.played: dict[Any, int] = {}
+
+    def rewind(self) -> None:
+        self.played.clear()
+
+    def next(self, table: str, key: Any, recorded: list[Exchange]) -> Exchange:
+        """The next answer of a sequence (the last once all were played)."""
+        done = self.played.get((table, key), 0)
+        self.played[(table, key)] = done + 1
+        return recorded[min(done, len(recorded) - 1)]
+
+    def answer(self, exchange: Exchange, base_url: str) -> Response:
+        if exchange.status is None:
+            raise EmulatorError(
+                f"the recording has no answer here (line {exchange.line}): {exchange.error}",
+                status_code=502,
+                code="recorded_no_answer",
+            )
+        body = self.cassette.body(exchange.response_body)
+        if body is None:
+            raise NotRecorded(
+                f"the body recorded at line {exchange.line} is missing from the cassette's blobs"
+            )
+        body = self._local_pictures(body, base_url)
+        response = Response(body, status_code=exchange.status)
+        response.raw_headers.extend(
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in exchange.response_headers.items()
+        )
+        return response
+
+    def _local_pictures(self, body: bytes, base_url: str) -> bytes:
+        """``body`` with each recorded picture's URL pointing at this server."""
+        if not self.pictures or b"http" not in body:
+            return body
+        text = body.decode("utf-8", "replace")
+        for url, sha in self.pictures.items():
+            local = base_url.rstrip("/") + RESULTS_PATH.format(sha=sha)
+            for form in {json.dumps(url)[1:-1], json.dumps(url, ensure_ascii=False)[1:-1]}:
+                text = text.replace(form, local)
+        return text.encode("utf-8")
+
+
+async def _read_bounded(request: Request) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise EmulatorError(
+                f"the request body is larger than {MAX_BODY_BYTES} bytes",
+                status_code=413,
+                code="request_too_large",
+            )
+    return bytes(body)
+
+
+def _replayer(request: Request) -> Replayer:
+    replayer: Replayer = request.app.state.replayer
+    return replayer
+
+
+async def submit(request: Request) -> Response:
+    replayer = _replayer(request)
+    body = await _read_bounded(request)
+    content_type = request.headers.get("content-type", "")
+    keyed = "authorization" in request.headers
+    key = submission_key(content_type, body, keyed)
+    recorded = replayer.submissions.get(key)
+    if not recorded:
+        count = replayer.submitted[keyed]
+        raise NotRecorded(
+            f"no recorded submission has this body ({describe(content_type, body)}) "
+            f"{'with' if keyed else 'without'} a key; the cassette holds {count} such "
+            "submission(s)"
+        )
+    return replayer.answer(replayer.next("submit", key, recorded), str(request.base_url))
+
+
+async def poll(request: Request) -> Response:
+    replayer = _replayer(request)
+    task_id = request.path_params["task_id"]
+    keyed = "authorization" in request.headers
+    recorded = replayer.polls.get((task_id, keyed))
+    if not recorded:
+        other = replayer.polls.get((task_id, not keyed))
+        hint = f" (it has polls {'with' if not keyed else 'without'} a key)" if other else ""
+        raise NotRecorded(
+            f"the cassette has no poll of task {task_id!r} {'with' if keyed else 'without'} "
+            f"a key{hint}"
+        )
+    key = (task_id, keyed)
+    return replayer.answer(replayer.next("poll", key, recorded), str(request.base_url))
+
+
+async def picture(request: Request) -> Response:
+    replayer = _replayer(request)
+    sha = request.path_params["sha"]
+    media_type = replayer.media_types.get(sha)
+    data = replayer.cassette.blob(sha) if media_type is not None else None
+    if media_type is None or data is None:
+        raise NotRecorded(f"the cassette holds no result picture with hash {sha[:80]!r}")
+    return Response(data, media_type=media_type)
+
+
+async def rewind(request: Request) -> Response:
+    _replayer(request).rewind()
+    return JSONResponse({"status": "rewound"})
+
+
+async def health(request: Request) -> Response:
+    replayer = _replayer(request)
+    return JSONResponse(
+        {
+            "status": "ok",
+            "mode": "replay",
+            "exchanges": len(replayer.cassette.exchanges),
+            "warnings": len(replayer.cassette.warnings),
+        }
+    )
+
+
+async def _not_recorded(request: Request) -> Response:
+    raise NotRecorded(
+        f"{request.method} {request.url.path} is not something a cassette records: the replay "
+        f"answers POST {SUBMIT_PATH}, GET {POLL_PATH} and recorded result pictures"
+    )
+
+
+def create_replay_app(directory: str | Path) -> Starlette:
+    """The replay server of the cassette in ``directory`` (FileNotFoundError: none there)."""
+    cassette = Cassette.load(directory)
+    every = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    app = Starlette(
+        routes=[
+            Route(SUBMIT_PATH, submit, methods=["POST"]),
+            Route(POLL_PATH, poll, methods=["GET"]),
+            Route(RESULTS_PATH, picture, methods=["GET"]),
+            Route("/_recording/rewind", rewind, methods=["POST"]),
+            Route("/_recording/health", health, methods=["GET"]),
+            Route("/{path:path}", _not_recorded, methods=every),
+        ],
+        exception_handlers=dict(exception_handlers()),
+    )
+    app.state.replayer = Replayer(cassette)
+    return app
+
+
+__all__ = ["NotRecorded", "Replayer", "create_replay_app"]

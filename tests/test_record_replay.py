@@ -1,0 +1,137 @@
+"""``serve --replay DIR``: the recorded answers again, byte for byte, without the service."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import httpx
+import pytest
+
+from emulator.recording.cassette import Cassette
+
+from .record_support import SUBMISSIONS, Driver, real_service, recorder, replaying, serving, task_of
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Driver]:
+    """Three tasks followed to their end through the recorder, one refusal, one unknown task."""
+    directory = tmp_path_factory.mktemp("cassette")
+    with serving(real_service()) as upstream, recorder(upstream, directory) as proxy:
+        driver = Driver(proxy)
+        for body in SUBMISSIONS:
+            driver.follow(body)
+        driver.submit({"model": "gpt-image-2", "prompt": "no size"})
+        driver.poll("task_unknown")
+        driver.close()
+    return directory, driver
+
+
+def test_replay_answers_the_recording_byte_for_byte(recorded: tuple[Path, Driver]) -> None:
+    directory, live = recorded
+    cassette = Cassette.load(directory)
+    with replaying(directory) as url:
+        again = Driver(url, key="sk-another-key")
+        for exchange in cassette.exchanges:  # the same requests, in the same order
+            if exchange.kind == "submit":
+                assert exchange.request_body is not None
+                again.submit(exchange.request_body["json"])
+            else:
+                again.poll(str(exchange.task_id))
+        again.close()
+    assert again.answers == live.answers
+    assert len(live.answers) > 15
+
+
+def test_polls_come_in_recorded_order_then_the_last_answer(recorded: tuple[Path, Driver]) -> None:
+    directory, _ = recorded
+    cassette = Cassette.load(directory)
+    task_id = next(e.task_id for e in cassette.exchanges if e.kind == "submit")
+    expected = [
+        cassette.body(e.response_body)
+        for e in cassette.exchanges
+        if e.kind == "poll" and e.task_id == task_id
+    ]
+    with replaying(directory) as url:
+        driver = Driver(url)
+        got = [driver.poll(str(task_id)).content for _ in range(len(expected) + 3)]
+        driver.close()
+    assert got == [*expected, expected[-1], expected[-1], expected[-1]]
+    statuses = [task_of(httpx.Response(200, content=b).json())["status"] for b in got]
+    assert statuses[0] != statuses[-1] == "succeeded"
+
+
+def test_a_submission_is_found_by_its_body_whatever_its_member_order(
+    recorded: tuple[Path, Driver],
+) -> None:
+    directory, _ = recorded
+    body = dict(reversed(list(SUBMISSIONS[1].items())))
+    with replaying(directory) as url:
+        answer = httpx.post(
+            f"{url}/v1/images/tasks", json=body, headers={"Authorization": "Bearer x"}
+        )
+        again = httpx.post(
+            f"{url}/v1/images/tasks", json=body, headers={"Authorization": "Bearer x"}
+        )
+    assert answer.status_code == 200 and task_of(answer.json())["status"] == "queued"
+    assert again.content == answer.content  # the only recorded answer, again
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "said"),
+    [
+        ("GET", "/v1/images/tasks/task_never", None, "no poll of task 'task_never' with a key"),
+        (
+            "POST",
+            "/v1/images/tasks",
+            {"model": "NanoBanana2-0.5K", "prompt": "never sent"},
+            "no recorded submission has this body (model 'NanoBanana2-0.5K', prompt 'never sent')",
+        ),
+        ("GET", "/_emulator/health", None, "GET /_emulator/health is not something a cassette"),
+        ("GET", "/_recording/results/" + "0" * 64, None, "no result picture with hash"),
+    ],
+)
+def test_anything_not_recorded_is_a_404_naming_what_is_missing(
+    recorded: tuple[Path, Driver], method: str, path: str, body: object, said: str
+) -> None:
+    directory, _ = recorded
+    with replaying(directory) as url:
+        answer = httpx.request(method, url + path, json=body, headers={"Authorization": "Bearer x"})
+    assert answer.status_code == 404
+    assert answer.json()["code"] == "not_recorded"
+    assert said in answer.json()["message"]
+
+
+def test_a_poll_without_a_key_is_its_own_recording(recorded: tuple[Path, Driver]) -> None:
+    directory, _ = recorded
+    with replaying(directory) as url:
+        answer = httpx.get(f"{url}/v1/images/tasks/task_unknown")
+    assert answer.status_code == 404
+    assert "without a key (it has polls with a key)" in answer.json()["message"]
+
+
+def test_recorded_pictures_are_served_by_hash(tmp_path: Path) -> None:
+    with (
+        serving(real_service()) as upstream,
+        recorder(upstream, tmp_path, record_results=True) as proxy,
+    ):
+        driver = Driver(proxy)
+        task_id = driver.follow(SUBMISSIONS[1])  # two pictures
+        live = task_of(driver.poll(task_id).json())
+        originals = [httpx.get(u).content for u in live["metadata"]["result_urls"]]
+        driver.close()
+    with replaying(tmp_path) as url:
+        driver = Driver(url)
+        driver.submit(SUBMISSIONS[1])
+        for _ in range(20):
+            task = task_of(driver.poll(task_id).json())
+            if task["status"] == "succeeded":
+                break
+        served = [httpx.get(u) for u in task["metadata"]["result_urls"]]
+        driver.close()
+    assert all(u.startswith(f"{url}/_recording/results/") for u in task["metadata"]["result_urls"])
+    assert [s.content for s in served] == originals
+    assert [s.headers["content-type"] for s in served] == ["image/webp", "image/webp"]
+    assert [u.rsplit("/", 1)[1] for u in task["metadata"]["result_urls"]] == [
+        hashlib.sha256(o).hexdigest() for o in originals
+    ]
