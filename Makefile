@@ -6,7 +6,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup redis-server run test check format clean bench bench-quick soak contract contract-drift contract-real
+.PHONY: setup redis-server chromium run test check format clean bench bench-quick soak contract contract-drift contract-real
 
 $(STAMP): pyproject.toml
 	@# Debian's own python3 needs python3-venv for ensurepip; install it when root and missing.
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) redis-server
+setup: $(STAMP) redis-server chromium
 
 ## A real Redis for tests/test_redis_store.py and tests/test_scaling.py (Debian's package).
 redis-server:
@@ -28,6 +28,17 @@ redis-server:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	  else \
 	    echo "redis-server is missing and only root can apt-get it: install it, or the Redis tests are skipped" >&2; \
+	  fi; }
+
+## Debian's chromium for the dashboard's browser tests (tests/test_ui_browser.py); they fail,
+## never skip, without it. Playwright drives it by path: `playwright install` is never run.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing and only root can apt-get it: install it, or the browser tests fail" >&2; \
 	  fi; }
 
 ## Start the emulator on http://$(HOST):$(PORT) with the embedded defaults (no Redis needed).
