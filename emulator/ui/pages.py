@@ -38,7 +38,7 @@ async def tasks_page(request: Request) -> Response:
     emulator = emulator_of(request)
     models = emulator.catalogue.model_names
     wanted = task_filter(request.query_params.multi_items(), models)
-    table = await task_rows(emulator, str(request.base_url), wanted)
+    table = await task_rows(emulator, wanted)
     query = urlencode({k: v for k, v in (("status", wanted.status), ("model", wanted.model)) if v})
     return await render(
         request,
@@ -59,7 +59,7 @@ async def tasks_page(request: Request) -> Response:
 async def live_tasks(request: Request) -> dict[str, Any]:
     emulator = emulator_of(request)
     wanted = task_filter(request.query_params.multi_items(), emulator.catalogue.model_names)
-    return await task_rows(emulator, str(request.base_url), wanted)
+    return await task_rows(emulator, wanted)
 
 
 @page

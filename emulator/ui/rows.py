@@ -1,6 +1,6 @@
 """What the dashboard shows, as plain data: task rows, a task's status history, rules and
-settings with their secrets masked. Read through ``emulator/steering.py``'s views, never
-computed a second way."""
+settings with their secrets masked. Status and progress always come from the emulator's own
+observation of a task (``Emulator.observe``), never computed a second way."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import steering
 from ..checks import shown
 from ..errors import InvalidRequest
 from ..expiry import is_expired
@@ -16,6 +15,7 @@ from ..journal import mask_key
 
 if TYPE_CHECKING:
     from ..app import Emulator
+    from ..tasks import Task
 
 STATUSES = ("queued", "processing", "succeeded", "failed")
 #: Rows the live table shows at most (the newest that match).
@@ -23,7 +23,7 @@ ROW_LIMIT = 100
 #: Tasks the live table looks at per refresh at most, newest first: a refresh a second must
 #: stay cheap with 100,000 tasks stored, so a rare status is looked for among these only
 #: (and the page says so).
-SCAN_LIMIT = 2000
+SCAN_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,28 +67,30 @@ def seconds_text(seconds: float) -> str:
     return f"{hours} h {minutes} min"
 
 
-def size_text(task: Mapping[str, Any]) -> str:
-    pixels = f"{task['width']}x{task['height']}"
-    label = task.get("aspect_ratio") or task.get("size")
+def size_text(task: Task) -> str:
+    pixels = f"{task.width}x{task.height}"
+    label = task.aspect_ratio or task.size
     return pixels if not label or label == pixels else f"{label} · {pixels}"
 
 
-def task_row(view: Mapping[str, Any]) -> dict[str, Any]:
-    """One line of the task table, from ``steering.view``."""
-    task = view["task"]
+async def task_row(emulator: Emulator, task: Task) -> dict[str, Any]:
+    """One line of the task table: the task's fields, and its status, progress and elapsed
+    time as the emulator observes them (``steering.view`` without the task's full record and
+    result URLs, which the table does not show: a refresh reads up to 1000 tasks)."""
+    observation = await emulator.observe(task)
     return {
-        "id": task["task_id"],
-        "owner": task["owner"][:12],
-        "model": task["model"],
+        "id": task.task_id,
+        "owner": task.owner[:12],
+        "model": task.model,
         "size": size_text(task),
-        "n": task["n"],
-        "status": view["status"],
-        "progress": int(view["progress"].rstrip("%")),
-        "age": seconds_text(view["elapsed"]),
+        "n": task.n,
+        "status": observation.status,
+        "progress": observation.progress,
+        "age": seconds_text(await emulator.elapsed(task)),
     }
 
 
-async def task_rows(emulator: Emulator, base_url: str, wanted: TaskFilter) -> dict[str, Any]:
+async def task_rows(emulator: Emulator, wanted: TaskFilter) -> dict[str, Any]:
     """The newest tasks that match ``wanted``: at most ``ROW_LIMIT`` rows, found among the
     newest ``SCAN_LIMIT`` tasks; with how many are stored and how many were looked at."""
     stored = await emulator.store.list_tasks()
@@ -100,10 +102,9 @@ async def task_rows(emulator: Emulator, base_url: str, wanted: TaskFilter) -> di
         scanned += 1
         if (wanted.model and task.model != wanted.model) or await is_expired(emulator, task):
             continue
-        view = await steering.view(emulator, task, base_url)
-        if wanted.status and view["status"] != wanted.status:
-            continue
-        rows.append(task_row(view))
+        row = await task_row(emulator, task)
+        if not wanted.status or row["status"] == wanted.status:
+            rows.append(row)
     return {
         "rows": rows,
         "stored": len(stored),

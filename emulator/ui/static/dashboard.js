@@ -60,13 +60,43 @@
     return words + " · updates every second";
   }
 
+  // Cells of a row the refresh may change, in order: status, progress, age.
+  function refreshRow(tr, row) {
+    const badge = tr.querySelector(".status");
+    if (badge.textContent !== row.status) {
+      badge.textContent = row.status;
+      badge.className = "status " + row.status;
+    }
+    const bar = tr.querySelector("progress");
+    if (bar.value !== row.progress) {
+      bar.value = row.progress;
+      bar.textContent = row.progress + "%";
+      tr.querySelector(".pct").textContent = row.progress + "%";
+    }
+    const age = tr.lastElementChild;
+    if (age.textContent !== row.age) age.textContent = row.age;
+  }
+
+  let lastTable = "";
   const updaters = {
     tasks(data) {
       const rows = document.getElementById("task-rows");
       if (!rows) return;
-      rows.replaceChildren(...data.rows.map(taskRow));
-      const cap = document.getElementById("tasks-caption");
-      if (cap) cap.textContent = caption(data);
+      // Cheap for the browser too: the same tasks in the same order change only the cells
+      // that moved; only a new or vanished task rebuilds the rows.
+      const ids = data.rows.map(function (row) { return row.id; }).join(" ");
+      const shown = Array.from(rows.children, function (tr) { return tr.dataset.task; }).join(" ");
+      if (ids === shown) {
+        data.rows.forEach(function (row, i) { refreshRow(rows.children[i], row); });
+      } else {
+        rows.replaceChildren(...data.rows.map(taskRow));
+      }
+      const words = caption(data);
+      if (words !== lastTable) {
+        lastTable = words;
+        const cap = document.getElementById("tasks-caption");
+        if (cap) cap.textContent = words;
+      }
     },
     task(data) {
       const section = document.getElementById("task-live");
