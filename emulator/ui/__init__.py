@@ -7,6 +7,7 @@ the request's ``Emulator``; it keeps no state of its own.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -15,9 +16,20 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .access import PREFIX
-
+PREFIX = "/_emulator/ui"
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _lazy(name: str) -> Endpoint:
+    """``module.function`` of this package, imported at its first request: an emulator that
+    never serves the dashboard (the pytest fixture makes one per test) never loads it."""
+    module, _, function = name.partition(".")
+
+    async def run(request: Request) -> Response:
+        handler: Endpoint = getattr(importlib.import_module(f"{__name__}.{module}"), function)
+        return await handler(request)
+
+    return run
 
 
 def _by_method(handlers: dict[str, Endpoint]) -> Endpoint:
@@ -30,28 +42,27 @@ def _by_method(handlers: dict[str, Endpoint]) -> Endpoint:
 
 
 def routes() -> list[BaseRoute]:
-    from . import actions, pages
-
     get, post = ["GET"], ["POST"]
+    login = _by_method({"GET": _lazy("pages.login_form"), "POST": _lazy("actions.login")})
     table: list[tuple[str, Endpoint, list[str]]] = [
-        ("", pages.tasks_page, get),
-        ("/tasks/{task_id}", pages.task_page, get),
-        ("/tasks/{task_id}/outcome", actions.end_task, post),
-        ("/clock/advance", actions.advance_clock, post),
-        ("/reset", actions.reset, post),
-        ("/faults", pages.faults_page, get),
-        ("/faults/add", actions.add_fault, post),
-        ("/faults/remove", actions.remove_fault, post),
-        ("/billing", pages.billing_page, get),
-        ("/balances/set", actions.set_balance, post),
-        ("/balances/change", actions.change_balance, post),
-        ("/settings", pages.settings_page, get),
-        ("/login", _by_method({"GET": pages.login_form, "POST": actions.login}), ["GET", "POST"]),
-        ("/logout", actions.logout, post),
-        ("/live/tasks", pages.live_tasks, get),
-        ("/live/tasks/{task_id}", pages.live_task, get),
-        ("/live/faults", pages.live_faults, get),
-        ("/live/clock", pages.live_clock, get),
+        ("", _lazy("pages.tasks_page"), get),
+        ("/tasks/{task_id}", _lazy("pages.task_page"), get),
+        ("/tasks/{task_id}/outcome", _lazy("actions.end_task"), post),
+        ("/clock/advance", _lazy("actions.advance_clock"), post),
+        ("/reset", _lazy("actions.reset"), post),
+        ("/faults", _lazy("pages.faults_page"), get),
+        ("/faults/add", _lazy("actions.add_fault"), post),
+        ("/faults/remove", _lazy("actions.remove_fault"), post),
+        ("/billing", _lazy("pages.billing_page"), get),
+        ("/balances/set", _lazy("actions.set_balance"), post),
+        ("/balances/change", _lazy("actions.change_balance"), post),
+        ("/settings", _lazy("pages.settings_page"), get),
+        ("/login", login, ["GET", "POST"]),
+        ("/logout", _lazy("actions.logout"), post),
+        ("/live/tasks", _lazy("pages.live_tasks"), get),
+        ("/live/tasks/{task_id}", _lazy("pages.live_task"), get),
+        ("/live/faults", _lazy("pages.live_faults"), get),
+        ("/live/clock", _lazy("pages.live_clock"), get),
     ]
     static = StaticFiles(directory=Path(__file__).resolve().parent / "static")
     return [

@@ -23,9 +23,9 @@ from starlette.responses import Response
 
 from ..control import emulator_of, is_admin
 from ..errors import EmulatorError
+from . import PREFIX
 from .forms import Form
 
-PREFIX = "/_emulator/ui"
 SESSION_COOKIE = "emulator_ui_session"
 CSRF_COOKIE = "emulator_ui_csrf"
 CSRF_FIELD = "csrf"
