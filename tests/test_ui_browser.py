@@ -169,3 +169,23 @@ def test_with_an_admin_token_the_page_refuses_without_it_and_asks_for_it_once(
     assert "s3cret-token" not in session["value"]
     page.goto(server.base_url + UI)  # kept for the session: no second prompt
     expect(page.locator(f'tr[data-task="{task_id}"]')).to_be_visible()
+
+
+def test_looking_at_results_is_not_journaled_and_takes_no_fault_hit(
+    serve: Serve, page: Page
+) -> None:
+    server, api = serve()
+    task_id = submit(api, {"model": "NanoBanana2-0.5K", "prompt": "a lighthouse"})
+    api.post("/_emulator/clock/advance", json={"seconds": 3600})
+    result_url = api.get(f"/v1/images/tasks/{task_id}").json()["data"]["result_url"]
+    api.post("/_emulator/faults", json={"effect": "drop", "match": {"endpoint": "result"}})
+    page.goto(f"{server.base_url}{UI}/tasks/{task_id}")
+    thumb = page.locator("img.thumb")
+    expect(thumb).to_have_js_property("complete", True)
+    assert thumb.evaluate("img => img.naturalWidth") == 512
+    # What the app sees is unchanged by looking: its download still meets the rule, first.
+    assert api.get("/_emulator/faults").json()["faults"][0]["hits"] == 0
+    assert api.get("/_emulator/requests", params={"endpoint": "result"}).json()["requests"] == []
+    with pytest.raises(httpx.RemoteProtocolError):
+        api.get(result_url)
+    assert api.get("/_emulator/faults").json()["faults"][0]["hits"] == 1

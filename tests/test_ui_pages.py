@@ -390,3 +390,19 @@ def test_the_journal_and_charge_of_a_task_are_on_its_page(client: Client) -> Non
     assert f"GET /v1/images/tasks/{task_id}" in page and "POST /v1/images/tasks" in page
     assert "40 credits for 2 images" in page
     assert page.count('class="thumb"') == 2
+
+
+def test_the_dashboards_pictures_need_the_token_and_exist_only_once_succeeded(
+    make_client: MakeClient,
+) -> None:
+    client = make_client(admin_token="s3cret")
+    token = {"X-Emulator-Token": "s3cret"}
+    task_id = client.submit_ok({"model": "NanoBanana2-0.5K", "prompt": "x"})
+    picture = f"{UI}/tasks/{task_id}/pictures/0"
+    assert client.get(picture, headers=token).status_code == 404  # still queued
+    client.post("/_emulator/clock/advance", json={"seconds": 3600}, headers=token)
+    assert client.get(picture).status_code == 401
+    shown = client.get(picture, headers=token)
+    assert shown.status_code == 200 and shown.headers["content-type"] == "image/png"
+    assert shown.content == client.get(client.task(task_id)["result_url"]).content
+    assert client.get(f"{UI}/tasks/{task_id}/pictures/1", headers=token).status_code == 404
