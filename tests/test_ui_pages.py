@@ -285,6 +285,8 @@ def test_a_fault_added_from_the_form_applies_and_its_hits_are_shown(client: Clie
     assert send(client, "/faults/remove", {"id": "rule-1"}).status_code == 303
     assert client.get("/_emulator/faults").json()["faults"] == []
     assert send(client, "/faults/remove", {"id": "rule-1"}).status_code == 404
+    too_long = send(client, "/faults/remove", {"id": "r" * 129})
+    assert too_long.status_code == 400 and "id" in problem(too_long)
 
 
 @pytest.mark.parametrize(
