@@ -6,7 +6,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup redis-server fonts run test check format clean bench bench-quick soak contract contract-drift contract-real
+.PHONY: setup redis-server fonts chromium run test check format clean bench bench-quick soak contract contract-drift contract-real
 
 $(STAMP): pyproject.toml
 	@# Debian's own python3 needs python3-venv for ensurepip; install it when root and missing.
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) redis-server fonts
+setup: $(STAMP) redis-server fonts chromium
 
 ## A real Redis for tests/test_redis_store.py and tests/test_scaling.py (Debian's package).
 redis-server:
@@ -27,7 +27,7 @@ redis-server:
 	    echo "installing redis-server (apt-get)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	  else \
-	    echo "redis-server is missing and only root can apt-get it: install it, or the Redis tests are skipped" >&2; \
+	    echo "redis-server is missing and only root can apt-get it: install it, or the Redis tests fail" >&2; \
 	  fi; }
 
 ## Fonts for Chinese, Japanese, Korean and emoji prompts (Debian's packages named in
@@ -42,6 +42,17 @@ fonts: $(STAMP)
 	  else \
 	    echo "fonts missing ($$missing) and only root can apt-get them: install them, or prompts" \
 	      "in those scripts show code points and tests/test_fonts.py fails" >&2; \
+	  fi; }
+
+## Debian's chromium for the dashboard's browser tests (tests/test_ui_browser.py); they fail,
+## never skip, without it. Playwright drives it by path: `playwright install` is never run.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing and only root can apt-get it: install it, or the browser tests fail" >&2; \
 	  fi; }
 
 ## Start the emulator on http://$(HOST):$(PORT) with the embedded defaults (no Redis needed).

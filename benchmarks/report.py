@@ -188,7 +188,11 @@ def markdown(results: dict[str, Any]) -> str:
             f"**{memory.get('bytes_per_task_rss', 0):,.0f} B** by RSS growth."
         )
         lines.append("")
-    for key, title in (("rendering", "Rendering"), ("scaling", "Workers and Redis")):
+    for key, title in (
+        ("rendering", "Rendering"),
+        ("scaling", "Workers and Redis"),
+        ("dashboard", "With the dashboard open"),
+    ):
         part = results.get(key)
         if part:
             lines += [f"### {title} (benchmarks/{key}.py)", "", part.get("table") or "(no table)"]

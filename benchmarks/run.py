@@ -219,6 +219,11 @@ def scaling_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
     return _delegated("scaling", "--seconds", "1" if args.quick else "5")
 
 
+def dashboard_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
+    """benchmarks/dashboard.py: poll throughput with the dashboard open, against without."""
+    return _delegated("dashboard", *(["--runs", "1", "--seconds", "2"] if args.quick else []))
+
+
 def memory_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for flag in ([], ["--rss"]):
@@ -272,8 +277,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fixture-sessions", type=int, help="sessions per fixture")
     parser.add_argument(
         "--only",
-        default="http,rendering,fixture,memory,scaling",
-        help="comma-separated subset of http,rendering,fixture,memory,scaling",
+        default="http,rendering,fixture,memory,scaling,dashboard",
+        help="comma-separated subset of http,rendering,fixture,memory,scaling,dashboard",
     )
     args = parser.parse_args(argv)
     quick = args.quick
@@ -331,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["rendering"] = rendering_benchmarks(args)
             if "scaling" in only:
                 results["scaling"] = scaling_benchmarks(args)
+            if "dashboard" in only:
+                results["dashboard"] = dashboard_benchmarks(args)
     except KeyboardInterrupt:
         _log("interrupted: stopping every server started")
         return 130

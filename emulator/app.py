@@ -365,10 +365,10 @@ class Emulator:
 def _routes() -> tuple[list[BaseRoute], dict[Any, Any]]:
     """Routes and exception handlers, built once per process: they hold no state (handlers find
     their emulator in ``request.app.state``), and the pytest fixture makes an app per test."""
-    from . import admin, api, contract
+    from . import admin, api, contract, ui
     from .errors import exception_handlers
 
-    return api.routes() + admin.routes() + contract.routes(), exception_handlers()
+    return api.routes() + admin.routes() + contract.routes() + ui.routes(), exception_handlers()
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
