@@ -33,7 +33,7 @@ redis-server:
 ## Fonts for Chinese, Japanese, Korean and emoji prompts (Debian's packages named in
 ## emulator/data/fonts.toml with setup = true; found by path, fontconfig is not needed).
 fonts: $(STAMP)
-	@missing="$$($(BIN)/python -m emulator.fonts --missing)"; \
+	@missing="$$($(BIN)/python -m emulator.pictures.fonts --missing)"; \
 	test -z "$$missing" || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing $$missing (apt-get)"; \

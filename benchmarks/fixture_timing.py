@@ -62,7 +62,7 @@ def pytest_sessionfinish(session, exitstatus):
 """
 
 PLUGIN_IMPORT = (
-    "import time, pytest, httpx; t = time.perf_counter(); import emulator.pytest_plugin; "
+    "import time, pytest, httpx; t = time.perf_counter(); import emulator.testing.plugin; "
     "print(time.perf_counter() - t)"
 )
 

@@ -26,9 +26,9 @@ def _rss_bytes() -> int:
 
 
 async def _measure(count: int, trace: bool) -> dict[str, Any]:
-    from emulator.app import Emulator
     from emulator.config import Settings
-    from emulator.validation import Submission
+    from emulator.usecases.emulator import Emulator
+    from emulator.usecases.submission import Submission
 
     emulator = Emulator(Settings().replace(clock="manual", seed=7))
     await emulator.start()

@@ -84,7 +84,7 @@ if sys.argv[1]:
     name = os.path.splitext(os.path.basename(sys.argv[1]))[0]
     rendering = importlib.import_module(f"under_test.{name}")
 else:
-    from emulator import rendering
+    from emulator.pictures import rendering
 model, fmt, prompt = sys.argv[2], sys.argv[5], sys.argv[6]
 width, height = int(sys.argv[3]), int(sys.argv[4])
 def rss():
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "rendering",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 1),
-        "module": args.module or "emulator/rendering.py",
+        "module": args.module or "emulator/pictures/rendering.py",
         "python": platform.python_version(),
         "pillow": _pillow_version(),
         "cpus": os.cpu_count(),

@@ -6,8 +6,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .app import Emulator, create_app
     from .config import Settings, build_settings
+    from .http.app import create_app
+    from .usecases.emulator import Emulator
 
 __all__ = ["Emulator", "Settings", "build_settings", "create_app"]
 __version__ = "0.1.0"
@@ -15,7 +16,12 @@ __version__ = "0.1.0"
 #: Where each public name lives. They are imported when first asked for, not with the package:
 #: pytest imports ``emulator.pytest_plugin`` (so this package) at the start of every session,
 #: and importing the app (Starlette and the rest) took most of that session's start-up.
-_LAZY = {"Emulator": "app", "create_app": "app", "Settings": "config", "build_settings": "config"}
+_LAZY = {
+    "Emulator": "usecases.emulator",
+    "create_app": "http.app",
+    "Settings": "config",
+    "build_settings": "config",
+}
 
 
 def __getattr__(name: str) -> Any:

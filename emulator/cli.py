@@ -122,7 +122,7 @@ def _settings_for_workers(settings: Settings) -> str:
 def worker_app() -> Starlette:
     """The app of one worker process of ``serve --workers N`` (uvicorn calls this factory in
     each worker; the parent put its settings in the environment)."""
-    from .app import create_app
+    from .http.app import create_app
 
     return create_app(build_settings(overrides=json.loads(os.environ[WORKER_SETTINGS_ENV])))
 
@@ -140,7 +140,7 @@ def _store_problem(settings: Settings, workers: int) -> str | None:
             )
         return None
     from .errors import StoreUnavailable
-    from .store import masked_url, open_store
+    from .stores.factory import masked_url, open_store
 
     async def probe() -> None:
         store = open_store(url, prefix=settings.store_prefix)
@@ -179,8 +179,8 @@ def _tune_malloc(arenas: int = 2, mmap_threshold: int = 1024 * 1024) -> None:
 def serve(settings: Settings, workers: int = 1, http: str = "auto") -> int:
     import uvicorn
 
-    from .app import create_app
-    from .http_guard import head_limit, protocol
+    from .http.app import create_app
+    from .http.protocols import head_limit, protocol
 
     _tune_malloc()
 

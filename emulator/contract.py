@@ -1,4 +1,5 @@
-"""The OpenAPI contracts: where they live, how to load them, and the routes that serve them.
+"""The OpenAPI contracts: where they live and how to load them (``emulator.http.openapi`` serves
+them).
 
 ``contracts/image-tasks.openapi.yaml`` describes only the real service; ``contracts/
 emulator.openapi.yaml`` describes what only the emulator has (result images, the control plane).
@@ -15,10 +16,6 @@ import json
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
-
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
 ContractName = Literal["image-tasks", "emulator"]
 CONTRACT_FILES: dict[ContractName, str] = {
@@ -68,22 +65,16 @@ def load_contract(name: ContractName = "image-tasks") -> dict[str, Any]:
     return data
 
 
-def _serve(name: ContractName, as_json: bool) -> Route:
-    async def handler(request: Request) -> Response:
-        if as_json:
-            return Response(_contract_json(name), media_type="application/json")
-        # Starlette's Python 3.11 mimetypes does not know YAML: name the type explicitly.
-        return Response(contract_text(name), media_type="application/yaml")
-
-    suffix = "json" if as_json else "yaml"
-    prefix = "" if name == "image-tasks" else "/_emulator"
-    return Route(f"{prefix}/openapi.{suffix}", handler, methods=["GET"])
+def contract_json(name: ContractName = "image-tasks") -> bytes:
+    """The contract as JSON bytes (converted once per process)."""
+    return _contract_json(name)
 
 
-def routes() -> list[BaseRoute]:
-    """Public routes (no key, like any API's published spec) serving both contracts."""
-    names: tuple[ContractName, ...] = ("image-tasks", "emulator")
-    return [_serve(name, as_json) for name in names for as_json in (False, True)]
-
-
-__all__ = ["contract_path", "contract_text", "contracts_dir", "load_contract", "routes"]
+__all__ = [
+    "ContractName",
+    "contract_json",
+    "contract_path",
+    "contract_text",
+    "contracts_dir",
+    "load_contract",
+]

@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Scope
 
-from emulator.catalogue import Catalogue
+from emulator.core.catalogue import Catalogue
 
 from .conform_support import (
     KEY,

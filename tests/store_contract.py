@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 import anyio
 import pytest
 
-from emulator.billing import Charge
-from emulator.faults import Effect, FaultRule, Match
-from emulator.store import Store
-from emulator.tasks import Schedule, Task
+from emulator.core.billing import Charge
+from emulator.core.faults import Effect, FaultRule, Match
+from emulator.core.tasks import Schedule, Task
+from emulator.stores.base import Store
 
 
 def make_task(

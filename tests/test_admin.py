@@ -323,7 +323,7 @@ def test_config_never_shows_keys_or_store_passwords(make_client: Any) -> None:
 
 
 def test_store_urls_are_shown_without_their_password() -> None:
-    from emulator.store import masked_url
+    from emulator.stores import masked_url
 
     assert masked_url("redis://user:hunter2@host:6379/0") == "redis://user:***@host:6379/0"
     assert masked_url("sqlite:///tmp/state.db") == "sqlite:///tmp/state.db"

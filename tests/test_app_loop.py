@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from emulator.app_loop import AppLoop
+from emulator.testing.app_loop import AppLoop
 
 
 @pytest.fixture

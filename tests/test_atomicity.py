@@ -20,10 +20,10 @@ import pytest
 import redis
 
 from emulator import Settings, create_app
-from emulator.app import Emulator
 from emulator.errors import EmulatorError
-from emulator.memory_store import MemoryStore
-from emulator.redis_store import RedisStore
+from emulator.stores.memory import MemoryStore
+from emulator.stores.redis import RedisStore
+from emulator.usecases.emulator import Emulator
 
 from .redis_server import RedisServer, running_redis
 

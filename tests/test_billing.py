@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from emulator import Settings, create_app
-from emulator.billing import PriceTable
-from emulator.catalogue import Catalogue
+from emulator.core.billing import PriceTable
+from emulator.core.catalogue import Catalogue
 
 from .conftest import KEY, Client
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from emulator.catalogue import Catalogue, nearest_ratio
+from emulator.core.catalogue import Catalogue, nearest_ratio
 
 from .conftest import Client
 

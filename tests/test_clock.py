@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from emulator import clock as clock_module
-from emulator.clock import WallClock
+from emulator.core import clock as clock_module
+from emulator.core.clock import WallClock
 
 
 def test_wall_clock_stands_still_when_the_system_clock_steps_back(

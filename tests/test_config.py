@@ -230,7 +230,7 @@ def test_cli_refuses_a_non_ascii_admin_token_at_start_up() -> None:
 def test_every_numeric_setting_has_a_documented_range() -> None:
     import typing
 
-    from emulator.setting_values import RANGES
+    from emulator.config.values import RANGES
 
     hints = typing.get_type_hints(Settings)
     numeric = {

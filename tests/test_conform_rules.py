@@ -13,7 +13,6 @@ from xml.etree import ElementTree
 import pytest
 from PIL import Image
 
-from emulator.catalogue import Catalogue
 from emulator.conformance import ConformOptions, Report, Sample, TaskBudget
 from emulator.conformance.budget import refused
 from emulator.conformance.checks import (
@@ -27,6 +26,7 @@ from emulator.conformance.lifecycle import Seen, check_life
 from emulator.conformance.near_misses import near_misses
 from emulator.conformance.pictures import Expected, check_picture, sniff_format
 from emulator.contract import load_contract
+from emulator.core.catalogue import Catalogue
 
 ROOT = Path(__file__).parent.parent
 

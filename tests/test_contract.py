@@ -17,9 +17,9 @@ from openapi_spec_validator import validate
 from starlette.testclient import TestClient
 
 from emulator import Settings, create_app
-from emulator.catalogue import Catalogue
 from emulator.conform import CHEAPEST_MODEL, ConformOptions, restrict_to_model, run_contract
 from emulator.contract import contract_path, load_contract
+from emulator.core.catalogue import Catalogue
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "requests"
 KEY = "sk-contract"

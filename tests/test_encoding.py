@@ -12,8 +12,8 @@ import zlib
 import pytest
 from PIL import Image
 
-from emulator import encoding, rendering
-from emulator.encoding import encode_jpeg, encode_png, encode_webp, interval_mcus, row_map
+from emulator.pictures import encoding, rendering
+from emulator.pictures.encoding import encode_jpeg, encode_png, encode_webp, interval_mcus, row_map
 
 from .test_rendering import SPEC  # the same picture both files examine
 

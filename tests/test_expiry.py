@@ -7,7 +7,7 @@ import base64
 import anyio
 import pytest
 
-from emulator import expiry
+from emulator.usecases import sweep as expiry
 
 from .conftest import KEY, Client, MakeClient, png_bytes
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from emulator.fetcher import host_allowed, is_public_address
+from emulator.pictures.fetcher import host_allowed, is_public_address
 
 from .conftest import Client, png_bytes
 

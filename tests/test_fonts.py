@@ -2,7 +2,7 @@
 Korean and emoji; no glyph drawn is ever a font's .notdef box; the override variable.
 
 These fail, not skip, on a machine without the setup fonts: run `make setup` (as root), or
-install the Debian packages that `python -m emulator.fonts --missing` names.
+install the Debian packages that `python -m emulator.pictures.fonts --missing` names.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator import fonts
+from emulator.pictures import fonts
 
 SETUP = {c.package: c.face for c in fonts.candidates() if c.setup}
 CJK = "fonts-wqy-microhei"
@@ -33,7 +33,7 @@ def test_the_fonts_make_setup_installs_are_on_this_machine() -> None:
 def test_setup_names_no_missing_font_package() -> None:
     """What the Makefile's `fonts` target asks before it runs apt-get."""
     out = subprocess.run(
-        [sys.executable, "-m", "emulator.fonts", "--missing"],
+        [sys.executable, "-m", "emulator.pictures.fonts", "--missing"],
         capture_output=True,
         text=True,
         check=True,
@@ -117,7 +117,7 @@ def test_a_named_file_that_is_no_font_is_left_out_and_said(
     if content is not None:
         named.write_bytes(content)
     monkeypatch.setenv(fonts.FONTS_ENV, f"{named}{os.pathsep}{SETUP[CJK].path}")
-    with caplog.at_level(logging.WARNING, logger="emulator.fonts"):
+    with caplog.at_level(logging.WARNING, logger="emulator.pictures.fonts"):
         chain = fonts.faces()
     assert fonts.Face(str(named)) not in chain
     assert chain[:2] == (fonts.BUILTIN, SETUP[CJK])

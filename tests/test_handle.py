@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 from emulator import Settings, create_app
-from emulator.app_loop import AppLoop
 from emulator.errors import EmulatorError
-from emulator.handle import ImageEmulator
+from emulator.testing.app_loop import AppLoop
+from emulator.testing.handle import ImageEmulator
 
 NANO = {"model": "NanoBanana", "prompt": "x"}
 

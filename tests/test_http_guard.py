@@ -157,7 +157,7 @@ def test_the_guard_still_finds_what_it_needs_in_uvicorn() -> None:
     from uvicorn.config import Config
     from uvicorn.protocols.http import h11_impl, httptools_impl
 
-    from emulator import http_guard
+    from emulator.http import protocols as http_guard
 
     for module, cls in (
         (h11_impl, h11_impl.H11Protocol),

@@ -8,7 +8,7 @@ import socket
 import httpx
 import pytest
 
-from emulator.intercept import Interception
+from emulator.testing.intercept import Interception
 
 ORIGINAL = (httpx.HTTPTransport.handle_request, httpx.AsyncHTTPTransport.handle_async_request)
 

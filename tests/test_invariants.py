@@ -35,11 +35,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from emulator import Settings, create_app, expiry
-from emulator.billing import PriceTable
-from emulator.journal import mask_key
-from emulator.tasks import Task, has_ended, images_returned
-from emulator.transport import ASGITransport
+from emulator import Settings, create_app
+from emulator.core.billing import PriceTable
+from emulator.core.journal import mask_key
+from emulator.core.tasks import Task, has_ended, images_returned
+from emulator.testing.transport import ASGITransport
+from emulator.usecases import sweep as expiry
 
 from .conftest import MakeClient
 from .redis_server import RedisServer, running_redis

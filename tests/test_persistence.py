@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from emulator import Settings, create_app
-from emulator.app import Emulator
+from emulator.usecases.emulator import Emulator
 
 from .conftest import AUTH, KEY, Client, png_bytes
 

@@ -21,7 +21,7 @@ import pytest
 
 from emulator import Settings, create_app
 from emulator.cli import main
-from emulator.timing import Timing
+from emulator.core.timing import Timing
 
 from .record_support import Driver, recorder, serving, task_of
 

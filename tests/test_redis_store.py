@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from emulator.errors import StoreUnavailable
-from emulator.redis_store import RedisStore
-from emulator.store import Store, open_store
+from emulator.stores import Store, open_store
+from emulator.stores.redis import RedisStore
 
 from .redis_server import RedisServer, free_port, running_redis
 from .store_contract import StoreContract, gather, make_charge, make_rule, make_task, place

@@ -8,9 +8,11 @@ import io
 import pytest
 from PIL import Image
 
-from emulator import fonts, rendering
-from emulator.encoding import encode_jpeg
-from emulator.rendering import CANVAS_SIDE, RenderCache, RenderSpec, canvas_size, render
+from emulator.pictures import fonts, rendering
+from emulator.pictures.cache import RenderCache
+from emulator.pictures.encoding import encode_jpeg
+from emulator.pictures.rendering import CANVAS_SIDE, canvas_size, render
+from emulator.pictures.spec import RenderSpec
 
 SPEC = RenderSpec(
     width=1184,

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from emulator.app import create_app
 from emulator.config import Settings
+from emulator.http.app import create_app
 
 from .redis_server import RedisServer, free_port, running_redis
 

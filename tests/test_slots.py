@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from emulator.slots import Slots
+from emulator.pictures.slots import Slots
 
 
 def test_holders_never_exceed_the_count_across_event_loops() -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from emulator.sqlite_store import SqliteStore
-from emulator.store import MemoryStore, Store, open_store
+from emulator.stores import Store, open_store
+from emulator.stores.memory import MemoryStore
+from emulator.stores.sqlite import SqliteStore
 
 from .store_contract import StoreContract, gather, make_charge, make_rule, make_task, place
 

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emulator.tasks import Schedule, Task, observe, per_poll_elapsed
+from emulator.core.tasks import Schedule, Task, observe, per_poll_elapsed
 
 ORDER = {"queued": 0, "processing": 1, "succeeded": 2, "failed": 2}
 

@@ -112,7 +112,7 @@ def test_a_table_filter_that_could_never_match_is_refused_naming_it(
 def test_the_live_table_looks_at_a_bounded_number_of_tasks_and_says_so(
     make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from emulator.ui import rows
+    from emulator.http.ui import rows
 
     monkeypatch.setattr(rows, "SCAN_LIMIT", 3)
     client = make_client()

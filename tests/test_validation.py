@@ -303,7 +303,7 @@ def test_json_values_and_names_are_bounded_before_parsing(make_client: Any) -> N
 def test_a_large_data_url_decodes_exactly_in_slices() -> None:
     import os
 
-    from emulator.references import decode_data_url
+    from emulator.pictures.references import decode_data_url
 
     raw = os.urandom(3 * 1024 * 1024 + 7)
     url = "data:image/png;base64," + base64.b64encode(raw).decode()

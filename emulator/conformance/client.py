@@ -97,7 +97,7 @@ class Client:
         self._next_at = 0.0
         transport: httpx.BaseTransport | None = None
         if options.app is not None:
-            from ..transport import ASGITransport
+            from ..testing.transport import ASGITransport
 
             transport = ASGITransport(options.app)
             self.base_url = "http://127.0.0.1"

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..catalogue import Catalogue
 from ..contract import contracts_dir, load_contract
+from ..core.catalogue import Catalogue
 from .access import check_auth, check_isolation, preflight
 from .budget import TaskBudget
 from .checks import MARKER, POLL, SUBMIT, applies, register

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..catalogue import Catalogue
+from ..core.catalogue import Catalogue
 from .budget import TaskBudget, refused
 from .checks import SUBMIT, unwrap
 from .client import Client, Validator

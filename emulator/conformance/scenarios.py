@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..catalogue import Catalogue, OutputPlan
+from ..core.catalogue import Catalogue, OutputPlan
 from .budget import TaskBudget, refused
 from .checks import POLL, SUBMIT, expected_task_type, unwrap
 from .client import Answer, Client, Validator, retry_after

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..catalogue import parse_size
+from ..core.catalogue import parse_size
 from .evidence import Evidence, Sent, code_of, message_of
 
 CONFIRMS, CONTRADICTS, UNTOUCHED = "confirms", "contradicts", "does not touch"

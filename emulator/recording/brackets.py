@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..catalogue import Catalogue
+from ..core.catalogue import Catalogue
 from ..errors import EmulatorError
 from .evidence import TERMINAL, Evidence, Followed
 

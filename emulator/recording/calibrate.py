@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..catalogue import Catalogue
-from ..timing import Timing
+from ..core.catalogue import Catalogue
+from ..core.timing import Timing
 from .brackets import Bracket, gather_times
 from .cassette import Cassette
 from .evidence import gather

@@ -189,7 +189,7 @@ def _serve(args: Any, environ: dict[str, str], out: Callable[[str], None]) -> in
         return refuse(f"cannot start: {exc}")
     import uvicorn
 
-    from ..http_guard import protocol
+    from ..http.protocols import protocol
 
     print(f"image-task-emulator: {what} on http://{settings.host}:{settings.port}", file=sys.stderr)
     uvicorn.run(

@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 
-from ..catalogue import Catalogue
 from ..conformance.checks import MARKER, POLL, SUBMIT, expected_task_type, register
 from ..conformance.client import Answer, Validator
 from ..conformance.deviations import Report
@@ -28,6 +27,7 @@ from ..conformance.options import ConformOptions
 from ..conformance.pictures import Expected, check_picture
 from ..conformance.scenarios import PICTURE
 from ..contract import load_contract
+from ..core.catalogue import Catalogue
 from ..errors import EmulatorError
 from .assumptions import CONTRADICTS, UNTOUCHED, Verdict, contract_assumptions, judge
 from .cassette import Cassette

@@ -27,7 +27,8 @@ from starlette.routing import Route
 
 from ..conformance.checks import unwrap
 from ..conformance.lifecycle import result_urls
-from ..errors import EmulatorError, PayloadTooLarge, exception_handlers
+from ..errors import EmulatorError, PayloadTooLarge
+from ..http.errors import exception_handlers
 from .cassette import CassetteWriter, Exchange, encode_body
 from .masking import Masker, bearer_key, key_id
 from .upstream import Reply, Upstream, UpstreamError

@@ -23,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import EmulatorError, exception_handlers
+from ..errors import EmulatorError
+from ..http.errors import exception_handlers
 from .cassette import Cassette, Exchange
 from .matching import describe, submission_key
 from .recorder import POLL_PATH, SUBMIT_PATH

@@ -1,0 +1,277 @@
+"""Settings: one object, built once, from defaults < TOML file < environment < CLI flags.
+
+Every decision of SPEC section 3 that guesses at the real service is a setting here, so a user
+can match the real service once a conformance run has shown what it does.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from ..core.checks import shown
+from ..core.faults import FaultError, FaultRule, parse_rule
+from ..errors import ConfigError
+from .values import check_ranges, coerce
+
+ClockMode = Literal["real", "manual", "per_poll"]
+Envelope = Literal["wrapped", "bare"]
+ErrorShape = Literal["object", "string"]
+
+ENV_PREFIX = "EMULATOR_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable about one emulator. Immutable: build a new one to change it."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Seed of every random choice (task ids, schedules, images). None: drawn at start-up.
+    seed: int | None = None
+    #: Multiplies every task duration; 0 makes tasks finish at their first poll.
+    time_scale: float = 1.0
+    clock: ClockMode = "real"
+    #: per_poll clock: how many polls take a task from queued to its terminal state.
+    per_poll_steps: int = 3
+    envelope: Envelope = "wrapped"
+    #: D-1: empty accepts any non-empty bearer key; otherwise only these keys.
+    api_keys: tuple[str, ...] = ()
+    #: D-9: None enables the whole catalogue.
+    enabled_models: tuple[str, ...] | None = None
+    #: D-5: the largest n a NanoBanana-family model accepts.
+    nano_max_n: int = 4
+    #: D-3: send metadata.result_urls even for a single image.
+    always_list_results: bool = False
+    #: D-4: "object" sends error as {"code", "message"}; "string" sends the message alone.
+    error_shape: ErrorShape = "object"
+    #: D-9: 404 task_not_found, or 400 task_not_exist like the relay family.
+    unknown_task_status: Literal[404, 400] = 404
+    #: D-9: status of an accepted submission.
+    submit_status: Literal[200, 202] = 200
+    #: Absolute base of result URLs; None uses the address the request came in on.
+    public_base_url: str | None = None
+    #: Replace the built-in data tables (same format as emulator/data/*.toml).
+    catalogue_file: str | None = None
+    timing_file: str | None = None
+    #: Replace the placeholder price table (same format as emulator/data/prices.toml).
+    price_file: str | None = None
+    #: Limits (each a clear 4xx).
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_prompt_chars: int = 32_000
+    max_reference_images: int = 16
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_reference_pixels: int = 50_000_000
+    #: Total size of a request's headers (431 beyond it; the HTTP server also refuses a head
+    #: longer than this plus 16 KiB for the request line while it streams in).
+    max_header_bytes: int = 64 * 1024
+    #: Seconds a client has to send a whole request head (408 and closed beyond it).
+    header_timeout: float = 10.0
+    #: Multipart text fields and JSON nesting depth accepted in one submission.
+    max_form_fields: int = 64
+    max_json_depth: int = 32
+    #: Values and member names one JSON body may hold (counted before it is parsed).
+    max_json_items: int = 10_000
+    #: D-11: fetch http(s) reference URLs (off: URLs are kept as text, never fetched).
+    fetch_reference_urls: bool = False
+    #: Hosts that may be fetched ("cdn.example.com", "*.example.com"); empty: any public host.
+    fetch_allow_hosts: tuple[str, ...] = ()
+    #: Allow fetching from loopback, private and link-local addresses.
+    fetch_allow_private: bool = False
+    fetch_timeout: float = 5.0
+    fetch_max_bytes: int = 10 * 1024 * 1024
+    #: Bytes of rendered images kept in memory.
+    render_cache_bytes: int = 256 * 1024 * 1024
+    #: Share of tasks (0..1) that fail upstream on their own, drawn from the seed.
+    failure_rate: float = 0.0
+    #: Seconds added before every answer of submit / poll (a slow network or relay).
+    submit_latency: float = 0.0
+    poll_latency: float = 0.0
+    #: A "hang" fault holds the response at most this long (or until the client gives up).
+    hang_max_seconds: float = 300.0
+    #: Fault rules, in order ([[faults]] tables in the config file), and a file of more.
+    faults: tuple[FaultRule, ...] = ()
+    fault_file: str | None = None
+    #: Requests kept in the journal (oldest dropped first).
+    journal_limit: int = 1000
+    #: Where state lives: "memory", "sqlite:///path/to/file.db", "redis://host:port/db";
+    #: "sqlite" alone is a file in ``state_dir``.
+    store: str = "memory"
+    #: Shorthand for store = "sqlite:///<state_dir>/emulator.db" (state kept across restarts).
+    state_dir: str | None = None
+    #: Namespace of this emulator's keys in a store shared with other emulators (Redis).
+    store_prefix: str = "emulator"
+    #: Finished tasks are forgotten this many clock seconds after they end (0: kept forever).
+    task_ttl_seconds: float = 86_400.0
+    #: Most tasks kept; when full, the oldest finished go first (0: no limit).
+    max_tasks: int = 100_000
+    #: Finished charges listed in the usage log (oldest settled dropped first; the totals keep
+    #: counting them; held charges are always listed).
+    usage_log_limit: int = 10_000
+    #: When set, the control plane (but not result images) needs ``X-Emulator-Token``.
+    admin_token: str | None = None
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied and validated."""
+        return build_settings(overrides=changes, base=self)
+
+    @property
+    def store_url(self) -> str:
+        """The store to open: ``state_dir`` stands for a SQLite file in that folder."""
+        if self.state_dir is not None or self.store == "sqlite":
+            folder = Path(self.state_dir or DEFAULT_STATE_DIR).absolute()
+            return f"sqlite://{folder / 'emulator.db'}"
+        return self.store
+
+
+SETTING_NAMES: frozenset[str] = frozenset(f.name for f in fields(Settings))
+#: Settings that cannot change while serving (they shape the process or the state).
+FIXED_SETTINGS = frozenset(
+    {"host", "port", "seed", "clock", "faults", "fault_file", "render_cache_bytes", "price_file"}
+    # Whoever can reach the control plane must not be able to open the network fences.
+    | {"admin_token", "fetch_reference_urls", "fetch_allow_hosts", "fetch_allow_private"}
+    # The store is opened once, at start-up.
+    | {"store", "state_dir", "store_prefix"}
+    # The HTTP server enforces these from start-up, before a request reaches the app.
+    | {"max_header_bytes", "header_timeout"}
+)
+
+
+@functools.cache
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(Settings)  # once: it costs more than the rest of replace()
+
+
+#: Where ``store = "sqlite"`` keeps its file when ``state_dir`` is not set.
+DEFAULT_STATE_DIR = "emulator-state"
+
+
+def _apply(values: dict[str, Any], data: Mapping[str, Any], source: str, from_text: bool) -> None:
+    hints = _hints()
+    for key, value in data.items():
+        if key not in SETTING_NAMES:
+            raise ConfigError(f"unknown setting {shown(key)} (from {source})")
+        if key == "faults":
+            values[key] = parse_faults(value, source)
+        else:
+            values[key] = coerce(key, value, hints[key], source, from_text)
+
+
+def parse_faults(value: Any, source: str) -> tuple[FaultRule, ...]:
+    """Fault rules from a list of tables (TOML), a JSON text (environment), or rules."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"setting 'faults' (from {source}) is not JSON: {exc}") from None
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"setting 'faults' (from {source}) must be a list of rules")
+    rules: list[FaultRule] = []
+    for i, raw in enumerate(value):
+        if isinstance(raw, FaultRule):
+            rules.append(raw)
+            continue
+        try:
+            rules.append(parse_rule(raw, f"rule-{i + 1}", f"faults[{i}]"))
+        except FaultError as exc:
+            raise ConfigError(f"setting 'faults' (from {source}): {exc}") from None
+    return tuple(rules)
+
+
+def load_fault_file(path: str | Path) -> tuple[FaultRule, ...]:
+    """Rules from a TOML file of ``[[faults]]`` tables or a JSON list (or ``{"faults": [...]}``)."""
+    try:
+        text = Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"fault file {str(path)!r} cannot be read: {exc.strerror}") from None
+    try:
+        data: Any = json.loads(text) if str(path).endswith(".json") else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"fault file {str(path)!r} cannot be parsed: {exc}") from None
+    if isinstance(data, dict):
+        data = data.get("faults", [])
+    return parse_faults(data, f"fault file {str(path)!r}")
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a settings file; a missing file or bad TOML is a ConfigError naming the file."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    # An [emulator] table is allowed so the file can hold other tools' tables too.
+    return dict(data.get("emulator", data))
+
+
+def build_settings(
+    *,
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    base: Settings | None = None,
+    overrides_are_text: bool = False,
+) -> Settings:
+    """Build Settings from defaults < ``config_file`` < ``environ`` (EMULATOR_*) < ``overrides``.
+
+    ``environ`` defaults to nothing (not os.environ) so library use is hermetic; the CLI passes
+    ``os.environ``. ``overrides`` are already typed values (e.g. from the pytest marker) unless
+    ``overrides_are_text``.
+    """
+    # Not dataclasses.asdict: it would turn nested rules into dicts.
+    values: dict[str, Any] = {f.name: getattr(base, f.name) for f in fields(base)} if base else {}
+    if config_file is not None:
+        _apply(values, load_toml(config_file), f"config file {str(config_file)!r}", False)
+    if environ:
+        env = {
+            k[len(ENV_PREFIX) :].lower(): v
+            for k, v in environ.items()
+            if k.startswith(ENV_PREFIX) and k not in (f"{ENV_PREFIX}CONFIG",)
+        }
+        _apply(values, env, "environment", True)
+    if overrides:
+        _apply(values, overrides, "arguments", overrides_are_text)
+    settings = Settings(**values)
+    check_ranges(settings)
+    return settings
+
+
+def checked(settings: Settings) -> Settings:
+    """``settings`` if every value has its field's type and range, else ConfigError.
+
+    ``build_settings`` checks what it builds; this catches a ``Settings(...)`` built directly
+    (``Settings(clock="manul")`` would otherwise quietly run the real clock).
+    """
+    hints = _hints()
+    for f in fields(settings):
+        if f.name != "faults":
+            coerce(f.name, getattr(settings, f.name), hints[f.name], "Settings", False)
+    check_ranges(settings)
+    return settings
+
+
+def settings_from_environment(config_file: str | None = None) -> Settings:
+    """What ``serve`` uses: the file named by ``--config`` or ``EMULATOR_CONFIG``, then env."""
+    path = config_file or os.environ.get(f"{ENV_PREFIX}CONFIG")
+    return build_settings(config_file=path, environ=os.environ)
+
+
+__all__ = [
+    "FIXED_SETTINGS",
+    "ConfigError",
+    "Settings",
+    "build_settings",
+    "checked",
+    "load_toml",
+    "settings_from_environment",
+]

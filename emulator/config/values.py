@@ -1,0 +1,199 @@
+"""What a setting's value may be: its type (from ``Settings``' hints), its documented range,
+its length; ``ConfigError`` naming the key otherwise.
+
+Settings are shown again (``GET /_emulator/config``), written into answers (``public_base_url``
+in result URLs) and multiply durations (``time_scale``): a NaN, an infinity, a 1e308 or a lone
+surrogate kept in one would fail answers later, so each is refused when the setting is built.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import types
+import typing
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..core.checks import MAX_NAME_CHARS, MAX_TEXT_CHARS, number_problem, shown, text_problem
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+
+def coerce(key: str, value: Any, hint: Any, source: str, from_text: bool) -> Any:
+    """Check ``value`` against the field's type hint; text from env/CLI is parsed first."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    where = f"setting {key!r} (from {source})"
+    if isinstance(value, str):
+        # Before anything echoes it: a lone surrogate kept in a setting fails every answer
+        # that shows it (GET /_emulator/config, result URLs...).
+        problem = text_problem(value, TEXT_LIMITS.get(key, MAX_TEXT_CHARS))
+        if problem is not None:
+            raise ConfigError(f"{where} {problem}")
+    if origin in (typing.Union, types.UnionType):
+        is_none = value is None or (from_text and value in ("", "none", "null"))
+        if is_none and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return coerce(key, value, inner[0], source, from_text)
+    if origin is Literal:
+        for choice in args:
+            if value == choice or (from_text and str(choice) == str(value)):
+                return choice
+        allowed = ", ".join(repr(c) for c in args)
+        raise ConfigError(f"{where} must be one of {allowed}, got {shown(value)}")
+    if origin is tuple:
+        if from_text and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, got {shown(value)}")
+        if len(value) > MAX_LIST_ITEMS:
+            raise ConfigError(f"{where} may hold at most {MAX_LIST_ITEMS} entries")
+        for i, item in enumerate(value):
+            problem = text_problem(item, TEXT_LIMITS.get(key, MAX_TEXT_CHARS))
+            if problem is not None:
+                raise ConfigError(f"{where}[{i}] {problem}")
+        return tuple(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if from_text and str(value).lower() in (
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        ):
+            return str(value).lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{where} must be true or false, got {shown(value)}")
+    if hint is int:
+        if from_text and isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                raise ConfigError(f"{where} must be an integer, got {shown(value)}") from None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{where} must be an integer, got {shown(value)}")
+        return value
+    if hint is float:
+        if from_text and isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where} must be a number, got {shown(value)}") from None
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigError(f"{where} must be a number, got {shown(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {shown(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {shown(value)}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {hint!r}")  # pragma: no cover
+
+
+_STORE_FORMS = "'memory', 'sqlite' (in state_dir), 'sqlite:///path/to/file.db' or 'redis://…'"
+
+
+def _store_url_ok(url: str) -> bool:
+    """The forms ``store.open_store`` knows (whether it can open them is checked at start)."""
+    if url in ("memory", "memory://", "sqlite"):
+        return True
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")
+        return path != "" and not path.endswith("/")
+    return url.startswith(("redis://", "rediss://", "unix://"))
+
+
+#: The documented range of every numeric setting (README's settings table; the contract).
+RANGES: dict[str, tuple[float, float]] = {
+    "port": (1, 65535),
+    "seed": (-(2**63), 2**63 - 1),
+    "time_scale": (0, 1000),
+    "per_poll_steps": (1, 1000),
+    "nano_max_n": (1, 100),
+    "max_body_bytes": (1024, 2**30),
+    "max_prompt_chars": (1, 1_000_000),
+    "max_reference_images": (1, 256),
+    "max_upload_bytes": (1, 2**30),
+    "max_reference_pixels": (1, 10**9),
+    "max_header_bytes": (1024, 2**20),
+    "header_timeout": (0.1, 3600),
+    "max_form_fields": (8, 10_000),
+    "max_json_depth": (2, 1000),
+    "max_json_items": (16, 10_000_000),
+    "fetch_timeout": (0.001, 600),
+    "fetch_max_bytes": (1, 2**30),
+    "render_cache_bytes": (0, 2**36),
+    "failure_rate": (0, 1),
+    "submit_latency": (0, 600),
+    "poll_latency": (0, 600),
+    "hang_max_seconds": (0, 3600),
+    "journal_limit": (0, 1_000_000),
+    "task_ttl_seconds": (0, 10**9),
+    "max_tasks": (0, 10**8),
+    "usage_log_limit": (0, 10**8),
+}
+#: What a range means where it is not obvious.
+_RANGE_NOTES = {
+    "time_scale": " (0: tasks finish at their first poll)",
+    "task_ttl_seconds": " (seconds; 0: finished tasks are kept)",
+    "max_tasks": " (0: no limit)",
+    "usage_log_limit": " (finished charges listed; totals keep every charge)",
+    "submit_latency": " (seconds)",
+    "poll_latency": " (seconds)",
+    "hang_max_seconds": " (seconds)",
+    "fetch_timeout": " (seconds)",
+    "header_timeout": " (seconds)",
+}
+#: Longest text of a text setting (or of each entry of a list setting); others MAX_TEXT_CHARS.
+TEXT_LIMITS: dict[str, int] = {
+    "host": 255,
+    "store_prefix": MAX_NAME_CHARS,
+    "admin_token": MAX_NAME_CHARS,
+    "enabled_models": MAX_NAME_CHARS,
+    "fetch_allow_hosts": 255,
+}
+#: Most entries of a list setting (api_keys, enabled_models, fetch_allow_hosts).
+MAX_LIST_ITEMS = 10_000
+#: An admin token is sent in a header: visible ASCII only, so every client sends the same bytes.
+_ADMIN_TOKEN = re.compile(r"[!-~]{1,256}")
+
+
+def check_ranges(s: Settings) -> None:
+    """ConfigError unless every number of ``s`` is in its range and the settings agree."""
+    for name, (low, high) in RANGES.items():
+        value = getattr(s, name)
+        problem = None if value is None else number_problem(value, low, high)
+        if problem is not None:
+            raise ConfigError(f"{name} {problem}{_RANGE_NOTES.get(name, '')}")
+    rules: list[tuple[bool, str]] = [
+        (_store_url_ok(s.store), f"setting 'store' must be {_STORE_FORMS}, got {shown(s.store)}"),
+        (s.state_dir is None or s.state_dir.strip() != "", "state_dir must name a folder"),
+        (
+            s.state_dir is None or s.store in ("memory", "memory://", "sqlite"),
+            "set either 'store' or 'state_dir' (a SQLite file in that folder), not both",
+        ),
+        (s.store_prefix.strip() != "", "store_prefix must not be empty"),
+        (
+            s.public_base_url is None or s.public_base_url.startswith(("http://", "https://")),
+            "public_base_url must start with http:// or https://",
+        ),
+        (
+            s.admin_token is None or _ADMIN_TOKEN.fullmatch(s.admin_token) is not None,
+            "admin_token must be 1 to 256 visible ASCII characters (no spaces): it travels in "
+            "the X-Emulator-Token header, which clients encode differently beyond ASCII",
+        ),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise ConfigError(message)
+
+
+__all__ = ["MAX_LIST_ITEMS", "RANGES", "TEXT_LIMITS", "check_ranges", "coerce"]

@@ -1,0 +1,306 @@
+"""Fault rules: an ordered list; the first rule that matches a request applies its effect.
+
+Rules are plain data (loadable from TOML, JSON or the control plane). Whether a rule fires is
+decided by a seeded draw per (rule, evaluation), and its ``times`` budget is claimed atomically
+in the store, so the same seed and the same request sequence give the same decisions, also
+across workers sharing a store.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from ..errors import EmulatorError
+from .checks import (
+    MAX_CODE_CHARS,
+    MAX_MATCH_CHARS,
+    MAX_MESSAGE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_TEXT_CHARS,
+    header_problem,
+    id_problem,
+    number_problem,
+    shown,
+    text_problem,
+)
+
+Endpoint = Literal["submit", "poll", "result", "any"]
+EffectKind = Literal[
+    "fail_task", "partial", "http_error", "latency", "hang", "drop", "malformed", "empty"
+]
+ENDPOINTS: tuple[str, ...] = ("submit", "poll", "result", "any")
+EFFECTS: tuple[str, ...] = (
+    "fail_task",
+    "partial",
+    "http_error",
+    "latency",
+    "hang",
+    "drop",
+    "malformed",
+    "empty",
+)
+#: Effects that change the task's fate; they apply when the task is submitted.
+TASK_EFFECTS = frozenset({"fail_task", "partial"})
+HTTP_ERROR_STATUSES = (429, 500, 502, 503, 504)
+_DEFAULT_ERROR_CODES = {
+    429: "rate_limited",
+    500: "internal_error",
+    502: "bad_gateway",
+    503: "service_unavailable",
+    504: "gateway_timeout",
+}
+
+
+class FaultError(EmulatorError, ValueError):
+    """A fault rule is malformed; the message names the field."""
+
+    # Under the one error root (a 400 when it reaches a route); still a ValueError for callers.
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """What a request must look like for the rule to apply; None matches anything."""
+
+    endpoint: Endpoint = "any"
+    model: str | None = None
+    task_type: str | None = None
+    prompt_contains: str | None = None
+    api_key: str | None = None
+    #: Header name (case-insensitive) -> exact value.
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    kind: EffectKind
+    #: fail_task: error code and message; at_progress None fails while queued.
+    code: str | None = None
+    message: str | None = None
+    at_progress: int | None = None
+    #: partial: images returned (fewer than n).
+    images: int | None = None
+    #: http_error: status and Retry-After seconds (429 defaults to 1).
+    status: int | None = None
+    retry_after: int | None = None
+    #: latency: seconds added before answering; hang: seconds held at most.
+    seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRule:
+    id: str
+    effect: Effect
+    match: Match = field(default_factory=Match)
+    probability: float = 1.0
+    #: None: unlimited; otherwise the rule expires after this many hits.
+    times: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["match"]["headers"] = dict(self.match.headers)
+        return data
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> FaultRule:
+        """The rule ``to_dict`` stored, built field by field: it was checked when first parsed
+        (``parse_rule``), so a store reads it back without checking it again."""
+        return cls(
+            id=raw["id"],
+            effect=Effect(**raw["effect"]),
+            match=Match(**raw["match"]),
+            probability=raw["probability"],
+            times=raw["times"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What rules match on, gathered by the route handling the request."""
+
+    endpoint: Endpoint
+    api_key: str
+    headers: Mapping[str, str]
+    model: str | None = None
+    task_type: str | None = None
+    prompt: str | None = None
+
+
+def matches(rule: FaultRule, facts: RequestFacts) -> bool:
+    m = rule.match
+    if m.endpoint != "any" and m.endpoint != facts.endpoint:
+        return False
+    if rule.effect.kind in TASK_EFFECTS and facts.endpoint != "submit":
+        return False
+    if m.model is not None and m.model != facts.model:
+        return False
+    if m.task_type is not None and m.task_type != facts.task_type:
+        return False
+    if m.prompt_contains is not None and m.prompt_contains not in (facts.prompt or ""):
+        return False
+    if m.api_key is not None and m.api_key != facts.api_key:
+        return False
+    return all(facts.headers.get(name.lower()) == value for name, value in m.headers.items())
+
+
+def fires(seed: int, rule: FaultRule, evaluation: int) -> bool:
+    """The seeded coin toss for the ``evaluation``-th time ``rule`` matched."""
+    if rule.probability >= 1.0:
+        return True
+    if rule.probability <= 0.0:
+        return False
+    return random.Random(f"{seed}:fault:{rule.id}:{evaluation}").random() < rule.probability
+
+
+# -- parsing ------------------------------------------------------------------------------
+#: Documented range of every number in a rule (docs/control-plane.md, the contract).
+RANGES: dict[str, tuple[float, float]] = {
+    "probability": (0.0, 1.0),
+    "times": (1, 10**9),
+    "at_progress": (0, 99),
+    "images": (1, 100),
+    "retry_after": (0, 86_400),
+    "seconds": (0.0, 3600.0),
+}
+#: Longest text of every text field of a rule.
+TEXT_LIMITS: dict[str, int] = {
+    "code": MAX_CODE_CHARS,
+    "message": MAX_MESSAGE_CHARS,
+    "model": MAX_NAME_CHARS,
+    "task_type": MAX_NAME_CHARS,
+    "prompt_contains": MAX_MATCH_CHARS,
+    "api_key": MAX_TEXT_CHARS,
+}
+#: Most headers one rule may match on.
+MAX_MATCH_HEADERS = 32
+
+
+def _get(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """``raw[key]`` checked: None when absent, else of ``kind``, finite and in ``RANGES``,
+    valid text within ``TEXT_LIMITS``; FaultError naming ``where.key`` otherwise."""
+    value = raw.get(key)
+    if value is None:
+        return None
+    kinds = _tuple(kind)
+    # JSON Schema (and JavaScript) call 3.0 an integer: take it as 3.
+    if int in kinds and float not in kinds and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kinds):
+        raise FaultError(f"{where}.{key} has the wrong type: {shown(value)}")
+    problem = None
+    if isinstance(value, int | float) and key in RANGES:
+        problem = number_problem(value, *RANGES[key])
+    elif isinstance(value, str):
+        problem = text_problem(value, TEXT_LIMITS.get(key, MAX_TEXT_CHARS))
+    if problem is not None:
+        raise FaultError(f"{where}.{key} {problem}")
+    return value
+
+
+def _tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _unknown(raw: Mapping[Any, Any], known: set[str], where: str) -> None:
+    unknown = sorted(shown(k) for k in set(raw) - known)
+    if unknown:
+        raise FaultError(f"{where} has unknown field(s): {', '.join(unknown[:5])}")
+
+
+def parse_rule(raw: Mapping[str, Any], rule_id: str, where: str = "fault") -> FaultRule:
+    """Build a rule from plain data (TOML table, JSON object); FaultError names the field."""
+    if not isinstance(raw, Mapping):
+        raise FaultError(f"{where} must be an object")
+    _unknown(raw, {"id", "match", "effect", "probability", "times"}, where)
+    effect = _parse_effect(raw.get("effect"), f"{where}.effect")
+    # null means absent, as everywhere in a rule (and in the control plane's contract).
+    match = _parse_match(raw.get("match") if raw.get("match") is not None else {}, f"{where}.match")
+    probability = _get(raw, "probability", (int, float), where)
+    probability = 1.0 if probability is None else float(probability)
+    times = _get(raw, "times", int, where)
+    given_id = raw.get("id")
+    if given_id is not None:
+        if not isinstance(given_id, str):
+            raise FaultError(f"{where}.id has the wrong type: {shown(given_id)}")
+        problem = id_problem(given_id)
+        if problem is not None:
+            raise FaultError(f"{where}.id {problem}")
+    return FaultRule(given_id or rule_id, effect, match, probability, times)
+
+
+def _parse_match(raw: Any, where: str) -> Match:
+    if not isinstance(raw, Mapping):
+        raise FaultError(f"{where} must be an object")
+    _unknown(
+        raw, {"endpoint", "model", "task_type", "prompt_contains", "api_key", "headers"}, where
+    )
+    endpoint: Endpoint = _get(raw, "endpoint", str, where) or "any"
+    if endpoint not in ENDPOINTS:
+        raise FaultError(f"{where}.endpoint must be one of {', '.join(ENDPOINTS)}")
+    headers = raw.get("headers") if raw.get("headers") is not None else {}
+    if not isinstance(headers, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise FaultError(f"{where}.headers must map header names to string values")
+    if len(headers) > MAX_MATCH_HEADERS:
+        raise FaultError(f"{where}.headers may name at most {MAX_MATCH_HEADERS} headers")
+    for name, value in headers.items():
+        problem = header_problem(name, value)
+        if problem is not None:
+            raise FaultError(f"{where}.headers: {problem}")
+    return Match(
+        endpoint=endpoint,
+        model=_get(raw, "model", str, where),
+        task_type=_get(raw, "task_type", str, where),
+        prompt_contains=_get(raw, "prompt_contains", str, where),
+        api_key=_get(raw, "api_key", str, where),
+        headers={k.lower(): v for k, v in headers.items()},
+    )
+
+
+def _parse_effect(raw: Any, where: str) -> Effect:
+    if isinstance(raw, str):
+        raw = {"kind": raw}
+    if not isinstance(raw, Mapping):
+        raise FaultError(f"{where} is required: an object with a kind")
+    known = {"kind", "code", "message", "at_progress", "images", "status", "retry_after", "seconds"}
+    _unknown(raw, known, where)
+    kind = raw.get("kind")
+    if kind not in EFFECTS:
+        raise FaultError(f"{where}.kind must be one of {', '.join(EFFECTS)}")
+    # Every field is checked, also one the kind ignores: a NaN kept anywhere in a rule would
+    # fail every later listing of the rules.
+    code = _get(raw, "code", str, where)
+    message = _get(raw, "message", str, where)
+    at_progress = _get(raw, "at_progress", int, where)
+    images = _get(raw, "images", int, where)
+    status = _get(raw, "status", int, where)
+    retry_after = _get(raw, "retry_after", int, where)
+    seconds = _get(raw, "seconds", (int, float), where)
+    if kind == "partial" and images is None:
+        raise FaultError(f"{where}.images is required for a partial result (1 to 100)")
+    if kind == "http_error":
+        if status not in HTTP_ERROR_STATUSES:
+            raise FaultError(
+                f"{where}.status must be one of {', '.join(map(str, HTTP_ERROR_STATUSES))}"
+            )
+        code = code or _DEFAULT_ERROR_CODES[status]
+        if status == 429 and retry_after is None:
+            retry_after = 1
+    if kind == "latency" and seconds is None:
+        raise FaultError(f"{where}.seconds is required for latency")
+    if kind == "fail_task":
+        code = code or "upstream_error"
+        message = message or f"the upstream model failed ({code})"
+    return Effect(
+        kind,
+        code,
+        message,
+        at_progress,
+        images,
+        status,
+        retry_after,
+        None if seconds is None else float(seconds),
+    )

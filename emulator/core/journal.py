@@ -1,0 +1,234 @@
+"""The request journal's rules: secrets masked, long values cut, and the filters a journal is
+queried with (``emulator.http.journal`` writes an entry per request)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidRequest
+
+#: Header values never journaled in full.
+SECRET_HEADERS = frozenset({"authorization", "cookie", "x-emulator-token", "proxy-authorization"})
+_MAX_TEXT = 200
+
+
+def mask_key(key: str) -> str:
+    """Enough of a key to tell keys apart, never enough to use it: ``sk-t…key``."""
+    if len(key) <= 8:
+        return "…" if len(key) <= 2 else key[:1] + "…" + key[-1:]
+    return f"{key[:4]}…{key[-3:]}"
+
+
+def mask_header(name: str, value: str) -> str:
+    if name not in SECRET_HEADERS:
+        return value
+    scheme, sep, rest = value.partition(" ")
+    if sep and scheme.lower() in ("bearer", "basic", "token"):
+        return f"{scheme} {mask_key(rest.strip())}"
+    return mask_key(value)
+
+
+def _plain(value: Any) -> bool:
+    """True when ``short`` would give ``value`` back unchanged (and it is not a container)."""
+    if isinstance(value, str):
+        return len(value) <= _MAX_TEXT and not value.startswith("data:")
+    return not isinstance(value, list | dict)
+
+
+def _flat(fields: dict[Any, Any]) -> bool:
+    for key, value in fields.items():
+        if not (isinstance(key, str) and len(key) <= _MAX_TEXT and _plain(value)):
+            return False
+    return True
+
+
+def short(value: Any) -> Any:
+    """``value`` as the journal keeps it: long text and data: URLs cut, containers bounded."""
+    if isinstance(value, dict) and len(value) <= 40 and _flat(value):
+        return dict(value)  # every ordinary submission: nothing to cut (a fast path)
+    if isinstance(value, str):
+        if value.startswith("data:"):
+            return value[: value.find(",") + 1] + "…" if "," in value else "data:…"
+        return value if len(value) <= _MAX_TEXT else value[:_MAX_TEXT] + "…"
+    if isinstance(value, list):
+        return [short(v) for v in value[:20]]
+    if isinstance(value, dict):
+        return {str(k)[:_MAX_TEXT]: short(v) for k, v in list(value.items())[:40]}
+    return value
+
+
+# -- filters ------------------------------------------------------------------------------
+#: What the journal can be filtered on besides body fields (query parameters of
+#: ``GET /_emulator/requests`` and keywords of the fixture's ``requests()``).
+FILTERS = ("path", "method", "task_id", "endpoint", "status", "fault")
+#: The endpoints the journal records.
+ENDPOINTS = ("submit", "poll", "result")
+KNOWN = ", ".join(FILTERS) + ", body[<field>]"
+_MAX_FILTER_TEXT = 2048
+_MAX_BODY_FILTERS = 40  # the journal keeps at most 40 fields of a body
+_METHOD = re.compile(r"[A-Za-z]{1,16}")
+_BODY_PARAM = re.compile(r"body\[(.*)\]", re.S)
+
+
+class JournalFilterError(InvalidRequest, ValueError):
+    """A journal filter that is unknown or can never match; a 400 on the control plane, still
+    a ValueError for the fixture's callers."""
+
+
+def _text(value: Any) -> str:
+    """How a body value is compared: strings as they are, anything else as compact JSON (so
+    ``n=2`` matches a JSON 2 and a multipart form's "2" alike)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalQuery:
+    """Filters every one of which an entry must meet; none: every entry."""
+
+    fields: tuple[tuple[str, str | int], ...] = ()
+    body: tuple[tuple[str, str], ...] = ()
+
+    def matches(self, entry: Mapping[str, Any]) -> bool:
+        for name, wanted in self.fields:
+            value = entry.get(name)
+            if name == "method":
+                value = str(value or "").upper()
+            if value != wanted:
+                return False
+        if self.body:
+            fields = (entry.get("body") or {}).get("fields") or {}
+            for name, text in self.body:
+                if name not in fields or _text(fields[name]) != text:
+                    return False
+        return True
+
+    def select(self, entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [entry for entry in entries if self.matches(entry)]
+
+
+def _field(name: str, value: Any) -> str | int:
+    """The checked, normalised value of filter ``name`` (known), from a query or a keyword."""
+    if name == "status":
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 3:
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 599:
+            raise JournalFilterError(
+                f"filter 'status' must be an integer from 0 (a dropped connection) to 599, "
+                f"got {value!r:.40}",
+                field="status",
+            )
+        return value
+    if not isinstance(value, str) or len(value) > _MAX_FILTER_TEXT:
+        raise JournalFilterError(
+            f"filter {name!r} must be a string of at most {_MAX_FILTER_TEXT} characters",
+            field=name,
+        )
+    if name == "endpoint" and value not in ENDPOINTS:
+        raise JournalFilterError(
+            f"filter 'endpoint' must be one of {', '.join(ENDPOINTS)}, got {value!r:.40}",
+            field="endpoint",
+        )
+    if name == "method":
+        if not _METHOD.fullmatch(value):
+            raise JournalFilterError(
+                f"filter 'method' must be an HTTP method name (letters only), got {value!r:.40}",
+                field="method",
+            )
+        return value.upper()
+    return value
+
+
+def _body_value(label: str, value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise JournalFilterError(f"filter {label!r} must be a finite number", field=label)
+    try:
+        text = _text(value)
+    except (TypeError, ValueError):
+        raise JournalFilterError(
+            f"filter {label!r} must be a JSON value (text, number, true/false, null, list)",
+            field=label,
+        ) from None
+    # The journal cuts long strings and data: URLs; a value it would have cut can never
+    # match, and a filter that silently matches nothing would pass `times=0` by mistake.
+    if short(value) != value or len(text) > _MAX_TEXT:
+        raise JournalFilterError(
+            f"filter {label!r}: the journal keeps only the first {_MAX_TEXT} characters of a "
+            "value and cuts data: URLs, so this value can never match; filter on a shorter one",
+            field=label,
+        )
+    return text
+
+
+def _body_name(label: str, name: Any) -> str:
+    if not isinstance(name, str) or not name or len(name) > _MAX_TEXT or "[" in name or "]" in name:
+        raise JournalFilterError(
+            f"filter {label!r}: a body field name must be 1 to {_MAX_TEXT} characters "
+            "without brackets",
+            field=label,
+        )
+    return name
+
+
+def _unknown(name: str, hint: str) -> JournalFilterError:
+    return JournalFilterError(
+        f"unknown journal filter {name[:_MAX_TEXT]!r}; the known ones are {KNOWN}{hint}",
+        field=name[:_MAX_TEXT],
+    )
+
+
+def _query(fields: dict[str, str | int], body: dict[str, str]) -> JournalQuery:
+    if len(body) > _MAX_BODY_FILTERS:
+        raise JournalFilterError(
+            f"at most {_MAX_BODY_FILTERS} body fields can be filtered on", field="body"
+        )
+    return JournalQuery(tuple(fields.items()), tuple(body.items()))
+
+
+def query_from_params(items: Iterable[tuple[str, str]]) -> JournalQuery:
+    """The filters of a ``GET /_emulator/requests`` query: ``endpoint=submit``,
+    ``body[model]=NanoBanana`` (OpenAPI's deepObject form); each at most once."""
+    fields: dict[str, str | int] = {}
+    body: dict[str, str] = {}
+    for key, value in items:
+        match = _BODY_PARAM.fullmatch(key)
+        if key in FILTERS:
+            if key in fields:
+                raise JournalFilterError(f"filter {key!r} may be given only once", field=key)
+            fields[key] = _field(key, value)
+        elif match is not None:
+            name = _body_name(key, match.group(1))
+            if name in body:
+                raise JournalFilterError(f"filter {key!r} may be given only once", field=key)
+            body[name] = _body_value(key, value)
+        elif key == "body":
+            raise JournalFilterError(
+                "filter 'body' takes a field name: body[<field>]=value", field="body"
+            )
+        else:
+            raise _unknown(key, "")
+    return _query(fields, body)
+
+
+def query_from_filters(
+    filters: Mapping[str, Any], body: Mapping[str, Any] | None = None
+) -> JournalQuery:
+    """The filters of the fixture's ``requests(endpoint="submit", body={"model": "X"})``."""
+    fields: dict[str, str | int] = {}
+    for key, value in filters.items():
+        if key not in FILTERS:
+            raise _unknown(key, f"; to filter on a body field, pass body={{{key!r}: ...}}")
+        fields[key] = _field(key, value)
+    if body is not None and not isinstance(body, Mapping):
+        raise JournalFilterError("filter 'body' must map field names to values", field="body")
+    wanted = {
+        _body_name(f"body[{name}]", name): _body_value(f"body[{name}]", value)
+        for name, value in (body or {}).items()
+    }
+    return _query(fields, wanted)

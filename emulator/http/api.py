@@ -1,0 +1,288 @@
+"""HTTP routes of the real API (`/v1/images/tasks`) and the emulator's result images.
+
+Handlers translate between HTTP and `Emulator`, apply HTTP-level faults, and journal every
+request; every rule about tasks lives elsewhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from starlette.datastructures import URL
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ..core.faults import Endpoint, FaultRule, RequestFacts
+from ..core.tasks import Observation, Task
+from ..errors import EmulatorError, TaskNotFound, Unauthorized
+from ..usecases.emulator import Emulator, key_fingerprint
+from ..usecases.results import NAME
+from .app import DropConnection
+from .journal import record
+from .submission import read_submission
+
+Handler = Callable[[Request], Awaitable[Response]]
+#: What a truncated ("malformed") answer looks like: valid start, cut mid-object.
+MALFORMED_BODY = b'{"code":"success","message":"","data":{"task_id":"task_'
+
+
+_encode_json = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+).encode
+
+
+class _JSONResponse(JSONResponse):
+    """Starlette's JSONResponse, same bytes, one encoder for the process (``json.dumps`` with
+    options builds a new encoder per call)."""
+
+    def render(self, content: Any) -> bytes:
+        return _encode_json(content).encode("utf-8")
+
+
+def _emulator(request: Request) -> Emulator:
+    emulator: Emulator = request.app.state.emulator
+    return emulator
+
+
+def _state(request: Request) -> dict[str, Any]:
+    """The dict behind ``request.state``, written directly (the wrapper costs per attribute)."""
+    state: dict[str, Any] = request.scope.setdefault("state", {})
+    return state
+
+
+@functools.lru_cache(maxsize=256)
+def _base_url_of(
+    scheme: str, server: tuple[str, int] | None, host: bytes | None, root_path: str
+) -> str:
+    scope = {
+        "type": "http",
+        "scheme": scheme,
+        "server": server,
+        "path": root_path if root_path.endswith("/") else root_path + "/",
+        "query_string": b"",
+        "headers": [] if host is None else [(b"host", host)],
+    }
+    return str(URL(scope=scope))
+
+
+def base_url(request: Request) -> str:
+    """``str(request.base_url)``, remembered per scheme, server, Host header and root path:
+    building Starlette URLs costs more than the rest of a poll."""
+    scope = request.scope
+    host = None
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value
+            break
+    server = scope.get("server")
+    return _base_url_of(
+        scope.get("scheme", "http"),
+        None if server is None else (server[0], server[1]),
+        host,
+        scope.get("app_root_path", scope.get("root_path", "")),
+    )
+
+
+def bearer_key(request: Request, emulator: Emulator) -> str:
+    """The request's bearer key, or 401 (SPEC D-1)."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized(
+            "You didn't provide an API key. Send it in the Authorization header as "
+            "'Bearer YOUR_KEY'."
+        )
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise Unauthorized("The Authorization header must be 'Bearer YOUR_KEY'.")
+    allowed = emulator.settings.api_keys
+    if allowed and key not in allowed:
+        raise Unauthorized("Incorrect API key provided.")
+    _state(request)["api_key"] = key
+    return key
+
+
+def task_body(emulator: Emulator, task: Task, obs: Observation, base_url: str) -> dict[str, Any]:
+    """The task object of SPEC 2.6, as the service sends it."""
+    settings = emulator.settings
+    succeeded = obs.status == "succeeded"
+    urls = emulator.results.urls(task, base_url) if succeeded else []
+    metadata: dict[str, Any] = {"task_type": task.task_type, "result_count": len(urls)}
+    if len(urls) > 1 or settings.always_list_results:
+        metadata["result_urls"] = urls
+    error: Any = None
+    if obs.status == "failed":
+        code = task.schedule.error_code or "upstream_error"
+        message = task.schedule.error_message or "the upstream model failed to generate the image"
+        error = message if settings.error_shape == "string" else {"code": code, "message": message}
+    body = {
+        "task_id": task.task_id,
+        "status": obs.status,
+        "progress": f"{obs.progress}%",
+        "result_url": urls[0] if urls else None,
+        "metadata": metadata,
+        "error": error,
+    }
+    if settings.envelope == "wrapped":
+        return {"code": "success", "message": "", "data": body}
+    return body
+
+
+async def _hold(request: Request, seconds: float) -> None:
+    """Hold the answer until the client gives up (then answer nothing) or ``seconds`` pass."""
+    with anyio.move_on_after(seconds):
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise DropConnection("client gave up on a hung response")
+
+
+async def _before(request: Request, rule: FaultRule | None, latency: float) -> None:
+    """Delays and refusals that come before the answer."""
+    if latency > 0:
+        await anyio.sleep(latency)
+    if rule is None:
+        return
+    request.state.fault = rule.id
+    effect = rule.effect
+    if effect.kind == "latency" and effect.seconds:
+        await anyio.sleep(effect.seconds)
+    elif effect.kind == "hang":
+        cap = _emulator(request).settings.hang_max_seconds
+        await _hold(request, cap if effect.seconds is None else min(cap, effect.seconds))
+    elif effect.kind == "http_error":
+        status = effect.status or 500
+        headers = {"Retry-After": str(effect.retry_after)} if effect.retry_after is not None else {}
+        raise EmulatorError(
+            effect.message or f"injected fault: HTTP {status}",
+            status_code=status,
+            code=effect.code,
+            headers=headers,
+        )
+    elif effect.kind == "drop":
+        raise DropConnection(f"fault rule {rule.id!r} dropped the connection")
+
+
+def _after(rule: FaultRule | None, response: Response) -> Response:
+    """Answers mangled after the work was done (the task exists; the client cannot tell)."""
+    if rule is not None and rule.effect.kind == "malformed":
+        return Response(
+            MALFORMED_BODY, status_code=response.status_code, media_type="application/json"
+        )
+    if rule is not None and rule.effect.kind == "empty":
+        return Response(b"", status_code=response.status_code, media_type="application/json")
+    return response
+
+
+def _facts(request: Request, endpoint: Endpoint, key: str, **task: Any) -> RequestFacts:
+    return RequestFacts(endpoint, key, request.headers, **task)
+
+
+def journaled(endpoint: str) -> Callable[[Handler], Handler]:
+    """Record every request to ``endpoint`` in the journal, whatever its answer."""
+
+    def wrap(handler: Handler) -> Handler:
+        async def run(request: Request) -> Response:
+            emulator = _emulator(request)
+            started = time.perf_counter()
+            status = 500
+            # One snapshot per request: a shared store (Redis) reads what it needs once.
+            async with emulator.store.request_scope():
+                try:
+                    response = await handler(request)
+                    status = response.status_code
+                    return response
+                except EmulatorError as exc:
+                    status = exc.status_code
+                    raise
+                except DropConnection:
+                    status = 0
+                    raise
+                finally:
+                    await record(emulator, request, endpoint, status, started)
+
+        return run
+
+    return wrap
+
+
+@journaled("submit")
+async def submit_task(request: Request) -> Response:
+    emulator = _emulator(request)
+    key = bearer_key(request, emulator)
+    submission = await read_submission(
+        request, emulator.settings, emulator.catalogue, emulator.results.decode_slots
+    )
+    rule = await emulator.pick_fault(
+        _facts(
+            request,
+            "submit",
+            key,
+            model=submission.plan.model,
+            task_type=submission.task_type,
+            prompt=submission.prompt,
+        )
+    )
+    await _before(request, rule, emulator.settings.submit_latency)
+    base = base_url(request)
+    task = await emulator.submit(key, submission, base, rule)
+    _state(request)["task_id"] = task.task_id
+    body = task_body(emulator, task, emulator.submitted(task), base)
+    return _after(rule, _JSONResponse(body, status_code=emulator.settings.submit_status))
+
+
+@journaled("poll")
+async def get_task(request: Request) -> Response:
+    emulator = _emulator(request)
+    key = bearer_key(request, emulator)
+    task_id = _state(request)["task_id"] = request.path_params["task_id"]
+    # HEAD (which Starlette answers from this route) looks without polling.
+    counted = request.method == "GET"
+    task = await emulator.find(key_fingerprint(key), task_id, count_poll=counted)
+    rule = await emulator.pick_fault(
+        _facts(request, "poll", key, model=task.model, task_type=task.task_type, prompt=task.prompt)
+    )
+    await _before(request, rule, emulator.settings.poll_latency)
+    obs = await emulator.observe(task)
+    await emulator.settle(task, obs)
+    return _after(rule, _JSONResponse(task_body(emulator, task, obs, base_url(request))))
+
+
+@journaled("result")
+async def get_result(request: Request) -> Response:
+    """A result image; public like the CDN URLs real services hand out (no key needed), and,
+    like them, unguessable: the path carries the task's capability token (SPEC D-14)."""
+    emulator = _emulator(request)
+    params = request.path_params
+    task_id = _state(request)["task_id"] = params["task_id"]
+    name = NAME.fullmatch(params["name"])
+    if name is None:
+        raise TaskNotFound(f"task {task_id!r} has no result named {params['name']!r}")
+    data, media_type = await emulator.results.image(
+        task_id, params["token"], int(name.group(1)), name.group(2)
+    )
+    task = await emulator.find(None, task_id)
+    rule = await emulator.pick_fault(
+        _facts(
+            request, "result", "", model=task.model, task_type=task.task_type, prompt=task.prompt
+        )
+    )
+    await _before(request, rule, 0.0)
+    # Not "immutable": after a reset the ids restart from the seed, so one URL can name
+    # another picture; clients may store it but must revalidate.
+    response = Response(data, media_type=media_type, headers={"Cache-Control": "no-cache"})
+    return _after(rule, response)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/v1/images/tasks", submit_task, methods=["POST"]),
+        Route("/v1/images/tasks/{task_id}", get_task, methods=["GET"]),
+        Route("/_emulator/results/{task_id}/{token}/{name}", get_result, methods=["GET"]),
+    ]

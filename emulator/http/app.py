@@ -1,0 +1,92 @@
+"""The ASGI application of one emulator: `create_app`, the routes it serves, and the one thing
+Starlette cannot do for it: drop a connection without answering (a fault effect)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+
+from ..config import Settings
+from ..usecases.emulator import Emulator
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+
+class DropConnection(BaseException):
+    """Close the client's connection without an answer (a fault effect).
+
+    A BaseException so no Starlette middleware turns it into a 500 on the way out.
+    """
+
+
+class EmulatorApp(Starlette):
+    """Starlette, plus the one thing it cannot do: drop a connection without answering."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            # Some HTTP parsers (httptools) accept headers of any size; the emulator does not.
+            limit = self.state.emulator.settings.max_header_bytes
+            if sum(len(k) + len(v) + 4 for k, v in scope["headers"]) > limit:
+                response = JSONResponse(
+                    {
+                        "code": "header_too_large",
+                        "message": f"request headers are larger than the limit of {limit} bytes",
+                        "data": None,
+                    },
+                    status_code=431,
+                )
+                await response(scope, receive, send)
+                return
+        try:
+            await super().__call__(scope, receive, send)
+        except DropConnection:
+            # uvicorn's send is bound to the connection's cycle, which holds the transport.
+            cycle = getattr(send, "__self__", None)
+            transport = getattr(cycle, "transport", None)
+            if transport is None:
+                raise  # in-process transports: the client sees the exception
+            transport.abort()
+            # The drop is intended: tell uvicorn, or it logs "returned without starting response".
+            if cycle is not None and hasattr(cycle, "disconnected"):
+                cycle.disconnected = True
+
+
+@functools.cache
+def _routes() -> tuple[list[BaseRoute], dict[Any, Any]]:
+    """Routes and exception handlers, built once per process: they hold no state (handlers find
+    their emulator in ``request.app.state``), and the pytest fixture makes an app per test."""
+    from . import admin, api, openapi, ui
+    from .errors import exception_handlers
+
+    return api.routes() + admin.routes() + openapi.routes() + ui.routes(), exception_handlers()
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The ASGI application of one emulator built from ``settings``."""
+    routes, handlers = _routes()
+    settings = settings or Settings()
+    emulator = Emulator(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await emulator.start()
+        yield
+        await emulator.store.close()
+
+    app = EmulatorApp(
+        routes=list(routes),
+        exception_handlers=dict(handlers),
+        lifespan=lifespan,
+    )
+    app.state.emulator = emulator
+    return app
+
+
+__all__ = ["DropConnection", "EmulatorApp", "create_app"]

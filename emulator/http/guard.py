@@ -1,0 +1,94 @@
+"""What every control-plane route shares: finding its emulator, the admin token, and reading
+a JSON body at the door."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..core.checks import text_problem
+from ..errors import EmulatorError, InvalidRequest
+from .bodies import parse_json, read_body
+
+if TYPE_CHECKING:
+    from ..usecases.emulator import Emulator
+
+Handler = Callable[[Request], Awaitable[Response]]
+#: Largest body a control-plane request may have (also never more than max_body_bytes).
+MAX_CONTROL_BODY_BYTES = 1024 * 1024
+
+
+def emulator_of(request: Request) -> Emulator:
+    emulator: Emulator = request.app.state.emulator
+    return emulator
+
+
+def is_admin(request: Request) -> bool:
+    """Whether the caller may use the control plane: no ``admin_token`` is set, or the request
+    carries it in ``X-Emulator-Token`` (compared in constant time)."""
+    token = emulator_of(request).settings.admin_token
+    given = request.headers.get("x-emulator-token", "")
+    # latin-1: the bytes as sent (the token itself is visible ASCII, checked at start-up).
+    return not token or secrets.compare_digest(given.encode("latin-1"), token.encode("latin-1"))
+
+
+def guarded(handler: Handler) -> Handler:
+    """Require ``X-Emulator-Token`` when the ``admin_token`` setting is set."""
+
+    async def run(request: Request) -> Response:
+        if not is_admin(request):
+            raise EmulatorError(
+                "the control plane needs the X-Emulator-Token header (setting admin_token)",
+                status_code=401,
+                code="admin_token_required",
+            )
+        await emulator_of(request).start()
+        return await handler(request)
+
+    return run
+
+
+async def json_body(request: Request, empty: Any = None) -> Any:
+    """The request's JSON, checked at the door like a submission's (size, values, depth, NaN
+    and Infinity, 4300-digit integers, lone surrogates); ``empty`` when there is no body."""
+    settings = emulator_of(request).settings
+    body = await read_body(request, min(settings.max_body_bytes, MAX_CONTROL_BODY_BYTES))
+    if empty is not None and not body.strip():
+        return empty
+    return parse_json(body, settings.max_json_depth, settings.max_json_items)
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    body = await json_body(request, empty={})
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return body
+
+
+def text_field(body: dict[str, Any], name: str, limit: int) -> str | None:
+    """``body[name]``: None, or a string of valid Unicode within ``limit`` characters."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string", field=name)
+    problem = text_problem(value, limit)
+    if problem is not None:
+        raise InvalidRequest(f"{name} {problem}", field=name)
+    return value
+
+
+__all__ = [
+    "MAX_CONTROL_BODY_BYTES",
+    "Handler",
+    "emulator_of",
+    "guarded",
+    "is_admin",
+    "json_body",
+    "json_object",
+    "text_field",
+]

@@ -1,0 +1,80 @@
+"""One journal entry per request to the task routes: what the client sent (secrets masked,
+long values cut) and what it got."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from starlette.requests import Request
+
+from ..core.journal import SECRET_HEADERS, mask_header, mask_key, short
+from ..errors import StoreUnavailable
+from ..usecases.emulator import Emulator
+
+
+def _state(request: Request) -> dict[str, Any]:
+    """The values behind ``request.state``, read without an AttributeError per absent one
+    (``request.state`` wraps ``scope["state"]``; exceptions cost more than the request)."""
+    state: dict[str, Any] = request.scope.get("state") or {}
+    return state
+
+
+def summarise_body(request: Request) -> dict[str, Any] | None:
+    """The parsed fields the validator saw (long strings cut), and uploaded files' sizes."""
+    state = _state(request)
+    fields = state.get("fields")
+    files = state.get("files")
+    if fields is None and not files:
+        return None
+    summary: dict[str, Any] = {"fields": short(fields or {})}
+    if files:
+        summary["files"] = [{"name": name, "bytes": size} for name, size in files]
+    return summary
+
+
+def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """``request.headers.items()`` as a dict, secrets masked (read from the scope directly).
+
+    Decoded in one comprehension, then the few secret ones masked: the same dict (a repeated
+    header keeps its first place and its last value, masked) for less work per request.
+    """
+    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw}
+    for name in SECRET_HEADERS.intersection(headers):
+        headers[name] = mask_header(name, headers[name])
+    return headers
+
+
+async def record(
+    emulator: Emulator, request: Request, endpoint: str, status: int, started: float
+) -> None:
+    """Append one journal entry for ``request``."""
+    limit = emulator.settings.journal_limit
+    if limit <= 0:
+        return
+    state = _state(request)
+    key = state.get("api_key")
+    scope = request.scope
+    try:
+        clock = await emulator.clock.now()
+    except StoreUnavailable:
+        return  # the journal is diagnostics: a store outage must not turn an answer into a 503
+    entry = {
+        "time": time.time(),
+        "clock": clock,
+        "endpoint": endpoint,
+        "method": scope["method"],
+        # request.url.path and .query, without building a URL per request
+        "path": scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C"),
+        "query": scope.get("query_string", b"").decode("latin-1"),  # raw bytes: may be any
+        "headers": _headers(scope["headers"]),
+        "api_key": mask_key(key) if key else None,
+        "body": summarise_body(request),
+        "status": status,
+        "task_id": state.get("task_id"),
+        "fault": state.get("fault"),
+        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+    }
+    with contextlib.suppress(StoreUnavailable):  # as above: the answer stands
+        await emulator.store.log_request(entry, limit)

@@ -1,0 +1,225 @@
+"""The dashboard's forms: each reads its fields at the door, calls the control plane's
+operation in ``emulator/steering.py`` and goes back to the page it came from (303)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from ...core.checks import (
+    MAX_CODE_CHARS,
+    MAX_HEADER_VALUE_CHARS,
+    MAX_MESSAGE_CHARS,
+    MAX_TEXT_CHARS,
+    id_problem,
+    text_problem,
+)
+from ...errors import EmulatorError, InvalidRequest
+from ...usecases import steer as steering
+from ..guard import emulator_of
+from .access import (
+    PREFIX,
+    check_same_site,
+    safe_next,
+    sign_in,
+    sign_out,
+    token_matches,
+    token_required,
+)
+from .forms import Form, optional_int, optional_number, optional_text, read_form
+from .pages import faults_view
+from .render import action, back, login_page, refused
+
+
+def _text(form: Form, name: str, limit: int) -> str | None:
+    value = optional_text(form, name)
+    problem = None if value is None else text_problem(value, limit)
+    if problem is not None:
+        raise InvalidRequest(f"{name} {problem}", field=name)
+    return value
+
+
+# -- time and tasks -----------------------------------------------------------------------
+@action
+async def advance_clock(request: Request, form: Form) -> Response:
+    seconds = optional_number(form, "seconds")
+    if seconds is None:
+        raise InvalidRequest("seconds is required: how far to move the clock", field="seconds")
+    await steering.advance(emulator_of(request), seconds)
+    return back(form)
+
+
+@action
+async def end_task(request: Request, form: Form) -> Response:
+    outcome = form.get("outcome")
+    if outcome not in ("succeeded", "failed"):
+        raise InvalidRequest("outcome must be succeeded or failed", field="outcome")
+    await steering.end_task(
+        emulator_of(request),
+        request.path_params["task_id"],
+        outcome,
+        str(request.base_url),
+        code=_text(form, "code", MAX_CODE_CHARS) if outcome == "failed" else None,
+        message=_text(form, "message", MAX_MESSAGE_CHARS) if outcome == "failed" else None,
+    )
+    return back(form)
+
+
+@action
+async def reset(request: Request, form: Form) -> Response:
+    await steering.reset(emulator_of(request))
+    return back(form)
+
+
+# -- faults -------------------------------------------------------------------------------
+def _headers(text: str) -> dict[str, str]:
+    """``Name: value`` lines (the headers a rule matches on)."""
+    headers: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip():
+            raise InvalidRequest(f"headers: line {number} must be 'Name: value'", field="headers")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+def rule_from_form(form: Form) -> dict[str, Any]:
+    """A fault rule in the control plane's vocabulary (``POST /_emulator/faults``) from the
+    form's fields; a blank field is left out, so the rule's default applies."""
+    effect: dict[str, Any] = {"kind": form.get("kind", "")}
+    for name in ("code", "message"):
+        effect[name] = optional_text(form, name)
+    for name in ("at_progress", "images", "status", "retry_after"):
+        effect[name] = optional_int(form, name)
+    effect["seconds"] = optional_number(form, "seconds")
+    match: dict[str, Any] = {
+        name: optional_text(form, name)
+        for name in ("endpoint", "model", "task_type", "prompt_contains", "api_key")
+    }
+    headers = form.get("headers", "")
+    if len(headers) > 32 * (MAX_HEADER_VALUE_CHARS + 300):
+        raise InvalidRequest("headers is longer than 32 headers can be", field="headers")
+    match["headers"] = _headers(headers)
+    raw: dict[str, Any] = {
+        "id": optional_text(form, "id"),
+        "match": {k: v for k, v in match.items() if v},
+        "effect": {k: v for k, v in effect.items() if v is not None},
+        "probability": optional_number(form, "probability"),
+        "times": optional_int(form, "times"),
+    }
+    return {k: v for k, v in raw.items() if v is not None}
+
+
+@action
+async def add_fault(request: Request, form: Form) -> Response:
+    emulator = emulator_of(request)
+    try:
+        raw = rule_from_form(form)
+        if len(await steering.faults(emulator)) >= steering.MAX_FAULT_RULES:
+            # The control plane's cap: every request is matched against every rule.
+            raise InvalidRequest(f"at most {steering.MAX_FAULT_RULES} fault rules can be installed")
+        await steering.add_fault(emulator, raw)
+    except EmulatorError as exc:  # FaultError names the field: shown beside what was typed
+        return await faults_view(request, form, exc.message, exc.status_code)
+    return back(form)
+
+
+@action
+async def remove_fault(request: Request, form: Form) -> Response:
+    rule_id = form.get("id", "")
+    problem = id_problem(rule_id)
+    if problem is not None:
+        raise InvalidRequest(f"id {problem}", field="id")
+    await steering.remove_fault(emulator_of(request), rule_id)  # 404 names an unknown id
+    return back(form)
+
+
+# -- balances -----------------------------------------------------------------------------
+def _balance(form: Form) -> int | None:
+    """Credits typed in the balance field; blank: unlimited."""
+    amount = optional_int(form, "balance")
+    if amount is not None and not 0 <= amount <= steering.MAX_BALANCE:
+        raise InvalidRequest(
+            "balance must be a whole number of credits from 0 to 1e15, or blank for unlimited",
+            field="balance",
+        )
+    return amount
+
+
+@action
+async def set_balance(request: Request, form: Form) -> Response:
+    key = form.get("key", "")
+    problem = text_problem(key, MAX_TEXT_CHARS) if key else "is required: the API key"
+    if problem is not None:
+        raise InvalidRequest(f"key {problem}", field="key")
+    await steering.set_balance(emulator_of(request), key, _balance(form))
+    return back(form)
+
+
+@action
+async def change_balance(request: Request, form: Form) -> Response:
+    """A row of the balance table: the key is known only by its fingerprint and masked label
+    (the store keeps no key), so this sets the balance the store holds under that
+    fingerprint, as ``steering.set_balance`` does once it has fingerprinted a key."""
+    emulator = emulator_of(request)
+    owner = form.get("owner", "")
+    balances = await emulator.store.list_balances()
+    if owner not in balances:
+        raise EmulatorError(
+            "owner names no key with a balance; reload the billing page",
+            field="owner",
+            status_code=404,
+            code="not_found",
+        )
+    amount = _balance(form)
+    await emulator.settle_due(owner)
+    await emulator.store.set_balance(owner, balances[owner][0], amount)
+    return back(form)
+
+
+# -- signing in and out -------------------------------------------------------------------
+async def login(request: Request) -> Response:
+    """The admin token typed once; then a session cookie (``access.sign_in``)."""
+    form: Form = {}
+    try:
+        form = await read_form(request)
+        check_same_site(request, form)
+    except EmulatorError as exc:
+        return await refused(request, exc, safe_next(form.get("next")))
+    if token_required(request) and not token_matches(request, form.get("token", "")):
+        return await login_page(
+            request, problem="that is not the admin token", next_url=safe_next(form.get("next"))
+        )
+    response = RedirectResponse(safe_next(form.get("next")), status_code=303)
+    sign_in(response, request)
+    return response
+
+
+async def logout(request: Request) -> Response:
+    form: Form = {}
+    try:
+        form = await read_form(request)
+        check_same_site(request, form)
+    except EmulatorError as exc:
+        return await refused(request, exc)
+    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+    sign_out(response, request)
+    return response
+
+
+__all__ = [
+    "add_fault",
+    "advance_clock",
+    "change_balance",
+    "end_task",
+    "login",
+    "logout",
+    "remove_fault",
+    "reset",
+    "rule_from_form",
+    "set_balance",
+]

@@ -1,0 +1,239 @@
+"""The dashboard's pages (GET) and the small JSON answers they poll, once a second each."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from ...config import FIXED_SETTINGS
+from ...core.faults import EFFECTS, ENDPOINTS, HTTP_ERROR_STATUSES
+from ...errors import TaskNotFound
+from ...usecases import steer as steering
+from ...usecases.steer import MAX_FAULT_RULES, settings_json
+from ..guard import emulator_of
+from .access import PREFIX, signed_in, token_required
+from .forms import Form
+from .render import live, login_page, page, render
+from .rows import STATUSES, effect_text, history, masked_rule, match_text, task_filter, task_rows
+
+#: Newest entries of the usage log the billing page lists (the totals cover every entry).
+USAGE_ROWS = 200
+#: Newest journal entries a task's page lists.
+JOURNAL_ROWS = 100
+
+
+# -- tasks --------------------------------------------------------------------------------
+@page
+async def tasks_page(request: Request) -> Response:
+    emulator = emulator_of(request)
+    models = emulator.catalogue.model_names
+    wanted = task_filter(request.query_params.multi_items(), models)
+    table = await task_rows(emulator, wanted)
+    query = urlencode({k: v for k, v in (("status", wanted.status), ("model", wanted.model)) if v})
+    return await render(
+        request,
+        "tasks.html",
+        {
+            "title": "Tasks",
+            "nav": "tasks",
+            "models": models,
+            "statuses": STATUSES,
+            "wanted": wanted,
+            "table": table,
+            "live_url": f"{PREFIX}/live/tasks" + (f"?{query}" if query else ""),
+        },
+    )
+
+
+@live
+async def live_tasks(request: Request) -> dict[str, Any]:
+    emulator = emulator_of(request)
+    wanted = task_filter(request.query_params.multi_items(), emulator.catalogue.model_names)
+    return await task_rows(emulator, wanted)
+
+
+@page
+async def task_page(request: Request) -> Response:
+    emulator = emulator_of(request)
+    task = await emulator.find(None, request.path_params["task_id"])  # 404 as a page
+    view = await steering.view(emulator, task, str(request.base_url))
+    journal = await steering.requests(emulator, {"task_id": task.task_id}, None)
+    usage = await steering.usage(emulator)
+    charge = next((e for e in usage["entries"] if e["task_id"] == task.task_id), None)
+    submitted = next((e for e in journal if e["endpoint"] == "submit"), None)
+    return await render(
+        request,
+        "task.html",
+        {
+            "title": task.task_id,
+            "nav": "tasks",
+            "view": view,
+            "task": view["task"],
+            "history": history(view),
+            "journal": journal[-JOURNAL_ROWS:],
+            "journal_count": len(journal),
+            "submitted": submitted,
+            "charge": charge,
+            "unit": usage["unit"],
+            "terminal": view["status"] in ("succeeded", "failed"),
+            "pictures": picture_urls(task.task_id, len(view["result_urls"])),
+            "live_url": f"{PREFIX}/live/tasks/{task.task_id}",
+            "json": _json,
+        },
+    )
+
+
+def picture_urls(task_id: str, count: int) -> list[str]:
+    """The dashboard's own addresses of a task's pictures (``picture`` below)."""
+    return [f"{PREFIX}/tasks/{task_id}/pictures/{i}" for i in range(count)]
+
+
+async def picture(request: Request) -> Response:
+    """A result picture for the dashboard: the same bytes as the task's result URL, but not
+    journaled and out of the fault rules' reach, so looking never changes what the app sees
+    (a rule with ``times`` keeps its hits for the app). Behind the admin token, like a page."""
+    if not signed_in(request):
+        return await login_page(request)
+    emulator = emulator_of(request)
+    await emulator.start()
+    task = await emulator.find(None, request.path_params["task_id"])
+    index = request.path_params["index"]
+    if not 0 <= index < task.schedule.images:
+        raise TaskNotFound(f"task {task.task_id!r} has no result image {index}")
+    data, media_type = await emulator.results.image(
+        task.task_id, task.token, index, task.output_format
+    )
+    return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})
+
+
+@live
+async def live_task(request: Request) -> dict[str, Any]:
+    emulator = emulator_of(request)
+    task = await emulator.find(None, request.path_params["task_id"])
+    view = await steering.view(emulator, task, str(request.base_url))
+    return {"status": view["status"], "progress": int(view["progress"].rstrip("%"))}
+
+
+# -- faults -------------------------------------------------------------------------------
+async def faults_view(
+    request: Request, form: Form | None = None, problem: str = "", status: int = 200
+) -> Response:
+    """The faults page; after a refused rule, with what was typed and why it was refused."""
+    emulator = emulator_of(request)
+    rules = [masked_rule(rule) for rule in await steering.faults(emulator)]
+    for rule in rules:
+        rule["match_text"] = match_text(rule["match"])
+        rule["effect_text"] = effect_text(rule["effect"])
+    return await render(
+        request,
+        "faults.html",
+        {
+            "title": "Faults",
+            "nav": "faults",
+            "rules": rules,
+            "kinds": EFFECTS,
+            "endpoints": ENDPOINTS,
+            "http_statuses": HTTP_ERROR_STATUSES,
+            "models": emulator.catalogue.model_names,
+            "limit": MAX_FAULT_RULES,
+            "form": form or {},
+            "problem": problem,
+            "live_url": f"{PREFIX}/live/faults",
+        },
+        status=status,
+    )
+
+
+@page
+async def faults_page(request: Request) -> Response:
+    return await faults_view(request)
+
+
+@live
+async def live_faults(request: Request) -> dict[str, Any]:
+    rules = await steering.faults(emulator_of(request))
+    return {"faults": [{"id": rule["id"], "hits": rule["hits"]} for rule in rules]}
+
+
+# -- billing and settings -----------------------------------------------------------------
+@page
+async def billing_page(request: Request) -> Response:
+    emulator = emulator_of(request)
+    usage = await steering.usage(emulator)  # settles what has ended, balances included
+    balances = await emulator.store.list_balances()
+    entries = usage["entries"]
+    return await render(
+        request,
+        "billing.html",
+        {
+            "title": "Billing",
+            "nav": "billing",
+            "unit": usage["unit"],
+            "totals": usage["totals"],
+            "entries": list(reversed(entries[-USAGE_ROWS:])),
+            "entry_count": len(entries),
+            "balances": [
+                {"owner": owner, "key": label, "balance": amount}
+                for owner, (label, amount) in balances.items()
+            ],
+            "live_url": f"{PREFIX}/live/clock",
+        },
+    )
+
+
+def _json(value: Any, indent: int | None = None) -> str:
+    """A value as JSON text for a page (escaped by the template like any text)."""
+    return json.dumps(value, ensure_ascii=False, indent=indent)
+
+
+@page
+async def settings_page(request: Request) -> Response:
+    emulator = emulator_of(request)
+    values = settings_json(emulator.settings)  # admin_token, api_keys, store password masked
+    values["faults"] = [masked_rule(rule) for rule in values["faults"]]
+    rows = [
+        {"name": name, "value": _json(value), "runtime": name not in FIXED_SETTINGS}
+        for name, value in values.items()
+    ]
+    return await render(
+        request,
+        "settings.html",
+        {
+            "title": "Settings",
+            "nav": "settings",
+            "rows": rows,
+            "live_url": f"{PREFIX}/live/clock",
+        },
+    )
+
+
+@live
+async def live_clock(request: Request) -> dict[str, Any]:
+    return {}
+
+
+# -- signing in ---------------------------------------------------------------------------
+async def login_form(request: Request) -> Response:
+    if not token_required(request) or signed_in(request):
+        return RedirectResponse(PREFIX, status_code=303)
+    return await login_page(request, status=200)
+
+
+__all__ = [
+    "billing_page",
+    "faults_page",
+    "faults_view",
+    "live_clock",
+    "live_faults",
+    "live_task",
+    "live_tasks",
+    "login_form",
+    "picture",
+    "settings_page",
+    "task_page",
+    "tasks_page",
+]

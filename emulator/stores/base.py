@@ -1,0 +1,226 @@
+"""Where state lives: one small async interface, with backends behind it.
+
+Every operation that decides on stored data is one method here, and each backend runs each
+such method as one atomic step: nothing another request (or another worker on a shared store)
+does can land between its reads and its writes. The method docs say what each promises;
+docs/invariants.md lists the invariants they add up to. The in-memory backend
+(``emulator.stores.memory``) is the default; ``emulator.stores.factory`` opens the one a
+setting names.
+
+Times are clock seconds. A ``now`` of None means the manual clock this store keeps, read
+inside the step itself, so a decision never rests on a clock read before a concurrent move.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..core.billing import Charge, Trimmed
+from ..core.faults import FaultRule
+from ..core.tasks import Task
+
+#: What a submission's step did: placed; "taken": the id is in use; "refused": the balance
+#: cannot cover the hold; "full": ``cap`` tasks are stored and none of them has ended.
+Placed = Literal["placed", "taken", "refused", "full"]
+#: A forced outcome's step: the task as forced, or why not ("missing", "ended").
+Forced = Task | Literal["missing", "ended"]
+#: Clock time for a step; None: the manual clock kept in the store, read inside the step.
+Now = float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """What ``Store.expire`` did: how many tasks it removed, and how many remain."""
+
+    removed: int
+    remaining: int
+
+
+def room_after_eviction(cap: int) -> int:
+    """How many tasks a full store keeps after evicting: a tenth of ``cap`` below it, so a
+    full store does not evict at every submission."""
+    return cap - max(1, cap // 10)
+
+
+class Store(ABC):
+    """The state of one emulator.
+
+    Atomic means: one step, all or nothing, and no other operation on the same state (from this
+    process or another sharing the store) observed or interleaved between its reads and writes.
+    """
+
+    #: Finished charges the usage log keeps, newest settlements last (None: every one). Older
+    #: ones leave the log with their sums kept in ``trimmed_usage``. Held charges always stay.
+    #: The emulator sets it from the ``usage_log_limit`` setting.
+    usage_log_limit: int | None = None
+
+    # -- tasks and their charges -----------------------------------------------------------
+    @abstractmethod
+    async def insert_held(
+        self, task: Task, charge: Charge, blob: bytes | None, *, cap: int, now: Now
+    ) -> Placed:
+        """A submission, atomically: store ``task``, hold ``charge`` and keep ``blob`` (the
+        reference picture, ``ref:<id>``), or change nothing and say why.
+
+        Order of checks: the id must be free ("taken"); with ``cap`` > 0 and ``cap`` tasks
+        stored, tasks that have ended by ``now`` are evicted first (earliest end first, down to
+        ``room_after_eviction(cap)``, each settled in the same step) and if ``cap`` remain it
+        is "full"; a key with a balance below ``charge.held`` first settles its holds that are
+        due by ``now``, and is "refused" if still short. A placed hold takes ``charge.held``
+        from the key's balance when it has one (recorded as ``taken``)."""
+
+    @abstractmethod
+    async def get_task(self, task_id: str) -> Task | None:
+        """The task, or None. A read: safe to repeat."""
+
+    @abstractmethod
+    async def count_poll(
+        self, task_id: str, owner: str | None = None, now: float | None = None
+    ) -> Task | None:
+        """Atomically add one to the task's poll counter; the updated task, or None.
+
+        With ``owner``, only that owner's poll counts: None (and nothing counted) when the task
+        belongs to another key, whose polls must not move it (D-1). On the per_poll clock the
+        poll that ends the task records ``now`` as its end (``finished_at``), in the same step.
+        """
+
+    @abstractmethod
+    async def force_end(self, task: Task, now: Now) -> Forced:
+        """Atomically end a running task early: if the stored task has not ended by ``now``
+        (on its own clock: polls on per_poll), take ``task.schedule`` and ``task.finished_at``
+        from ``task`` (keeping the stored poll count) and return the result; otherwise change
+        nothing and say "ended" (terminal states are final) or "missing"."""
+
+    @abstractmethod
+    async def list_tasks(self, owner: str | None = None) -> list[Task]:
+        """Tasks in submission order, optionally only one owner's. A read."""
+
+    @abstractmethod
+    async def expire(self, finished_before: float, now: Now) -> Expiry:
+        """Atomically remove every task that ended (``ended_at``) at or before
+        ``finished_before`` and has ended by ``now``, with its reference picture, settling its
+        held charge in the same step. Unfinished tasks are never removed."""
+
+    @abstractmethod
+    async def put_blob(self, key: str, data: bytes) -> None:
+        """Keep bytes (e.g. a reference picture thumbnail) under ``key``. Idempotent."""
+
+    @abstractmethod
+    async def get_blob(self, key: str) -> bytes | None:
+        """Bytes stored under ``key``, or None."""
+
+    # -- the manual clock --------------------------------------------------------------------
+    @abstractmethod
+    async def clock_now(self) -> float:
+        """Virtual time of the manual clock."""
+
+    @abstractmethod
+    async def advance_clock(self, seconds: float) -> float:
+        """Atomically move the manual clock forward; the new time."""
+
+    # -- fault rules ---------------------------------------------------------------------
+    @abstractmethod
+    async def add_fault(self, rule: FaultRule) -> None:
+        """Atomically append a rule (replacing one with the same id), hit counters at zero."""
+
+    @abstractmethod
+    async def list_faults(self) -> list[FaultRule]:
+        """Rules in order."""
+
+    @abstractmethod
+    async def remove_fault(self, rule_id: str) -> bool:
+        """Atomically delete one rule and its counters; False if there was none."""
+
+    @abstractmethod
+    async def clear_faults(self) -> None:
+        """Atomically delete every rule and counter."""
+
+    @abstractmethod
+    async def count_fault_evaluation(self, rule_id: str) -> int:
+        """Atomically count one more match of the rule; the count (1 for the first)."""
+
+    @abstractmethod
+    async def claim_fault(self, rule_id: str, times: int | None) -> bool:
+        """Atomically take one hit if fewer than ``times`` were taken; True if taken."""
+
+    @abstractmethod
+    async def fault_hits(self) -> dict[str, int]:
+        """Hits taken per rule id."""
+
+    # -- request journal ------------------------------------------------------------------
+    @abstractmethod
+    async def append_journal(self, entry: dict[str, Any], limit: int) -> int:
+        """Atomically record a request under the next sequence number and keep only the
+        newest ``limit``; return the entry's number."""
+
+    @abstractmethod
+    async def list_journal(self) -> list[dict[str, Any]]:
+        """Journal entries, oldest first."""
+
+    @abstractmethod
+    async def clear_journal(self) -> None:
+        """Forget the journal (numbering goes on)."""
+
+    # -- billing --------------------------------------------------------------------------
+    @abstractmethod
+    async def settle(self, task_id: str, images: int, settled_at: float) -> bool:
+        """Atomically end a still-held charge whose task ended with ``images`` (0: failed):
+        paid ``billing.settlement`` of it, its unpaid taken part back to the owner's balance
+        if the owner has one now; False (nothing changes) if it was no longer held. The caller
+        has seen the task end."""
+
+    @abstractmethod
+    async def settle_due(self, now: Now) -> int:
+        """Atomically settle every held charge whose task has ended by ``now`` (on its own
+        clock), each as ``settle`` would; how many. Costs what is due, not the log's size."""
+
+    @abstractmethod
+    async def list_charges(self, owner: str | None = None) -> list[Charge]:
+        """The usage log, in hold order: every held charge and the newest finished ones."""
+
+    @abstractmethod
+    async def trimmed_usage(self) -> list[Trimmed]:
+        """The sums of the finished charges that left the usage log, by owner, key, model and
+        state (kept exactly, so totals are those of every charge ever made)."""
+
+    @abstractmethod
+    async def set_balance(
+        self, owner: str, label: str, amount: int | None, now: Now = None
+    ) -> None:
+        """Atomically settle the owner's holds due by ``now``, then set the balance available
+        now (None: remove it, unlimited). Open holds keep what they took."""
+
+    @abstractmethod
+    async def list_balances(self) -> dict[str, tuple[str, int]]:
+        """owner -> (masked key, balance)."""
+
+    @abstractmethod
+    async def reset(self) -> None:
+        """Forget everything: tasks, blobs, faults, journal, usage, balances, the clock."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Release connections; the default backend has none."""
+
+    async def ping(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Raise ``StoreUnavailable`` when the backend cannot answer (a local one always can)."""
+
+    async def claim_id_stream(self) -> int:
+        """A number no other emulator sharing this store has got: 0 for the first (and for a
+        store of one's own). Task ids are drawn from a stream per number, so processes sharing
+        a seed and a store never draw the same ids."""
+        return 0
+
+    # -- cheaper paths for a networked backend (defaults: the plain operations) -----------
+    def request_scope(self) -> AbstractAsyncContextManager[object]:
+        """Around one HTTP request: a networked backend may read the rules, the clock and the
+        task's charge state once, with the task, and answer the request's later reads from
+        that (briefly valid) snapshot. A local backend needs nothing."""
+        return contextlib.nullcontext()
+
+    async def log_request(self, entry: dict[str, Any], limit: int) -> None:
+        """``append_journal`` for the request path, where a backend may write behind."""
+        await self.append_journal(entry, limit)

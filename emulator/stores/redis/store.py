@@ -1,0 +1,401 @@
+"""State in Redis, so several worker processes (and hosts) serve one emulator.
+
+Every key starts with ``<prefix>:``; ``reset`` deletes only those. Each store operation is one
+round trip: a single command, or a Lua script (``redis_scripts``) where a decision depends on
+what is stored (a fault's hit budget, a balance, the cap, a task id already taken). Redis runs
+a script alone, so those decisions are atomic across every worker without locks.
+
+The keys (all under the prefix) and what each hash holds are listed in ``redis_scripts``.
+
+What a request costs (``round_trips`` counts): inside ``request_scope`` the first read of the
+task, the rules or the clock fetches all of them and the task's charge state in one script, and
+later reads in the request use that snapshot (for at most ``SNAPSHOT_SECONDS``). A submission
+writes task, hold, reference picture and the cap's evictions in one script. Journal entries
+are written behind, many per round trip. So a poll is one round trip and a submission two,
+plus two per fault rule that matches, plus a settle when a held task is first seen ended.
+
+Redis trouble (refused, timed out, loading) becomes ``StoreUnavailable`` (503), never a hang:
+sockets time out after ``timeout`` seconds. A read is tried once more; a write never is, and
+carries a deadline so that Redis running it late (after a stall) does nothing (``guard``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from ...core.billing import SUMMED, Charge, Trimmed
+from ...core.faults import FaultRule
+from ...core.tasks import Task, ended_at, images_returned
+from ..base import Expiry, Forced, Now, Placed, Store
+from . import scripts as lua
+from .support import (
+    CHARGE_FIELDS,
+    JournalWriter,
+    Snapshot,
+    charge_of,
+    check_url,
+    counting_connection,
+    deadline,
+    end_poll,
+    glob_escape,
+    guard,
+    guard_read,
+    number,
+    quiet_handshake,
+    rule_of,
+    task_of,
+    text,
+    trimmed_of,
+)
+
+_PLACED: dict[int, Placed] = {1: "placed", 0: "taken", 2: "refused", 3: "full"}
+
+
+class RedisStore(Store):
+    """The emulator's state in one Redis database, under ``prefix``."""
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "emulator",
+        *,
+        timeout: float = 1.0,
+        blob_ttl: int = 24 * 3600,
+        max_blob_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.timeout = timeout
+        self.blob_ttl = blob_ttl
+        self.max_blob_bytes = max_blob_bytes
+        self._sent = [0]
+        pool = aioredis.ConnectionPool.from_url(
+            url,
+            connection_class=counting_connection(self._sent),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            # Never resend behind the caller's back: guard_read retries reads by itself.
+            retry=Retry(NoBackoff(), 0),
+            protocol=2,  # no HELLO, and with quiet_handshake no CLIENT SETINFO, on connect
+            **quiet_handshake(),
+        )
+        self._redis = aioredis.Redis(connection_pool=pool)
+        self._p = f"{prefix}:"
+        s = self._redis.register_script
+        self._insert_held, self._snapshot = s(lua.INSERT_HELD), s(lua.SNAPSHOT)
+        self._force, self._expire = s(lua.FORCE), s(lua.EXPIRE)
+        self._settle, self._settle_due = s(lua.SETTLE), s(lua.SETTLE_DUE)
+        self._set_balance, self._advance = s(lua.SET_BALANCE), s(lua.ADVANCE)
+        self._add_fault, self._remove_fault = s(lua.ADD_FAULT), s(lua.REMOVE_FAULT)
+        self._count_evaluation, self._claim = s(lua.COUNT_EVALUATION), s(lua.CLAIM)
+        self._list, self._list_faults = s(lua.LIST), s(lua.LIST_FAULTS)
+        self._scope: ContextVar[Snapshot | None] = ContextVar(f"scope{id(self)}", default=None)
+        self._journal = s(lua.JOURNAL)
+        keys = [self._k("journal"), self._k("seq", "journal")]
+        self._journal_writer = JournalWriter(self._redis, self._journal, keys)
+
+    @property
+    def round_trips(self) -> int:
+        """Commands, pipelines and scripts sent to Redis so far by this store."""
+        return self._sent[0]
+
+    def _k(self, *parts: str) -> str:
+        return self._p + ":".join(parts)
+
+    def _args(self, now: Now = None, *, write: bool = True) -> list[Any]:
+        """The arguments every script of ``redis_scripts`` starts with."""
+        limit = self.usage_log_limit
+        return [
+            self._p,
+            deadline(self.timeout) if write else "",
+            number(now),
+            "" if limit is None else limit,
+        ]
+
+    # -- health -------------------------------------------------------------------------
+    @guard_read
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless Redis answers."""
+        await self._redis.ping()
+
+    @guard
+    async def claim_id_stream(self) -> int:
+        """A number no other emulator on this prefix got (0 for the first), so workers sharing
+        a seed draw task ids from different streams instead of colliding. (A late INCR only
+        skips a number.)"""
+        return int(await self._redis.incr(self._k("streams"))) - 1
+
+    async def close(self) -> None:
+        await self._drain()
+        await self._redis.aclose(close_connection_pool=True)  # the pool is ours (made above)
+
+    # -- one snapshot per request -----------------------------------------------------------
+    def request_scope(self) -> AbstractAsyncContextManager[object]:
+        return self._scoped()
+
+    @contextlib.asynccontextmanager
+    async def _scoped(self) -> AsyncIterator[object]:
+        token = self._scope.set(Snapshot())
+        try:
+            yield self
+        finally:
+            self._scope.reset(token)
+
+    async def _read(
+        self,
+        scope: Snapshot,
+        mode: str,
+        task_id: str | None,
+        owner: str | None = None,
+        now: float | None = None,
+    ) -> Task | None:
+        """One round trip: the task (``mode`` get, or count a poll: a write), rules, clock,
+        charge."""
+        args = self._args(now, write=mode == "count")
+        args += [mode, task_id or "", owner or ""]
+        data, polls, end, forced, clock, state, *rules = await self._snapshot([], args)
+        scope.at = time.monotonic()
+        scope.faults = [rule_of(rule) for rule in rules if rule is not None]
+        scope.clock = 0.0 if clock is None else float(clock)
+        if task_id is not None and data is not None:
+            scope.charges[task_id] = None if state is None else text(state)
+        return None if data is None else task_of(data, polls, end, forced)
+
+    def _forget(self) -> None:
+        """A write to the rules or the clock: this request's snapshot no longer holds."""
+        scope = self._scope.get()
+        if scope is not None:
+            scope.faults = None
+
+    def _scoped_snapshot(self) -> Snapshot:
+        """This request's snapshot, or a throwaway one outside a request."""
+        return self._scope.get() or Snapshot()
+
+    # -- tasks and their charges --------------------------------------------------------------
+    @guard
+    async def insert_held(
+        self, task: Task, charge: Charge, blob: bytes | None, *, cap: int, now: Now
+    ) -> Placed:
+        # A blob over the cap is not kept (see put_blob).
+        keep = blob is not None and len(blob) <= self.max_blob_bytes
+        data = task.to_dict()
+        del data["polls"], data["finished_at"]
+        end = ended_at(task)
+        args = self._args(now)
+        args += [task.task_id, json.dumps(data), task.owner, repr(task.created_at)]
+        args += [repr(task.schedule.ends_at), end_poll(task)]
+        args += [number(None if end == math.inf else end), images_returned(task)]
+        args += [json.dumps(charge.to_dict()), charge.held, charge.unit_price, charge.key]
+        args += [charge.model, blob if keep and blob is not None else b"", int(keep), cap]
+        return _PLACED[int(await self._insert_held([], args))]
+
+    @guard_read
+    async def get_task(self, task_id: str) -> Task | None:
+        scope = self._scope.get()
+        if scope is not None and not scope.fresh():
+            return await self._read(scope, "get", task_id)
+        data, polls, end, forced = await self._redis.hmget(
+            self._k("task", task_id), ["d", "p", "e", "f"]
+        )
+        return None if data is None else task_of(data, polls or 0, end, forced)
+
+    @guard
+    async def count_poll(
+        self, task_id: str, owner: str | None = None, now: float | None = None
+    ) -> Task | None:
+        return await self._read(self._scoped_snapshot(), "count", task_id, owner, now)
+
+    @guard
+    async def force_end(self, task: Task, now: Now) -> Forced:
+        end = ended_at(task)
+        args = [*self._args(now), task.task_id, json.dumps(task.to_dict()["schedule"])]
+        args += [repr(task.schedule.ends_at), end_poll(task), images_returned(task)]
+        args.append(number(end))
+        found = await self._force([], args)
+        if found in (0, 2):
+            return "missing" if found == 0 else "ended"
+        return task_of(*found)
+
+    @guard_read
+    async def list_tasks(self, owner: str | None = None) -> list[Task]:
+        fields = [self._k("task", ""), "d", "p", "e", "f"]
+        flat = await self._list([self._k("tasks")], fields)
+        tasks = [task_of(*flat[i : i + 4]) for i in range(0, len(flat), 4)]
+        return [t for t in tasks if owner is None or t.owner == owner]
+
+    @guard
+    async def expire(self, finished_before: float, now: Now) -> Expiry:
+        removed, left = await self._expire([], [*self._args(now), number(finished_before)])
+        return Expiry(int(removed), int(left))
+
+    @guard
+    async def put_blob(self, key: str, data: bytes) -> None:
+        # A blob over the cap is not kept: results then render without their reference, which
+        # is better than letting one upload fill a Redis shared by every worker. (Idempotent.)
+        if len(data) <= self.max_blob_bytes:
+            await self._redis.set(self._k("blob", key), data, ex=self.blob_ttl)
+
+    @guard_read
+    async def get_blob(self, key: str) -> bytes | None:
+        data = await self._redis.get(self._k("blob", key))
+        return data.encode() if isinstance(data, str) else data
+
+    # -- clock --------------------------------------------------------------------------
+    @guard_read
+    async def clock_now(self) -> float:
+        scope = self._scope.get()
+        if scope is not None:
+            if not scope.fresh():
+                await self._read(scope, "none", None)
+            return scope.clock
+        value = await self._redis.get(self._k("clock"))
+        return 0.0 if value is None else float(value)
+
+    @guard
+    async def advance_clock(self, seconds: float) -> float:
+        self._forget()
+        return float(await self._advance([], [*self._args(), repr(float(seconds))]))
+
+    # -- fault rules --------------------------------------------------------------------
+    @guard
+    async def add_fault(self, rule: FaultRule) -> None:
+        self._forget()
+        await self._add_fault([], [*self._args(), rule.id, json.dumps(rule.to_dict())])
+
+    @guard_read
+    async def list_faults(self) -> list[FaultRule]:
+        scope = self._scope.get()
+        if scope is not None:
+            if not scope.fresh():
+                await self._read(scope, "none", None)
+            return list(scope.faults or ())
+        rows = await self._list_faults([self._k("faults"), self._k("faults", "order")])
+        return [rule_of(row) for row in rows if row is not None]
+
+    @guard
+    async def remove_fault(self, rule_id: str) -> bool:
+        self._forget()
+        return bool(await self._remove_fault([], [*self._args(), rule_id]))
+
+    @guard
+    async def clear_faults(self) -> None:
+        self._forget()
+        await self._remove_fault([], [*self._args(), ""])
+
+    @guard
+    async def count_fault_evaluation(self, rule_id: str) -> int:
+        return int(await self._count_evaluation([], [*self._args(), rule_id]))
+
+    @guard
+    async def claim_fault(self, rule_id: str, times: int | None) -> bool:
+        args = [*self._args(), rule_id, "" if times is None else str(times)]
+        return bool(await self._claim([], args))
+
+    @guard_read
+    async def fault_hits(self) -> dict[str, int]:
+        raw = await self._redis.hgetall(self._k("faults", "hits"))
+        return {text(k): int(v) for k, v in raw.items()}
+
+    # -- journal ------------------------------------------------------------------------
+    @guard
+    async def append_journal(self, entry: dict[str, Any], limit: int) -> int:
+        keys = [self._k("journal"), self._k("seq", "journal")]
+        return int(await self._journal(keys, [json.dumps(entry), limit]))
+
+    async def log_request(self, entry: dict[str, Any], limit: int) -> None:
+        self._journal_writer.add(json.dumps(entry), limit)
+
+    async def _drain(self) -> None:
+        await self._journal_writer.drain()
+
+    @property
+    def journal_dropped(self) -> int:
+        """Journal entries lost to a Redis outage or an overflowing backlog."""
+        return self._journal_writer.dropped
+
+    @guard_read
+    async def list_journal(self) -> list[dict[str, Any]]:
+        await self._drain()
+        entries = []
+        for raw in await self._redis.lrange(self._k("journal"), 0, -1):
+            seq, _, data = text(raw).partition("\n")
+            entries.append(json.loads(data) | {"seq": int(seq)})
+        return entries
+
+    @guard
+    async def clear_journal(self) -> None:
+        await self._drain()
+        await self._redis.delete(self._k("journal"))
+
+    # -- billing ------------------------------------------------------------------------
+    @guard
+    async def settle(self, task_id: str, images: int, settled_at: float) -> bool:
+        scope = self._scope.get()
+        if scope is not None and task_id in scope.charges and scope.charges[task_id] != "held":
+            return False  # not held when this request read it, and a charge never is again
+        args = [*self._args(), task_id, images, number(settled_at)]
+        return bool(await self._settle([], args))
+
+    @guard
+    async def settle_due(self, now: Now) -> int:
+        return int(await self._settle_due([], self._args(now)))
+
+    @guard_read
+    async def list_charges(self, owner: str | None = None) -> list[Charge]:
+        flat = await self._list([self._k("charges")], [self._k("charge", ""), *CHARGE_FIELDS])
+        width = len(CHARGE_FIELDS)
+        charges = [charge_of(flat[i : i + width]) for i in range(0, len(flat), width)]
+        return [c for c in charges if owner is None or c.owner == owner]
+
+    @guard_read
+    async def trimmed_usage(self) -> list[Trimmed]:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for name in SUMMED:
+                pipe.hgetall(self._k("trimmed", name))
+            return trimmed_of(await pipe.execute())
+
+    @guard
+    async def set_balance(
+        self, owner: str, label: str, amount: int | None, now: Now = None
+    ) -> None:
+        args = [*self._args(now), owner, label, "" if amount is None else amount]
+        await self._set_balance([], args)
+
+    @guard_read
+    async def list_balances(self) -> dict[str, tuple[str, int]]:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self._k("balances"))
+            pipe.hgetall(self._k("balances", "labels"))
+            amounts, labels = await pipe.execute()
+        return {
+            text(owner): (text(labels.get(owner, b"")), int(amount))
+            for owner, amount in amounts.items()
+        }
+
+    # -- reset --------------------------------------------------------------------------
+    @guard
+    async def reset(self) -> None:
+        # Only this prefix: other emulators may share the database. The id-stream counter
+        # stays so workers that keep running never get a stream another worker has. Not one
+        # step (a scan): a reset answered 503 may be half done; repeating it finishes it.
+        self._forget()
+        await self._drain()
+        keep = self._k("streams").encode()
+        pattern = glob_escape(self._p) + "*"
+        doomed = [k async for k in self._redis.scan_iter(match=pattern, count=1000) if k != keep]
+        for i in range(0, len(doomed), 500):
+            await self._redis.unlink(*doomed[i : i + 500])
+
+
+__all__ = ["RedisStore", "check_url"]

@@ -1,0 +1,259 @@
+"""The parts of ``RedisStore`` that are not store operations: turning Redis trouble into a 503,
+counting round trips, a request's snapshot, and reading stored values back."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import json
+import math
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection, Connection
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ...core.billing import Charge, ChargeState, Trimmed
+from ...core.faults import FaultRule
+from ...core.tasks import Task
+from ...errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from .store import RedisStore
+
+P = ParamSpec("P")
+R = TypeVar("R")
+#: How long one request's snapshot answers its reads; a request that waits longer (an injected
+#: latency, a hang) reads again, so a snapshot never stands for a moment long gone.
+SNAPSHOT_SECONDS = 0.05
+
+
+@dataclass
+class Snapshot:
+    """What one request read: the rules, the manual clock, and its tasks' charge states."""
+
+    at: float = 0.0
+    faults: list[FaultRule] | None = None
+    clock: float = 0.0
+    charges: dict[str, str | None] = field(default_factory=dict)
+
+    def fresh(self) -> bool:
+        return self.faults is not None and time.monotonic() - self.at <= SNAPSHOT_SECONDS
+
+
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _unavailable(exc: Exception) -> StoreUnavailable:
+    # BusyLoadingError (Redis still reading its AOF after a restart) is a ConnectionError.
+    return StoreUnavailable(
+        f"the emulator's store (Redis) is unavailable, retry shortly: {exc}",
+        headers={"Retry-After": "1"},
+    )
+
+
+def guard(
+    method: Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, R]]:
+    """For a write: "Redis cannot answer" becomes StoreUnavailable (503), and the write is
+    never sent again (the first one may have reached Redis). Its script's deadline makes sure
+    that one cannot run after the caller has answered (``LATE``, also a 503)."""
+
+    async def run(self: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(self, *args, **kwargs)
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from None
+        except ResponseError as exc:
+            if str(exc).startswith("LATE"):
+                raise _unavailable(exc) from None
+            raise
+
+    functools.update_wrapper(run, method)
+    return run
+
+
+def guard_read(
+    method: Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, R]]:
+    """For a read: like ``guard``, but a failed read is tried once more (on a fresh connection:
+    the failed one was dropped), since reading twice changes nothing. That also reconnects
+    pooled connections that a Redis restart left dead."""
+
+    async def run(self: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(self, *args, **kwargs)
+        except _UNAVAILABLE:
+            pass
+        try:
+            return await method(self, *args, **kwargs)
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from None
+
+    functools.update_wrapper(run, method)
+    return run
+
+
+def deadline(timeout: float) -> str:
+    """A write's deadline (Redis's TIME, seconds): well inside the socket timeout, so a script
+    Redis runs late never acts after its caller has given up and answered. Hosts' clocks must
+    agree with Redis's (NTP) to well within half the timeout."""
+    return repr(time.time() + timeout / 2)
+
+
+def counting_connection(counter: list[int]) -> type[Connection]:
+    """A connection class counting what it sends: one send is one round trip (a pipeline or a
+    script is one send), so the count measures what each request costs."""
+
+    class CountingConnection(Connection):
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            counter[0] += 1
+            await super().send_packed_command(command, check_health)
+
+    return CountingConnection
+
+
+def quiet_handshake() -> dict[str, Any]:
+    """Connection options that skip CLIENT SETINFO (its spelling changed in redis 7.x/8)."""
+    if "driver_info" in inspect.signature(AbstractConnection.__init__).parameters:
+        return {"driver_info": None}
+    return {"lib_name": None, "lib_version": None}
+
+
+def text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def task_of(
+    data: bytes | str,
+    polls: bytes | str | int,
+    end: bytes | str | None = None,
+    forced: bytes | str | None = None,
+) -> Task:
+    """A task from its hash: the JSON as submitted, its polls, its end once known (kept in
+    the task only on the per_poll clock) and the schedule a forced outcome put in place."""
+    raw = json.loads(data)
+    raw["polls"] = int(polls)
+    if forced:
+        raw["schedule"] = json.loads(forced)
+    if end and raw["schedule"].get("steps") is not None:
+        raw["finished_at"] = float(end)
+    return Task.from_dict(raw)
+
+
+#: A charge's hash fields: its JSON as held, then what the hold and settling set.
+CHARGE_FIELDS = ("d", "state", "images", "amount", "settled_at", "taken", "refunded")
+
+
+def charge_of(row: list[Any]) -> Charge:
+    """A charge from its CHARGE_FIELDS values."""
+    data, state, images, amount, settled_at, taken, refunded = row
+    raw = json.loads(data)
+    raw.update(
+        state=text(state),
+        images=int(images),
+        amount=int(amount),
+        settled_at=float(settled_at) if settled_at else None,
+        taken=int(taken),
+        refunded=int(refunded),
+    )
+    return Charge(**raw)
+
+
+def trimmed_of(columns: list[dict[Any, Any]]) -> list[Trimmed]:
+    """``Trimmed`` rows from the hashes P:trimmed:<sum>, one per ``billing.SUMMED`` sum, each
+    keyed by owner\nkey\nmodel\nstate."""
+    rows = []
+    for group in columns[0]:
+        owner, key, model, state = text(group).split("\n")
+        sums = [int(column.get(group, 0)) for column in columns]
+        rows.append(Trimmed(owner, key, model, cast(ChargeState, state), *sums))
+    return rows
+
+
+def number(value: float | None) -> str:
+    """A float as Redis and Lua read it back exactly ('' for None, '+inf' for infinity)."""
+    if value is None:
+        return ""
+    return "+inf" if value == math.inf else repr(float(value))
+
+
+def end_poll(task: Task) -> str:
+    """The task's end poll as a script argument ('' on a time clock)."""
+    poll = task.schedule.end_poll
+    return "" if poll is None else str(poll)
+
+
+def rule_of(data: bytes | str) -> FaultRule:
+    return FaultRule.from_dict(json.loads(data))
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal inside a Redis glob pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def check_url(url: str) -> None:
+    """ValueError naming the URL unless it is one ``redis`` can open."""
+    try:
+        aioredis.ConnectionPool.from_url(url)
+    except (ValueError, RedisError) as exc:
+        raise ValueError(f"store {url!r} is not a usable Redis URL: {exc}") from None
+
+
+class JournalWriter:
+    """Journal entries written behind: a request does not wait for its entry, and one round
+    trip (a pipeline) carries every entry queued meanwhile. Never raises: the journal is
+    diagnostics, and an outage must not fail the requests it records."""
+
+    #: Entries per round trip, and at most kept waiting (the oldest are dropped first).
+    BATCH = 256
+    BACKLOG = 10_000
+
+    def __init__(self, client: aioredis.Redis, script: AsyncScript, keys: list[str]) -> None:
+        self._client, self._script, self._keys = client, script, keys
+        self._backlog: list[tuple[str, int]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def add(self, entry: str, limit: int) -> None:
+        self._backlog.append((entry, limit))
+        if len(self._backlog) > self.BACKLOG:
+            self.dropped += len(self._backlog) - self.BACKLOG
+            del self._backlog[: -self.BACKLOG]
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def drain(self) -> None:
+        """Wait until every queued entry is written (before the journal is read)."""
+        while self._flusher is not None and not self._flusher.done():
+            await self._flusher
+        if self._backlog:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        while self._backlog:
+            batch = self._backlog[: self.BATCH]
+            del self._backlog[: self.BATCH]
+            try:
+                try:
+                    await self._write(batch)
+                except NoScriptError:  # a restarted Redis forgot the script: once more
+                    await self._client.script_load(self._script.script)
+                    await self._write(batch)
+            except (RedisError, OSError):
+                self.dropped += len(batch)
+
+    async def _write(self, batch: list[tuple[str, int]]) -> None:
+        # EVALSHA by hand: a pipeline running Script objects asks SCRIPT EXISTS every time.
+        async with self._client.pipeline(transaction=False) as pipe:
+            for data, limit in batch:
+                pipe.evalsha(self._script.sha, len(self._keys), *self._keys, data, limit)
+            await pipe.execute()

@@ -1,0 +1,301 @@
+"""State in one SQLite file, so an emulator restarted on the same file loses nothing.
+
+The stdlib ``sqlite3`` driver runs on a thread of this store's own (a one-thread executor), so
+a slow disk never stalls the event loop and no other work that waits for anyio's shared worker
+threads (rendering downloads) can hold a store operation back. One connection per store, used
+by that one thread. Every operation that must be atomic is one statement or one
+``BEGIN IMMEDIATE`` transaction (``sqlite_ledger``), so it is also atomic against a second
+process opening the same file, and a killed process leaves no step half-done. WAL mode lets
+readers run while a writer commits; ``synchronous=NORMAL`` survives a killed process (only a
+power cut may lose the last commits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ...core.billing import Charge, Trimmed
+from ...core.faults import FaultRule
+from ...core.tasks import Task
+from ..base import Expiry, Forced, Now, Placed, Store
+from . import ledger
+
+T = TypeVar("T")
+
+
+class SqliteStore(Store):
+    """Every piece of state in tables of one SQLite file (created with its folder if missing)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emulator-sqlite")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit (isolation_level=None): transactions are explicit BEGIN IMMEDIATE.
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            with self._transaction() as db:
+                row = _schema_version(db)
+                if row is not None and row != ledger.SCHEMA_VERSION:
+                    raise ValueError(
+                        f"schema version {row}, this emulator reads only {ledger.SCHEMA_VERSION}"
+                        " (the state of an earlier version cannot be carried over: use another"
+                        " file, or delete this one)"
+                    )
+                for statement in ledger.SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                if row is None:
+                    db.execute("INSERT INTO meta VALUES ('schema', ?)", (ledger.SCHEMA_VERSION,))
+                    counters = {**ledger.COUNTERS, ledger.STREAMS: 0}
+                    db.executemany("INSERT INTO meta VALUES (?, ?)", counters.items())
+        except (OSError, sqlite3.Error, ValueError) as exc:
+            self._thread.shutdown(wait=False)
+            raise ValueError(f"store 'sqlite://{self.path}' cannot be opened: {exc}") from None
+
+    # -- plumbing ------------------------------------------------------------------------
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit: BEGIN IMMEDIATE takes the write lock up front (no upgrade races)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T], atomic: bool = False) -> T:
+        def call() -> T:
+            if not atomic:
+                return work(self._db)
+            with self._transaction() as db:
+                return work(db)
+
+        # This store's own thread: never queued behind other work on shared worker threads.
+        return await asyncio.wrap_future(self._thread.submit(call))
+
+    async def _one(self, sql: str, params: Any = ()) -> Any:
+        """The first row one statement returns, or None."""
+        return await self._run(lambda db: db.execute(sql, params).fetchone())
+
+    async def _all(self, sql: str, params: Any = ()) -> list[Any]:
+        return await self._run(lambda db: db.execute(sql, params).fetchall())
+
+    async def _changed(self, sql: str, params: Any = ()) -> bool:
+        """Whether one statement changed a row."""
+        return await self._run(lambda db: db.execute(sql, params).rowcount == 1)
+
+    async def claim_id_stream(self) -> int:
+        """0 for the first emulator ever on this file, then 1, 2, ...: an emulator restarted on
+        the file draws task ids from a fresh stream, never the ids it drew before. A reset
+        keeps the count (a second process on the file may still use its stream)."""
+        row = await self._one(
+            "UPDATE meta SET value = value + 1 WHERE name = 'streams' RETURNING value"
+        )
+        return int(row[0]) - 1
+
+    # -- tasks and their charges (each one transaction: sqlite_ledger) ---------------------
+    async def insert_held(
+        self, task: Task, charge: Charge, blob: bytes | None, *, cap: int, now: Now
+    ) -> Placed:
+        limit = self.usage_log_limit
+        return await self._run(
+            lambda db: ledger.insert_held(db, task, charge, blob, cap, now, limit), atomic=True
+        )
+
+    async def get_task(self, task_id: str) -> Task | None:
+        row = await self._one(
+            "SELECT data, polls, ended_at FROM tasks WHERE task_id = ?", (task_id,)
+        )
+        return None if row is None else ledger.task_of(*row)
+
+    async def count_poll(
+        self, task_id: str, owner: str | None = None, now: float | None = None
+    ) -> Task | None:
+        return await self._run(lambda db: ledger.count_poll(db, task_id, owner, now), atomic=True)
+
+    async def force_end(self, task: Task, now: Now) -> Forced:
+        return await self._run(lambda db: ledger.force_end(db, task, now), atomic=True)
+
+    async def list_tasks(self, owner: str | None = None) -> list[Task]:
+        if owner is None:
+            rows = await self._all("SELECT data, polls, ended_at FROM tasks ORDER BY seq")
+        else:
+            rows = await self._all(
+                "SELECT data, polls, ended_at FROM tasks WHERE owner = ? ORDER BY seq", (owner,)
+            )
+        return [ledger.task_of(*row) for row in rows]
+
+    async def expire(self, finished_before: float, now: Now) -> Expiry:
+        limit = self.usage_log_limit
+        return await self._run(
+            lambda db: ledger.expire(db, finished_before, now, limit), atomic=True
+        )
+
+    # -- blobs and clock -------------------------------------------------------------------
+    async def put_blob(self, key: str, data: bytes) -> None:
+        await self._changed(
+            "INSERT INTO blobs VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET data = excluded.data",
+            (key, data),
+        )
+
+    async def get_blob(self, key: str) -> bytes | None:
+        row = await self._one("SELECT data FROM blobs WHERE key = ?", (key,))
+        return None if row is None else bytes(row[0])
+
+    async def clock_now(self) -> float:
+        return float((await self._one("SELECT value FROM meta WHERE name = 'clock'"))[0])
+
+    async def advance_clock(self, seconds: float) -> float:
+        row = await self._one(
+            "UPDATE meta SET value = value + ? WHERE name = 'clock' RETURNING value", (seconds,)
+        )
+        return float(row[0])
+
+    # -- fault rules ---------------------------------------------------------------------
+    async def add_fault(self, rule: FaultRule) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            # Delete then insert: a replaced rule moves to the end, as in MemoryStore.
+            db.execute("DELETE FROM faults WHERE id = ?", (rule.id,))
+            db.execute(
+                "INSERT INTO faults (id, data) VALUES (?, ?)", (rule.id, json.dumps(rule.to_dict()))
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO fault_counts (id, evaluations, hits) VALUES (?, 0, 0)",
+                (rule.id,),
+            )
+
+        await self._run(work, atomic=True)
+
+    async def list_faults(self) -> list[FaultRule]:
+        return [
+            FaultRule.from_dict(json.loads(data))
+            for (data,) in await self._all("SELECT data FROM faults ORDER BY seq")
+        ]
+
+    async def remove_fault(self, rule_id: str) -> bool:
+        def work(db: sqlite3.Connection) -> bool:
+            db.execute("DELETE FROM fault_counts WHERE id = ?", (rule_id,))
+            return db.execute("DELETE FROM faults WHERE id = ?", (rule_id,)).rowcount == 1
+
+        return await self._run(work, atomic=True)
+
+    async def clear_faults(self) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM faults")
+            db.execute("DELETE FROM fault_counts")
+
+        await self._run(work, atomic=True)
+
+    async def count_fault_evaluation(self, rule_id: str) -> int:
+        row = await self._one(
+            "INSERT INTO fault_counts (id, evaluations) VALUES (?, 1) ON CONFLICT (id)"
+            " DO UPDATE SET evaluations = evaluations + 1 RETURNING evaluations",
+            (rule_id,),
+        )
+        return int(row[0])
+
+    async def claim_fault(self, rule_id: str, times: int | None) -> bool:
+        # One statement: the hit is taken only while below ``times`` (NULL: unlimited). The
+        # SELECT's WHERE is also what SQLite's grammar needs before an upsert clause.
+        row = await self._one(
+            "INSERT INTO fault_counts (id, hits) SELECT :id, 1 WHERE coalesce(:times, 1) >= 1"
+            " ON CONFLICT (id) DO UPDATE SET hits = hits + 1"
+            " WHERE :times IS NULL OR hits < :times RETURNING hits",
+            {"id": rule_id, "times": times},
+        )
+        return row is not None
+
+    async def fault_hits(self) -> dict[str, int]:
+        rows = await self._all(
+            "SELECT id, hits FROM fault_counts WHERE hits > 0 OR id IN (SELECT id FROM faults)"
+        )
+        return {rule_id: int(hits) for rule_id, hits in rows}
+
+    # -- journal -------------------------------------------------------------------------
+    async def append_journal(self, entry: dict[str, Any], limit: int) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            (seq,) = db.execute(
+                "UPDATE meta SET value = value + 1 WHERE name = 'journal_seq' RETURNING value"
+            ).fetchone()
+            db.execute(
+                "INSERT INTO journal VALUES (?, ?)",
+                (seq, json.dumps(entry | {"seq": seq}, default=str)),
+            )
+            db.execute("DELETE FROM journal WHERE seq <= ?", (seq - limit,))
+            return int(seq)
+
+        return await self._run(work, atomic=True)
+
+    async def list_journal(self) -> list[dict[str, Any]]:
+        rows = await self._all("SELECT data FROM journal ORDER BY seq")
+        return [json.loads(data) for (data,) in rows]
+
+    async def clear_journal(self) -> None:
+        await self._changed("DELETE FROM journal")
+
+    # -- billing -------------------------------------------------------------------------
+    async def settle(self, task_id: str, images: int, settled_at: float) -> bool:
+        limit = self.usage_log_limit
+        return await self._run(
+            lambda db: ledger.settle(db, task_id, images, settled_at, limit), atomic=True
+        )
+
+    async def settle_due(self, now: Now) -> int:
+        limit = self.usage_log_limit
+        return await self._run(
+            lambda db: ledger.settle_due(db, ledger.clock(db, now), limit), atomic=True
+        )
+
+    async def list_charges(self, owner: str | None = None) -> list[Charge]:
+        if owner is None:
+            rows = await self._all("SELECT data FROM charges ORDER BY seq")
+        else:
+            rows = await self._all(
+                "SELECT data FROM charges WHERE owner = ? ORDER BY seq", (owner,)
+            )
+        return [ledger.charge_of(data) for (data,) in rows]
+
+    async def trimmed_usage(self) -> list[Trimmed]:
+        return await self._run(ledger.trimmed_usage)
+
+    async def set_balance(
+        self, owner: str, label: str, amount: int | None, now: Now = None
+    ) -> None:
+        limit = self.usage_log_limit
+
+        def work(db: sqlite3.Connection) -> None:
+            ledger.set_balance(db, owner, label, amount, ledger.clock(db, now), limit)
+
+        await self._run(work, atomic=True)
+
+    async def list_balances(self) -> dict[str, tuple[str, int]]:
+        rows = await self._all("SELECT owner, label, amount FROM balances ORDER BY rowid")
+        return {owner: (label, int(amount)) for owner, label, amount in rows}
+
+    async def reset(self) -> None:
+        await self._run(ledger.reset, atomic=True)
+
+    async def close(self) -> None:
+        await self._run(lambda db: db.close())
+        self._thread.shutdown(wait=False)
+
+
+def _schema_version(db: sqlite3.Connection) -> Any:
+    """The file's schema version, or None for a new file."""
+    exists = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
+    if exists is None:
+        return None
+    row = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+    return None if row is None else row[0]

@@ -1,0 +1,241 @@
+"""`ImageEmulator`: a test's handle on one emulator (what the pytest fixtures yield).
+
+Steering calls the `Emulator` directly (emulator/steering.py), never through HTTP, on the one
+loop its store belongs to (emulator/app_loop.py): the same calls, unchanged, in sync tests,
+pytest-asyncio and anyio tests, and from threads of the code under test.
+"""
+
+from __future__ import annotations
+
+import functools
+import ssl
+from collections.abc import Coroutine, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+from ..usecases import steer as steering
+from .app_loop import AppLoop
+from .intercept import Interception
+from .transport import ASGITransport, AsyncASGITransport
+
+if TYPE_CHECKING:
+    from ..usecases.emulator import Emulator
+
+T = TypeVar("T")
+API_KEY = "sk-emulator-test"
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """The TLS context httpx would build for each client, built once: loading the CA bundle
+    takes tens of milliseconds, paid per client (two per live test) otherwise."""
+    return httpx.create_ssl_context()
+
+
+@dataclass
+class FaultHandle:
+    """A fault rule added by a test; ``hits`` asks the emulator how often it fired."""
+
+    id: str
+    _emulator: ImageEmulator
+
+    @property
+    def hits(self) -> int:
+        return self._emulator._run(steering.fault_hits(self._emulator.emulator, self.id))
+
+    def remove(self) -> None:
+        self._emulator._run(steering.remove_fault(self._emulator.emulator, self.id))
+
+
+class Faults:
+    """``image_emulator.faults``: the control plane's fault vocabulary from Python."""
+
+    def __init__(self, emulator: ImageEmulator) -> None:
+        self._emulator = emulator
+
+    def add(
+        self,
+        effect: str | dict[str, Any],
+        *,
+        probability: float = 1.0,
+        times: int | None = None,
+        id: str | None = None,
+        **match: Any,
+    ) -> FaultHandle:
+        """Add a rule: ``faults.add("drop", endpoint="poll", times=1)`` or
+        ``faults.add({"kind": "http_error", "status": 429, "retry_after": 3})``."""
+        rule: dict[str, Any] = {"effect": effect, "match": match, "probability": probability}
+        if times is not None:
+            rule["times"] = times
+        if id is not None:
+            rule["id"] = id
+        added = self._emulator._run(steering.add_fault(self._emulator.emulator, rule))
+        return FaultHandle(added, self._emulator)
+
+    def clear(self) -> None:
+        self._emulator._run(steering.clear_faults(self._emulator.emulator))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self._emulator._run(steering.faults(self._emulator.emulator)))
+
+
+class ImageEmulator:
+    """A handle on one emulator: where it is, and how to steer it.
+
+    ``in_process``: clients reach the app through the in-process transports (the
+    ``image_emulator`` fixture); otherwise through the network at ``base_url`` (the live one).
+    """
+
+    def __init__(self, app: Any, loop: AppLoop, base_url: str, *, in_process: bool) -> None:
+        self.app = app
+        self.emulator: Emulator = app.state.emulator
+        self.base_url = base_url
+        self.api_key = API_KEY
+        self.faults = Faults(self)
+        self._loop = loop
+        self._in_process = in_process
+        self._transport = ASGITransport(app, loop)
+        self._async_transport = AsyncASGITransport(app, loop)
+        self._interceptions: list[Interception] = []
+        self._control: httpx.Client | None = None
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run(coro)
+
+    # -- clients and transports ------------------------------------------------------------
+    @property
+    def transport(self) -> httpx.BaseTransport:
+        """The in-process sync transport, for clients of your own:
+        ``httpx.Client(base_url=image_emulator.base_url, transport=image_emulator.transport)``.
+        Closing such a client leaves the emulator running."""
+        return self._transport
+
+    @property
+    def async_transport(self) -> httpx.AsyncBaseTransport:
+        """The in-process async transport, for ``httpx.AsyncClient(transport=...)``."""
+        return self._async_transport
+
+    def _client_options(self, auth: bool, kwargs: dict[str, Any]) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self.api_key}"} if auth else {}
+        headers.update(kwargs.pop("headers", {}))
+        if not self._in_process:
+            kwargs.setdefault("verify", _ssl_context())
+        return {"base_url": self.base_url, "headers": headers, **kwargs}
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """A sync httpx client pointed at the emulator, with the test API key."""
+        transport = self._transport if self._in_process else None
+        return httpx.Client(transport=transport, **self._client_options(True, kwargs))
+
+    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        """An async httpx client pointed at the emulator, with the test API key."""
+        transport = self._async_transport if self._in_process else None
+        return httpx.AsyncClient(transport=transport, **self._client_options(True, kwargs))
+
+    def intercept(self, *origins: str) -> Interception:
+        """Route every httpx request for these origins (``"https://relay.example"``), from any
+        client on httpx's default transports, to this emulator; other hosts go where they
+        went. Undone at the end of the test, or earlier by ``.stop()`` or a ``with`` block."""
+        interception = Interception(origins, self._transport, self._async_transport)
+        self._interceptions.append(interception)
+        return interception
+
+    def control(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A request to the HTTP control plane (``/_emulator/...``): its JSON, or
+        AssertionError on an error status. The steering calls below need none of it."""
+        if self._control is None:
+            transport = self._transport if self._in_process else None
+            self._control = httpx.Client(transport=transport, **self._client_options(False, {}))
+        response = self._control.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise AssertionError(f"{method} {path}: {response.status_code} {response.text}")
+        return response.json() if response.content else None
+
+    # -- steering ----------------------------------------------------------------------------
+    def advance(self, seconds: float) -> float:
+        """Move the manual clock forward; returns the new virtual time."""
+        return self._run(steering.advance(self.emulator, seconds))
+
+    def finish(self, task_id: str) -> dict[str, Any]:
+        """End a task now, succeeded."""
+        return self._run(steering.end_task(self.emulator, task_id, "succeeded", self.base_url))
+
+    def fail(
+        self, task_id: str, code: str = "upstream_error", message: str | None = None
+    ) -> dict[str, Any]:
+        """End a task now, failed with ``code``."""
+        return self._run(
+            steering.end_task(self.emulator, task_id, "failed", self.base_url, code, message)
+        )
+
+    def run_until_settled(self, max_steps: int = 1000) -> list[dict[str, Any]]:
+        """Advance the clock until every task has ended; the tasks' final views."""
+        return self._run(steering.run_until_settled(self.emulator, self.base_url, max_steps))
+
+    @property
+    def tasks(self) -> list[dict[str, Any]]:
+        """Every task, with its schedule and current status."""
+        return self._run(steering.tasks(self.emulator, self.base_url))
+
+    def requests(
+        self, *, body: Mapping[str, Any] | None = None, **filters: Any
+    ) -> list[dict[str, Any]]:
+        """The journal, newest last: entries matching every filter (``path``, ``method``,
+        ``task_id``, ``endpoint``, ``status``, ``fault``) and every ``body`` field.
+
+        Any other filter is a ValueError naming the known ones: body fields are filtered
+        explicitly, ``body={"model": "X"}``, never by a bare ``model="X"``.
+        """
+        return self._run(steering.requests(self.emulator, filters, body))
+
+    def assert_requested(
+        self, times: int | None = None, *, body: Mapping[str, Any] | None = None, **filters: Any
+    ) -> list[dict[str, Any]]:
+        """Assert the client sent matching requests (``times`` exactly, or at least one)."""
+        entries = self.requests(body=body, **filters)
+        described = filters | ({"body": body} if body is not None else {})
+        if times is None and not entries:
+            raise AssertionError(f"no request matched {described}")
+        if times is not None and len(entries) != times:
+            raise AssertionError(f"{len(entries)} requests matched {described}, expected {times}")
+        return entries
+
+    def sent(
+        self, *, body: Mapping[str, Any] | None = None, **filters: Any
+    ) -> list[dict[str, Any]]:
+        """The body fields of the submissions the client sent (newest last)."""
+        filters.setdefault("endpoint", "submit")
+        return [e["body"]["fields"] for e in self.requests(body=body, **filters) if e.get("body")]
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        """The usage log: entries (held/settled/released) and totals per key and model."""
+        return self._run(steering.usage(self.emulator))
+
+    def set_balance(self, amount: int | None, key: str | None = None) -> None:
+        """Give ``key`` (default: the fixture's) a balance in credits; None: unlimited."""
+        self._run(steering.set_balance(self.emulator, key or self.api_key, amount))
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """Change settings that may change while serving; the settings now in force."""
+        return steering.settings_json(self._run(steering.configure(self.emulator, settings)))
+
+    def reset(self) -> None:
+        """Forget tasks, journal, added faults, balances and usage; the clock back to 0.
+        Settings stay as they are."""
+        self._run(steering.reset(self.emulator))
+
+    def restore(self, settings: Any) -> None:
+        """Put ``settings`` (a `Settings`) in force and reset: a fresh start."""
+        self._run(steering.restore(self.emulator, settings))
+        self.reset()
+
+    def close(self) -> None:
+        """Stop intercepting and close clients made here; the fixture closes the loop."""
+        for interception in reversed(self._interceptions):
+            interception.stop()
+        self._interceptions.clear()
+        if self._control is not None:
+            self._control.close()

@@ -1,0 +1,180 @@
+"""pytest plugin: a controllable image-task emulator as a fixture.
+
+Installed with the package (entry point ``pytest11``). Fixtures:
+
+- ``image_emulator``: an emulator reached in-process (no port, no server thread), fresh per test.
+- ``image_emulator_live``: the same handle on a real loopback port, for any HTTP client
+  (requests, aiohttp, a subprocess); one server per session, back to its start-up state
+  before and after each test.
+- ``image_emulator_settings``: override to change settings for a module or a conftest.
+- marker ``@pytest.mark.image_emulator(**settings)``: settings for one test.
+
+The clock defaults to ``manual``: tests never sleep, they ``advance()``. The handle both
+fixtures yield is `emulator.handle.ImageEmulator`; it steers the emulator directly on the one
+event loop its store belongs to (`emulator.app_loop.AppLoop`), so the same calls work in sync
+and async tests.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from .app_loop import AppLoop
+    from .handle import ImageEmulator
+
+# The emulator itself (Starlette, the app, the transports) is imported by the fixtures when a
+# test first asks for one: pytest imports this plugin at the start of every session, including
+# the many that never use it.
+
+DEFAULTS: dict[str, Any] = {"clock": "manual", "seed": 0}
+#: Names that lived here before the handle moved to emulator/handle.py (imported on first use).
+_MOVED = ("ImageEmulator", "Faults", "FaultHandle", "API_KEY")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        from . import handle
+
+        return getattr(handle, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: The host of the in-process fixture's base URL (never resolved: nothing leaves the process).
+IN_PROCESS_BASE_URL = "http://image-emulator.test"
+
+
+class _LiveServer:
+    """An emulator served by uvicorn on a free loopback port, in a thread of this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        import uvicorn
+
+        from ..http.app import create_app
+        from .app_loop import AppLoop
+
+        self.app = create_app(settings)
+        #: What every test starts from (and the server goes back to after it).
+        self.settings: Settings = self.app.state.emulator.settings
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True, name="image-emulator")
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:  # readiness, bounded
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the live image emulator did not start")
+            time.sleep(0.001)
+        listener = self.server.servers[0]
+        port = listener.sockets[0].getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{port}"
+        #: Steering runs on the server's own loop, like its requests.
+        self.loop: AppLoop = AppLoop(listener.get_loop())
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def _settings_for(request: pytest.FixtureRequest, overrides: dict[str, Any]) -> dict[str, Any]:
+    values = dict(DEFAULTS) | overrides
+    marker = request.node.get_closest_marker("image_emulator")
+    if marker is not None:
+        if marker.args:
+            raise pytest.UsageError("@pytest.mark.image_emulator takes keyword settings only")
+        values |= marker.kwargs
+    return values
+
+
+def _settings(values: dict[str, Any]) -> Settings:
+    """``Settings().replace(**values)``, remembered for hashable values: most tests of a
+    session share theirs, and building and checking them is a share of a fixture's cost."""
+    try:
+        return _cached_settings(tuple(sorted(values.items())))
+    except TypeError:  # a list or a dict among the values
+        from ..config import Settings
+
+        return Settings().replace(**values)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_settings(items: tuple[tuple[str, Any], ...]) -> Settings:
+    from ..config import Settings
+
+    return Settings().replace(**dict(items))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "image_emulator(**settings): settings of the image_emulator fixture"
+    )
+
+
+@pytest.fixture
+def image_emulator_settings() -> dict[str, Any]:
+    """Settings of the emulator fixtures; override in a conftest or module."""
+    return {}
+
+
+@pytest.fixture
+def image_emulator(
+    request: pytest.FixtureRequest, image_emulator_settings: dict[str, Any]
+) -> Iterator[ImageEmulator]:
+    """A fresh in-process emulator for this test (manual clock, seed 0)."""
+    from ..http.app import create_app
+    from .app_loop import AppLoop
+    from .handle import ImageEmulator
+
+    app = create_app(_settings(_settings_for(request, image_emulator_settings)))
+    loop = AppLoop()
+    handle = ImageEmulator(app, loop, IN_PROCESS_BASE_URL, in_process=True)
+    yield handle
+    handle.close()
+    # In-process transports skip the lifespan: close the store here, or an SQLite file or a
+    # Redis pool would stay open after every test.
+    loop.close(last=app.state.emulator.store.close())
+
+
+@pytest.fixture(scope="session")
+def _image_emulator_server() -> Iterator[_LiveServer]:
+    from ..config import Settings
+
+    server = _LiveServer(Settings().replace(**DEFAULTS))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def image_emulator_live(
+    request: pytest.FixtureRequest, image_emulator_settings: dict[str, Any]
+) -> Iterator[ImageEmulator]:
+    """An emulator on a real loopback port (shared by the session, reset for each test)."""
+    from ..config import FIXED_SETTINGS, Settings
+    from .handle import ImageEmulator
+
+    values = _settings_for(request, image_emulator_settings)
+    fixed = {k: v for k, v in values.items() if k in FIXED_SETTINGS and DEFAULTS.get(k) != v}
+    own: _LiveServer | None = None
+    if fixed:  # settings that cannot change while serving get a server of their own
+        own = _LiveServer(Settings().replace(**values))
+        server = own
+    else:
+        server = request.getfixturevalue("_image_emulator_server")
+    handle = ImageEmulator(server.app, server.loop, server.base_url, in_process=False)
+    # The start-up state before the test, whatever the previous one left (like
+    # pytest-httpserver's clear(): all settings, not just an undo of what this fixture set).
+    changeable = {k: v for k, v in values.items() if k not in FIXED_SETTINGS}
+    handle.restore(server.settings.replace(**changeable))
+    yield handle
+    handle.close()
+    if own is not None:
+        own.stop()
+    else:
+        handle.restore(server.settings)
