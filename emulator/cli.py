@@ -15,6 +15,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError, Settings, build_settings
+from .config import settings_from_flags as settings_from_args
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -23,24 +24,6 @@ if TYPE_CHECKING:
 #: namespace on purpose: it is not a setting, and settings from the environment reject it).
 WORKER_SETTINGS_ENV = "IMAGE_TASK_EMULATOR_WORKER_SETTINGS"
 _SHARED_STORES = ("redis://", "rediss://", "unix://")
-
-#: CLI flag -> setting name, for flags that map one-to-one onto settings.
-_SERVE_FLAGS = {
-    "host": "host",
-    "port": "port",
-    "seed": "seed",
-    "time_scale": "time_scale",
-    "clock": "clock",
-    "envelope": "envelope",
-    "public_base_url": "public_base_url",
-    "log_level": "log_level",
-    "failure_rate": "failure_rate",
-    "fault_file": "fault_file",
-    "admin_token": "admin_token",
-    "store": "store",
-    "state_dir": "state_dir",
-    "store_prefix": "store_prefix",
-}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,19 +74,6 @@ def _parser() -> argparse.ArgumentParser:
     recording.add_conform_arguments(conform)
     recording.add_commands(sub)
     return parser
-
-
-def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
-    """defaults < config file < environment < flags."""
-    flags: dict[str, Any] = {
-        name: getattr(args, flag)
-        for flag, name in _SERVE_FLAGS.items()
-        if getattr(args, flag, None) is not None
-    }
-    config = args.config or environ.get("EMULATOR_CONFIG")
-    return build_settings(
-        config_file=config, environ=environ, overrides=flags, overrides_are_text=True
-    )
 
 
 def _settings_for_workers(settings: Settings) -> str:

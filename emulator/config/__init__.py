@@ -15,6 +15,7 @@ from .settings import (
     load_toml,
     parse_faults,
     settings_from_environment,
+    settings_from_flags,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "load_toml",
     "parse_faults",
     "settings_from_environment",
+    "settings_from_flags",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -16,10 +17,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from ..core.checks import shown
+from ..core.checks import number_problem, shown
 from ..core.faults import FaultError, FaultRule, parse_rule
 from ..errors import ConfigError
-from .values import check_ranges, coerce
+from .values import RANGE_NOTES, RANGES, coerce
 
 ClockMode = Literal["real", "manual", "per_poll"]
 Envelope = Literal["wrapped", "bare"]
@@ -246,6 +247,53 @@ def build_settings(
     return settings
 
 
+_STORE_FORMS = "'memory', 'sqlite' (in state_dir), 'sqlite:///path/to/file.db' or 'redis://…'"
+
+
+def _store_url_ok(url: str) -> bool:
+    """The forms ``store.open_store`` knows (whether it can open them is checked at start)."""
+    if url in ("memory", "memory://", "sqlite"):
+        return True
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")
+        return path != "" and not path.endswith("/")
+    return url.startswith(("redis://", "rediss://", "unix://"))
+
+
+#: An admin token is sent in a header: visible ASCII only, so every client sends the same bytes.
+_ADMIN_TOKEN = re.compile(r"[!-~]{1,256}")
+
+
+def check_ranges(s: Settings) -> None:
+    """ConfigError unless every number of ``s`` is in its range and the settings agree."""
+    for name, (low, high) in RANGES.items():
+        value = getattr(s, name)
+        problem = None if value is None else number_problem(value, low, high)
+        if problem is not None:
+            raise ConfigError(f"{name} {problem}{RANGE_NOTES.get(name, '')}")
+    rules: list[tuple[bool, str]] = [
+        (_store_url_ok(s.store), f"setting 'store' must be {_STORE_FORMS}, got {shown(s.store)}"),
+        (s.state_dir is None or s.state_dir.strip() != "", "state_dir must name a folder"),
+        (
+            s.state_dir is None or s.store in ("memory", "memory://", "sqlite"),
+            "set either 'store' or 'state_dir' (a SQLite file in that folder), not both",
+        ),
+        (s.store_prefix.strip() != "", "store_prefix must not be empty"),
+        (
+            s.public_base_url is None or s.public_base_url.startswith(("http://", "https://")),
+            "public_base_url must start with http:// or https://",
+        ),
+        (
+            s.admin_token is None or _ADMIN_TOKEN.fullmatch(s.admin_token) is not None,
+            "admin_token must be 1 to 256 visible ASCII characters (no spaces): it travels in "
+            "the X-Emulator-Token header, which clients encode differently beyond ASCII",
+        ),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise ConfigError(message)
+
+
 def checked(settings: Settings) -> Settings:
     """``settings`` if every value has its field's type and range, else ConfigError.
 
@@ -258,6 +306,37 @@ def checked(settings: Settings) -> Settings:
             coerce(f.name, getattr(settings, f.name), hints[f.name], "Settings", False)
     check_ranges(settings)
     return settings
+
+
+#: ``serve``'s flags that each set the setting of the same name.
+SERVE_FLAGS = (
+    "host",
+    "port",
+    "seed",
+    "time_scale",
+    "clock",
+    "envelope",
+    "public_base_url",
+    "log_level",
+    "failure_rate",
+    "fault_file",
+    "admin_token",
+    "store",
+    "state_dir",
+    "store_prefix",
+)
+
+
+def settings_from_flags(args: Any, environ: Mapping[str, str]) -> Settings:
+    """``serve``'s settings: defaults < config file (``args.config``, else ``EMULATOR_CONFIG``)
+    < environment < flags (``args``: parsed flags, as text)."""
+    flags = {
+        name: getattr(args, name) for name in SERVE_FLAGS if getattr(args, name, None) is not None
+    }
+    config = args.config or environ.get("EMULATOR_CONFIG")
+    return build_settings(
+        config_file=config, environ=environ, overrides=flags, overrides_are_text=True
+    )
 
 
 def settings_from_environment(config_file: str | None = None) -> Settings:
@@ -274,4 +353,5 @@ __all__ = [
     "checked",
     "load_toml",
     "settings_from_environment",
+    "settings_from_flags",
 ]

@@ -1,5 +1,6 @@
 """What a setting's value may be: its type (from ``Settings``' hints), its documented range,
-its length; ``ConfigError`` naming the key otherwise.
+its length (``settings.check_ranges`` checks the ranges); ``ConfigError`` naming the key
+otherwise.
 
 Settings are shown again (``GET /_emulator/config``), written into answers (``public_base_url``
 in result URLs) and multiply durations (``time_scale``): a NaN, an infinity, a 1e308 or a lone
@@ -9,16 +10,12 @@ surrogate kept in one would fail answers later, so each is refused when the sett
 from __future__ import annotations
 
 import math
-import re
 import types
 import typing
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from ..core.checks import MAX_NAME_CHARS, MAX_TEXT_CHARS, number_problem, shown, text_problem
+from ..core.checks import MAX_NAME_CHARS, MAX_TEXT_CHARS, shown, text_problem
 from ..errors import ConfigError
-
-if TYPE_CHECKING:
-    from .settings import Settings
 
 
 def coerce(key: str, value: Any, hint: Any, source: str, from_text: bool) -> Any:
@@ -98,19 +95,6 @@ def coerce(key: str, value: Any, hint: Any, source: str, from_text: bool) -> Any
     raise ConfigError(f"{where}: unsupported type {hint!r}")  # pragma: no cover
 
 
-_STORE_FORMS = "'memory', 'sqlite' (in state_dir), 'sqlite:///path/to/file.db' or 'redis://…'"
-
-
-def _store_url_ok(url: str) -> bool:
-    """The forms ``store.open_store`` knows (whether it can open them is checked at start)."""
-    if url in ("memory", "memory://", "sqlite"):
-        return True
-    if url.startswith("sqlite://"):
-        path = url.removeprefix("sqlite://")
-        return path != "" and not path.endswith("/")
-    return url.startswith(("redis://", "rediss://", "unix://"))
-
-
 #: The documented range of every numeric setting (README's settings table; the contract).
 RANGES: dict[str, tuple[float, float]] = {
     "port": (1, 65535),
@@ -141,7 +125,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "usage_log_limit": (0, 10**8),
 }
 #: What a range means where it is not obvious.
-_RANGE_NOTES = {
+RANGE_NOTES = {
     "time_scale": " (0: tasks finish at their first poll)",
     "task_ttl_seconds": " (seconds; 0: finished tasks are kept)",
     "max_tasks": " (0: no limit)",
@@ -162,38 +146,4 @@ TEXT_LIMITS: dict[str, int] = {
 }
 #: Most entries of a list setting (api_keys, enabled_models, fetch_allow_hosts).
 MAX_LIST_ITEMS = 10_000
-#: An admin token is sent in a header: visible ASCII only, so every client sends the same bytes.
-_ADMIN_TOKEN = re.compile(r"[!-~]{1,256}")
-
-
-def check_ranges(s: Settings) -> None:
-    """ConfigError unless every number of ``s`` is in its range and the settings agree."""
-    for name, (low, high) in RANGES.items():
-        value = getattr(s, name)
-        problem = None if value is None else number_problem(value, low, high)
-        if problem is not None:
-            raise ConfigError(f"{name} {problem}{_RANGE_NOTES.get(name, '')}")
-    rules: list[tuple[bool, str]] = [
-        (_store_url_ok(s.store), f"setting 'store' must be {_STORE_FORMS}, got {shown(s.store)}"),
-        (s.state_dir is None or s.state_dir.strip() != "", "state_dir must name a folder"),
-        (
-            s.state_dir is None or s.store in ("memory", "memory://", "sqlite"),
-            "set either 'store' or 'state_dir' (a SQLite file in that folder), not both",
-        ),
-        (s.store_prefix.strip() != "", "store_prefix must not be empty"),
-        (
-            s.public_base_url is None or s.public_base_url.startswith(("http://", "https://")),
-            "public_base_url must start with http:// or https://",
-        ),
-        (
-            s.admin_token is None or _ADMIN_TOKEN.fullmatch(s.admin_token) is not None,
-            "admin_token must be 1 to 256 visible ASCII characters (no spaces): it travels in "
-            "the X-Emulator-Token header, which clients encode differently beyond ASCII",
-        ),
-    ]
-    for ok, message in rules:
-        if not ok:
-            raise ConfigError(message)
-
-
-__all__ = ["MAX_LIST_ITEMS", "RANGES", "TEXT_LIMITS", "check_ranges", "coerce"]
+__all__ = ["MAX_LIST_ITEMS", "RANGES", "RANGE_NOTES", "TEXT_LIMITS", "coerce"]

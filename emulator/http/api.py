@@ -12,24 +12,21 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
 from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..core.faults import Endpoint, FaultRule, RequestFacts
+from ..core.faults import Endpoint, RequestFacts
 from ..core.tasks import Observation, Task
 from ..errors import EmulatorError, TaskNotFound, Unauthorized
 from ..usecases.emulator import Emulator, key_fingerprint
 from ..usecases.results import NAME
-from .app import DropConnection
+from .effects import DropConnection, after, before
 from .journal import record
 from .submission import read_submission
 
 Handler = Callable[[Request], Awaitable[Response]]
-#: What a truncated ("malformed") answer looks like: valid start, cut mid-object.
-MALFORMED_BODY = b'{"code":"success","message":"","data":{"task_id":"task_'
 
 
 _encode_json = json.JSONEncoder(
@@ -134,52 +131,6 @@ def task_body(emulator: Emulator, task: Task, obs: Observation, base_url: str) -
     return body
 
 
-async def _hold(request: Request, seconds: float) -> None:
-    """Hold the answer until the client gives up (then answer nothing) or ``seconds`` pass."""
-    with anyio.move_on_after(seconds):
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                raise DropConnection("client gave up on a hung response")
-
-
-async def _before(request: Request, rule: FaultRule | None, latency: float) -> None:
-    """Delays and refusals that come before the answer."""
-    if latency > 0:
-        await anyio.sleep(latency)
-    if rule is None:
-        return
-    request.state.fault = rule.id
-    effect = rule.effect
-    if effect.kind == "latency" and effect.seconds:
-        await anyio.sleep(effect.seconds)
-    elif effect.kind == "hang":
-        cap = _emulator(request).settings.hang_max_seconds
-        await _hold(request, cap if effect.seconds is None else min(cap, effect.seconds))
-    elif effect.kind == "http_error":
-        status = effect.status or 500
-        headers = {"Retry-After": str(effect.retry_after)} if effect.retry_after is not None else {}
-        raise EmulatorError(
-            effect.message or f"injected fault: HTTP {status}",
-            status_code=status,
-            code=effect.code,
-            headers=headers,
-        )
-    elif effect.kind == "drop":
-        raise DropConnection(f"fault rule {rule.id!r} dropped the connection")
-
-
-def _after(rule: FaultRule | None, response: Response) -> Response:
-    """Answers mangled after the work was done (the task exists; the client cannot tell)."""
-    if rule is not None and rule.effect.kind == "malformed":
-        return Response(
-            MALFORMED_BODY, status_code=response.status_code, media_type="application/json"
-        )
-    if rule is not None and rule.effect.kind == "empty":
-        return Response(b"", status_code=response.status_code, media_type="application/json")
-    return response
-
-
 def _facts(request: Request, endpoint: Endpoint, key: str, **task: Any) -> RequestFacts:
     return RequestFacts(endpoint, key, request.headers, **task)
 
@@ -229,12 +180,12 @@ async def submit_task(request: Request) -> Response:
             prompt=submission.prompt,
         )
     )
-    await _before(request, rule, emulator.settings.submit_latency)
+    await before(request, rule, emulator.settings.submit_latency)
     base = base_url(request)
     task = await emulator.submit(key, submission, base, rule)
     _state(request)["task_id"] = task.task_id
     body = task_body(emulator, task, emulator.submitted(task), base)
-    return _after(rule, _JSONResponse(body, status_code=emulator.settings.submit_status))
+    return after(rule, _JSONResponse(body, status_code=emulator.settings.submit_status))
 
 
 @journaled("poll")
@@ -248,10 +199,10 @@ async def get_task(request: Request) -> Response:
     rule = await emulator.pick_fault(
         _facts(request, "poll", key, model=task.model, task_type=task.task_type, prompt=task.prompt)
     )
-    await _before(request, rule, emulator.settings.poll_latency)
+    await before(request, rule, emulator.settings.poll_latency)
     obs = await emulator.observe(task)
     await emulator.settle(task, obs)
-    return _after(rule, _JSONResponse(task_body(emulator, task, obs, base_url(request))))
+    return after(rule, _JSONResponse(task_body(emulator, task, obs, base_url(request))))
 
 
 @journaled("result")
@@ -273,11 +224,11 @@ async def get_result(request: Request) -> Response:
             request, "result", "", model=task.model, task_type=task.task_type, prompt=task.prompt
         )
     )
-    await _before(request, rule, 0.0)
+    await before(request, rule, 0.0)
     # Not "immutable": after a reset the ids restart from the seed, so one URL can name
     # another picture; clients may store it but must revalidate.
     response = Response(data, media_type=media_type, headers={"Cache-Control": "no-cache"})
-    return _after(rule, response)
+    return after(rule, response)
 
 
 def routes() -> list[BaseRoute]:

@@ -14,16 +14,10 @@ from starlette.types import Receive, Scope, Send
 
 from ..config import Settings
 from ..usecases.emulator import Emulator
+from .effects import DropConnection
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
-
-
-class DropConnection(BaseException):
-    """Close the client's connection without an answer (a fault effect).
-
-    A BaseException so no Starlette middleware turns it into a 500 on the way out.
-    """
 
 
 class EmulatorApp(Starlette):

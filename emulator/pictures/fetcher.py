@@ -16,14 +16,26 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
-from ..config import Settings
 from ..errors import InvalidRequest
 from .references import thumbnail_of
+
+
+@dataclass(frozen=True, slots=True)
+class Fences:
+    """What a fetch may do (the ``fetch_*`` settings, fixed at start-up, and
+    ``max_reference_pixels``)."""
+
+    allow_hosts: tuple[str, ...] = ()
+    allow_private: bool = False
+    timeout: float = 5.0
+    max_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 50_000_000
 
 
 def host_allowed(host: str, allow_hosts: tuple[str, ...]) -> bool:
@@ -71,32 +83,31 @@ async def _check_addresses(host: str, port: int, field: str, allow_private: bool
             )
 
 
-async def fetch_picture(url: str, field: str, settings: Settings) -> bytes:
+async def fetch_picture(url: str, field: str, fences: Fences) -> bytes:
     """Download the picture at ``url`` within the fences; its thumbnail (PNG bytes)."""
     parts = urlsplit(url)
     host = parts.hostname
     if parts.scheme not in ("http", "https") or not host:
         raise InvalidRequest(f"{field}: only http(s) URLs can be fetched", field=field)
-    if not host_allowed(host, settings.fetch_allow_hosts):
+    if not host_allowed(host, fences.allow_hosts):
         raise InvalidRequest(
-            f"{field}: host {host!r} is not on fetch_allow_hosts "
-            f"({', '.join(settings.fetch_allow_hosts)})",
+            f"{field}: host {host!r} is not on fetch_allow_hosts ({', '.join(fences.allow_hosts)})",
             field=field,
         )
-    limit = settings.fetch_max_bytes
+    limit = fences.max_bytes
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise InvalidRequest(f"{field}: the URL has an invalid port", field=field) from None
     try:
-        with anyio.fail_after(settings.fetch_timeout):
-            await _check_addresses(host, port, field, settings.fetch_allow_private)
-            data = await _download(url, field, limit, settings.fetch_timeout)
+        with anyio.fail_after(fences.timeout):
+            await _check_addresses(host, port, field, fences.allow_private)
+            data = await _download(url, field, limit, fences.timeout)
     except TimeoutError:
         raise InvalidRequest(
-            f"{field}: fetching {url!r} took longer than {settings.fetch_timeout} s", field=field
+            f"{field}: fetching {url!r} took longer than {fences.timeout} s", field=field
         ) from None
-    return await anyio.to_thread.run_sync(thumbnail_of, data, field, settings.max_reference_pixels)
+    return await anyio.to_thread.run_sync(thumbnail_of, data, field, fences.max_pixels)
 
 
 async def _download(url: str, field: str, limit: int, read_timeout: float) -> bytes:
@@ -136,4 +147,4 @@ async def _download(url: str, field: str, limit: int, read_timeout: float) -> by
             ) from None
 
 
-__all__ = ["fetch_picture", "host_allowed", "is_public_address"]
+__all__ = ["Fences", "fetch_picture", "host_allowed", "is_public_address"]

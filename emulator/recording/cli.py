@@ -145,8 +145,7 @@ def main(args: Any, environ: dict[str, str], out: Callable[[str], None] = print)
 
 
 def _serve(args: Any, environ: dict[str, str], out: Callable[[str], None]) -> int:
-    from ..cli import settings_from_args
-    from ..config import ConfigError
+    from ..config import ConfigError, settings_from_flags
 
     def refuse(message: str) -> int:
         print(f"image-task-emulator: {message}", file=sys.stderr)
@@ -164,7 +163,7 @@ def _serve(args: Any, environ: dict[str, str], out: Callable[[str], None]) -> in
             f"{', '.join(given)} set(s) the emulator, which does not run with --record or --replay"
         )
     try:
-        settings = settings_from_args(args, environ)
+        settings = settings_from_flags(args, environ)
     except (ConfigError, ValueError) as exc:
         return refuse(f"configuration error: {exc}")
     try:

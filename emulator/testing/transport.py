@@ -34,7 +34,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 async def _call(app: ASGIApp, request: httpx.Request, body: bytes) -> httpx.Response:
-    from ..http.app import DropConnection  # late: keep this module importable on its own
+    from ..http.effects import DropConnection  # late: keep this module importable on its own
 
     read_timeout = (request.extensions.get("timeout") or {}).get("read") or 30.0
     scope = {

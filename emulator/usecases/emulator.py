@@ -167,11 +167,18 @@ class Emulator:
         if picture is None and submission.urls:
             picture = await self.results.own_picture(submission.urls, base_url)
         if picture is None and submission.urls and self.settings.fetch_reference_urls:
-            from ..pictures.fetcher import (
-                fetch_picture,  # opt-in: its HTTP client is not loaded otherwise
-            )
+            # opt-in: its HTTP client is not loaded otherwise
+            from ..pictures.fetcher import Fences, fetch_picture
 
-            picture = await fetch_picture(submission.urls[0], "image", self.settings)
+            settings = self.settings
+            fences = Fences(
+                settings.fetch_allow_hosts,
+                settings.fetch_allow_private,
+                settings.fetch_timeout,
+                settings.fetch_max_bytes,
+                settings.max_reference_pixels,
+            )
+            picture = await fetch_picture(submission.urls[0], "image", fences)
         await self.start()  # the id stream is claimed before the first id is drawn
         now = await self.clock.now()
         await self.sweeper.before_submit(self, now)

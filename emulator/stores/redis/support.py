@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection, Connection
@@ -25,11 +25,10 @@ from ...core.faults import FaultRule
 from ...core.tasks import Task
 from ...errors import StoreUnavailable
 
-if TYPE_CHECKING:
-    from .store import RedisStore
-
 P = ParamSpec("P")
 R = TypeVar("R")
+#: The store a guarded method belongs to.
+S = TypeVar("S")
 #: How long one request's snapshot answers its reads; a request that waits longer (an injected
 #: latency, a hang) reads again, so a snapshot never stands for a moment long gone.
 SNAPSHOT_SECONDS = 0.05
@@ -60,13 +59,13 @@ def _unavailable(exc: Exception) -> StoreUnavailable:
 
 
 def guard(
-    method: Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, R]],
-) -> Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, R]]:
+    method: Callable[Concatenate[S, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
     """For a write: "Redis cannot answer" becomes StoreUnavailable (503), and the write is
     never sent again (the first one may have reached Redis). Its script's deadline makes sure
     that one cannot run after the caller has answered (``LATE``, also a 503)."""
 
-    async def run(self: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+    async def run(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await method(self, *args, **kwargs)
         except _UNAVAILABLE as exc:
@@ -81,13 +80,13 @@ def guard(
 
 
 def guard_read(
-    method: Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, R]],
-) -> Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, R]]:
+    method: Callable[Concatenate[S, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
     """For a read: like ``guard``, but a failed read is tried once more (on a fresh connection:
     the failed one was dropped), since reading twice changes nothing. That also reconnects
     pooled connections that a Redis restart left dead."""
 
-    async def run(self: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+    async def run(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await method(self, *args, **kwargs)
         except _UNAVAILABLE:
