@@ -296,7 +296,7 @@ def test_setting_a_balance_through_the_emulator_settles_what_ended_first(
     client.post("/_emulator/faults", json={"effect": {"kind": "fail_task"}})
     task_id = client.submit_ok({"model": "NanoBanana", "prompt": "x"})
     client.advance(10_000)  # it failed; nobody has looked yet
-    asyncio.run(emulator.set_balance(KEY, 10))
+    asyncio.run(emulator.billing.set_balance(KEY, 10))
     assert balance_of(client) == [{"key": "sk-t…key", "balance": 10}]
     released = entry(client, task_id)
     assert (released["state"], released["taken"], released["refunded"]) == ("released", 40, 40)

@@ -37,7 +37,7 @@ from hypothesis.stateful import (
 
 from emulator import Settings, create_app
 from emulator.core.billing import PriceTable
-from emulator.core.journal import mask_key
+from emulator.core.keys import mask_key
 from emulator.core.tasks import Task, has_ended, images_returned
 from emulator.testing.transport import ASGITransport
 from emulator.usecases import sweep as expiry

@@ -166,3 +166,28 @@ def test_a_reference_to_our_result_with_a_wrong_token_is_not_resolved(client: Cl
     views = [client.get(f"/_emulator/tasks/{i}").json()["task"] for i in (genuine, guessed)]
     # The genuine URL is resolved to our picture (D-11); the forged one stays an opaque URL.
     assert [view["has_reference"] for view in views] == [True, False]
+
+
+@pytest.mark.parametrize(
+    "effect", [{"kind": "http_error", "status": 503}, {"kind": "drop"}, {"kind": "empty"}]
+)
+def test_a_fault_on_results_answers_before_the_picture_is_drawn(
+    client: Client, effect: dict[str, Any]
+) -> None:
+    # A result may be an 8K picture: a rule that answers instead (an error, a dropped
+    # connection) must not pay for drawing it; the rule is decided first, the picture after.
+    task = client.run_to_end({**NANO, "prompt": "never drawn"})
+    rule = {"effect": effect, "match": {"endpoint": "result"}, "times": 1}
+    assert client.post("/_emulator/faults", json=rule).status_code == 201
+    renders = client.app.state.emulator.results.renders  # type: ignore[attr-defined]
+    try:
+        response = client.get(task["result_url"])
+        answered = response.status_code
+    except Exception:  # the dropped connection: no answer at all
+        answered = 0
+    assert answered in (503, 0) or response.content == b""
+    if effect["kind"] in ("http_error", "drop"):
+        assert len(renders) == 0  # nothing drawn for an answer that carries no picture
+    # The rule is spent; the next download draws the picture.
+    assert client.get(task["result_url"]).status_code == 200
+    assert len(renders) == 1

@@ -11,17 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidRequest
+from .keys import mask_key
 
 #: Header values never journaled in full.
 SECRET_HEADERS = frozenset({"authorization", "cookie", "x-emulator-token", "proxy-authorization"})
 _MAX_TEXT = 200
-
-
-def mask_key(key: str) -> str:
-    """Enough of a key to tell keys apart, never enough to use it: ``sk-t…key``."""
-    if len(key) <= 8:
-        return "…" if len(key) <= 2 else key[:1] + "…" + key[-1:]
-    return f"{key[:4]}…{key[-3:]}"
 
 
 def mask_header(name: str, value: str) -> str:

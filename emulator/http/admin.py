@@ -1,27 +1,29 @@
-"""The control plane under ``/_emulator``: what only the emulator has, never under ``/v1``."""
+"""The control plane under ``/_emulator``: what only the emulator has, never under ``/v1``.
+
+Each route reads its arguments at the door (JSON, the query, the path) and calls the control
+plane's operation (``emulator.usecases.steer``), which the dashboard and the pytest fixture
+call too: one rule, one view, whichever way in.
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..config import FIXED_SETTINGS, ConfigError
-from ..core.checks import MAX_CODE_CHARS, MAX_MESSAGE_CHARS
-from ..core.clock import ManualClock
-from ..core.faults import FaultError, parse_rule
 from ..core.journal import query_from_params
-from ..core.tasks import Task
-from ..errors import EmulatorError, InvalidRequest, StoreUnavailable
-from ..usecases.emulator import Emulator
-from ..usecases.steer import MAX_FAULT_RULES, settings_json
-from ..usecases.sweep import is_expired
-from .accounts import get_usage, list_balances, put_balance
-from .guard import Handler, guarded, is_admin, json_body, json_object, text_field
+from ..core.keys import mask_key
+from ..errors import InvalidRequest, StoreUnavailable
+from ..usecases.settle import key_problem
+from ..usecases.steer import Steering, settings_json
+from .guard import Handler, guarded, is_admin, json_body, json_object
 from .guard import emulator_of as _emulator
+
+
+def _steering(request: Request) -> Steering:
+    return _emulator(request).steering
 
 
 # -- health, reset, config, clock ---------------------------------------------------------
@@ -36,8 +38,8 @@ async def health(request: Request) -> Response:
         report["ok"] = True
     except StoreUnavailable as exc:
         report |= {"ok": False, "error": exc.message}
-    if isinstance(getattr(store, "round_trips", None), int):
-        report["round_trips"] = getattr(store, "round_trips")  # noqa: B009 - optional counter
+    if store.round_trips is not None:
+        report["round_trips"] = store.round_trips
     body: dict[str, Any] = {
         "status": "ok" if report["ok"] else "store_unavailable",
         "clock": settings.clock,
@@ -54,7 +56,7 @@ async def health(request: Request) -> Response:
 
 @guarded
 async def reset(request: Request) -> Response:
-    await _emulator(request).reset()
+    await _steering(request).reset()
     return JSONResponse({"status": "reset"})
 
 
@@ -65,19 +67,8 @@ async def get_config(request: Request) -> Response:
 
 @guarded
 async def patch_config(request: Request) -> Response:
-    emulator = _emulator(request)
     changes = await json_object(request)
-    fixed = sorted(set(changes) & FIXED_SETTINGS)
-    if fixed:
-        raise InvalidRequest(
-            f"setting {fixed[0]!r} cannot change while serving; restart with it instead",
-            field=fixed[0],
-        )
-    try:
-        settings = emulator.settings.replace(**changes)
-        emulator.reconfigure(settings)
-    except (ConfigError, ValueError, OSError) as exc:  # OSError: a table file that won't open
-        raise InvalidRequest(str(exc)) from None
+    settings = await _steering(request).configure(changes, "restart with it instead")
     return JSONResponse(settings_json(settings))
 
 
@@ -89,115 +80,56 @@ async def get_clock(request: Request) -> Response:
 
 @guarded
 async def advance_clock(request: Request) -> Response:
-    emulator = _emulator(request)
-    clock = emulator.clock
-    if not isinstance(clock, ManualClock):
-        raise EmulatorError(
-            f"the clock is {emulator.settings.clock!r}; only the manual clock can be advanced",
-            status_code=409,
-            code="clock_not_manual",
-        )
+    steering = _steering(request)
+    steering.manual_clock()  # 409 before the body is read: no other clock can move
     seconds = (await json_object(request)).get("seconds")
-    if (
-        not isinstance(seconds, int | float)
-        or isinstance(seconds, bool)
-        or not math.isfinite(seconds)
-        or not 0 <= seconds <= 10**9
-    ):
-        raise InvalidRequest("seconds must be a number between 0 and 1e9", field="seconds")
-    return JSONResponse({"mode": "manual", "now": await clock.advance(float(seconds))})
+    return JSONResponse({"mode": "manual", "now": await steering.advance(seconds)})
 
 
 # -- tasks --------------------------------------------------------------------------------
-async def _task_view(request: Request, emulator: Emulator, task_id: str) -> dict[str, Any]:
-    return await _view(request, emulator, await emulator.find(None, task_id))
-
-
-async def _view(request: Request, emulator: Emulator, task: Task) -> dict[str, Any]:
-    obs = await emulator.observe(task)
-    base = str(request.base_url)
-    return {
-        "task": task.to_dict(),
-        "status": obs.status,
-        "progress": f"{obs.progress}%",
-        "elapsed": await emulator.elapsed(task),
-        "result_urls": emulator.results.urls(task, base) if obs.status == "succeeded" else [],
-    }
-
-
 @guarded
 async def list_tasks(request: Request) -> Response:
-    emulator = _emulator(request)
-    want_status = request.query_params.get("status")
-    want_model = request.query_params.get("model")
-    views = []
-    for task in await emulator.store.list_tasks():
-        if (want_model and task.model != want_model) or await is_expired(emulator, task):
-            continue  # an expired task is gone, swept or not (as the task route says)
-        view = await _view(request, emulator, task)
-        if want_status and view["status"] != want_status:
-            continue
-        views.append(view)
+    params = request.query_params
+    views = await _steering(request).tasks(
+        str(request.base_url), status=params.get("status"), model=params.get("model")
+    )
     return JSONResponse({"tasks": views})
 
 
 @guarded
 async def get_admin_task(request: Request) -> Response:
-    emulator = _emulator(request)
-    return JSONResponse(await _task_view(request, emulator, request.path_params["task_id"]))
+    steering = _steering(request)
+    task_id = request.path_params["task_id"]
+    return JSONResponse(await steering.task_view(task_id, str(request.base_url)))
 
 
 @guarded
 async def force_outcome(request: Request) -> Response:
-    emulator = _emulator(request)
     body = await json_object(request)
     status = body.get("status")
     if status not in ("succeeded", "failed"):
         raise InvalidRequest("status must be succeeded or failed", field="status")
-    code = text_field(body, "code", MAX_CODE_CHARS)
-    message = text_field(body, "message", MAX_MESSAGE_CHARS)
-    task_id = request.path_params["task_id"]
-    await emulator.force_outcome(task_id, status, code, message)
-    return JSONResponse(await _task_view(request, emulator, task_id))
+    view = await _steering(request).end_task(
+        request.path_params["task_id"],
+        status,
+        str(request.base_url),
+        body.get("code"),
+        body.get("message"),
+    )
+    return JSONResponse(view)
 
 
 # -- faults -------------------------------------------------------------------------------
-async def _faults_json(emulator: Emulator) -> dict[str, Any]:
-    hits = await emulator.store.fault_hits()
-    rules = await emulator.store.list_faults()
-    return {"faults": [rule.to_dict() | {"hits": hits.get(rule.id, 0)} for rule in rules]}
-
-
 @guarded
 async def list_faults(request: Request) -> Response:
-    return JSONResponse(await _faults_json(_emulator(request)))
+    return JSONResponse({"faults": await _steering(request).faults()})
 
 
 @guarded
 async def add_faults(request: Request) -> Response:
-    emulator = _emulator(request)
     body = await json_body(request)
-    raw_rules = body if isinstance(body, list) else [body]
-    existing = {rule.id for rule in await emulator.store.list_faults()}
-    if len(existing) + len(raw_rules) > MAX_FAULT_RULES:
-        # Every request is matched against every rule: the list stays short.
-        raise InvalidRequest(
-            f"at most {MAX_FAULT_RULES} fault rules can be installed "
-            f"({len(existing)} are, {len(raw_rules)} more were sent)"
-        )
-    rules = []
-    for i, raw in enumerate(raw_rules):
-        n = len(existing) + 1
-        while f"rule-{n}" in existing:
-            n += 1
-        try:
-            rule = parse_rule(raw, f"rule-{n}", "fault" if len(raw_rules) == 1 else f"faults[{i}]")
-        except FaultError as exc:
-            raise InvalidRequest(str(exc)) from None
-        existing.add(rule.id)
-        rules.append(rule)
-    for rule in rules:
-        await emulator.store.add_fault(rule)
+    raws = body if isinstance(body, list) else [body]
+    rules = await _steering(request).add_faults(raws)
     return JSONResponse(
         {"faults": [rule.to_dict() | {"hits": 0} for rule in rules]}, status_code=201
     )
@@ -205,17 +137,13 @@ async def add_faults(request: Request) -> Response:
 
 @guarded
 async def clear_faults(request: Request) -> Response:
-    await _emulator(request).store.clear_faults()
+    await _steering(request).clear_faults()
     return Response(status_code=204)
 
 
 @guarded
 async def delete_fault(request: Request) -> Response:
-    rule_id = request.path_params["rule_id"]
-    if not await _emulator(request).store.remove_fault(rule_id):
-        raise EmulatorError(
-            f"fault rule {rule_id!r} does not exist", status_code=404, code="not_found"
-        )
+    await _steering(request).remove_fault(request.path_params["rule_id"])
     return Response(status_code=204)
 
 
@@ -223,16 +151,47 @@ async def delete_fault(request: Request) -> Response:
 @guarded
 async def list_requests(request: Request) -> Response:
     # Checked before the store is read: an unknown or never-matching filter is a 400 naming
-    # it, never an answer that looks like "nothing matched" (emulator/journal.py).
+    # it, never an answer that looks like "nothing matched" (emulator/core/journal.py).
     query = query_from_params(request.query_params.multi_items())
-    entries = query.select(await _emulator(request).store.list_journal())
-    return JSONResponse({"requests": entries})
+    return JSONResponse({"requests": await _steering(request).journal(query)})
 
 
 @guarded
 async def clear_requests(request: Request) -> Response:
-    await _emulator(request).store.clear_journal()
+    await _steering(request).clear_journal()
     return Response(status_code=204)
+
+
+# -- usage and balances -------------------------------------------------------------------
+@guarded
+async def get_usage(request: Request) -> Response:
+    return JSONResponse(await _steering(request).billing.usage(request.query_params))
+
+
+@guarded
+async def list_balances(request: Request) -> Response:
+    emulator = _emulator(request)
+    balances = await emulator.billing.balances()
+    return JSONResponse(
+        {
+            "unit": emulator.prices.unit,
+            "balances": [{"key": row["key"], "balance": row["balance"]} for row in balances],
+        }
+    )
+
+
+@guarded
+async def put_balance(request: Request) -> Response:
+    key = request.path_params["key"]
+    problem = key_problem(key)
+    if problem is not None:  # before the body is read
+        raise InvalidRequest(f"key {problem}", field="key")
+    amount = (await json_object(request)).get("balance", ...)
+    if isinstance(amount, float) and amount.is_integer():
+        amount = int(amount)  # 51.0 is a whole number in JSON
+    # One store step: settles what ended, then sets.
+    await _steering(request).set_balance(key, amount, "balance")
+    return JSONResponse({"key": mask_key(key), "balance": amount})
 
 
 def _by_method(handlers: dict[str, Handler]) -> Handler:

@@ -17,10 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..config import Settings
 from ..core.faults import Endpoint, RequestFacts
-from ..core.tasks import Observation, Task
+from ..core.keys import key_fingerprint
+from ..core.tasks import QUEUED, Observation, Task
 from ..errors import EmulatorError, TaskNotFound, Unauthorized
-from ..usecases.emulator import Emulator, key_fingerprint
+from ..usecases.emulator import Emulator
 from ..usecases.results import NAME
 from .effects import DropConnection, after, before
 from .journal import record
@@ -86,7 +88,7 @@ def base_url(request: Request) -> str:
     )
 
 
-def bearer_key(request: Request, emulator: Emulator) -> str:
+def bearer_key(request: Request, settings: Settings) -> str:
     """The request's bearer key, or 401 (SPEC D-1)."""
     header = request.headers.get("authorization")
     if not header:
@@ -98,7 +100,7 @@ def bearer_key(request: Request, emulator: Emulator) -> str:
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise Unauthorized("The Authorization header must be 'Bearer YOUR_KEY'.")
-    allowed = emulator.settings.api_keys
+    allowed = settings.api_keys
     if allowed and key not in allowed:
         raise Unauthorized("Incorrect API key provided.")
     _state(request)["api_key"] = key
@@ -107,7 +109,7 @@ def bearer_key(request: Request, emulator: Emulator) -> str:
 
 def task_body(emulator: Emulator, task: Task, obs: Observation, base_url: str) -> dict[str, Any]:
     """The task object of SPEC 2.6, as the service sends it."""
-    settings = emulator.settings
+    settings = emulator.config.settings
     succeeded = obs.status == "succeeded"
     urls = emulator.results.urls(task, base_url) if succeeded else []
     metadata: dict[str, Any] = {"task_type": task.task_type, "result_count": len(urls)}
@@ -156,7 +158,15 @@ def journaled(endpoint: str) -> Callable[[Handler], Handler]:
                     status = 0
                     raise
                 finally:
-                    await record(emulator, request, endpoint, status, started)
+                    await record(
+                        emulator.store,
+                        emulator.clock,
+                        emulator.config,
+                        request,
+                        endpoint,
+                        status,
+                        started,
+                    )
 
         return run
 
@@ -166,11 +176,12 @@ def journaled(endpoint: str) -> Callable[[Handler], Handler]:
 @journaled("submit")
 async def submit_task(request: Request) -> Response:
     emulator = _emulator(request)
-    key = bearer_key(request, emulator)
+    config = emulator.config
+    key = bearer_key(request, config.settings)
     submission = await read_submission(
-        request, emulator.settings, emulator.catalogue, emulator.results.decode_slots
+        request, config.settings, config.catalogue, emulator.results.decode_slots
     )
-    rule = await emulator.pick_fault(
+    rule = await emulator.faults.pick(
         _facts(
             request,
             "submit",
@@ -180,28 +191,29 @@ async def submit_task(request: Request) -> Response:
             prompt=submission.prompt,
         )
     )
-    await before(request, rule, emulator.settings.submit_latency)
+    await before(request, rule, config.settings.submit_latency)
     base = base_url(request)
-    task = await emulator.submit(key, submission, base, rule)
+    task = await emulator.submitter.submit(key, submission, base, rule)
     _state(request)["task_id"] = task.task_id
-    body = task_body(emulator, task, emulator.submitted(task), base)
-    return after(rule, _JSONResponse(body, status_code=emulator.settings.submit_status))
+    body = task_body(emulator, task, QUEUED, base)
+    return after(rule, _JSONResponse(body, status_code=config.settings.submit_status))
 
 
 @journaled("poll")
 async def get_task(request: Request) -> Response:
     emulator = _emulator(request)
-    key = bearer_key(request, emulator)
+    key = bearer_key(request, emulator.config.settings)
     task_id = _state(request)["task_id"] = request.path_params["task_id"]
     # HEAD (which Starlette answers from this route) looks without polling.
     counted = request.method == "GET"
-    task = await emulator.find(key_fingerprint(key), task_id, count_poll=counted)
-    rule = await emulator.pick_fault(
+    tasks = emulator.tasks
+    task = await tasks.find(key_fingerprint(key), task_id, count_poll=counted)
+    rule = await emulator.faults.pick(
         _facts(request, "poll", key, model=task.model, task_type=task.task_type, prompt=task.prompt)
     )
-    await before(request, rule, emulator.settings.poll_latency)
-    obs = await emulator.observe(task)
-    await emulator.settle(task, obs)
+    await before(request, rule, emulator.config.settings.poll_latency)
+    obs = await tasks.observe(task)
+    await emulator.billing.settle(task, obs)
     return after(rule, _JSONResponse(task_body(emulator, task, obs, base_url(request))))
 
 
@@ -215,16 +227,17 @@ async def get_result(request: Request) -> Response:
     name = NAME.fullmatch(params["name"])
     if name is None:
         raise TaskNotFound(f"task {task_id!r} has no result named {params['name']!r}")
-    data, media_type = await emulator.results.image(
-        task_id, params["token"], int(name.group(1)), name.group(2)
-    )
-    task = await emulator.find(None, task_id)
-    rule = await emulator.pick_fault(
+    results, index = emulator.results, int(name.group(1))
+    task = await results.result(task_id, params["token"], index, name.group(2))
+    rule = await emulator.faults.pick(
         _facts(
             request, "result", "", model=task.model, task_type=task.task_type, prompt=task.prompt
         )
     )
     await before(request, rule, 0.0)
+    # Drawn only now: an answer a rule gave instead (an error, a dropped connection) drew
+    # nothing, however large the picture.
+    data, media_type = await results.image(task, index)
     # Not "immutable": after a reset the ids restart from the seed, so one URL can name
     # another picture; clients may store it but must revalidate.
     response = Response(data, media_type=media_type, headers={"Cache-Control": "no-cache"})

@@ -26,7 +26,7 @@ class EmulatorApp(Starlette):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             # Some HTTP parsers (httptools) accept headers of any size; the emulator does not.
-            limit = self.state.emulator.settings.max_header_bytes
+            limit = self.state.emulator.config.settings.max_header_bytes
             if sum(len(k) + len(v) + 4 for k, v in scope["headers"]) > limit:
                 response = JSONResponse(
                     {

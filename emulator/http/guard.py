@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..core.checks import text_problem
 from ..errors import EmulatorError, InvalidRequest
 from .bodies import parse_json, read_body
 
@@ -69,19 +68,6 @@ async def json_object(request: Request) -> dict[str, Any]:
     return body
 
 
-def text_field(body: dict[str, Any], name: str, limit: int) -> str | None:
-    """``body[name]``: None, or a string of valid Unicode within ``limit`` characters."""
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{name} must be a string", field=name)
-    problem = text_problem(value, limit)
-    if problem is not None:
-        raise InvalidRequest(f"{name} {problem}", field=name)
-    return value
-
-
 __all__ = [
     "MAX_CONTROL_BODY_BYTES",
     "Handler",
@@ -90,5 +76,4 @@ __all__ = [
     "is_admin",
     "json_body",
     "json_object",
-    "text_field",
 ]

@@ -9,9 +9,12 @@ from typing import Any
 
 from starlette.requests import Request
 
-from ..core.journal import SECRET_HEADERS, mask_header, mask_key, short
+from ..core.clock import Clock
+from ..core.journal import SECRET_HEADERS, mask_header, short
+from ..core.keys import mask_key
 from ..errors import StoreUnavailable
-from ..usecases.emulator import Emulator
+from ..stores import Store
+from ..usecases.configuration import Configuration
 
 
 def _state(request: Request) -> dict[str, Any]:
@@ -47,22 +50,28 @@ def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 async def record(
-    emulator: Emulator, request: Request, endpoint: str, status: int, started: float
+    store: Store,
+    clock: Clock,
+    config: Configuration,
+    request: Request,
+    endpoint: str,
+    status: int,
+    started: float,
 ) -> None:
-    """Append one journal entry for ``request``."""
-    limit = emulator.settings.journal_limit
+    """Append one journal entry for ``request`` (at most ``journal_limit`` are kept)."""
+    limit = config.settings.journal_limit
     if limit <= 0:
         return
     state = _state(request)
     key = state.get("api_key")
     scope = request.scope
     try:
-        clock = await emulator.clock.now()
+        now = await clock.now()
     except StoreUnavailable:
         return  # the journal is diagnostics: a store outage must not turn an answer into a 503
     entry = {
         "time": time.time(),
-        "clock": clock,
+        "clock": now,
         "endpoint": endpoint,
         "method": scope["method"],
         # request.url.path and .query, without building a URL per request
@@ -77,4 +86,4 @@ async def record(
         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
     }
     with contextlib.suppress(StoreUnavailable):  # as above: the answer stands
-        await emulator.store.log_request(entry, limit)
+        await store.log_request(entry, limit)

@@ -202,6 +202,12 @@ class Store(ABC):
     async def reset(self) -> None:
         """Forget everything: tasks, blobs, faults, journal, usage, balances, the clock."""
 
+    @property
+    def round_trips(self) -> int | None:
+        """What this store has sent to a networked backend so far (one command, pipeline or
+        script each: what a request costs); None for a local backend."""
+        return None
+
     async def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Release connections; the default backend has none."""
 

@@ -1,6 +1,7 @@
 """`ImageEmulator`: a test's handle on one emulator (what the pytest fixtures yield).
 
-Steering calls the `Emulator` directly (emulator/steering.py), never through HTTP, on the one
+Steering calls the control plane's operations (emulator/usecases/steer.py) directly, never
+through HTTP, on the one
 loop its store belongs to (emulator/app_loop.py): the same calls, unchanged, in sync tests,
 pytest-asyncio and anyio tests, and from threads of the code under test.
 """
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from ..usecases import steer as steering
+from ..core.journal import query_from_filters
+from ..usecases.steer import Steering, settings_json
 from .app_loop import AppLoop
 from .intercept import Interception
 from .transport import ASGITransport, AsyncASGITransport
@@ -43,10 +45,10 @@ class FaultHandle:
 
     @property
     def hits(self) -> int:
-        return self._emulator._run(steering.fault_hits(self._emulator.emulator, self.id))
+        return self._emulator._run(self._emulator.steering.fault_hits(self.id))
 
     def remove(self) -> None:
-        self._emulator._run(steering.remove_fault(self._emulator.emulator, self.id))
+        self._emulator._run(self._emulator.steering.remove_fault(self.id))
 
 
 class Faults:
@@ -71,14 +73,14 @@ class Faults:
             rule["times"] = times
         if id is not None:
             rule["id"] = id
-        added = self._emulator._run(steering.add_fault(self._emulator.emulator, rule))
+        added = self._emulator._run(self._emulator.steering.add_fault(rule))
         return FaultHandle(added, self._emulator)
 
     def clear(self) -> None:
-        self._emulator._run(steering.clear_faults(self._emulator.emulator))
+        self._emulator._run(self._emulator.steering.clear_faults())
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self._emulator._run(steering.faults(self._emulator.emulator)))
+        return iter(self._emulator._run(self._emulator.steering.faults()))
 
 
 class ImageEmulator:
@@ -91,6 +93,8 @@ class ImageEmulator:
     def __init__(self, app: Any, loop: AppLoop, base_url: str, *, in_process: bool) -> None:
         self.app = app
         self.emulator: Emulator = app.state.emulator
+        #: The control plane's operations on it (what every steering call below runs).
+        self.steering: Steering = self.emulator.steering
         self.base_url = base_url
         self.api_key = API_KEY
         self.faults = Faults(self)
@@ -156,28 +160,26 @@ class ImageEmulator:
     # -- steering ----------------------------------------------------------------------------
     def advance(self, seconds: float) -> float:
         """Move the manual clock forward; returns the new virtual time."""
-        return self._run(steering.advance(self.emulator, seconds))
+        return self._run(self.steering.advance(seconds))
 
     def finish(self, task_id: str) -> dict[str, Any]:
         """End a task now, succeeded."""
-        return self._run(steering.end_task(self.emulator, task_id, "succeeded", self.base_url))
+        return self._run(self.steering.end_task(task_id, "succeeded", self.base_url))
 
     def fail(
         self, task_id: str, code: str = "upstream_error", message: str | None = None
     ) -> dict[str, Any]:
         """End a task now, failed with ``code``."""
-        return self._run(
-            steering.end_task(self.emulator, task_id, "failed", self.base_url, code, message)
-        )
+        return self._run(self.steering.end_task(task_id, "failed", self.base_url, code, message))
 
     def run_until_settled(self, max_steps: int = 1000) -> list[dict[str, Any]]:
         """Advance the clock until every task has ended; the tasks' final views."""
-        return self._run(steering.run_until_settled(self.emulator, self.base_url, max_steps))
+        return self._run(self.steering.run_until_settled(self.base_url, max_steps))
 
     @property
     def tasks(self) -> list[dict[str, Any]]:
         """Every task, with its schedule and current status."""
-        return self._run(steering.tasks(self.emulator, self.base_url))
+        return self._run(self.steering.tasks(self.base_url))
 
     def requests(
         self, *, body: Mapping[str, Any] | None = None, **filters: Any
@@ -188,7 +190,8 @@ class ImageEmulator:
         Any other filter is a ValueError naming the known ones: body fields are filtered
         explicitly, ``body={"model": "X"}``, never by a bare ``model="X"``.
         """
-        return self._run(steering.requests(self.emulator, filters, body))
+        query = query_from_filters(filters, body)  # before the store: a bad filter never reads
+        return self._run(self.steering.journal(query))
 
     def assert_requested(
         self, times: int | None = None, *, body: Mapping[str, Any] | None = None, **filters: Any
@@ -212,24 +215,25 @@ class ImageEmulator:
     @property
     def usage(self) -> dict[str, Any]:
         """The usage log: entries (held/settled/released) and totals per key and model."""
-        return self._run(steering.usage(self.emulator))
+        return self._run(self.steering.billing.usage({}))
 
     def set_balance(self, amount: int | None, key: str | None = None) -> None:
         """Give ``key`` (default: the fixture's) a balance in credits; None: unlimited."""
-        self._run(steering.set_balance(self.emulator, key or self.api_key, amount))
+        self._run(self.steering.set_balance(key or self.api_key, amount))
 
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Change settings that may change while serving; the settings now in force."""
-        return steering.settings_json(self._run(steering.configure(self.emulator, settings)))
+        remedy = "give it to @pytest.mark.image_emulator({name}=...) instead"
+        return settings_json(self._run(self.steering.configure(settings, remedy)))
 
     def reset(self) -> None:
         """Forget tasks, journal, added faults, balances and usage; the clock back to 0.
         Settings stay as they are."""
-        self._run(steering.reset(self.emulator))
+        self._run(self.steering.reset())
 
     def restore(self, settings: Any) -> None:
         """Put ``settings`` (a `Settings`) in force and reset: a fresh start."""
-        self._run(steering.restore(self.emulator, settings))
+        self._run(self.steering.restore(settings))
         self.reset()
 
     def close(self) -> None:

@@ -12,20 +12,19 @@ import dataclasses
 import re
 import secrets
 from collections.abc import Hashable
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import anyio
 
+from ..core.tasks import Task
 from ..errors import EmulatorError, TaskNotFound
 from ..pictures import cache as pictures
 from ..pictures.cache import RenderCache
 from ..pictures.slots import Slots
 from ..pictures.spec import MEDIA_TYPES, RenderSpec
-
-if TYPE_CHECKING:
-    from ..core.tasks import Task
-    from .emulator import Emulator
+from ..stores import Store
+from .configuration import Configuration
+from .poll import Tasks
 
 RESULTS_PREFIX = "/_emulator/results/"
 #: The token's form: ``secrets.token_urlsafe(24)`` (192 bits, 32 characters).
@@ -41,30 +40,29 @@ _RESULT_PATH = re.compile(
 class Results:
     """The result images of one emulator's tasks (``emulator.results``)."""
 
-    def __init__(self, emulator: Emulator) -> None:
-        self._emulator = emulator
-        self.renders = RenderCache(emulator.settings.render_cache_bytes)
+    def __init__(self, store: Store, config: Configuration, tasks: Tasks) -> None:
+        self._store, self._config, self._tasks = store, config, tasks
+        self.renders = RenderCache(config.settings.render_cache_bytes)
         # Rendering an 8K picture takes ~100 MB for a moment, decoding a 49-megapixel reference
         # ~240 MB: two of each at a time, per emulator. Waiting for a slot holds no thread.
         self.render_slots = Slots(2)
         self.decode_slots = Slots(2)
 
     def urls(self, task: Task, base_url: str) -> list[str]:
-        base = (self._emulator.settings.public_base_url or base_url).rstrip("/")
+        base = (self._config.settings.public_base_url or base_url).rstrip("/")
         ext = task.output_format
         prefix = f"{base}{RESULTS_PREFIX}{task.task_id}/{task.token}/"
         return [f"{prefix}{i}.{ext}" for i in range(task.schedule.images)]
 
-    async def _result(self, task_id: str, token: str, index: int, ext: str) -> Task:
+    async def result(self, task_id: str, token: str, index: int, ext: str) -> Task:
         """The succeeded task that has result ``index`` in format ``ext``; a wrong ``token`` is
         answered exactly like an unknown task."""
-        emulator = self._emulator
-        task = await emulator.find(None, task_id)
+        task = await self._tasks.find(None, task_id)
         # Constant time, so the answer's timing tells nothing about the token. A task stored
         # before tokens existed (empty token) has no URL that serves its pictures.
         if not task.token or not secrets.compare_digest(task.token.encode(), token.encode()):
             raise TaskNotFound(f"task {task_id!r} does not exist")
-        obs = await emulator.observe(task)
+        obs = await self._tasks.observe(task)
         if obs.status != "succeeded" or not 0 <= index < task.schedule.images:
             raise TaskNotFound(f"task {task_id!r} has no result image {index}")
         if ext != task.output_format:
@@ -75,8 +73,7 @@ class Results:
 
     async def _spec(self, task: Task, index: int) -> RenderSpec:
         """What decides result ``index`` of ``task`` (its reference picture read from the store)."""
-        store = self._emulator.store
-        blob = await store.get_blob(f"ref:{task.task_id}") if task.has_reference else None
+        blob = await self._store.get_blob(f"ref:{task.task_id}") if task.has_reference else None
         return RenderSpec(
             width=task.width,
             height=task.height,
@@ -90,9 +87,9 @@ class Results:
             reference=blob,
         )
 
-    async def image(self, task_id: str, token: str, index: int, ext: str) -> tuple[bytes, str]:
-        """Bytes and media type of one result image of a succeeded task."""
-        task = await self._result(task_id, token, index, ext)
+    async def image(self, task: Task, index: int) -> tuple[bytes, str]:
+        """Bytes and media type of result ``index`` of ``task`` (a succeeded task that has it:
+        see `result`), drawn now or kept from before."""
         # Keyed by the whole task: after a reset elsewhere an id may name a different task.
         cache_key = (index, dataclasses.replace(task, polls=0))
         cached = self.renders.get(cache_key)
@@ -102,7 +99,7 @@ class Results:
         return cached, MEDIA_TYPES[task.output_format]
 
     async def _drawn(self, spec: RenderSpec, cache_key: Hashable) -> bytes:
-        keep = self._emulator.settings.render_cache_bytes > 0
+        keep = self._config.settings.render_cache_bytes > 0
         # Drawn before (by any emulator of this process): no slot or thread needed for it.
         data = pictures.memo.get(spec) if keep else None
         if data is not None:
@@ -118,7 +115,7 @@ class Results:
         """SPEC D-11: a reference URL that names one of our own results is resolved locally,
         from the small canvas the picture is drawn on (never the full-size picture: eight
         references to an 8K result rendered and decoded it eight times, 2.3 GiB at the peak)."""
-        settings = self._emulator.settings
+        settings = self._config.settings
         own = {urlsplit(base_url).netloc}
         if settings.public_base_url:
             own.add(urlsplit(settings.public_base_url).netloc)
@@ -129,7 +126,7 @@ class Results:
                 continue
             index = int(m.group(3))
             try:
-                task = await self._result(m.group(1), m.group(2), index, m.group(4))
+                task = await self.result(m.group(1), m.group(2), index, m.group(4))
             except EmulatorError:
                 continue  # not (yet) a result: keep it as an opaque URL, like any other
             spec = await self._spec(task, index)

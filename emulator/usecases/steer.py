@@ -1,195 +1,302 @@
-"""What a test does to an emulator, as coroutines on the `Emulator` itself (no HTTP).
+"""The control plane's operations, one implementation for every way in: the HTTP control plane
+(``emulator.http.admin``), the dashboard (``emulator.http.ui``) and the pytest fixture's handle
+(``emulator.testing.handle``) all call these.
 
-The pytest fixture runs these on the emulator's own loop (emulator/app_loop.py); they are the
-control plane's operations without the transport: the same rules, the same errors (an
-`EmulatorError` whose message names the argument and the rule; the ones about an argument's
-value are also ValueErrors), the same views.
+Each checks its arguments (an `EmulatorError` whose message names the argument and the rule;
+those about an argument's value are also ValueErrors, for the fixture's callers) and returns
+plain data: the views the control plane shows. How an argument is read (JSON, a form, a
+keyword) and worded is the caller's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..config import FIXED_SETTINGS, ConfigError
-from ..core.clock import ManualClock
-from ..core.journal import mask_key, query_from_filters
-from ..errors import EmulatorError, InvalidRequest
-from ..stores.factory import masked_url
-from .sweep import is_expired
+from ..config import FIXED_SETTINGS, ConfigError, Settings
+from ..core.checks import MAX_CODE_CHARS, MAX_MESSAGE_CHARS, shown, text_problem
+from ..core.clock import Clock, ManualClock
+from ..core.faults import FaultRule, parse_rule
+from ..core.journal import JournalQuery
+from ..core.keys import mask_key
+from ..core.tasks import Outcome, Task, observe
+from ..core.tasks import elapsed as task_elapsed
+from ..errors import EmulatorError, InvalidRequest, TaskNotFound
+from ..stores import Store, masked_url
+from .configuration import Configuration
+from .poll import Tasks
+from .results import Results
+from .settle import Billing, balance_problem, key_problem
+from .startup import Startup
 
-if TYPE_CHECKING:
-    from ..config import Settings
-    from ..core.tasks import Task
-    from .emulator import Emulator
-
-#: Most fault rules installed at once.
+#: Most fault rules installed at once: every request is matched against every rule.
 MAX_FAULT_RULES = 1000
 MAX_ADVANCE = 10**9
-MAX_BALANCE = 10**15
 
 
 class ArgumentError(InvalidRequest, ValueError):
-    """A steering call's argument breaks a rule; the message names the argument."""
+    """A control-plane argument breaks a rule; the message names the argument."""
 
 
-# -- time and tasks -----------------------------------------------------------------------
-async def advance(emulator: Emulator, seconds: float) -> float:
-    """Move the manual clock forward by ``seconds``; the new virtual time."""
-    if (
-        not isinstance(seconds, int | float)
-        or isinstance(seconds, bool)
-        or not math.isfinite(seconds)
-        or not 0 <= seconds <= MAX_ADVANCE
-    ):
-        raise ArgumentError(
-            f"seconds must be a number between 0 and 1e9, got {seconds!r:.40}", field="seconds"
-        )
-    clock = emulator.clock
-    if not isinstance(clock, ManualClock):
-        raise EmulatorError(
-            f"the clock is {emulator.settings.clock!r}; only the manual clock can be advanced",
+class Steering:
+    """What the control plane does to one emulator."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        config: Configuration,
+        *,
+        tasks: Tasks,
+        billing: Billing,
+        results: Results,
+        startup: Startup,
+        apply: Callable[[Settings], None],
+        reset: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._store, self._clock, self._config = store, clock, config
+        self._tasks, self.billing, self._results = tasks, billing, results
+        self._startup, self._apply, self._reset = startup, apply, reset
+
+    # -- time ------------------------------------------------------------------------------
+    async def now(self) -> float:
+        return await self._clock.now()
+
+    def manual_clock(self) -> ManualClock:
+        """The manual clock, or 409 ``clock_not_manual``: only it can be advanced."""
+        clock = self._clock
+        if not isinstance(clock, ManualClock):
+            raise EmulatorError(
+                f"the clock is {self._config.settings.clock!r}; only the manual clock can be "
+                "advanced",
+                status_code=409,
+                code="clock_not_manual",
+            )
+        return clock
+
+    async def advance(self, seconds: object) -> float:
+        """Move the manual clock forward by ``seconds``; the new virtual time."""
+        clock = self.manual_clock()
+        if (
+            not isinstance(seconds, int | float)
+            or isinstance(seconds, bool)
+            or not math.isfinite(seconds)
+            or not 0 <= seconds <= MAX_ADVANCE
+        ):
+            raise ArgumentError(
+                f"seconds must be a number between 0 and 1e9, got {seconds!r:.40}",
+                field="seconds",
+            )
+        await self._startup.ensure()
+        return await clock.advance(float(seconds))
+
+    # -- tasks -----------------------------------------------------------------------------
+    async def view(self, task: Task, base_url: str) -> dict[str, Any]:
+        """A task as ``GET /_emulator/tasks/{id}`` shows it."""
+        obs = await self._tasks.observe(task)
+        urls = self._results.urls(task, base_url) if obs.status == "succeeded" else []
+        return {
+            "task": task.to_dict(),
+            "status": obs.status,
+            "progress": f"{obs.progress}%",
+            "elapsed": await self._tasks.elapsed(task),
+            "result_urls": urls,
+        }
+
+    async def find(self, task_id: str) -> Task:
+        """The task (any owner's), or TaskNotFound."""
+        return await self._tasks.find(None, task_id)
+
+    async def task_view(self, task_id: str, base_url: str) -> dict[str, Any]:
+        return await self.view(await self.find(task_id), base_url)
+
+    async def tasks(
+        self, base_url: str, *, status: str | None = None, model: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every task that has not expired (as the task route says), in submission order;
+        only those of ``model`` and ``status`` when given."""
+        await self._startup.ensure()
+        views = []
+        for task in await self._store.list_tasks():
+            if (model and task.model != model) or await self._tasks.is_expired(task):
+                continue
+            view = await self.view(task, base_url)
+            if not status or view["status"] == status:
+                views.append(view)
+        return views
+
+    async def end_task(
+        self,
+        task_id: str,
+        outcome: str,
+        base_url: str,
+        code: object = None,
+        message: object = None,
+    ) -> dict[str, Any]:
+        """End a running task now (409 if it already ended: terminal states are final); its
+        view. ``code`` and ``message`` say why a failed one failed."""
+        if not isinstance(task_id, str):
+            raise ArgumentError(f"task_id must be a string, got {task_id!r:.40}", field="task_id")
+        texts = {"code": (code, MAX_CODE_CHARS), "message": (message, MAX_MESSAGE_CHARS)}
+        for name, (value, limit) in texts.items():
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise ArgumentError(f"{name} must be a string, got {shown(value, 40)}", field=name)
+            problem = text_problem(value, limit)
+            if problem is not None:
+                raise ArgumentError(f"{name} {problem}", field=name)
+        await self._startup.ensure()
+        ended = "succeeded" if outcome == "succeeded" else "failed"
+        task = await self.force_outcome(task_id, ended, code, message)  # type: ignore[arg-type]
+        return await self.view(task, base_url)
+
+    async def force_outcome(
+        self, task_id: str, outcome: Outcome, code: str | None, message: str | None
+    ) -> Task:
+        """End a running task now with ``outcome``; a task that already ended cannot change.
+
+        The store checks "not ended" and writes in one step, so a poll or a clock move that
+        lands meanwhile (on this worker or another) cannot be overwritten or reversed.
+        """
+        task = await self._tasks.find(None, task_id)
+        now = await self._clock.now()
+        elapsed = task_elapsed(task, now)
+        ended = EmulatorError(
+            f"task {task_id!r} has already ended; terminal states are final",
             status_code=409,
-            code="clock_not_manual",
+            code="task_already_ended",
         )
-    await emulator.start()
-    return await clock.advance(float(seconds))
-
-
-async def view(emulator: Emulator, task: Task, base_url: str) -> dict[str, Any]:
-    """A task as ``GET /_emulator/tasks/{id}`` shows it."""
-    obs = await emulator.observe(task)
-    return {
-        "task": task.to_dict(),
-        "status": obs.status,
-        "progress": f"{obs.progress}%",
-        "elapsed": await emulator.elapsed(task),
-        "result_urls": emulator.results.urls(task, base_url) if obs.status == "succeeded" else [],
-    }
-
-
-async def tasks(emulator: Emulator, base_url: str) -> list[dict[str, Any]]:
-    """Every task that has not expired, in submission order."""
-    await emulator.start()
-    return [
-        await view(emulator, task, base_url)
-        for task in await emulator.store.list_tasks()
-        if not await is_expired(emulator, task)
-    ]
-
-
-async def end_task(
-    emulator: Emulator,
-    task_id: str,
-    outcome: str,
-    base_url: str,
-    code: str | None = None,
-    message: str | None = None,
-) -> dict[str, Any]:
-    """End a running task now (409 if it already ended: terminal states are final)."""
-    for name, value in (("task_id", task_id), ("code", code), ("message", message)):
-        if value is not None and not isinstance(value, str):
-            raise ArgumentError(f"{name} must be a string, got {value!r:.40}", field=name)
-    await emulator.start()
-    task = await emulator.force_outcome(
-        task_id, "succeeded" if outcome == "succeeded" else "failed", code, message
-    )
-    return await view(emulator, task, base_url)
-
-
-async def run_until_settled(
-    emulator: Emulator, base_url: str, max_steps: int
-) -> list[dict[str, Any]]:
-    """Advance the manual clock until every task has ended; the tasks' final views."""
-    for _ in range(max_steps):
-        views = await tasks(emulator, base_url)
-        pending = [v for v in views if v["status"] not in ("succeeded", "failed")]
-        if not pending:
-            return views
-        schedules = [v["task"]["schedule"] for v in pending]
-        remaining = max(
-            s["queued_s"] + s["processing_s"] - v["elapsed"]
-            for s, v in zip(schedules, pending, strict=True)
+        if observe(task.schedule, elapsed).terminal:
+            raise ended
+        if outcome == "failed":
+            code = code or "upstream_error"
+            message = message or f"the upstream model failed ({code})"
+        else:
+            code = message = None
+        forced = dataclasses.replace(
+            task,
+            schedule=task.schedule.ending_now(elapsed, outcome, code, message),
+            finished_at=now if task.schedule.steps is not None else None,
         )
-        await advance(emulator, max(remaining, 0.001))
-    raise AssertionError(f"tasks still running after {max_steps} clock steps")
+        result = await self._store.force_end(forced, self._tasks.step_now(now))
+        if result == "ended":
+            raise ended
+        if result == "missing":
+            raise TaskNotFound(f"task {task_id!r} does not exist")
+        return result
 
+    async def run_until_settled(self, base_url: str, max_steps: int) -> list[dict[str, Any]]:
+        """Advance the manual clock until every task has ended; the tasks' final views."""
+        for _ in range(max_steps):
+            views = await self.tasks(base_url)
+            pending = [v for v in views if v["status"] not in ("succeeded", "failed")]
+            if not pending:
+                return views
+            schedules = [v["task"]["schedule"] for v in pending]
+            remaining = max(
+                s["queued_s"] + s["processing_s"] - v["elapsed"]
+                for s, v in zip(schedules, pending, strict=True)
+            )
+            await self.advance(max(remaining, 0.001))
+        raise AssertionError(f"tasks still running after {max_steps} clock steps")
 
-# -- faults -------------------------------------------------------------------------------
-async def add_fault(emulator: Emulator, raw: Mapping[str, Any]) -> str:
-    """Add a rule (the control plane's vocabulary); its id (``rule-N`` unless given)."""
-    from ..core.faults import parse_rule
+    # -- fault rules -----------------------------------------------------------------------
+    async def add_faults(self, raws: Sequence[Any]) -> list[FaultRule]:
+        """Add rules in the control plane's vocabulary, each ``rule-N`` unless it names its
+        id; FaultError (a ValueError) names the field of the first bad one (``fault.x``, or
+        ``faults[i].x`` among several), and then none is added."""
+        await self._startup.ensure()
+        existing = {rule.id for rule in await self._store.list_faults()}
+        if len(existing) + len(raws) > MAX_FAULT_RULES:
+            raise ArgumentError(
+                f"at most {MAX_FAULT_RULES} fault rules can be installed "
+                f"({len(existing)} are, {len(raws)} more were sent)"
+            )
+        rules = []
+        for i, raw in enumerate(raws):
+            n = len(existing) + 1
+            while f"rule-{n}" in existing:
+                n += 1
+            rule = parse_rule(raw, f"rule-{n}", "fault" if len(raws) == 1 else f"faults[{i}]")
+            existing.add(rule.id)
+            rules.append(rule)
+        for rule in rules:
+            await self._store.add_fault(rule)
+        return rules
 
-    await emulator.start()
-    existing = {rule.id for rule in await emulator.store.list_faults()}
-    n = len(existing) + 1
-    while f"rule-{n}" in existing:
-        n += 1
-    rule = parse_rule(raw, f"rule-{n}")  # FaultError (a ValueError) names the field
-    await emulator.store.add_fault(rule)
-    return rule.id
+    async def add_fault(self, raw: Mapping[str, Any]) -> str:
+        """Add one rule; its id."""
+        return (await self.add_faults([raw]))[0].id
 
+    async def faults(self) -> list[dict[str, Any]]:
+        """Every rule with its hits, in order."""
+        await self._startup.ensure()
+        hits = await self._store.fault_hits()
+        rules = await self._store.list_faults()
+        return [rule.to_dict() | {"hits": hits.get(rule.id, 0)} for rule in rules]
 
-async def faults(emulator: Emulator) -> list[dict[str, Any]]:
-    """Every rule with its hits, in order."""
-    await emulator.start()
-    hits = await emulator.store.fault_hits()
-    return [
-        rule.to_dict() | {"hits": hits.get(rule.id, 0)}
-        for rule in await emulator.store.list_faults()
-    ]
+    async def fault_hits(self, rule_id: str) -> int:
+        return (await self._store.fault_hits()).get(rule_id, 0)
 
+    async def remove_fault(self, rule_id: str) -> None:
+        if not await self._store.remove_fault(rule_id):
+            raise EmulatorError(
+                f"fault rule {rule_id!r} does not exist", status_code=404, code="not_found"
+            )
 
-async def fault_hits(emulator: Emulator, rule_id: str) -> int:
-    return (await emulator.store.fault_hits()).get(rule_id, 0)
+    async def clear_faults(self) -> None:
+        await self._store.clear_faults()
 
+    # -- journal, usage, balances ----------------------------------------------------------
+    async def journal(self, query: JournalQuery) -> list[dict[str, Any]]:
+        """Journal entries matching ``query`` (build it before: a bad filter never reads)."""
+        return query.select(await self._store.list_journal())
 
-async def remove_fault(emulator: Emulator, rule_id: str) -> None:
-    if not await emulator.store.remove_fault(rule_id):
-        raise EmulatorError(
-            f"fault rule {rule_id!r} does not exist", status_code=404, code="not_found"
-        )
+    async def clear_journal(self) -> None:
+        await self._store.clear_journal()
 
+    async def set_balance(self, key: object, amount: object, name: str = "amount") -> None:
+        """Give ``key`` a balance in credits (None: unlimited); ``name`` is what the caller
+        calls the amount, in a refusal's message."""
+        problem = key_problem(key)
+        if problem is not None:
+            raise ArgumentError(f"key {problem}", field="key")
+        problem = balance_problem(amount)
+        if problem is not None:
+            none = "null" if name == "balance" else "None"
+            raise ArgumentError(f"{name} {problem}, or {none} for unlimited", field=name)
+        await self.billing.set_balance(key, amount)  # type: ignore[arg-type]
 
-async def clear_faults(emulator: Emulator) -> None:
-    await emulator.store.clear_faults()
+    # -- settings and state ----------------------------------------------------------------
+    async def configure(self, changes: Mapping[str, Any], remedy: str) -> Settings:
+        """Change settings that may change while serving; the new settings. A fixed one is
+        refused naming it, and ``remedy`` (how to set it instead; ``{name}`` is its name)."""
+        fixed = sorted(set(changes) & FIXED_SETTINGS)
+        if fixed:
+            name = fixed[0]
+            raise ConfigError(
+                f"setting {name!r} cannot change while serving; {remedy.format(name=name)}",
+                field=name,
+            )
+        return await self.restore(self._config.settings.replace(**changes))
 
+    async def restore(self, settings: Settings) -> Settings:
+        """Put ``settings`` in force (every table checked before any is swapped in)."""
+        try:
+            self._apply(settings)
+        except (ValueError, OSError) as exc:  # ConfigError is a ValueError; OSError: a file
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(str(exc)) from None
+        return settings
 
-# -- journal, usage, balances -------------------------------------------------------------
-async def requests(
-    emulator: Emulator, filters: Mapping[str, Any], body: Mapping[str, Any] | None
-) -> list[dict[str, Any]]:
-    """Journal entries matching every filter (emulator/journal.py says which exist)."""
-    query = query_from_filters(filters, body)  # before the store: a bad filter never reads
-    return query.select(await emulator.store.list_journal())
-
-
-async def usage(emulator: Emulator) -> dict[str, Any]:
-    """The usage log, settled up to now: entries and totals per key and model."""
-    await emulator.settle_due()
-    charges = await emulator.store.list_charges()
-    return {
-        "unit": emulator.prices.unit,
-        "entries": [c.to_dict() for c in charges],
-        "totals": await emulator.usage_totals(charges, {}),
-    }
-
-
-async def set_balance(emulator: Emulator, key: str, amount: int | None) -> None:
-    """Give ``key`` a balance in credits; None: unlimited."""
-
-    if not isinstance(key, str) or not key:
-        raise ArgumentError("key must be a non-empty string", field="key")
-    if amount is not None and (
-        not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= MAX_BALANCE
-    ):
-        raise ArgumentError(
-            "amount must be a whole number of credits >= 0, or None for unlimited",
-            field="amount",
-        )
-    await emulator.set_balance(key, amount)  # one store step: settles what ended, then sets
+    async def reset(self) -> None:
+        """Forget tasks, journal, added faults, hits, balances, usage; the clock back to 0."""
+        await self._reset()
 
 
 def settings_json(settings: Settings) -> dict[str, Any]:
@@ -212,30 +319,4 @@ def settings_json(settings: Settings) -> dict[str, Any]:
     return out
 
 
-# -- settings and state -------------------------------------------------------------------
-async def configure(emulator: Emulator, changes: Mapping[str, Any]) -> Settings:
-    """Change settings that may change while serving; the new settings."""
-    fixed = sorted(set(changes) & FIXED_SETTINGS)
-    if fixed:
-        raise ConfigError(
-            f"setting {fixed[0]!r} cannot change while the emulator runs; give it to "
-            f"@pytest.mark.image_emulator({fixed[0]}=...) instead",
-            field=fixed[0],
-        )
-    return await restore(emulator, emulator.settings.replace(**changes))
-
-
-async def restore(emulator: Emulator, settings: Settings) -> Settings:
-    """Put ``settings`` in force (every table checked before any is swapped in)."""
-    try:
-        emulator.reconfigure(settings)
-    except (ValueError, OSError) as exc:  # ConfigError is a ValueError; OSError: a table file
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(str(exc)) from None
-    return settings
-
-
-async def reset(emulator: Emulator) -> None:
-    """Forget tasks, journal, added faults, hits, balances, usage; the clock back to 0."""
-    await emulator.reset()
+__all__ = ["MAX_ADVANCE", "MAX_FAULT_RULES", "ArgumentError", "Steering", "settings_json"]

@@ -1,5 +1,5 @@
 """The dashboard's forms: each reads its fields at the door, calls the control plane's
-operation in ``emulator/steering.py`` and goes back to the page it came from (303)."""
+operation (``emulator/usecases/steer.py``) and goes back to the page it came from (303)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from ...core.checks import (
     text_problem,
 )
 from ...errors import EmulatorError, InvalidRequest
-from ...usecases import steer as steering
+from ...usecases.settle import balance_problem
+from ...usecases.steer import Steering
 from ..guard import emulator_of
 from .access import (
     PREFIX,
@@ -31,6 +32,10 @@ from .access import (
 from .forms import Form, optional_int, optional_number, optional_text, read_form
 from .pages import faults_view
 from .render import action, back, login_page, refused
+
+
+def _steering(request: Request) -> Steering:
+    return emulator_of(request).steering
 
 
 def _text(form: Form, name: str, limit: int) -> str | None:
@@ -47,7 +52,7 @@ async def advance_clock(request: Request, form: Form) -> Response:
     seconds = optional_number(form, "seconds")
     if seconds is None:
         raise InvalidRequest("seconds is required: how far to move the clock", field="seconds")
-    await steering.advance(emulator_of(request), seconds)
+    await _steering(request).advance(seconds)
     return back(form)
 
 
@@ -56,8 +61,7 @@ async def end_task(request: Request, form: Form) -> Response:
     outcome = form.get("outcome")
     if outcome not in ("succeeded", "failed"):
         raise InvalidRequest("outcome must be succeeded or failed", field="outcome")
-    await steering.end_task(
-        emulator_of(request),
+    await _steering(request).end_task(
         request.path_params["task_id"],
         outcome,
         str(request.base_url),
@@ -69,7 +73,7 @@ async def end_task(request: Request, form: Form) -> Response:
 
 @action
 async def reset(request: Request, form: Form) -> Response:
-    await steering.reset(emulator_of(request))
+    await _steering(request).reset()
     return back(form)
 
 
@@ -116,13 +120,9 @@ def rule_from_form(form: Form) -> dict[str, Any]:
 
 @action
 async def add_fault(request: Request, form: Form) -> Response:
-    emulator = emulator_of(request)
     try:
-        raw = rule_from_form(form)
-        if len(await steering.faults(emulator)) >= steering.MAX_FAULT_RULES:
-            # The control plane's cap: every request is matched against every rule.
-            raise InvalidRequest(f"at most {steering.MAX_FAULT_RULES} fault rules can be installed")
-        await steering.add_fault(emulator, raw)
+        # The control plane's rules, its cap on rules included.
+        await _steering(request).add_fault(rule_from_form(form))
     except EmulatorError as exc:  # FaultError names the field: shown beside what was typed
         return await faults_view(request, form, exc.message, exc.status_code)
     return back(form)
@@ -134,7 +134,7 @@ async def remove_fault(request: Request, form: Form) -> Response:
     problem = id_problem(rule_id)
     if problem is not None:
         raise InvalidRequest(f"id {problem}", field="id")
-    await steering.remove_fault(emulator_of(request), rule_id)  # 404 names an unknown id
+    await _steering(request).remove_fault(rule_id)  # 404 names an unknown id
     return back(form)
 
 
@@ -142,11 +142,9 @@ async def remove_fault(request: Request, form: Form) -> Response:
 def _balance(form: Form) -> int | None:
     """Credits typed in the balance field; blank: unlimited."""
     amount = optional_int(form, "balance")
-    if amount is not None and not 0 <= amount <= steering.MAX_BALANCE:
-        raise InvalidRequest(
-            "balance must be a whole number of credits from 0 to 1e15, or blank for unlimited",
-            field="balance",
-        )
+    problem = balance_problem(amount)
+    if problem is not None:
+        raise InvalidRequest(f"balance {problem}, or blank for unlimited", field="balance")
     return amount
 
 
@@ -156,7 +154,7 @@ async def set_balance(request: Request, form: Form) -> Response:
     problem = text_problem(key, MAX_TEXT_CHARS) if key else "is required: the API key"
     if problem is not None:
         raise InvalidRequest(f"key {problem}", field="key")
-    await steering.set_balance(emulator_of(request), key, _balance(form))
+    await _steering(request).set_balance(key, _balance(form), "balance")
     return back(form)
 
 
@@ -164,20 +162,18 @@ async def set_balance(request: Request, form: Form) -> Response:
 async def change_balance(request: Request, form: Form) -> Response:
     """A row of the balance table: the key is known only by its fingerprint and masked label
     (the store keeps no key), so this sets the balance the store holds under that
-    fingerprint, as ``steering.set_balance`` does once it has fingerprinted a key."""
-    emulator = emulator_of(request)
+    fingerprint, as ``Steering.set_balance`` does once it has fingerprinted a key."""
+    billing = _steering(request).billing
     owner = form.get("owner", "")
-    balances = await emulator.store.list_balances()
-    if owner not in balances:
+    if not any(row["owner"] == owner for row in await billing.balances()):
         raise EmulatorError(
             "owner names no key with a balance; reload the billing page",
             field="owner",
             status_code=404,
             code="not_found",
         )
-    amount = _balance(form)
-    await emulator.settle_due(owner)
-    await emulator.store.set_balance(owner, balances[owner][0], amount)
+    # One store step: settles what has ended, then sets (the owner's row was just seen).
+    await billing.set_owner_balance(owner, _balance(form))
     return back(form)
 
 

@@ -11,8 +11,8 @@ from starlette.responses import RedirectResponse, Response
 
 from ...config import FIXED_SETTINGS
 from ...core.faults import EFFECTS, ENDPOINTS, HTTP_ERROR_STATUSES
+from ...core.journal import query_from_filters
 from ...errors import TaskNotFound
-from ...usecases import steer as steering
 from ...usecases.steer import MAX_FAULT_RULES, settings_json
 from ..guard import emulator_of
 from .access import PREFIX, signed_in, token_required
@@ -32,7 +32,7 @@ async def tasks_page(request: Request) -> Response:
     emulator = emulator_of(request)
     models = emulator.catalogue.model_names
     wanted = task_filter(request.query_params.multi_items(), models)
-    table = await task_rows(emulator, wanted)
+    table = await task_rows(emulator.store, emulator.tasks, wanted)
     query = urlencode({k: v for k, v in (("status", wanted.status), ("model", wanted.model)) if v})
     return await render(
         request,
@@ -53,16 +53,17 @@ async def tasks_page(request: Request) -> Response:
 async def live_tasks(request: Request) -> dict[str, Any]:
     emulator = emulator_of(request)
     wanted = task_filter(request.query_params.multi_items(), emulator.catalogue.model_names)
-    return await task_rows(emulator, wanted)
+    return await task_rows(emulator.store, emulator.tasks, wanted)
 
 
 @page
 async def task_page(request: Request) -> Response:
     emulator = emulator_of(request)
-    task = await emulator.find(None, request.path_params["task_id"])  # 404 as a page
-    view = await steering.view(emulator, task, str(request.base_url))
-    journal = await steering.requests(emulator, {"task_id": task.task_id}, None)
-    usage = await steering.usage(emulator)
+    steering = emulator.steering
+    task = await steering.find(request.path_params["task_id"])  # 404 as a page
+    view = await steering.view(task, str(request.base_url))
+    journal = await steering.journal(query_from_filters({"task_id": task.task_id}))
+    usage = await steering.billing.usage({})
     charge = next((e for e in usage["entries"] if e["task_id"] == task.task_id), None)
     submitted = next((e for e in journal if e["endpoint"] == "submit"), None)
     return await render(
@@ -100,21 +101,20 @@ async def picture(request: Request) -> Response:
         return await login_page(request)
     emulator = emulator_of(request)
     await emulator.start()
-    task = await emulator.find(None, request.path_params["task_id"])
+    task = await emulator.steering.find(request.path_params["task_id"])
     index = request.path_params["index"]
     if not 0 <= index < task.schedule.images:
         raise TaskNotFound(f"task {task.task_id!r} has no result image {index}")
-    data, media_type = await emulator.results.image(
-        task.task_id, task.token, index, task.output_format
-    )
+    results = emulator.results
+    result = await results.result(task.task_id, task.token, index, task.output_format)
+    data, media_type = await results.image(result, index)
     return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})
 
 
 @live
 async def live_task(request: Request) -> dict[str, Any]:
     emulator = emulator_of(request)
-    task = await emulator.find(None, request.path_params["task_id"])
-    view = await steering.view(emulator, task, str(request.base_url))
+    view = await emulator.steering.task_view(request.path_params["task_id"], str(request.base_url))
     return {"status": view["status"], "progress": int(view["progress"].rstrip("%"))}
 
 
@@ -124,7 +124,7 @@ async def faults_view(
 ) -> Response:
     """The faults page; after a refused rule, with what was typed and why it was refused."""
     emulator = emulator_of(request)
-    rules = [masked_rule(rule) for rule in await steering.faults(emulator)]
+    rules = [masked_rule(rule) for rule in await emulator.steering.faults()]
     for rule in rules:
         rule["match_text"] = match_text(rule["match"])
         rule["effect_text"] = effect_text(rule["effect"])
@@ -155,7 +155,7 @@ async def faults_page(request: Request) -> Response:
 
 @live
 async def live_faults(request: Request) -> dict[str, Any]:
-    rules = await steering.faults(emulator_of(request))
+    rules = await emulator_of(request).steering.faults()
     return {"faults": [{"id": rule["id"], "hits": rule["hits"]} for rule in rules]}
 
 
@@ -163,8 +163,9 @@ async def live_faults(request: Request) -> dict[str, Any]:
 @page
 async def billing_page(request: Request) -> Response:
     emulator = emulator_of(request)
-    usage = await steering.usage(emulator)  # settles what has ended, balances included
-    balances = await emulator.store.list_balances()
+    billing = emulator.steering.billing
+    usage = await billing.usage({})  # settles what has ended, balances included
+    balances = await billing.balances()
     entries = usage["entries"]
     return await render(
         request,
@@ -176,10 +177,7 @@ async def billing_page(request: Request) -> Response:
             "totals": usage["totals"],
             "entries": list(reversed(entries[-USAGE_ROWS:])),
             "entry_count": len(entries),
-            "balances": [
-                {"owner": owner, "key": label, "balance": amount}
-                for owner, (label, amount) in balances.items()
-            ],
+            "balances": balances,
             "live_url": f"{PREFIX}/live/clock",
         },
     )

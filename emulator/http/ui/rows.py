@@ -1,6 +1,6 @@
 """What the dashboard shows, as plain data: task rows, a task's status history, rules and
 settings with their secrets masked. Status and progress always come from the emulator's own
-observation of a task (``Emulator.observe``), never computed a second way."""
+observation of a task (``Tasks.observe``), never computed a second way."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...core.checks import shown
-from ...core.journal import mask_key
+from ...core.keys import mask_key
 from ...errors import InvalidRequest
-from ...usecases.sweep import is_expired
 
 if TYPE_CHECKING:
     from ...core.tasks import Task
-    from ...usecases.emulator import Emulator
+    from ...stores import Store
+    from ...usecases.poll import Tasks
 
 STATUSES = ("queued", "processing", "succeeded", "failed")
 #: Rows the live table shows at most (the newest that match).
@@ -73,11 +73,11 @@ def size_text(task: Task) -> str:
     return pixels if not label or label == pixels else f"{label} · {pixels}"
 
 
-async def task_row(emulator: Emulator, task: Task) -> dict[str, Any]:
+async def task_row(tasks: Tasks, task: Task) -> dict[str, Any]:
     """One line of the task table: the task's fields, and its status, progress and elapsed
-    time as the emulator observes them (``steering.view`` without the task's full record and
+    time as the emulator observes them (``Steering.view`` without the task's full record and
     result URLs, which the table does not show: a refresh reads up to 1000 tasks)."""
-    observation = await emulator.observe(task)
+    observation = await tasks.observe(task)
     return {
         "id": task.task_id,
         "owner": task.owner[:12],
@@ -86,23 +86,23 @@ async def task_row(emulator: Emulator, task: Task) -> dict[str, Any]:
         "n": task.n,
         "status": observation.status,
         "progress": observation.progress,
-        "age": seconds_text(await emulator.elapsed(task)),
+        "age": seconds_text(await tasks.elapsed(task)),
     }
 
 
-async def task_rows(emulator: Emulator, wanted: TaskFilter) -> dict[str, Any]:
+async def task_rows(store: Store, tasks: Tasks, wanted: TaskFilter) -> dict[str, Any]:
     """The newest tasks that match ``wanted``: at most ``ROW_LIMIT`` rows, found among the
     newest ``SCAN_LIMIT`` tasks; with how many are stored and how many were looked at."""
-    stored = await emulator.store.list_tasks()
+    stored = await store.list_tasks()
     rows: list[dict[str, Any]] = []
     scanned = 0
     for task in reversed(stored):
         if len(rows) >= ROW_LIMIT or scanned >= SCAN_LIMIT:
             break
         scanned += 1
-        if (wanted.model and task.model != wanted.model) or await is_expired(emulator, task):
+        if (wanted.model and task.model != wanted.model) or await tasks.is_expired(task):
             continue
-        row = await task_row(emulator, task)
+        row = await task_row(tasks, task)
         if not wanted.status or row["status"] == wanted.status:
             rows.append(row)
     return {

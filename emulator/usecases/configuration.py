@@ -1,0 +1,70 @@
+"""What an emulator is configured with: the settings in force and the data tables built from
+them (catalogue, timing, prices). One object per emulator, shared by its parts; `apply` replaces
+its contents together when the settings change at run time."""
+
+from __future__ import annotations
+
+import functools
+
+from ..config import Settings, checked
+from ..core.billing import PriceTable
+from ..core.catalogue import Catalogue
+from ..core.timing import Timing
+
+
+@functools.lru_cache(maxsize=16)
+def _packaged_tables(
+    enabled_models: tuple[str, ...] | None, nano_max_n: int
+) -> tuple[Catalogue, Timing, PriceTable]:
+    """The packaged data tables, parsed once per process: they never change while it runs and
+    the tables are frozen, and parsing three TOML files was most of an emulator's creation
+    (the pytest fixture makes one per test)."""
+    catalogue = Catalogue.load(enabled_models=enabled_models, nano_max_n=nano_max_n)
+    return catalogue, Timing.load(), PriceTable.load(None, catalogue)
+
+
+class Configuration:
+    """The settings in force, and the catalogue, timing and price tables they name."""
+
+    __slots__ = ("catalogue", "prices", "settings", "timing")
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings = checked(settings)
+        if settings.catalogue_file is settings.timing_file is settings.price_file is None:
+            models = None if settings.enabled_models is None else tuple(settings.enabled_models)
+            self.catalogue, self.timing, self.prices = _packaged_tables(models, settings.nano_max_n)
+        else:
+            self.catalogue = Catalogue.load(
+                settings.catalogue_file,
+                enabled_models=settings.enabled_models,
+                nano_max_n=settings.nano_max_n,
+            )
+            self.timing = Timing.load(settings.timing_file)
+            self.prices = PriceTable.load(settings.price_file, self.catalogue)
+
+    def apply(self, settings: Settings) -> None:
+        """Put changed settings in force (``PATCH /_emulator/config``).
+
+        Every table is built and checked against the others before any is swapped in, so a
+        refused change (ValueError, OSError) leaves everything as it was.
+        """
+        catalogue, timing = self.catalogue, self.timing
+        if (settings.catalogue_file, settings.enabled_models, settings.nano_max_n) != (
+            self.settings.catalogue_file,
+            self.settings.enabled_models,
+            self.settings.nano_max_n,
+        ):
+            catalogue = Catalogue.load(
+                settings.catalogue_file,
+                enabled_models=settings.enabled_models,
+                nano_max_n=settings.nano_max_n,
+            )
+        if settings.timing_file != self.settings.timing_file:
+            timing = Timing.load(settings.timing_file)
+        # The prices must cover the (possibly new) catalogue, or its new models would 500.
+        prices = PriceTable.load(settings.price_file, catalogue)
+        self.catalogue, self.timing, self.prices = catalogue, timing, prices
+        self.settings = settings
+
+
+__all__ = ["Configuration"]

@@ -1,0 +1,118 @@
+"""Money, as the emulator moves it: a task's charge (held at submission), settled or released
+when it ends, balances set, and the usage log with its totals.
+
+How much is decided by ``emulator.core.billing``; every move happens inside one of the store's
+atomic steps, so concurrent requests (and workers) never lose or double a credit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..core.billing import Charge, matching, totals
+from ..core.checks import MAX_TEXT_CHARS, text_problem
+from ..core.clock import Clock
+from ..core.keys import key_fingerprint, mask_key
+from ..core.tasks import Observation, Task, ended_at
+from ..stores import Store
+from .configuration import Configuration
+from .poll import Tasks
+
+#: The largest balance a key may be given, in credits.
+MAX_BALANCE = 10**15
+
+
+def key_problem(key: object) -> str | None:
+    """Why ``key`` cannot be given a balance (None: it can)."""
+    if not isinstance(key, str) or not key:
+        return "must be a non-empty string"
+    return text_problem(key, MAX_TEXT_CHARS)
+
+
+def balance_problem(amount: object) -> str | None:
+    """Why ``amount`` cannot be a balance (None: it can; None itself means unlimited)."""
+    if amount is None:
+        return None
+    if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= MAX_BALANCE:
+        return "must be a whole number of credits >= 0 (at most 1e15)"
+    return None
+
+
+class Billing:
+    """Charges, settlements, balances and usage of one emulator."""
+
+    def __init__(self, store: Store, clock: Clock, config: Configuration, tasks: Tasks) -> None:
+        self._store, self._clock, self._config, self._tasks = store, clock, config, tasks
+
+    def charge(self, task: Task, api_key: str) -> Charge:
+        """What ``task`` holds when it is accepted: its images at today's price."""
+        unit = self._config.prices.unit_price(task.model, task.tier, task.quality)
+        return Charge(
+            *(task.task_id, task.owner, mask_key(api_key), task.created_at, task.model),
+            *(task.tier, task.quality, task.n, unit, unit * task.n),
+        )
+
+    async def settle(self, task: Task, obs: Observation) -> None:
+        """Settle (succeeded: pay for the images returned) or release (failed) a task's hold,
+        once ``obs`` shows it ended; the store gives back only what the hold took."""
+        if not obs.terminal:
+            return
+        images = task.schedule.images if obs.status == "succeeded" else 0
+        await self._store.settle(task.task_id, images, ended_at(task))
+
+    async def settle_due(self) -> None:
+        """Settle every held charge whose task has ended by now. Indexed: costs what is due."""
+        await self._store.settle_due(self._tasks.step_now(await self._clock.now()))
+
+    async def set_balance(self, api_key: str, amount: int | None) -> None:
+        """Set the balance of ``api_key`` (None: unlimited) in one store step that first
+        settles what has ended, so no task that ended before it is settled against it."""
+        await self._set(key_fingerprint(api_key), mask_key(api_key), amount)
+
+    async def set_owner_balance(self, owner: str, amount: int | None) -> bool:
+        """`set_balance` for a key known only by its fingerprint (a row of the balances);
+        False when no key with that fingerprint has a balance."""
+        balances = await self._store.list_balances()
+        if owner not in balances:
+            return False
+        await self._set(owner, balances[owner][0], amount)
+        return True
+
+    async def _set(self, owner: str, label: str, amount: int | None) -> None:
+        now = self._tasks.step_now(await self._clock.now())
+        await self._store.set_balance(owner, label, amount, now)
+
+    async def usage(self, filters: Mapping[str, str]) -> dict[str, Any]:
+        """The usage log settled up to now: its entries matching ``filters`` (``key``,
+        ``model``, ``state``, ``task_id``; any other name is ignored) and their totals, which
+        include the charges the bounded log no longer lists."""
+        await self.settle_due()
+        charges = await self._store.list_charges()
+        if "key" in filters:
+            owner = key_fingerprint(filters["key"])
+            charges = [c for c in charges if c.owner == owner]
+        for name in ("model", "state", "task_id"):
+            if name in filters:
+                charges = [c for c in charges if getattr(c, name) == filters[name]]
+        wanted = {name: filters[name] for name in ("model", "state") if name in filters}
+        if "key" in filters:
+            wanted["owner"] = key_fingerprint(filters["key"])
+        # A task_id names one listed charge or none: no trimmed sums belong to it.
+        trimmed = [] if "task_id" in filters else await self._store.trimmed_usage()
+        return {
+            "unit": self._config.prices.unit,
+            "entries": [c.to_dict() for c in charges],
+            "totals": totals(charges, matching(trimmed, wanted)),
+        }
+
+    async def balances(self) -> list[dict[str, Any]]:
+        """Every key with a balance (masked), settled up to now."""
+        await self.settle_due()
+        return [
+            {"owner": owner, "key": label, "balance": amount}
+            for owner, (label, amount) in (await self._store.list_balances()).items()
+        ]
+
+
+__all__ = ["MAX_BALANCE", "Billing", "balance_problem", "key_problem"]
