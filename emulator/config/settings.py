@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.checks import number_problem, shown
-from ..core.faults import FaultError, FaultRule, parse_rule
+from ..core.faults import FaultError, FaultRule, check_rule_count, parse_rule
 from ..errors import ConfigError
 from .values import RANGE_NOTES, RANGES, coerce
 
@@ -100,6 +100,8 @@ class Settings:
     #: Fault rules, in order ([[faults]] tables in the config file), and a file of more.
     faults: tuple[FaultRule, ...] = ()
     fault_file: str | None = None
+    #: Most fault rules installed at once (every request is matched against each).
+    max_fault_rules: int = 1000
     #: Requests kept in the journal (oldest dropped first).
     journal_limit: int = 1000
     #: Where state lives: "memory", "sqlite:///path/to/file.db", "redis://host:port/db";
@@ -292,6 +294,10 @@ def check_ranges(s: Settings) -> None:
     for ok, message in rules:
         if not ok:
             raise ConfigError(message)
+    try:
+        check_rule_count(0, len(s.faults), s.max_fault_rules, "setting 'faults'")
+    except FaultError as exc:
+        raise ConfigError(exc.message, field="max_fault_rules") from None
 
 
 def checked(settings: Settings) -> Settings:

@@ -8,12 +8,22 @@ across workers sharing a store.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ..errors import EmulatorError
+from .answers import (
+    MAX_ANSWER_BYTES,
+    NO_CONTENT,
+    body_problem,
+    headers_problem,
+    json_bytes,
+    json_problem,
+    status_problem,
+)
 from .checks import (
     MAX_CODE_CHARS,
     MAX_MATCH_CHARS,
@@ -29,7 +39,7 @@ from .checks import (
 
 Endpoint = Literal["submit", "poll", "result", "any"]
 EffectKind = Literal[
-    "fail_task", "partial", "http_error", "latency", "hang", "drop", "malformed", "empty"
+    "fail_task", "partial", "http_error", "latency", "hang", "drop", "malformed", "empty", "respond"
 ]
 ENDPOINTS: tuple[str, ...] = ("submit", "poll", "result", "any")
 EFFECTS: tuple[str, ...] = (
@@ -41,9 +51,12 @@ EFFECTS: tuple[str, ...] = (
     "drop",
     "malformed",
     "empty",
+    "respond",
 )
 #: Effects that change the task's fate; they apply when the task is submitted.
 TASK_EFFECTS = frozenset({"fail_task", "partial"})
+#: Effects that change an answer the work produced: none exists for an unknown task.
+AFTER_EFFECTS = frozenset({"malformed", "empty"})
 HTTP_ERROR_STATUSES = (429, 500, 502, 503, 504)
 _DEFAULT_ERROR_CODES = {
     429: "rate_limited",
@@ -87,6 +100,10 @@ class Effect:
     retry_after: int | None = None
     #: latency: seconds added before answering; hang: seconds held at most.
     seconds: float | None = None
+    #: respond: the answer's body, a JSON value or text (at most one), and its headers.
+    json: Any = None
+    body: str | None = None
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +118,8 @@ class FaultRule:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["match"]["headers"] = dict(self.match.headers)
+        if self.effect.headers is not None:
+            data["effect"]["headers"] = dict(self.effect.headers)
         return data
 
     @classmethod
@@ -126,6 +145,9 @@ class RequestFacts:
     model: str | None = None
     task_type: str | None = None
     prompt: str | None = None
+    #: False for a poll of a task that does not exist (or is not the key's): only effects
+    #: that come before an answer apply, and only rules that need no task fact match.
+    task_known: bool = True
 
 
 def matches(rule: FaultRule, facts: RequestFacts) -> bool:
@@ -133,6 +155,8 @@ def matches(rule: FaultRule, facts: RequestFacts) -> bool:
     if m.endpoint != "any" and m.endpoint != facts.endpoint:
         return False
     if rule.effect.kind in TASK_EFFECTS and facts.endpoint != "submit":
+        return False
+    if not facts.task_known and rule.effect.kind in AFTER_EFFECTS:
         return False
     if m.model is not None and m.model != facts.model:
         return False
@@ -172,9 +196,22 @@ TEXT_LIMITS: dict[str, int] = {
     "task_type": MAX_NAME_CHARS,
     "prompt_contains": MAX_MATCH_CHARS,
     "api_key": MAX_TEXT_CHARS,
+    "body": MAX_ANSWER_BYTES,
 }
 #: Most headers one rule may match on.
 MAX_MATCH_HEADERS = 32
+
+
+def check_rule_count(installed: int, added: int, limit: int, where: str = "faults") -> None:
+    """FaultError unless ``installed + added`` rules fit under ``limit`` (the
+    ``max_fault_rules`` setting): every request is matched against every rule, so the list
+    is bounded wherever rules come from (control plane, fault file, config, fixture)."""
+    if installed + added > limit:
+        raise FaultError(
+            f"{where}: at most {limit} fault rules can be installed (setting max_fault_rules); "
+            f"{installed} are and {added} more were given",
+            field="max_fault_rules",
+        )
 
 
 def _get(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -266,10 +303,15 @@ def _parse_effect(raw: Any, where: str) -> Effect:
     if not isinstance(raw, Mapping):
         raise FaultError(f"{where} is required: an object with a kind")
     known = {"kind", "code", "message", "at_progress", "images", "status", "retry_after", "seconds"}
-    _unknown(raw, known, where)
+    _unknown(raw, known | RESPOND_FIELDS, where)
     kind = raw.get("kind")
     if kind not in EFFECTS:
         raise FaultError(f"{where}.kind must be one of {', '.join(EFFECTS)}")
+    if kind == "respond":
+        return _parse_respond(raw, where)
+    for name in sorted(RESPOND_FIELDS - {"kind", "status"}):
+        if raw.get(name) is not None:
+            raise FaultError(f"{where}.{name} applies only to kind respond, not to {kind}")
     # Every field is checked, also one the kind ignores: a NaN kept anywhere in a rule would
     # fail every later listing of the rules.
     code = _get(raw, "code", str, where)
@@ -304,3 +346,46 @@ def _parse_effect(raw: Any, where: str) -> Effect:
         retry_after,
         None if seconds is None else float(seconds),
     )
+
+
+#: What a ``respond`` effect may hold (anything else it is given would be silently ignored).
+RESPOND_FIELDS = frozenset({"kind", "status", "json", "body", "headers"})
+
+
+def _parse_respond(raw: Mapping[str, Any], where: str) -> Effect:
+    """A rule's own answer (``emulator.core.answers``); FaultError names the field."""
+    for name in sorted(set(raw) - RESPOND_FIELDS):
+        if raw[name] is not None:
+            raise FaultError(
+                f"{where}.{name} does not apply to kind respond (it takes status, json or body, "
+                "and headers)"
+            )
+    status = raw.get("status")
+    if isinstance(status, float) and status.is_integer():
+        status = int(status)
+    problem = status_problem(status)
+    if problem is not None:
+        raise FaultError(f"{where}.status {problem}")
+    value, body = raw.get("json"), _get(raw, "body", str, where)
+    if value is not None and body is not None:
+        raise FaultError(
+            f"{where}.json and {where}.body cannot both be given: a JSON value or a text body"
+        )
+    if value is not None:
+        problem = json_problem(value)
+        if problem is not None:
+            raise FaultError(f"{where}.json {problem}")
+        value = json.loads(json_bytes(value))  # a copy: the caller's object may change later
+    elif body is not None:
+        problem = body_problem(body)
+        if problem is not None:
+            raise FaultError(f"{where}.body {problem}")
+    if status in NO_CONTENT and (value is not None or body is not None):
+        raise FaultError(f"{where}.status {status} carries no body: leave out json and body")
+    headers = raw.get("headers")
+    if headers is not None:
+        problem = headers_problem(headers)
+        if problem is not None:
+            raise FaultError(f"{where}.headers: {problem}")
+        headers = dict(headers)
+    return Effect("respond", status=status, json=value, body=body, headers=headers)

@@ -191,7 +191,9 @@ async def submit_task(request: Request) -> Response:
             prompt=submission.prompt,
         )
     )
-    await before(request, rule, config.settings.submit_latency)
+    answer = await before(request, rule, config.settings.submit_latency)
+    if answer is not None:
+        return answer  # the rule answered: no task
     base = base_url(request)
     task = await emulator.submitter.submit(key, submission, base, rule)
     _state(request)["task_id"] = task.task_id
@@ -206,12 +208,23 @@ async def get_task(request: Request) -> Response:
     task_id = _state(request)["task_id"] = request.path_params["task_id"]
     # HEAD (which Starlette answers from this route) looks without polling.
     counted = request.method == "GET"
-    tasks = emulator.tasks
-    task = await tasks.find(key_fingerprint(key), task_id, count_poll=counted)
+    tasks, latency = emulator.tasks, emulator.config.settings.poll_latency
+    try:
+        task = await tasks.find(key_fingerprint(key), task_id, count_poll=counted)
+    except EmulatorError as unknown:
+        # A hang, a 503 or a dropped connection does not wait to learn whether the task
+        # exists: such rules apply before the refusal (rules on task facts cannot match).
+        rule = await emulator.faults.pick(_facts(request, "poll", key, task_known=False))
+        answer = await before(request, rule, latency)
+        if answer is not None:
+            return answer
+        raise unknown
     rule = await emulator.faults.pick(
         _facts(request, "poll", key, model=task.model, task_type=task.task_type, prompt=task.prompt)
     )
-    await before(request, rule, emulator.config.settings.poll_latency)
+    answer = await before(request, rule, latency)
+    if answer is not None:
+        return answer
     obs = await tasks.observe(task)
     await emulator.billing.settle(task, obs)
     return after(rule, _JSONResponse(task_body(emulator, task, obs, base_url(request))))
@@ -234,7 +247,9 @@ async def get_result(request: Request) -> Response:
             request, "result", "", model=task.model, task_type=task.task_type, prompt=task.prompt
         )
     )
-    await before(request, rule, 0.0)
+    answer = await before(request, rule, 0.0)
+    if answer is not None:
+        return answer
     # Drawn only now: an answer a rule gave instead (an error, a dropped connection) drew
     # nothing, however large the picture.
     data, media_type = await results.image(task, index)

@@ -8,6 +8,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..core.answers import answer
 from ..core.faults import FaultRule
 from ..errors import EmulatorError
 
@@ -31,12 +32,13 @@ async def hold(request: Request, seconds: float) -> None:
                 raise DropConnection("client gave up on a hung response")
 
 
-async def before(request: Request, rule: FaultRule | None, latency: float) -> None:
-    """Delays and refusals that come before the answer."""
+async def before(request: Request, rule: FaultRule | None, latency: float) -> Response | None:
+    """Delays and refusals that come before the answer; the rule's own answer (``respond``),
+    to be sent instead of the route's, or None."""
     if latency > 0:
         await anyio.sleep(latency)
     if rule is None:
-        return
+        return None
     request.state.fault = rule.id
     effect = rule.effect
     if effect.kind == "latency" and effect.seconds:
@@ -55,6 +57,15 @@ async def before(request: Request, rule: FaultRule | None, latency: float) -> No
         )
     elif effect.kind == "drop":
         raise DropConnection(f"fault rule {rule.id!r} dropped the connection")
+    elif effect.kind == "respond":
+        content, extra = answer(effect.json, effect.body, effect.headers)
+        response = Response(content, status_code=effect.status or 200)
+        # Appended raw: Starlette's ``headers=`` would add a second Content-Type.
+        response.raw_headers += [
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra
+        ]
+        return response
+    return None
 
 
 def after(rule: FaultRule | None, response: Response) -> Response:

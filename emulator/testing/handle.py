@@ -158,6 +158,26 @@ class ImageEmulator:
         return response.json() if response.content else None
 
     # -- steering ----------------------------------------------------------------------------
+    def respond(
+        self,
+        status: int,
+        json: Any = None,
+        body: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        probability: float = 1.0,
+        times: int | None = None,
+        id: str | None = None,
+        **match: Any,
+    ) -> FaultHandle:
+        """Answer matching requests with ``status``, a JSON value or a text ``body`` and
+        ``headers`` (a fault rule of kind ``respond``, matched like any: ``endpoint``,
+        ``model``, ``api_key``, ...); the rule's handle."""
+        effect = {"kind": "respond", "status": status, "json": json, "body": body}
+        effect["headers"] = None if headers is None else dict(headers)
+        given = {name: value for name, value in effect.items() if value is not None}
+        return self.faults.add(given, probability=probability, times=times, id=id, **match)
+
     def advance(self, seconds: float) -> float:
         """Move the manual clock forward; returns the new virtual time."""
         return self._run(self.steering.advance(seconds))

@@ -17,7 +17,7 @@ from ..config import ConfigError, Settings, load_fault_file
 from ..core.billing import PriceTable
 from ..core.catalogue import Catalogue
 from ..core.clock import Clock, ManualClock, WallClock
-from ..core.faults import FaultRule
+from ..core.faults import FaultError, FaultRule, check_rule_count
 from ..core.keys import key_fingerprint
 from ..core.tasks import Observation, Outcome, Task
 from ..core.timing import Timing
@@ -52,6 +52,10 @@ class Emulator:
         rules = settings.faults + (
             load_fault_file(settings.fault_file) if settings.fault_file else ()
         )
+        try:
+            check_rule_count(0, len(rules), settings.max_fault_rules, "faults and fault_file")
+        except FaultError as exc:
+            raise ConfigError(exc.message, field="max_fault_rules") from None
         self.ids = TaskIds(self.seed)
         self.startup = Startup(store, self.ids, rules)
         self.tasks = Tasks(store, clock, config)

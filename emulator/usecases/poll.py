@@ -1,5 +1,5 @@
-"""Looking a task up as a poll does: found for its owner (D-1), counted on the per_poll clock,
-answered as expired once past its TTL, observed at the clock's now.
+"""Looking a task up as a poll does: found for its owner (D-1), its poll counted (which moves it
+on the per_poll clock), answered as expired once past its TTL, observed at the clock's now.
 
 Status and progress are a pure function of the task's schedule and its elapsed time
 (``emulator.core.tasks``); this reads the clock and the store for them.
@@ -36,9 +36,12 @@ class Tasks:
         settings = self._config.settings
         task, now = None, None
         if TASK_ID_RE.match(task_id):
-            if count_poll and settings.clock == "per_poll":
-                # One moment for the poll and the answer: the poll that ends a task shows it.
-                now = await self._clock.now()
+            if count_poll:
+                # Counted on every clock (the control plane shows ``polls``); on per_poll the
+                # count moves the task, and one moment serves the poll and the answer: the poll
+                # that ends a task shows it.
+                if settings.clock == "per_poll":
+                    now = await self._clock.now()
                 task = await self._store.count_poll(task_id, owner, now)
             else:
                 task = await self._store.get_task(task_id)

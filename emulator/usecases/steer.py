@@ -19,7 +19,7 @@ from typing import Any
 from ..config import FIXED_SETTINGS, ConfigError, Settings
 from ..core.checks import MAX_CODE_CHARS, MAX_MESSAGE_CHARS, shown, text_problem
 from ..core.clock import Clock, ManualClock
-from ..core.faults import FaultRule, parse_rule
+from ..core.faults import FaultRule, check_rule_count, parse_rule
 from ..core.journal import JournalQuery
 from ..core.keys import mask_key
 from ..core.tasks import Outcome, Task, observe
@@ -32,8 +32,6 @@ from .results import Results
 from .settle import Billing, balance_problem, key_problem
 from .startup import Startup
 
-#: Most fault rules installed at once: every request is matched against every rule.
-MAX_FAULT_RULES = 1000
 MAX_ADVANCE = 10**9
 
 
@@ -211,11 +209,8 @@ class Steering:
         ``faults[i].x`` among several), and then none is added."""
         await self._startup.ensure()
         existing = {rule.id for rule in await self._store.list_faults()}
-        if len(existing) + len(raws) > MAX_FAULT_RULES:
-            raise ArgumentError(
-                f"at most {MAX_FAULT_RULES} fault rules can be installed "
-                f"({len(existing)} are, {len(raws)} more were sent)"
-            )
+        limit = self._config.settings.max_fault_rules
+        check_rule_count(len(existing), len(raws), limit, "fault" if len(raws) == 1 else "faults")
         rules = []
         for i, raw in enumerate(raws):
             n = len(existing) + 1
@@ -319,4 +314,4 @@ def settings_json(settings: Settings) -> dict[str, Any]:
     return out
 
 
-__all__ = ["MAX_ADVANCE", "MAX_FAULT_RULES", "ArgumentError", "Steering", "settings_json"]
+__all__ = ["MAX_ADVANCE", "ArgumentError", "Steering", "settings_json"]

@@ -13,7 +13,7 @@ from ...config import FIXED_SETTINGS
 from ...core.faults import EFFECTS, ENDPOINTS, HTTP_ERROR_STATUSES
 from ...core.journal import query_from_filters
 from ...errors import TaskNotFound
-from ...usecases.steer import MAX_FAULT_RULES, settings_json
+from ...usecases.steer import settings_json
 from ..guard import emulator_of
 from .access import PREFIX, signed_in, token_required
 from .forms import Form
@@ -139,7 +139,7 @@ async def faults_view(
             "endpoints": ENDPOINTS,
             "http_statuses": HTTP_ERROR_STATUSES,
             "models": emulator.catalogue.model_names,
-            "limit": MAX_FAULT_RULES,
+            "limit": emulator.settings.max_fault_rules,
             "form": form or {},
             "problem": problem,
             "live_url": f"{PREFIX}/live/faults",
