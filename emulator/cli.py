@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -26,10 +27,21 @@ WORKER_SETTINGS_ENV = "IMAGE_TASK_EMULATOR_WORKER_SETTINGS"
 _SHARED_STORES = ("redis://", "rediss://", "unix://")
 
 
+def _version() -> str:
+    """The installed distribution's version (what pip and the wheel say)."""
+    try:
+        return importlib.metadata.version("image-task-emulator")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree never installed
+        from . import __version__
+
+        return f"{__version__} (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="image-task-emulator", description="Emulator of the image task API."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the emulator over HTTP")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
@@ -58,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--log-level", dest="log_level", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    serve.add_argument(
+        "--log-format", dest="log_format", choices=["text", "json"], help="access log lines"
     )
     serve.add_argument(
         "--http",
@@ -92,9 +107,13 @@ def _settings_for_workers(settings: Settings) -> str:
 def worker_app() -> Starlette:
     """The app of one worker process of ``serve --workers N`` (uvicorn calls this factory in
     each worker; the parent put its settings in the environment)."""
+    from .http import access_log
     from .http.app import create_app
 
-    return create_app(build_settings(overrides=json.loads(os.environ[WORKER_SETTINGS_ENV])))
+    settings = build_settings(overrides=json.loads(os.environ[WORKER_SETTINGS_ENV]))
+    if settings.log_format == "json":
+        access_log.configure(settings.log_level)
+    return create_app(settings)
 
 
 def _store_problem(settings: Settings, workers: int) -> str | None:
@@ -184,6 +203,11 @@ def serve(settings: Settings, workers: int = 1, http: str = "auto") -> int:
         # h11's own bound on a head it buffers (a backstop to the guard's count).
         "h11_max_incomplete_event_size": head_limit(settings.max_header_bytes),
     }
+    if settings.log_format == "json":
+        from .http import access_log
+
+        options["access_log"] = False  # the app writes its own lines, secrets masked
+        access_log.configure(settings.log_level)
     if workers == 1:
         uvicorn.run(app, **options)
     else:

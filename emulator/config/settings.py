@@ -121,6 +121,10 @@ class Settings:
     #: When set, the control plane (but not result images) needs ``X-Emulator-Token``.
     admin_token: str | None = None
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    #: "json": one JSON line per request (keys and result tokens masked) instead of uvicorn's.
+    log_format: Literal["text", "json"] = "text"
+    #: Origins a browser front-end may call from (CORS); empty: no CORS headers at all.
+    cors_origins: tuple[str, ...] = ()
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and validated."""
@@ -145,6 +149,8 @@ FIXED_SETTINGS = frozenset(
     | {"store", "state_dir", "store_prefix"}
     # The HTTP server enforces these from start-up, before a request reaches the app.
     | {"max_header_bytes", "header_timeout"}
+    # The app's middleware and the server's logging are built once, at start-up.
+    | {"log_format", "cors_origins"}
 )
 
 
@@ -262,6 +268,9 @@ def _store_url_ok(url: str) -> bool:
     return url.startswith(("redis://", "rediss://", "unix://"))
 
 
+#: A CORS origin as browsers send it: scheme, host and an optional port; or "*" for any.
+_ORIGIN = re.compile(r"\*|https?://[^/\s?#@]+")
+
 #: An admin token is sent in a header: visible ASCII only, so every client sends the same bytes.
 _ADMIN_TOKEN = re.compile(r"[!-~]{1,256}")
 
@@ -294,6 +303,13 @@ def check_ranges(s: Settings) -> None:
     for ok, message in rules:
         if not ok:
             raise ConfigError(message)
+    for i, origin in enumerate(s.cors_origins):
+        if not _ORIGIN.fullmatch(origin):
+            raise ConfigError(
+                f"cors_origins[{i}] must be an origin like 'http://localhost:5173' (scheme, "
+                f"host, optional port; no path) or '*', got {shown(origin)}",
+                field="cors_origins",
+            )
     try:
         check_rule_count(0, len(s.faults), s.max_fault_rules, "setting 'faults'")
     except FaultError as exc:
@@ -330,6 +346,7 @@ SERVE_FLAGS = (
     "store",
     "state_dir",
     "store_prefix",
+    "log_format",
 )
 
 

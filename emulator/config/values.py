@@ -144,7 +144,8 @@ TEXT_LIMITS: dict[str, int] = {
     "admin_token": MAX_NAME_CHARS,
     "enabled_models": MAX_NAME_CHARS,
     "fetch_allow_hosts": 255,
+    "cors_origins": 255,
 }
-#: Most entries of a list setting (api_keys, enabled_models, fetch_allow_hosts).
+#: Most entries of a list setting (api_keys, enabled_models, fetch_allow_hosts, cors_origins).
 MAX_LIST_ITEMS = 10_000
 __all__ = ["MAX_LIST_ITEMS", "RANGES", "RANGE_NOTES", "TEXT_LIMITS", "coerce"]

@@ -170,10 +170,13 @@ class Catalogue:
     ) -> OutputPlan:
         """Validate the model-specific fields and say what the task will produce."""
         spec = self.models.get(model)
-        if spec is None:
-            raise ModelNotFound(f"model {model!r} does not exist", field="model")
-        if model not in self.enabled:
-            raise ModelNotFound(f"model {model!r} is not enabled on this service", field="model")
+        if spec is None or model not in self.enabled:
+            # Like every other refusal: the field, and the values it may take.
+            choices = ", ".join(name for name in self.models if name in self.enabled)
+            why = "does not exist" if spec is None else "is not enabled on this service"
+            raise ModelNotFound(
+                f"model {model!r} {why}; model must be one of: {choices}", field="model"
+            )
         rules = self.families[spec.family]
 
         fmt = "png" if output_format is None else output_format
