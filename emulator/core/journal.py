@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidRequest
 from .keys import mask_key
+from .query import QueryError, unknown_parameter
 
 #: Header values never journaled in full.
 SECRET_HEADERS = frozenset({"authorization", "cookie", "x-emulator-token", "proxy-authorization"})
@@ -76,14 +76,13 @@ def listed(names: list[str]) -> tuple[list[str], int]:
 FILTERS = ("path", "method", "task_id", "endpoint", "status", "fault")
 #: The endpoints the journal records.
 ENDPOINTS = ("submit", "poll", "result")
-KNOWN = ", ".join(FILTERS) + ", body[<field>]"
 _MAX_FILTER_TEXT = 2048
 _MAX_BODY_FILTERS = MAX_BODY_FIELDS  # more could never all match
 _METHOD = re.compile(r"[A-Za-z]{1,16}")
 _BODY_PARAM = re.compile(r"body\[(.*)\]", re.S)
 
 
-class JournalFilterError(InvalidRequest, ValueError):
+class JournalFilterError(QueryError):
     """A journal filter that is unknown or can never match; a 400 on the control plane, still
     a ValueError for the fixture's callers."""
 
@@ -184,11 +183,8 @@ def _body_name(label: str, name: Any) -> str:
     return name
 
 
-def _unknown(name: str, hint: str) -> JournalFilterError:
-    return JournalFilterError(
-        f"unknown journal filter {name[:_MAX_TEXT]!r}; the known ones are {KNOWN}{hint}",
-        field=name[:_MAX_TEXT],
-    )
+def _unknown(name: str, hint: str) -> QueryError:
+    return unknown_parameter(name, (*FILTERS, "body[<field>]"), "journal filter", hint)
 
 
 def _query(fields: dict[str, str | int], body: dict[str, str]) -> JournalQuery:
