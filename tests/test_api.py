@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema_rs import Draft202012Validator
+
+from emulator.contract import load_contract
 
 from .conftest import AUTH, Client
 
@@ -120,6 +123,42 @@ def test_succeeded_task_lists_one_url_unless_always_list_results(make_client: An
     assert task["metadata"]["result_count"] == 1
     task = make_client(always_list_results=True).run_to_end(NANO)
     assert task["metadata"]["result_urls"] == [task["result_url"]]
+
+
+def _task_response_errors(body: dict[str, Any]) -> list[str]:
+    contract = load_contract()
+    schema = {"$ref": "#/components/schemas/TaskResponse", "components": contract["components"]}
+    return [error.message for error in Draft202012Validator(schema).iter_errors(body)]
+
+
+@pytest.mark.parametrize("envelope", ["wrapped", "bare"])
+def test_always_list_results_lists_them_once_there_are_results_and_obeys_the_contract(
+    make_client: Any, envelope: str
+) -> None:
+    # D-3: result_urls lists the results when there are some; before success (and on failure)
+    # there are none, and the contract wants at least one item whenever the member is present.
+    client = make_client(always_list_results=True, envelope=envelope)
+    submitted = client.submit(NANO)
+    doomed = client.submit(NANO)
+    bodies = [submitted.json(), doomed.json()]
+    ids = [b["data"]["task_id"] if envelope == "wrapped" else b["task_id"] for b in bodies]
+    client.advance(
+        0.001 + client.get(f"/_emulator/tasks/{ids[0]}").json()["task"]["schedule"]["queued_s"]
+    )
+    bodies.append(client.get(f"/v1/images/tasks/{ids[0]}").json())  # processing
+    client.post(f"/_emulator/tasks/{ids[1]}/outcome", json={"status": "failed"})
+    bodies.append(client.get(f"/v1/images/tasks/{ids[1]}").json())  # failed
+    client.advance(10_000)
+    bodies.append(client.get(f"/v1/images/tasks/{ids[0]}").json())  # succeeded
+    tasks = [b["data"] if envelope == "wrapped" else b for b in bodies]
+    statuses = [t["status"] for t in tasks]
+    assert statuses == ["queued", "queued", "processing", "failed", "succeeded"]
+    for body, task in zip(bodies, tasks, strict=True):
+        assert _task_response_errors(body) == [], task
+        if task["status"] == "succeeded":
+            assert task["metadata"]["result_urls"] == [task["result_url"]]
+        else:
+            assert "result_urls" not in task["metadata"], task
 
 
 def test_public_base_url_is_used_for_results(make_client: Any) -> None:

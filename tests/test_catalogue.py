@@ -134,10 +134,48 @@ def test_nano_size_picks_the_nearest_ratio_unless_aspect_ratio_is_given(client: 
     assert client.image(task["result_url"]).size == (1024, 1024)
 
 
-def test_nano_rejects_a_malformed_size(client: Client) -> None:
-    response = client.submit({"model": "NanoBanana", "prompt": "x", "size": "large"})
+@pytest.mark.parametrize(
+    "size",
+    ["large", "1K ", " 2K", "3K", "0.5", "K", "16K", "auto1", "4096", "1024x768\n", "1\u212a"],
+)
+def test_nano_rejects_a_size_that_is_neither_wxh_nor_a_tier_word(client: Client, size: str) -> None:
+    response = client.submit({"model": "NanoBanana", "prompt": "x", "size": size})
     assert response.status_code == 400
-    assert "size must look like WIDTHxHEIGHT" in response.json()["message"]
+    body = response.json()
+    assert body["code"] == "invalid_request"
+    assert body["message"].startswith("size must be WIDTHxHEIGHT (e.g. 1024x1024)")
+    assert "0.5K, 1K, 2K, 4K, 8K" in body["message"] and "auto" in body["message"]
+
+
+@pytest.mark.parametrize(
+    "size", ["0.5K", "1K", "2K", "4K", "8K", "0.5k", "1k", "2k", "4k", "8k", "auto", "AUTO", "Auto"]
+)
+@pytest.mark.parametrize("model", ["NanoBanana", "NanoBanana2-0.5K", "NanoBananaPro-8K"])
+def test_nano_accepts_and_ignores_a_tier_word_as_size(
+    client: Client, model: str, size: str
+) -> None:
+    # D-6: the model name fixes the tier, so "4K" on a 0.5K model changes nothing; the
+    # aspect ratio stays the requested one (or the default), never one guessed from the word.
+    for ratio in ("16:9", None):
+        payload = {"model": model, "prompt": "x", "size": size, "aspect_ratio": ratio}
+        task = client.get(f"/_emulator/tasks/{client.submit_ok(payload)}").json()["task"]
+        assert (task["width"], task["height"]) == _pixels(model, ratio or "1:1")
+
+
+def test_a_tier_word_as_size_gives_the_model_s_own_picture(client: Client) -> None:
+    task = client.run_to_end({"model": "NanoBanana2-0.5K", "prompt": "x", "size": "4K"})
+    assert client.image(task["result_url"]).size == (512, 512)
+
+
+def _pixels(model: str, ratio: str) -> tuple[int, int]:
+    w, h = RAW["pixels"][RAW["models"][model]["pixels"]][ratio].split("x")
+    return int(w), int(h)
+
+
+def test_gpt_image_2_does_not_take_a_tier_word_as_size(client: Client) -> None:
+    response = client.submit({"model": "gpt-image-2", "prompt": "x", "size": "1K"})
+    assert response.status_code == 400
+    assert "size '1K' is not one of the 48 sizes" in response.json()["message"]
 
 
 def test_nearest_ratio_is_symmetric_on_a_log_scale() -> None:
@@ -188,6 +226,28 @@ def test_n_images_are_returned_and_listed(client: Client) -> None:
 @pytest.mark.parametrize("quality", ["low", "MEDIUM", "High"])
 def test_gpt_quality_is_case_insensitive(client: Client, quality: str) -> None:
     assert client.submit(_payload("gpt-image-2", quality=quality)).status_code == 200
+
+
+@pytest.mark.parametrize("quality", ["HIGH", "High", "hIgH"])
+def test_gpt_quality_in_any_case_is_kept_and_billed_as_its_lower_case(
+    client: Client, quality: str
+) -> None:
+    task_id = client.submit_ok(_payload("gpt-image-2", quality=quality))
+    assert client.get(f"/_emulator/tasks/{task_id}").json()["task"]["quality"] == "high"
+    [charge] = client.get("/_emulator/usage").json()["entries"]
+    assert charge["quality"] == "high"
+    high = client.submit_ok(_payload("gpt-image-2", quality="high"))
+    entries = client.get("/_emulator/usage").json()["entries"]
+    prices = {entry["task_id"]: entry["unit_price"] for entry in entries}
+    assert prices[task_id] == prices[high]
+
+
+def test_gpt_quality_in_any_case_is_accepted_in_a_form_too(client: Client) -> None:
+    form = {"model": "gpt-image-2", "prompt": "x", "size": "1024x1024", "quality": "LOW"}
+    parts = {name: (None, value) for name, value in form.items()}  # no file name: form fields
+    response = client.post("/v1/images/tasks", files=parts)
+    assert response.request.headers["content-type"].startswith("multipart/form-data")
+    assert response.status_code == 200, response.text
 
 
 def test_gpt_rejects_an_unknown_quality(client: Client) -> None:

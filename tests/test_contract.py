@@ -20,6 +20,7 @@ from emulator import Settings, create_app
 from emulator.conform import CHEAPEST_MODEL, ConformOptions, restrict_to_model, run_contract
 from emulator.contract import contract_path, load_contract
 from emulator.core.catalogue import Catalogue
+from emulator.core.checks import WHITE_SPACE
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "requests"
 KEY = "sk-contract"
@@ -192,6 +193,27 @@ def test_enumerations_equal_the_catalogue() -> None:
     assert tuple(_enum(form["aspect_ratio"])) == catalogue.aspect_ratios
     for model in _enum(form["model"]):
         assert set(_enum(form["output_format"])) <= set(catalogue.models[model].output_formats)
+
+
+def test_nano_size_pattern_accepts_exactly_wxh_and_the_catalogue_s_size_words() -> None:
+    rules = Catalogue.load().families["nano"]
+    pattern = re.compile(_schemas()["NanoSize"]["pattern"])
+    for word in rules.size_words:
+        for spelling in (word, word.lower(), word.upper(), word.title()):
+            assert pattern.search(spelling), spelling
+            assert rules.is_size_word(spelling), spelling
+    for other in ["1920x1080", "1x1"]:
+        assert pattern.search(other) and not rules.is_size_word(other)
+    for bad in ["3K", "16K", "0.5", "1K ", "auto1", "1\u212a", "0x5", "large"]:
+        assert not pattern.search(bad) and not rules.is_size_word(bad), bad
+
+
+def test_prompt_pattern_refuses_exactly_the_blank_prompts() -> None:
+    pattern = re.compile(_schemas()["Prompt"]["pattern"])
+    for char in WHITE_SPACE:
+        assert not pattern.search(char * 3), hex(ord(char))
+    for text in ["a", "\u3000猫", "\u200b", "\ufeff", "\x1c"]:
+        assert pattern.search(text), text
 
 
 def test_reference_samples_are_the_json_examples() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -98,3 +99,62 @@ def test_the_emulator_contract_states_exactly_the_known_filters() -> None:
     parameters = {p["name"]: p for p in operation["parameters"]}
     assert set(parameters) == {"path", "method", "task_id", "endpoint", "status", "fault", "body"}
     assert parameters["body"]["style"] == "deepObject"
+
+
+# -- D-13: unknown fields are ignored and listed ----------------------------------------------
+def _last_submission(client: Client) -> dict[str, Any]:
+    return journal(client, {"endpoint": "submit"})[-1]
+
+
+def test_a_misspelt_field_is_ignored_and_listed_in_the_journal(client: Client) -> None:
+    client.submit_ok(NANO | {"sise": "1024x1024", "user": "me"})
+    entry = _last_submission(client)
+    assert entry["unknown_fields"] == ["sise", "user"]
+    assert entry["unknown_fields_more"] == 0
+    assert entry["body"]["fields"]["sise"] == "1024x1024"
+
+
+def test_a_submission_without_unknown_fields_lists_none(client: Client) -> None:
+    client.submit_ok(NANO | {"n": 1, "quality": "x", "task_type": "text2image"})
+    entry = _last_submission(client)
+    assert entry["unknown_fields"] == [] and entry["unknown_fields_more"] == 0
+
+
+def test_unknown_fields_of_a_refused_submission_are_listed_too(client: Client) -> None:
+    # The misspelling is why gpt-image-2 says "size is required": the journal shows it.
+    response = client.submit({"model": "gpt-image-2", "prompt": "x", "sise": "1024x1024"})
+    assert response.status_code == 400
+    assert _last_submission(client)["unknown_fields"] == ["sise"]
+
+
+def test_unknown_form_fields_are_listed_once_however_often_sent(client: Client) -> None:
+    parts = [("model", (None, "NanoBanana")), ("prompt", (None, "a")), ("sise", (None, "1"))]
+    parts += [("sise", (None, "2")), ("style", (None, "vivid"))]
+    response = client.post("/v1/images/tasks", files=parts)
+    assert response.status_code == 200, response.text
+    assert _last_submission(client)["unknown_fields"] == ["sise", "style"]
+
+
+def test_ten_thousand_unknown_fields_leave_a_bounded_entry(make_client: Any) -> None:
+    client = make_client(max_json_items=30_000)
+    body = {f"field_{i:05}": i for i in range(10_000)} | NANO
+    client.submit_ok(body)
+    entry = _last_submission(client)
+    assert entry["unknown_fields"] == [f"field_{i:05}" for i in range(20)]
+    assert entry["unknown_fields_more"] == 10_000 - 20
+    # The known fields are kept although they came after the unknown ones.
+    assert entry["body"]["fields"]["model"] == "NanoBanana"
+    assert journal(client, {"body[model]": "NanoBanana"}) == [entry]
+    assert len(json.dumps(entry)) < 10_000
+
+
+def test_long_unknown_field_names_are_cut_in_the_list(client: Client) -> None:
+    client.submit_ok(NANO | {"x" * 5000: 1})
+    [name] = _last_submission(client)["unknown_fields"]
+    assert name == "x" * 200 + "…"
+
+
+def test_polls_list_no_unknown_fields(client: Client) -> None:
+    client.task(client.submit_ok(NANO))
+    [poll] = journal(client, {"endpoint": "poll"})
+    assert "unknown_fields" not in poll

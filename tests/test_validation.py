@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from emulator.core.checks import WHITE_SPACE
+
 from .conftest import Client, png_bytes
 
 NANO = {"model": "NanoBanana2-0.5K", "prompt": "make it shine"}
@@ -36,8 +38,47 @@ def test_missing_prompt_is_rejected(client: Client) -> None:
 
 def test_empty_prompt_is_rejected(client: Client) -> None:
     assert _error(client.submit({"model": "NanoBanana", "prompt": ""})) == (
-        "prompt must not be empty"
+        "prompt must not be blank (empty or only whitespace)"
     )
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        " ",
+        "\t\n\r\v\f",
+        "\u3000",  # ideographic space: what a Chinese keyboard types
+        "\u3000 \u3000",
+        "\u00a0",  # no-break space
+        "\u0085\u2028\u2029",  # next line, line and paragraph separators
+        "\u2002\u2003\u2009\u200a\u202f\u205f\u1680",  # the other Unicode spaces
+    ],
+)
+def test_a_prompt_of_only_whitespace_is_rejected_naming_prompt(client: Client, prompt: str) -> None:
+    response = client.submit({"model": "NanoBanana", "prompt": prompt})
+    assert _error(response) == "prompt must not be blank (empty or only whitespace)"
+    assert client.get("/_emulator/tasks").json()["tasks"] == []
+
+
+def test_a_blank_prompt_is_rejected_in_a_form_too(client: Client) -> None:
+    parts = {"model": (None, "NanoBanana"), "prompt": (None, "\u3000\n")}
+    response = client.post("/v1/images/tasks", files=parts)
+    assert _error(response) == "prompt must not be blank (empty or only whitespace)"
+
+
+@pytest.mark.parametrize("prompt", ["\u3000猫\u3000", " a ", "\u200b", "\ufeff", "\x1c"])
+def test_a_prompt_with_anything_but_whitespace_is_accepted(client: Client, prompt: str) -> None:
+    # Zero-width space and BOM are formatting characters, not whitespace, in Unicode (and in
+    # Python's and Go's trimming); U+001C is a control character, which Unicode's White_Space
+    # leaves out although Python's str.isspace counts it.
+    assert client.submit({"model": "NanoBanana", "prompt": prompt}).status_code == 200
+
+
+def test_white_space_is_unicode_s_white_space_property() -> None:
+    # Python's str.isspace is White_Space plus the four information separators U+001C-U+001F.
+    python = {chr(c) for c in range(0x110000) if chr(c).isspace()}
+    assert set(WHITE_SPACE) == python - {"\x1c", "\x1d", "\x1e", "\x1f"}
+    assert len(WHITE_SPACE) == 25 == len(set(WHITE_SPACE))
 
 
 def test_missing_model_is_rejected(client: Client) -> None:

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import InvalidRequest, ModelNotFound
+from .checks import shown
 
 Family = Literal["nano", "gpt"]
-_SIZE_RE = re.compile(r"^([1-9][0-9]{0,5})x([1-9][0-9]{0,5})$")
+_SIZE_RE = re.compile(r"([1-9][0-9]{0,5})x([1-9][0-9]{0,5})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,12 @@ class FamilyRules:
     accepts_aspect_ratio: bool
     qualities: tuple[str, ...]
     default_quality: str | None
+    #: Words accepted as ``size`` besides WxH, in any case, and ignored (D-6).
+    size_words: tuple[str, ...] = ()
+
+    def is_size_word(self, size: str) -> bool:
+        # ASCII only: "1\u212a" (the Kelvin sign) lower-cases to "1k" but is no tier word.
+        return size.isascii() and size.lower() in {w.lower() for w in self.size_words}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +75,7 @@ class OutputPlan:
 
 def parse_size(value: str) -> tuple[int, int] | None:
     """``"1024x768"`` -> (1024, 768); None when it is not ``WxH`` with positive integers."""
-    m = _SIZE_RE.match(value)
+    m = _SIZE_RE.fullmatch(value)  # not match with "$": that lets "1024x768\n" through
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
@@ -120,6 +127,7 @@ class Catalogue:
                 accepts_aspect_ratio=bool(fam["accepts_aspect_ratio"]),
                 qualities=tuple(fam.get("qualities", ())),
                 default_quality=fam.get("default_quality"),
+                size_words=tuple(fam.get("size_words", ())),
             )
         tables = {
             name: {ratio: _must_size(px) for ratio, px in table.items()}
@@ -247,11 +255,15 @@ class Catalogue:
                 + ", ".join(rules.aspect_ratios),
                 field="aspect_ratio",
             )
-        if size is not None:
+        # D-6: a tier word (or auto) is accepted and ignored, the model name fixes the tier.
+        if size is not None and not rules.is_size_word(size):
             dims = parse_size(size)
             if dims is None:
+                words = ", ".join(rules.size_words)
+                also = f" or one of {words} (any case; ignored: the model fixes the tier)"
                 raise InvalidRequest(
-                    f"size must look like WIDTHxHEIGHT (e.g. 1024x1024), got {size!r}",
+                    f"size must be WIDTHxHEIGHT (e.g. 1024x1024){also if words else ''}, "
+                    f"got {shown(size, 80)}",
                     field="size",
                 )
             if ratio is None:  # D-6: aspect_ratio wins; otherwise the nearest ratio to size

@@ -29,6 +29,22 @@ _HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+#: Unicode's White_Space characters (PropList.txt): what Go's ``strings.TrimSpace`` and
+#: JavaScript's ``trim`` remove (JavaScript also U+FEFF), among them U+3000, the ideographic
+#: space of Chinese text. Python's ``str.isspace`` adds U+001C-U+001F, control characters
+#: Unicode does not call white space, so it is not used. Zero-width space (U+200B) and the BOM
+#: (U+FEFF) are formatting characters, not white space.
+WHITE_SPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` is empty or only white space (SPEC D-12)."""
+    return not text.strip(WHITE_SPACE)
+
+
 def shown(value: Any, limit: int = 60) -> str:
     """``repr(value)`` cut to ``limit`` characters: safe to put in any message (repr escapes
     surrogates and control characters)."""

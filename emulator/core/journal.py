@@ -10,12 +10,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidRequest
 from .keys import mask_key
+from .query import QueryError, unknown_parameter
 
 #: Header values never journaled in full.
 SECRET_HEADERS = frozenset({"authorization", "cookie", "x-emulator-token", "proxy-authorization"})
 _MAX_TEXT = 200
+#: Fields of an object (a submission's body) the journal keeps; items of a list.
+MAX_BODY_FIELDS = 40
+_MAX_ITEMS = 20
 
 
 def mask_header(name: str, value: str) -> str:
@@ -43,17 +46,28 @@ def _flat(fields: dict[Any, Any]) -> bool:
 
 def short(value: Any) -> Any:
     """``value`` as the journal keeps it: long text and data: URLs cut, containers bounded."""
-    if isinstance(value, dict) and len(value) <= 40 and _flat(value):
+    if isinstance(value, dict) and len(value) <= MAX_BODY_FIELDS and _flat(value):
         return dict(value)  # every ordinary submission: nothing to cut (a fast path)
     if isinstance(value, str):
         if value.startswith("data:"):
             return value[: value.find(",") + 1] + "…" if "," in value else "data:…"
         return value if len(value) <= _MAX_TEXT else value[:_MAX_TEXT] + "…"
     if isinstance(value, list):
-        return [short(v) for v in value[:20]]
+        return [short(v) for v in value[:_MAX_ITEMS]]
     if isinstance(value, dict):
-        return {str(k)[:_MAX_TEXT]: short(v) for k, v in list(value.items())[:40]}
+        return {str(k)[:_MAX_TEXT]: short(v) for k, v in list(value.items())[:MAX_BODY_FIELDS]}
     return value
+
+
+#: Unknown field names listed in one entry; how many more came is counted instead (D-13).
+MAX_UNKNOWN_LISTED = 20
+
+
+def listed(names: list[str]) -> tuple[list[str], int]:
+    """At most ``MAX_UNKNOWN_LISTED`` of ``names`` (each cut like any text), and how many
+    more there were: a body of 10,000 unknown keys must not make a 10,000-name entry."""
+    shown = [short(name) for name in names[:MAX_UNKNOWN_LISTED]]
+    return shown, len(names) - len(shown)
 
 
 # -- filters ------------------------------------------------------------------------------
@@ -62,14 +76,13 @@ def short(value: Any) -> Any:
 FILTERS = ("path", "method", "task_id", "endpoint", "status", "fault")
 #: The endpoints the journal records.
 ENDPOINTS = ("submit", "poll", "result")
-KNOWN = ", ".join(FILTERS) + ", body[<field>]"
 _MAX_FILTER_TEXT = 2048
-_MAX_BODY_FILTERS = 40  # the journal keeps at most 40 fields of a body
+_MAX_BODY_FILTERS = MAX_BODY_FIELDS  # more could never all match
 _METHOD = re.compile(r"[A-Za-z]{1,16}")
 _BODY_PARAM = re.compile(r"body\[(.*)\]", re.S)
 
 
-class JournalFilterError(InvalidRequest, ValueError):
+class JournalFilterError(QueryError):
     """A journal filter that is unknown or can never match; a 400 on the control plane, still
     a ValueError for the fixture's callers."""
 
@@ -170,11 +183,8 @@ def _body_name(label: str, name: Any) -> str:
     return name
 
 
-def _unknown(name: str, hint: str) -> JournalFilterError:
-    return JournalFilterError(
-        f"unknown journal filter {name[:_MAX_TEXT]!r}; the known ones are {KNOWN}{hint}",
-        field=name[:_MAX_TEXT],
-    )
+def _unknown(name: str, hint: str) -> QueryError:
+    return unknown_parameter(name, (*FILTERS, "body[<field>]"), "journal filter", hint)
 
 
 def _query(fields: dict[str, str | int], body: dict[str, str]) -> JournalQuery:

@@ -7,14 +7,17 @@ call too: one rule, one view, whichever way in.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..core.billing import ChargeState
 from ..core.journal import query_from_params
 from ..core.keys import mask_key
+from ..core.query import one_of, query_values
+from ..core.tasks import Status
 from ..errors import InvalidRequest, StoreUnavailable
 from ..usecases.settle import key_problem
 from ..usecases.steer import Steering, settings_json
@@ -89,9 +92,12 @@ async def advance_clock(request: Request) -> Response:
 # -- tasks --------------------------------------------------------------------------------
 @guarded
 async def list_tasks(request: Request) -> Response:
-    params = request.query_params
+    params = query_values(request.query_params.multi_items(), ("status", "model"), "task filter")
+    status = params.get("status")
+    if status is not None:
+        one_of("status", status, get_args(Status))
     views = await _steering(request).tasks(
-        str(request.base_url), status=params.get("status"), model=params.get("model")
+        str(request.base_url), status=status, model=params.get("model")
     )
     return JSONResponse({"tasks": views})
 
@@ -165,7 +171,10 @@ async def clear_requests(request: Request) -> Response:
 # -- usage and balances -------------------------------------------------------------------
 @guarded
 async def get_usage(request: Request) -> Response:
-    return JSONResponse(await _steering(request).billing.usage(request.query_params))
+    params = query_values(request.query_params.multi_items(), USAGE_FILTERS, "usage filter")
+    if "state" in params:
+        one_of("state", params["state"], get_args(ChargeState))
+    return JSONResponse(await _steering(request).billing.usage(params))
 
 
 @guarded
@@ -194,6 +203,19 @@ async def put_balance(request: Request) -> Response:
     return JSONResponse({"key": mask_key(key), "balance": amount})
 
 
+#: The filters of ``GET /_emulator/usage``.
+USAGE_FILTERS = ("key", "model", "state", "task_id")
+#: Routes that read their query themselves (health: open to probes, whatever they append).
+_OWN_QUERY: frozenset[Handler] = frozenset({health, list_tasks, list_requests, get_usage})
+#: What a refusal adds where a parameter may look like it would narrow the action.
+_HINTS: dict[Handler, str] = {
+    clear_requests: "; DELETE /_emulator/requests clears the whole journal (filters are for "
+    "GET /_emulator/requests)",
+    clear_faults: "; DELETE /_emulator/faults removes every rule (one: "
+    "DELETE /_emulator/faults/{id})",
+}
+
+
 def _by_method(handlers: dict[str, Handler]) -> Handler:
     """One route per path, so a wrong method gets a 405 whose Allow lists every method."""
 
@@ -201,7 +223,14 @@ def _by_method(handlers: dict[str, Handler]) -> Handler:
         # Starlette routes HEAD wherever GET is allowed: it is answered as the GET (the server
         # sends no body).
         method = "GET" if request.method == "HEAD" else request.method
-        return await handlers[method](request)
+        handler = handlers[method]
+        query = request.scope.get("query_string")
+        # A route that takes no parameter refuses one rather than ignore it: a silent "all"
+        # (clear everything, list everything) is the worst answer to a typo. After the admin
+        # token (the handler refuses a caller without it): a stranger learns nothing here.
+        if query and handler not in _OWN_QUERY and is_admin(request):
+            query_values(request.query_params.multi_items(), (), hint=_HINTS.get(handler, ""))
+        return await handler(request)
 
     return run
 

@@ -113,7 +113,10 @@ def task_body(emulator: Emulator, task: Task, obs: Observation, base_url: str) -
     succeeded = obs.status == "succeeded"
     urls = emulator.results.urls(task, base_url) if succeeded else []
     metadata: dict[str, Any] = {"task_type": task.task_type, "result_count": len(urls)}
-    if len(urls) > 1 or settings.always_list_results:
+    # D-3: listed when there are several results; always_list_results lists one too. Never an
+    # empty list: before success (and on failure) there is nothing to list, and the contract
+    # wants at least one item whenever the member is there.
+    if len(urls) > 1 or (urls and settings.always_list_results):
         metadata["result_urls"] = urls
     error: Any = None
     if obs.status == "failed":

@@ -196,8 +196,6 @@ def fields_from_json(body: bytes, max_depth: int, max_items: int) -> dict[str, A
     data = parse_json(body, max_depth, max_items)
     if not isinstance(data, dict):
         raise InvalidRequest("request body must be a JSON object")
-    # "image_urls" is where multipart text `image` fields go; in JSON it is an unknown key.
-    data.pop("image_urls", None)
     return data
 
 

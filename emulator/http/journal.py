@@ -10,11 +10,12 @@ from typing import Any
 from starlette.requests import Request
 
 from ..core.clock import Clock
-from ..core.journal import SECRET_HEADERS, mask_header, short
+from ..core.journal import MAX_BODY_FIELDS, SECRET_HEADERS, listed, mask_header, short
 from ..core.keys import mask_key
 from ..errors import StoreUnavailable
 from ..stores import Store
 from ..usecases.configuration import Configuration
+from ..usecases.submission import FIELDS
 
 
 def _state(request: Request) -> dict[str, Any]:
@@ -31,7 +32,13 @@ def summarise_body(request: Request) -> dict[str, Any] | None:
     files = state.get("files")
     if fields is None and not files:
         return None
-    summary: dict[str, Any] = {"fields": short(fields or {})}
+    fields = fields or {}
+    if len(fields) > MAX_BODY_FIELDS:
+        # The journal keeps MAX_BODY_FIELDS of them: the request fields first, whatever the
+        # order they came in, so that a flood of unknown ones cannot hide the model.
+        known = {k: v for k, v in fields.items() if k in FIELDS}
+        fields = known | {k: v for k, v in fields.items() if k not in known}
+    summary: dict[str, Any] = {"fields": short(fields)}
     if files:
         summary["files"] = [{"name": name, "bytes": size} for name, size in files]
     return summary
@@ -85,5 +92,8 @@ async def record(
         "fault": state.get("fault"),
         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
     }
+    unknown = state.get("unknown_fields")
+    if unknown is not None:  # a submission whose body could be read (D-13)
+        entry["unknown_fields"], entry["unknown_fields_more"] = listed(unknown)
     with contextlib.suppress(StoreUnavailable):  # as above: the answer stands
         await store.log_request(entry, limit)

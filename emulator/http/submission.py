@@ -11,7 +11,7 @@ from ..config import Settings
 from ..core.catalogue import Catalogue
 from ..errors import UnsupportedMediaType
 from ..pictures.slots import Slots
-from ..usecases.submission import Submission, build_submission, has_data_url
+from ..usecases.submission import Submission, build_submission, has_data_url, unknown_fields
 from .bodies import fields_from_json, fields_from_multipart, read_body
 
 #: JSON bodies larger than this are parsed off the event loop (smaller ones cost < 1 ms).
@@ -38,12 +38,19 @@ async def read_submission(
             fields = await anyio.to_thread.run_sync(fields_from_json, body, *limits)
         else:
             fields = fields_from_json(body, *limits)
+        unknown = unknown_fields(fields)
+        # "image_urls" is where multipart text `image` fields go; in JSON it is an unknown
+        # key (listed above), and must not reach the rules as reference pictures.
+        fields.pop("image_urls", None)
         files: list[UploadFile] = []
     else:
         fields, files = await fields_from_multipart(request.headers, body, settings)
-    # For the journal: what the validator saw (``request.state`` is this dict, reached slower).
+        unknown = [name for name in unknown_fields(fields) if name != "image_urls"]
+    # For the journal: what the validator saw (``request.state`` is this dict, reached slower),
+    # and the fields it ignored (D-13).
     state = request.scope.setdefault("state", {})
     state["fields"] = fields
+    state["unknown_fields"] = unknown
     state["files"] = [(f.filename or "image", f.size or 0) for f in files]
     if files or has_data_url(fields):
         # Decoding pictures takes a while: not on the event loop, where it would stall every

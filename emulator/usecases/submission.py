@@ -8,16 +8,34 @@ this runs in a worker thread (``emulator.http.submission`` reads the request).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 from ..config import Settings
 from ..core.catalogue import Catalogue, OutputPlan
+from ..core.checks import is_blank
 from ..core.tasks import TaskType
 from ..errors import InvalidRequest, PayloadTooLarge
 from ..pictures.references import declared_pixels, decode_data_url, is_data_url, thumbnail_of
 
+#: The request fields of SPEC 2.2. Any other is ignored, as relays do, and listed in the
+#: journal entry so that a test can see a misspelt one (D-13).
+FIELDS = frozenset(
+    {
+        "model",
+        "prompt",
+        "task_type",
+        "image",
+        "images",
+        "size",
+        "aspect_ratio",
+        "quality",
+        "n",
+        "output_format",
+        "response_format",
+    }
+)
 TASK_TYPES: tuple[str, ...] = ("text2image", "image2image")
 RESPONSE_FORMATS: tuple[str, ...] = ("url",)
 #: Longest reference URL accepted, and its form (kept equal to the contract's pattern).
@@ -48,6 +66,11 @@ class Upload(Protocol):
 
     @property
     def file(self) -> IO[bytes]: ...
+
+
+def unknown_fields(names: Iterable[str]) -> list[str]:
+    """The names among ``names`` that are not request fields, in order (D-13)."""
+    return [name for name in names if name not in FIELDS]
 
 
 def has_data_url(fields: Mapping[str, Any]) -> bool:
@@ -136,8 +159,8 @@ def build_submission(
         raise InvalidRequest("prompt is required", field="prompt")
     if not isinstance(prompt, str):
         raise InvalidRequest("prompt must be a string", field="prompt")
-    if prompt == "":
-        raise InvalidRequest("prompt must not be empty", field="prompt")
+    if is_blank(prompt):  # D-12: "   " or "\u3000" asks for nothing, like ""
+        raise InvalidRequest("prompt must not be blank (empty or only whitespace)", field="prompt")
     if len(prompt) > settings.max_prompt_chars:
         raise InvalidRequest(
             f"prompt is longer than the limit of {settings.max_prompt_chars} characters",
@@ -223,10 +246,12 @@ def build_submission(
 
 
 __all__ = [
+    "FIELDS",
     "RESPONSE_FORMATS",
     "TASK_TYPES",
     "Submission",
     "Upload",
     "build_submission",
     "has_data_url",
+    "unknown_fields",
 ]
