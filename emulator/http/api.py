@@ -23,7 +23,7 @@ from ..core.keys import key_fingerprint
 from ..core.tasks import QUEUED, Observation, Task
 from ..errors import EmulatorError, TaskNotFound, Unauthorized
 from ..usecases.emulator import Emulator
-from ..usecases.results import NAME
+from ..usecases.results import NAME, Results
 from .effects import DropConnection, after, before
 from .journal import record
 from .submission import read_submission
@@ -107,11 +107,12 @@ def bearer_key(request: Request, settings: Settings) -> str:
     return key
 
 
-def task_body(emulator: Emulator, task: Task, obs: Observation, base_url: str) -> dict[str, Any]:
+def task_body(
+    settings: Settings, results: Results, task: Task, obs: Observation, base_url: str
+) -> dict[str, Any]:
     """The task object of SPEC 2.6, as the service sends it."""
-    settings = emulator.config.settings
     succeeded = obs.status == "succeeded"
-    urls = emulator.results.urls(task, base_url) if succeeded else []
+    urls = results.urls(task, base_url) if succeeded else []
     metadata: dict[str, Any] = {"task_type": task.task_type, "result_count": len(urls)}
     if len(urls) > 1 or settings.always_list_results:
         metadata["result_urls"] = urls
@@ -195,14 +196,15 @@ async def submit_task(request: Request) -> Response:
     base = base_url(request)
     task = await emulator.submitter.submit(key, submission, base, rule)
     _state(request)["task_id"] = task.task_id
-    body = task_body(emulator, task, QUEUED, base)
+    body = task_body(config.settings, emulator.results, task, QUEUED, base)
     return after(rule, _JSONResponse(body, status_code=config.settings.submit_status))
 
 
 @journaled("poll")
 async def get_task(request: Request) -> Response:
     emulator = _emulator(request)
-    key = bearer_key(request, emulator.config.settings)
+    settings = emulator.config.settings
+    key = bearer_key(request, settings)
     task_id = _state(request)["task_id"] = request.path_params["task_id"]
     # HEAD (which Starlette answers from this route) looks without polling.
     counted = request.method == "GET"
@@ -211,10 +213,11 @@ async def get_task(request: Request) -> Response:
     rule = await emulator.faults.pick(
         _facts(request, "poll", key, model=task.model, task_type=task.task_type, prompt=task.prompt)
     )
-    await before(request, rule, emulator.config.settings.poll_latency)
+    await before(request, rule, settings.poll_latency)
     obs = await tasks.observe(task)
     await emulator.billing.settle(task, obs)
-    return after(rule, _JSONResponse(task_body(emulator, task, obs, base_url(request))))
+    body = task_body(settings, emulator.results, task, obs, base_url(request))
+    return after(rule, _JSONResponse(body))
 
 
 @journaled("result")
