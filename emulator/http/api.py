@@ -142,32 +142,38 @@ def journaled(endpoint: str) -> Callable[[Handler], Handler]:
     """Record every request to ``endpoint`` in the journal, whatever its answer."""
 
     def wrap(handler: Handler) -> Handler:
-        async def run(request: Request) -> Response:
-            emulator = _emulator(request)
+        async def answer(request: Request, emulator: Emulator) -> Response:
             started = time.perf_counter()
             status = 500
+            try:
+                response = await handler(request)
+                status = response.status_code
+                return response
+            except EmulatorError as exc:
+                status = exc.status_code
+                raise
+            except DropConnection:
+                status = 0
+                raise
+            finally:
+                await record(
+                    emulator.store,
+                    emulator.clock,
+                    emulator.config,
+                    request,
+                    endpoint,
+                    status,
+                    started,
+                )
+
+        async def run(request: Request) -> Response:
+            emulator = _emulator(request)
+            scope = emulator.store.request_scope
+            if scope is None:  # a local store: nothing to wrap the request in
+                return await answer(request, emulator)
             # One snapshot per request: a shared store (Redis) reads what it needs once.
-            async with emulator.store.request_scope():
-                try:
-                    response = await handler(request)
-                    status = response.status_code
-                    return response
-                except EmulatorError as exc:
-                    status = exc.status_code
-                    raise
-                except DropConnection:
-                    status = 0
-                    raise
-                finally:
-                    await record(
-                        emulator.store,
-                        emulator.clock,
-                        emulator.config,
-                        request,
-                        endpoint,
-                        status,
-                        started,
-                    )
+            async with scope():
+                return await answer(request, emulator)
 
         return run
 

@@ -86,4 +86,4 @@ async def record(
         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
     }
     with contextlib.suppress(StoreUnavailable):  # as above: the answer stands
-        await store.log_request(entry, limit)
+        await store.append_journal(entry, limit)
