@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 from ..config import Settings
 from ..usecases.emulator import Emulator
 from .effects import DropConnection
+from .privates import abort_connection
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
@@ -41,15 +42,8 @@ class EmulatorApp(Starlette):
         try:
             await super().__call__(scope, receive, send)
         except DropConnection:
-            # uvicorn's send is bound to the connection's cycle, which holds the transport.
-            cycle = getattr(send, "__self__", None)
-            transport = getattr(cycle, "transport", None)
-            if transport is None:
+            if not abort_connection(send):
                 raise  # in-process transports: the client sees the exception
-            transport.abort()
-            # The drop is intended: tell uvicorn, or it logs "returned without starting response".
-            if cycle is not None and hasattr(cycle, "disconnected"):
-                cycle.disconnected = True
 
 
 @functools.cache
