@@ -297,8 +297,8 @@ def line(fonts: tuple[Face, ...], size: int, text: str) -> tuple[Image.Image, in
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m emulator.fonts --missing``: what ``make setup`` has to install."""
-    parser = argparse.ArgumentParser(prog="python -m emulator.fonts", description=__doc__)
+    """``python -m emulator.pictures.fonts --missing``: what ``make setup`` has to install."""
+    parser = argparse.ArgumentParser(prog="python -m emulator.pictures.fonts", description=__doc__)
     parser.add_argument(
         "--missing", action="store_true", help="the Debian packages of missing setup fonts"
     )
