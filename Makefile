@@ -63,11 +63,12 @@ run: $(STAMP)
 test: setup
 	$(BIN)/python -m pytest -q -n 2
 
-## Lint, format check and strict typing.
+## Lint, format check, strict typing, and the layers (import-linter: docs/architecture.md).
 check: setup
 	$(BIN)/ruff check emulator tests benchmarks
 	$(BIN)/ruff format --check emulator tests benchmarks
 	$(BIN)/mypy emulator
+	$(BIN)/lint-imports
 
 ## Load without loss: concurrent clients under a fault plan (SOAK_SECONDS, default 120).
 SOAK_SECONDS ?= 120

@@ -14,7 +14,7 @@ __all__ = ["Emulator", "Settings", "build_settings", "create_app"]
 __version__ = "0.1.0"
 
 #: Where each public name lives. They are imported when first asked for, not with the package:
-#: pytest imports ``emulator.pytest_plugin`` (so this package) at the start of every session,
+#: pytest imports ``emulator.testing.plugin`` (so this package) at the start of every session,
 #: and importing the app (Starlette and the rest) took most of that session's start-up.
 _LAZY = {
     "Emulator": "usecases.emulator",

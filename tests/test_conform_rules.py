@@ -300,7 +300,9 @@ def test_a_run_that_could_not_happen_is_never_a_pass() -> None:
     report.could_not_run = "authentication failed"
     assert report.exit_code == 2 and not report.ok
     assert report.headline() == "could not run: authentication failed"
-    assert 'classname="conform" name="run"' in report.junit()
+    suite = ElementTree.fromstring(report.junit())
+    cases = {(c.get("classname"), c.get("name")): c for c in suite.iter("testcase")}
+    assert cases[("conform", "run")].find("error") is not None and suite.get("errors") == "1"
 
 
 # -- packaging ------------------------------------------------------------------------------------
@@ -313,6 +315,7 @@ def test_every_subpackage_is_packaged_and_conform_has_an_extra() -> None:
     assert on_disk <= packaged
     extra = project["project"]["optional-dependencies"]["conform"]
     assert any(req.startswith("schemathesis") for req in extra)
+    assert any(req.startswith("junitparser") for req in extra)  # the junit.xml report
 
 
 # -- conform's schemathesis checks stay in conform's runs ------------------------------------

@@ -19,7 +19,7 @@ from .options import (
 )
 
 INSTALL_HINT = (
-    "schemathesis is not installed, and conform runs on it: "
+    "schemathesis or junitparser is not installed, and conform needs them: "
     "pip install 'image-task-emulator[conform]'"
 )
 
@@ -174,6 +174,7 @@ def main(args: Any, environ: dict[str, str], out: Callable[[str], None] = print)
         )
         return EXIT_NOT_CONFIGURED
     try:
+        import junitparser  # noqa: F401  (the report)
         import schemathesis  # noqa: F401
     except ImportError:
         out(f"conform: {INSTALL_HINT}")

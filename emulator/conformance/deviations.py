@@ -13,9 +13,12 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from xml.etree import ElementTree
+from typing import TYPE_CHECKING
 
 from .options import EXIT_DEVIATIONS, EXIT_ERROR, EXIT_OK
+
+if TYPE_CHECKING:
+    from junitparser import Error, Failure, Skipped, TestCase
 
 #: How many offending exchanges are kept per (check, operation) group.
 SAMPLES_PER_GROUP = 3
@@ -188,40 +191,44 @@ class Report:
 
     def junit(self) -> str:
         """JUnit XML: one test case per (check, operation), passing, failing or skipped."""
-        suite = ElementTree.Element("testsuite", name="contract-conformance")
-        failures = errors = skipped = 0
+        from junitparser import Error, Failure, Skipped, TestSuite
+
+        cases: list[TestCase] = []
         if self.could_not_run is not None:
-            case = ElementTree.SubElement(suite, "testcase", classname="conform", name="run")
-            ElementTree.SubElement(case, "error", message=self.could_not_run[:LINE_CHARS])
-            errors += 1
+            cases.append(_case("conform", "run", Error(self.could_not_run[:LINE_CHARS])))
         for check, operation in sorted(self.checked | set(self.not_run)):
-            case = ElementTree.SubElement(suite, "testcase", classname=check, name=operation)
             dev = self.deviations.get((check, operation))
+            result: Failure | Skipped | Error | None = None
             if dev is not None:
-                failures += 1
-                failure = ElementTree.SubElement(
-                    case, "failure", message=dev.samples[0].line, type=check
-                )
-                failure.text = "\n\n".join(_sample_text(s) for s in dev.samples)
+                result = Failure(dev.samples[0].line, check)
+                result.text = "\n\n".join(_sample_text(s) for s in dev.samples)
             elif (check, operation) not in self.checked:
-                skipped += 1
-                ElementTree.SubElement(case, "skipped", message=self.not_run[(check, operation)])
+                result = Skipped(self.not_run[(check, operation)])
+            cases.append(_case(check, operation, result))
         for i, error in enumerate(self.errors):
-            case = ElementTree.SubElement(suite, "testcase", classname="error", name=f"error-{i}")
-            ElementTree.SubElement(case, "error", message=_one_line(error)).text = error
-            errors += 1
-        suite.set("tests", str(len(suite)))
-        suite.set("failures", str(failures))
-        suite.set("errors", str(errors))
-        suite.set("skipped", str(skipped))
-        suite.set("time", f"{self.elapsed:.3f}")
-        return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True)
+            failed = Error(_one_line(error))
+            failed.text = error
+            cases.append(_case("error", f"error-{i}", failed))
+        suite = TestSuite("contract-conformance")
+        suite.add_testcases(cases)  # counts the tests, failures, errors and skipped
+        suite.time = round(self.elapsed, 3)
+        xml: bytes = suite.tostring()  # type: ignore[no-untyped-call]  # junitparser 5.0
+        return "<?xml version='1.0' encoding='utf-8'?>\n" + xml.decode("utf-8")
 
     def write(self, directory: Path) -> None:
         """``junit.xml`` and ``summary.txt`` in ``directory``."""
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "junit.xml").write_text(self.junit(), "utf-8")
         (directory / "summary.txt").write_text(self.summary() + "\n", "utf-8")
+
+
+def _case(classname: str, name: str, result: Failure | Skipped | Error | None) -> TestCase:
+    from junitparser import TestCase
+
+    case = TestCase(name, classname)
+    if result is not None:
+        case.result = [result]
+    return case
 
 
 def _one_line(text: str) -> str:

@@ -17,7 +17,7 @@ import time
 import tomllib
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -196,8 +196,8 @@ def _schemathesis_phases(
 ) -> None:
     import schemathesis
     from schemathesis.config import SchemathesisConfig
-    from schemathesis.engine import from_schema
-    from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
+
+    from .privates import execute, global_hook
 
     config = SchemathesisConfig.from_dict(_settings(options, budget))
     schemas = contract.get("components", {}).get("schemas", {})
@@ -218,20 +218,21 @@ def _schemathesis_phases(
             "schemathesis' submissions: the task budget went to the near misses and scenarios"
         )
     before_call, capped = install_hooks(schema, budget, report, progress.tick)
-    schemathesis.hook(before_call)
-    try:
-        _execute(from_schema(schema), report, progress, Explainer(contract), capped)
-    finally:
-        GLOBAL_HOOK_DISPATCHER.unregister(before_call)
+    with global_hook(before_call):
+        _execute(execute(schema), report, progress, Explainer(contract), capped)
 
 
 def _execute(
-    engine: Any, report: Report, progress: Progress, explainer: Explainer, capped: Counter[str]
+    run: Iterable[Any],
+    report: Report,
+    progress: Progress,
+    explainer: Explainer,
+    capped: Counter[str],
 ) -> None:
-    from schemathesis.engine import Status, events
+    from .privates import Status, events
 
     errors: dict[str, int] = {}
-    for event in engine.execute():
+    for event in run:
         if isinstance(event, events.ScenarioFinished | events.FuzzScenarioFinished):
             phase = getattr(getattr(event, "phase", None), "value", "fuzzing")
             collect(event.recorder, report, explainer, str(phase))

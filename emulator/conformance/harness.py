@@ -65,7 +65,7 @@ def install_hooks(
 ) -> tuple[Callable[..., None], Counter[str]]:
     """Install this run's hooks; returns the global one (to unregister after the run) and the
     count, per phase, of submissions not sent for want of budget."""
-    from schemathesis.transport.serialization import Binary
+    from .privates import Binary
 
     lock = threading.Lock()
     picture = reference_picture()

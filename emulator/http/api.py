@@ -23,7 +23,7 @@ from ..core.keys import key_fingerprint
 from ..core.tasks import QUEUED, Observation, Task
 from ..errors import EmulatorError, TaskNotFound, Unauthorized
 from ..usecases.emulator import Emulator
-from ..usecases.results import NAME
+from ..usecases.results import NAME, Results
 from .effects import DropConnection, after, before
 from .journal import record
 from .submission import read_submission
@@ -107,11 +107,12 @@ def bearer_key(request: Request, settings: Settings) -> str:
     return key
 
 
-def task_body(emulator: Emulator, task: Task, obs: Observation, base_url: str) -> dict[str, Any]:
+def task_body(
+    settings: Settings, results: Results, task: Task, obs: Observation, base_url: str
+) -> dict[str, Any]:
     """The task object of SPEC 2.6, as the service sends it."""
-    settings = emulator.config.settings
     succeeded = obs.status == "succeeded"
-    urls = emulator.results.urls(task, base_url) if succeeded else []
+    urls = results.urls(task, base_url) if succeeded else []
     metadata: dict[str, Any] = {"task_type": task.task_type, "result_count": len(urls)}
     # D-3: listed when there are several results; always_list_results lists one too. Never an
     # empty list: before success (and on failure) there is nothing to list, and the contract
@@ -144,32 +145,38 @@ def journaled(endpoint: str) -> Callable[[Handler], Handler]:
     """Record every request to ``endpoint`` in the journal, whatever its answer."""
 
     def wrap(handler: Handler) -> Handler:
-        async def run(request: Request) -> Response:
-            emulator = _emulator(request)
+        async def answer(request: Request, emulator: Emulator) -> Response:
             started = time.perf_counter()
             status = 500
+            try:
+                response = await handler(request)
+                status = response.status_code
+                return response
+            except EmulatorError as exc:
+                status = exc.status_code
+                raise
+            except DropConnection:
+                status = 0
+                raise
+            finally:
+                await record(
+                    emulator.store,
+                    emulator.clock,
+                    emulator.config,
+                    request,
+                    endpoint,
+                    status,
+                    started,
+                )
+
+        async def run(request: Request) -> Response:
+            emulator = _emulator(request)
+            scope = emulator.store.request_scope
+            if scope is None:  # a local store: nothing to wrap the request in
+                return await answer(request, emulator)
             # One snapshot per request: a shared store (Redis) reads what it needs once.
-            async with emulator.store.request_scope():
-                try:
-                    response = await handler(request)
-                    status = response.status_code
-                    return response
-                except EmulatorError as exc:
-                    status = exc.status_code
-                    raise
-                except DropConnection:
-                    status = 0
-                    raise
-                finally:
-                    await record(
-                        emulator.store,
-                        emulator.clock,
-                        emulator.config,
-                        request,
-                        endpoint,
-                        status,
-                        started,
-                    )
+            async with scope():
+                return await answer(request, emulator)
 
         return run
 
@@ -200,18 +207,19 @@ async def submit_task(request: Request) -> Response:
     base = base_url(request)
     task = await emulator.submitter.submit(key, submission, base, rule)
     _state(request)["task_id"] = task.task_id
-    body = task_body(emulator, task, QUEUED, base)
+    body = task_body(config.settings, emulator.results, task, QUEUED, base)
     return after(rule, _JSONResponse(body, status_code=config.settings.submit_status))
 
 
 @journaled("poll")
 async def get_task(request: Request) -> Response:
     emulator = _emulator(request)
-    key = bearer_key(request, emulator.config.settings)
+    settings = emulator.config.settings
+    key = bearer_key(request, settings)
     task_id = _state(request)["task_id"] = request.path_params["task_id"]
     # HEAD (which Starlette answers from this route) looks without polling.
     counted = request.method == "GET"
-    tasks, latency = emulator.tasks, emulator.config.settings.poll_latency
+    tasks, latency = emulator.tasks, settings.poll_latency
     try:
         task = await tasks.find(key_fingerprint(key), task_id, count_poll=counted)
     except EmulatorError as unknown:
@@ -230,7 +238,8 @@ async def get_task(request: Request) -> Response:
         return answer
     obs = await tasks.observe(task)
     await emulator.billing.settle(task, obs)
-    return after(rule, _JSONResponse(task_body(emulator, task, obs, base_url(request))))
+    body = task_body(settings, emulator.results, task, obs, base_url(request))
+    return after(rule, _JSONResponse(body))
 
 
 @journaled("result")

@@ -18,6 +18,7 @@ from ..config import Settings
 from ..usecases.emulator import Emulator
 from .access_log import AccessLog
 from .effects import DropConnection
+from .privates import abort_connection
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
@@ -44,15 +45,8 @@ class EmulatorApp(Starlette):
         try:
             await super().__call__(scope, receive, send)
         except DropConnection:
-            # uvicorn's send is bound to the connection's cycle, which holds the transport.
-            cycle = getattr(send, "__self__", None)
-            transport = getattr(cycle, "transport", None)
-            if transport is None:
+            if not abort_connection(send):
                 raise  # in-process transports: the client sees the exception
-            transport.abort()
-            # The drop is intended: tell uvicorn, or it logs "returned without starting response".
-            if cycle is not None and hasattr(cycle, "disconnected"):
-                cycle.disconnected = True
 
 
 @functools.cache

@@ -15,11 +15,11 @@ from typing import Any
 
 from starlette.datastructures import FormData, Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import ClientDisconnect, Request
 
 from ..config import Settings
 from ..core.checks import encodable
-from ..errors import InvalidRequest, PayloadTooLarge
+from ..errors import InvalidRequest
+from .privates import read_body
 
 #: The text fields of a submission; a repeated one is refused, other repeated fields ignored.
 FORM_FIELDS = frozenset(
@@ -37,33 +37,6 @@ FORM_FIELDS = frozenset(
 )
 #: A multipart integer: an optional minus and at most 9 ASCII digits ("--1" is not one).
 _FORM_INTEGER = re.compile(r"-?[0-9]{1,9}")
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
-    # The ASGI messages read directly, as ``request.stream()`` would (an async generator per
-    # request is a measurable share of a submission); the request is marked as read the same way.
-    chunks: list[bytes] = []
-    total = 0
-    more = True
-    while more:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            request._is_disconnected = True
-            raise ClientDisconnect()
-        if message["type"] != "http.request":
-            continue
-        chunk = message.get("body", b"")
-        more = message.get("more_body", False)
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
-        if chunk:
-            chunks.append(chunk)
-    request._stream_consumed = True
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _reject_constant(name: str) -> Any:

@@ -96,4 +96,4 @@ async def record(
     if unknown is not None:  # a submission whose body could be read (D-13)
         entry["unknown_fields"], entry["unknown_fields_more"] = listed(unknown)
     with contextlib.suppress(StoreUnavailable):  # as above: the answer stands
-        await store.log_request(entry, limit)
+        await store.append_journal(entry, limit)

@@ -1,6 +1,6 @@
 """Limits on request heads at the protocol layer: uvicorn's protocol classes, subclassed.
 
-``max_header_bytes`` is also checked in the app (``asgi.EmulatorApp``), but only once the HTTP
+``max_header_bytes`` is also checked in the app (``app.EmulatorApp``), but only once the HTTP
 parser has buffered the whole head: one connection streaming an endless header grew RSS without
 bound (httptools buffers a header value until it ends), and 19,980 connections that never
 finished their heads were held until descriptors ran out. Here, before bytes reach the parser:

@@ -35,8 +35,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from PIL import Image, ImageDraw, ImageFont
 
-if TYPE_CHECKING:  # the class exists in Pillow's type stubs only
-    from PIL._imaging import ImagingCore
+from .privates import core, ink_paster
+
+if TYPE_CHECKING:
+    from .privates import Core
 
 #: Font files tried, in order, after Pillow's font and before the table's (``os.pathsep``
 #: between them). Not an ``EMULATOR_`` setting (those are refused when unknown, and belong to
@@ -83,7 +85,7 @@ class Glyph(NamedTuple):
     """One character, ready to paste: coverage 0..255 and where it goes."""
 
     #: None when nothing is drawn (a space, a format character).
-    mask: ImagingCore | None
+    mask: Core | None
     #: left, top, right, bottom relative to the pen on the baseline.
     box: tuple[int, int, int, int]
     advance: float
@@ -237,7 +239,7 @@ def _render(face: Face, size: int, char: str) -> Glyph:
     width = max(1, round((right - left) * scale))
     height = max(1, round((bottom - top) * scale))
     small = picture.resize((width, height), Image.Resampling.LANCZOS)
-    return Glyph(small.im, (x, y, x + width, y + height), advance * scale, face)
+    return Glyph(core(small), (x, y, x + width, y + height), advance * scale, face)
 
 
 def _invisible(char: str) -> bool:
@@ -261,7 +263,7 @@ def glyph(fonts: tuple[Face, ...], size: int, char: str) -> Glyph:
                 return _render(face, size, char)
     mask, baseline = line((BUILTIN,), size, f"U+{ord(char):04X}")
     box = (0, -baseline, mask.width, mask.height - baseline)
-    return Glyph(mask.im, box, float(mask.width), None)
+    return Glyph(core(mask), box, float(mask.width), None)
 
 
 @functools.lru_cache(maxsize=64)
@@ -285,9 +287,9 @@ def line(fonts: tuple[Face, ...], size: int, text: str) -> tuple[Image.Image, in
     top = min([-ascent, *(box[1] for box in drawn)])
     bottom = max([depth, *(box[3] for box in drawn)])
     mask = Image.new("L", (max(1, round(sum(g.advance for g in glyphs))), bottom - top), 0)
-    paste, x = mask.im.paste, 0.0
+    paste, x = ink_paster(mask), 0.0
     for g in glyphs:
-        if g.mask is not None:  # the core call skips Image.paste's checks: dozens per line
+        if g.mask is not None:  # the core's paste (privates.ink_paster): dozens per line
             left, upper, right, lower = g.box
             paste(255, (round(x) + left, upper - top, round(x) + right, lower - top), g.mask)
         x += g.advance
@@ -295,8 +297,8 @@ def line(fonts: tuple[Face, ...], size: int, text: str) -> tuple[Image.Image, in
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m emulator.fonts --missing``: what ``make setup`` has to install."""
-    parser = argparse.ArgumentParser(prog="python -m emulator.fonts", description=__doc__)
+    """``python -m emulator.pictures.fonts --missing``: what ``make setup`` has to install."""
+    parser = argparse.ArgumentParser(prog="python -m emulator.pictures.fonts", description=__doc__)
     parser.add_argument(
         "--missing", action="store_true", help="the Debian packages of missing setup fonts"
     )

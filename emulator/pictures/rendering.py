@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from . import fonts
 from .encoding import encode_jpeg, encode_png, encode_webp
+from .privates import paste_indices
 
 # What decides a picture lives in a module without Pillow (it is needed before any is drawn).
 from .spec import MEDIA_TYPES, RenderSpec
@@ -199,9 +200,8 @@ def _label(spec: RenderSpec, img: Image.Image) -> None:
         mask.paste(line, (pad + (block_w - line.width) // 2, y))
         y += line.height + gap
     # Coverage 0..255 becomes the ramp _BOX.._WHITE: anti-aliased text without a colour image.
-    # Core calls: one byte per pixel either way, so the mapped mask pastes straight into "P".
-    x, y = 1 + (w - mask.width) // 2, (h - mask.height) // 2
-    img.im.paste(mask.im.point(_RAMP, "L"), (x, y, x + mask.width, y + mask.height))
+    # One byte per pixel either way: the mapped mask is copied straight into "P" (privates).
+    paste_indices(img, mask, _RAMP, (1 + (w - mask.width) // 2, (h - mask.height) // 2))
 
 
 __all__ = ["CANVAS_SIDE", "canvas_size", "draw_canvas", "render"]

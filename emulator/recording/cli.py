@@ -206,6 +206,7 @@ def _conform(args: Any, out: Callable[[str], None]) -> int:
         out("conform: --cassette checks a recording; it takes no --base-url")
         return EXIT_ERROR
     try:
+        import junitparser  # noqa: F401  (the report)
         import schemathesis  # noqa: F401
     except ImportError:
         from ..conformance.cli import INSTALL_HINT

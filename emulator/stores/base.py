@@ -13,8 +13,8 @@ inside the step itself, so a decision never rests on a clock read before a concu
 
 from __future__ import annotations
 
-import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -111,12 +111,12 @@ class Store(ABC):
 
     @abstractmethod
     async def get_blob(self, key: str) -> bytes | None:
-        """Bytes stored under ``key``, or None."""
+        """Bytes stored under ``key``, or None. A read."""
 
     # -- the manual clock --------------------------------------------------------------------
     @abstractmethod
     async def clock_now(self) -> float:
-        """Virtual time of the manual clock."""
+        """Virtual time of the manual clock (0.0 until advanced). A read."""
 
     @abstractmethod
     async def advance_clock(self, seconds: float) -> float:
@@ -129,7 +129,7 @@ class Store(ABC):
 
     @abstractmethod
     async def list_faults(self) -> list[FaultRule]:
-        """Rules in order."""
+        """Rules in the order added. A read (one consistent list, never half of an add)."""
 
     @abstractmethod
     async def remove_fault(self, rule_id: str) -> bool:
@@ -149,21 +149,28 @@ class Store(ABC):
 
     @abstractmethod
     async def fault_hits(self) -> dict[str, int]:
-        """Hits taken per rule id."""
+        """Hits taken per rule id (rules removed since keep no entry). A read."""
 
     # -- request journal ------------------------------------------------------------------
     @abstractmethod
-    async def append_journal(self, entry: dict[str, Any], limit: int) -> int:
-        """Atomically record a request under the next sequence number and keep only the
-        newest ``limit``; return the entry's number."""
+    async def append_journal(self, entry: dict[str, Any], limit: int) -> None:
+        """Record a request: atomically, when the entry is written, number it (``seq``, the
+        next of a sequence that only ``reset`` restarts) and keep only the newest ``limit``.
+
+        The store owns ``entry`` from here: it may add ``seq`` to that very dict (the request
+        path builds a fresh one; a copy per request is what this saves). A networked backend
+        may write behind, in arrival order, never raising (the journal is diagnostics: an outage
+        must not fail the request it records); ``list_journal`` and ``clear_journal`` come
+        after every entry appended before them."""
 
     @abstractmethod
     async def list_journal(self) -> list[dict[str, Any]]:
-        """Journal entries, oldest first."""
+        """Journal entries with their ``seq``, oldest first. A read (after every entry
+        appended before it)."""
 
     @abstractmethod
     async def clear_journal(self) -> None:
-        """Forget the journal (numbering goes on)."""
+        """Atomically forget the journal (numbering goes on)."""
 
     # -- billing --------------------------------------------------------------------------
     @abstractmethod
@@ -180,12 +187,14 @@ class Store(ABC):
 
     @abstractmethod
     async def list_charges(self, owner: str | None = None) -> list[Charge]:
-        """The usage log, in hold order: every held charge and the newest finished ones."""
+        """The usage log, in hold order: every held charge and the newest finished ones. A
+        read (one consistent list: a settlement moves a charge whole)."""
 
     @abstractmethod
     async def trimmed_usage(self) -> list[Trimmed]:
         """The sums of the finished charges that left the usage log, by owner, key, model and
-        state (kept exactly, so totals are those of every charge ever made)."""
+        state (kept exactly, so totals are those of every charge ever made). A read, apart
+        from ``list_charges``: a charge trimmed between the two reads is counted in both."""
 
     @abstractmethod
     async def set_balance(
@@ -196,11 +205,21 @@ class Store(ABC):
 
     @abstractmethod
     async def list_balances(self) -> dict[str, tuple[str, int]]:
-        """owner -> (masked key, balance)."""
+        """owner -> (masked key, balance). A read."""
 
     @abstractmethod
     async def reset(self) -> None:
-        """Forget everything: tasks, blobs, faults, journal, usage, balances, the clock."""
+        """Forget everything: tasks, blobs, faults, journal (and its numbering), usage,
+        balances, the clock; the id streams ``claim_id_stream`` handed out stay claimed. Not one
+        step on a networked backend: one that failed may be half done, and repeating it
+        finishes it."""
+
+    # -- what only a shared backend has (defaults: a local backend's) ----------------------
+    #: Around one HTTP request (``async with store.request_scope():``): a networked backend
+    #: reads the rules, the clock and the task's charge state once, with the task, and answers
+    #: the request's later reads from that (briefly valid) snapshot. None, the default: the
+    #: backend gains nothing, and the request path wraps nothing (no work per request).
+    request_scope: Callable[[], AbstractAsyncContextManager[object]] | None = None
 
     @property
     def round_trips(self) -> int | None:
@@ -215,18 +234,7 @@ class Store(ABC):
         """Raise ``StoreUnavailable`` when the backend cannot answer (a local one always can)."""
 
     async def claim_id_stream(self) -> int:
-        """A number no other emulator sharing this store has got: 0 for the first (and for a
-        store of one's own). Task ids are drawn from a stream per number, so processes sharing
-        a seed and a store never draw the same ids."""
+        """Atomically, a number no other emulator sharing this store has got: 0 for the first
+        (and for a store of one's own). Task ids are drawn from a stream per number, so
+        processes sharing a seed and a store never draw the same ids."""
         return 0
-
-    # -- cheaper paths for a networked backend (defaults: the plain operations) -----------
-    def request_scope(self) -> AbstractAsyncContextManager[object]:
-        """Around one HTTP request: a networked backend may read the rules, the clock and the
-        task's charge state once, with the task, and answer the request's later reads from
-        that (briefly valid) snapshot. A local backend needs nothing."""
-        return contextlib.nullcontext()
-
-    async def log_request(self, entry: dict[str, Any], limit: int) -> None:
-        """``append_journal`` for the request path, where a backend may write behind."""
-        await self.append_journal(entry, limit)

@@ -2,7 +2,7 @@
 
 Steering calls the control plane's operations (emulator/usecases/steer.py) directly, never
 through HTTP, on the one
-loop its store belongs to (emulator/app_loop.py): the same calls, unchanged, in sync tests,
+loop its store belongs to (emulator/testing/app_loop.py): the same calls, unchanged, in sync tests,
 pytest-asyncio and anyio tests, and from threads of the code under test.
 """
 

@@ -1,6 +1,6 @@
 """httpx transports that call an ASGI app in-process: no port, no server thread per request.
 
-Both run the app on its `AppLoop` (emulator/app_loop.py), the one loop its store belongs to:
+Both run the app on its `AppLoop` (emulator/testing/app_loop.py), the one loop its store belongs to:
 the sync transport drives that loop in place when it can (a sync test) and hands it the work
 otherwise (an async test, another thread); the async one awaits the work from the caller's
 asyncio loop. Both turn the emulator's connection-level faults into the errors a real network

@@ -1,8 +1,8 @@
 """The dashboard: ``GET /_emulator/ui``, server-rendered pages with a little JavaScript, served
 by the emulator itself (docs/dashboard.md).
 
-Everything it does goes through the control plane's operations (``emulator/steering.py``) on
-the request's ``Emulator``; it keeps no state of its own.
+Everything it does goes through the control plane's operations (``emulator/usecases/steer.py``,
+the request's ``Steering``); it keeps no state of its own.
 """
 
 from __future__ import annotations

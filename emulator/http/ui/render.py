@@ -30,7 +30,7 @@ from .rows import seconds_text
 if TYPE_CHECKING:
     from starlette.templating import Jinja2Templates
 
-    from ...usecases.emulator import Emulator
+    from ...core.clock import Clock
 
 HERE = Path(__file__).resolve().parent
 Page = Callable[[Request], Awaitable[Response]]
@@ -74,10 +74,10 @@ def security_headers() -> dict[str, str]:
     }
 
 
-async def clock_state(emulator: Emulator) -> dict[str, Any]:
-    """The clock as the header shows it (and the live answers send it)."""
-    mode = emulator.settings.clock
-    now = await emulator.clock.now()
+async def clock_state(mode: str, clock: Clock) -> dict[str, Any]:
+    """The clock as the header shows it (and the live answers send it); ``mode`` is the
+    ``clock`` setting."""
+    now = await clock.now()
     if mode == "manual":
         text = f"{now:g} s"
     elif mode == "real":
@@ -100,7 +100,7 @@ async def render(
     shared = {
         "prefix": PREFIX,
         "csrf": csrf_token(request),
-        "clock": await clock_state(emulator),
+        "clock": await clock_state(emulator.settings.clock, emulator.clock),
         "token_required": token_required(request),
         "here": here(request),
         "nav": "",
@@ -195,7 +195,7 @@ def live(handler: Live) -> Page:
         emulator = emulator_of(request)
         await emulator.start()
         body = await handler(request)
-        body["clock"] = await clock_state(emulator)
+        body["clock"] = await clock_state(emulator.settings.clock, emulator.clock)
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     return run

@@ -179,15 +179,8 @@ class MemoryStore(Store):
     async def fault_hits(self) -> dict[str, int]:
         return dict(self._hits)
 
-    async def append_journal(self, entry: dict[str, Any], limit: int) -> int:
-        self._journal_seq += 1
-        self._journal.append(entry | {"seq": self._journal_seq})
-        while len(self._journal) > limit:
-            self._journal.popleft()
-        return self._journal_seq
-
-    async def log_request(self, entry: dict[str, Any], limit: int) -> None:
-        # The entry is the request path's own fresh dict: numbered in place, not copied.
+    async def append_journal(self, entry: dict[str, Any], limit: int) -> None:
+        # The entry is the caller's to give away (Store.append_journal): numbered in place.
         self._journal_seq += 1
         entry["seq"] = self._journal_seq
         self._journal.append(entry)

@@ -26,7 +26,6 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from typing import Any
 
@@ -101,6 +100,7 @@ class RedisStore(Store):
         self._count_evaluation, self._claim = s(lua.COUNT_EVALUATION), s(lua.CLAIM)
         self._list, self._list_faults = s(lua.LIST), s(lua.LIST_FAULTS)
         self._scope: ContextVar[Snapshot | None] = ContextVar(f"scope{id(self)}", default=None)
+        self.request_scope = self._scoped
         self._journal = s(lua.JOURNAL)
         keys = [self._k("journal"), self._k("seq", "journal")]
         self._journal_writer = JournalWriter(self._redis, self._journal, keys)
@@ -140,10 +140,7 @@ class RedisStore(Store):
         await self._drain()
         await self._redis.aclose(close_connection_pool=True)  # the pool is ours (made above)
 
-    # -- one snapshot per request -----------------------------------------------------------
-    def request_scope(self) -> AbstractAsyncContextManager[object]:
-        return self._scoped()
-
+    # -- one snapshot per request (Store.request_scope, set in __init__) -----------------------
     @contextlib.asynccontextmanager
     async def _scoped(self) -> AsyncIterator[object]:
         token = self._scope.set(Snapshot())
@@ -308,12 +305,8 @@ class RedisStore(Store):
         return {text(k): int(v) for k, v in raw.items()}
 
     # -- journal ------------------------------------------------------------------------
-    @guard
-    async def append_journal(self, entry: dict[str, Any], limit: int) -> int:
-        keys = [self._k("journal"), self._k("seq", "journal")]
-        return int(await self._journal(keys, [json.dumps(entry), limit]))
-
-    async def log_request(self, entry: dict[str, Any], limit: int) -> None:
+    async def append_journal(self, entry: dict[str, Any], limit: int) -> None:
+        # Written behind (JournalWriter): never raises, many entries per round trip.
         self._journal_writer.add(json.dumps(entry), limit)
 
     async def _drain(self) -> None:

@@ -224,8 +224,8 @@ class SqliteStore(Store):
         return {rule_id: int(hits) for rule_id, hits in rows}
 
     # -- journal -------------------------------------------------------------------------
-    async def append_journal(self, entry: dict[str, Any], limit: int) -> int:
-        def work(db: sqlite3.Connection) -> int:
+    async def append_journal(self, entry: dict[str, Any], limit: int) -> None:
+        def work(db: sqlite3.Connection) -> None:
             (seq,) = db.execute(
                 "UPDATE meta SET value = value + 1 WHERE name = 'journal_seq' RETURNING value"
             ).fetchone()
@@ -234,9 +234,8 @@ class SqliteStore(Store):
                 (seq, json.dumps(entry | {"seq": seq}, default=str)),
             )
             db.execute("DELETE FROM journal WHERE seq <= ?", (seq - limit,))
-            return int(seq)
 
-        return await self._run(work, atomic=True)
+        await self._run(work, atomic=True)
 
     async def list_journal(self) -> list[dict[str, Any]]:
         rows = await self._all("SELECT data FROM journal ORDER BY seq")
