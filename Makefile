@@ -6,7 +6,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup redis-server fonts chromium run test check format clean bench bench-quick soak contract contract-drift contract-real
+.PHONY: setup redis-server fonts chromium run test check format clean bench bench-quick profile soak contract contract-drift contract-real
 
 $(STAMP): pyproject.toml
 	@# Debian's own python3 needs python3-venv for ensurepip; install it when root and missing.
@@ -74,13 +74,22 @@ SOAK_SECONDS ?= 120
 soak: setup
 	$(BIN)/python benchmarks/soak.py --seconds $(SOAK_SECONDS)
 
-## Benchmarks against Prism, WireMock and a bare Starlette app (installs wrk, Prism, WireMock
-## itself); writes benchmarks/results/latest.{json,md,png}. Full run ~10 min; quick < 2 min.
+## Benchmarks against Prism, WireMock (journal on) and a bare Starlette app (installs wrk, Prism,
+## WireMock itself): each server warmed up >= 5 s per workload, runs of 5 s, the performance
+## issue's ratios checked (PASS/MISS), then fixtures, memory, rendering, workers on Redis, what
+## one Redis carries, the dashboard. Writes benchmarks/results/latest.{json,md,png}; ~25 min.
 bench: setup
 	$(BIN)/python -m benchmarks
 
+## The same, short (1 s warm-ups, one 2 s run per cell): under 3 min, labelled QUICK, indicative.
 bench-quick: setup
 	$(BIN)/python -m benchmarks --quick
+
+## Where a poll's and a submission's CPU time goes, ours against the ceiling's: py-spy flame
+## graphs into docs/profile-*.svg (committed: docs/profile.md reads them) and the tables into
+## benchmarks/results/profile.{json,md}; about 3 minutes.
+profile: setup
+	$(BIN)/python -m benchmarks.profiling
 
 ## The OpenAPI contract against a freshly started emulator, in both profiles (docs/contract.md):
 ## the careful one a user runs against the paid service, then --full. Tasks run at 1/20 of their
