@@ -26,9 +26,8 @@ def _rss_bytes() -> int:
 
 
 async def _measure(count: int, trace: bool) -> dict[str, Any]:
-    from emulator.app import Emulator
-    from emulator.config import Settings
-    from emulator.validation import Submission
+    from emulator import Emulator, Settings
+    from emulator.validation import Submission  # internal: a parsed submission, no HTTP
 
     emulator = Emulator(Settings().replace(clock="manual", seed=7))
     await emulator.start()
