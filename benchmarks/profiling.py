@@ -36,8 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from . import load, servers, tools
-from .throughput import DOWNLOAD_IDS, log, reference_task
-from .throughput import _prepare as prepare
+from .throughput import DOWNLOAD_IDS, ids_for, log, reference_task
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -127,6 +126,13 @@ def breakdown(stacks: Counter[tuple[str, ...]], us_per_request: float) -> dict[s
     }
 
 
+def _checked(run: dict[str, Any]) -> dict[str, Any]:
+    """``run``, if every answer was 2xx: a profile of error answers profiles the wrong code."""
+    if run["errors"]:
+        raise RuntimeError(f"wrk saw errors ({run['statuses']}): no profile of error answers")
+    return run
+
+
 def _record(
     spy: str, pid: int, fmt: str, out: Path, seconds: float, rate: int
 ) -> subprocess.Popen[bytes]:
@@ -144,7 +150,7 @@ def _under_py_spy(
     spy = _record(py_spy(), server.proc.pid, fmt, out, args.seconds, args.rate)
     try:
         time.sleep(0.5)  # py-spy attaches before the load starts (not a test: a tool's pace)
-        load.run_wrk(wrk, server, workload, CONNECTIONS, args.seconds, ids, DOWNLOAD_IDS)
+        _checked(load.run_wrk(wrk, server, workload, CONNECTIONS, args.seconds, ids, DOWNLOAD_IDS))
         _, err = spy.communicate(timeout=args.seconds + 60)
     finally:
         if spy.poll() is None:
@@ -157,18 +163,25 @@ def _under_py_spy(
 def profile_server(
     server: servers.Server, workdir: Path, args: Any, wrk: str
 ) -> dict[str, dict[str, Any]]:
-    ids = prepare(server, workdir)
+    mocks: dict[str, Path] = {}
     for workload in WORKLOADS:  # warm-up
-        load.run_wrk(wrk, server, workload, CONNECTIONS, args.warmup, ids, DOWNLOAD_IDS)
+        ids = ids_for(server, workload, workdir, mocks)
+        _checked(load.run_wrk(wrk, server, workload, CONNECTIONS, args.warmup, ids, DOWNLOAD_IDS))
     found: dict[str, dict[str, Any]] = {}
     for workload in WORKLOADS:
+        # Fresh ids before each run (throughput.ids_for): no run polls tasks evicted since.
+        ids = ids_for(server, workload, workdir, mocks)
         cpu = server.cpu_seconds()
         run = load.run_wrk(wrk, server, workload, CONNECTIONS, args.seconds, ids, DOWNLOAD_IDS)
         us = (server.cpu_seconds() - cpu) / run["requests"] * 1e6
+        _checked(run)
         log(f"{server.label} {workload}: {run['rps']:,.0f} req/s, {us:.1f} µs CPU per request")
         raw = RESULTS / f"profile-{server.name}-{workload}.txt"
-        _under_py_spy(wrk, server, workload, ids, "raw", raw, args)
+        _under_py_spy(
+            wrk, server, workload, ids_for(server, workload, workdir, mocks), "raw", raw, args
+        )
         svg = DOCS / f"profile-{server.name}-{workload}.svg"
+        ids = ids_for(server, workload, workdir, mocks)
         _under_py_spy(wrk, server, workload, ids, "flamegraph", svg, args)
         found[workload] = {
             "rps": run["rps"],

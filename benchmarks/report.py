@@ -22,24 +22,45 @@ COLOURS = {
 }
 
 
-def _rps(results: dict[str, Any], server: str, workload: str, conns: int) -> float | None:
+def _cell(results: dict[str, Any], server: str, workload: str, conns: int) -> dict[str, Any]:
     try:
-        return float(results["http"]["results"][server][workload][str(conns)]["rps"])
+        cell: dict[str, Any] = results["http"]["results"][server][workload][str(conns)]
     except (KeyError, TypeError):
-        return None
+        return {}
+    return cell
+
+
+def _rps(results: dict[str, Any], server: str, workload: str, conns: int) -> float | None:
+    cell = _cell(results, server, workload, conns)
+    return float(cell["rps"]) if cell else None
 
 
 def _runs(results: dict[str, Any], server: str, workload: str, conns: int) -> list[float]:
-    try:
-        return list(results["http"]["results"][server][workload][str(conns)]["runs_rps"])
-    except (KeyError, TypeError):
-        return []
+    return list(_cell(results, server, workload, conns).get("runs_rps", []))
+
+
+def error_text(statuses: dict[str, int]) -> str:
+    """What the errors were: ``404: 65,170; socket read: 3``."""
+    return "; ".join(f"{code}: {count:,}" for code, count in statuses.items())
+
+
+def invalid(results: dict[str, Any], server: str, workload: str, conns: int) -> str:
+    """Why the cell is no result ("" if it is one): every server here should answer 2xx to
+    every request, so a cell with any error measured something else (a 404 is cheaper than
+    a poll) and its rate is never compared."""
+    cell = _cell(results, server, workload, conns)
+    if not cell or not cell.get("errors"):
+        return ""
+    what = error_text(cell.get("statuses") or {}) or "of unknown kinds"
+    return f"{server} {workload} @{conns} had {cell['errors']:,} errors ({what})"
 
 
 def _ratio(results: dict[str, Any], workload: str, conns: int, other: str) -> float | None:
     """Our req/s over ``other``'s: the median of the per-run ratios (run r of both servers
     ran back to back, under the same load from the rest of the machine), which drifting
-    background load disturbs less than a ratio of medians."""
+    background load disturbs less than a ratio of medians. None when either cell is invalid."""
+    if invalid(results, "emulator", workload, conns) or invalid(results, other, workload, conns):
+        return None
     ours = _runs(results, "emulator", workload, conns)
     theirs = _runs(results, other, workload, conns)
     pairs = [a / b for a, b in zip(ours, theirs, strict=False) if b]
@@ -109,6 +130,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 why = "WireMock's journal recorded nothing: the comparison is not the fair one"
             if not journals.get("emulator"):
                 why = "our journal recorded nothing: not the configuration under test"
+            broken = [invalid(results, s, workload, 16) for s in ("emulator", other)]
+            if any(broken):
+                why = "INVALID: " + "; ".join(b for b in broken if b)
             name = f"{workload} @16 ÷ {http['servers'].get(other, LABELS[other])}"
             add(name, _ratio(results, workload, 16, other), bound, True, "x", why)
     fixture = results.get("fixture")
@@ -122,15 +146,25 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
     rows = _scaling_rows(results)
     memory_one, redis_one = rows.get(("memory", 1)), rows.get(("redis", 1))
+
+    def scaling_errors(*compared: dict[str, Any]) -> str:
+        bad = [
+            f"{r['store']} x{r['workers']}: {r['errors']:,}" for r in compared if r.get("errors")
+        ]
+        return "INVALID: errors in " + ", ".join(bad) if bad else ""
+
     if memory_one and redis_one:
         ratio = redis_one["polls_per_s"] / memory_one["polls_per_s"]
-        add("polls, 1 worker on Redis ÷ 1 in memory", ratio, 0.5, True, "x")
+        why = scaling_errors(memory_one, redis_one)
+        add("polls, 1 worker on Redis ÷ 1 in memory", None if why else ratio, 0.5, True, "x", why)
     for fewer, more in ((1, 2), (2, 4)):
         a, b = rows.get(("redis", fewer)), rows.get(("redis", more))
         if a and b:
             name = f"polls, {more} workers on Redis ÷ {fewer} (adds throughput)"
             # "adds throughput": more than the noise of one run (5 %) above the fewer workers
-            add(name, b["polls_per_s"] / a["polls_per_s"], 1.05, True, "x")
+            why = scaling_errors(a, b)
+            ratio = b["polls_per_s"] / a["polls_per_s"]
+            add(name, None if why else ratio, 1.05, True, "x", why)
     if rows and ("redis", 4) not in rows:
         cores = results["scaling"]["results"].get("cores")
         add(
@@ -228,22 +262,32 @@ def markdown(results: dict[str, Any]) -> str:
         table = http["results"]
         for workload in ("submit", "poll", "mixed"):
             for conns in http["connections"]:
+                ours_invalid = bool(invalid(results, "emulator", workload, conns))
                 for server in ORDER:
                     cell = table.get(server, {}).get(workload, {}).get(str(conns))
                     if cell is None:
                         continue
+                    invalid_row = ours_invalid or bool(invalid(results, server, workload, conns))
                     ratio = _ratio(results, workload, conns, server)
                     ratio_text = "" if server == "emulator" else f"{_fmt(ratio, 2)}x"
+                    if server != "emulator" and ratio is None:
+                        ratio_text = "INVALID" if invalid_row else "-"
+                    errors = f"{cell['errors']:,}"
+                    if cell["errors"]:
+                        errors = f"**INVALID**: {errors} ({error_text(cell.get('statuses') or {})})"
                     label = http["servers"].get(server, LABELS[server])
                     lines.append(
                         f"| {workload} | {conns} | {label} | {_fmt(cell['rps'], 0)} | "
                         f"{_fmt(cell['p50_ms'], 2)} | {_fmt(cell['p99_ms'], 2)} | "
-                        f"{cell['errors']} | {ratio_text} |"
+                        f"{errors} | {ratio_text} |"
                     )
         lines.append("")
         lines.append(
             "\\* median of the per-run ratios (run r of both servers back to back); "
-            "req/s, p50 and p99 are medians over the runs."
+            "req/s, p50 and p99 are medians over the runs. A cell with any error (an answer "
+            "that is not 2xx, or a socket error) is INVALID: its rate is not that of the "
+            "requests under test, so no ratio is computed with it and a target using it is "
+            "UNKNOWN."
         )
         for name, why in http.get("left_out", {}).items():
             lines.append(f"\n{name} was left out: {why}")

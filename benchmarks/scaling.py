@@ -149,8 +149,14 @@ def run_wrk(url: str, script: Path, connections: int, seconds: float) -> tuple[i
     if done is None:
         raise RuntimeError(f"wrk said: {out}")
     elapsed = float(done.group(2)) / (1000 if done.group(3) == "ms" else 1)
+    # Errors: answers that are not 2xx or 3xx, and socket errors (connect, read, write, timeout).
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return int(done.group(1)), elapsed, int(errors.group(1)) if errors else 0
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    failed = int(errors.group(1)) if errors else 0
+    failed += sum(int(n) for n in sockets.groups()) if sockets else 0
+    return int(done.group(1)), elapsed, failed
 
 
 async def httpx_load(

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 from . import load, servers, tools
 
 POLL_IDS = 64
+#: The servers that hold real tasks (the others are mocks answering any id alike).
+REAL = ("emulator", "ceiling")
 DOWNLOAD_IDS = 8
 #: After the first warm-up burst, further bursts of this many seconds while the rate climbs.
 EXTRA_BURST = 2.0
@@ -31,11 +33,12 @@ def log(message: str) -> None:
 
 
 def _prepare(server: servers.Server, workdir: Path) -> Path:
-    """Task ids for wrk to poll (in a file) and each download fetched once.
+    """Task ids for wrk to poll (in a file), each polled once and its download fetched once.
 
-    Ours and the ceiling get real tasks; the mocks answer any id alike, so they get
-    valid-looking ids (and one submission each, to check the stub answers)."""
-    real = server.name in ("emulator", "ceiling")
+    Ours and the ceiling get real tasks, submitted now: call this right before each cell that
+    polls (see ``ids_for``). The mocks answer any id alike, so they get valid-looking ids (and
+    one submission, to check the stub answers)."""
+    real = server.name in REAL
     ids = []
     for _ in range(POLL_IDS if real else 1):
         status, body = server.request("POST", "/v1/images/tasks", servers.SUBMIT_BODY)
@@ -44,15 +47,15 @@ def _prepare(server: servers.Server, workdir: Path) -> Path:
         ids.append(json.loads(body)["data"]["task_id"])
     if not real:
         ids = [f"task_{i:032x}" for i in range(POLL_IDS)]
-    for task_id in ids[:2]:
+    # Every id polled once: it answers 200, and a first poll's extra work (ours settles the
+    # task's charge) is done before the cell, as it is for every poll of a cell after its first.
+    # Result URLs carry a token (SPEC D-14): the path of each task's first picture, from its poll.
+    results: dict[str, str] = {}
+    for task_id in ids if real else ids[:2]:
         status, body = server.request("GET", f"/v1/images/tasks/{task_id}")
         if status != 200:
             raise RuntimeError(f"{server.label}: poll answered {status}: {body[:300]!r}")
-    # Result URLs carry a token (SPEC D-14): the path of each task's first picture, from its poll.
-    results = {}
-    if "{result}" in server.download:
-        for task_id in ids[:DOWNLOAD_IDS]:
-            _, body = server.request("GET", f"/v1/images/tasks/{task_id}")
+        if "{result}" in server.download and len(results) < DOWNLOAD_IDS:
             results[task_id] = urlsplit(json.loads(body)["data"]["result_url"]).path
     if server.download:
         for task_id in ids[:DOWNLOAD_IDS]:
@@ -65,6 +68,25 @@ def _prepare(server: servers.Server, workdir: Path) -> Path:
     path = workdir / f"{server.name}.ids"
     path.write_text("".join(f"{i} {results.get(i, '')}".rstrip() + "\n" for i in ids))
     return path
+
+
+def ids_for(server: servers.Server, workload: str, workdir: Path, mocks: dict[str, Path]) -> Path:
+    """The ids one cell (a warm-up or a run) polls, prepared right before it.
+
+    Workloads must not measure each other's aftermath: the submissions of earlier cells fill
+    ours's store to ``max_tasks`` (100,000), which then evicts the oldest finished tasks, and
+    ids prepared once at the start would answer 404 (cheaper than a poll) from then on. So ours
+    and the ceiling get tasks submitted just now, the newest in the store; the mocks, whose
+    answers depend on nothing sent before, keep the ids prepared once (``mocks``)."""
+    if workload == "submit":  # submissions poll nothing
+        path = workdir / "no.ids"
+        path.write_text("")
+        return path
+    if server.name in REAL:
+        return _prepare(server, workdir)
+    if server.name not in mocks:
+        mocks[server.name] = _prepare(server, workdir)
+    return mocks[server.name]
 
 
 def reference_task(server: servers.Server) -> tuple[dict[str, Any], bytes]:
@@ -84,19 +106,30 @@ def warm_up(
 ) -> dict[str, Any]:
     """One burst of ``args.warmup`` seconds (at least 5 outside --quick: WireMock's JIT needs
     it), then bursts of 2 s while the rate still climbs by more than 10 %, up to
-    ``args.warmup_max`` seconds in all. Every server gets the same treatment."""
-    rates = [load.run_wrk(wrk, server, workload, 16, args.warmup, ids, DOWNLOAD_IDS)["rps"]]
+    ``args.warmup_max`` seconds in all. Every server gets the same treatment. Errors are kept
+    and logged: a warm-up on error answers warms the wrong code."""
+    errors: dict[str, int] = {}
+
+    def burst(seconds: float) -> float:
+        run = load.run_wrk(wrk, server, workload, 16, seconds, ids, DOWNLOAD_IDS)
+        for code, count in run["statuses"].items():
+            errors[code] = errors.get(code, 0) + count
+        rps: float = run["rps"]
+        return rps
+
+    rates = [burst(args.warmup)]
     spent = args.warmup
     while spent + EXTRA_BURST <= args.warmup_max:
-        rps = load.run_wrk(wrk, server, workload, 16, EXTRA_BURST, ids, DOWNLOAD_IDS)["rps"]
+        rps = burst(EXTRA_BURST)
         spent += EXTRA_BURST
         climbing = rps > max(rates) * 1.1
         rates.append(rps)
         if not climbing:
             break
     bursts = ", ".join(f"{r:,.0f}" for r in rates)
-    log(f"warmed {server.label} {workload} for {spent:g} s ({bursts} req/s)")
-    return {"seconds": spent, "bursts_rps": [round(r, 1) for r in rates]}
+    failed = f"; errors {errors}" if errors else ""
+    log(f"warmed {server.label} {workload} for {spent:g} s ({bursts} req/s){failed}")
+    return {"seconds": spent, "bursts_rps": [round(r, 1) for r in rates], "errors": errors}
 
 
 def journal_entries(server: servers.Server) -> int | None:
@@ -120,19 +153,28 @@ def journal_entries(server: servers.Server) -> int | None:
 
 
 def _summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    statuses: dict[str, int] = {}
+    for x in results:
+        for code, count in x["statuses"].items():
+            statuses[code] = statuses.get(code, 0) + count
     return {
         "rps": statistics.median(x["rps"] for x in results),
         "p50_ms": statistics.median(x["p50_ms"] for x in results),
         "p99_ms": statistics.median(x["p99_ms"] for x in results),
+        # Any error makes the cell invalid (report.py): its rate is not that of real answers.
         "errors": sum(x["errors"] for x in results),
+        "statuses": dict(sorted(statuses.items())),
         "runs_rps": [round(x["rps"], 1) for x in results],
     }
 
 
-def _start_all(wanted: list[str], workdir: Path) -> tuple[list[servers.Server], dict[str, str]]:
+def _start_all(
+    wanted: list[str], workdir: Path, emulator_env: dict[str, str] | None = None
+) -> tuple[list[servers.Server], dict[str, str]]:
     """Ours first (the stubs answer its bodies), then the others side by side (the JVM and
     node take seconds to start); a server that cannot start is left out, with the reason."""
     ours = servers.emulator(workdir)
+    ours.env |= emulator_env or {}
     log(f"starting {ours.label} on port {ours.port}")
     ours.start()
     task, png = reference_task(ours)
@@ -169,19 +211,22 @@ def _start_all(wanted: list[str], workdir: Path) -> tuple[list[servers.Server], 
     return started, failed
 
 
-def http_benchmarks(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+def http_benchmarks(
+    args: argparse.Namespace, workdir: Path, emulator_env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Every server and workload, warmed up, then measured round-robin. ``emulator_env``:
+    EMULATOR_* settings of ours beyond the defaults (the harness's own tests shrink its store)."""
     wrk = tools.wrk()
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
-    started, failed = _start_all(wanted, workdir)
-    ids = {s.name: _prepare(s, workdir) for s in started}
+    started, failed = _start_all(wanted, workdir, emulator_env)
+    mocks: dict[str, Path] = {}
     conns = [int(c) for c in args.connections.split(",")]
     workloads = list(load.WORKLOADS)
     warm: dict[str, dict[str, Any]] = {}
     for server in started:
         for workload in workloads:
-            warm.setdefault(server.name, {})[workload] = warm_up(
-                wrk, server, workload, args, ids[server.name]
-            )
+            ids = ids_for(server, workload, workdir, mocks)
+            warm.setdefault(server.name, {})[workload] = warm_up(wrk, server, workload, args, ids)
     runs: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {}
     total_runs = max(args.runs, args.target_runs if 16 in conns else 0)
     for r in range(total_runs):
@@ -194,9 +239,12 @@ def http_benchmarks(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 if r >= args.runs and c != 16:
                     continue  # the targets' cells (16 connections) get extra runs
                 for server in order:
+                    ids = ids_for(server, workload, workdir, mocks)
                     result = load.run_wrk(
-                        wrk, server, workload, c, args.duration, ids[server.name], DOWNLOAD_IDS
+                        wrk, server, workload, c, args.duration, ids, DOWNLOAD_IDS
                     )
+                    if result["errors"]:
+                        log(f"{server.label} {workload} @{c}: errors {result['statuses']}")
                     cell = runs.setdefault(server.name, {}).setdefault(workload, {})
                     cell.setdefault(str(c), []).append(result)
     journals = {s.name: journal_entries(s) for s in started}

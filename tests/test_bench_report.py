@@ -12,12 +12,16 @@ from typing import Any
 from benchmarks import redis_capacity, report
 
 
+def _cell(rps: float, statuses: dict[str, int] | None = None) -> dict[str, Any]:
+    """One 16-connection cell of one run; ``statuses``: its non-2xx answers by code."""
+    errors = sum((statuses or {}).values())
+    per = {"rps": rps, "p50_ms": 1.0, "p99_ms": 2.0, "errors": errors, "runs_rps": [rps]}
+    return {"16": per | {"statuses": statuses or {}}}
+
+
 def _run(emulator: float, wiremock: float, ceiling: float, wiremock_journal: int) -> dict[str, Any]:
     """A run of the HTTP part with one 16-connection run per server and workload."""
-
-    def cell(rps: float) -> dict[str, Any]:
-        per = {"rps": rps, "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0, "runs_rps": [rps]}
-        return {"16": per}
+    cell = _cell
 
     return {
         "quick": False,
@@ -59,6 +63,39 @@ def test_a_wiremock_whose_journal_recorded_nothing_is_never_a_pass() -> None:
     assert "**UNKNOWN**" in report.markdown(results | {"targets": report.targets(results)})
 
 
+def test_a_poll_rate_made_of_error_answers_is_invalid_and_its_targets_unknown() -> None:
+    # The emulator answered 404 to most polls (the ids had been evicted): cheaper than a poll.
+    results = _run(emulator=4500, wiremock=3000, ceiling=6000, wiremock_journal=1000)
+    results["http"]["results"]["emulator"]["poll"] = _cell(4500, {"404": 65_170})
+    verdicts = _verdicts(results)
+    assert verdicts["poll @16 ÷ WireMock (journal on)"] == "UNKNOWN"
+    assert verdicts["poll @16 ÷ Starlette ceiling"] == "UNKNOWN"
+    # The submissions were measured on answers that succeeded: still judged.
+    assert verdicts["submit @16 ÷ WireMock (journal on)"] == "PASS"
+    polls = [t for t in report.targets(results) if t["target"].startswith("poll")]
+    assert all(t["value"] is None and "404" in t["note"] for t in polls)
+
+
+def test_errors_of_the_server_compared_with_make_the_comparison_unknown() -> None:
+    results = _run(emulator=4500, wiremock=3000, ceiling=6000, wiremock_journal=1000)
+    results["http"]["results"]["ceiling"]["submit"] = _cell(6000, {"socket read": 3})
+    verdicts = _verdicts(results)
+    assert verdicts["submit @16 ÷ Starlette ceiling"] == "UNKNOWN"
+    assert verdicts["submit @16 ÷ WireMock (journal on)"] == "PASS"
+
+
+def test_the_table_marks_an_invalid_cell_and_says_which_errors_it_had() -> None:
+    results = _run(emulator=4500, wiremock=3000, ceiling=6000, wiremock_journal=1000)
+    results["http"]["results"]["emulator"]["poll"] = _cell(4500, {"404": 65_170, "503": 2})
+    text = report.markdown(results | {"targets": report.targets(results)})
+    poll_rows = [line for line in text.splitlines() if line.startswith("| poll | 16 |")]
+    ours = next(line for line in poll_rows if "| emulator |" in line)
+    assert "404: 65,170; 503: 2" in ours and "INVALID" in ours
+    theirs = [line for line in poll_rows if "| emulator |" not in line]
+    # No ratio is computed against an invalid cell: every comparison row says so instead.
+    assert theirs and all("INVALID" in line and "x |" not in line for line in theirs)
+
+
 def test_four_workers_not_run_on_two_cores_is_unknown_not_a_pass() -> None:
     rows = [
         {"store": "memory", "workers": 1, "polls_per_s": 4000.0},
@@ -96,3 +133,14 @@ def test_a_replayed_write_runs_later_and_a_replayed_submission_makes_a_new_task(
     assert len(args[6].replace("__rand_int__", "0" * 12)) == len(task)
     kept = redis_capacity.replayable(call, captured_at, fresh_ids=False)
     assert kept[6] == task
+
+
+def test_a_scaling_row_with_errors_makes_its_targets_unknown() -> None:
+    rows = [
+        {"store": "memory", "workers": 1, "polls_per_s": 4000.0, "errors": 0},
+        {"store": "redis", "workers": 1, "polls_per_s": 3000.0, "errors": 12},
+        {"store": "redis", "workers": 2, "polls_per_s": 5000.0, "errors": 0},
+    ]
+    verdicts = _verdicts({"quick": False, "scaling": {"results": {"cores": 2, "rows": rows}}})
+    assert verdicts["polls, 1 worker on Redis ÷ 1 in memory"] == "UNKNOWN"
+    assert verdicts["polls, 2 workers on Redis ÷ 1 (adds throughput)"] == "UNKNOWN"
