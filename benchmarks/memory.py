@@ -27,7 +27,10 @@ def _rss_bytes() -> int:
 
 async def _measure(count: int, trace: bool) -> dict[str, Any]:
     from emulator import Emulator, Settings
-    from emulator.validation import Submission  # internal: a parsed submission, no HTTP
+
+    from .internals import submission_type
+
+    Submission = submission_type()  # internal: a parsed submission, no HTTP
 
     emulator = Emulator(Settings().replace(clock="manual", seed=7))
     await emulator.start()

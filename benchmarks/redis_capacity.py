@@ -18,8 +18,9 @@
    time, one worker's requests per second on a core of its own, and so how many workers (and
    hosts of 4, 8, 16 cores) one Redis carries.
 
-The scripts' names come from ``emulator.redis_scripts`` when it can be imported (an internal
-module, kept out of the way: without it the scripts are named by their SHA-1). Everything
+The scripts' names come from the Redis store's scripts module when it can be imported (an
+internal module, found by benchmarks/internals.py: without it the scripts are named by their
+SHA-1). Everything
 started here is stopped by PID. Loopback only.
 """
 
@@ -41,6 +42,7 @@ from typing import Any
 
 import httpx
 
+from . import internals
 from .scaling import (
     BODY,
     KEY,
@@ -97,7 +99,7 @@ def parse_monitor_line(line: str) -> tuple[str, list[bytes]] | None:
 def script_names() -> dict[str, str]:
     """SHA-1 -> name of every Lua script of the Redis store (empty if the module moved)."""
     try:
-        from emulator import redis_scripts  # internal: only to name what MONITOR shows
+        redis_scripts = internals.redis_scripts()  # only to name what MONITOR shows
     except ImportError:
         return {}
     names = {}
