@@ -6,7 +6,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup redis-server fonts chromium run test check format clean bench bench-quick profile soak contract contract-drift contract-real
+.PHONY: setup redis-server fonts chromium wrk run test check format clean bench bench-quick profile soak contract contract-drift contract-real
 
 $(STAMP): pyproject.toml
 	@# Debian's own python3 needs python3-venv for ensurepip; install it when root and missing.
@@ -18,7 +18,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) redis-server fonts chromium
+setup: $(STAMP) redis-server fonts chromium wrk
+
+## wrk, for tests/test_bench_harness.py and make bench (Debian's package).
+wrk:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing wrk (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else \
+	    echo "wrk is missing and only root can apt-get it: install it, or the benchmark harness tests fail" >&2; \
+	  fi; }
 
 ## A real Redis for tests/test_redis_store.py and tests/test_scaling.py (Debian's package).
 redis-server:

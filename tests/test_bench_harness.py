@@ -17,7 +17,11 @@ import pytest
 
 from benchmarks import load, servers, throughput
 
-pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+
+@pytest.fixture(autouse=True)
+def _wrk_is_installed() -> None:
+    # Never a skip: `make setup` installs wrk; a machine without it fails here, saying why.
+    assert shutil.which("wrk"), "wrk is not installed: run `make setup` (apt-get install wrk)"
 
 
 @pytest.fixture
