@@ -6,7 +6,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup redis-server fonts chromium run test check format clean bench bench-quick soak contract contract-drift contract-real
+.PHONY: setup redis-server fonts chromium wrk run test check format clean bench bench-quick profile soak contract contract-drift contract-real
 
 $(STAMP): pyproject.toml
 	@# Debian's own python3 needs python3-venv for ensurepip; install it when root and missing.
@@ -18,7 +18,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) redis-server fonts chromium
+setup: $(STAMP) redis-server fonts chromium wrk
+
+## wrk, for tests/test_bench_harness.py and make bench (Debian's package).
+wrk:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing wrk (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else \
+	    echo "wrk is missing and only root can apt-get it: install it, or the benchmark harness tests fail" >&2; \
+	  fi; }
 
 ## A real Redis for tests/test_redis_store.py and tests/test_scaling.py (Debian's package).
 redis-server:
@@ -75,13 +85,22 @@ SOAK_SECONDS ?= 120
 soak: setup
 	$(BIN)/python benchmarks/soak.py --seconds $(SOAK_SECONDS)
 
-## Benchmarks against Prism, WireMock and a bare Starlette app (installs wrk, Prism, WireMock
-## itself); writes benchmarks/results/latest.{json,md,png}. Full run ~10 min; quick < 2 min.
+## Benchmarks against Prism, WireMock (journal on) and a bare Starlette app (installs wrk, Prism,
+## WireMock itself): each server warmed up >= 5 s per workload, runs of 5 s, the performance
+## issue's ratios checked (PASS/MISS), then fixtures, memory, rendering, workers on Redis, what
+## one Redis carries, the dashboard. Writes benchmarks/results/latest.{json,md,png}; ~25 min.
 bench: setup
 	$(BIN)/python -m benchmarks
 
+## The same, short (1 s warm-ups, one 2 s run per cell): under 3 min, labelled QUICK, indicative.
 bench-quick: setup
 	$(BIN)/python -m benchmarks --quick
+
+## Where a poll's and a submission's CPU time goes, ours against the ceiling's: py-spy flame
+## graphs into docs/profile-*.svg (committed: docs/profile.md reads them) and the tables into
+## benchmarks/results/profile.{json,md}; about 3 minutes.
+profile: setup
+	$(BIN)/python -m benchmarks.profiling
 
 ## The OpenAPI contract against a freshly started emulator, in both profiles (docs/contract.md):
 ## the careful one a user runs against the paid service, then --full. Tasks run at 1/20 of their

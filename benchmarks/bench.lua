@@ -9,6 +9,8 @@
 --   BENCH_DL_IDS    how many of the ids have a result to download (mixed)
 --   BENCH_OUT       file the summary is written to, as JSON
 -- The mixed workload sends, of every 10 requests, 1 submission, 1 download and 8 polls.
+-- Every answer that is not 2xx is counted by its status code (wrk itself counts only those
+-- of 400 and above, without saying which): a rate made of error answers is no result.
 
 local mode = os.getenv("BENCH_MODE") or "poll"
 local key = os.getenv("BENCH_KEY") or "sk-bench"
@@ -47,11 +49,21 @@ elseif mode == "poll" then
 end
 
 local counter = 0
+local threads = {}
+-- Per thread (a global, so that done() can read it with thread:get): status code -> count.
+bench_statuses = {}
 
 function setup(thread)
   -- Spread the threads over the id list.
   counter = counter + 1
   thread:set("offset", counter * 7)
+  threads[#threads + 1] = thread
+end
+
+function response(status, headers, body)
+  if status < 200 or status > 299 then
+    bench_statuses[status] = (bench_statuses[status] or 0) + 1
+  end
 end
 
 function init(args)
@@ -77,13 +89,23 @@ end
 
 function done(summary, latency, requests)
   local e = summary.errors
+  local statuses = {}
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("bench_statuses") or {}) do
+      statuses[status] = (statuses[status] or 0) + count
+    end
+  end
+  local parts = {}
+  for status, count in pairs(statuses) do
+    parts[#parts + 1] = string.format('"%d": %d', status, count)
+  end
   local f = io.open(out, "w")
   f:write(string.format(
     '{"requests": %d, "duration_us": %d, "bytes": %d, "p50_us": %d, "p90_us": %d, ' ..
     '"p99_us": %d, "max_us": %d, "mean_us": %.1f, "errors_connect": %d, "errors_read": %d, ' ..
-    '"errors_write": %d, "errors_status": %d, "errors_timeout": %d}\n',
+    '"errors_write": %d, "errors_status": %d, "errors_timeout": %d, "statuses": {%s}}\n',
     summary.requests, summary.duration, summary.bytes,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
-    latency.mean, e.connect, e.read, e.write, e.status, e.timeout))
+    latency.mean, e.connect, e.read, e.write, e.status, e.timeout, table.concat(parts, ", ")))
   f:close()
 end

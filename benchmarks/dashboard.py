@@ -47,7 +47,7 @@ def _fill(server: servers.Server, tasks: int, ids_file: Path) -> None:
 def _poll(wrk: str, server: servers.Server, seconds: float, ids_file: Path) -> float:
     result = load.run_wrk(wrk, server, "poll", CONNECTIONS, seconds, ids_file, 0)
     if result["errors"]:
-        raise RuntimeError(f"wrk saw errors: {result['error_detail']}")
+        raise RuntimeError(f"wrk saw errors: {result['statuses']}")
     rps: float = result["rps"]
     return rps
 

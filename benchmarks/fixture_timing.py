@@ -24,6 +24,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import internals
+
 ROOT = Path(__file__).resolve().parent.parent
 
 TEST_MODULE = """
@@ -61,9 +63,10 @@ def pytest_sessionfinish(session, exitstatus):
         json.dump(_phases, f)
 """
 
+#: ``{module}``: the plugin's module, from its ``pytest11`` entry point (internals.plugin_module).
 PLUGIN_IMPORT = (
-    "import time, pytest, httpx; t = time.perf_counter(); import emulator.testing.plugin; "
-    "print(time.perf_counter() - t)"
+    "import importlib, time, pytest, httpx; t = time.perf_counter(); "
+    "importlib.import_module({module!r}); print(time.perf_counter() - t)"
 )
 
 
@@ -77,7 +80,7 @@ def plugin_import_seconds(repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
         out = subprocess.run(
-            [_python(), "-c", PLUGIN_IMPORT],
+            [_python(), "-c", PLUGIN_IMPORT.format(module=internals.plugin_module())],
             check=True,
             capture_output=True,
             text=True,

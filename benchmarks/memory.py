@@ -26,9 +26,11 @@ def _rss_bytes() -> int:
 
 
 async def _measure(count: int, trace: bool) -> dict[str, Any]:
-    from emulator.config import Settings
-    from emulator.usecases.emulator import Emulator
-    from emulator.usecases.submission import Submission
+    from emulator import Emulator, Settings
+
+    from .internals import submission_type
+
+    Submission = submission_type()  # internal: a parsed submission, no HTTP
 
     emulator = Emulator(Settings().replace(clock="manual", seed=7))
     await emulator.start()

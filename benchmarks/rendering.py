@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .internals import renderer
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -74,6 +76,8 @@ PROMPT = (
 # The child: renders one picture cold, then another uncached, and prints its figures as JSON.
 CHILD = r"""
 import json, resource, sys, time
+from benchmarks.internals import renderer
+rendering = renderer()  # render, RenderSpec, RenderCache wherever the package keeps them
 if sys.argv[1]:
     # A package whose path is the file's folder, so its relative imports (.encoding) find the
     # copies beside it, not the checkout's.
@@ -82,9 +86,12 @@ if sys.argv[1]:
     package.__path__ = [os.path.dirname(sys.argv[1])]
     sys.modules["under_test"] = package
     name = os.path.splitext(os.path.basename(sys.argv[1]))[0]
-    rendering = importlib.import_module(f"under_test.{name}")
-else:
-    from emulator.pictures import rendering
+    module = importlib.import_module(f"under_test.{name}")
+    rendering = types.SimpleNamespace(
+        render=module.render,
+        RenderSpec=getattr(module, "RenderSpec", rendering.RenderSpec),
+        RenderCache=getattr(module, "RenderCache", rendering.RenderCache),
+    )
 model, fmt, prompt = sys.argv[2], sys.argv[5], sys.argv[6]
 width, height = int(sys.argv[3]), int(sys.argv[4])
 def rss():
@@ -201,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "rendering",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 1),
-        "module": args.module or "emulator/pictures/rendering.py",
+        "module": args.module or str(Path(renderer().origin).relative_to(ROOT)),
         "python": platform.python_version(),
         "pillow": _pillow_version(),
         "cpus": os.cpu_count(),

@@ -22,73 +22,189 @@ COLOURS = {
 }
 
 
-def _rps(results: dict[str, Any], server: str, workload: str, conns: int) -> float | None:
+def _cell(results: dict[str, Any], server: str, workload: str, conns: int) -> dict[str, Any]:
     try:
-        return float(results["http"]["results"][server][workload][str(conns)]["rps"])
+        cell: dict[str, Any] = results["http"]["results"][server][workload][str(conns)]
     except (KeyError, TypeError):
-        return None
+        return {}
+    return cell
+
+
+def _rps(results: dict[str, Any], server: str, workload: str, conns: int) -> float | None:
+    cell = _cell(results, server, workload, conns)
+    return float(cell["rps"]) if cell else None
 
 
 def _runs(results: dict[str, Any], server: str, workload: str, conns: int) -> list[float]:
-    try:
-        return list(results["http"]["results"][server][workload][str(conns)]["runs_rps"])
-    except (KeyError, TypeError):
-        return []
+    return list(_cell(results, server, workload, conns).get("runs_rps", []))
+
+
+def error_text(statuses: dict[str, int]) -> str:
+    """What the errors were: ``404: 65,170; socket read: 3``."""
+    return "; ".join(f"{code}: {count:,}" for code, count in statuses.items())
+
+
+def invalid(results: dict[str, Any], server: str, workload: str, conns: int) -> str:
+    """Why the cell is no result ("" if it is one): every server here should answer 2xx to
+    every request, so a cell with any error measured something else (a 404 is cheaper than
+    a poll) and its rate is never compared."""
+    cell = _cell(results, server, workload, conns)
+    if not cell or not cell.get("errors"):
+        return ""
+    what = error_text(cell.get("statuses") or {}) or "of unknown kinds"
+    return f"{server} {workload} @{conns} had {cell['errors']:,} errors ({what})"
 
 
 def _ratio(results: dict[str, Any], workload: str, conns: int, other: str) -> float | None:
     """Our req/s over ``other``'s: the median of the per-run ratios (run r of both servers
     ran back to back, under the same load from the rest of the machine), which drifting
-    background load disturbs less than a ratio of medians."""
+    background load disturbs less than a ratio of medians. None when either cell is invalid."""
+    if invalid(results, "emulator", workload, conns) or invalid(results, other, workload, conns):
+        return None
     ours = _runs(results, "emulator", workload, conns)
     theirs = _runs(results, other, workload, conns)
     pairs = [a / b for a, b in zip(ours, theirs, strict=False) if b]
     return statistics.median(pairs) if pairs else None
 
 
+#: The performance issue's targets at 16 connections, after warm-up: (workload, server, bound).
+HTTP_TARGETS = (
+    ("submit", "wiremock", 1.0),
+    ("submit", "ceiling", 0.6),
+    ("submit", "prism", 4.0),
+    ("poll", "wiremock", 1.2),
+    ("poll", "ceiling", 0.7),
+    ("poll", "prism", 4.0),
+)
+
+
+def _scaling_rows(results: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    try:
+        rows = results["scaling"]["results"]["rows"]
+    except (KeyError, TypeError):
+        return {}
+    return {(row["store"], int(row["workers"])): row for row in rows}
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target of issue 7 that this run measured: what, the figure, the bound, met."""
+    """Each target this run measured: what, the figure, the bound, and PASS, MISS, or
+    UNKNOWN where the run cannot tell (never a pass)."""
     out: list[dict[str, Any]] = []
 
-    def add(name: str, value: float | None, bound: float, higher: bool, unit: str) -> None:
-        if value is None:
+    def add(
+        name: str,
+        value: float | None,
+        bound: float,
+        higher: bool,
+        unit: str,
+        why_unknown: str = "",
+        issue: str = "performance",
+    ) -> None:
+        if value is None and not why_unknown:
             return
-        met = value >= bound if higher else value <= bound
+        if value is None or why_unknown:
+            status = "UNKNOWN"
+        else:
+            status = "PASS" if (value >= bound if higher else value <= bound) else "MISS"
         out.append(
             {
                 "target": name,
-                "value": round(value, 3),
+                "value": None if value is None else round(value, 3),
                 "bound": f"{'>=' if higher else '<='} {bound:g}{unit}",
                 "unit": unit,
-                "met": met,
+                "status": status,
+                "met": status == "PASS",
+                "note": why_unknown,
+                "issue": issue,
             }
         )
 
-    if "http" in results:
-        for other, bound in (("prism", 4.0), ("wiremock", 1.0), ("ceiling", 0.7)):
-            add(
-                f"poll @16 vs {LABELS[other]}", _ratio(results, "poll", 16, other), bound, True, "x"
-            )
-        for other, bound in (("prism", 3.0), ("ceiling", 0.6)):
-            name = f"submit @16 vs {LABELS[other]}"
-            add(name, _ratio(results, "submit", 16, other), bound, True, "x")
+    http = results.get("http")
+    if http:
+        journals = http.get("journal_entries_after", {})
+        for workload, other, bound in HTTP_TARGETS:
+            if other not in http["results"]:
+                continue
+            why = ""
+            if other == "wiremock" and not journals.get("wiremock"):
+                why = "WireMock's journal recorded nothing: the comparison is not the fair one"
+            if not journals.get("emulator"):
+                why = "our journal recorded nothing: not the configuration under test"
+            broken = [invalid(results, s, workload, 16) for s in ("emulator", other)]
+            if any(broken):
+                why = "INVALID: " + "; ".join(b for b in broken if b)
+            name = f"{workload} @16 ÷ {http['servers'].get(other, LABELS[other])}"
+            add(name, _ratio(results, workload, 16, other), bound, True, "x", why)
     fixture = results.get("fixture")
     if fixture:
         add(
-            "fixture life-cycle test, in-process (median)",
+            "fixture submit → succeeded → download test, in-process (median)",
             fixture["in_process"]["median_test_ms"],
             2.0,
             False,
             " ms",
         )
-        add("fixture start-up, in-process", fixture["in_process"]["startup_ms"], 100, False, " ms")
-        add("fixture start-up, live", fixture["live"]["startup_ms"], 300, False, " ms")
+    rows = _scaling_rows(results)
+    memory_one, redis_one = rows.get(("memory", 1)), rows.get(("redis", 1))
+
+    def scaling_errors(*compared: dict[str, Any]) -> str:
+        bad = [
+            f"{r['store']} x{r['workers']}: {r['errors']:,}" for r in compared if r.get("errors")
+        ]
+        return "INVALID: errors in " + ", ".join(bad) if bad else ""
+
+    if memory_one and redis_one:
+        ratio = redis_one["polls_per_s"] / memory_one["polls_per_s"]
+        why = scaling_errors(memory_one, redis_one)
+        add("polls, 1 worker on Redis ÷ 1 in memory", None if why else ratio, 0.5, True, "x", why)
+    for fewer, more in ((1, 2), (2, 4)):
+        a, b = rows.get(("redis", fewer)), rows.get(("redis", more))
+        if a and b:
+            name = f"polls, {more} workers on Redis ÷ {fewer} (adds throughput)"
+            # "adds throughput": more than the noise of one run (5 %) above the fewer workers
+            why = scaling_errors(a, b)
+            ratio = b["polls_per_s"] / a["polls_per_s"]
+            add(name, None if why else ratio, 1.05, True, "x", why)
+    if rows and ("redis", 4) not in rows:
+        cores = results["scaling"]["results"].get("cores")
+        add(
+            "polls, 4 workers on Redis ÷ 2",
+            None,
+            1.05,
+            True,
+            "x",
+            f"not run: {cores} cores (docs/scaling.md works it out on paper)",
+        )
+    if fixture:
+        startup = fixture["in_process"]["startup_ms"]
+        add("fixture start-up, in-process", startup, 100, False, " ms", issue="earlier")
+        add(
+            "fixture start-up, live",
+            fixture["live"]["startup_ms"],
+            300,
+            False,
+            " ms",
+            issue="earlier",
+        )
     memory = results.get("memory")
     if memory:
-        for key, label in (("bytes_per_task_tracemalloc", "tracemalloc"), ("rss", "RSS")):
-            value = memory.get(key if key != "rss" else "bytes_per_task_rss")
-            add(f"memory per stored finished task ({label})", value, 2048, False, " B")
+        for key, label in (
+            ("bytes_per_task_tracemalloc", "tracemalloc"),
+            ("bytes_per_task_rss", "RSS"),
+        ):
+            add(
+                f"memory per stored finished task ({label})",
+                memory.get(key),
+                2048,
+                False,
+                " B",
+                issue="earlier",
+            )
     return out
+
+
+def _loads(values: list[float]) -> str:
+    return " / ".join(f"{v:.2f}" for v in values)
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -97,31 +213,46 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 def markdown(results: dict[str, Any]) -> str:
     lines: list[str] = []
-    quick = (
-        " (quick run: one short run per cell, figures indicative only)" if results["quick"] else ""
-    )
     machine = results.get("machine", {})
-    lines.append(f"Benchmark run of {results['date']}{quick}; {results.get('seconds', '?')} s.")
+    if results["quick"]:
+        lines += [
+            "**QUICK RUN** (`make bench-quick`): 1 s warm-ups, one run of 2 s per cell, short "
+            "parts. Figures indicative only; the targets are judged on `make bench`.",
+            "",
+        ]
+    lines.append(f"Benchmark run of {results['date']}; {results.get('seconds', '?')} s.")
+    before = machine.get("load_average_before")
+    after = machine.get("load_average_after")
+    load = ""
+    if before and after:
+        load = f" Load average (1, 5, 15 min) {_loads(before)} before, {_loads(after)} after."
     lines.append(
         f"Machine: {machine.get('cpus', '?')} CPUs shared with other work, Python "
-        f"{machine.get('python', '?')}. Figures are medians; expect noise of ±15 %."
+        f"{machine.get('python', '?')}.{load} Figures are medians; expect noise of ±15 %."
     )
     lines.append("")
     http = results.get("http")
     if http:
+        warm = http.get("warm_up", {})
+        spent = [w["seconds"] for per in warm.values() for w in per.values()]
+        warm_text = f"{min(spent):g}-{max(spent):g} s" if spent else "none"
         lines.append(
             f"### HTTP (wrk, 1 thread; median of {http['runs']} run(s) of "
             f"{http['seconds_per_run']:g} s per cell, "
             f"{http.get('target_runs', http['runs'])} at 16 connections)"
         )
         lines.append("")
+        journals = http.get("journal_entries_after", {})
         lines.append(
             "Emulator: `python -m emulator serve` (uvicorn, uvloop + httptools, one worker, "
-            "`--time-scale 0 --log-level warning`, journal on). Prism 5 mocking "
-            f"`{http['contract']}`; WireMock 3 with stubs of the same routes (journal on, "
-            "1000 entries); ceiling: `benchmarks/ceiling_app.py`. Mixed: of 10 requests, "
+            "`--time-scale 0 --log-level warning`, journal on: "
+            f"{journals.get('emulator', '?')} entries after the load). Prism mocking "
+            f"`{http['contract']}`; WireMock with stubs of the same routes, its request journal "
+            f"on (1000 entries at most; it held {journals.get('wiremock', '?')} requests after "
+            "the load); ceiling: `benchmarks/ceiling_app.py`. Mixed: of 10 requests, "
             "1 submit, 8 polls, 1 download of a 1024x1024 PNG (Prism: a poll instead, the "
-            "contract has no download)."
+            f"contract has no download). Warm-up per server and workload: {warm_text} "
+            "(16 connections, until the rate stopped climbing)."
         )
         lines.append("")
         lines.append(
@@ -131,21 +262,32 @@ def markdown(results: dict[str, Any]) -> str:
         table = http["results"]
         for workload in ("submit", "poll", "mixed"):
             for conns in http["connections"]:
+                ours_invalid = bool(invalid(results, "emulator", workload, conns))
                 for server in ORDER:
                     cell = table.get(server, {}).get(workload, {}).get(str(conns))
                     if cell is None:
                         continue
+                    invalid_row = ours_invalid or bool(invalid(results, server, workload, conns))
                     ratio = _ratio(results, workload, conns, server)
                     ratio_text = "" if server == "emulator" else f"{_fmt(ratio, 2)}x"
+                    if server != "emulator" and ratio is None:
+                        ratio_text = "INVALID" if invalid_row else "-"
+                    errors = f"{cell['errors']:,}"
+                    if cell["errors"]:
+                        errors = f"**INVALID**: {errors} ({error_text(cell.get('statuses') or {})})"
+                    label = http["servers"].get(server, LABELS[server])
                     lines.append(
-                        f"| {workload} | {conns} | {LABELS[server]} | {_fmt(cell['rps'], 0)} | "
+                        f"| {workload} | {conns} | {label} | {_fmt(cell['rps'], 0)} | "
                         f"{_fmt(cell['p50_ms'], 2)} | {_fmt(cell['p99_ms'], 2)} | "
-                        f"{cell['errors']} | {ratio_text} |"
+                        f"{errors} | {ratio_text} |"
                     )
         lines.append("")
         lines.append(
             "\\* median of the per-run ratios (run r of both servers back to back); "
-            "req/s, p50 and p99 are medians over the runs."
+            "req/s, p50 and p99 are medians over the runs. A cell with any error (an answer "
+            "that is not 2xx, or a socket error) is INVALID: its rate is not that of the "
+            "requests under test, so no ratio is computed with it and a target using it is "
+            "UNKNOWN."
         )
         for name, why in http.get("left_out", {}).items():
             lines.append(f"\n{name} was left out: {why}")
@@ -191,26 +333,37 @@ def markdown(results: dict[str, Any]) -> str:
     for key, title in (
         ("rendering", "Rendering"),
         ("scaling", "Workers and Redis"),
+        ("redis", "What one Redis carries"),
         ("dashboard", "With the dashboard open"),
     ):
         part = results.get(key)
         if part:
-            lines += [f"### {title} (benchmarks/{key}.py)", "", part.get("table") or "(no table)"]
+            module = "redis_capacity" if key == "redis" else key
+            lines += [
+                f"### {title} (benchmarks/{module}.py)",
+                "",
+                part.get("table") or "(no table)",
+            ]
             if part.get("error"):
                 lines.append(f"\n{key}.py failed: {part['error'][-500:]}")
             lines.append("")
     checks = results.get("targets") or []
-    if checks:
-        lines.append("### Targets")
-        lines.append("")
-        lines.append("| target | measured | bound | met |")
-        lines.append("|---|---:|---:|---|")
-        for t in checks:
-            unit = t["unit"]
-            lines.append(
-                f"| {t['target']} | {t['value']:g}{unit} | {t['bound']} | "
-                f"{'yes' if t['met'] else '**no**'} |"
-            )
+    for issue, title in (
+        ("performance", "Targets of the performance issue"),
+        ("earlier", "Targets of the earlier benchmark issue (kept)"),
+    ):
+        rows = [t for t in checks if t["issue"] == issue]
+        if not rows:
+            continue
+        lines += [f"### {title}", ""]
+        if results["quick"]:
+            lines += ["(quick run: indicative only)", ""]
+        lines += ["| target | measured | bound | result |", "|---|---:|---:|---|"]
+        for t in rows:
+            value = "-" if t["value"] is None else f"{t['value']:g}{t['unit']}"
+            status = t["status"] if t["status"] == "PASS" else f"**{t['status']}**"
+            note = f" ({t['note']})" if t["note"] else ""
+            lines.append(f"| {t['target']} | {value} | {t['bound']} | {status}{note} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -247,9 +400,9 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
         draw.rectangle([x, 30, x + 12, 42], fill=COLOURS[server])
         draw.text((x + 16, 30), LABELS[server], fill="black")
     for e in range(lo_exp, hi_exp + 1):
-        x = x_of(10**e)
-        draw.line([x, top_margin - 5, x, height - 40], fill=(220, 220, 220))
-        draw.text((x - 10, height - 35), f"{10**e:,}", fill="black")
+        gx = x_of(10**e)
+        draw.line([gx, top_margin - 5, gx, height - 40], fill=(220, 220, 220))
+        draw.text((gx - 10, height - 35), f"{10**e:,}", fill="black")
     y = top_margin
     for workload, conns in groups:
         draw.text((10, y + len(present) * bar_h / 2 - 6), f"{workload} c={conns}", fill="black")

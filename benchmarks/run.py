@@ -1,19 +1,22 @@
 """Run every benchmark in one go and write benchmarks/results/latest.{json,md,png}.
 
-``python -m benchmarks`` (``make bench``): the full run, well under 15 minutes.
-``python -m benchmarks --quick`` (``make bench-quick``): one short run of each, under 2 minutes.
+``python -m benchmarks`` (``make bench``): the full run, about 25 minutes.
+``python -m benchmarks --quick`` (``make bench-quick``): short warm-ups and runs of everything,
+under 3 minutes; its figures are labelled as quick and indicative only.
 
-HTTP: our emulator, Prism (mocking our contract), WireMock (stubs of the same routes) and the
-bare Starlette ceiling are all started on 127.0.0.1, then measured round-robin (run 1 of every
-server and workload, then run 2, ...) so that noise from other processes on the machine falls
-on all of them alike; the figure of each cell is the median of its runs. Everything started
-here is stopped by PID on the way out, also on an error or Ctrl-C.
+HTTP (``throughput``): our emulator, Prism (mocking our contract), WireMock (stubs of the same
+routes, journal on) and the bare Starlette ceiling, all on 127.0.0.1, each warmed up (at least
+5 s per workload) and then measured round-robin in runs of 5 s; the figure of each cell is the
+median of its runs, a ratio the median of the per-run ratios. The targets of the performance
+issue are checked in the same run (``report.targets``: PASS / MISS). Everything started here is
+stopped by PID on the way out, also on an error or Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import signal
 import statistics
@@ -24,185 +27,32 @@ import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit
 
-from . import fixture_timing, load, report, servers, tools
+from . import fixture_timing, report, servers
+from .throughput import http_benchmarks, log
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-POLL_IDS = 64
-DOWNLOAD_IDS = 8
 
 
-def _log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def _prepare(server: servers.Server, workdir: Path) -> Path:
-    """Task ids for wrk to poll (in a file) and each download fetched once.
-
-    Ours and the ceiling get real tasks; the mocks answer any id alike, so they get
-    valid-looking ids (and one submission each, to check the stub answers)."""
-    real = server.name in ("emulator", "ceiling")
-    ids = []
-    for _ in range(POLL_IDS if real else 1):
-        status, body = server.request("POST", "/v1/images/tasks", servers.SUBMIT_BODY)
-        if status != 200:
-            raise RuntimeError(f"{server.label}: submit answered {status}: {body[:300]!r}")
-        ids.append(json.loads(body)["data"]["task_id"])
-    if not real:
-        ids = [f"task_{i:032x}" for i in range(POLL_IDS)]
-    for task_id in ids[:2]:
-        status, body = server.request("GET", f"/v1/images/tasks/{task_id}")
-        if status != 200:
-            raise RuntimeError(f"{server.label}: poll answered {status}: {body[:300]!r}")
-    # Result URLs carry a token (SPEC D-14): the path of each task's first picture, from its poll.
-    results = {}
-    if "{result}" in server.download:
-        for task_id in ids[:DOWNLOAD_IDS]:
-            _, body = server.request("GET", f"/v1/images/tasks/{task_id}")
-            results[task_id] = urlsplit(json.loads(body)["data"]["result_url"]).path
-    if server.download:
-        for task_id in ids[:DOWNLOAD_IDS]:
-            download = server.download.replace("{id}", task_id)
-            status, _ = server.request(
-                "GET", download.replace("{result}", results.get(task_id, "")), auth=False
-            )
-            if status != 200:
-                raise RuntimeError(f"{server.label}: download answered {status}")
-    path = workdir / f"{server.name}.ids"
-    path.write_text("".join(f"{i} {results.get(i, '')}".rstrip() + "\n" for i in ids))
-    return path
-
-
-def _reference_task(server: servers.Server) -> tuple[dict[str, Any], bytes]:
-    """A finished task and its picture from our emulator: the bodies the stubs answer."""
-    _, body = server.request("POST", "/v1/images/tasks", servers.SUBMIT_BODY)
-    task_id = json.loads(body)["data"]["task_id"]
-    _, body = server.request("GET", f"/v1/images/tasks/{task_id}")
-    task: dict[str, Any] = json.loads(body)["data"]
-    status, png = server.request("GET", urlsplit(task["result_url"]).path, auth=False)
-    if status != 200:
-        raise RuntimeError("the emulator did not serve its result picture")
-    return task, png
-
-
-def _warm_up(
-    wrk: str, server: servers.Server, workload: str, args: argparse.Namespace, ids: Path
-) -> None:
-    """Run ``workload`` in short bursts until the rate is within 10 % of the best burst so far
-    (or ``args.warmup_max`` seconds pass)."""
-    best = 0.0
-    spent = 0.0
-    while spent < args.warmup_max:
-        rps = load.run_wrk(wrk, server, workload, 16, args.warmup, ids, DOWNLOAD_IDS)["rps"]
-        spent += args.warmup
-        if best and rps <= best * 1.1:
-            break
-        best = max(best, rps)
-    _log(f"warmed {server.label} {workload} for {spent:g} s")
-
-
-def http_benchmarks(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    wrk = tools.wrk()
-    wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
-    ours = servers.emulator(workdir)
-    _log(f"starting {ours.label} on port {ours.port}")
-    ours.start()
-    task, png = _reference_task(ours)
-    (workdir / "result.png").write_bytes(png)
-    factories = {
-        "prism": lambda: servers.prism(workdir),
-        "wiremock": lambda: servers.wiremock(workdir, task, png),
-        "ceiling": lambda: servers.ceiling(workdir, workdir / "result.png"),
-    }
-    launched: list[servers.Server] = []
-    failed: dict[str, str] = {}
-    for name in wanted:
-        if name == "emulator":
-            continue
-        try:
-            server = factories[name]()
-            _log(f"starting {server.label} on port {server.port}")
-            server.launch()
-            launched.append(server)
-        except (RuntimeError, tools.ToolMissing, OSError) as exc:
-            failed[name] = str(exc)
-            _log(f"{name} is left out: {exc}")
-    started = [ours] if "emulator" in wanted else []
-    for server in launched:  # they start side by side: the JVM and node take seconds
-        try:
-            server.wait_ready()
-            started.append(server)
-        except RuntimeError as exc:
-            server.stop()
-            failed[server.name] = str(exc)
-            _log(f"{server.name} is left out: {exc}")
-    if "emulator" not in wanted:
-        ours.stop()
-    ids = {s.name: _prepare(s, workdir) for s in started}
-    conns = [int(c) for c in args.connections.split(",")]
-    workloads = list(load.WORKLOADS)
-    # Warm-up: JIT compilers (the JVM's takes 10-20 s here, V8's less) and caches. Every
-    # server gets the same treatment: each workload until its rate stops climbing.
-    for server in started:
-        for workload in workloads:
-            _warm_up(wrk, server, workload, args, ids[server.name])
-    runs: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {}
-    total_runs = max(args.runs, args.target_runs if 16 in conns else 0)
-    for r in range(total_runs):
-        _log(f"HTTP run {r + 1} of {total_runs}")
-        # All servers back to back for each cell: they share whatever else the machine does;
-        # who goes first rotates from run to run.
-        order = started[r % len(started) :] + started[: r % len(started)]
-        for workload in workloads:
-            for c in conns:
-                if r >= args.runs and c != 16:
-                    continue  # the targets' cells (16 connections) get extra runs
-                for server in order:
-                    result = load.run_wrk(
-                        wrk, server, workload, c, args.duration, ids[server.name], DOWNLOAD_IDS
-                    )
-                    cell = runs.setdefault(server.name, {}).setdefault(workload, {})
-                    cell.setdefault(str(c), []).append(result)
-    rss = {s.name: s.rss_mib() for s in started}
-    for server in started:
-        server.stop()
-    table: dict[str, Any] = {}
-    for name, per_workload in runs.items():
-        for workload, per_conn in per_workload.items():
-            for c, results in per_conn.items():
-                table.setdefault(name, {}).setdefault(workload, {})[c] = {
-                    "rps": statistics.median(x["rps"] for x in results),
-                    "p50_ms": statistics.median(x["p50_ms"] for x in results),
-                    "p99_ms": statistics.median(x["p99_ms"] for x in results),
-                    "errors": sum(x["errors"] for x in results),
-                    "runs_rps": [round(x["rps"], 1) for x in results],
-                }
-    return {
-        "servers": {s.name: s.label for s in started},
-        "left_out": failed,
-        "contract": str(servers.contract_path().relative_to(servers.ROOT)),
-        "connections": conns,
-        "runs": args.runs,
-        "target_runs": max(args.runs, args.target_runs),
-        "seconds_per_run": args.duration,
-        "results": table,
-        "rss_mib_after": rss,
-    }
-
-
-def _delegated(name: str, *flags: str) -> dict[str, Any]:
-    """Run ``benchmarks/<name>.py`` in its own process; its printed table (and error)."""
+def _delegated(name: str, *flags: str, json_out: Path | None = None) -> dict[str, Any]:
+    """Run ``benchmarks/<name>.py`` in its own process; its printed table (and error), and
+    the figures it wrote to ``json_out`` (``--json``) when asked for."""
+    if json_out is not None:
+        json_out.unlink(missing_ok=True)
+        flags = (*flags, "--json", str(json_out))
     cmd = [fixture_timing._python(), "-m", f"benchmarks.{name}", *flags]
-    _log(f"{name}: " + " ".join(cmd[1:]))
+    log(f"{name}: " + " ".join(cmd[1:]))
     proc = subprocess.run(
         cmd, cwd=servers.ROOT, capture_output=True, text=True, timeout=600, check=False
     )
     if proc.returncode != 0:
-        _log(f"{name} benchmark failed ({proc.returncode}): {proc.stderr[-500:]}")
+        log(f"{name} benchmark failed ({proc.returncode}): {proc.stderr[-500:]}")
         return {"error": proc.stderr[-2000:], "table": proc.stdout}
-    return {"table": proc.stdout.strip()}
+    result: dict[str, Any] = {"table": proc.stdout.strip()}
+    if json_out is not None:
+        result["results"] = json.loads(json_out.read_text())
+    return result
 
 
 def rendering_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
@@ -215,8 +65,15 @@ def rendering_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def scaling_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
-    """benchmarks/scaling.py: 1 worker in memory, 1 and 2 workers on Redis."""
-    return _delegated("scaling", "--seconds", "1" if args.quick else "5")
+    """benchmarks/scaling.py: 1 worker in memory, 1, 2 (and, on 4 cores, 4) workers on Redis."""
+    seconds = "1" if args.quick else "5"
+    return _delegated("scaling", "--seconds", seconds, json_out=RESULTS / "scaling.json")
+
+
+def redis_capacity_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
+    """benchmarks/redis_capacity.py: Redis's own cost of our commands; workers per Redis."""
+    flags = ["--seconds", "1", "--requests", "10000"] if args.quick else []
+    return _delegated("redis_capacity", *flags, json_out=RESULTS / "redis_capacity.json")
 
 
 def dashboard_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
@@ -260,6 +117,9 @@ def fixture_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
     return merged
 
 
+PARTS = ("http", "rendering", "fixture", "memory", "scaling", "redis", "dashboard")
+
+
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="one short run of everything")
@@ -267,9 +127,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--target-runs", type=int, help="runs of the 16-connection cells (default 5; quick 1)"
     )
-    parser.add_argument("--duration", type=float, help="seconds per wrk run (default 2)")
-    parser.add_argument("--warmup", type=float, help="seconds of one warm-up burst")
-    parser.add_argument("--warmup-max", type=float, help="most warm-up seconds per workload")
+    parser.add_argument("--duration", type=float, help="seconds per wrk run (default 5; quick 2)")
+    parser.add_argument(
+        "--warmup", type=float, help="seconds of the first warm-up burst (default 5; quick 1)"
+    )
+    parser.add_argument(
+        "--warmup-max", type=float, help="most warm-up seconds per workload (default 15; quick 1)"
+    )
     parser.add_argument("--connections", help="comma-separated (default 1,16,64; quick 16)")
     parser.add_argument("--servers", default="emulator,prism,wiremock,ceiling")
     parser.add_argument("--tasks", type=int, help="stored tasks for memory (default 100000)")
@@ -277,17 +141,17 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fixture-sessions", type=int, help="sessions per fixture")
     parser.add_argument(
         "--only",
-        default="http,rendering,fixture,memory,scaling,dashboard",
-        help="comma-separated subset of http,rendering,fixture,memory,scaling,dashboard",
+        default=",".join(PARTS),
+        help="comma-separated subset of " + ",".join(PARTS),
     )
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {
         "runs": 1 if quick else 3,
         "target_runs": 1 if quick else 5,
-        "duration": 1.0 if quick else 2.0,
-        "warmup": 1.0 if quick else 2.0,
-        "warmup_max": 2.0 if quick else 15.0,
+        "duration": 2.0 if quick else 5.0,
+        "warmup": 1.0 if quick else 5.0,
+        "warmup_max": 1.0 if quick else 15.0,
         "connections": "16" if quick else "1,16,64",
         "tasks": 20_000 if quick else 100_000,
         "fixture_tests": 30 if quick else 100,
@@ -296,6 +160,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    unknown = {s.strip() for s in args.only.split(",")} - set(PARTS)
+    if unknown:
+        parser.error(f"--only: unknown part(s) {', '.join(sorted(unknown))}")
+    if not args.quick and args.warmup < 5:
+        # The fair comparison needs WireMock's JIT warm; shorter is what --quick is for.
+        parser.error("--warmup must be at least 5 seconds (use --quick for a short run)")
     return args
 
 
@@ -317,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "machine": {
             "python": platform.python_version(),
-            "cpus": len(__import__("os").sched_getaffinity(0)),
+            "cpus": len(os.sched_getaffinity(0)),
             "platform": platform.platform(),
+            # Whatever else ran: the figures of a loaded machine are lower and noisier.
+            "load_average_before": os.getloadavg(),
         },
     }
     try:
@@ -327,30 +199,33 @@ def main(argv: list[str] | None = None) -> int:
             if "http" in only:
                 results["http"] = http_benchmarks(args, workdir)
             if "fixture" in only:
-                _log("pytest fixtures")
+                log("pytest fixtures")
                 results["fixture"] = fixture_benchmarks(args)
             if "memory" in only:
-                _log(f"memory of {args.tasks} stored tasks")
+                log(f"memory of {args.tasks} stored tasks")
                 results["memory"] = memory_benchmark(args)
             if "rendering" in only:
                 results["rendering"] = rendering_benchmarks(args)
             if "scaling" in only:
                 results["scaling"] = scaling_benchmarks(args)
+            if "redis" in only:
+                results["redis"] = redis_capacity_benchmarks(args)
             if "dashboard" in only:
                 results["dashboard"] = dashboard_benchmarks(args)
     except KeyboardInterrupt:
-        _log("interrupted: stopping every server started")
+        log("interrupted: stopping every server started")
         return 130
     finally:
         servers.stop_all()
     results["seconds"] = round(time.monotonic() - began, 1)
+    results["machine"]["load_average_after"] = os.getloadavg()
     results["targets"] = report.targets(results)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
     markdown = report.markdown(results)
     (RESULTS / "latest.md").write_text(markdown)
     chart = report.chart(results, RESULTS / "latest.png")
     print(markdown)
-    _log(
+    log(
         f"done in {results['seconds']} s: {RESULTS / 'latest.md'}" + (f", {chart}" if chart else "")
     )
     return 0

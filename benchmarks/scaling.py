@@ -1,21 +1,27 @@
-"""Throughput of one emulator in memory, on Redis, and as two workers on Redis (issue 10).
+"""Throughput of one emulator in memory, on Redis, and as several workers on Redis.
 
-    .venv/bin/python benchmarks/scaling.py [--seconds 5] [--connections 32]
+    .venv/bin/python -m benchmarks.scaling [--seconds 5] [--connections 32] [--json FILE]
 
 Starts its own redis-server (a temp dir, no persistence, a free loopback port) and, per
 configuration, ``python -m emulator serve`` on a free loopback port; drives polls and then
 submissions with wrk (or, without wrk, an httpx client) for a bounded time; stops everything it
-started by PID. Prints a Markdown table: requests per second, and Redis round trips per request
-as the emulator counts them (``/_emulator/health`` -> ``store.round_trips``; with two workers
-each health answer comes from one of them, so that column is left empty there) and the Redis
-commands per request as Redis counts them (``INFO commandstats``; a script is one call plus
-the commands it runs). Loopback only.
+started by PID. Configurations: 1 worker in memory, 1 and 2 workers on Redis, and 4 workers on
+Redis where this machine has at least 4 cores (on fewer, 4 workers would only measure the
+scheduler: docs/scaling.md works the figure out on paper instead).
+
+Prints a Markdown table: requests per second; Redis round trips per request as the emulator
+counts them (``/_emulator/health`` -> ``store.round_trips``; with several workers each health
+answer comes from one of them, so that column is left empty there); the Redis commands per
+request as Redis counts them (``INFO commandstats``; a script is one call plus the commands it
+runs); and redis-server's own CPU time per request (from /proc). ``--json`` also writes the
+figures for ``make bench``'s targets. Loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -33,7 +39,23 @@ import redis
 
 KEY = "sk-bench-scaling"
 BODY = '{"model":"NanoBanana","prompt":"a lighthouse at dusk"}'
-CONFIGS = (("memory", 1), ("redis", 1), ("redis", 2))
+
+
+def configs(cores: int) -> list[tuple[str, int]]:
+    """What to measure: 4 workers only where there are 4 cores for them."""
+    wanted = [("memory", 1), ("redis", 1), ("redis", 2)]
+    return [*wanted, ("redis", 4)] if cores >= 4 else wanted
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (Linux /proc/PID/stat, fields 14 and 15)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -97,6 +119,12 @@ class Phase:
     errors: int
     round_trips: int | None
     calls: int | None
+    redis_cpu: float | None
+
+    @property
+    def redis_us(self) -> float | None:
+        """redis-server's CPU microseconds per request."""
+        return None if self.redis_cpu is None else self.redis_cpu / self.requests * 1e6
 
     @property
     def rate(self) -> float:
@@ -121,8 +149,14 @@ def run_wrk(url: str, script: Path, connections: int, seconds: float) -> tuple[i
     if done is None:
         raise RuntimeError(f"wrk said: {out}")
     elapsed = float(done.group(2)) / (1000 if done.group(3) == "ms" else 1)
+    # Errors: answers that are not 2xx or 3xx, and socket errors (connect, read, write, timeout).
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return int(done.group(1)), elapsed, int(errors.group(1)) if errors else 0
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    failed = int(errors.group(1)) if errors else 0
+    failed += sum(int(n) for n in sockets.groups()) if sockets else 0
+    return int(done.group(1)), elapsed, failed
 
 
 async def httpx_load(
@@ -162,9 +196,11 @@ def measure(
     folder: Path,
     redis_port: int | None,
     workers: int,
+    redis_pid: int | None = None,
 ) -> Phase:
     trips = health_round_trips(base) if workers == 1 else None
     calls = redis_calls(redis_port) if redis_port else None
+    cpu = cpu_seconds(redis_pid) if redis_pid else None
     if shutil.which("wrk"):
         requests, seconds, errors = run_wrk(
             target, wrk_lua(folder, method), args.connections, args.seconds
@@ -173,6 +209,7 @@ def measure(
         requests, seconds, errors = asyncio.run(
             httpx_load(target, method, args.connections, args.seconds)
         )
+    after_cpu = cpu_seconds(redis_pid) if redis_pid else None
     after_trips = health_round_trips(base) if workers == 1 else None
     after_calls = redis_calls(redis_port) if redis_port else None
     return Phase(
@@ -181,12 +218,19 @@ def measure(
         errors,
         None if trips is None or after_trips is None else after_trips - trips - 1,
         None if calls is None or after_calls is None else after_calls - calls,
+        None if cpu is None or after_cpu is None else after_cpu - cpu,
     )
 
 
 def bench_one(
-    store: str, workers: int, redis_port: int | None, args: argparse.Namespace, folder: Path
+    store: str,
+    workers: int,
+    shared: tuple[int, int] | None,
+    args: argparse.Namespace,
+    folder: Path,
 ) -> tuple[Phase, Phase]:
+    """``shared``: the port and PID of the redis-server (None: in memory)."""
+    redis_port, redis_pid = shared if shared else (None, None)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     url = f"redis://127.0.0.1:{redis_port}/0" if store == "redis" else "memory"
@@ -209,51 +253,77 @@ def bench_one(
         # Warm up (every worker up, connections and scripts loaded), then measure.
         warm = argparse.Namespace(**{**vars(args), "seconds": 1.0})
         measure(base, task_url, "GET", warm, folder, None, 2)
-        poll = measure(base, task_url, "GET", args, folder, redis_port, workers)
-        submit = measure(base, f"{base}/v1/images/tasks", "POST", args, folder, redis_port, workers)
+        poll = measure(base, task_url, "GET", args, folder, redis_port, workers, redis_pid)
+        submits = f"{base}/v1/images/tasks"
+        submit = measure(base, submits, "POST", args, folder, redis_port, workers, redis_pid)
         return poll, submit
     finally:
         stop(process)
 
 
-def main() -> None:
+def _row(store: str, workers: int, poll: Phase, submit: Phase) -> dict[str, object]:
+    def per(phase: Phase, value: int | None) -> float | None:
+        return None if value is None else value / phase.requests
+
+    return {
+        "store": store,
+        "workers": workers,
+        "polls_per_s": poll.rate,
+        "submits_per_s": submit.rate,
+        "round_trips_per_poll": per(poll, poll.round_trips),
+        "round_trips_per_submit": per(submit, submit.round_trips),
+        "redis_calls_per_poll": per(poll, poll.calls),
+        "redis_calls_per_submit": per(submit, submit.calls),
+        "redis_cpu_us_per_poll": poll.redis_us,
+        "redis_cpu_us_per_submit": submit.redis_us,
+        "errors": poll.errors + submit.errors,
+    }
+
+
+def _text(value: object, digits: int = 2) -> str:
+    return "-" if not isinstance(value, float | int) else f"{value:,.{digits}f}"
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per measurement (default 5)")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
     args.seconds = max(1.0, min(args.seconds, 60.0))  # bounded
     loader = "wrk -t1" if shutil.which("wrk") else "httpx"
+    rows = []
     with tempfile.TemporaryDirectory(prefix="emulator-scaling-") as tmp:
         folder = Path(tmp)
-        redis, redis_port = start_redis(folder)
+        redis_server, redis_port = start_redis(folder)
         try:
-            rows = []
-            for store, workers in CONFIGS:
+            for store, workers in configs(cores()):
                 print(f"measuring {store} x{workers} ...", file=sys.stderr, flush=True)
-                port = redis_port if store == "redis" else None
-                rows.append((store, workers, *bench_one(store, workers, port, args, folder)))
+                where = (redis_port, redis_server.pid) if store == "redis" else None
+                rows.append(_row(store, workers, *bench_one(store, workers, where, args, folder)))
         finally:
-            stop(redis)
+            stop(redis_server)
     print(
-        f"\n{os.cpu_count()} cores, {loader}, {args.connections} connections, "
+        f"\n{cores()} cores, {loader}, {args.connections} connections, "
         f"{args.seconds:g} s per measurement; manual clock, journal on\n"
     )
     print(
         "| store | workers | polls/s | submits/s | round trips per poll / submit "
-        "| Redis calls per poll / submit | errors |"
+        "| Redis calls per poll / submit | Redis CPU µs per poll / submit | errors |"
     )
-    print("|---|---|---|---|---|---|---|")
-
-    def per(phase: Phase, value: int | None) -> str:
-        return "-" if value is None else f"{value / phase.requests:.2f}"
-
-    for store, workers, poll, submit in rows:
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
         print(
-            f"| {store} | {workers} | {poll.rate:,.0f} | {submit.rate:,.0f} "
-            f"| {per(poll, poll.round_trips)} / {per(submit, submit.round_trips)} "
-            f"| {per(poll, poll.calls)} / {per(submit, submit.calls)} "
-            f"| {poll.errors + submit.errors} |"
+            f"| {row['store']} | {row['workers']} | {_text(row['polls_per_s'], 0)} "
+            f"| {_text(row['submits_per_s'], 0)} "
+            f"| {_text(row['round_trips_per_poll'])} / {_text(row['round_trips_per_submit'])} "
+            f"| {_text(row['redis_calls_per_poll'])} / {_text(row['redis_calls_per_submit'])} "
+            f"| {_text(row['redis_cpu_us_per_poll'], 1)} / "
+            f"{_text(row['redis_cpu_us_per_submit'], 1)} | {row['errors']} |"
         )
+    if args.json:
+        facts = {"cores": cores(), "connections": args.connections, "seconds": args.seconds}
+        args.json.write_text(json.dumps(facts | {"rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -116,6 +116,11 @@ class Server:
                 return int(line.split()[1]) / 1024
         return None
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, every thread) the server process has used so far (Linux)."""
+        assert self.proc is not None, "launch() first"
+        return process_cpu_seconds(self.proc.pid)
+
     def stop(self) -> None:
         proc = self.proc
         if proc is None:
@@ -148,6 +153,13 @@ class Server:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process, from /proc/PID/stat (fields 14 and 15)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stop_all() -> None:
@@ -200,12 +212,13 @@ def prism(workdir: Path) -> Server:
     port = free_port()
     cmd = [*tools.prism(), "mock", str(contract_path()), "-h", HOST, "-p", str(port)]
     cmd += ["--verboseLevel", "warn"]
-    return Server("prism", "Prism", cmd, port, workdir / "prism.log")
+    return Server("prism", f"Prism {tools.prism_version()}", cmd, port, workdir / "prism.log")
 
 
 def wiremock(workdir: Path, task: dict[str, Any], result_png: bytes) -> Server:
     """WireMock with stubs of the two routes (and the result download), answering the bodies
-    ours answers; request journal on, kept to the newest 1000 entries like ours."""
+    ours answers; request journal on (WireMock's default, stated here so that nobody turns it
+    off: ours keeps one), kept to the newest 1000 entries like ours."""
     root = workdir / "wiremock"
     (root / "mappings").mkdir(parents=True, exist_ok=True)
     (root / "__files").mkdir(parents=True, exist_ok=True)
@@ -247,12 +260,14 @@ def wiremock(workdir: Path, task: dict[str, Any], result_png: bytes) -> Server:
     ]
     (root / "mappings" / "stubs.json").write_text(json.dumps({"mappings": stubs}))
     port = free_port()
-    cmd = [tools.java(), "-jar", str(tools.wiremock_jar()), "--port", str(port)]
+    jar = tools.wiremock_jar()
+    cmd = [tools.java(), "-jar", str(jar), "--port", str(port)]
     cmd += ["--bind-address", HOST, "--root-dir", str(root), "--disable-banner"]
     cmd += ["--max-request-journal-entries", "1000"]
+    version = jar.stem.removeprefix("wiremock-standalone-")
     return Server(
         "wiremock",
-        "WireMock",
+        f"WireMock {version} (journal on)",
         cmd,
         port,
         workdir / "wiremock.log",

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -89,6 +90,15 @@ def prism() -> list[str]:
     if node is None:
         raise ToolMissing("node is not installed: Prism needs it")
     return [node, str(entry)]
+
+
+def prism_version() -> str:
+    """Prism's version as installed (its package.json), e.g. "5.14.2"."""
+    package = TOOLS / "node_modules" / "@stoplight" / "prism-cli" / "package.json"
+    try:
+        return str(json.loads(package.read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return "5"
 
 
 def wiremock_jar() -> Path:

@@ -1,0 +1,146 @@
+"""The benchmark's own verdicts: a target is PASS only when the run measured what it claims.
+
+These check the arithmetic and the honesty of ``make bench``'s report (benchmarks/report.py)
+and how benchmarks/redis_capacity.py reads what Redis's MONITOR shows; the speed itself is
+measured by the benchmarks, never here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks import redis_capacity, report
+
+
+def _cell(rps: float, statuses: dict[str, int] | None = None) -> dict[str, Any]:
+    """One 16-connection cell of one run; ``statuses``: its non-2xx answers by code."""
+    errors = sum((statuses or {}).values())
+    per = {"rps": rps, "p50_ms": 1.0, "p99_ms": 2.0, "errors": errors, "runs_rps": [rps]}
+    return {"16": per | {"statuses": statuses or {}}}
+
+
+def _run(emulator: float, wiremock: float, ceiling: float, wiremock_journal: int) -> dict[str, Any]:
+    """A run of the HTTP part with one 16-connection run per server and workload."""
+    cell = _cell
+
+    return {
+        "quick": False,
+        "date": "2026-11-29 12:00:00 UTC",
+        "http": {
+            "servers": {"emulator": "emulator", "wiremock": "WireMock (journal on)"},
+            "contract": "contracts/image-tasks.openapi.yaml",
+            "runs": 1,
+            "seconds_per_run": 5.0,
+            "journal_entries_after": {"emulator": 1000, "wiremock": wiremock_journal},
+            "connections": [16],
+            "results": {
+                "emulator": {"submit": cell(emulator), "poll": cell(emulator)},
+                "wiremock": {"submit": cell(wiremock), "poll": cell(wiremock)},
+                "ceiling": {"submit": cell(ceiling), "poll": cell(ceiling)},
+            },
+        },
+    }
+
+
+def _verdicts(results: dict[str, Any]) -> dict[str, str]:
+    return {t["target"]: t["status"] for t in report.targets(results)}
+
+
+def test_targets_are_judged_against_their_bounds() -> None:
+    verdicts = _verdicts(_run(emulator=700, wiremock=600, ceiling=1000, wiremock_journal=1000))
+    assert verdicts["poll @16 ÷ Starlette ceiling"] == "PASS"  # 0.70x, bound 0.7x
+    assert verdicts["submit @16 ÷ WireMock (journal on)"] == "PASS"  # 1.17x, bound 1.0x
+    assert verdicts["poll @16 ÷ WireMock (journal on)"] == "MISS"  # 1.17x, bound 1.2x
+    verdicts = _verdicts(_run(emulator=690, wiremock=600, ceiling=1000, wiremock_journal=1000))
+    assert verdicts["poll @16 ÷ Starlette ceiling"] == "MISS"
+
+
+def test_a_wiremock_whose_journal_recorded_nothing_is_never_a_pass() -> None:
+    results = _run(emulator=5000, wiremock=1000, ceiling=6000, wiremock_journal=0)
+    verdicts = _verdicts(results)
+    assert verdicts["submit @16 ÷ WireMock (journal on)"] == "UNKNOWN"
+    assert verdicts["poll @16 ÷ WireMock (journal on)"] == "UNKNOWN"
+    assert "**UNKNOWN**" in report.markdown(results | {"targets": report.targets(results)})
+
+
+def test_a_poll_rate_made_of_error_answers_is_invalid_and_its_targets_unknown() -> None:
+    # The emulator answered 404 to most polls (the ids had been evicted): cheaper than a poll.
+    results = _run(emulator=4500, wiremock=3000, ceiling=6000, wiremock_journal=1000)
+    results["http"]["results"]["emulator"]["poll"] = _cell(4500, {"404": 65_170})
+    verdicts = _verdicts(results)
+    assert verdicts["poll @16 ÷ WireMock (journal on)"] == "UNKNOWN"
+    assert verdicts["poll @16 ÷ Starlette ceiling"] == "UNKNOWN"
+    # The submissions were measured on answers that succeeded: still judged.
+    assert verdicts["submit @16 ÷ WireMock (journal on)"] == "PASS"
+    polls = [t for t in report.targets(results) if t["target"].startswith("poll")]
+    assert all(t["value"] is None and "404" in t["note"] for t in polls)
+
+
+def test_errors_of_the_server_compared_with_make_the_comparison_unknown() -> None:
+    results = _run(emulator=4500, wiremock=3000, ceiling=6000, wiremock_journal=1000)
+    results["http"]["results"]["ceiling"]["submit"] = _cell(6000, {"socket read": 3})
+    verdicts = _verdicts(results)
+    assert verdicts["submit @16 ÷ Starlette ceiling"] == "UNKNOWN"
+    assert verdicts["submit @16 ÷ WireMock (journal on)"] == "PASS"
+
+
+def test_the_table_marks_an_invalid_cell_and_says_which_errors_it_had() -> None:
+    results = _run(emulator=4500, wiremock=3000, ceiling=6000, wiremock_journal=1000)
+    results["http"]["results"]["emulator"]["poll"] = _cell(4500, {"404": 65_170, "503": 2})
+    text = report.markdown(results | {"targets": report.targets(results)})
+    poll_rows = [line for line in text.splitlines() if line.startswith("| poll | 16 |")]
+    ours = next(line for line in poll_rows if "| emulator |" in line)
+    assert "404: 65,170; 503: 2" in ours and "INVALID" in ours
+    theirs = [line for line in poll_rows if "| emulator |" not in line]
+    # No ratio is computed against an invalid cell: every comparison row says so instead.
+    assert theirs and all("INVALID" in line and "x |" not in line for line in theirs)
+
+
+def test_four_workers_not_run_on_two_cores_is_unknown_not_a_pass() -> None:
+    rows = [
+        {"store": "memory", "workers": 1, "polls_per_s": 4000.0},
+        {"store": "redis", "workers": 1, "polls_per_s": 1000.0},
+        {"store": "redis", "workers": 2, "polls_per_s": 1020.0},
+    ]
+    verdicts = _verdicts({"quick": False, "scaling": {"results": {"cores": 2, "rows": rows}}})
+    assert verdicts["polls, 1 worker on Redis ÷ 1 in memory"] == "MISS"  # 0.25x
+    assert verdicts["polls, 2 workers on Redis ÷ 1 (adds throughput)"] == "MISS"  # 2 % is noise
+    assert verdicts["polls, 4 workers on Redis ÷ 2"] == "UNKNOWN"
+
+
+def test_monitor_lines_are_read_with_redis_escapes() -> None:
+    line = r'+1700000000.123456 [0 127.0.0.1:5555] "EVALSHA" "ab" "0" "{\"a\":1}" "\xff\n" ""'
+    assert redis_capacity.parse_monitor_line(line) == (
+        "127.0.0.1:5555",
+        [b"EVALSHA", b"ab", b"0", b'{"a":1}', b"\xff\n", b""],
+    )
+    assert redis_capacity.parse_monitor_line('+1700000000.1 [0 lua] "HMGET" "k"') == (
+        "lua",
+        [b"HMGET", b"k"],
+    )
+    assert redis_capacity.parse_monitor_line("+OK") is None
+
+
+def test_a_replayed_write_runs_later_and_a_replayed_submission_makes_a_new_task() -> None:
+    captured_at = 1_700_000_000.0
+    task = "task_" + "ab" * 16
+    call = redis_capacity.Call(
+        [b"EVALSHA", b"sha", b"0", b"p:", str(captured_at + 0.5).encode(), b"", task.encode()]
+    )
+    args = redis_capacity.replayable(call, captured_at, fresh_ids=True)
+    assert float(args[4]) > captured_at + 365 * 86400  # the deadline, moved far ahead
+    assert args[6] == "task_" + "0" * 20 + "__rand_int__"
+    assert len(args[6].replace("__rand_int__", "0" * 12)) == len(task)
+    kept = redis_capacity.replayable(call, captured_at, fresh_ids=False)
+    assert kept[6] == task
+
+
+def test_a_scaling_row_with_errors_makes_its_targets_unknown() -> None:
+    rows = [
+        {"store": "memory", "workers": 1, "polls_per_s": 4000.0, "errors": 0},
+        {"store": "redis", "workers": 1, "polls_per_s": 3000.0, "errors": 12},
+        {"store": "redis", "workers": 2, "polls_per_s": 5000.0, "errors": 0},
+    ]
+    verdicts = _verdicts({"quick": False, "scaling": {"results": {"cores": 2, "rows": rows}}})
+    assert verdicts["polls, 1 worker on Redis ÷ 1 in memory"] == "UNKNOWN"
+    assert verdicts["polls, 2 workers on Redis ÷ 1 (adds throughput)"] == "UNKNOWN"
