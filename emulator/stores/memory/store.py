@@ -7,6 +7,7 @@ awaits: each method's reads and writes happen with nothing in between.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections import OrderedDict, deque
 from typing import Any
 
@@ -17,6 +18,19 @@ from ..base import Expiry, Forced, Now, Placed, Store, room_after_eviction
 from .end_index import EndIndex
 
 _Group = tuple[str, str, str, str]
+
+_TASK_FIELDS = tuple(field.name for field in dataclasses.fields(Task))
+_task_values = operator.attrgetter(*_TASK_FIELDS)
+_POLLS, _FINISHED_AT = _TASK_FIELDS.index("polls"), _TASK_FIELDS.index("finished_at")
+
+
+def _counted(task: Task, finished_at: float | None) -> Task:
+    """``dataclasses.replace(task, polls=task.polls + 1, finished_at=finished_at)`` at half
+    the cost (positional arguments, no field introspection): it runs on every poll."""
+    values = list(_task_values(task))
+    values[_POLLS] += 1
+    values[_FINISHED_AT] = finished_at
+    return Task(*values)
 
 
 class MemoryStore(Store):
@@ -85,11 +99,13 @@ class MemoryStore(Store):
         task = self._tasks.get(task_id)
         if task is None or (owner is not None and task.owner != owner):
             return None
-        task = dataclasses.replace(task, polls=task.polls + 1)
-        end_poll = task.schedule.end_poll
-        ends = end_poll is not None and task.finished_at is None and task.polls >= end_poll
-        if ends:
-            task = dataclasses.replace(task, finished_at=self._now(now))
+        finished_at = task.finished_at
+        ends = False
+        if task.schedule.steps is not None and finished_at is None:
+            # per_poll: this poll may be the one that ends it (end_poll is a search: only here)
+            end_poll = task.schedule.end_poll
+            ends = end_poll is not None and task.polls + 1 >= end_poll
+        task = _counted(task, self._now(now) if ends else finished_at)
         self._tasks[task_id] = task
         if ends:
             self._moved(task)
