@@ -25,6 +25,7 @@ from ..errors import EmulatorError, TaskNotFound, Unauthorized
 from ..usecases.emulator import Emulator
 from ..usecases.results import NAME, Results
 from .effects import DropConnection, after, before
+from .guard import emulator_of as _emulator
 from .journal import record
 from .submission import read_submission
 
@@ -42,11 +43,6 @@ class _JSONResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return _encode_json(content).encode("utf-8")
-
-
-def _emulator(request: Request) -> Emulator:
-    emulator: Emulator = request.app.state.emulator
-    return emulator
 
 
 def _state(request: Request) -> dict[str, Any]:

@@ -44,7 +44,7 @@ async def before(request: Request, rule: FaultRule | None, latency: float) -> Re
     if effect.kind == "latency" and effect.seconds:
         await anyio.sleep(effect.seconds)
     elif effect.kind == "hang":
-        cap = request.app.state.emulator.config.settings.hang_max_seconds
+        cap = request.app.state["emulator"].config.settings.hang_max_seconds
         await hold(request, cap if effect.seconds is None else min(cap, effect.seconds))
     elif effect.kind == "http_error":
         status = effect.status or 500
