@@ -133,8 +133,11 @@ def task_body(
     return body
 
 
-def _facts(request: Request, endpoint: Endpoint, key: str, **task: Any) -> RequestFacts:
-    return RequestFacts(endpoint, key, request.headers, **task)
+def _facts(
+    request: Request, endpoint: Endpoint, key: str, **task: Any
+) -> Callable[[], RequestFacts]:
+    """What fault rules match on, gathered only if some rule is installed (``pick``)."""
+    return lambda: RequestFacts(endpoint, key, request.headers, **task)
 
 
 def journaled(endpoint: str) -> Callable[[Handler], Handler]:
