@@ -264,3 +264,40 @@ def test_health_reports_the_seed_and_clock(client: Client) -> None:
         "envelope": "wrapped",
         "store": {"backend": "memory", "ok": True},
     }
+
+
+def test_a_terminal_tasks_answer_follows_settings_and_host_changed_after_it_ended(
+    client: Client,
+) -> None:
+    # Terminal answers are kept per task (http/terminal.py); what they depend on besides the
+    # task may change at run time, and each change must show in the next poll.
+    done = client.submit_ok(NANO)
+    failed = client.submit_ok(NANO)
+    client.post(f"/_emulator/tasks/{failed}/outcome", json={"status": "failed"})
+    client.advance(10_000)
+
+    def poll(task_id: str, host: str = "testserver") -> Any:
+        response = client.get(f"/v1/images/tasks/{task_id}", headers={"Host": host})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    first = poll(done)
+    assert first["data"]["status"] == "succeeded"
+    assert first["data"]["result_url"].startswith("http://testserver/")
+    assert poll(done) == first  # the same answer, kept or not
+    assert poll(done, "other.example")["data"]["result_url"].startswith("http://other.example/")
+    assert isinstance(poll(failed)["data"]["error"], dict)
+
+    def patch(**changes: Any) -> None:
+        response = client.patch("/_emulator/config", json=changes)
+        assert response.status_code == 200, response.text
+
+    patch(always_list_results=True)
+    assert poll(done)["data"]["metadata"]["result_urls"] == [first["data"]["result_url"]]
+    patch(public_base_url="https://cdn.example/")
+    assert poll(done)["data"]["result_url"].startswith("https://cdn.example/_emulator/results/")
+    patch(error_shape="string")
+    assert isinstance(poll(failed)["data"]["error"], str)
+    patch(envelope="bare")
+    assert poll(done)["status"] == "succeeded"
+    assert poll(failed)["status"] == "failed"

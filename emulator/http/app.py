@@ -19,6 +19,7 @@ from ..usecases.emulator import Emulator
 from .access_log import AccessLog
 from .effects import DropConnection
 from .privates import abort_connection
+from .terminal import TerminalAnswers
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware=_middleware(settings),
     )
     app.state.emulator = emulator
+    app.state.terminal_answers = TerminalAnswers()
     return app
 
 
