@@ -89,8 +89,6 @@ class _HeadGuard:
     def data_received(self, data: bytes) -> None:
         end = None
         if not self._in_body():
-            if self._timer is None:
-                self._arm()  # the first byte of a later request's head
             window = self._tail + data
             end = _HEAD_END.search(window)
             if end is None:
@@ -112,11 +110,15 @@ class _HeadGuard:
                 return
             if end is not None:
                 self._head_bytes = 0
+            elif self._timer is None:
+                # A head begun and not complete: its deadline runs from now. A head that
+                # arrives whole in one read (almost every request) never needs a timer.
+                self._arm()
         cycle = self.cycle
         super().data_received(data)  # type: ignore[misc]
         # The head came in time: it ended in these bytes (a pipelined one may wait in the
         # parser's buffer for its turn), or the parser made a request of it.
-        if end is not None or self.cycle is not cycle:
+        if self._timer is not None and (end is not None or self.cycle is not cycle):
             self._disarm()
 
     # -- the deadline ----------------------------------------------------------------------
