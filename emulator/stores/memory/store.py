@@ -80,9 +80,11 @@ class MemoryStore(Store):
         if balance is not None:
             self._balances[charge.owner] = (balance[0], balance[1] - charge.held)
         taken = 0 if balance is None else charge.held
-        self._charges[task.task_id] = dataclasses.replace(
-            charge, state="held", taken=taken, refunded=0
-        )
+        if (charge.state, charge.taken, charge.refunded) != ("held", taken, 0):
+            # Copied only when it changes: a new charge from an unlimited key (most of them)
+            # is already what is stored, and a copy costs as much as the rest of this step.
+            charge = dataclasses.replace(charge, state="held", taken=taken, refunded=0)
+        self._charges[task.task_id] = charge
         self._tasks[task.task_id] = task
         self._ends.push(task, self._tasks)
         self._due.push(task, self._tasks)
