@@ -281,3 +281,72 @@ def test_live_fixture_gives_each_test_the_start_up_state(pytester: pytest.Pytest
         """,
     )
     result.assert_outcomes(passed=4)
+
+
+def test_in_process_fixture_gives_each_test_the_start_up_state(pytester: pytest.Pytester) -> None:
+    # The fixture may hand a later test the emulator an earlier one used (emulator/testing/
+    # pool.py): whatever the earlier one did, the later one sees what a fresh emulator shows.
+    result = run(
+        pytester,
+        """
+        import httpx
+        import pytest
+
+        BODY = {"model": "NanoBanana", "prompt": "x"}
+        FAULT = {"id": "configured", "effect": {"kind": "http_error", "status": 503},
+                 "match": {"endpoint": "poll"}, "probability": 0.5}
+        first = {}
+
+        @pytest.fixture
+        def image_emulator_settings():
+            return {"faults": [FAULT], "failure_rate": 0.5}
+
+        def fresh_view(emulator):
+            client = emulator.client()
+            ids = [client.post("/v1/images/tasks", json=BODY).json()["data"]["task_id"]
+                   for _ in range(3)]
+            polls = [client.get(f"/v1/images/tasks/{ids[0]}").status_code for _ in range(8)]
+            emulator.advance(3600)
+            tasks = emulator.tasks
+            urls = [url for task in tasks for url in task["result_urls"]]
+            assert urls  # failure_rate 0.5 of 3 tasks under seed 0: one succeeded
+            for task in tasks:  # a result URL's token is random by design (unguessable)
+                del task["task"]["token"], task["result_urls"]
+            return {"ids": ids, "tasks": tasks, "polls": polls, "faults": list(emulator.faults),
+                    "usage": emulator.usage, "journal": len(emulator.requests()),
+                    "picture": client.get(urls[0]).content}
+
+        @pytest.mark.parametrize("i", range(3))
+        def test_messes_up_then_sees_a_fresh_start(image_emulator, i):
+            assert image_emulator.tasks == [] and image_emulator.requests() == []
+            assert image_emulator.advance(0) == 0.0
+            assert [r["hits"] for r in image_emulator.faults] == [0]
+            view = fresh_view(image_emulator)
+            first.setdefault("view", view)
+            assert view == first["view"]
+            # The mess: rules, balances, ended tasks, a later clock, a hung answer, usage.
+            image_emulator.faults.add("drop", endpoint="submit", times=1)
+            image_emulator.respond(418, json={"x": 1}, endpoint="poll")
+            image_emulator.set_balance(5)
+            image_emulator.set_balance(7, key="sk-other")
+            client = image_emulator.client()
+            with pytest.raises(httpx.RemoteProtocolError):
+                client.post("/v1/images/tasks", json=BODY)
+            image_emulator.set_balance(None)
+            task_id = client.post("/v1/images/tasks", json=BODY).json()["data"]["task_id"]
+            image_emulator.fail(task_id, code="content_policy_violation")
+            image_emulator.faults.add({"kind": "hang"}, endpoint="submit")
+            with pytest.raises(httpx.ReadTimeout):
+                image_emulator.client(timeout=0.01).post("/v1/images/tasks", json=BODY)
+            image_emulator.advance(10**6)
+
+        def test_after_configure(image_emulator):
+            image_emulator.configure(envelope="bare", failure_rate=0.0)
+            r = image_emulator.client().post("/v1/images/tasks", json=BODY)
+            assert r.json()["status"] == "queued"
+
+        def test_after_the_configured_one(image_emulator):
+            assert fresh_view(image_emulator) == first["view"]
+        """,
+    )
+    result.assert_outcomes(passed=5)

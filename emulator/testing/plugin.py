@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..config import Settings
     from .app_loop import AppLoop
     from .handle import ImageEmulator
+    from .pool import Pool
 
 # The emulator itself (Starlette, the app, the transports) is imported by the fixtures when a
 # test first asks for one: pytest imports this plugin at the start of every session, including
@@ -123,23 +124,35 @@ def image_emulator_settings() -> dict[str, Any]:
     return {}
 
 
+@pytest.fixture(scope="session")
+def _image_emulator_pool() -> Iterator[Pool]:
+    """In-process emulators kept between the session's tests (emulator/testing/pool.py)."""
+    from .pool import Pool
+
+    pool = Pool()
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
 def image_emulator(
-    request: pytest.FixtureRequest, image_emulator_settings: dict[str, Any]
+    request: pytest.FixtureRequest,
+    image_emulator_settings: dict[str, Any],
+    _image_emulator_pool: Pool,
 ) -> Iterator[ImageEmulator]:
-    """A fresh in-process emulator for this test (manual clock, seed 0)."""
-    from ..http.app import create_app
-    from .app_loop import AppLoop
+    """A fresh in-process emulator for this test (manual clock, seed 0): a new one, or one an
+    earlier test with the same settings used, put back in its start-up state."""
     from .handle import ImageEmulator
 
-    app = create_app(_settings(_settings_for(request, image_emulator_settings)))
-    loop = AppLoop()
-    handle = ImageEmulator(app, loop, IN_PROCESS_BASE_URL, in_process=True)
-    yield handle
-    handle.close()
-    # In-process transports skip the lifespan: close the store here, or an SQLite file or a
-    # Redis pool would stay open after every test.
-    loop.close(last=app.state.emulator.store.close())
+    used = _image_emulator_pool.take(_settings(_settings_for(request, image_emulator_settings)))
+    handle = ImageEmulator(used.app, used.loop, IN_PROCESS_BASE_URL, in_process=True)
+    try:
+        yield handle
+    finally:
+        try:
+            handle.close()
+        finally:
+            _image_emulator_pool.give_back(used)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,131 @@
+"""In-process emulators kept between tests, each put back in its start-up state.
+
+Building an emulator (its settings checked, its tables, the Starlette app) and an event loop,
+then closing them, was about a sixth of a whole in-process test
+(``benchmarks/fixture_timing.py``). So the ``image_emulator`` fixture takes one from a `Pool`
+held by the session (per xdist worker), and gives it back at teardown, where it is made
+exactly what a fresh one would be: nothing left running on its loop (a ``hang`` fault's
+answer nobody waits for is cancelled), then `Emulator.reset` (no tasks, journal, balances,
+usage, added rules or hits; the configured rules back; the clock at 0; task ids from the start
+of the seed's stream; the render cache empty). The next test with the same settings gets it.
+
+Kept only where that reset is the whole of a fresh start; otherwise closed, as before:
+- the store is memory (a SQLite file or a Redis database outlives the emulator, and a fresh
+  one claims the next id stream on it);
+- a seed is set (without one, every emulator draws its own);
+- no file is named (a fresh emulator would read the file again, and it may have changed);
+- the settings in force are still those it was made with (``configure()`` in the test);
+- its loop still runs in place (an async test or a thread moved it to a thread of its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import TYPE_CHECKING
+
+from .app_loop import AppLoop
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from ..config import Settings
+    from ..usecases.emulator import Emulator
+
+#: Settings a fresh emulator reads a file for: never kept.
+_FILES = ("catalogue_file", "timing_file", "price_file", "fault_file")
+
+
+def _keepable(settings: Settings) -> bool:
+    return (
+        settings.store_url in ("memory", "memory://")
+        and settings.seed is not None
+        and all(getattr(settings, name) is None for name in _FILES)
+    )
+
+
+def _key(settings: Settings) -> Hashable:
+    """The settings themselves, or their text where a value is a dict (a fault rule's):
+    equal settings with differently ordered dicts only miss, and `Pool.take` compares."""
+    try:
+        hash(settings)
+    except TypeError:
+        return repr(settings)
+    return settings
+
+
+class InProcess:
+    """One in-process emulator: its app and the loop its store belongs to."""
+
+    def __init__(self, settings: Settings) -> None:
+        from ..http.app import create_app
+
+        self.app: Starlette = create_app(settings)
+        self.emulator: Emulator = self.app.state.emulator
+        #: What it was made with (the object, checked once).
+        self.settings: Settings = self.emulator.settings
+        self.loop = AppLoop()
+
+    def close(self) -> None:
+        # In-process transports skip the lifespan: close the store here, or an SQLite file or
+        # a Redis pool would stay open after every test.
+        self.loop.close(last=self.emulator.store.close())
+
+
+async def _restart(emulator: Emulator) -> None:
+    me = asyncio.current_task()
+    leftover = [task for task in asyncio.all_tasks() if task is not me]
+    for task in leftover:
+        task.cancel()
+    if leftover:
+        await asyncio.gather(*leftover, return_exceptions=True)
+    await emulator.reset()
+
+
+class Pool:
+    """Idle in-process emulators by their settings, at most ``size`` of them."""
+
+    def __init__(self, size: int = 8) -> None:
+        self._size = size
+        self._idle: OrderedDict[Hashable, InProcess] = OrderedDict()
+
+    def take(self, settings: Settings) -> InProcess:
+        """An emulator in its start-up state for ``settings``: a kept one, or a new one."""
+        if _keepable(settings):
+            kept = self._idle.pop(_key(settings), None)
+            if kept is not None and kept.settings == settings:
+                return kept
+            if kept is not None:
+                kept.close()
+        return InProcess(settings)
+
+    def give_back(self, used: InProcess) -> None:
+        """Keep ``used`` in its start-up state for a later test, or close it."""
+        if (
+            used.loop.in_thread
+            or used.emulator.settings is not used.settings
+            or not _keepable(used.settings)
+        ):
+            used.close()
+            return
+        try:
+            used.loop.run(_restart(used.emulator))
+        except BaseException:
+            used.close()
+            raise
+        key = _key(used.settings)
+        twin = self._idle.pop(key, None)
+        if twin is not None:
+            twin.close()
+        self._idle[key] = used
+        while len(self._idle) > self._size:
+            self._idle.popitem(last=False)[1].close()
+
+    def close(self) -> None:
+        """Close every kept emulator (the end of the session)."""
+        while self._idle:
+            self._idle.popitem(last=False)[1].close()
+
+
+__all__ = ["InProcess", "Pool"]
