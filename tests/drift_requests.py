@@ -52,6 +52,18 @@ def n_clamped(body: dict[str, Any]) -> None:
         body["n"] = 8
 
 
+def blank_prompt_accepted(body: dict[str, Any]) -> None:
+    prompt = body.get("prompt")
+    if isinstance(prompt, str) and prompt and not prompt.strip():
+        body["prompt"] = "x"
+
+
+def any_nano_size_word(body: dict[str, Any]) -> None:
+    size = body.get("size")
+    if str(body.get("model", "")).startswith("NanoBanana") and size == "3K":
+        body.pop("size")
+
+
 def default_size(body: dict[str, Any]) -> None:
     if body.get("model") == "gpt-image-2" and body.get("size") is None:
         body["size"] = "1024x1024"

@@ -231,6 +231,20 @@ DRIFTS: tuple[Drift, ...] = (
         "accepted output_format 'webp' with NanoBanana2-0.5K",
     ),
     Drift(
+        "blank_prompt_accepted",
+        NEAR,
+        requests.lenient(requests.blank_prompt_accepted),
+        "near_miss_refused",
+        "accepted a prompt of only white space (D-12)",
+    ),
+    Drift(
+        "nano_size_word_accepted",
+        NEAR,
+        requests.lenient(requests.any_nano_size_word),
+        "near_miss_refused",
+        "accepted size '3K' for NanoBanana",
+    ),
+    Drift(
         "n_clamped_not_refused",
         NEAR,
         requests.lenient(requests.n_clamped),

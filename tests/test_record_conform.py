@@ -28,6 +28,8 @@ def _record(directory: Path, deviate: bool, **settings: object) -> None:
             for body in [*SUBMISSIONS, DOOMED]:
                 driver.follow(body)
             driver.submit({"model": "NanoBanana2-0.5K", "prompt": "x", "n": 9})  # refused
+            driver.submit({"model": "NanoBanana2-0.5K", "prompt": "\u3000 "})  # refused (D-12)
+            driver.submit({"model": "NanoBanana2-0.5K", "prompt": "x", "sise": "1K"})  # D-13
             driver.poll("task_unknown")
             Driver(proxy, key=None).poll("task_unknown")
             driver.close()
@@ -83,9 +85,8 @@ def test_each_assumption_is_confirmed_contradicted_or_untouched(
         "D-8": "does not touch",
         "D-9": "confirms",
         "D-11": "confirms",
-        # Marked in the contract, no judge yet (emulator/recording/assumptions.py): untouched.
-        "D-12": "does not touch",
-        "D-13": "does not touch",
+        "D-12": "confirms",  # the blank prompt was refused naming prompt
+        "D-13": "confirms",  # the misspelt field was ignored, the task accepted
         "SPEC 2.6": "confirms",
     }
     assert 'task answers are bare task objects (envelope = "bare")' in out

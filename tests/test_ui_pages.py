@@ -303,3 +303,53 @@ def test_the_dashboards_pictures_need_the_token_and_exist_only_once_succeeded(
     assert shown.status_code == 200 and shown.headers["content-type"] == "image/png"
     assert shown.content == client.get(client.task(task_id)["result_url"]).content
     assert client.get(f"{UI}/tasks/{task_id}/pictures/1", headers=token).status_code == 404
+
+
+def test_a_respond_rule_from_the_form_answers_with_its_status_body_and_headers(
+    client: Client,
+) -> None:
+    added = send(
+        client,
+        "/faults/add",
+        {
+            "kind": "respond",
+            "answer_status": "418",
+            "body_kind": "json",
+            "answer_body": '{"error": {"message": "teapot", "code": "teapot"}}',
+            "answer_headers": "X-Stub: yes",
+            "endpoint": "submit",
+            "times": "1",
+        },
+    )
+    assert added.status_code == 303
+    answered = client.submit(NANO)
+    assert answered.status_code == 418 and answered.headers["x-stub"] == "yes"
+    assert answered.json() == {"error": {"message": "teapot", "code": "teapot"}}
+    assert client.submit(NANO).status_code == 200  # times: 1, spent
+    text = send(
+        client,
+        "/faults/add",
+        {"kind": "respond", "answer_status": "503", "body_kind": "text", "answer_body": "busy"},
+    )
+    assert text.status_code == 303
+    refused = client.submit(NANO)
+    assert (refused.status_code, refused.text) == (503, "busy")
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"answer_status": "418", "answer_body": "{not json"}, "answer_body"),
+        ({"answer_status": "418", "answer_body": "[" * 100_000}, "answer_body"),
+        ({"answer_status": "99"}, "status"),
+        ({"answer_status": "418", "answer_headers": "Content-Length: 3"}, "content-length"),
+        ({"answer_status": "418", "answer_headers": "no colon"}, "answer_headers"),
+    ],
+)
+def test_a_bad_respond_rule_from_the_form_is_refused_naming_the_field(
+    client: Client, fields: dict[str, str], named: str
+) -> None:
+    response = send(client, "/faults/add", {"kind": "respond", **fields})
+    assert response.status_code == 400
+    assert named in problem(response).lower()
+    assert client.get("/_emulator/faults").json()["faults"] == []

@@ -63,6 +63,12 @@ def near_misses(catalogue: Catalogue, options: ConformOptions) -> list[NearMiss]
             "image",
         ),
         NearMiss("an empty prompt", {**nano, "prompt": ""}, "prompt"),
+        NearMiss("a prompt of only white space (D-12)", {**nano, "prompt": " \u3000\t"}, "prompt"),
+        NearMiss(
+            "size '3K' for NanoBanana (neither WxH nor a tier word, D-6)",
+            {**nano, "size": "3K"},
+            "size",
+        ),
         NearMiss("no prompt", {k: v for k, v in nano.items() if k != "prompt"}, "prompt"),
         NearMiss(
             f"model {_unknown_model(catalogue, nano_model)!r} does not exist",

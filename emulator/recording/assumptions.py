@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.catalogue import parse_size
+from ..core.checks import is_blank
+from ..usecases.submission import unknown_fields
 from .evidence import Evidence, Sent, code_of, message_of
 
 CONFIRMS, CONTRADICTS, UNTOUCHED = "confirms", "contradicts", "does not touch"
@@ -189,6 +191,29 @@ def judge_response_format(evidence: Evidence, v: Verdict) -> None:
             )
 
 
+def judge_blank_prompt(evidence: Evidence, v: Verdict) -> None:
+    for s, fields in _submissions(evidence):
+        prompt = fields.get("prompt")
+        if not isinstance(prompt, str) or not is_blank(prompt):
+            continue
+        shown = "empty" if not prompt else f"of only white space ({_short(prompt)})"
+        if s.ok:
+            v.contradicted.append(f"a prompt {shown} was accepted")
+        elif s.status == 400 and _names(s, "prompt"):
+            v.confirmed.append(f"a prompt {shown} was refused naming prompt")
+
+
+def judge_unknown_fields(evidence: Evidence, v: Verdict) -> None:
+    for s, fields in _submissions(evidence):
+        unknown = unknown_fields(fields)
+        if not unknown:
+            continue
+        if s.ok:
+            v.confirmed.append(f"{', '.join(map(repr, unknown[:3]))} ignored, the task accepted")
+        elif s.status == 400 and any(_names(s, name) for name in unknown):
+            v.contradicted.append(f"refused naming the unknown field(s) {unknown[:3]!r}")
+
+
 def judge_statuses(evidence: Evidence, v: Verdict) -> None:
     for s in evidence.sent:
         status, kind = s.status, s.exchange.kind
@@ -265,6 +290,8 @@ JUDGES: dict[str, Judge] = {
     "D-8": judge_response_format,
     "D-9": judge_statuses,
     "D-11": judge_references,
+    "D-12": judge_blank_prompt,
+    "D-13": judge_unknown_fields,
     "SPEC 2.6": judge_life_cycle,
 }
 

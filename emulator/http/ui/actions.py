@@ -3,6 +3,7 @@ operation (``emulator/usecases/steer.py``) and goes back to the page it came fro
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.requests import Request
@@ -78,15 +79,15 @@ async def reset(request: Request, form: Form) -> Response:
 
 
 # -- faults -------------------------------------------------------------------------------
-def _headers(text: str) -> dict[str, str]:
-    """``Name: value`` lines (the headers a rule matches on)."""
+def _headers(text: str, field: str) -> dict[str, str]:
+    """``Name: value`` lines (the headers a rule matches on, or those it answers with)."""
     headers: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         name, colon, value = line.partition(":")
         if not colon or not name.strip():
-            raise InvalidRequest(f"headers: line {number} must be 'Name: value'", field="headers")
+            raise InvalidRequest(f"{field}: line {number} must be 'Name: value'", field=field)
         headers[name.strip()] = value.strip()
     return headers
 
@@ -94,28 +95,66 @@ def _headers(text: str) -> dict[str, str]:
 def rule_from_form(form: Form) -> dict[str, Any]:
     """A fault rule in the control plane's vocabulary (``POST /_emulator/faults``) from the
     form's fields; a blank field is left out, so the rule's default applies."""
+    if form.get("kind") == "respond":  # its own fields: any status, a body, headers
+        return _respond_rule(form)
     effect: dict[str, Any] = {"kind": form.get("kind", "")}
     for name in ("code", "message"):
         effect[name] = optional_text(form, name)
     for name in ("at_progress", "images", "status", "retry_after"):
         effect[name] = optional_int(form, name)
     effect["seconds"] = optional_number(form, "seconds")
+    return _rule(form, {k: v for k, v in effect.items() if v is not None})
+
+
+def _header_lines(form: Form, name: str) -> dict[str, str]:
+    text = form.get(name, "")
+    if len(text) > 32 * (MAX_HEADER_VALUE_CHARS + 300):
+        raise InvalidRequest(f"{name} is longer than 32 headers can be", field=name)
+    return _headers(text, name)
+
+
+def _rule(form: Form, effect: dict[str, Any]) -> dict[str, Any]:
+    """The rule around an effect: the match, the id, probability and times from the form."""
     match: dict[str, Any] = {
         name: optional_text(form, name)
         for name in ("endpoint", "model", "task_type", "prompt_contains", "api_key")
     }
-    headers = form.get("headers", "")
-    if len(headers) > 32 * (MAX_HEADER_VALUE_CHARS + 300):
-        raise InvalidRequest("headers is longer than 32 headers can be", field="headers")
-    match["headers"] = _headers(headers)
+    match["headers"] = _header_lines(form, "headers")
     raw: dict[str, Any] = {
         "id": optional_text(form, "id"),
         "match": {k: v for k, v in match.items() if v},
-        "effect": {k: v for k, v in effect.items() if v is not None},
+        "effect": effect,
         "probability": optional_number(form, "probability"),
         "times": optional_int(form, "times"),
     }
     return {k: v for k, v in raw.items() if v is not None}
+
+
+def _respond_rule(form: Form) -> dict[str, Any]:
+    """A ``respond`` rule: the status, the body as JSON or text, the answer's headers; the
+    control plane checks them (status range, body size, forbidden headers) like any rule."""
+    effect: dict[str, Any] = {"kind": "respond", "status": optional_int(form, "answer_status")}
+    body = form.get("answer_body", "")
+    if body:
+        if form.get("body_kind", "json") == "json":
+            try:
+                effect["json"] = json.loads(body)
+            except json.JSONDecodeError as exc:
+                raise InvalidRequest(
+                    f"answer_body is not JSON ({exc.msg} at line {exc.lineno}, column "
+                    f"{exc.colno}): choose text, or fix it",
+                    field="answer_body",
+                ) from None
+            except RecursionError:  # the rule's own depth check would refuse it anyway
+                raise InvalidRequest(
+                    "answer_body nests too deeply to be a rule's answer", field="answer_body"
+                ) from None
+        else:
+            effect["body"] = body
+    headers = _header_lines(form, "answer_headers")
+    if headers:
+        effect["headers"] = headers
+    return _rule(form, effect)
 
 
 @action
