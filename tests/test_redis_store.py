@@ -184,6 +184,28 @@ async def test_every_operation_is_one_round_trip(redis_server: RedisServer) -> N
         await store.close()
 
 
+async def test_journal_entries_written_together_keep_each_its_own_limit(
+    redis_server: RedisServer,
+) -> None:
+    # Entries queued meanwhile go to Redis in one script call; each is numbered and trimmed
+    # as if it had been appended alone.
+    store = RedisStore(redis_server.url, _prefix())
+    try:
+        for i, limit in enumerate([5, 5, 5, 5, 2, 5], start=1):
+            await store.append_journal({"i": i}, limit)
+        before = store.round_trips
+        first = await store.list_journal()
+        assert store.round_trips - before == 2  # the batch, then the read
+        await store.append_journal({"i": 7}, 0)
+        await store.append_journal({"i": 8}, 3)
+        second = await store.list_journal()
+        assert first == [{"i": 4, "seq": 4}, {"i": 5, "seq": 5}, {"i": 6, "seq": 6}]
+        assert second == [{"i": 8, "seq": 8}]
+    finally:
+        await store.reset()
+        await store.close()
+
+
 async def test_blobs_over_the_cap_are_not_kept_and_others_expire(
     redis_server: RedisServer,
 ) -> None:

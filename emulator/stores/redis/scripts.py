@@ -332,13 +332,22 @@ local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
 if #ids == 0 then return {} end
 return redis.call('HMGET', KEYS[1], unpack(ids))
 """
-# KEYS journal, seq; ARGV json, limit -> the entry's sequence number. Diagnostics written
-# behind the answers (redis_support.JournalWriter): no deadline.
+# KEYS journal, seq; ARGV json, limit, json, limit, ... (every entry queued meanwhile) -> the
+# last entry's sequence number. Each entry is numbered and trimmed to its own limit in turn, as
+# if appended alone; one call carries the batch (one command for the client to send and parse,
+# not one per entry). Diagnostics written behind the answers (support.JournalWriter): no
+# deadline.
 JOURNAL = """
-local seq = redis.call('INCR', KEYS[2])
-local limit = tonumber(ARGV[2])
-if limit <= 0 then redis.call('DEL', KEYS[1]) return seq end
-redis.call('RPUSH', KEYS[1], seq .. '\\n' .. ARGV[1])
-redis.call('LTRIM', KEYS[1], -limit, -1)
+local seq = 0
+for i = 1, #ARGV, 2 do
+  seq = redis.call('INCR', KEYS[2])
+  local limit = tonumber(ARGV[i + 1])
+  if limit <= 0 then
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('RPUSH', KEYS[1], seq .. '\\n' .. ARGV[i])
+    redis.call('LTRIM', KEYS[1], -limit, -1)
+  end
+end
 return seq
 """

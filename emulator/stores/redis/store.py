@@ -21,11 +21,9 @@ carries a deadline so that Redis running it late (after a stall) does nothing (`
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
-from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -41,6 +39,7 @@ from . import scripts as lua
 from .support import (
     CHARGE_FIELDS,
     JournalWriter,
+    RequestScope,
     Snapshot,
     charge_of,
     check_url,
@@ -141,13 +140,8 @@ class RedisStore(Store):
         await self._redis.aclose(close_connection_pool=True)  # the pool is ours (made above)
 
     # -- one snapshot per request (Store.request_scope, set in __init__) -----------------------
-    @contextlib.asynccontextmanager
-    async def _scoped(self) -> AsyncIterator[object]:
-        token = self._scope.set(Snapshot())
-        try:
-            yield self
-        finally:
-            self._scope.reset(token)
+    def _scoped(self) -> RequestScope:
+        return RequestScope(self._scope)
 
     async def _read(
         self,
