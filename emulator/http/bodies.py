@@ -19,22 +19,12 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from ..config import Settings
 from ..core.checks import encodable
 from ..errors import InvalidRequest
+from ..usecases.submission import FIELDS
 from .privates import read_body
 
-#: The text fields of a submission; a repeated one is refused, other repeated fields ignored.
-FORM_FIELDS = frozenset(
-    [
-        "model",
-        "prompt",
-        "task_type",
-        "size",
-        "aspect_ratio",
-        "quality",
-        "n",
-        "output_format",
-        "response_format",
-    ]
-)
+#: The text fields of a submission (the request fields but the pictures, which are files or
+#: URLs); a repeated one is refused, other repeated fields ignored.
+FORM_FIELDS = FIELDS - {"image", "images"}
 #: A multipart integer: an optional minus and at most 9 ASCII digits ("--1" is not one).
 _FORM_INTEGER = re.compile(r"-?[0-9]{1,9}")
 
