@@ -275,3 +275,38 @@ def test_raw_non_utf8_query_is_journaled_not_a_500() -> None:
     }
     asyncio.run(app(scope, receive, send))
     assert sent[0]["status"] == 404
+
+
+def _multipart(parts: list[tuple[str, str]]) -> tuple[bytes, dict[str, str]]:
+    boundary = "BOUND"
+    body = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in parts
+    )
+    return (body + f"--{boundary}--\r\n").encode(), {
+        "Content-Type": f"multipart/form-data; boundary={boundary}"
+    }
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [("image_urls", "x"), ("image", "https://example.com/a.png")],
+        [("image", "https://example.com/a.png"), ("image_urls", "x")],
+        [("image_urls", "https://example.com/a.png")],
+    ],
+)
+def test_a_multipart_field_named_like_our_internal_one_is_an_unknown_field(
+    client: Client, extra: list[tuple[str, str]]
+) -> None:
+    # Text `image` parts are gathered under "image_urls" inside; a client's own part of that
+    # name once crashed the parser (500) or was read letter by letter as picture URLs.
+    base = [("model", "NanoBanana"), ("prompt", "a cat")]
+    body, headers = _multipart(base + extra)
+    response = client.post("/v1/images/tasks", content=body, headers=headers)
+    with_picture = any(name == "image" for name, _ in extra)
+    assert response.status_code == 200, response.text
+    task = client.get(f"/_emulator/tasks/{response.json()['data']['task_id']}").json()["task"]
+    assert task["task_type"] == ("image2image" if with_picture else "text2image")
+    entry = client.get("/_emulator/requests").json()["requests"][-1]
+    assert entry["unknown_fields"] == ["image_urls"]

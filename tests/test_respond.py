@@ -171,6 +171,8 @@ BAD = [
     ({"kind": "respond", "status": 200, "headers": {"Connection": "close"}}, "'Connection'"),
     ({"kind": "respond", "status": 200, "headers": {"X-A": "a\r\nX-B: b"}}, "no CR, LF"),
     ({"kind": "respond", "status": 200, "headers": {"X A": "a"}}, "not an HTTP header name"),
+    ({"kind": "respond", "status": 200, "headers": {"X-T": "abc "}}, "at its start or end"),
+    ({"kind": "respond", "status": 200, "headers": {"X-T": "\tabc"}}, "at its start or end"),
     ({"kind": "respond", "status": 200, "headers": {"X-A": 1}}, "string values"),
     (
         {"kind": "respond", "status": 200, "headers": {f"X-{i}": "v" for i in range(33)}},

@@ -112,6 +112,13 @@ def headers_problem(headers: Any) -> str | None:
         problem = header_problem(name, value)
         if problem is not None:
             return problem
+        if value != value.strip(" \t"):
+            # RFC 9110 5.5: a field value has no white space at its ends; h11 (uvicorn's
+            # default HTTP) refuses to send one, which would drop the connection unanswered.
+            return (
+                f"{shown(name)}: the value has spaces or tabs at its start or end, which an "
+                f"HTTP field value cannot have"
+            )
         if name.lower() in FORBIDDEN_HEADERS:
             return (
                 f"{shown(name)} is a hop-by-hop or framing header, which the server sets: "

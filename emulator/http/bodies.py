@@ -164,7 +164,12 @@ def fields_from_json(body: bytes, max_depth: int, max_items: int) -> dict[str, A
 
 async def fields_from_multipart(
     headers: Headers, body: bytes, settings: Settings
-) -> tuple[dict[str, Any], list[UploadFile]]:
+) -> tuple[dict[str, Any], list[UploadFile], list[str]]:
+    """The submission's fields, its picture files, and the names of the fields it ignored
+    (D-13), in order. Text ``image`` parts (there may be several) are gathered under
+    ``image_urls``; a client's own part of that name is an unknown field, never mistaken
+    for them."""
+
     async def stream() -> AsyncGenerator[bytes, None]:
         yield body
 
@@ -181,7 +186,11 @@ async def fields_from_multipart(
         raise InvalidRequest(f"multipart body is malformed: {exc.message}") from None
     fields: dict[str, Any] = {}
     files: list[UploadFile] = []
+    urls: list[str] = []
+    unknown: list[str] = []
     for key, value in form.multi_items():
+        if key not in FIELDS and key not in ("images[]", *unknown):
+            unknown.append(key)
         if isinstance(value, UploadFile):
             if key != "image":
                 raise InvalidRequest(
@@ -191,7 +200,9 @@ async def fields_from_multipart(
         elif key in ("images", "images[]"):
             fields.setdefault("images", []).append(value)
         elif key == "image":
-            fields.setdefault("image_urls", []).append(value)
+            urls.append(value)
+        elif key == "image_urls":
+            continue  # ours for the text image parts below; the client's is ignored, listed
         elif key in fields:
             if key not in FORM_FIELDS:
                 continue  # unknown fields are ignored however often they come, like JSON keys
@@ -203,7 +214,9 @@ async def fields_from_multipart(
         if _FORM_INTEGER.fullmatch(text) is None:
             raise InvalidRequest(f"n must be an integer, got {fields['n']!r:.40}", field="n")
         fields["n"] = int(text)
-    return fields, files
+    if urls:
+        fields["image_urls"] = urls
+    return fields, files, unknown
 
 
 __all__ = [

@@ -44,8 +44,7 @@ async def read_submission(
         fields.pop("image_urls", None)
         files: list[UploadFile] = []
     else:
-        fields, files = await fields_from_multipart(request.headers, body, settings)
-        unknown = [name for name in unknown_fields(fields) if name != "image_urls"]
+        fields, files, unknown = await fields_from_multipart(request.headers, body, settings)
     # For the journal: what the validator saw (``request.state`` is this dict, reached slower),
     # and the fields it ignored (D-13).
     state = request.scope.setdefault("state", {})
