@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import Request
@@ -25,26 +26,23 @@ def _state(request: Request) -> dict[str, Any]:
     return state
 
 
-def summarise_body(request: Request) -> dict[str, Any] | None:
-    """The parsed fields the validator saw (long strings cut), and uploaded files' sizes."""
-    state = _state(request)
+def _body_fields(state: dict[str, Any]) -> tuple[dict[str, Any] | None, list[Any]]:
+    """The parsed fields the validator saw, as the journal keeps them (long strings cut, a
+    bounded copy: never the request's own dict), and uploaded files' (name, size) pairs."""
     fields = state.get("fields")
-    files = state.get("files")
+    files: list[Any] = state.get("files") or []
     if fields is None and not files:
-        return None
+        return None, files
     fields = fields or {}
     if len(fields) > MAX_BODY_FIELDS:
         # The journal keeps MAX_BODY_FIELDS of them: the request fields first, whatever the
         # order they came in, so that a flood of unknown ones cannot hide the model.
         known = {k: v for k, v in fields.items() if k in FIELDS}
         fields = known | {k: v for k, v in fields.items() if k not in known}
-    summary: dict[str, Any] = {"fields": short(fields)}
-    if files:
-        summary["files"] = [{"name": name, "bytes": size} for name, size in files]
-    return summary
+    return short(fields), files
 
 
-def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """``request.headers.items()`` as a dict, secrets masked (read from the scope directly).
 
     Decoded in one comprehension, then the few secret ones masked: the same dict (a repeated
@@ -64,6 +62,87 @@ def _path(path: str) -> str:
     return path
 
 
+class _Pending:
+    """One request's journal entry as raw pieces, built only when the journal is read (the
+    memory store; a serialising store builds it at once). Each piece is immutable (text,
+    numbers, tuples) or a copy made here that nothing else holds, and none is bigger than what
+    the entry keeps of it: the body's fields are cut when the request is recorded."""
+
+    __slots__ = (
+        "_clock",
+        "_duration",
+        "_endpoint",
+        "_fault",
+        "_fields",
+        "_files",
+        "_headers",
+        "_key",
+        "_method",
+        "_path",
+        "_query",
+        "_status",
+        "_task_id",
+        "_time",
+        "_unknown",
+    )
+
+    def __init__(
+        self,
+        state: dict[str, Any],
+        scope: Any,
+        endpoint: str,
+        status: int,
+        clock: float,
+        started: float,
+    ) -> None:
+        self._time = time.time()
+        self._clock = clock
+        self._endpoint = endpoint
+        self._method: str = scope["method"]
+        self._path: str = scope["path"]
+        self._query: bytes = scope.get("query_string", b"")
+        # A tuple of (bytes, bytes): the scope's list could still be changed by whoever owns it.
+        self._headers = tuple(scope["headers"])
+        self._key: str | None = state.get("api_key")
+        self._fields, files = _body_fields(state)
+        self._files = tuple(files)
+        self._status = status
+        self._task_id: str | None = state.get("task_id")
+        self._fault: str | None = state.get("fault")
+        unknown = state.get("unknown_fields")
+        # None: not a submission whose body could be read (D-13); cut now, it may be long.
+        self._unknown = None if unknown is None else listed(unknown)
+        self._duration = time.perf_counter() - started
+
+    def build(self) -> dict[str, Any]:
+        key = self._key
+        body: dict[str, Any] | None = None
+        if self._fields is not None:
+            body = {"fields": dict(self._fields)}
+            if self._files:
+                body["files"] = [{"name": name, "bytes": size} for name, size in self._files]
+        entry = {
+            "time": self._time,
+            "clock": self._clock,
+            "endpoint": self._endpoint,
+            "method": self._method,
+            # request.url.path and .query, without building a URL per request
+            "path": _path(self._path),
+            "query": self._query.decode("latin-1"),  # raw bytes: may be any
+            "headers": _headers(self._headers),
+            "api_key": mask_key(key) if key else None,
+            "body": body,
+            "status": self._status,
+            "task_id": self._task_id,
+            "fault": self._fault,
+            "duration_ms": round(self._duration * 1000, 3),
+        }
+        if self._unknown is not None:
+            entry["unknown_fields"] = list(self._unknown[0])
+            entry["unknown_fields_more"] = self._unknown[1]
+        return entry
+
+
 async def record(
     store: Store,
     clock: Clock,
@@ -77,31 +156,10 @@ async def record(
     limit = config.settings.journal_limit
     if limit <= 0:
         return
-    state = _state(request)
-    key = state.get("api_key")
-    scope = request.scope
     try:
         now = await clock.now()
     except StoreUnavailable:
         return  # the journal is diagnostics: a store outage must not turn an answer into a 503
-    entry = {
-        "time": time.time(),
-        "clock": now,
-        "endpoint": endpoint,
-        "method": scope["method"],
-        # request.url.path and .query, without building a URL per request
-        "path": _path(scope["path"]),
-        "query": scope.get("query_string", b"").decode("latin-1"),  # raw bytes: may be any
-        "headers": _headers(scope["headers"]),
-        "api_key": mask_key(key) if key else None,
-        "body": summarise_body(request),
-        "status": status,
-        "task_id": state.get("task_id"),
-        "fault": state.get("fault"),
-        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-    }
-    unknown = state.get("unknown_fields")
-    if unknown is not None:  # a submission whose body could be read (D-13)
-        entry["unknown_fields"], entry["unknown_fields_more"] = listed(unknown)
+    pending = _Pending(_state(request), request.scope, endpoint, status, now, started)
     with contextlib.suppress(StoreUnavailable):  # as above: the answer stands
-        await store.append_journal(entry, limit)
+        await store.append_pending(pending, limit)
