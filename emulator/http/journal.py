@@ -62,84 +62,42 @@ def _path(path: str) -> str:
     return path
 
 
-class _Pending:
+class _Pending(tuple[Any, ...]):
     """One request's journal entry as raw pieces, built only when the journal is read (the
     memory store; a serialising store builds it at once). Each piece is immutable (text,
     numbers, tuples) or a copy made here that nothing else holds, and none is bigger than what
-    the entry keeps of it: the body's fields are cut when the request is recorded."""
+    the entry keeps of it: the body's fields are cut when the request is recorded. A tuple:
+    made in one step, with no ``__init__`` to run per request."""
 
-    __slots__ = (
-        "_clock",
-        "_duration",
-        "_endpoint",
-        "_fault",
-        "_fields",
-        "_files",
-        "_headers",
-        "_key",
-        "_method",
-        "_path",
-        "_query",
-        "_status",
-        "_task_id",
-        "_time",
-        "_unknown",
-    )
-
-    def __init__(
-        self,
-        state: dict[str, Any],
-        scope: Any,
-        endpoint: str,
-        status: int,
-        clock: float,
-        started: float,
-    ) -> None:
-        self._time = time.time()
-        self._clock = clock
-        self._endpoint = endpoint
-        self._method: str = scope["method"]
-        self._path: str = scope["path"]
-        self._query: bytes = scope.get("query_string", b"")
-        # A tuple of (bytes, bytes): the scope's list could still be changed by whoever owns it.
-        self._headers = tuple(scope["headers"])
-        self._key: str | None = state.get("api_key")
-        self._fields, files = _body_fields(state)
-        self._files = tuple(files)
-        self._status = status
-        self._task_id: str | None = state.get("task_id")
-        self._fault: str | None = state.get("fault")
-        unknown = state.get("unknown_fields")
-        # None: not a submission whose body could be read (D-13); cut now, it may be long.
-        self._unknown = None if unknown is None else listed(unknown)
-        self._duration = time.perf_counter() - started
+    __slots__ = ()
 
     def build(self) -> dict[str, Any]:
-        key = self._key
+        (at, clock, endpoint, method, path, query, headers, key, fields, files, status,
+         task_id, fault, duration, unknown) = self  # fmt: skip
         body: dict[str, Any] | None = None
-        if self._fields is not None:
-            body = {"fields": dict(self._fields)}
-            if self._files:
-                body["files"] = [{"name": name, "bytes": size} for name, size in self._files]
+        if fields is not None:
+            body = {"fields": dict(fields)}
+            if files:
+                body["files"] = [{"name": name, "bytes": size} for name, size in files]
         entry = {
-            "time": self._time,
-            "clock": self._clock,
-            "endpoint": self._endpoint,
-            "method": self._method,
+            "time": at,
+            "clock": clock,
+            "endpoint": endpoint,
+            "method": method,
             # request.url.path and .query, without building a URL per request
-            "path": _path(self._path),
-            "query": self._query.decode("latin-1"),  # raw bytes: may be any
-            "headers": _headers(self._headers),
+            "path": _path(path),
+            "query": query.decode("latin-1"),  # raw bytes: may be any
+            "headers": _headers(headers),
             "api_key": mask_key(key) if key else None,
             "body": body,
-            "status": self._status,
-            "task_id": self._task_id,
-            "fault": self._fault,
-            "duration_ms": round(self._duration * 1000, 3),
+            "status": status,
+            "task_id": task_id,
+            "fault": fault,
+            "duration_ms": round(duration * 1000, 3),
         }
-        if self._unknown is not None:
-            entry["unknown_fields"] = list(self._unknown[0])
-            entry["unknown_fields_more"] = self._unknown[1]
+        if unknown is not None:
+            entry["unknown_fields"] = list(unknown[0])
+            entry["unknown_fields_more"] = unknown[1]
         return entry
 
 
@@ -160,6 +118,30 @@ async def record(
         now = await clock.now()
     except StoreUnavailable:
         return  # the journal is diagnostics: a store outage must not turn an answer into a 503
-    pending = _Pending(_state(request), request.scope, endpoint, status, now, started)
+    state = _state(request)
+    scope = request.scope
+    fields, files = _body_fields(state)
+    unknown = state.get("unknown_fields")
+    pending = _Pending(
+        (
+            time.time(),
+            now,
+            endpoint,
+            scope["method"],
+            scope["path"],
+            scope.get("query_string", b""),
+            # (bytes, bytes) pairs: the scope's list could still be changed by its owner.
+            tuple(scope["headers"]),
+            state.get("api_key"),
+            fields,
+            tuple(files),
+            status,
+            state.get("task_id"),
+            state.get("fault"),
+            time.perf_counter() - started,
+            # None: not a submission whose body could be read (D-13); cut now, it may be long.
+            None if unknown is None else listed(unknown),
+        )
+    )
     with contextlib.suppress(StoreUnavailable):  # as above: the answer stands
         await store.append_pending(pending, limit)
