@@ -158,3 +158,19 @@ def test_polls_list_no_unknown_fields(client: Client) -> None:
     client.task(client.submit_ok(NANO))
     [poll] = journal(client, {"endpoint": "poll"})
     assert "unknown_fields" not in poll
+
+
+def test_an_entry_reads_the_same_however_often_and_late_it_is_read(client: Client) -> None:
+    # The memory store builds entries when the journal is first read (emulator/http/journal.py):
+    # what a later read shows must be what the first showed, and numbering stays arrival order.
+    task_id = client.submit_ok({**NANO, "bogus": 1})
+    client.get(f"/v1/images/tasks/{task_id}")
+    first = journal(client, {})
+    client.submit_ok(NANO)
+    second = journal(client, {})
+    assert second[:2] == first
+    assert [e["seq"] for e in second] == [1, 2, 3]
+    assert first[0]["body"] == {"fields": {**NANO, "bogus": 1}} and first[0]["unknown_fields"] == [
+        "bogus"
+    ]
+    assert first[1]["endpoint"] == "poll" and first[1]["task_id"] == task_id

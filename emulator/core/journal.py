@@ -8,7 +8,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .keys import mask_key
 from .query import QueryError, unknown_parameter
@@ -19,6 +19,16 @@ _MAX_TEXT = 200
 #: Fields of an object (a submission's body) the journal keeps; items of a list.
 MAX_BODY_FIELDS = 40
 _MAX_ITEMS = 20
+
+
+class PendingEntry(Protocol):
+    """A journal entry kept as the raw pieces of its request until the journal is read (the
+    memory store: most entries are trimmed unread, so building them all would be waste).
+    Everything it holds is immutable or its own copy, and no bigger than the entry."""
+
+    def build(self) -> dict[str, Any]:
+        """The entry (without ``seq``): a fresh dict per call, the same content every time."""
+        ...
 
 
 def mask_header(name: str, value: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import Request
@@ -25,26 +26,23 @@ def _state(request: Request) -> dict[str, Any]:
     return state
 
 
-def summarise_body(request: Request) -> dict[str, Any] | None:
-    """The parsed fields the validator saw (long strings cut), and uploaded files' sizes."""
-    state = _state(request)
+def _body_fields(state: dict[str, Any]) -> tuple[dict[str, Any] | None, list[Any]]:
+    """The parsed fields the validator saw, as the journal keeps them (long strings cut, a
+    bounded copy: never the request's own dict), and uploaded files' (name, size) pairs."""
     fields = state.get("fields")
-    files = state.get("files")
+    files: list[Any] = state.get("files") or []
     if fields is None and not files:
-        return None
+        return None, files
     fields = fields or {}
     if len(fields) > MAX_BODY_FIELDS:
         # The journal keeps MAX_BODY_FIELDS of them: the request fields first, whatever the
         # order they came in, so that a flood of unknown ones cannot hide the model.
         known = {k: v for k, v in fields.items() if k in FIELDS}
         fields = known | {k: v for k, v in fields.items() if k not in known}
-    summary: dict[str, Any] = {"fields": short(fields)}
-    if files:
-        summary["files"] = [{"name": name, "bytes": size} for name, size in files]
-    return summary
+    return short(fields), files
 
 
-def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """``request.headers.items()`` as a dict, secrets masked (read from the scope directly).
 
     Decoded in one comprehension, then the few secret ones masked: the same dict (a repeated
@@ -64,6 +62,45 @@ def _path(path: str) -> str:
     return path
 
 
+class _Pending(tuple[Any, ...]):
+    """One request's journal entry as raw pieces, built only when the journal is read (the
+    memory store; a serialising store builds it at once). Each piece is immutable (text,
+    numbers, tuples) or a copy made here that nothing else holds, and none is bigger than what
+    the entry keeps of it: the body's fields are cut when the request is recorded. A tuple:
+    made in one step, with no ``__init__`` to run per request."""
+
+    __slots__ = ()
+
+    def build(self) -> dict[str, Any]:
+        (at, clock, endpoint, method, path, query, headers, key, fields, files, status,
+         task_id, fault, duration, unknown) = self  # fmt: skip
+        body: dict[str, Any] | None = None
+        if fields is not None:
+            body = {"fields": dict(fields)}
+            if files:
+                body["files"] = [{"name": name, "bytes": size} for name, size in files]
+        entry = {
+            "time": at,
+            "clock": clock,
+            "endpoint": endpoint,
+            "method": method,
+            # request.url.path and .query, without building a URL per request
+            "path": _path(path),
+            "query": query.decode("latin-1"),  # raw bytes: may be any
+            "headers": _headers(headers),
+            "api_key": mask_key(key) if key else None,
+            "body": body,
+            "status": status,
+            "task_id": task_id,
+            "fault": fault,
+            "duration_ms": round(duration * 1000, 3),
+        }
+        if unknown is not None:
+            entry["unknown_fields"] = list(unknown[0])
+            entry["unknown_fields_more"] = unknown[1]
+        return entry
+
+
 async def record(
     store: Store,
     clock: Clock,
@@ -77,31 +114,34 @@ async def record(
     limit = config.settings.journal_limit
     if limit <= 0:
         return
-    state = _state(request)
-    key = state.get("api_key")
-    scope = request.scope
     try:
         now = await clock.now()
     except StoreUnavailable:
         return  # the journal is diagnostics: a store outage must not turn an answer into a 503
-    entry = {
-        "time": time.time(),
-        "clock": now,
-        "endpoint": endpoint,
-        "method": scope["method"],
-        # request.url.path and .query, without building a URL per request
-        "path": _path(scope["path"]),
-        "query": scope.get("query_string", b"").decode("latin-1"),  # raw bytes: may be any
-        "headers": _headers(scope["headers"]),
-        "api_key": mask_key(key) if key else None,
-        "body": summarise_body(request),
-        "status": status,
-        "task_id": state.get("task_id"),
-        "fault": state.get("fault"),
-        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-    }
+    state = _state(request)
+    scope = request.scope
+    fields, files = _body_fields(state)
     unknown = state.get("unknown_fields")
-    if unknown is not None:  # a submission whose body could be read (D-13)
-        entry["unknown_fields"], entry["unknown_fields_more"] = listed(unknown)
+    pending = _Pending(
+        (
+            time.time(),
+            now,
+            endpoint,
+            scope["method"],
+            scope["path"],
+            scope.get("query_string", b""),
+            # (bytes, bytes) pairs: the scope's list could still be changed by its owner.
+            tuple(scope["headers"]),
+            state.get("api_key"),
+            fields,
+            tuple(files),
+            status,
+            state.get("task_id"),
+            state.get("fault"),
+            time.perf_counter() - started,
+            # None: not a submission whose body could be read (D-13); cut now, it may be long.
+            None if unknown is None else listed(unknown),
+        )
+    )
     with contextlib.suppress(StoreUnavailable):  # as above: the answer stands
-        await store.append_journal(entry, limit)
+        await store.append_pending(pending, limit)

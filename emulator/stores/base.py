@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from ..core.billing import Charge, Trimmed
 from ..core.faults import FaultRule
+from ..core.journal import PendingEntry
 from ..core.tasks import Task
 
 #: What a submission's step did: placed; "taken": the id is in use; "refused": the balance
@@ -162,6 +163,12 @@ class Store(ABC):
         may write behind, in arrival order, never raising (the journal is diagnostics: an outage
         must not fail the request it records); ``list_journal`` and ``clear_journal`` come
         after every entry appended before them."""
+
+    async def append_pending(self, pending: PendingEntry, limit: int) -> None:
+        """``append_journal(pending.build(), limit)``, which is what this default does: a
+        backend that serialises entries gains nothing by waiting. The memory store keeps
+        ``pending`` as it is and builds the entry when the journal is read (most never are)."""
+        await self.append_journal(pending.build(), limit)
 
     @abstractmethod
     async def list_journal(self) -> list[dict[str, Any]]:

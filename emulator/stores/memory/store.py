@@ -13,6 +13,7 @@ from typing import Any
 
 from ...core.billing import SUMMED, Charge, Trimmed, settlement, trimmed_row
 from ...core.faults import FaultRule
+from ...core.journal import PendingEntry
 from ...core.tasks import Task, ended_at, has_ended, images_returned
 from ..base import Expiry, Forced, Now, Placed, Store, room_after_eviction
 from .end_index import EndIndex
@@ -47,7 +48,8 @@ class MemoryStore(Store):
         self._faults: dict[str, FaultRule] = {}
         self._evaluations: dict[str, int] = {}
         self._hits: dict[str, int] = {}
-        self._journal: deque[dict[str, Any]] = deque()
+        #: Entries, or (seq, pending) pairs not yet read (built and kept by ``list_journal``).
+        self._journal: deque[dict[str, Any] | tuple[int, PendingEntry]] = deque()
         self._journal_seq = 0
         #: The usage log in hold order; finished charges also in settlement order (to trim).
         self._charges: dict[str, Charge] = {}
@@ -205,8 +207,19 @@ class MemoryStore(Store):
         while len(self._journal) > limit:
             self._journal.popleft()
 
+    async def append_pending(self, pending: PendingEntry, limit: int) -> None:
+        # Built when read: most entries are trimmed unread, and the request is not kept
+        # waiting for a dict nobody may ask for (docs/profile.md).
+        self._journal_seq += 1
+        self._journal.append((self._journal_seq, pending))
+        while len(self._journal) > limit:
+            self._journal.popleft()
+
     async def list_journal(self) -> list[dict[str, Any]]:
-        return list(self._journal)
+        entries = [_built(item) for item in self._journal]
+        # Kept built: a second read returns the same entries, at the cost of a plain copy.
+        self._journal = deque(entries)
+        return entries
 
     async def clear_journal(self) -> None:
         self._journal.clear()
@@ -295,3 +308,12 @@ class MemoryStore(Store):
         await self.clear_faults()
         await self.clear_journal()
         self._journal_seq = 0
+
+
+def _built(item: dict[str, Any] | tuple[int, PendingEntry]) -> dict[str, Any]:
+    if isinstance(item, dict):
+        return item
+    seq, pending = item
+    entry = pending.build()
+    entry["seq"] = seq
+    return entry
