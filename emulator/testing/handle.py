@@ -18,7 +18,7 @@ import httpx
 
 from ..core.journal import query_from_filters
 from ..usecases.steer import Steering, settings_json
-from .app_loop import AppLoop
+from .app_loop import Runner
 from .intercept import Interception
 from .transport import ASGITransport, AsyncASGITransport
 
@@ -90,7 +90,7 @@ class ImageEmulator:
     ``image_emulator`` fixture); otherwise through the network at ``base_url`` (the live one).
     """
 
-    def __init__(self, app: Any, loop: AppLoop, base_url: str, *, in_process: bool) -> None:
+    def __init__(self, app: Any, loop: Runner, base_url: str, *, in_process: bool) -> None:
         self.app = app
         self.emulator: Emulator = app.state.emulator
         #: The control plane's operations on it (what every steering call below runs).
