@@ -22,7 +22,7 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Coroutine
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 T = TypeVar("T")
 #: What a call on a closed emulator raises (a test's leftovers once its test is over).
@@ -106,8 +106,7 @@ class AppLoop:
 
     def _check_open(self, coro: Coroutine[Any, Any, Any]) -> None:
         if self._loop.is_closed():
-            coro.close()
-            raise RuntimeError(CLOSED)
+            _refuse(coro)
 
     def close(self, last: Coroutine[Any, Any, object] | None = None) -> None:
         """Run ``last`` (e.g. closing the store), cancel what still runs (a hung answer nobody
@@ -139,17 +138,19 @@ class Lease:
         self.ended = True
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        self._check(coro)
+        if self.ended:
+            _refuse(coro)
         return self._loop.run(coro)
 
     async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
-        self._check(coro)
+        if self.ended:
+            _refuse(coro)
         return await self._loop.arun(coro)
 
-    def _check(self, coro: Coroutine[Any, Any, Any]) -> None:
-        if self.ended:
-            coro.close()
-            raise RuntimeError(CLOSED)
+
+def _refuse(coro: Coroutine[Any, Any, Any]) -> NoReturn:
+    coro.close()
+    raise RuntimeError(CLOSED)
 
 
 async def _wind_down(last: Coroutine[Any, Any, object] | None) -> None:

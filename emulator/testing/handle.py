@@ -36,6 +36,13 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+@functools.lru_cache(maxsize=16)
+def _parsed(base_url: str) -> httpx.URL:
+    """``base_url`` parsed once (an `httpx.URL` is immutable): parsing it was half the cost
+    of making a client (~20 of ~38 µs), paid by most tests."""
+    return httpx.URL(base_url)
+
+
 @dataclass
 class FaultHandle:
     """A fault rule added by a test; ``hits`` asks the emulator how often it fired."""
@@ -126,7 +133,7 @@ class ImageEmulator:
         headers.update(kwargs.pop("headers", {}))
         if not self._in_process:
             kwargs.setdefault("verify", _ssl_context())
-        return {"base_url": self.base_url, "headers": headers, **kwargs}
+        return {"base_url": _parsed(self.base_url), "headers": headers, **kwargs}
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """A sync httpx client pointed at the emulator, with the test API key."""
