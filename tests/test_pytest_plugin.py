@@ -350,3 +350,79 @@ def test_in_process_fixture_gives_each_test_the_start_up_state(pytester: pytest.
         """,
     )
     result.assert_outcomes(passed=5)
+
+
+def test_a_client_kept_from_an_earlier_test_cannot_reach_the_next_tests_emulator(
+    pytester: pytest.Pytester,
+) -> None:
+    # The pool hands the next test (same settings) the same emulator on the same open loop:
+    # whatever an earlier test left behind (a module-level client, a handle, a thread of the
+    # code under test) must fail as it did when each test had an emulator of its own, and
+    # must add nothing to the next test's tasks, journal, usage or fault hits.
+    result = run(
+        pytester,
+        """
+        import asyncio
+        import threading
+
+        import httpx
+        import pytest
+
+        BODY = {"model": "NanoBanana", "prompt": "x"}
+        CLOSED = "this emulator is closed: its test is over"
+        kept = {}
+
+        def test_leaves_clients_behind(image_emulator):
+            kept["handle"] = image_emulator
+            kept["client"] = image_emulator.client()
+            kept["async_client"] = image_emulator.async_client()
+            kept["own"] = httpx.Client(base_url=image_emulator.base_url,
+                                       transport=image_emulator.transport)
+            with image_emulator.intercept("https://relay.example"):
+                kept["intercepted"] = httpx.Client(base_url="https://relay.example")
+                assert kept["intercepted"].post("/v1/images/tasks", json=BODY).status_code == 401
+            go, outcome = threading.Event(), {}
+
+            def worker():  # a thread of the code under test, never joined by its test
+                go.wait(10)
+                try:
+                    outcome["status"] = kept["client"].post("/v1/images/tasks", json=BODY)
+                except RuntimeError as exc:
+                    outcome["error"] = str(exc)
+
+            kept["thread"] = threading.Thread(target=worker, daemon=True)
+            kept["thread"].start()
+            kept["go"], kept["outcome"] = go, outcome
+            kept["hits"] = image_emulator.faults.add("drop", endpoint="poll")
+
+        def test_the_next_test_sees_none_of_them(image_emulator):
+            for name in ("client", "own"):
+                with pytest.raises(RuntimeError, match=CLOSED):
+                    kept[name].post("/v1/images/tasks", json=BODY)
+            with pytest.raises(RuntimeError, match=CLOSED):
+                asyncio.run(kept["async_client"].post("/v1/images/tasks", json=BODY))
+            with pytest.raises(RuntimeError, match=CLOSED):
+                kept["handle"].advance(10)
+            with pytest.raises(RuntimeError, match=CLOSED):
+                kept["handle"].faults.add("drop", endpoint="submit")
+            with pytest.raises(RuntimeError, match=CLOSED):
+                kept["hits"].hits
+            # After its interception stopped, the old client goes where it went before: not
+            # to this test's emulator.
+            with pytest.raises(httpx.HTTPError):
+                kept["intercepted"].post("/v1/images/tasks", json=BODY, timeout=0.5)
+            kept["go"].set()
+            kept["thread"].join(10)
+            assert kept["outcome"] == {"error": CLOSED}
+            assert image_emulator.requests() == []
+            assert image_emulator.tasks == []
+            assert image_emulator.usage["entries"] == []
+            assert image_emulator.advance(0) == 0.0
+            assert list(image_emulator.faults) == []
+            # This test's own clients work as ever.
+            client = image_emulator.client()
+            assert client.post("/v1/images/tasks", json=BODY).json()["code"] == "success"
+            assert len(image_emulator.requests()) == 1
+        """,
+    )
+    result.assert_outcomes(passed=2)

@@ -22,9 +22,19 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 T = TypeVar("T")
+#: What a call on a closed emulator raises (a test's leftovers once its test is over).
+CLOSED = "this emulator is closed: its test is over"
+
+
+class Runner(Protocol):
+    """What a handle and the in-process transports run their work with."""
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T: ...
+
+    async def arun(self, coro: Coroutine[Any, Any, T]) -> T: ...
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -96,8 +106,7 @@ class AppLoop:
 
     def _check_open(self, coro: Coroutine[Any, Any, Any]) -> None:
         if self._loop.is_closed():
-            coro.close()
-            raise RuntimeError("this emulator is closed: its test is over")
+            _refuse(coro)
 
     def close(self, last: Coroutine[Any, Any, object] | None = None) -> None:
         """Run ``last`` (e.g. closing the store), cancel what still runs (a hung answer nobody
@@ -114,6 +123,34 @@ class AppLoop:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(10)
             self._loop.close()
+
+
+class Lease:
+    """One test's way onto an `AppLoop` that outlives it (the fixture's pool keeps it for the
+    next test): `end` at teardown, after which every call fails as a closed emulator's did,
+    so a client, handle or thread kept from the test never reaches the next test's state."""
+
+    def __init__(self, loop: AppLoop) -> None:
+        self._loop = loop
+        self.ended = False
+
+    def end(self) -> None:
+        self.ended = True
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self.ended:
+            _refuse(coro)
+        return self._loop.run(coro)
+
+    async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self.ended:
+            _refuse(coro)
+        return await self._loop.arun(coro)
+
+
+def _refuse(coro: Coroutine[Any, Any, Any]) -> NoReturn:
+    coro.close()
+    raise RuntimeError(CLOSED)
 
 
 async def _wind_down(last: Coroutine[Any, Any, object] | None) -> None:

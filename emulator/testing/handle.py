@@ -18,7 +18,7 @@ import httpx
 
 from ..core.journal import query_from_filters
 from ..usecases.steer import Steering, settings_json
-from .app_loop import AppLoop
+from .app_loop import Runner
 from .intercept import Interception
 from .transport import ASGITransport, AsyncASGITransport
 
@@ -34,6 +34,13 @@ def _ssl_context() -> ssl.SSLContext:
     """The TLS context httpx would build for each client, built once: loading the CA bundle
     takes tens of milliseconds, paid per client (two per live test) otherwise."""
     return httpx.create_ssl_context()
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(base_url: str) -> httpx.URL:
+    """``base_url`` parsed once (an `httpx.URL` is immutable): parsing it was half the cost
+    of making a client (~20 of ~38 µs), paid by most tests."""
+    return httpx.URL(base_url)
 
 
 @dataclass
@@ -90,7 +97,7 @@ class ImageEmulator:
     ``image_emulator`` fixture); otherwise through the network at ``base_url`` (the live one).
     """
 
-    def __init__(self, app: Any, loop: AppLoop, base_url: str, *, in_process: bool) -> None:
+    def __init__(self, app: Any, loop: Runner, base_url: str, *, in_process: bool) -> None:
         self.app = app
         self.emulator: Emulator = app.state.emulator
         #: The control plane's operations on it (what every steering call below runs).
@@ -126,7 +133,7 @@ class ImageEmulator:
         headers.update(kwargs.pop("headers", {}))
         if not self._in_process:
             kwargs.setdefault("verify", _ssl_context())
-        return {"base_url": self.base_url, "headers": headers, **kwargs}
+        return {"base_url": _parsed(self.base_url), "headers": headers, **kwargs}
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """A sync httpx client pointed at the emulator, with the test API key."""

@@ -145,7 +145,7 @@ def image_emulator(
     from .handle import ImageEmulator
 
     used = _image_emulator_pool.take(_settings(_settings_for(request, image_emulator_settings)))
-    handle = ImageEmulator(used.app, used.loop, IN_PROCESS_BASE_URL, in_process=True)
+    handle = ImageEmulator(used.app, used.lease, IN_PROCESS_BASE_URL, in_process=True)
     try:
         yield handle
     finally:

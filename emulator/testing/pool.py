@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
-from .app_loop import AppLoop
+from .app_loop import AppLoop, Lease
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -66,8 +66,17 @@ class InProcess:
         #: What it was made with (the object, checked once).
         self.settings: Settings = self.emulator.settings
         self.loop = AppLoop()
+        #: The current test's way onto the loop: a kept emulator gets a new one per test,
+        #: and the last test's is ended, so what that test left behind fails as on a closed
+        #: emulator instead of reaching the next test's state.
+        self.lease = Lease(self.loop)
+
+    def lend(self) -> InProcess:
+        self.lease = Lease(self.loop)
+        return self
 
     def close(self) -> None:
+        self.lease.end()
         # In-process transports skip the lifespan: close the store here, or an SQLite file or
         # a Redis pool would stay open after every test.
         self.loop.close(last=self.emulator.store.close())
@@ -95,13 +104,14 @@ class Pool:
         if _keepable(settings):
             kept = self._idle.pop(_key(settings), None)
             if kept is not None and kept.settings == settings:
-                return kept
+                return kept.lend()
             if kept is not None:
                 kept.close()
         return InProcess(settings)
 
     def give_back(self, used: InProcess) -> None:
         """Keep ``used`` in its start-up state for a later test, or close it."""
+        used.lease.end()
         if (
             used.loop.in_thread
             or used.emulator.settings is not used.settings

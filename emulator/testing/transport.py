@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from .app_loop import AppLoop
+from .app_loop import AppLoop, Runner
 
 ASGIApp = Callable[
     [
@@ -95,18 +95,21 @@ class ASGITransport(httpx.BaseTransport):
     Without ``loop`` it makes a private one, closed with the transport.
     """
 
-    def __init__(self, app: ASGIApp, loop: AppLoop | None = None) -> None:
+    def __init__(self, app: ASGIApp, loop: Runner | None = None) -> None:
         self.app = app
-        self._own = loop is None
-        self.loop = loop if loop is not None else AppLoop()
+        #: A private loop, closed with the transport.
+        self._own: AppLoop | None = None
+        if loop is None:
+            loop = self._own = AppLoop()
+        self.loop: Runner = loop
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
         return self.loop.run(_call(self.app, request, body))
 
     def close(self) -> None:
-        if self._own:
-            self.loop.close()
+        if self._own is not None:
+            self._own.close()
 
 
 class AsyncASGITransport(httpx.AsyncBaseTransport):
@@ -115,7 +118,7 @@ class AsyncASGITransport(httpx.AsyncBaseTransport):
     With ``loop`` the app runs there (the caller's loop awaits it); without, on the caller's.
     """
 
-    def __init__(self, app: ASGIApp, loop: AppLoop | None = None) -> None:
+    def __init__(self, app: ASGIApp, loop: Runner | None = None) -> None:
         self.app = app
         self.loop = loop
 
