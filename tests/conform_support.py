@@ -104,8 +104,13 @@ class Deviate:
 class Served:
     """An ASGI app on a free 127.0.0.1 port, in a thread of this process."""
 
+    #: Whether uvicorn runs the app's lifespan ("off": the in-process apps start themselves).
+    lifespan = "off"
+
     def __init__(self, app: ASGIApp) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical", lifespan="off")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="critical", lifespan=self.lifespan
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

@@ -9,15 +9,12 @@ loopback; `Driver` submits tasks and polls each until it ends, as a client would
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.types import Scope
 
 from emulator import Settings, create_app
@@ -65,18 +62,7 @@ class LifespanServed(Served):
     """`Served` with the app's lifespan run (the recorder writes its session line there and
     closes its cassette at the end)."""
 
-    def __init__(self, app: Any) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:  # readiness, bounded: not a timing assumption
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.005)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{port}"
+    lifespan = "on"
 
 
 @contextmanager

@@ -153,17 +153,23 @@ def _refuse(coro: Coroutine[Any, Any, Any]) -> NoReturn:
     raise RuntimeError(CLOSED)
 
 
+async def cancel_others() -> None:
+    """Cancel every task of the running loop but the caller's, and wait until they end (what
+    a test left running must not outlive it)."""
+    me = asyncio.current_task()
+    others = [task for task in asyncio.all_tasks() if task is not me]
+    for task in others:
+        task.cancel()
+    if others:
+        await asyncio.gather(*others, return_exceptions=True)
+
+
 async def _wind_down(last: Coroutine[Any, Any, object] | None) -> None:
     loop = asyncio.get_running_loop()
     try:
         if last is not None:
             await last
     finally:
-        me = asyncio.current_task()
-        tasks = [task for task in asyncio.all_tasks() if task is not me]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_others()
         await loop.shutdown_asyncgens()
         await loop.shutdown_default_executor()

@@ -20,12 +20,11 @@ Kept only where that reset is the whole of a fresh start; otherwise closed, as b
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
-from .app_loop import AppLoop, Lease
+from .app_loop import AppLoop, Lease, cancel_others
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -83,12 +82,7 @@ class InProcess:
 
 
 async def _restart(emulator: Emulator) -> None:
-    me = asyncio.current_task()
-    leftover = [task for task in asyncio.all_tasks() if task is not me]
-    for task in leftover:
-        task.cancel()
-    if leftover:
-        await asyncio.gather(*leftover, return_exceptions=True)
+    await cancel_others()
     await emulator.reset()
 
 
