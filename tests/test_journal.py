@@ -54,6 +54,20 @@ def test_body_fields_filter_with_the_deep_object_form(client: Client) -> None:
     assert journal(client, {"body[model]": "NanoBanana", "endpoint": "poll"}) == []
 
 
+def test_a_list_field_matches_its_json_text_however_long(client: Client) -> None:
+    # Each URL is kept whole (under 200 characters), so the list is too: its JSON text, longer
+    # than 200 characters, is a filter that can match, not one refused as "can never match".
+    urls = [f"https://example.com/{i}/" + "p" * 90 + ".png" for i in range(3)]
+    client.submit_ok(NANO | {"images": urls})
+    client.submit_ok(NANO | {"images": urls[:1]})
+    text = json.dumps(urls, separators=(",", ":"))
+    assert len(text) > 200
+    [entry] = journal(client, {"body[images]": text})
+    assert entry["body"]["fields"]["images"] == urls
+    # Not the compact JSON the journal compares with: it could never match, so it is refused.
+    assert "'body[images]'" in refusal(client, {"body[images]": json.dumps(urls)})
+
+
 def test_status_and_fault_filters(client: Client) -> None:
     client.post(
         "/_emulator/faults",
@@ -77,6 +91,8 @@ def test_status_and_fault_filters(client: Client) -> None:
         ({"body[]": "x"}, ["'body[]'", "field"]),
         ({"body[prompt]": "p" * 201}, ["'body[prompt]'", "200"]),
         ({"body[image]": "data:image/png;base64,AAAA"}, ["'body[image]'", "data:"]),
+        ({"body[images]": json.dumps(["p" * 201])}, ["'body[images]'", "200"]),
+        ({"body[images]": "[" * 20_000}, ["'body[images]'", "200"]),
         ({"method": "G E T"}, ["'method'"]),
     ],
 )

@@ -162,6 +162,26 @@ def _field(name: str, value: Any) -> str | int:
     return value
 
 
+#: Longest filter text read as the JSON of a list or object (20 items of 200 characters, with
+#: room for escapes); anything longer could not be the text of a value the journal keeps.
+_MAX_JSON_FILTER_TEXT = 32 * 1024
+
+
+def _keepable(value: Any) -> bool:
+    """Whether a body value compared as ``_text(value)`` could be in an entry: the journal
+    keeps it whole, or it is the JSON text of a list or object the journal keeps whole (a
+    query parameter is always text, and ``images`` is a list)."""
+    if short(value) == value:
+        return True
+    if not isinstance(value, str) or len(value) > _MAX_JSON_FILTER_TEXT:
+        return False
+    try:
+        parsed = json.loads(value)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(parsed, list | dict) and short(parsed) == parsed and _text(parsed) == value
+
+
 def _body_value(label: str, value: Any) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         raise JournalFilterError(f"filter {label!r} must be a finite number", field=label)
@@ -174,7 +194,7 @@ def _body_value(label: str, value: Any) -> str:
         ) from None
     # The journal cuts long strings and data: URLs; a value it would have cut can never
     # match, and a filter that silently matches nothing would pass `times=0` by mistake.
-    if short(value) != value or len(text) > _MAX_TEXT:
+    if not _keepable(value):
         raise JournalFilterError(
             f"filter {label!r}: the journal keeps only the first {_MAX_TEXT} characters of a "
             "value and cuts data: URLs, so this value can never match; filter on a shorter one",
