@@ -3,6 +3,7 @@ through the control plane's operations (the guards: tests/test_ui_guards.py)."""
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 from urllib.parse import quote
@@ -353,3 +354,29 @@ def test_a_bad_respond_rule_from_the_form_is_refused_naming_the_field(
     assert response.status_code == 400
     assert named in problem(response).lower()
     assert client.get("/_emulator/faults").json()["faults"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "names"),
+    [
+        ("bogus=1", ["'bogus'", "status", "model"]),
+        ("status=queued&status=failed", ["'status'", "once"]),
+        ("status=done", ["status", "queued", "processing", "succeeded", "failed", "'done'"]),
+        ("model=Nope", ["model", "'Nope'"]),
+    ],
+)
+@pytest.mark.parametrize("where", ["", "/live/tasks"])
+def test_a_task_filter_that_could_never_match_is_refused_naming_it(
+    client: Client, where: str, query: str, names: list[str]
+) -> None:
+    client.submit_ok(NANO)
+    response = client.get(f"{UI}{where}?{query}")
+    assert response.status_code == 400, response.text
+    for name in names:
+        assert name in html.unescape(response.text)
+
+
+@pytest.mark.parametrize("where", ["", "/live/tasks"])
+def test_an_empty_task_filter_is_no_filter(client: Client, where: str) -> None:
+    client.submit_ok(NANO)
+    assert client.get(f"{UI}{where}?status=&model=").status_code == 200

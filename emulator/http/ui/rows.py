@@ -8,9 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ...core.checks import shown
 from ...core.keys import mask_key
-from ...errors import InvalidRequest
+from ...core.query import one_of, query_values
 
 if TYPE_CHECKING:
     from ...core.tasks import Task
@@ -34,26 +33,15 @@ class TaskFilter:
 
 def task_filter(items: Iterable[tuple[str, str]], models: tuple[str, ...]) -> TaskFilter:
     """The table's filters from a query; 400 naming a filter that is unknown, repeated or
-    could never match (an empty value: no filter)."""
-    params: dict[str, str] = {}
-    for name, value in items:
-        if name not in ("status", "model"):
-            raise InvalidRequest(
-                f"unknown filter {shown(name)}; the task table filters on status and model",
-                field=name[:60],
-            )
-        if name in params:
-            raise InvalidRequest(f"filter {name!r} may be given only once", field=name)
-        params[name] = value
+    could never match (an empty value: no filter). The control plane's own rules
+    (``core.query``), so the table and ``GET /_emulator/tasks`` refuse alike."""
+    params = query_values(items, ("status", "model"), "filter")
     status = params.get("status") or None
     model = params.get("model") or None
-    if status is not None and status not in STATUSES:
-        raise InvalidRequest(
-            f"status must be one of {', '.join(STATUSES)}, got {shown(status)}", field="status"
-        )
-    if model is not None and model not in models:
-        raise InvalidRequest(f"model {shown(model)} is not in the catalogue", field="model")
-    return TaskFilter(status, model)
+    return TaskFilter(
+        None if status is None else one_of("status", status, STATUSES),
+        None if model is None else one_of("model", model, models),
+    )
 
 
 def seconds_text(seconds: float) -> str:
