@@ -342,6 +342,8 @@ def test_a_respond_rule_from_the_form_answers_with_its_status_body_and_headers(
     [
         ({"answer_status": "418", "answer_body": "{not json"}, "answer_body"),
         ({"answer_status": "418", "answer_body": "[" * 100_000}, "answer_body"),
+        # JSON null is "no body" to the control plane: typed here, it would vanish silently.
+        ({"answer_status": "418", "answer_body": " null "}, "answer_body"),
         ({"answer_status": "99"}, "status"),
         ({"answer_status": "418", "answer_headers": "Content-Length: 3"}, "content-length"),
         ({"answer_status": "418", "answer_headers": "no colon"}, "answer_headers"),

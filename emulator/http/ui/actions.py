@@ -149,6 +149,12 @@ def _respond_rule(form: Form) -> dict[str, Any]:
                 raise InvalidRequest(
                     "answer_body nests too deeply to be a rule's answer", field="answer_body"
                 ) from None
+            if effect["json"] is None:  # the control plane reads a JSON null as no body
+                raise InvalidRequest(
+                    "answer_body is JSON null, which a rule reads as no body: leave it empty "
+                    "for no body, or choose text to send the word null",
+                    field="answer_body",
+                )
         else:
             effect["body"] = body
     headers = _header_lines(form, "answer_headers")
