@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from redis.asyncio.connection import Connection
 
 from emulator.errors import StoreUnavailable
 from emulator.stores import Store, open_store
 from emulator.stores.redis import RedisStore
+from emulator.stores.redis.support import counting_connection
 
 from .redis_server import RedisServer, free_port, running_redis
 from .store_contract import StoreContract, gather, make_charge, make_rule, make_task, place
@@ -251,6 +253,22 @@ async def test_a_hung_redis_is_a_store_unavailable_after_the_timeout_not_a_hang(
     finally:
         await store.close()
         server.remove()
+
+
+def test_commands_are_packed_byte_for_byte_as_redis_py_packs_them() -> None:
+    # The store packs with hiredis (C) instead of redis-py's Python packer; if either changes
+    # how it writes an argument, this fails instead of Redis receiving something else.
+    ours, theirs = counting_connection([0])(), Connection()
+    commands: list[tuple[Any, ...]] = [
+        ("EVALSHA", "f" * 40, 2, "p:journal", "p:seq:journal", '{"a": "é"}', 200),
+        ("SET", b"p:blob:ref:x", b"\x00\xff" * 5000, "EX", 86400),
+        ("HMGET", "p:task:x", "d", "p", "e", "f"),
+        ("X", 0, -1, 1.5, 0.1, 1e100, float("inf"), "", b""),
+        ("SCRIPT LOAD", "return 1"),
+        ("CLIENT", "SETNAME", "x"),
+    ]
+    for command in commands:
+        assert b"".join(ours.pack_command(*command)) == b"".join(theirs.pack_command(*command))
 
 
 async def test_the_store_reconnects_by_itself_after_a_redis_restart() -> None:
