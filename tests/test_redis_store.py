@@ -255,6 +255,35 @@ async def test_a_hung_redis_is_a_store_unavailable_after_the_timeout_not_a_hang(
         server.remove()
 
 
+async def test_a_script_timed_out_on_a_hung_redis_leaves_no_answer_for_a_later_call() -> None:
+    # Scripts go over the store's own connections: one whose answer did not come in time must
+    # not be reused, or the late answer (here a LATE refusal and an empty rule list) would be
+    # read as the answer to the next call.
+    server = RedisServer().start()
+    store = RedisStore(server.url, "hung-script", timeout=0.5)
+    assert server.process is not None
+    task = make_task(1)
+    try:
+        await place(store, task)
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await store.count_poll(task.task_id)
+            with pytest.raises(StoreUnavailable):
+                await store.list_faults()  # a read: tried twice
+            assert time.monotonic() - started < 4.0
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        await store.add_fault(make_rule("a"))
+        assert [rule.id for rule in await store.list_faults()] == ["a"]
+        counted = await store.count_poll(task.task_id)
+        assert counted is not None and counted.polls == 1  # the late poll did not count
+    finally:
+        await store.close()
+        server.remove()
+
+
 def test_commands_are_packed_byte_for_byte_as_redis_py_packs_them() -> None:
     # The store packs with hiredis (C) instead of redis-py's Python packer; if either changes
     # how it writes an argument, this fails instead of Redis receiving something else.

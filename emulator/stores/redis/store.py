@@ -40,6 +40,7 @@ from .support import (
     CHARGE_FIELDS,
     JournalWriter,
     RequestScope,
+    Scripts,
     Snapshot,
     charge_of,
     check_url,
@@ -90,7 +91,8 @@ class RedisStore(Store):
         )
         self._redis = aioredis.Redis(connection_pool=pool)
         self._p = f"{prefix}:"
-        s = self._redis.register_script
+        self._scripts = Scripts(self._redis, timeout)
+        s = self._scripts.register
         self._insert_held, self._snapshot = s(lua.INSERT_HELD), s(lua.SNAPSHOT)
         self._force, self._expire = s(lua.FORCE), s(lua.EXPIRE)
         self._settle, self._settle_due = s(lua.SETTLE), s(lua.SETTLE_DUE)
@@ -100,9 +102,8 @@ class RedisStore(Store):
         self._list, self._list_faults = s(lua.LIST), s(lua.LIST_FAULTS)
         self._scope: ContextVar[Snapshot | None] = ContextVar(f"scope{id(self)}", default=None)
         self.request_scope = self._scoped
-        self._journal = s(lua.JOURNAL)
         keys = [self._k("journal"), self._k("seq", "journal")]
-        self._journal_writer = JournalWriter(self._redis, self._journal, keys)
+        self._journal_writer = JournalWriter(s(lua.JOURNAL), keys)
 
     @property
     def round_trips(self) -> int:
@@ -137,6 +138,7 @@ class RedisStore(Store):
 
     async def close(self) -> None:
         await self._drain()
+        await self._scripts.close()
         await self._redis.aclose(close_connection_pool=True)  # the pool is ours (made above)
 
     # -- one snapshot per request (Store.request_scope, set in __init__) -----------------------

@@ -241,6 +241,84 @@ def check_url(url: str) -> None:
         raise ValueError(f"store {url!r} is not a usable Redis URL: {exc}") from None
 
 
+class Scripts:
+    """Lua scripts sent on connections of the store's own, not through ``Redis``'s command
+    path: every step on a request's path is one script, and redis-py's generic path (its pool's
+    lock and bookkeeping, a retry wrapper, metrics hooks, a task per send for the socket
+    timeout) cost the worker more than the rest of a poll (callgrind). Only public
+    ``Connection`` methods are used: ``pack_command``, ``send_packed_command``,
+    ``read_response``, ``can_read``, ``disconnect``.
+
+    One idle list of connections, reused last in first out; a connection comes back to it only
+    after its answer was read whole (an error reply included), so no answer is ever read by the
+    wrong caller; any other failure (a timeout, a cancelled request, a reset socket) drops it.
+    The whole call, send and answer, is bounded by ``timeout`` (``socket_timeout`` is off on
+    these connections: one ``asyncio.timeout`` instead of a timer per read plus a task per
+    send); a timeout is a ``TimeoutError``, which ``guard`` turns into a 503. A call is never
+    resent, except after ``NOSCRIPT`` (the script did not run: a restarted Redis forgot it),
+    once, after loading it through ``client``."""
+
+    def __init__(self, client: aioredis.Redis, timeout: float) -> None:
+        pool = client.connection_pool
+        kwargs = {**pool.connection_kwargs, "socket_timeout": None}
+        self._client, self._timeout = client, timeout
+        self._new: Callable[[], AbstractConnection] = lambda: pool.connection_class(**kwargs)
+        self._idle: list[AbstractConnection] = []
+
+    def register(self, text: str) -> Script:
+        return Script(self, self._client.register_script(text))
+
+    async def call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """The script's answer (an error reply raised as redis-py raises it)."""
+        try:
+            return await self._evalsha(script.sha, keys, args)
+        except NoScriptError:
+            await self._client.script_load(script.script)
+            return await self._evalsha(script.sha, keys, args)
+
+    async def _evalsha(self, sha: str, keys: list[str], args: list[Any]) -> Any:
+        conn = self._idle.pop() if self._idle else self._new()
+        try:
+            # An idle connection with something to read (Redis closed it, e.g. a restart) is
+            # not reused as it is: reconnected, as redis-py's pool does.
+            if conn.is_connected:
+                try:
+                    dirty = await conn.can_read()
+                except _UNAVAILABLE:
+                    dirty = True
+                if dirty:
+                    await conn.disconnect()
+            async with asyncio.timeout(self._timeout):
+                command = conn.pack_command("EVALSHA", sha, len(keys), *keys, *args)
+                await conn.send_packed_command(command, False)
+                reply = await conn.read_response()
+        except ResponseError:
+            self._idle.append(conn)  # an error reply, read whole: the connection is clean
+            raise
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        self._idle.append(conn)
+        return reply
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.disconnect()
+
+
+class Script:
+    """A Lua script called as ``await script(keys, args)``, through ``Scripts``."""
+
+    __slots__ = ("_calls", "script")
+
+    def __init__(self, calls: Scripts, script: AsyncScript) -> None:
+        self._calls, self.script = calls, script
+
+    def __call__(self, keys: list[str], args: list[Any] | None = None) -> Coroutine[Any, Any, Any]:
+        return self._calls.call(self.script, keys, args or [])
+
+
 class JournalWriter:
     """Journal entries written behind: a request does not wait for its entry, and one round
     trip (one script call) carries every entry queued meanwhile. Never raises: the journal is
@@ -250,8 +328,8 @@ class JournalWriter:
     BATCH = 256
     BACKLOG = 10_000
 
-    def __init__(self, client: aioredis.Redis, script: AsyncScript, keys: list[str]) -> None:
-        self._client, self._script, self._keys = client, script, keys
+    def __init__(self, script: Script, keys: list[str]) -> None:
+        self._script, self._keys = script, keys
         self._backlog: list[tuple[str, int]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.dropped = 0
@@ -275,19 +353,12 @@ class JournalWriter:
         while self._backlog:
             batch = self._backlog[: self.BATCH]
             del self._backlog[: self.BATCH]
+            # One script call for the whole batch (not a pipeline of one per entry: the
+            # client's CPU per command is what a worker on Redis spends most on).
+            flat: list[str | int] = []
+            for data, limit in batch:
+                flat += (data, limit)
             try:
-                try:
-                    await self._write(batch)
-                except NoScriptError:  # a restarted Redis forgot the script: once more
-                    await self._client.script_load(self._script.script)
-                    await self._write(batch)
+                await self._script(self._keys, flat)
             except (RedisError, OSError):
                 self.dropped += len(batch)
-
-    async def _write(self, batch: list[tuple[str, int]]) -> None:
-        # One EVALSHA for the whole batch (not a pipeline of one per entry: the client's
-        # CPU per command is what a worker on Redis spends most on).
-        flat: list[str | int] = []
-        for data, limit in batch:
-            flat += (data, limit)
-        await self._client.evalsha(self._script.sha, len(self._keys), *self._keys, *flat)
