@@ -308,11 +308,6 @@ class RedisStore(Store):
     async def _drain(self) -> None:
         await self._journal_writer.drain()
 
-    @property
-    def journal_dropped(self) -> int:
-        """Journal entries lost to a Redis outage or an overflowing backlog."""
-        return self._journal_writer.dropped
-
     @guard_read
     async def list_journal(self) -> list[dict[str, Any]]:
         await self._drain()

@@ -4,6 +4,7 @@ counting round trips, a request's snapshot, and reading stored values back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import json
@@ -322,7 +323,7 @@ class Script:
 class JournalWriter:
     """Journal entries written behind: a request does not wait for its entry, and one round
     trip (one script call) carries every entry queued meanwhile. Never raises: the journal is
-    diagnostics, and an outage must not fail the requests it records."""
+    diagnostics, and an outage must not fail the requests it records (its entries are lost)."""
 
     #: Entries per round trip, and at most kept waiting (the oldest are dropped first).
     BATCH = 256
@@ -332,12 +333,10 @@ class JournalWriter:
         self._script, self._keys = script, keys
         self._backlog: list[tuple[str, int]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self.dropped = 0
 
     def add(self, entry: str, limit: int) -> None:
         self._backlog.append((entry, limit))
         if len(self._backlog) > self.BACKLOG:
-            self.dropped += len(self._backlog) - self.BACKLOG
             del self._backlog[: -self.BACKLOG]
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
@@ -358,7 +357,5 @@ class JournalWriter:
             flat: list[str | int] = []
             for data, limit in batch:
                 flat += (data, limit)
-            try:
+            with contextlib.suppress(RedisError, OSError):  # an outage: these entries are lost
                 await self._script(self._keys, flat)
-            except (RedisError, OSError):
-                self.dropped += len(batch)
