@@ -4,7 +4,9 @@ prefix, a clear 503-style error when Redis is away)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import os
 import signal
 import time
@@ -17,7 +19,7 @@ from redis.asyncio.connection import Connection
 from emulator.errors import StoreUnavailable
 from emulator.stores import Store, open_store
 from emulator.stores.redis import RedisStore
-from emulator.stores.redis.support import counting_connection
+from emulator.stores.redis.support import TaskReader, counting_connection, task_of
 
 from .redis_server import RedisServer, free_port, running_redis
 from .store_contract import StoreContract, gather, make_charge, make_rule, make_task, place
@@ -282,6 +284,26 @@ async def test_a_script_timed_out_on_a_hung_redis_leaves_no_answer_for_a_later_c
     finally:
         await store.close()
         server.remove()
+
+
+def test_a_task_decoded_once_is_read_back_with_each_reads_own_polls_and_end() -> None:
+    # The store decodes a task's JSON once and copies the result per read: no read may see
+    # another read's polls, end or forced schedule, and the reads equal a full decode.
+    task = make_task(1, steps=3)
+    stored = {k: v for k, v in task.to_dict().items() if k not in ("polls", "finished_at")}
+    data = json.dumps(stored)
+    forced = json.dumps(make_task(2, queued_s=0.5).to_dict()["schedule"])
+    reader = TaskReader()
+    reads = [(data, b"2", b"7.5", None), (data, 0, None, None), (data, b"3", None, forced)]
+    for _ in range(2):
+        for read in reads:
+            assert reader(*read) == task_of(*read)
+    assert reader(data, b"2", b"7.5").polls == 2 and reader(data, b"2", b"7.5").finished_at == 7.5
+    assert reader(data, 0) == task
+    for number in range(TaskReader.LIMIT + 5):  # bounded: forgets when full, still right
+        other = make_task(number)
+        raw = json.dumps({k: v for k, v in other.to_dict().items() if k != "polls"})
+        assert reader(raw, 1) == dataclasses.replace(other, polls=1)
 
 
 def test_commands_are_packed_byte_for_byte_as_redis_py_packs_them() -> None:

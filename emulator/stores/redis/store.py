@@ -42,6 +42,7 @@ from .support import (
     RequestScope,
     Scripts,
     Snapshot,
+    TaskReader,
     charge_of,
     check_url,
     counting_connection,
@@ -92,6 +93,7 @@ class RedisStore(Store):
         self._redis = aioredis.Redis(connection_pool=pool)
         self._p = f"{prefix}:"
         self._scripts = Scripts(self._redis, timeout)
+        self._task_of = TaskReader()
         s = self._scripts.register
         self._insert_held, self._snapshot = s(lua.INSERT_HELD), s(lua.SNAPSHOT)
         self._force, self._expire = s(lua.FORCE), s(lua.EXPIRE)
@@ -163,7 +165,7 @@ class RedisStore(Store):
         scope.clock = 0.0 if clock is None else float(clock)
         if task_id is not None and data is not None:
             scope.charges[task_id] = None if state is None else text(state)
-        return None if data is None else task_of(data, polls, end, forced)
+        return None if data is None else self._task_of(data, polls, end, forced)
 
     def _forget(self) -> None:
         """A write to the rules or the clock: this request's snapshot no longer holds."""
@@ -201,7 +203,7 @@ class RedisStore(Store):
         data, polls, end, forced = await self._redis.hmget(
             self._k("task", task_id), ["d", "p", "e", "f"]
         )
-        return None if data is None else task_of(data, polls or 0, end, forced)
+        return None if data is None else self._task_of(data, polls or 0, end, forced)
 
     @guard
     async def count_poll(

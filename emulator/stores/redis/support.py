@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import inspect
 import json
 import math
+import operator
 import time
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar, Token
@@ -180,6 +182,45 @@ def task_of(
     if end and raw["schedule"].get("steps") is not None:
         raw["finished_at"] = float(end)
     return Task.from_dict(raw)
+
+
+_TASK_FIELDS = tuple(field.name for field in dataclasses.fields(Task))
+_task_values = operator.attrgetter(*_TASK_FIELDS)
+_POLLS, _FINISHED_AT = _TASK_FIELDS.index("polls"), _TASK_FIELDS.index("finished_at")
+
+
+class TaskReader:
+    """``task_of`` with each task's JSON decoded once per process: a task's JSON never changes
+    once stored (its polls, end and forced schedule are other fields), so the task decoded from
+    the same bytes is the same, and each read only copies it with its polls and end (as the
+    memory store copies a polled task). JSON decoding and building the task's dataclasses were
+    the largest part of reading it. Keeps at most ``LIMIT`` decoded tasks (forgets them all
+    when full: those still polled come back at their next read)."""
+
+    LIMIT = 2048
+
+    def __init__(self) -> None:
+        self._decoded: dict[bytes | str, Task] = {}
+
+    def __call__(
+        self,
+        data: bytes | str,
+        polls: bytes | str | int,
+        end: bytes | str | None = None,
+        forced: bytes | str | None = None,
+    ) -> Task:
+        if forced:  # rare (a forced outcome): decoded in full
+            return task_of(data, polls, end, forced)
+        task = self._decoded.get(data)
+        if task is None:
+            if len(self._decoded) >= self.LIMIT:
+                self._decoded.clear()
+            task = self._decoded[data] = task_of(data, 0)
+        values = list(_task_values(task))
+        values[_POLLS] = int(polls)
+        if end and task.schedule.steps is not None:
+            values[_FINISHED_AT] = float(end)
+        return Task(*values)
 
 
 #: A charge's hash fields: its JSON as held, then what the hold and settling set.
