@@ -19,7 +19,8 @@ from redis.asyncio.connection import Connection
 from emulator.errors import StoreUnavailable
 from emulator.stores import Store, open_store
 from emulator.stores.redis import RedisStore
-from emulator.stores.redis.support import TaskReader, counting_connection, task_of
+from emulator.stores.redis.support import counting_connection
+from emulator.stores.redis.values import TaskReader, task_of
 
 from .redis_server import RedisServer, free_port, running_redis
 from .store_contract import StoreContract, gather, make_charge, make_rule, make_task, place
@@ -294,7 +295,11 @@ def test_a_task_decoded_once_is_read_back_with_each_reads_own_polls_and_end() ->
     data = json.dumps(stored)
     forced = json.dumps(make_task(2, queued_s=0.5).to_dict()["schedule"])
     reader = TaskReader()
-    reads = [(data, b"2", b"7.5", None), (data, 0, None, None), (data, b"3", None, forced)]
+    reads: list[tuple[str, bytes | int, bytes | None, str | None]] = [
+        (data, b"2", b"7.5", None),
+        (data, 0, None, None),
+        (data, b"3", None, forced),
+    ]
     for _ in range(2):
         for read in reads:
             assert reader(*read) == task_of(*read)

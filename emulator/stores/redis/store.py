@@ -37,22 +37,24 @@ from ...core.tasks import Task, ended_at, images_returned
 from ..base import Expiry, Forced, Now, Placed, Store
 from . import scripts as lua
 from .support import (
-    CHARGE_FIELDS,
     JournalWriter,
     RequestScope,
     Scripts,
     Snapshot,
-    TaskReader,
-    charge_of,
     check_url,
     counting_connection,
     deadline,
-    end_poll,
     glob_escape,
     guard,
     guard_read,
-    number,
     quiet_handshake,
+)
+from .values import (
+    CHARGE_FIELDS,
+    TaskReader,
+    charge_of,
+    end_poll,
+    number,
     rule_of,
     task_of,
     text,
