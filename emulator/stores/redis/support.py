@@ -170,13 +170,19 @@ def check_url(url: str) -> None:
         raise ValueError(f"store {url!r} is not a usable Redis URL: {exc}") from None
 
 
+#: What an idle connection is asked before reuse: "is there anything to read (or has Redis
+#: closed it)". redis-py 8 named it ``can_read``; earlier versions (the pin allows 5 to 8) only
+#: have ``can_read_destructive``, which 8 deprecates.
+_CAN_READ = "can_read" if hasattr(AbstractConnection, "can_read") else "can_read_destructive"
+
+
 class Scripts:
     """Lua scripts sent on connections of the store's own, not through ``Redis``'s command
     path: every step on a request's path is one script, and redis-py's generic path (its pool's
     lock and bookkeeping, a retry wrapper, metrics hooks, a task per send for the socket
     timeout) cost the worker more than the rest of a poll (callgrind). Only public
     ``Connection`` methods are used: ``pack_command``, ``send_packed_command``,
-    ``read_response``, ``can_read``, ``disconnect``.
+    ``read_response``, ``can_read`` (``_CAN_READ``), ``disconnect``.
 
     One idle list of connections, reused last in first out; a connection comes back to it only
     after its answer was read whole (an error reply included), so no answer is ever read by the
@@ -212,7 +218,7 @@ class Scripts:
             # not reused as it is: reconnected, as redis-py's pool does.
             if conn.is_connected:
                 try:
-                    dirty = await conn.can_read()
+                    dirty = await getattr(conn, _CAN_READ)()
                 except _UNAVAILABLE:
                     dirty = True
                 if dirty:
