@@ -248,7 +248,19 @@ WARM = "warm-up: submit, advance, poll (first use: scripts loaded, expiry sweep)
 STEPS = ("submit", "poll (running)", "advance clock", "poll (ended: settles)", "poll (settled)")
 #: Not on a request's path: loading scripts (once per Redis) and the control plane's clock.
 OFF_PATH = ("SCRIPT", "ADVANCE")
-JOURNAL_ROW = "JOURNAL (1 entry)"
+#: The journal's row: one call of the batch script (JOURNAL), replayed as captured, with the
+#: entries that call carried (the store writes every entry queued meanwhile in one call).
+JOURNAL_ROW = "JOURNAL (one batch call of {entries})"
+
+
+def journal_entries(call: Call) -> int:
+    """Entries one JOURNAL call carries: two arguments each (JSON, limit) after its keys."""
+    numkeys = int(call.args[2])
+    return (len(call.args) - 3 - numkeys) // 2
+
+
+def journal_row(entries: int) -> str:
+    return JOURNAL_ROW.format(entries=f"{entries} entr{'y' if entries == 1 else 'ies'}")
 
 
 def capture(redis_port: int, base: str) -> tuple[dict[str, list[Call]], list[Call], str]:
@@ -346,13 +358,18 @@ def benchmarks(
             fresh = step in (WARM, "submit")
             wanted.setdefault(label, replayable(call, captured_at, fresh))
     written = [c for c in journal if c.inner]  # not the attempts answered NOSCRIPT
+    entries = {}
     if written:
-        wanted.setdefault(JOURNAL_ROW, replayable(written[0], captured_at, False))
+        label = journal_row(journal_entries(written[0]))
+        entries[label] = journal_entries(written[0])
+        wanted.setdefault(label, replayable(written[0], captured_at, False))
     for label, command in PLAIN:
         wanted[label] = [a.replace("{id}", task_id) for a in command]
     rows = []
     for label, command in wanted.items():
         row: dict[str, Any] = {"command": label}
+        if label in entries:
+            row["journal_entries"] = entries[label]
         for pipeline in (1, 16):
             cpu = cpu_seconds(pid)
             result = redis_benchmark(port, command, args.requests, args.clients, pipeline)
@@ -364,8 +381,9 @@ def benchmarks(
 
 def _busy_cost(steps: dict[str, list[Call]], rows: list[dict[str, Any]], step: str) -> float | None:
     """Redis CPU µs of one request of ``step`` while Redis is busy: its calls one per round
-    trip (as redis-benchmark ran them without pipelining) plus one journal entry (written in
-    batches: the pipelined figure)."""
+    trip (as redis-benchmark ran them without pipelining) plus its journal entry: the JOURNAL
+    call's pipelined figure over the entries that call carried (entries are written in
+    batches; a batch of one, as captured between sequential requests, is an upper bound)."""
     names = script_names()
     cpu = {row["command"]: row for row in rows}
     total = 0.0
@@ -374,8 +392,11 @@ def _busy_cost(steps: dict[str, list[Call]], rows: list[dict[str, Any]], step: s
         if row is None:
             return None
         total += row["p1"]["redis_cpu_us"]
-    journal = cpu.get(JOURNAL_ROW)
-    return None if journal is None else total + journal["p16"]["redis_cpu_us"]
+    journal = next((row for row in rows if "journal_entries" in row), None)
+    if journal is None:
+        return None
+    per_entry: float = journal["p16"]["redis_cpu_us"] / journal["journal_entries"]
+    return total + per_entry
 
 
 def on_paper(

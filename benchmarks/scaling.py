@@ -13,7 +13,9 @@ Prints a Markdown table: requests per second; Redis round trips per request as t
 counts them (``/_emulator/health`` -> ``store.round_trips``; with several workers each health
 answer comes from one of them, so that column is left empty there); the Redis commands per
 request as Redis counts them (``INFO commandstats``; a script is one call plus the commands it
-runs); and redis-server's own CPU time per request (from /proc). ``--json`` also writes the
+runs); redis-server's own CPU time per request, and the emulator's (every worker process
+together), both from /proc: on a machine shared with other work, CPU per request moves far less
+than requests per second. ``--json`` also writes the
 figures for ``make bench``'s targets. Loopback only.
 """
 
@@ -56,6 +58,22 @@ def cpu_seconds(pid: int) -> float:
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rfind(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and every process under it (uvicorn's workers, with
+    ``--workers``), those alive now."""
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            total += cpu_seconds(current)
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # gone meanwhile
+    return total
 
 
 def free_port() -> int:
@@ -120,11 +138,17 @@ class Phase:
     round_trips: int | None
     calls: int | None
     redis_cpu: float | None
+    worker_cpu: float | None = None
 
     @property
     def redis_us(self) -> float | None:
         """redis-server's CPU microseconds per request."""
         return None if self.redis_cpu is None else self.redis_cpu / self.requests * 1e6
+
+    @property
+    def worker_us(self) -> float | None:
+        """The emulator's CPU microseconds per request (all its workers together)."""
+        return None if self.worker_cpu is None else self.worker_cpu / self.requests * 1e6
 
     @property
     def rate(self) -> float:
@@ -197,10 +221,12 @@ def measure(
     redis_port: int | None,
     workers: int,
     redis_pid: int | None = None,
+    emulator_pid: int | None = None,
 ) -> Phase:
     trips = health_round_trips(base) if workers == 1 else None
     calls = redis_calls(redis_port) if redis_port else None
     cpu = cpu_seconds(redis_pid) if redis_pid else None
+    worker = tree_cpu_seconds(emulator_pid) if emulator_pid else None
     if shutil.which("wrk"):
         requests, seconds, errors = run_wrk(
             target, wrk_lua(folder, method), args.connections, args.seconds
@@ -210,6 +236,7 @@ def measure(
             httpx_load(target, method, args.connections, args.seconds)
         )
     after_cpu = cpu_seconds(redis_pid) if redis_pid else None
+    after_worker = tree_cpu_seconds(emulator_pid) if emulator_pid else None
     after_trips = health_round_trips(base) if workers == 1 else None
     after_calls = redis_calls(redis_port) if redis_port else None
     return Phase(
@@ -219,6 +246,7 @@ def measure(
         None if trips is None or after_trips is None else after_trips - trips - 1,
         None if calls is None or after_calls is None else after_calls - calls,
         None if cpu is None or after_cpu is None else after_cpu - cpu,
+        None if worker is None or after_worker is None else after_worker - worker,
     )
 
 
@@ -253,9 +281,9 @@ def bench_one(
         # Warm up (every worker up, connections and scripts loaded), then measure.
         warm = argparse.Namespace(**{**vars(args), "seconds": 1.0})
         measure(base, task_url, "GET", warm, folder, None, 2)
-        poll = measure(base, task_url, "GET", args, folder, redis_port, workers, redis_pid)
-        submits = f"{base}/v1/images/tasks"
-        submit = measure(base, submits, "POST", args, folder, redis_port, workers, redis_pid)
+        facts = (folder, redis_port, workers, redis_pid, process.pid)
+        poll = measure(base, task_url, "GET", args, *facts)
+        submit = measure(base, f"{base}/v1/images/tasks", "POST", args, *facts)
         return poll, submit
     finally:
         stop(process)
@@ -276,6 +304,8 @@ def _row(store: str, workers: int, poll: Phase, submit: Phase) -> dict[str, obje
         "redis_calls_per_submit": per(submit, submit.calls),
         "redis_cpu_us_per_poll": poll.redis_us,
         "redis_cpu_us_per_submit": submit.redis_us,
+        "worker_cpu_us_per_poll": poll.worker_us,
+        "worker_cpu_us_per_submit": submit.worker_us,
         "errors": poll.errors + submit.errors,
     }
 
@@ -309,9 +339,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         "| store | workers | polls/s | submits/s | round trips per poll / submit "
-        "| Redis calls per poll / submit | Redis CPU µs per poll / submit | errors |"
+        "| Redis calls per poll / submit | Redis CPU µs per poll / submit "
+        "| emulator CPU µs per poll / submit | errors |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['store']} | {row['workers']} | {_text(row['polls_per_s'], 0)} "
@@ -319,7 +350,9 @@ def main(argv: list[str] | None = None) -> None:
             f"| {_text(row['round_trips_per_poll'])} / {_text(row['round_trips_per_submit'])} "
             f"| {_text(row['redis_calls_per_poll'])} / {_text(row['redis_calls_per_submit'])} "
             f"| {_text(row['redis_cpu_us_per_poll'], 1)} / "
-            f"{_text(row['redis_cpu_us_per_submit'], 1)} | {row['errors']} |"
+            f"{_text(row['redis_cpu_us_per_submit'], 1)} "
+            f"| {_text(row['worker_cpu_us_per_poll'], 1)} / "
+            f"{_text(row['worker_cpu_us_per_submit'], 1)} | {row['errors']} |"
         )
     if args.json:
         facts = {"cores": cores(), "connections": args.connections, "seconds": args.seconds}

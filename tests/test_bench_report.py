@@ -144,3 +144,24 @@ def test_a_scaling_row_with_errors_makes_its_targets_unknown() -> None:
     verdicts = _verdicts({"quick": False, "scaling": {"results": {"cores": 2, "rows": rows}}})
     assert verdicts["polls, 1 worker on Redis ÷ 1 in memory"] == "UNKNOWN"
     assert verdicts["polls, 2 workers on Redis ÷ 1 (adds throughput)"] == "UNKNOWN"
+
+
+def test_the_journal_row_names_its_batch_and_a_request_pays_one_entry_of_it() -> None:
+    # The journal is written by one JOURNAL script call per batch: the row says how many
+    # entries the replayed call carried, and a request's busy cost takes its share of it.
+    batch = redis_capacity.Call([b"EVALSHA", b"sha", b"2", b"p:journal", b"p:seq:journal"])
+    batch.args += [b'{"i": 1}', b"500", b'{"i": 2}', b"500", b'{"i": 3}', b"500"]
+    assert redis_capacity.journal_entries(batch) == 3
+    assert redis_capacity.journal_row(3) == "JOURNAL (one batch call of 3 entries)"
+    assert redis_capacity.journal_row(1) == "JOURNAL (one batch call of 1 entry)"
+    poll = redis_capacity.Call([b"HMGET", b"p:task:x", b"d"], inner=["HMGET"])
+    rows: list[dict[str, Any]] = [
+        {"command": "HMGET", "p1": {"redis_cpu_us": 50.0}, "p16": {"redis_cpu_us": 10.0}},
+        {
+            "command": redis_capacity.journal_row(3),
+            "journal_entries": 3,
+            "p1": {"redis_cpu_us": 90.0},
+            "p16": {"redis_cpu_us": 30.0},
+        },
+    ]
+    assert redis_capacity._busy_cost({"poll": [poll]}, rows, "poll") == 60.0

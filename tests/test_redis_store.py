@@ -4,7 +4,9 @@ prefix, a clear 503-style error when Redis is away)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import os
 import signal
 import time
@@ -12,10 +14,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from redis.asyncio.connection import Connection
 
 from emulator.errors import StoreUnavailable
 from emulator.stores import Store, open_store
 from emulator.stores.redis import RedisStore
+from emulator.stores.redis.support import counting_connection
+from emulator.stores.redis.values import TaskReader, task_of
 
 from .redis_server import RedisServer, free_port, running_redis
 from .store_contract import StoreContract, gather, make_charge, make_rule, make_task, place
@@ -251,6 +256,75 @@ async def test_a_hung_redis_is_a_store_unavailable_after_the_timeout_not_a_hang(
     finally:
         await store.close()
         server.remove()
+
+
+async def test_a_script_timed_out_on_a_hung_redis_leaves_no_answer_for_a_later_call() -> None:
+    # Scripts go over the store's own connections: one whose answer did not come in time must
+    # not be reused, or the late answer (here a LATE refusal and an empty rule list) would be
+    # read as the answer to the next call.
+    server = RedisServer().start()
+    store = RedisStore(server.url, "hung-script", timeout=0.5)
+    assert server.process is not None
+    task = make_task(1)
+    try:
+        await place(store, task)
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await store.count_poll(task.task_id)
+            with pytest.raises(StoreUnavailable):
+                await store.list_faults()  # a read: tried twice
+            assert time.monotonic() - started < 4.0
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        await store.add_fault(make_rule("a"))
+        assert [rule.id for rule in await store.list_faults()] == ["a"]
+        counted = await store.count_poll(task.task_id)
+        assert counted is not None and counted.polls == 1  # the late poll did not count
+    finally:
+        await store.close()
+        server.remove()
+
+
+def test_a_task_decoded_once_is_read_back_with_each_reads_own_polls_and_end() -> None:
+    # The store decodes a task's JSON once and copies the result per read: no read may see
+    # another read's polls, end or forced schedule, and the reads equal a full decode.
+    task = make_task(1, steps=3)
+    stored = {k: v for k, v in task.to_dict().items() if k not in ("polls", "finished_at")}
+    data = json.dumps(stored)
+    forced = json.dumps(make_task(2, queued_s=0.5).to_dict()["schedule"])
+    reader = TaskReader()
+    reads: list[tuple[str, bytes | int, bytes | None, str | None]] = [
+        (data, b"2", b"7.5", None),
+        (data, 0, None, None),
+        (data, b"3", None, forced),
+    ]
+    for _ in range(2):
+        for read in reads:
+            assert reader(*read) == task_of(*read)
+    assert reader(data, b"2", b"7.5").polls == 2 and reader(data, b"2", b"7.5").finished_at == 7.5
+    assert reader(data, 0) == task
+    for number in range(TaskReader.LIMIT + 5):  # bounded: forgets when full, still right
+        other = make_task(number)
+        raw = json.dumps({k: v for k, v in other.to_dict().items() if k != "polls"})
+        assert reader(raw, 1) == dataclasses.replace(other, polls=1)
+
+
+def test_commands_are_packed_byte_for_byte_as_redis_py_packs_them() -> None:
+    # The store packs with hiredis (C) instead of redis-py's Python packer; if either changes
+    # how it writes an argument, this fails instead of Redis receiving something else.
+    ours, theirs = counting_connection([0])(), Connection()
+    commands: list[tuple[Any, ...]] = [
+        ("EVALSHA", "f" * 40, 2, "p:journal", "p:seq:journal", '{"a": "é"}', 200),
+        ("SET", b"p:blob:ref:x", b"\x00\xff" * 5000, "EX", 86400),
+        ("HMGET", "p:task:x", "d", "p", "e", "f"),
+        ("X", 0, -1, 1.5, 0.1, 1e100, float("inf"), "", b""),
+        ("SCRIPT LOAD", "return 1"),
+        ("CLIENT", "SETNAME", "x"),
+    ]
+    for command in commands:
+        assert b"".join(ours.pack_command(*command)) == b"".join(theirs.pack_command(*command))
 
 
 async def test_the_store_reconnects_by_itself_after_a_redis_restart() -> None:

@@ -1,5 +1,6 @@
 """State in Redis, shared by workers and hosts: the store (``store``), its Lua scripts
-(``scripts``) and what is not a store operation (``support``)."""
+(``scripts``), what is not a store operation (``support``) and how values are kept
+(``values``)."""
 
 from __future__ import annotations
 

@@ -37,20 +37,24 @@ from ...core.tasks import Task, ended_at, images_returned
 from ..base import Expiry, Forced, Now, Placed, Store
 from . import scripts as lua
 from .support import (
-    CHARGE_FIELDS,
     JournalWriter,
     RequestScope,
+    Scripts,
     Snapshot,
-    charge_of,
     check_url,
     counting_connection,
     deadline,
-    end_poll,
     glob_escape,
     guard,
     guard_read,
-    number,
     quiet_handshake,
+)
+from .values import (
+    CHARGE_FIELDS,
+    TaskReader,
+    charge_of,
+    end_poll,
+    number,
     rule_of,
     task_of,
     text,
@@ -90,7 +94,9 @@ class RedisStore(Store):
         )
         self._redis = aioredis.Redis(connection_pool=pool)
         self._p = f"{prefix}:"
-        s = self._redis.register_script
+        self._scripts = Scripts(self._redis, timeout)
+        self._task_of = TaskReader()
+        s = self._scripts.register
         self._insert_held, self._snapshot = s(lua.INSERT_HELD), s(lua.SNAPSHOT)
         self._force, self._expire = s(lua.FORCE), s(lua.EXPIRE)
         self._settle, self._settle_due = s(lua.SETTLE), s(lua.SETTLE_DUE)
@@ -100,9 +106,8 @@ class RedisStore(Store):
         self._list, self._list_faults = s(lua.LIST), s(lua.LIST_FAULTS)
         self._scope: ContextVar[Snapshot | None] = ContextVar(f"scope{id(self)}", default=None)
         self.request_scope = self._scoped
-        self._journal = s(lua.JOURNAL)
         keys = [self._k("journal"), self._k("seq", "journal")]
-        self._journal_writer = JournalWriter(self._redis, self._journal, keys)
+        self._journal_writer = JournalWriter(s(lua.JOURNAL), keys)
 
     @property
     def round_trips(self) -> int:
@@ -137,6 +142,7 @@ class RedisStore(Store):
 
     async def close(self) -> None:
         await self._drain()
+        await self._scripts.close()
         await self._redis.aclose(close_connection_pool=True)  # the pool is ours (made above)
 
     # -- one snapshot per request (Store.request_scope, set in __init__) -----------------------
@@ -161,7 +167,7 @@ class RedisStore(Store):
         scope.clock = 0.0 if clock is None else float(clock)
         if task_id is not None and data is not None:
             scope.charges[task_id] = None if state is None else text(state)
-        return None if data is None else task_of(data, polls, end, forced)
+        return None if data is None else self._task_of(data, polls, end, forced)
 
     def _forget(self) -> None:
         """A write to the rules or the clock: this request's snapshot no longer holds."""
@@ -199,7 +205,7 @@ class RedisStore(Store):
         data, polls, end, forced = await self._redis.hmget(
             self._k("task", task_id), ["d", "p", "e", "f"]
         )
-        return None if data is None else task_of(data, polls or 0, end, forced)
+        return None if data is None else self._task_of(data, polls or 0, end, forced)
 
     @guard
     async def count_poll(
@@ -305,11 +311,6 @@ class RedisStore(Store):
 
     async def _drain(self) -> None:
         await self._journal_writer.drain()
-
-    @property
-    def journal_dropped(self) -> int:
-        """Journal entries lost to a Redis outage or an overflowing backlog."""
-        return self._journal_writer.dropped
 
     @guard_read
     async def list_journal(self) -> list[dict[str, Any]]:

@@ -1,19 +1,19 @@
 """The parts of ``RedisStore`` that are not store operations: turning Redis trouble into a 503,
-counting round trips, a request's snapshot, and reading stored values back."""
+counting round trips, a request's snapshot, sending scripts, and the journal written behind."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
-import json
-import math
 import time
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection, Connection
 from redis.commands.core import AsyncScript
@@ -21,9 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ...core.billing import Charge, ChargeState, Trimmed
 from ...core.faults import FaultRule
-from ...core.tasks import Task
 from ...errors import StoreUnavailable
 
 P = ParamSpec("P")
@@ -128,12 +126,26 @@ def deadline(timeout: float) -> str:
 
 def counting_connection(counter: list[int]) -> type[Connection]:
     """A connection class counting what it sends: one send is one round trip (a pipeline or a
-    script is one send), so the count measures what each request costs."""
+    script is one send), so the count measures what each request costs.
+
+    It packs commands with hiredis's C ``pack_command`` (public), as redis-py's own synchronous
+    connection does when hiredis is installed: the asyncio connection packs in Python, about a
+    quarter of the client's instructions per script call (callgrind). Whatever hiredis will not
+    pack (a type it does not know) goes to redis-py's packer, which raises its own error."""
 
     class CountingConnection(Connection):
         async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
             counter[0] += 1
             await super().send_packed_command(command, check_health)
+
+        def pack_command(self, *args: Any) -> list[bytes]:
+            # redis-py sends a command name with a space ("SCRIPT LOAD") as two arguments.
+            if " " in args[0] if isinstance(args[0], str) else b" " in args[0]:
+                return super().pack_command(*args)
+            try:
+                return [hiredis.pack_command(args)]
+            except (TypeError, ValueError):
+                return super().pack_command(*args)
 
     return CountingConnection
 
@@ -143,74 +155,6 @@ def quiet_handshake() -> dict[str, Any]:
     if "driver_info" in inspect.signature(AbstractConnection.__init__).parameters:
         return {"driver_info": None}
     return {"lib_name": None, "lib_version": None}
-
-
-def text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
-def task_of(
-    data: bytes | str,
-    polls: bytes | str | int,
-    end: bytes | str | None = None,
-    forced: bytes | str | None = None,
-) -> Task:
-    """A task from its hash: the JSON as submitted, its polls, its end once known (kept in
-    the task only on the per_poll clock) and the schedule a forced outcome put in place."""
-    raw = json.loads(data)
-    raw["polls"] = int(polls)
-    if forced:
-        raw["schedule"] = json.loads(forced)
-    if end and raw["schedule"].get("steps") is not None:
-        raw["finished_at"] = float(end)
-    return Task.from_dict(raw)
-
-
-#: A charge's hash fields: its JSON as held, then what the hold and settling set.
-CHARGE_FIELDS = ("d", "state", "images", "amount", "settled_at", "taken", "refunded")
-
-
-def charge_of(row: list[Any]) -> Charge:
-    """A charge from its CHARGE_FIELDS values."""
-    data, state, images, amount, settled_at, taken, refunded = row
-    raw = json.loads(data)
-    raw.update(
-        state=text(state),
-        images=int(images),
-        amount=int(amount),
-        settled_at=float(settled_at) if settled_at else None,
-        taken=int(taken),
-        refunded=int(refunded),
-    )
-    return Charge(**raw)
-
-
-def trimmed_of(columns: list[dict[Any, Any]]) -> list[Trimmed]:
-    """``Trimmed`` rows from the hashes P:trimmed:<sum>, one per ``billing.SUMMED`` sum, each
-    keyed by owner\nkey\nmodel\nstate."""
-    rows = []
-    for group in columns[0]:
-        owner, key, model, state = text(group).split("\n")
-        sums = [int(column.get(group, 0)) for column in columns]
-        rows.append(Trimmed(owner, key, model, cast(ChargeState, state), *sums))
-    return rows
-
-
-def number(value: float | None) -> str:
-    """A float as Redis and Lua read it back exactly ('' for None, '+inf' for infinity)."""
-    if value is None:
-        return ""
-    return "+inf" if value == math.inf else repr(float(value))
-
-
-def end_poll(task: Task) -> str:
-    """The task's end poll as a script argument ('' on a time clock)."""
-    poll = task.schedule.end_poll
-    return "" if poll is None else str(poll)
-
-
-def rule_of(data: bytes | str) -> FaultRule:
-    return FaultRule.from_dict(json.loads(data))
 
 
 def glob_escape(text: str) -> str:
@@ -226,25 +170,107 @@ def check_url(url: str) -> None:
         raise ValueError(f"store {url!r} is not a usable Redis URL: {exc}") from None
 
 
+#: What an idle connection is asked before reuse: "is there anything to read (or has Redis
+#: closed it)". redis-py 8 named it ``can_read``; earlier versions (the pin allows 5 to 8) only
+#: have ``can_read_destructive``, which 8 deprecates.
+_CAN_READ = "can_read" if hasattr(AbstractConnection, "can_read") else "can_read_destructive"
+
+
+class Scripts:
+    """Lua scripts sent on connections of the store's own, not through ``Redis``'s command
+    path: every step on a request's path is one script, and redis-py's generic path (its pool's
+    lock and bookkeeping, a retry wrapper, metrics hooks, a task per send for the socket
+    timeout) cost the worker more than the rest of a poll (callgrind). Only public
+    ``Connection`` methods are used: ``pack_command``, ``send_packed_command``,
+    ``read_response``, ``can_read`` (``_CAN_READ``), ``disconnect``.
+
+    One idle list of connections, reused last in first out; a connection comes back to it only
+    after its answer was read whole (an error reply included), so no answer is ever read by the
+    wrong caller; any other failure (a timeout, a cancelled request, a reset socket) drops it.
+    The whole call, send and answer, is bounded by ``timeout`` (``socket_timeout`` is off on
+    these connections: one ``asyncio.timeout`` instead of a timer per read plus a task per
+    send); a timeout is a ``TimeoutError``, which ``guard`` turns into a 503. A call is never
+    resent, except after ``NOSCRIPT`` (the script did not run: a restarted Redis forgot it),
+    once, after loading it through ``client``."""
+
+    def __init__(self, client: aioredis.Redis, timeout: float) -> None:
+        pool = client.connection_pool
+        kwargs = {**pool.connection_kwargs, "socket_timeout": None}
+        self._client, self._timeout = client, timeout
+        self._new: Callable[[], AbstractConnection] = lambda: pool.connection_class(**kwargs)
+        self._idle: list[AbstractConnection] = []
+
+    def register(self, text: str) -> Script:
+        return Script(self, self._client.register_script(text))
+
+    async def call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """The script's answer (an error reply raised as redis-py raises it)."""
+        try:
+            return await self._evalsha(script.sha, keys, args)
+        except NoScriptError:
+            await self._client.script_load(script.script)
+            return await self._evalsha(script.sha, keys, args)
+
+    async def _evalsha(self, sha: str, keys: list[str], args: list[Any]) -> Any:
+        conn = self._idle.pop() if self._idle else self._new()
+        try:
+            # An idle connection with something to read (Redis closed it, e.g. a restart) is
+            # not reused as it is: reconnected, as redis-py's pool does.
+            if conn.is_connected:
+                try:
+                    dirty = await getattr(conn, _CAN_READ)()
+                except _UNAVAILABLE:
+                    dirty = True
+                if dirty:
+                    await conn.disconnect()
+            async with asyncio.timeout(self._timeout):
+                command = conn.pack_command("EVALSHA", sha, len(keys), *keys, *args)
+                await conn.send_packed_command(command, False)
+                reply = await conn.read_response()
+        except ResponseError:
+            self._idle.append(conn)  # an error reply, read whole: the connection is clean
+            raise
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        self._idle.append(conn)
+        return reply
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.disconnect()
+
+
+class Script:
+    """A Lua script called as ``await script(keys, args)``, through ``Scripts``."""
+
+    __slots__ = ("_calls", "script")
+
+    def __init__(self, calls: Scripts, script: AsyncScript) -> None:
+        self._calls, self.script = calls, script
+
+    def __call__(self, keys: list[str], args: list[Any] | None = None) -> Coroutine[Any, Any, Any]:
+        return self._calls.call(self.script, keys, args or [])
+
+
 class JournalWriter:
     """Journal entries written behind: a request does not wait for its entry, and one round
     trip (one script call) carries every entry queued meanwhile. Never raises: the journal is
-    diagnostics, and an outage must not fail the requests it records."""
+    diagnostics, and an outage must not fail the requests it records (its entries are lost)."""
 
     #: Entries per round trip, and at most kept waiting (the oldest are dropped first).
     BATCH = 256
     BACKLOG = 10_000
 
-    def __init__(self, client: aioredis.Redis, script: AsyncScript, keys: list[str]) -> None:
-        self._client, self._script, self._keys = client, script, keys
+    def __init__(self, script: Script, keys: list[str]) -> None:
+        self._script, self._keys = script, keys
         self._backlog: list[tuple[str, int]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self.dropped = 0
 
     def add(self, entry: str, limit: int) -> None:
         self._backlog.append((entry, limit))
         if len(self._backlog) > self.BACKLOG:
-            self.dropped += len(self._backlog) - self.BACKLOG
             del self._backlog[: -self.BACKLOG]
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
@@ -260,19 +286,10 @@ class JournalWriter:
         while self._backlog:
             batch = self._backlog[: self.BATCH]
             del self._backlog[: self.BATCH]
-            try:
-                try:
-                    await self._write(batch)
-                except NoScriptError:  # a restarted Redis forgot the script: once more
-                    await self._client.script_load(self._script.script)
-                    await self._write(batch)
-            except (RedisError, OSError):
-                self.dropped += len(batch)
-
-    async def _write(self, batch: list[tuple[str, int]]) -> None:
-        # One EVALSHA for the whole batch (not a pipeline of one per entry: the client's
-        # CPU per command is what a worker on Redis spends most on).
-        flat: list[str | int] = []
-        for data, limit in batch:
-            flat += (data, limit)
-        await self._client.evalsha(self._script.sha, len(self._keys), *self._keys, *flat)
+            # One script call for the whole batch (not a pipeline of one per entry: the
+            # client's CPU per command is what a worker on Redis spends most on).
+            flat: list[str | int] = []
+            for data, limit in batch:
+                flat += (data, limit)
+            with contextlib.suppress(RedisError, OSError):  # an outage: these entries are lost
+                await self._script(self._keys, flat)
