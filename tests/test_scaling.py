@@ -309,7 +309,10 @@ def test_journal_entries_are_written_behind_in_batches(redis_server: RedisServer
 
     spent, entries = asyncio.run(run())
     assert entries == 50
-    assert spent <= 50 + 10  # one read per poll; the 50 entries took a handful of writes
+    # One read per poll; the 50 entries shared their writes: how many depends on when the
+    # replies came back (a handful on a quiet machine, up to ~35 under a load average of 12),
+    # but written one by one they would take 50.
+    assert spent < 50 + 50
 
 
 def test_redis_restart_gives_503s_then_recovers_without_losing_tasks() -> None:
