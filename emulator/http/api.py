@@ -28,7 +28,7 @@ from .effects import DropConnection, after, before
 from .guard import emulator_of as _emulator
 from .journal import record
 from .submission import read_submission
-from .terminal import TerminalAnswers
+from .terminal import KeptAnswer, TerminalAnswers
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -255,12 +255,11 @@ async def get_task(request: Request) -> Response:
         *(settings.envelope, settings.error_shape, settings.always_list_results),
         settings.public_base_url,
     )
-    content = answers.get(kept_as)
-    if content is None:
+    kept = answers.get(kept_as)
+    if kept is None:
         body = task_body(settings, emulator.results, task, obs, base)
-        content = _encode_json(body).encode("utf-8")
-        answers.keep(kept_as, content)
-    return after(rule, Response(content, media_type="application/json"))
+        kept = answers.keep(kept_as, _encode_json(body).encode("utf-8"), "application/json")
+    return after(rule, KeptAnswer(kept))
 
 
 @journaled("result")
