@@ -8,9 +8,10 @@ cases these two routes do not have. `Dispatch` sends ``POST /v1/images/tasks`` a
 ``GET``/``HEAD /v1/images/tasks/{task_id}`` straight to their handlers and does by hand what
 those layers would do for them, the same way:
 
-- the route matched by the route's own rules (its ``path_regex``; the path relative to
-  ``root_path`` as Starlette's router computes it), and only for the methods the route
-  accepts: anything else (a 405 with its Allow header, a redirect, a 404) is Starlette's;
+- the route matched by the route's own rules (its ``path_regex``, checked to be the one
+  applied here; the path relative to ``root_path`` as Starlette's router computes it), and
+  only for the methods the route accepts: anything else (a 405 with its Allow header, a
+  redirect, a 404) is Starlette's;
 - the scope keys Starlette sets on the way (``app``, ``router``, ``route``, ``endpoint``,
   ``path_params``), so handlers and whatever reads the scope after see the same;
 - a refusal rendered by the app's own exception handler (``EmulatorError``, Starlette's
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from re import Pattern
 from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 SUBMIT_PATH = "/v1/images/tasks"
 POLL_PATH = "/v1/images/tasks/{task_id}"
 POLL_PREFIX = "/v1/images/tasks/"
+#: The poll route's regex as Starlette compiles it: `match` applies it by string methods.
+POLL_REGEX = "^/v1/images/tasks/(?P<task_id>[^/]+)$"
 
 #: An exception handler as the app installs them (`errors.exception_handlers`): async, and
 #: always answers.
@@ -55,7 +57,7 @@ Renderer = Callable[[Request, Exception], Awaitable[Response]]
 class Dispatch:
     """Serves the two hot routes of one app; `match` says whether a request is theirs."""
 
-    __slots__ = ("_app", "_error_handler", "_handlers", "_poll", "_poll_regex", "_submit")
+    __slots__ = ("_app", "_error_handler", "_handlers", "_poll", "_submit")
 
     def __init__(
         self,
@@ -68,7 +70,6 @@ class Dispatch:
         self._app = app
         self._submit = submit
         self._poll = poll
-        self._poll_regex: Pattern[str] = poll.path_regex
         self._handlers = handlers
         self._error_handler = error_handler
 
@@ -90,6 +91,7 @@ class Dispatch:
             and isinstance(poll, Route)
             and (submit.path, submit.methods) == (SUBMIT_PATH, {"POST"})
             and (poll.path, poll.methods) == (POLL_PATH, {"GET", "HEAD"})
+            and poll.path_regex.pattern == POLL_REGEX
             and inspect.iscoroutinefunction(submit.endpoint)
             and inspect.iscoroutinefunction(poll.endpoint)
         ):
@@ -128,10 +130,13 @@ class Dispatch:
             if path == SUBMIT_PATH:  # the route's regex ^...$ (also before a final "\n")
                 return self._submit, dict(scope.get("path_params", ()))
         elif (method == "GET" or method == "HEAD") and path.startswith(POLL_PREFIX):
-            found = self._poll_regex.match(path)
-            if found is not None:
+            # The route's regex, ^/v1/images/tasks/(?P<task_id>[^/]+)$, by string methods:
+            # "[^/]+" takes any character but "/" (a final "\n" too), so the id is the rest of
+            # the path when that is not empty and holds no "/".
+            task_id = path[len(POLL_PREFIX) :]
+            if task_id and "/" not in task_id:
                 params = dict(scope.get("path_params", ()))
-                params["task_id"] = found.group("task_id")
+                params["task_id"] = task_id
                 return self._poll, params
         return None
 
