@@ -40,10 +40,19 @@ _encode_json = json.JSONEncoder(
 
 class _JSONResponse(JSONResponse):
     """Starlette's JSONResponse, same bytes, one encoder for the process (``json.dumps`` with
-    options builds a new encoder per call)."""
+    options builds a new encoder per call), and its two headers made directly: what
+    ``Response.init_headers`` makes without ``headers=`` (tests/test_terminal_answers.py
+    compares them), without its general case's work on every answer."""
 
-    def render(self, content: Any) -> bytes:
-        return _encode_json(content).encode("utf-8")
+    def __init__(self, content: Any, status_code: int = 200) -> None:
+        self.status_code = status_code
+        self.background = None
+        body = self.body = _encode_json(content).encode("utf-8")
+        if status_code < 200 or status_code in (204, 304):
+            self.raw_headers = [(b"content-type", b"application/json")]
+        else:
+            length = str(len(body)).encode("latin-1")
+            self.raw_headers = [(b"content-length", length), (b"content-type", b"application/json")]
 
 
 def _state(request: Request) -> dict[str, Any]:
