@@ -459,3 +459,32 @@ def test_a_middleware_added_before_the_first_request_turns_the_dispatch_off() ->
         assert app.dispatch is None
     finally:
         loop.close()
+
+
+def _debug(app: EmulatorApp) -> None:
+    app.debug = True
+
+
+def _body_limit(app: EmulatorApp) -> None:
+    app.max_body_size = 10
+
+
+def _status_handler(app: EmulatorApp) -> None:
+    app.exception_handlers[404] = app.exception_handlers[Exception]
+
+
+def _routes_reordered(app: EmulatorApp) -> None:
+    app.router.routes.reverse()
+
+
+@pytest.mark.parametrize("change", [_debug, _body_limit, _status_handler, _routes_reordered])
+def test_an_app_the_dispatch_does_not_reproduce_is_served_by_starlette(change: Any) -> None:
+    app = create_app(SETTINGS)
+    change(app)
+    loop = asyncio.new_event_loop()
+    try:
+        got = loop.run_until_complete(_send_to(app, Sent("GET", "/v1/images/tasks/x")))
+        assert "starlette.exception_handlers" in got.keys
+        assert app.dispatch is None
+    finally:
+        loop.close()

@@ -78,9 +78,10 @@ class Dispatch:
         """The dispatch for ``app``, or None when Starlette must serve everything: any layer,
         setting or route this module does not reproduce."""
         router = app.router
-        if app.user_middleware or app.debug or app.max_body_size is not None:
+        # getattr: body limits are newer than some Starlette 1.x this project allows.
+        if app.user_middleware or app.debug or getattr(app, "max_body_size", None) is not None:
             return None
-        if router.middleware_stack != router.app:  # the router's own middleware
+        if getattr(router, "middleware_stack", router.app) != router.app:  # its own middleware
             return None
         routes = router.routes
         if len(routes) < 2:
