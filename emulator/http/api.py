@@ -41,7 +41,7 @@ _encode_json = json.JSONEncoder(
 class _JSONResponse(JSONResponse):
     """Starlette's JSONResponse, same bytes, one encoder for the process (``json.dumps`` with
     options builds a new encoder per call), and its two headers made directly: what
-    ``Response.init_headers`` makes without ``headers=`` (tests/test_terminal_answers.py
+    ``Response.init_headers`` makes without ``headers=`` (tests/test_answer_headers.py
     compares them), without its general case's work on every answer."""
 
     def __init__(self, content: Any, status_code: int = 200) -> None:
