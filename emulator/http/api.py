@@ -28,7 +28,7 @@ from .effects import DropConnection, after, before
 from .guard import emulator_of as _emulator
 from .journal import record
 from .submission import read_submission
-from .terminal import TerminalAnswers
+from .terminal import KeptAnswer, TerminalAnswers
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -40,10 +40,19 @@ _encode_json = json.JSONEncoder(
 
 class _JSONResponse(JSONResponse):
     """Starlette's JSONResponse, same bytes, one encoder for the process (``json.dumps`` with
-    options builds a new encoder per call)."""
+    options builds a new encoder per call), and its two headers made directly: what
+    ``Response.init_headers`` makes without ``headers=`` (tests/test_answer_headers.py
+    compares them), without its general case's work on every answer."""
 
-    def render(self, content: Any) -> bytes:
-        return _encode_json(content).encode("utf-8")
+    def __init__(self, content: Any, status_code: int = 200) -> None:
+        self.status_code = status_code
+        self.background = None
+        body = self.body = _encode_json(content).encode("utf-8")
+        if status_code < 200 or status_code in (204, 304):
+            self.raw_headers = [(b"content-type", b"application/json")]
+        else:
+            length = str(len(body)).encode("latin-1")
+            self.raw_headers = [(b"content-length", length), (b"content-type", b"application/json")]
 
 
 def _state(request: Request) -> dict[str, Any]:
@@ -87,7 +96,14 @@ def base_url(request: Request) -> str:
 
 def bearer_key(request: Request, settings: Settings) -> str:
     """The request's bearer key, or 401 (SPEC D-1)."""
-    header = request.headers.get("authorization")
+    # request.headers.get("authorization") read from the scope: the first header of that
+    # name as sent (ASGI names are lower case; Starlette compares them as they are), without
+    # building the Headers object a poll uses for nothing else.
+    header: str | None = None
+    for name, value in request.scope["headers"]:
+        if name == b"authorization":
+            header = value.decode("latin-1")
+            break
     if not header:
         raise Unauthorized(
             "You didn't provide an API key. Send it in the Authorization header as "
@@ -248,12 +264,11 @@ async def get_task(request: Request) -> Response:
         *(settings.envelope, settings.error_shape, settings.always_list_results),
         settings.public_base_url,
     )
-    content = answers.get(kept_as)
-    if content is None:
+    kept = answers.get(kept_as)
+    if kept is None:
         body = task_body(settings, emulator.results, task, obs, base)
-        content = _encode_json(body).encode("utf-8")
-        answers.keep(kept_as, content)
-    return after(rule, Response(content, media_type="application/json"))
+        kept = answers.keep(kept_as, _encode_json(body).encode("utf-8"), "application/json")
+    return after(rule, KeptAnswer(kept))
 
 
 @journaled("result")

@@ -12,30 +12,50 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
+from starlette.responses import Response
+
 #: Answers kept per app: about 0.5 KB each; the oldest goes first.
 MAX_KEPT = 4096
 
+#: A kept answer: its body and the headers ``Response(body, media_type=...)`` gives it.
+Kept = tuple[bytes, tuple[tuple[bytes, bytes], ...]]
+
+
+class KeptAnswer(Response):
+    """A kept answer as a Response, without recomputing its headers (``Response.__init__``
+    renders the body and builds Content-Length and Content-Type again on every poll). The
+    header list is a new one per answer: whoever receives it may change it."""
+
+    def __init__(self, kept: Kept) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body, headers = kept
+        self.raw_headers = list(headers)
+
 
 class TerminalAnswers:
-    """Answer bytes of terminal tasks, at most ``limit`` of them."""
+    """Answers of terminal tasks, at most ``limit`` of them."""
 
     __slots__ = ("_kept", "_limit")
 
     def __init__(self, limit: int = MAX_KEPT) -> None:
-        self._kept: dict[Hashable, bytes] = {}
+        self._kept: dict[Hashable, Kept] = {}
         self._limit = limit
 
-    def get(self, key: Hashable) -> bytes | None:
+    def get(self, key: Hashable) -> Kept | None:
         return self._kept.get(key)
 
-    def keep(self, key: Hashable, content: bytes) -> None:
+    def keep(self, key: Hashable, content: bytes, media_type: str) -> Kept:
+        """Keep ``content``, to be answered with ``media_type`` (status 200)."""
         kept = self._kept
         if len(kept) >= self._limit:
             del kept[next(iter(kept))]  # the oldest (insertion order)
-        kept[key] = content
+        headers = Response(content, media_type=media_type).raw_headers
+        answer = kept[key] = (content, tuple(headers))
+        return answer
 
     def clear(self) -> None:
         self._kept.clear()
 
 
-__all__ = ["MAX_KEPT", "TerminalAnswers"]
+__all__ = ["MAX_KEPT", "Kept", "KeptAnswer", "TerminalAnswers"]
