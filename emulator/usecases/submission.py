@@ -15,6 +15,7 @@ from typing import IO, Any, Protocol
 from ..config import Settings
 from ..core.catalogue import Catalogue, OutputPlan
 from ..core.checks import is_blank
+from ..core.frozen import builder
 from ..core.tasks import TaskType
 from ..errors import InvalidRequest, PayloadTooLarge
 from ..pictures.references import declared_pixels, decode_data_url, is_data_url, thumbnail_of
@@ -56,6 +57,10 @@ class Submission:
     picture: bytes | None
     #: http(s) reference URLs (candidates for the emulator's own result URLs).
     urls: tuple[str, ...]
+
+
+#: ``Submission(...)`` at the cost of a plain class (``emulator.core.frozen``).
+_SubmissionBuilder = builder(Submission)
 
 
 class Upload(Protocol):
@@ -245,7 +250,7 @@ def build_submission(
             thumb = thumbnail_of(data, "image", settings.max_reference_pixels)
             picture = picture or thumb
             references.append(f"upload:{upload.filename or 'image'}")
-    return Submission(
+    return _SubmissionBuilder(
         prompt=prompt,
         task_type=chosen,
         plan=plan,
