@@ -160,3 +160,17 @@ def test_a_builder_refuses_a_class_it_cannot_copy_faithfully() -> None:
     for cls in (Mutable, WithoutSlots, Derived):
         with pytest.raises(TypeError, match="builder"):
             builder(cls)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Mixed:
+    a: int
+    b: int = dataclasses.field(default=2, kw_only=True)
+    c: int = 3
+
+
+def test_a_builder_keeps_keyword_only_fields_keyword_only() -> None:
+    built = builder(Mixed)
+    _built_alike(Mixed, built(1, 4, b=5), 1, 4, b=5)
+    with pytest.raises(TypeError):
+        built(1, 2, 3)  # as Mixed(1, 2, 3) does: b is keyword-only

@@ -38,7 +38,9 @@ def builder(cls: type[T]) -> type[T]:
             (
                 spec.name,
                 spec.type,
-                dataclasses.field(default=spec.default, default_factory=spec.default_factory),
+                dataclasses.field(
+                    default=spec.default, default_factory=spec.default_factory, kw_only=spec.kw_only
+                ),
             )
         )
 
