@@ -275,3 +275,38 @@ def test_disabled_model_is_model_not_found(make_client: Any) -> None:
     assert response.json()["code"] == "model_not_found"
     assert "not enabled" in response.json()["message"]
     assert client.submit({"model": "NanoBanana2-0.5K", "prompt": "x"}).status_code == 200
+
+
+def test_a_plan_asked_again_is_the_same_and_a_refusal_is_refused_again() -> None:
+    catalogue = Catalogue.load()
+    asked = {"size": "1536x1024", "aspect_ratio": None, "quality": "HIGH", "n": 2}
+    first = catalogue.plan(model="gpt-image-2", output_format=None, **asked)
+    again = catalogue.plan(model="gpt-image-2", output_format=None, **asked)
+    assert again == first and (again.quality, again.tier, again.n) == ("high", first.tier, 2)
+    for _ in range(2):
+        with pytest.raises(Exception, match="quality must be one of"):
+            catalogue.plan(model="gpt-image-2", output_format=None, **(asked | {"quality": "x"}))
+
+
+def test_plans_kept_are_bounded_whatever_sizes_clients_send(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from emulator.core import catalogue as module
+
+    monkeypatch.setattr(module, "MAX_PLANS_KEPT", 8)
+    catalogue = Catalogue.load()
+    sizes = [f"{w}x1000" for w in range(1000, 1040)]
+    plans = [
+        catalogue.plan(
+            model="NanoBanana", size=s, aspect_ratio=None, quality=None, n=1, output_format=None
+        )
+        for s in sizes
+    ]
+    assert len(catalogue._plans) == 8
+    again = [
+        catalogue.plan(
+            model="NanoBanana", size=s, aspect_ratio=None, quality=None, n=1, output_format=None
+        )
+        for s in sizes
+    ]
+    assert again == plans

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import pickle
+from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emulator.core.tasks import Schedule, Task, observe, per_poll_elapsed
+from emulator.core.billing import Charge, ChargeBuilder
+from emulator.core.catalogue import Catalogue
+from emulator.core.frozen import builder
+from emulator.core.tasks import (
+    Schedule,
+    ScheduleBuilder,
+    Task,
+    TaskBuilder,
+    observe,
+    per_poll_elapsed,
+)
+from emulator.usecases import submission
+from emulator.usecases.submission import Submission
 
 ORDER = {"queued": 0, "processing": 1, "succeeded": 2, "failed": 2}
 
@@ -95,3 +111,66 @@ def test_task_round_trips_through_plain_data() -> None:
         polls=3,
     )
     assert Task.from_dict(task.to_dict()) == task
+
+
+def _built_alike(cls: type[Any], made: Any, *args: Any, **kwargs: Any) -> None:
+    plain = cls(*args, **kwargs)
+    assert type(made) is cls and made == plain and hash(made) == hash(plain)
+    assert repr(made) == repr(plain) and pickle.loads(pickle.dumps(made)) == plain
+    first = dataclasses.fields(cls)[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(made, first, getattr(made, first))
+    assert dataclasses.replace(made) == plain
+
+
+def test_each_builder_makes_what_its_frozen_class_makes() -> None:
+    schedule = ScheduleBuilder(1.5, 2.5, images=2, steps=None)
+    _built_alike(Schedule, schedule, 1.5, 2.5, images=2, steps=None)
+    values = {
+        **dict(task_id="task_1", owner="o", created_at=3.0, task_type="text2image"),
+        **dict(model="m", prompt="p", width=8, height=8, output_format="png", n=2),
+        **dict(quality=None, tier="1K", aspect_ratio="1:1", size="8x8", references=("u",)),
+        **dict(has_reference=False, seed=7, schedule=schedule, token="t"),
+    }
+    _built_alike(Task, TaskBuilder(**values), **values)
+    _built_alike(Task, TaskBuilder(*values.values()), *values.values())  # positional, defaults
+    charge = ("task_1", "o", "sk-…", 3.0, "m", "1K", None, 2, 5, 10)
+    _built_alike(Charge, ChargeBuilder(*charge), *charge)
+    plan = Catalogue.load().plan(
+        model="NanoBanana", size=None, aspect_ratio=None, quality=None, n=1, output_format=None
+    )
+    fields = dict(prompt="p", task_type="text2image", plan=plan, references=(), picture=None)
+    _built_alike(Submission, submission._SubmissionBuilder(**fields, urls=()), **fields, urls=())
+
+
+def test_a_builder_refuses_a_class_it_cannot_copy_faithfully() -> None:
+    @dataclasses.dataclass(slots=True)
+    class Mutable:
+        a: int
+
+    @dataclasses.dataclass(frozen=True)
+    class WithoutSlots:
+        a: int
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Derived:
+        a: int
+        b: int = dataclasses.field(init=False, default=0)
+
+    for cls in (Mutable, WithoutSlots, Derived):
+        with pytest.raises(TypeError, match="builder"):
+            builder(cls)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Mixed:
+    a: int
+    b: int = dataclasses.field(default=2, kw_only=True)
+    c: int = 3
+
+
+def test_a_builder_keeps_keyword_only_fields_keyword_only() -> None:
+    built = builder(Mixed)
+    _built_alike(Mixed, built(1, 4, b=5), 1, 4, b=5)
+    with pytest.raises(TypeError):
+        built(1, 2, 3)  # as Mixed(1, 2, 3) does: b is keyword-only

@@ -273,6 +273,33 @@ def test_duplicate_json_keys_are_rejected(client: Client) -> None:
     assert _error(response) == "field 'prompt' appears more than once"
 
 
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        (b'{"model": "NanoBanana", "prompt": "a", "b": 1, "b": 2, "model": "x"}', "b"),
+        (b'{"model": "NanoBanana", "prompt": "a", "x": {"k": 1, "j": 2, "j": 3, "k": 4}}', "j"),
+    ],
+)
+def test_the_first_json_name_met_again_is_the_one_named(
+    client: Client, raw: bytes, named: str
+) -> None:
+    response = client.post(
+        "/v1/images/tasks", content=raw, headers={"content-type": "application/json"}
+    )
+    assert _error(response) == f"field {named!r} appears more than once"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_json_in_any_encoding_json_detects_is_read(client: Client, encoding: str) -> None:
+    # RFC 8259 asks for UTF-8, but json.loads detects the others: the emulator reads what it
+    # reads (a UTF-16-LE "{" is followed by a NUL byte).
+    raw = json.dumps(NANO | {"prompt": "a cat, 猫"}).encode(encoding)
+    response = client.post(
+        "/v1/images/tasks", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+
+
 def test_prompt_longer_than_the_limit_is_rejected(make_client: Any) -> None:
     client = make_client(max_prompt_chars=10)
     assert "prompt is longer than the limit of 10" in _error(

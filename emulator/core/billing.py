@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .catalogue import Catalogue
+from .frozen import builder
 
 ChargeState = Literal["held", "settled", "released"]
 
@@ -103,6 +104,10 @@ class Charge:
 
     def to_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+
+#: ``Charge(...)`` at the cost of a plain class, for every submission (``core.frozen``).
+ChargeBuilder = builder(Charge)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import math
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -79,6 +79,12 @@ def parse_size(value: str) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+#: Plans a catalogue remembers (see ``Catalogue.plan``): a few dozen in practice; the bound
+#: only keeps clients that send a new valid size each time from growing the table.
+MAX_PLANS_KEPT = 4096
+_PlanKey = tuple[str, str | None, str | None, str | None, int | None, str | None]
+
+
 @dataclass(frozen=True, slots=True)
 class Catalogue:
     models: Mapping[str, ModelSpec]
@@ -86,6 +92,11 @@ class Catalogue:
     #: gpt-image-2 size -> tier, in the reference document's order.
     gpt_sizes: Mapping[str, str]
     enabled: frozenset[str]
+    #: Plans already made, by the request's fields (the catalogue is frozen, so a plan never
+    #: changes); refusals are not kept.
+    _plans: dict[_PlanKey, OutputPlan] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def load(
@@ -177,6 +188,23 @@ class Catalogue:
         output_format: str | None,
     ) -> OutputPlan:
         """Validate the model-specific fields and say what the task will produce."""
+        key = (model, size, aspect_ratio, quality, n, output_format)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(model, size, aspect_ratio, quality, n, output_format)
+            if len(self._plans) < MAX_PLANS_KEPT:
+                self._plans[key] = plan
+        return plan
+
+    def _plan(
+        self,
+        model: str,
+        size: str | None,
+        aspect_ratio: str | None,
+        quality: str | None,
+        n: int | None,
+        output_format: str | None,
+    ) -> OutputPlan:
         spec = self.models.get(model)
         if spec is None or model not in self.enabled:
             # Like every other refusal: the field, and the values it may take.

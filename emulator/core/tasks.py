@@ -12,6 +12,8 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from .frozen import builder
+
 if TYPE_CHECKING:
     from .faults import FaultRule
 
@@ -214,3 +216,9 @@ class Task:
         values["schedule"] = Schedule(**values["schedule"])
         values["references"] = tuple(values["references"])
         return cls(**values)
+
+
+#: ``Task(...)`` and ``Schedule(...)`` at the cost of plain classes, for every submission and
+#: poll (``emulator.core.frozen``): what they make is a `Task`, a `Schedule`.
+TaskBuilder = builder(Task)
+ScheduleBuilder = builder(Schedule)

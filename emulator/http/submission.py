@@ -11,7 +11,13 @@ from ..config import Settings
 from ..core.catalogue import Catalogue
 from ..errors import UnsupportedMediaType
 from ..pictures.slots import Slots
-from ..usecases.submission import Submission, build_submission, has_data_url, unknown_fields
+from ..usecases.submission import (
+    FIELDS,
+    Submission,
+    build_submission,
+    has_data_url,
+    unknown_fields,
+)
 from .bodies import fields_from_json, fields_from_multipart, read_body
 
 #: JSON bodies larger than this are parsed off the event loop (smaller ones cost < 1 ms).
@@ -38,10 +44,13 @@ async def read_submission(
             fields = await anyio.to_thread.run_sync(fields_from_json, body, *limits)
         else:
             fields = fields_from_json(body, *limits)
-        unknown = unknown_fields(fields)
-        # "image_urls" is where multipart text `image` fields go; in JSON it is an unknown
-        # key (listed above), and must not reach the rules as reference pictures.
-        fields.pop("image_urls", None)
+        if FIELDS.issuperset(fields):
+            unknown = []  # most submissions: only request fields (checked in C)
+        else:
+            unknown = unknown_fields(fields)
+            # "image_urls" is where multipart text `image` fields go; in JSON it is an unknown
+            # key (listed above), and must not reach the rules as reference pictures.
+            fields.pop("image_urls", None)
         files: list[UploadFile] = []
     else:
         fields, files, unknown = await fields_from_multipart(request.headers, body, settings)
@@ -50,7 +59,7 @@ async def read_submission(
     state = request.scope.setdefault("state", {})
     state["fields"] = fields
     state["unknown_fields"] = unknown
-    state["files"] = [(f.filename or "image", f.size or 0) for f in files]
+    state["files"] = [(f.filename or "image", f.size or 0) for f in files] if files else []
     if files or has_data_url(fields):
         # Decoding pictures takes a while: not on the event loop, where it would stall every
         # other request. And hundreds of megabytes: only as many at once as there are slots.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..core.billing import Charge, matching, totals
+from ..core.billing import Charge, ChargeBuilder, matching, totals
 from ..core.checks import MAX_TEXT_CHARS, text_problem
 from ..core.clock import Clock
 from ..core.keys import key_fingerprint, mask_key
@@ -48,7 +48,7 @@ class Billing:
     def charge(self, task: Task, api_key: str) -> Charge:
         """What ``task`` holds when it is accepted: its images at today's price."""
         unit = self._config.prices.unit_price(task.model, task.tier, task.quality)
-        return Charge(
+        return ChargeBuilder(
             *(task.task_id, task.owner, mask_key(api_key), task.created_at, task.model),
             *(task.tier, task.quality, task.n, unit, unit * task.n),
         )

@@ -15,6 +15,7 @@ from typing import IO, Any, Protocol
 from ..config import Settings
 from ..core.catalogue import Catalogue, OutputPlan
 from ..core.checks import is_blank
+from ..core.frozen import builder
 from ..core.tasks import TaskType
 from ..errors import InvalidRequest, PayloadTooLarge
 from ..pictures.references import declared_pixels, decode_data_url, is_data_url, thumbnail_of
@@ -58,6 +59,10 @@ class Submission:
     urls: tuple[str, ...]
 
 
+#: ``Submission(...)`` at the cost of a plain class (``emulator.core.frozen``).
+_SubmissionBuilder = builder(Submission)
+
+
 class Upload(Protocol):
     """An uploaded file part (Starlette's ``UploadFile`` is one)."""
 
@@ -73,7 +78,13 @@ def unknown_fields(names: Iterable[str]) -> list[str]:
     return [name for name in names if name not in FIELDS]
 
 
+#: The fields that may hold reference pictures (``image_urls``: multipart text ``image`` parts).
+PICTURE_FIELDS = frozenset({"image", "images", "image_urls"})
+
+
 def has_data_url(fields: Mapping[str, Any]) -> bool:
+    if PICTURE_FIELDS.isdisjoint(fields):
+        return False  # most submissions: text only, nothing to look at
     values = [fields.get("image")]
     for key in ("images", "image_urls"):
         if isinstance(fields.get(key), list):
@@ -107,6 +118,8 @@ def _optional_str(fields: Mapping[str, Any], key: str) -> str | None:
 def _url_list(fields: Mapping[str, Any], settings: Settings) -> list[tuple[str, str]]:
     """(field name, value) of every reference given as text, in order."""
     out: list[tuple[str, str]] = []
+    if PICTURE_FIELDS.isdisjoint(fields):
+        return out
     image = fields.get("image")
     if image is not None:
         if not isinstance(image, str):
@@ -193,7 +206,9 @@ def build_submission(
     texts = _url_list(fields, settings)
     # The limit is on the `images` list (the contract's maxItems); `image` is one more picture
     # and multipart files are capped by the form parser.
-    if sum(name.startswith("images[") for name, _ in texts) > settings.max_reference_images:
+    if texts and (
+        sum(name.startswith("images[") for name, _ in texts) > settings.max_reference_images
+    ):
         raise InvalidRequest(
             f"at most {settings.max_reference_images} reference pictures are accepted "
             "in image and images",
@@ -212,8 +227,8 @@ def build_submission(
     references: list[str] = []
     urls: list[str] = []
     picture: bytes | None = None
-    budget = _PixelBudget(settings.max_reference_pixels)
     if chosen == "image2image":
+        budget = _PixelBudget(settings.max_reference_pixels)
         for name, value in texts:
             if is_data_url(value):
                 data = decode_data_url(value, name, settings.max_upload_bytes)
@@ -235,7 +250,7 @@ def build_submission(
             thumb = thumbnail_of(data, "image", settings.max_reference_pixels)
             picture = picture or thumb
             references.append(f"upload:{upload.filename or 'image'}")
-    return Submission(
+    return _SubmissionBuilder(
         prompt=prompt,
         task_type=chosen,
         plan=plan,
@@ -247,6 +262,7 @@ def build_submission(
 
 __all__ = [
     "FIELDS",
+    "PICTURE_FIELDS",
     "RESPONSE_FORMATS",
     "TASK_TYPES",
     "Submission",

@@ -13,7 +13,7 @@ import secrets
 from ..core.clock import Clock
 from ..core.faults import FaultRule
 from ..core.keys import key_fingerprint
-from ..core.tasks import Schedule, Task, fate
+from ..core.tasks import ScheduleBuilder, Task, TaskBuilder, fate
 from ..errors import InsufficientQuota, RateLimited
 from ..stores import Store
 from .configuration import Configuration
@@ -91,12 +91,12 @@ class Submitter:
                 rng, plan.model, plan.tier, plan.quality, settings.time_scale
             )
             schedule = fate(
-                Schedule(queued_s, processing_s, images=plan.n, steps=steps),
+                ScheduleBuilder(queued_s, processing_s, images=plan.n, steps=steps),
                 rng,
                 fault,
                 settings.failure_rate,
             )
-            task = Task(
+            task = TaskBuilder(
                 task_id=task_id,
                 owner=owner,
                 created_at=now,

@@ -14,7 +14,7 @@ from typing import Any
 from ...core.billing import SUMMED, Charge, Trimmed, settlement, trimmed_row
 from ...core.faults import FaultRule
 from ...core.journal import PendingEntry
-from ...core.tasks import Task, ended_at, has_ended, images_returned
+from ...core.tasks import Task, TaskBuilder, ended_at, has_ended, images_returned
 from ..base import Expiry, Forced, Now, Placed, Store, room_after_eviction
 from .end_index import EndIndex
 
@@ -31,7 +31,7 @@ def _counted(task: Task, finished_at: float | None) -> Task:
     values = list(_task_values(task))
     values[_POLLS] += 1
     values[_FINISHED_AT] = finished_at
-    return Task(*values)
+    return TaskBuilder(*values)
 
 
 class MemoryStore(Store):
