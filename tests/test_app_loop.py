@@ -78,3 +78,44 @@ def test_close_cancels_what_still_runs_and_refuses_later_calls() -> None:
     assert cancelled.is_set()
     with pytest.raises(RuntimeError, match="closed"):
         loop.run(where())
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def test_work_that_raises_or_leaves_callbacks_behaves_as_run_until_complete(
+    loop: AppLoop,
+) -> None:
+    ran: list[str] = []
+
+    async def leaves_a_callback() -> str:
+        asyncio.get_running_loop().call_soon(ran.append, "left behind")
+        return "done"
+
+    assert loop.run(leaves_a_callback()) == "done"
+    loop.run(where())  # the next trip runs what was left, if this one did not
+    assert ran == ["left behind"]
+
+    async def fails() -> None:
+        raise LookupError("the work's own error")
+
+    with pytest.raises(LookupError, match="the work's own error"):
+        loop.run(fails())
+
+
+def test_an_interrupted_trip_does_not_stop_a_later_one(loop: AppLoop) -> None:
+    async def interrupted() -> str:
+        asyncio.get_running_loop().call_soon(_interrupt)
+        for _ in range(2):  # still running when the interrupt leaves the loop
+            await asyncio.sleep(0)
+        return "late"
+
+    async def later() -> int:
+        for _ in range(3):  # ends after the interrupted work does, on the same trip
+            await asyncio.sleep(0)
+        return 5
+
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(interrupted())
+    assert loop.run(later()) == 5

@@ -102,3 +102,15 @@ def test_a_list_body_filter_longer_than_a_kept_text_still_matches(handle: ImageE
     [entry] = handle.requests(body={"images": urls})
     assert entry["body"]["fields"]["images"] == urls
     handle.assert_requested(times=0, body={"images": urls[:2]})
+
+
+def test_an_in_process_answer_is_read_like_one_from_the_network(handle: ImageEmulator) -> None:
+    """The body, its Content-Length and the time it took, as a real server's answer has them
+    (``response.elapsed`` raised before: the answer was read before the client timed it)."""
+    with handle.client() as client:
+        answer = client.post("/v1/images/tasks", json=NANO)
+        assert answer.status_code == 200
+        assert answer.headers["content-length"] == str(len(answer.content))
+        assert answer.json()["data"]["task_id"]
+        assert answer.elapsed.total_seconds() >= 0
+        assert answer.is_closed

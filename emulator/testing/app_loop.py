@@ -69,13 +69,32 @@ class AppLoop:
             with self._lock:
                 if not self._served:
                     self._check_open(coro)
-                    return self._loop.run_until_complete(coro)
+                    return self._run_here(coro)
         if running is self._loop:
             coro.close()
             raise RuntimeError(
                 "a blocking call made on the emulator's own event loop would wait for itself"
             )
         return self._submit(coro).result()
+
+    def _run_here(self, coro: Coroutine[Any, Any, T]) -> T:
+        """``run_until_complete(coro)``, one turn of the loop shorter: the work stops the loop
+        as it ends, where run_until_complete's done callback stopped it a turn later (a
+        select and ~28k of ~73k instructions a trip, five trips an in-process test). What
+        the work left scheduled runs first on the next trip instead of last on this one."""
+        live = [True]
+        task = self._loop.create_task(_then_stop(coro, live))
+        try:
+            self._loop.run_forever()
+        except BaseException:
+            live[0] = False  # an interrupted trip's work must not stop a later trip's loop
+            if task.done() and not task.cancelled():
+                task.exception()  # raised here: not "never retrieved" as well
+            raise
+        if not task.done():
+            live[0] = False
+            raise RuntimeError("Event loop stopped before Future completed.")
+        return task.result()
 
     async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` run on the loop; for coroutines on any asyncio loop."""
@@ -146,6 +165,14 @@ class Lease:
         if self.ended:
             _refuse(coro)
         return await self._loop.arun(coro)
+
+
+async def _then_stop(coro: Coroutine[Any, Any, T], live: list[bool]) -> T:
+    try:
+        return await coro
+    finally:
+        if live[0]:
+            asyncio.get_running_loop().stop()
 
 
 def _refuse(coro: Coroutine[Any, Any, Any]) -> NoReturn:

@@ -19,11 +19,11 @@ import httpx
 from ..core.journal import query_from_filters
 from ..usecases.steer import Steering, settings_json
 from .app_loop import Runner
-from .intercept import Interception
 from .transport import ASGITransport, AsyncASGITransport
 
 if TYPE_CHECKING:
     from ..usecases.emulator import Emulator
+    from .intercept import Interception
 
 T = TypeVar("T")
 API_KEY = "sk-emulator-test"
@@ -149,6 +149,8 @@ class ImageEmulator:
         """Route every httpx request for these origins (``"https://relay.example"``), from any
         client on httpx's default transports, to this emulator; other hosts go where they
         went. Undone at the end of the test, or earlier by ``.stop()`` or a ``with`` block."""
+        from .intercept import Interception  # here: most tests never intercept
+
         interception = Interception(origins, self._transport, self._async_transport)
         self._interceptions.append(interception)
         return interception

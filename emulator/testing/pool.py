@@ -21,7 +21,6 @@ Kept only where that reset is the whole of a fresh start; otherwise closed, as b
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
 from .app_loop import AppLoop, Lease, cancel_others
@@ -44,14 +43,27 @@ def _keepable(settings: Settings) -> bool:
     )
 
 
-def _key(settings: Settings) -> Hashable:
-    """The settings themselves, or their text where a value is a dict (a fault rule's):
-    equal settings with differently ordered dicts only miss, and `Pool.take` compares."""
-    try:
-        hash(settings)
-    except TypeError:
-        return repr(settings)
-    return settings
+class _Key:
+    """Settings as the pool's key, hashed once: a frozen dataclass hashes every field on each
+    lookup, and a test looked its settings up five times. Hashed by their text where a value
+    is a dict (a fault rule's): equal settings with differently ordered dicts only miss."""
+
+    __slots__ = ("_hash", "settings")
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        try:
+            self._hash = hash(settings)
+        except TypeError:
+            self._hash = hash(repr(settings))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Key):
+            return NotImplemented
+        return self.settings is other.settings or self.settings == other.settings
 
 
 class InProcess:
@@ -64,6 +76,8 @@ class InProcess:
         self.emulator: Emulator = self.app.state.emulator
         #: What it was made with (the object, checked once).
         self.settings: Settings = self.emulator.settings
+        self.key = _Key(self.settings)
+        self.keepable = _keepable(self.settings)
         self.loop = AppLoop()
         #: The current test's way onto the loop: a kept emulator gets a new one per test,
         #: and the last test's is ended, so what that test left behind fails as on a closed
@@ -91,26 +105,20 @@ class Pool:
 
     def __init__(self, size: int = 8) -> None:
         self._size = size
-        self._idle: OrderedDict[Hashable, InProcess] = OrderedDict()
+        self._idle: OrderedDict[_Key, InProcess] = OrderedDict()
 
     def take(self, settings: Settings) -> InProcess:
         """An emulator in its start-up state for ``settings``: a kept one, or a new one."""
-        if _keepable(settings):
-            kept = self._idle.pop(_key(settings), None)
-            if kept is not None and kept.settings == settings:
-                return kept.lend()
-            if kept is not None:
-                kept.close()
+        # Only keepable settings are ever kept (`give_back`): others simply miss.
+        kept = self._idle.pop(_Key(settings), None)
+        if kept is not None:
+            return kept.lend()
         return InProcess(settings)
 
     def give_back(self, used: InProcess) -> None:
         """Keep ``used`` in its start-up state for a later test, or close it."""
         used.lease.end()
-        if (
-            used.loop.in_thread
-            or used.emulator.settings is not used.settings
-            or not _keepable(used.settings)
-        ):
+        if used.loop.in_thread or used.emulator.settings is not used.settings or not used.keepable:
             used.close()
             return
         try:
@@ -118,7 +126,7 @@ class Pool:
         except BaseException:
             used.close()
             raise
-        key = _key(used.settings)
+        key = used.key
         twin = self._idle.pop(key, None)
         if twin is not None:
             twin.close()
