@@ -9,6 +9,12 @@ once with ``image_emulator_live`` (a real loopback server), each in a fresh sess
 - start-up: importing the plugin (which pytest does at start for every session) plus the
   setup of the session's first test (for the live fixture, that starts the server).
 
+Every session runs with bytecode cached, as after a normal ``pip install`` (which compiles
+it): ``PYTHONDONTWRITEBYTECODE`` dropped and ``PYTHONPYCACHEPREFIX`` pointed at a temporary
+folder (nothing is written into the source tree) that one short session fills first. When the
+caller's environment does not cache bytecode, one more short session measures the start-up
+as it is there (``startup_uncached_ms``): every module compiled from source.
+
 Run on its own: ``python -m benchmarks.fixture_timing --tests 200`` (prints JSON).
 """
 
@@ -75,12 +81,23 @@ def _python() -> str:
     return str(venv) if venv.exists() else sys.executable
 
 
-def plugin_import_seconds(repeats: int = 5) -> float:
+def _env(pycache: Path | None) -> dict[str, str]:
+    """The caller's environment without the emulator's and pytest's own variables; with
+    bytecode written to and read from ``pycache`` when it is given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMULATOR_", "PYTEST_"))}
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
+
+
+def plugin_import_seconds(repeats: int = 5, pycache: Path | None = None) -> float:
     """Median time to import the plugin in a fresh interpreter (pytest and httpx already in)."""
     times = []
     for _ in range(repeats):
         out = subprocess.run(
             [_python(), "-c", PLUGIN_IMPORT.format(module=internals.plugin_module())],
+            env=_env(pycache),
             check=True,
             capture_output=True,
             text=True,
@@ -91,14 +108,13 @@ def plugin_import_seconds(repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def run_session(fixture: str, tests: int) -> dict[str, Any]:
+def run_session(fixture: str, tests: int, pycache: Path | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fixture-bench-") as tmp:
         folder = Path(tmp)
         (folder / "test_cycle.py").write_text(TEST_MODULE.format(tests=tests, fixture=fixture))
         (folder / "bench_recorder.py").write_text(RECORDER)
         out = folder / "phases.json"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("EMULATOR_", "PYTEST_"))}
-        env |= {"BENCH_FIXTURE_OUT": str(out), "PYTHONPATH": str(folder)}
+        env = _env(pycache) | {"BENCH_FIXTURE_OUT": str(out), "PYTHONPATH": str(folder)}
         proc = subprocess.run(
             [
                 _python(),
@@ -141,12 +157,22 @@ def run_session(fixture: str, tests: int) -> dict[str, Any]:
 
 
 def measure(tests: int) -> dict[str, Any]:
-    plugin_ms = plugin_import_seconds() * 1000
-    result: dict[str, Any] = {"plugin_import_ms": plugin_ms}
-    for name, fixture in (("in_process", "image_emulator"), ("live", "image_emulator_live")):
-        session = run_session(fixture, tests)
-        session["startup_ms"] = plugin_ms + session["first_setup_ms"]
-        result[name] = session
+    with tempfile.TemporaryDirectory(prefix="fixture-bench-pycache-") as tmp:
+        pycache = Path(tmp)
+        for fixture in ("image_emulator", "image_emulator_live"):
+            run_session(fixture, 3, pycache)  # compiles what a session imports, once
+        plugin_ms = plugin_import_seconds(pycache=pycache) * 1000
+        result: dict[str, Any] = {"plugin_import_ms": plugin_ms, "bytecode": "cached"}
+        for name, fixture in (("in_process", "image_emulator"), ("live", "image_emulator_live")):
+            session = run_session(fixture, tests, pycache)
+            session["startup_ms"] = plugin_ms + session["first_setup_ms"]
+            result[name] = session
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        # This environment compiles every module at each start: say what that costs too.
+        uncached = (
+            plugin_import_seconds() * 1000 + run_session("image_emulator", 3)["first_setup_ms"]
+        )
+        result["in_process"]["startup_uncached_ms"] = uncached
     return result
 
 

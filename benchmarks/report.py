@@ -316,8 +316,17 @@ def markdown(results: dict[str, Any]) -> str:
             )
         lines.append("")
         lines.append(
-            f"(of the start-up, importing the plugin: {fixture['plugin_import_ms']:.0f} ms)"
+            f"(of the start-up, importing the plugin: {fixture['plugin_import_ms']:.0f} ms; "
+            "bytecode cached, as after `pip install`)"
         )
+        uncached = fixture["in_process"].get("startup_uncached_ms")
+        if uncached is not None:
+            lines.append("")
+            lines.append(
+                f"Without cached bytecode (this environment sets PYTHONDONTWRITEBYTECODE, so "
+                f"every module is compiled at each start), the in-process start-up took "
+                f"{uncached:.0f} ms."
+            )
         lines.append("")
     memory = results.get("memory")
     if memory:

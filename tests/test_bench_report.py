@@ -165,3 +165,32 @@ def test_the_journal_row_names_its_batch_and_a_request_pays_one_entry_of_it() ->
         },
     ]
     assert redis_capacity._busy_cost({"poll": [poll]}, rows, "poll") == 60.0
+
+
+def test_fixture_sessions_cache_bytecode_outside_the_tree_and_keep_no_emulator_variables(
+    monkeypatch: Any, tmp_path: Any
+) -> None:
+    from benchmarks import fixture_timing
+
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.setenv("EMULATOR_SEED", "5")
+    cached = fixture_timing._env(tmp_path)
+    assert "PYTHONDONTWRITEBYTECODE" not in cached and "EMULATOR_SEED" not in cached
+    assert cached["PYTHONPYCACHEPREFIX"] == str(tmp_path)
+    as_is = fixture_timing._env(None)
+    assert as_is["PYTHONDONTWRITEBYTECODE"] == "1" and "PYTHONPYCACHEPREFIX" not in as_is
+
+
+def test_the_fixture_table_says_bytecode_was_cached_and_what_start_up_costs_without() -> None:
+    session = {"median_test_ms": 2.0, "p90_test_ms": 3.0, "median_call_ms": 1.5}
+    fixture = {
+        "plugin_import_ms": 1.0,
+        "sessions": 1,
+        "tests_per_session": 100,
+        "in_process": session | {"startup_ms": 95.0, "startup_uncached_ms": 140.0},
+        "live": session | {"startup_ms": 150.0},
+    }
+    text = report.markdown({"quick": False, "date": "2026-11-30 00:00:00 UTC", "fixture": fixture})
+    assert "bytecode cached" in text
+    assert "the in-process start-up took 140 ms" in text
+    assert _verdicts({"fixture": fixture})["fixture start-up, in-process"] == "PASS"
