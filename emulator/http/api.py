@@ -1,7 +1,9 @@
 """HTTP routes of the real API (`/v1/images/tasks`) and the emulator's result images.
 
-Handlers translate between HTTP and `Emulator`, apply HTTP-level faults, and journal every
-request; every rule about tasks lives elsewhere.
+Handlers translate between HTTP and the use cases the `Emulator` composition root built
+(tasks, submitter, billing, results, faults), apply HTTP-level faults, and journal every
+request; every rule about tasks lives elsewhere. The submission and poll routes are served by
+`dispatch.Dispatch` when the app has no middleware, by Starlette otherwise: same handlers.
 """
 
 from __future__ import annotations

@@ -85,8 +85,9 @@ class Billing:
 
     async def usage(self, filters: Mapping[str, str]) -> dict[str, Any]:
         """The usage log settled up to now: its entries matching ``filters`` (``key``,
-        ``model``, ``state``, ``task_id``; any other name is ignored) and their totals, which
-        include the charges the bounded log no longer lists."""
+        ``model``, ``state``, ``task_id``) and their totals, which include the charges the
+        bounded log no longer lists. Callers check the names first: the control plane refuses
+        any other with a 400 (``core.query``), so nothing here reads an unknown one."""
         await self.settle_due()
         charges = await self._store.list_charges()
         if "key" in filters:
