@@ -6,7 +6,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup redis-server fonts chromium wrk run test check format clean bench bench-quick profile soak contract contract-drift contract-real
+.PHONY: setup redis-server fonts chromium wrk run test check format clean bench bench-quick profile instructions soak contract contract-drift contract-real
 
 $(STAMP): pyproject.toml
 	@# Debian's own python3 needs python3-venv for ensurepip; install it when root and missing.
@@ -101,6 +101,13 @@ bench-quick: setup
 ## benchmarks/results/profile.{json,md}; about 3 minutes.
 profile: setup
 	$(BIN)/python -m benchmarks.profiling
+
+## Instructions per submission and per poll, in process, under valgrind (docs/profile.md):
+## a paired measure the machine's load cannot move; SRC=../other measures another checkout.
+instructions: setup
+	@command -v valgrind >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; } || true
+	$(BIN)/python -m benchmarks.instructions $(if $(SRC),--src $(SRC))
 
 ## The OpenAPI contract against a freshly started emulator, in both profiles (docs/contract.md):
 ## the careful one a user runs against the paid service, then --full. Tasks run at 1/20 of their

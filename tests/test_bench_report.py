@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from benchmarks import redis_capacity, report
 
 
@@ -194,3 +196,28 @@ def test_the_fixture_table_says_bytecode_was_cached_and_what_start_up_costs_with
     assert "bytecode cached" in text
     assert "the in-process start-up took 140 ms" in text
     assert _verdicts({"fixture": fixture})["fixture start-up, in-process"] == "PASS"
+
+
+def test_instruction_counts_are_read_from_valgrind_and_a_broken_pair_is_an_error() -> None:
+    from benchmarks import instructions
+
+    output = "==12== Events    : Ir\n==12== Collected : 123456789\n==12==\n==12== I   refs: 1\n"
+    assert instructions.collected(output) == 123456789
+    assert instructions.per_request(1_000, 3_000, 10) == 200.0
+    with pytest.raises(RuntimeError, match="broken"):
+        instructions.per_request(3_000, 3_000, 10)
+    with pytest.raises(RuntimeError, match="Collected"):
+        instructions.collected("valgrind: not run")
+
+
+@pytest.mark.parametrize("kind", ["submit", "poll"])
+def test_the_instruction_count_child_serves_its_requests_and_names_its_tree(kind: str) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from benchmarks import instructions
+
+    child = [sys.executable, instructions.__file__, "--child", kind, "3"]
+    done = subprocess.run(child, capture_output=True, text=True, timeout=120, check=True)
+    assert Path(done.stdout.strip()) == Path(instructions.ROOT)
