@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from starlette.responses import JSONResponse, Response
 
-from emulator.http.api import _JSONResponse
-from emulator.http.terminal import KeptAnswer, TerminalAnswers
+from emulator.http.api import _json_answer
+from emulator.http.terminal import TerminalAnswers, kept_answer
 
 from .conftest import MakeClient
 
@@ -37,7 +37,7 @@ def test_cors_headers_are_added_once_to_every_poll_of_a_finished_task(
 @pytest.mark.parametrize("status", [200, 202, 201, 204, 304, 100, 404, 500])
 @pytest.mark.parametrize("content", [{"a": "é", "n": [1, 2.5, None]}, [], "x" * 300])
 def test_json_answers_have_starlettes_headers_in_its_order(status: int, content: Any) -> None:
-    ours = _JSONResponse(content, status_code=status)
+    ours = _json_answer(content, status_code=status)
     theirs = JSONResponse(content, status_code=status)
     assert (
         ours.raw_headers == Response(ours.body, status, media_type="application/json").raw_headers
@@ -49,7 +49,7 @@ def test_json_answers_have_starlettes_headers_in_its_order(status: int, content:
 def test_a_kept_answer_has_starlettes_headers_and_a_list_of_its_own() -> None:
     answers = TerminalAnswers()
     kept = answers.keep("k", b'{"x":1}', "application/json")
-    first, second = KeptAnswer(kept), KeptAnswer(answers.get("k") or kept)
+    first, second = kept_answer(kept), kept_answer(answers.get("k") or kept)
     expected = Response(b'{"x":1}', media_type="application/json")
     assert (first.status_code, first.body, first.raw_headers, first.background) == (
         expected.status_code,

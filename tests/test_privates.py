@@ -22,6 +22,36 @@ def changed(dependency: str, what: str, where: str) -> str:
 
 
 # -- Starlette ----------------------------------------------------------------------------------
+def test_a_prebuilt_response_is_sent_as_starlettes_own() -> None:
+    # PrebuiltResponse sets the attributes Starlette's Response.__init__ sets (bar the media
+    # type, which only __init__ reads) and skips __init__: if Starlette's __init__ comes to
+    # set another one, or __call__ to send differently, this fails before a request does.
+    from starlette.responses import Response
+
+    from emulator.http.privates import PrebuiltResponse
+
+    theirs = Response(b'{"a":1}', 201, media_type="application/json")
+    ours = PrebuiltResponse(b'{"a":1}', list(theirs.raw_headers), 201)
+    where = "emulator/http/privates.py (PrebuiltResponse)"
+    assert set(vars(theirs)) - {"media_type"} == set(vars(ours)), changed(
+        "starlette", "what Response.__init__ sets", where
+    )
+
+    def sent(response: Response) -> list[Any]:
+        messages: list[Any] = []
+
+        async def send(message: Any) -> None:
+            messages.append(message)
+
+        async def receive() -> Any:
+            return {"type": "http.disconnect"}
+
+        asyncio.run(response({"type": "http", "method": "GET"}, receive, send))
+        return messages
+
+    assert sent(ours) == sent(theirs), changed("starlette", "Response.__call__", where)
+
+
 def _request(messages: list[dict[str, Any]]) -> Any:
     from starlette.requests import Request
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.datastructures import URL
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..config import Settings
@@ -29,8 +29,9 @@ from ..usecases.results import NAME, Results
 from .effects import DropConnection, after, before
 from .guard import emulator_of as _emulator
 from .journal import record
+from .privates import PrebuiltResponse
 from .submission import read_submission
-from .terminal import KeptAnswer, TerminalAnswers
+from .terminal import TerminalAnswers, kept_answer
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -40,21 +41,17 @@ _encode_json = json.JSONEncoder(
 ).encode
 
 
-class _JSONResponse(JSONResponse):
-    """Starlette's JSONResponse, same bytes, one encoder for the process (``json.dumps`` with
-    options builds a new encoder per call), and its two headers made directly: what
-    ``Response.init_headers`` makes without ``headers=`` (tests/test_answer_headers.py
-    compares them), without its general case's work on every answer."""
-
-    def __init__(self, content: Any, status_code: int = 200) -> None:
-        self.status_code = status_code
-        self.background = None
-        body = self.body = _encode_json(content).encode("utf-8")
-        if status_code < 200 or status_code in (204, 304):
-            self.raw_headers = [(b"content-type", b"application/json")]
-        else:
-            length = str(len(body)).encode("latin-1")
-            self.raw_headers = [(b"content-length", length), (b"content-type", b"application/json")]
+def _json_answer(content: Any, status_code: int = 200) -> Response:
+    """What Starlette's ``JSONResponse(content, status_code)`` sends, same bytes and headers
+    (tests/test_answer_headers.py compares them), with one encoder for the process
+    (``json.dumps`` with options builds one per call) and the two headers made directly."""
+    body = _encode_json(content).encode("utf-8")
+    if status_code < 200 or status_code in (204, 304):
+        headers = [(b"content-type", b"application/json")]
+    else:
+        length = str(len(body)).encode("latin-1")
+        headers = [(b"content-length", length), (b"content-type", b"application/json")]
+    return PrebuiltResponse(body, headers, status_code)
 
 
 def _state(request: Request) -> dict[str, Any]:
@@ -226,7 +223,7 @@ async def submit_task(request: Request) -> Response:
     task = await emulator.submitter.submit(key, submission, base, rule)
     _state(request)["task_id"] = task.task_id
     body = task_body(config.settings, emulator.results, task, QUEUED, base)
-    return after(rule, _JSONResponse(body, status_code=config.settings.submit_status))
+    return after(rule, _json_answer(body, status_code=config.settings.submit_status))
 
 
 @journaled("poll")
@@ -258,7 +255,7 @@ async def get_task(request: Request) -> Response:
     await emulator.billing.settle(task, obs)
     base = base_url(request)
     if not obs.terminal:
-        return after(rule, _JSONResponse(task_body(settings, emulator.results, task, obs, base)))
+        return after(rule, _json_answer(task_body(settings, emulator.results, task, obs, base)))
     # Final: the same bytes for every later poll while the key's settings and base stay.
     answers: TerminalAnswers = request.app.state["terminal_answers"]
     kept_as = (
@@ -270,7 +267,7 @@ async def get_task(request: Request) -> Response:
     if kept is None:
         body = task_body(settings, emulator.results, task, obs, base)
         kept = answers.keep(kept_as, _encode_json(body).encode("utf-8"), "application/json")
-    return after(rule, KeptAnswer(kept))
+    return after(rule, kept_answer(kept))
 
 
 @journaled("result")

@@ -10,6 +10,11 @@ the other such use: ``protocols.py``, checked by ``tests/test_http_guard.py``.)
   a later ``request.body()`` raises instead of waiting for messages that never come. Reading
   through ``request.stream()`` (an async generator per request) measured +5 to +10 us on an
   in-process submission of ~150 us.
+- ``PrebuiltResponse``: a Response whose body and headers are already made, set as the
+  attributes ``Response.__call__`` sends (``status_code``, ``raw_headers``, ``body``,
+  ``background``) without ``Response.__init__``, which renders the body and rebuilds
+  Content-Length and Content-Type on every answer: the JSON answers of the two hot routes and
+  a finished task's kept answer (3-5 % of a poll's instructions, docs/profile.md).
 - ``abort_connection``: there is no ASGI message for "drop this connection without an
   answer" (a fault effect); uvicorn's ``send`` is a bound method of the connection's request
   cycle, which holds the transport.
@@ -20,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.types import Send
 
 from ..errors import PayloadTooLarge
@@ -52,6 +58,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+class PrebuiltResponse(Response):
+    """A Response of ``body`` with exactly ``raw_headers`` (a list of its own: middleware and
+    fault effects may add to it), made without ``Response.__init__``."""
+
+    def __init__(
+        self, body: bytes, raw_headers: list[tuple[bytes, bytes]], status_code: int = 200
+    ) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = raw_headers
+
+
 def abort_connection(send: Send) -> bool:
     """Drop the connection ``send`` answers on, without a response, if uvicorn serves it;
     False (nothing done) for any other server or an in-process transport."""
@@ -66,4 +85,4 @@ def abort_connection(send: Send) -> bool:
     return True
 
 
-__all__ = ["abort_connection", "read_body"]
+__all__ = ["PrebuiltResponse", "abort_connection", "read_body"]

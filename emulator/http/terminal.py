@@ -14,6 +14,8 @@ from collections.abc import Hashable
 
 from starlette.responses import Response
 
+from .privates import PrebuiltResponse
+
 #: Answers kept per app: about 0.5 KB each; the oldest goes first.
 MAX_KEPT = 4096
 
@@ -21,16 +23,10 @@ MAX_KEPT = 4096
 Kept = tuple[bytes, tuple[tuple[bytes, bytes], ...]]
 
 
-class KeptAnswer(Response):
-    """A kept answer as a Response, without recomputing its headers (``Response.__init__``
-    renders the body and builds Content-Length and Content-Type again on every poll). The
-    header list is a new one per answer: whoever receives it may change it."""
-
-    def __init__(self, kept: Kept) -> None:
-        self.status_code = 200
-        self.background = None
-        self.body, headers = kept
-        self.raw_headers = list(headers)
+def kept_answer(kept: Kept) -> Response:
+    """A kept answer as a Response, without recomputing its headers; the header list is a
+    new one per answer: whoever receives it may change it."""
+    return PrebuiltResponse(kept[0], list(kept[1]))
 
 
 class TerminalAnswers:
@@ -58,4 +54,4 @@ class TerminalAnswers:
         self._kept.clear()
 
 
-__all__ = ["MAX_KEPT", "Kept", "KeptAnswer", "TerminalAnswers"]
+__all__ = ["MAX_KEPT", "Kept", "TerminalAnswers", "kept_answer"]
