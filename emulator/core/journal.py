@@ -162,8 +162,9 @@ def _field(name: str, value: Any) -> str | int:
     return value
 
 
-#: Longest filter text read as the JSON of a list or object (20 items of 200 characters, with
-#: room for escapes); anything longer could not be the text of a value the journal keeps.
+#: Longest filter text read as the JSON of a list or object: a flat list the journal keeps (20
+#: items of 200 characters) fits with room for escapes. A bound on what parsing a filter may
+#: cost: a longer text (only lists of lists kept whole could have one) is refused.
 _MAX_JSON_FILTER_TEXT = 32 * 1024
 
 
