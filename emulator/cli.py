@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--store-prefix", dest="store_prefix", help="key namespace in Redis")
     serve.add_argument(
+        "--redis-timeout", dest="redis_timeout", help="seconds one call to Redis may take (1)"
+    )
+    serve.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -132,7 +135,7 @@ def _store_problem(settings: Settings, workers: int) -> str | None:
     from .stores.factory import masked_url, open_store
 
     async def probe() -> None:
-        store = open_store(url, prefix=settings.store_prefix)
+        store = open_store(url, prefix=settings.store_prefix, timeout=settings.redis_timeout)
         try:
             await store.ping()
         finally:

@@ -69,7 +69,9 @@ async def _submit_spread(clients: list[httpx.AsyncClient], count: int) -> list[i
 
 
 def _cap_holds(store: str) -> None:
-    settings = Settings(seed=5, clock="manual", max_tasks=10, store=store)
+    # redis_timeout: on a loaded machine 50 concurrent submissions must not time out (a 503
+    # would be a refusal the cap did not make).
+    settings = Settings(seed=5, clock="manual", max_tasks=10, store=store, redis_timeout=30.0)
     settings = settings.replace(store_prefix=_prefix("cap"))
 
     async def run() -> tuple[list[int], int]:

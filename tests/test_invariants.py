@@ -156,6 +156,9 @@ class EmulatorMachine(RuleBasedStateMachine):
             task_ttl_seconds=60.0 if self.clock == "manual" else 0.0,
             usage_log_limit=6,
             journal_limit=100_000,
+            # A loaded machine must not turn a step into a 503 (which the machine would report
+            # as a broken invariant): stalls and their 503s are tests/test_atomicity.py's.
+            redis_timeout=30.0,
         )
 
     def _start(self, worker: int) -> None:

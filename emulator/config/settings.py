@@ -111,6 +111,9 @@ class Settings:
     state_dir: str | None = None
     #: Namespace of this emulator's keys in a store shared with other emulators (Redis).
     store_prefix: str = "emulator"
+    #: Seconds one call to a Redis store may take, sending and answering (a 503 beyond it; a
+    #: write is never retried): raise it for a distant or loaded Redis.
+    redis_timeout: float = 1.0
     #: Finished tasks are forgotten this many clock seconds after they end (0: kept forever).
     task_ttl_seconds: float = 86_400.0
     #: Most tasks kept; when full, the oldest finished go first (0: no limit).
@@ -146,7 +149,7 @@ FIXED_SETTINGS = frozenset(
     # Whoever can reach the control plane must not be able to open the network fences.
     | {"admin_token", "fetch_reference_urls", "fetch_allow_hosts", "fetch_allow_private"}
     # The store is opened once, at start-up.
-    | {"store", "state_dir", "store_prefix"}
+    | {"store", "state_dir", "store_prefix", "redis_timeout"}
     # The HTTP server enforces these from start-up, before a request reaches the app.
     | {"max_header_bytes", "header_timeout"}
     # The app's middleware and the server's logging are built once, at start-up.
@@ -346,6 +349,7 @@ SERVE_FLAGS = (
     "store",
     "state_dir",
     "store_prefix",
+    "redis_timeout",
     "log_format",
 )
 

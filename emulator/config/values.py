@@ -113,6 +113,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "max_json_depth": (2, 1000),
     "max_json_items": (16, 10_000_000),
     "fetch_timeout": (0.001, 600),
+    "redis_timeout": (0.05, 600),
     "fetch_max_bytes": (1, 2**30),
     "render_cache_bytes": (0, 2**36),
     "failure_rate": (0, 1),
@@ -135,6 +136,7 @@ RANGE_NOTES = {
     "poll_latency": " (seconds)",
     "hang_max_seconds": " (seconds)",
     "fetch_timeout": " (seconds)",
+    "redis_timeout": " (seconds)",
     "header_timeout": " (seconds)",
 }
 #: Longest text of a text setting (or of each entry of a list setting); others MAX_TEXT_CHARS.

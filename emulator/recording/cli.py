@@ -27,6 +27,7 @@ EMULATOR_ONLY = (
     "store",
     "state_dir",
     "store_prefix",
+    "redis_timeout",
 )
 
 

@@ -31,8 +31,9 @@ def masked_url(url: str) -> str:
     return url
 
 
-def open_store(url: str, *, prefix: str = "emulator") -> Store:
-    """The backend named by ``url`` (``prefix`` namespaces keys in a shared server).
+def open_store(url: str, *, prefix: str = "emulator", timeout: float = 1.0) -> Store:
+    """The backend named by ``url`` (``prefix`` namespaces keys in a shared server; ``timeout``
+    bounds each call to a Redis server, in seconds).
 
     Raises ValueError naming the URL when it is not supported or the store cannot be opened.
     """
@@ -48,7 +49,7 @@ def open_store(url: str, *, prefix: str = "emulator") -> Store:
         from .redis import RedisStore, check_url  # only loaded when asked for
 
         check_url(url)
-        return RedisStore(url, prefix)
+        return RedisStore(url, prefix, timeout=timeout)
     raise ValueError(f"store {url!r} is not supported; use {STORE_URL_FORMS}")
 
 

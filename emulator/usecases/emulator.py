@@ -41,7 +41,9 @@ class Emulator:
         self.config = config = Configuration(settings)
         settings = config.settings
         try:
-            self.store = store or open_store(settings.store_url, prefix=settings.store_prefix)
+            self.store = store or open_store(
+                settings.store_url, prefix=settings.store_prefix, timeout=settings.redis_timeout
+            )
         except ValueError as exc:
             raise ConfigError(f"setting 'store': {exc}") from None
         store = self.store
