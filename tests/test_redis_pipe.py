@@ -192,7 +192,13 @@ async def test_a_late_reply_retires_its_connection_and_calls_behind_it_go_on_ano
 
     def connection() -> AbstractConnection:
         kind = counting_connection(sent)
-        return kind(host="127.0.0.1", port=own_server.port, protocol=2, **quiet_handshake())
+        return kind(
+            host="127.0.0.1",
+            port=own_server.port,
+            protocol=2,
+            socket_timeout=None,
+            **quiet_handshake(),
+        )
 
     pipes: list[Pipe] = []
 
@@ -226,6 +232,40 @@ async def test_a_late_reply_retires_its_connection_and_calls_behind_it_go_on_ano
     finally:
         for pipe in (first, *pipes):
             await pipe.close()
+
+
+async def test_a_call_written_with_a_late_one_waits_for_its_own_reply_until_its_own_deadline(
+    own_server: RedisServer,
+) -> None:
+    # Two calls in one batch; the first's deadline passes while Redis is stopped. The second
+    # must not be failed with it: a write answered 503 must never run afterwards, which its
+    # script's deadline guarantees only from that deadline on. It gets its own reply.
+    conn = counting_connection([0])(
+        host="127.0.0.1",
+        port=own_server.port,
+        protocol=2,
+        socket_timeout=None,  # as Scripts opens them: the pipe's deadlines bound each call
+        **quiet_handshake(),
+    )
+    retired: list[list[Call]] = []
+    pipe = Pipe(conn, 10.0, lambda _, unsent: retired.append(unsent))
+    loop = asyncio.get_running_loop()
+    try:
+        assert await pipe.call("PING") == b"PONG"
+        with stopped(own_server):
+            short = Call(conn.pack_command("ECHO", "short"), loop.create_future(), 0.0)
+            short.deadline = loop.time() + 0.3
+            long = Call(conn.pack_command("ECHO", "long"), loop.create_future(), 0.0)
+            long.deadline = loop.time() + 10
+            pipe.take(short)
+            pipe.take(long)
+            with pytest.raises(TimeoutError):
+                await short.future
+            assert retired == [[]] and not pipe.open  # nothing queued was left unwritten
+            assert not long.future.done()
+        assert await asyncio.wait_for(long.future, 5) == b"long"  # bounded, for a failure
+    finally:
+        await pipe.close()
 
 
 async def test_concurrent_polls_of_one_store_share_writes_and_each_counts_once(

@@ -111,7 +111,10 @@ class Pipe:
             self._pump = self._loop.create_task(self._run())
         elif self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
-        if self._timer is None:
+        timer = self._timer
+        if timer is None or call.deadline < timer.when():  # (a call handed over is older)
+            if timer is not None:
+                timer.cancel()
             self._timer = self._loop.call_at(call.deadline, self._expire)
         return call.future
 
