@@ -7,7 +7,8 @@ a wake-up of the event loop and a read of its own; those, not Redis's work nor t
 packing, were the largest part of what a poll on Redis costs more than one in memory (py-spy
 on a served worker under wrk, docs/scaling.md). A batch pays them once.
 
-The rules, each pinned by tests/test_redis_pipe.py:
+The rules, each pinned by tests/test_redis_pipe.py (reconnecting after a failure by the restart
+tests of tests/test_redis_store.py and tests/test_scaling.py):
 
 - Each command is still one ``EVALSHA`` (one atomic script); a batch is only how they travel.
   A command is written once and never again; ``Scripts`` resends only after ``NOSCRIPT``.
