@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...core.faults import FaultRule
 from ...errors import StoreUnavailable
+from .pipe import Pipe
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -170,35 +171,27 @@ def check_url(url: str) -> None:
         raise ValueError(f"store {url!r} is not a usable Redis URL: {exc}") from None
 
 
-#: What an idle connection is asked before reuse: "is there anything to read (or has Redis
-#: closed it)". redis-py 8 named it ``can_read``; earlier versions (the pin allows 5 to 8) only
-#: have ``can_read_destructive``, which 8 deprecates.
-_CAN_READ = "can_read" if hasattr(AbstractConnection, "can_read") else "can_read_destructive"
-
-
 class Scripts:
     """Lua scripts sent on connections of the store's own, not through ``Redis``'s command
     path: every step on a request's path is one script, and redis-py's generic path (its pool's
     lock and bookkeeping, a retry wrapper, metrics hooks, a task per send for the socket
-    timeout) cost the worker more than the rest of a poll (callgrind). Only public
-    ``Connection`` methods are used: ``pack_command``, ``send_packed_command``,
-    ``read_response``, ``can_read`` (``_CAN_READ``), ``disconnect``.
+    timeout) cost the worker more than the rest of a poll (callgrind).
 
-    One idle list of connections, reused last in first out; a connection comes back to it only
-    after its answer was read whole (an error reply included), so no answer is ever read by the
-    wrong caller; any other failure (a timeout, a cancelled request, a reset socket) drops it.
-    The whole call, send and answer, is bounded by ``timeout`` (``socket_timeout`` is off on
-    these connections: one ``asyncio.timeout`` instead of a timer per read plus a task per
-    send); a timeout is a ``TimeoutError``, which ``guard`` turns into a 503. A call is never
-    resent, except after ``NOSCRIPT`` (the script did not run: a restarted Redis forgot it),
-    once, after loading it through ``client``."""
+    The calls of concurrent requests share one connection and travel in batches, one write and
+    one read per batch (``pipe.Pipe``: the rules on ordering, deadlines and errors are there).
+    Each call is bounded by ``timeout`` from when it was queued (``socket_timeout`` is off on
+    these connections); a timeout is a ``TimeoutError``, which ``guard`` turns into a 503. A
+    call is never resent, except after ``NOSCRIPT`` (the script did not run: a restarted Redis
+    forgot it), once, after loading it through ``client``."""
 
     def __init__(self, client: aioredis.Redis, timeout: float) -> None:
         pool = client.connection_pool
         kwargs = {**pool.connection_kwargs, "socket_timeout": None}
         self._client, self._timeout = client, timeout
         self._new: Callable[[], AbstractConnection] = lambda: pool.connection_class(**kwargs)
-        self._idle: list[AbstractConnection] = []
+        self._pipe: Pipe | None = None
+        #: The current pipe and those retired (each closes itself once nobody waits on it).
+        self._pipes: set[Pipe] = set()
 
     def register(self, text: str) -> Script:
         return Script(self, self._client.register_script(text))
@@ -206,40 +199,32 @@ class Scripts:
     async def call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         """The script's answer (an error reply raised as redis-py raises it)."""
         try:
-            return await self._evalsha(script.sha, keys, args)
+            return await self._current().call("EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
             await self._client.script_load(script.script)
-            return await self._evalsha(script.sha, keys, args)
+            return await self._current().call("EVALSHA", script.sha, len(keys), *keys, *args)
 
-    async def _evalsha(self, sha: str, keys: list[str], args: list[Any]) -> Any:
-        conn = self._idle.pop() if self._idle else self._new()
-        try:
-            # An idle connection with something to read (Redis closed it, e.g. a restart) is
-            # not reused as it is: reconnected, as redis-py's pool does.
-            if conn.is_connected:
-                try:
-                    dirty = await getattr(conn, _CAN_READ)()
-                except _UNAVAILABLE:
-                    dirty = True
-                if dirty:
-                    await conn.disconnect()
-            async with asyncio.timeout(self._timeout):
-                command = conn.pack_command("EVALSHA", sha, len(keys), *keys, *args)
-                await conn.send_packed_command(command, False)
-                reply = await conn.read_response()
-        except ResponseError:
-            self._idle.append(conn)  # an error reply, read whole: the connection is clean
-            raise
-        except BaseException:
-            await conn.disconnect(nowait=True)
-            raise
-        self._idle.append(conn)
-        return reply
+    def _current(self) -> Pipe:
+        pipe = self._pipe
+        if pipe is None or not pipe.open:
+            self._pipes = {kept for kept in self._pipes if not kept.closed}
+            pipe = self._pipe = Pipe(self._new(), self._timeout, self._retired)
+            self._pipes.add(pipe)
+        return pipe
+
+    def _retired(self, pipe: Pipe, unsent: list[Any]) -> None:
+        """``pipe`` takes no more commands: those it had not written go to a new one."""
+        if self._pipe is pipe:
+            self._pipe = None
+        if unsent:
+            fresh = self._current()
+            for call in unsent:
+                fresh.take(call)
 
     async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            await conn.disconnect()
+        pipes, self._pipes, self._pipe = list(self._pipes), set(), None
+        for pipe in pipes:
+            await pipe.close()
 
 
 class Script:

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from ...core.billing import Charge, ChargeState, Trimmed
 from ...core.faults import FaultRule
-from ...core.tasks import Task
+from ...core.tasks import Task, TaskBuilder
 
 
 def text(value: bytes | str) -> str:
@@ -71,7 +71,7 @@ class TaskReader:
         values[_POLLS] = int(polls)
         if end and task.schedule.steps is not None:
             values[_FINISHED_AT] = float(end)
-        return Task(*values)
+        return TaskBuilder(*values)  # a Task, at a plain class's cost (core/frozen.py)
 
 
 #: A charge's hash fields: its JSON as held, then what the hold and settling set.

@@ -1,0 +1,216 @@
+"""Script calls coalesced onto one connection: the commands that concurrent requests issue
+while the previous batch is on its way go out together as one write, and their replies come
+back in one read, matched to their callers in order (pipelining across requests).
+
+Why: on a worker serving many requests at once, each script call used to cost a socket write,
+a wake-up of the event loop and a read of its own; those, not Redis's work nor the client's
+packing, were the largest part of what a poll on Redis costs more than one in memory (py-spy
+on a served worker under wrk, docs/scaling.md). A batch pays them once.
+
+The rules, each pinned by tests/test_redis_pipe.py (reconnecting after a failure by the restart
+tests of tests/test_redis_store.py and tests/test_scaling.py):
+
+- Each command is still one ``EVALSHA`` (one atomic script); a batch is only how they travel.
+  A command is written once and never again; ``Scripts`` resends only after ``NOSCRIPT``.
+- Replies are matched to commands by position. A caller that gives up (cancelled, or its
+  deadline passed) leaves its slot: its reply is read and thrown away, so no caller ever gets
+  another's reply. A command whose caller gave up before its batch was written is not sent.
+- Each caller waits at most ``timeout`` from the moment it queued its command (one timer per
+  connection, for the oldest command still waited for, instead of one per call). A reply that
+  is that late makes the connection suspect: it takes no new command (a new one is opened for
+  the queue) and is closed once no caller waits on it. The callers already written on it keep
+  waiting for their replies, each until its own deadline and no earlier: a write answered 503
+  must never run afterwards, which its script's deadline guarantees only from that deadline on.
+- An error reply (a script's error, ``LATE``, ``NOSCRIPT``) reaches only its own caller; a
+  connection failure reaches the callers written on it (a write may have run: 503, never
+  resent), and the connection reconnects for the next batch.
+- A batch holds at most ``BATCH`` commands and ``BATCH_BYTES`` (a larger command goes alone);
+  more wait for the next write.
+
+Only public APIs: redis-py's ``Connection`` (``pack_command``, ``send_packed_command``,
+``read_response``, ``can_read`` / ``can_read_destructive``, ``disconnect``) and asyncio's
+futures, tasks and timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+#: What an idle connection is asked before reuse: "is there anything to read (or has Redis
+#: closed it)". redis-py 8 named it ``can_read``; earlier versions (the pin allows 5 to 8) only
+#: have ``can_read_destructive``, which 8 deprecates.
+_CAN_READ = "can_read" if hasattr(AbstractConnection, "can_read") else "can_read_destructive"
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class Call:
+    """One queued command: its packed bytes, its caller's future and deadline (loop time; 0:
+    ``timeout`` from when it is queued)."""
+
+    __slots__ = ("chunks", "deadline", "future", "size")
+
+    def __init__(self, chunks: list[bytes], future: asyncio.Future[Any], deadline: float) -> None:
+        self.chunks, self.future, self.deadline = chunks, future, deadline
+        self.size = sum(map(len, chunks))
+
+
+def _answer(call: Call, reply: Any) -> None:
+    if not call.future.done():  # a caller that gave up left its slot: the reply is dropped
+        if isinstance(reply, BaseException):
+            call.future.set_exception(reply)
+        else:
+            call.future.set_result(reply)
+
+
+class Pipe:
+    """One connection and the commands queued on it (see the module's docstring).
+
+    ``on_retired(calls)`` is told when the connection stops taking commands (a reply came too
+    late), with the commands queued but not yet written, for another ``Pipe`` to take."""
+
+    BATCH = 128
+    BATCH_BYTES = 256 * 1024
+
+    def __init__(
+        self,
+        conn: AbstractConnection,
+        timeout: float,
+        on_retired: Callable[[Pipe, list[Call]], None],
+    ) -> None:
+        self.conn, self._timeout, self._on_retired = conn, timeout, on_retired
+        self._loop = asyncio.get_running_loop()
+        self._queued: deque[Call] = deque()
+        self._written: deque[Call] = deque()
+        self._wake: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._pump: asyncio.Task[None] | None = None
+        #: False once a reply came too late: the connection takes no new command.
+        self.open = True
+
+    @property
+    def closed(self) -> bool:
+        return self._pump is not None and self._pump.done()
+
+    def call(self, *args: Any) -> asyncio.Future[Any]:
+        """Queue one command; its reply (or error) comes in the future."""
+        return self.take(Call(self.conn.pack_command(*args), self._loop.create_future(), 0.0))
+
+    def take(self, call: Call) -> asyncio.Future[Any]:
+        if not call.deadline:
+            call.deadline = self._loop.time() + self._timeout
+        self._queued.append(call)
+        if self._pump is None:
+            self._pump = self._loop.create_task(self._run())
+        elif self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+        timer = self._timer
+        if timer is None or call.deadline < timer.when():  # (a call handed over is older)
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(call.deadline, self._expire)
+        return call.future
+
+    async def _run(self) -> None:
+        conn, queued, written = self.conn, self._queued, self._written
+        failure: BaseException = RedisConnectionError("the store's connection was closed")
+        try:
+            while self.open:
+                if not queued:
+                    self._wake = self._loop.create_future()
+                    await self._wake
+                    continue
+                batch: list[bytes] = []
+                size = 0
+                while queued and len(written) < self.BATCH:
+                    call = queued[0]
+                    if batch and size + call.size > self.BATCH_BYTES:
+                        break
+                    queued.popleft()
+                    if call.future.done():  # its caller gave up before it was written
+                        continue
+                    written.append(call)
+                    batch += call.chunks
+                    size += call.size
+                if not batch:
+                    continue
+                try:
+                    # An idle connection with something to read (Redis closed it, e.g. a
+                    # restart) is reconnected before it is used, as redis-py's pool does.
+                    if conn.is_connected:
+                        try:
+                            dirty = await getattr(conn, _CAN_READ)()
+                        except _UNAVAILABLE:
+                            dirty = True
+                        if dirty:
+                            await conn.disconnect()
+                    await conn.send_packed_command(batch, False)
+                    while written:
+                        try:
+                            reply = await conn.read_response(disconnect_on_error=False)
+                        except ResponseError as exc:  # an error reply, read whole: in step
+                            reply = exc
+                        _answer(written.popleft(), reply)
+                except _UNAVAILABLE as exc:
+                    # The connection failed: whoever was written on it gets the error (a write
+                    # may have run: never resent); the next batch reconnects.
+                    while written:
+                        _answer(written.popleft(), exc)
+                    await conn.disconnect(nowait=True)
+        except Exception as exc:  # anything else (a reply redis-py cannot parse): out of step
+            failure = exc
+        finally:
+            self._retire()
+            for calls in (written, queued):
+                while calls:
+                    _answer(calls.popleft(), failure)
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            await conn.disconnect(nowait=True)
+
+    def _retire(self) -> None:
+        """Take no new command; hand the ones queued but not written to another ``Pipe``."""
+        if self.open:
+            self.open = False
+            unsent = [call for call in self._queued if not call.future.done()]
+            self._queued.clear()
+            self._on_retired(self, unsent)
+
+    def _expire(self) -> None:
+        """The timer: callers whose deadline passed get a TimeoutError. A written command that
+        late retires the connection; armed again for the next caller still waiting."""
+        self._timer = None
+        now = self._loop.time()
+        for calls in (self._written, self._queued):
+            for call in calls:
+                if not call.future.done() and call.deadline <= now:
+                    late = TimeoutError(f"Redis did not answer within {self._timeout:g} s")
+                    call.future.set_exception(late)
+                    if calls is self._written:
+                        self._retire()
+        waiting = [c.deadline for c in (*self._written, *self._queued) if not c.future.done()]
+        if waiting:
+            self._timer = self._loop.call_at(min(waiting), self._expire)
+        elif not self.open and self._pump is not None:
+            self._pump.cancel()  # nobody waits on it any more: close it
+
+    async def close(self) -> None:
+        self.open = False
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        else:
+            await self.conn.disconnect(nowait=True)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
