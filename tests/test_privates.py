@@ -165,6 +165,34 @@ def test_coverage_is_copied_into_a_palette_picture_as_indices() -> None:
     )
 
 
+# -- pytest -------------------------------------------------------------------------------------
+def test_pytest_remembers_the_names_it_rewrites_where_the_plugin_takes_them_back(
+    request: pytest.FixtureRequest,
+) -> None:
+    # The behaviour (the emulator imported plainly, the user's tests still rewritten) is
+    # tests/test_pytest_plugin.py's; this names what changed when it fails.
+    from emulator.testing.privates import skip_assertion_rewriting
+
+    hook: Any = request.config.pluginmanager.rewrite_hook
+    where = "emulator/testing/privates.py (skip_assertion_rewriting)"
+    if type(hook).__name__ == "DummyRewriteHook":
+        pytest.skip("this session runs with --assert=plain: pytest rewrites nothing")
+    assert isinstance(getattr(hook, "_must_rewrite", None), set), changed(
+        "pytest", "AssertionRewritingHook._must_rewrite", where
+    )
+    assert isinstance(getattr(hook, "_marked_for_rewrite_cache", None), dict), changed(
+        "pytest", "AssertionRewritingHook._marked_for_rewrite_cache", where
+    )
+    hook.mark_rewrite("emulator_probe")
+    assert "emulator_probe" in hook._must_rewrite, changed(
+        "pytest", "where mark_rewrite keeps the names", where
+    )
+    hook._marked_for_rewrite_cache["emulator_probe.module"] = True
+    skip_assertion_rewriting(request.config, "emulator_probe")
+    assert "emulator_probe" not in hook._must_rewrite
+    assert "emulator_probe.module" not in hook._marked_for_rewrite_cache
+
+
 # -- schemathesis -------------------------------------------------------------------------------
 def _fields(cls: type) -> set[str]:
     names: set[str] = set()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -426,3 +428,43 @@ def test_a_client_kept_from_an_earlier_test_cannot_reach_the_next_tests_emulator
         """,
     )
     result.assert_outcomes(passed=2)
+
+
+def test_the_emulators_own_modules_are_imported_as_they_are_and_the_users_tests_rewritten(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pytest rewrites the asserts of every module of a plugin's distribution, and loading
+    # that way (its own cache, read by marshal.load from a file object) was a fifth of the
+    # fixture's first setup (callgrind): the emulator's modules are imported as Python does,
+    # while the user's test modules and conftests keep pytest's assertion messages.
+    # The package on the path, as a regular install has it: pytest finds an editable
+    # install's package only there (this venv's is not), and then marks it.
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    pytester.makeconftest(
+        """
+        def same(a, b):
+            assert a == b
+        """
+    )
+    result = run(
+        pytester,
+        """
+        import importlib
+
+        from conftest import same
+
+        def test_loaders():
+            for name in ("emulator.usecases.emulator", "emulator.http.app"):
+                loader = type(importlib.import_module(name).__spec__.loader)
+                assert not loader.__module__.startswith("_pytest"), (name, loader)
+
+        def test_users_asserts_still_rewritten(image_emulator):
+            assert image_emulator.advance(0) == 1.5
+
+        def test_users_conftest_still_rewritten():
+            same([1, 2], [1, 3])
+        """,
+    )
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*assert 0.0 == 1.5*", "*where 0.0 = *advance*"])
+    result.stdout.fnmatch_lines(["*At index 1 diff: 2 != 3*"])

@@ -10,13 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from ..config import Settings
 from ..usecases.emulator import Emulator
-from .access_log import AccessLog
 from .dispatch import Dispatch
 from .effects import DropConnection
 from .privates import abort_connection
@@ -92,11 +90,16 @@ def _routes() -> tuple[list[BaseRoute], dict[Any, Any]]:
 
 
 def _middleware(settings: Settings) -> list[Middleware]:
-    """Opt-in layers only: with the defaults the app is exactly as fast as without them."""
+    """Opt-in layers only: with the defaults the app is exactly as fast as without them (and
+    their modules are not imported: the pytest fixture's first setup, docs/profile.md)."""
     layers = []
     if settings.log_format == "json":
+        from .access_log import AccessLog
+
         layers.append(Middleware(AccessLog))
     if settings.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
         # Starlette's own: preflights answered, the allowed origin echoed, nothing for others.
         layers.append(
             Middleware(

@@ -113,6 +113,15 @@ def _cached_settings(items: tuple[tuple[str, Any], ...]) -> Settings:
     return Settings().replace(**dict(items))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """The emulator's modules imported plainly, not assertion-rewritten (testing/privates.py);
+    before the conftests load, which may import them."""
+    from .privates import skip_assertion_rewriting
+
+    skip_assertion_rewriting(early_config, __name__.partition(".")[0])
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "image_emulator(**settings): settings of the image_emulator fixture"

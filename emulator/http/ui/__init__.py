@@ -14,7 +14,8 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
+
+from ..deferred import Deferred
 
 PREFIX = "/_emulator/ui"
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -42,6 +43,14 @@ def _by_method(handlers: dict[str, Endpoint]) -> Endpoint:
 
 
 def routes() -> list[BaseRoute]:
+    """The dashboard's routes, built when a request first reaches them (`Deferred`): an app
+    that never serves the dashboard (most of the pytest fixture's) never builds them."""
+    return [Deferred(_routes)]
+
+
+def _routes() -> list[BaseRoute]:
+    from starlette.staticfiles import StaticFiles
+
     get, post = ["GET"], ["POST"]
     login = _by_method({"GET": _lazy("pages.login_form"), "POST": _lazy("actions.login")})
     table: list[tuple[str, Endpoint, list[str]]] = [
