@@ -426,3 +426,48 @@ def test_a_client_kept_from_an_earlier_test_cannot_reach_the_next_tests_emulator
         """,
     )
     result.assert_outcomes(passed=2)
+
+
+def test_each_test_gets_its_own_markers_settings_however_it_asks_for_the_fixture(
+    pytester: pytest.Pytester,
+) -> None:
+    # The fixture reads the marker of the test being set up (emulator/testing/plugin.py):
+    # marked and unmarked tests alternate, a class marks its tests, and a test asks for the
+    # fixture only during its call, after another test's setup.
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        BODY = {"model": "NanoBanana", "prompt": "x"}
+
+        def envelope(handle):
+            answer = handle.client().post("/v1/images/tasks", json=BODY).json()
+            return "bare" if "status" in answer else "wrapped"
+
+        @pytest.mark.image_emulator(envelope="bare")
+        def test_1_marked(image_emulator):
+            assert envelope(image_emulator) == "bare"
+
+        def test_2_unmarked(image_emulator):
+            assert envelope(image_emulator) == "wrapped"
+
+        @pytest.mark.image_emulator(envelope="bare")
+        def test_3_asks_during_its_call(request):
+            assert envelope(request.getfixturevalue("image_emulator")) == "bare"
+
+        def test_4_asks_during_its_call_unmarked(request):
+            assert envelope(request.getfixturevalue("image_emulator")) == "wrapped"
+
+        @pytest.mark.image_emulator(envelope="bare")
+        class TestMarkedClass:
+            def test_5_in_class(self, image_emulator):
+                assert envelope(image_emulator) == "bare"
+
+        def test_6_unmarked_again(image_emulator):
+            assert envelope(image_emulator) == "wrapped"
+        """,
+        "-p",
+        "no:randomly",
+    )
+    result.assert_outcomes(passed=6)
