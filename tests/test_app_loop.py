@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Iterator
 
@@ -119,3 +120,49 @@ def test_an_interrupted_trip_does_not_stop_a_later_one(loop: AppLoop) -> None:
     with pytest.raises(KeyboardInterrupt):
         loop.run(interrupted())
     assert loop.run(later()) == 5
+
+
+VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="outside")
+
+
+async def steer(value: str) -> str:
+    VAR.set(value)  # a task's context is a copy: this never reaches the caller's
+    return VAR.get()
+
+
+def test_inline_work_runs_in_place_in_a_copy_of_the_context(loop: AppLoop) -> None:
+    assert loop.run_inline(steer("inside")) == "inside"
+    assert VAR.get() == "outside" and not loop.in_thread
+    with pytest.raises(ValueError, match="refused"):
+        loop.run_inline(refuse())
+
+
+async def refuse() -> None:
+    raise ValueError("refused")
+
+
+def test_inline_work_that_suspends_is_an_error_and_is_closed(loop: AppLoop) -> None:
+    reached = []
+
+    async def suspends() -> None:
+        try:
+            await asyncio.sleep(0)
+            reached.append("after")
+        finally:
+            reached.append("closed")
+
+    with pytest.raises(RuntimeError, match="suspended"):
+        loop.run_inline(suspends())
+    assert reached == ["closed"]
+    assert loop.run(where())[1] == threading.get_ident()  # the loop is still usable
+
+
+def test_inline_work_goes_to_the_loop_where_run_would_hand_it_over(loop: AppLoop) -> None:
+    home, _ = loop.run(where())
+
+    async def from_a_test_loop() -> tuple[asyncio.AbstractEventLoop, int]:
+        return loop.run_inline(where())
+
+    assert asyncio.run(from_a_test_loop())[0] is home
+    assert loop.in_thread
+    assert loop.run_inline(where())[0] is home  # handed to the thread from now on

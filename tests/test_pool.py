@@ -3,6 +3,7 @@ settings are equal (not only the same object), and never to one whose settings d
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from emulator import Settings
@@ -44,5 +45,23 @@ def test_other_settings_get_another_emulator() -> None:
         again = pool.take(settings(failure_rate=0.5))
         assert again is used
         pool.give_back(again)
+    finally:
+        pool.close()
+
+
+def test_a_task_left_on_the_loop_is_cancelled_before_the_emulator_is_kept() -> None:
+    pool = Pool()
+    try:
+        used = pool.take(settings())
+
+        async def leave_a_task() -> asyncio.Task[None]:
+            return asyncio.get_running_loop().create_task(asyncio.sleep(3600))
+
+        left = used.lease.run(leave_a_task())
+        assert not left.done()
+        pool.give_back(used)
+        assert left.cancelled()
+        assert pool.take(settings()) is used  # kept all the same, in its start-up state
+        pool.give_back(used)
     finally:
         pool.close()

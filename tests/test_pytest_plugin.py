@@ -468,3 +468,48 @@ def test_the_emulators_own_modules_are_imported_as_they_are_and_the_users_tests_
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(["*assert 0.0 == 1.5*", "*where 0.0 = *advance*"])
     result.stdout.fnmatch_lines(["*At index 1 diff: 2 != 3*"])
+
+
+def test_each_test_gets_its_own_markers_settings_however_it_asks_for_the_fixture(
+    pytester: pytest.Pytester,
+) -> None:
+    # The fixture reads the marker of the test being set up (emulator/testing/plugin.py):
+    # marked and unmarked tests alternate, a class marks its tests, and a test asks for the
+    # fixture only during its call, after another test's setup.
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        BODY = {"model": "NanoBanana", "prompt": "x"}
+
+        def envelope(handle):
+            answer = handle.client().post("/v1/images/tasks", json=BODY).json()
+            return "bare" if "status" in answer else "wrapped"
+
+        @pytest.mark.image_emulator(envelope="bare")
+        def test_1_marked(image_emulator):
+            assert envelope(image_emulator) == "bare"
+
+        def test_2_unmarked(image_emulator):
+            assert envelope(image_emulator) == "wrapped"
+
+        @pytest.mark.image_emulator(envelope="bare")
+        def test_3_asks_during_its_call(request):
+            assert envelope(request.getfixturevalue("image_emulator")) == "bare"
+
+        def test_4_asks_during_its_call_unmarked(request):
+            assert envelope(request.getfixturevalue("image_emulator")) == "wrapped"
+
+        @pytest.mark.image_emulator(envelope="bare")
+        class TestMarkedClass:
+            def test_5_in_class(self, image_emulator):
+                assert envelope(image_emulator) == "bare"
+
+        def test_6_unmarked_again(image_emulator):
+            assert envelope(image_emulator) == "wrapped"
+        """,
+        "-p",
+        "no:randomly",
+    )
+    result.assert_outcomes(passed=6)

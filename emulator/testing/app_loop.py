@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import threading
 from collections.abc import Coroutine
 from typing import Any, NoReturn, Protocol, TypeVar
@@ -33,6 +34,8 @@ class Runner(Protocol):
     """What a handle and the in-process transports run their work with."""
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T: ...
+
+    def run_inline(self, coro: Coroutine[Any, Any, T]) -> T: ...
 
     async def arun(self, coro: Coroutine[Any, Any, T]) -> T: ...
 
@@ -62,6 +65,10 @@ class AppLoop:
         """Whether callers hand work to a thread (True) or drive the loop in place."""
         return self._served
 
+    def has_tasks(self) -> bool:
+        """Whether a task on the loop has not ended (work a test left running)."""
+        return bool(asyncio.all_tasks(self._loop))
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop and return its result; for sync callers, from anywhere."""
         running = _running_loop()
@@ -76,6 +83,26 @@ class AppLoop:
                 "a blocking call made on the emulator's own event loop would wait for itself"
             )
         return self._submit(coro).result()
+
+    def run_inline(self, coro: Coroutine[Any, Any, T]) -> T:
+        """`run` for work that never suspends (steering an in-memory store, whose methods
+        never await): where `run` would drive the loop in place, the coroutine is run right
+        here instead, in a copy of the context as a task would, without a trip on the loop
+        (~50k of a life-cycle test's ~6.5M instructions a call). Work that suspends all the
+        same is a bug: closed, and RuntimeError. Elsewhere (the loop in a thread, a loop
+        running here), exactly `run`."""
+        if _running_loop() is None and not self._served and threading.get_ident() == self._owner:
+            with self._lock:
+                if not self._served:
+                    self._check_open(coro)
+                    try:
+                        contextvars.copy_context().run(coro.send, None)
+                    except StopIteration as done:
+                        result: T = done.value
+                        return result
+                    coro.close()
+                    raise RuntimeError("work run inline on the emulator's loop suspended")
+        return self.run(coro)
 
     def _run_here(self, coro: Coroutine[Any, Any, T]) -> T:
         """``run_until_complete(coro)``, one turn of the loop shorter: the work stops the loop
@@ -160,6 +187,11 @@ class Lease:
         if self.ended:
             _refuse(coro)
         return self._loop.run(coro)
+
+    def run_inline(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self.ended:
+            _refuse(coro)
+        return self._loop.run_inline(coro)
 
     async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
         if self.ended:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from ..core.journal import query_from_filters
+from ..stores.memory import MemoryStore
 from ..usecases.steer import Steering, settings_json
 from .app_loop import Runner
 from .transport import ASGITransport, AsyncASGITransport
@@ -106,6 +107,9 @@ class ImageEmulator:
         self.api_key = API_KEY
         self.faults = Faults(self)
         self._loop = loop
+        #: Steering an in-memory store never suspends: it runs without a trip on the loop
+        #: when the loop would run in place (`AppLoop.run_inline`).
+        self._inline = type(self.emulator.store) is MemoryStore
         self._in_process = in_process
         self._transport = ASGITransport(app, loop)
         self._async_transport = AsyncASGITransport(app, loop)
@@ -113,6 +117,8 @@ class ImageEmulator:
         self._control: httpx.Client | None = None
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._inline:
+            return self._loop.run_inline(coro)
         return self._loop.run(coro)
 
     # -- clients and transports ------------------------------------------------------------

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
@@ -47,6 +47,12 @@ def __getattr__(name: str) -> Any:
 
         return getattr(handle, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Marked(Protocol):
+    """A test or a collector: what its markers are read from."""
+
+    def get_closest_marker(self, name: str) -> pytest.Mark | None: ...
 
 
 #: The host of the in-process fixture's base URL (never resolved: nothing leaves the process).
@@ -85,9 +91,9 @@ class _LiveServer:
         self.thread.join(10)
 
 
-def _settings_for(request: pytest.FixtureRequest, overrides: Mapping[str, Any]) -> dict[str, Any]:
+def _settings_for(node: _Marked, overrides: Mapping[str, Any]) -> dict[str, Any]:
     values = {**DEFAULTS, **overrides}
-    marker = request.node.get_closest_marker("image_emulator")
+    marker = node.get_closest_marker("image_emulator")
     if marker is not None:
         if marker.args:
             raise pytest.UsageError("@pytest.mark.image_emulator takes keyword settings only")
@@ -126,6 +132,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "image_emulator(**settings): settings of the image_emulator fixture"
     )
+    config.pluginmanager.register(_InProcessFixture(config), "image_emulator-in-process")
 
 
 @pytest.fixture(scope="session")
@@ -137,41 +144,53 @@ def image_emulator_settings() -> Mapping[str, Any]:
     return MappingProxyType({})
 
 
-#: The session's in-process emulators kept between its tests (emulator/testing/pool.py), in
-#: its config's stash (one per xdist worker), closed with it. Not a session fixture: pytest
-#: resolved one for every test, 0.7 % of an in-process test (callgrind).
-_POOL = pytest.StashKey["Pool"]()
+class _InProcessFixture:
+    """The ``image_emulator`` fixture and what it needs, one per pytest config (one per xdist
+    worker): the config itself, the test being set up, the session's pool of in-process
+    emulators (emulator/testing/pool.py, closed with the config).
 
+    Why an object and a hook rather than a fixture asking for ``request``: pytest makes two
+    fresh ``request`` fixture definitions (each inspecting a signature) for every test whose
+    fixture asks for it, plus one for the test; that was 196k of a life-cycle test's ~6.7M
+    instructions (callgrind). A fixture of a registered plugin object gets the config from
+    its object, and the test (for its marker) from ``pytest_runtest_setup``, which pytest
+    calls with each test before it sets up the test's fixtures."""
 
-def _pool(config: pytest.Config) -> Pool:
-    pool = config.stash.get(_POOL, None)
-    if pool is None:
-        from .pool import Pool
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+        self._item: pytest.Item | None = None
+        self._pool: Pool | None = None
 
-        pool = config.stash[_POOL] = Pool()
-        config.add_cleanup(pool.close)
-    return pool
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self._item = item
 
+    def pool(self) -> Pool:
+        if self._pool is None:
+            from .pool import Pool
 
-@pytest.fixture
-def image_emulator(
-    request: pytest.FixtureRequest,
-    image_emulator_settings: Mapping[str, Any],
-) -> Iterator[ImageEmulator]:
-    """A fresh in-process emulator for this test (manual clock, seed 0): a new one, or one an
-    earlier test with the same settings used, put back in its start-up state."""
-    from .handle import ImageEmulator
+            pool = self._pool = Pool()
+            self._config.add_cleanup(pool.close)
+        return self._pool
 
-    pool = _pool(request.config)
-    used = pool.take(_settings(_settings_for(request, image_emulator_settings)))
-    handle = ImageEmulator(used.app, used.lease, IN_PROCESS_BASE_URL, in_process=True)
-    try:
-        yield handle
-    finally:
+    @pytest.fixture
+    def image_emulator(self, image_emulator_settings: Mapping[str, Any]) -> Iterator[ImageEmulator]:
+        """A fresh in-process emulator for this test (manual clock, seed 0): a new one, or one
+        an earlier test with the same settings used, put back in its start-up state."""
+        from .handle import ImageEmulator
+
+        if self._item is None:
+            raise RuntimeError("image_emulator was set up outside a test's setup")
+        pool = self.pool()
+        used = pool.take(_settings(_settings_for(self._item, image_emulator_settings)))
+        handle = ImageEmulator(used.app, used.lease, IN_PROCESS_BASE_URL, in_process=True)
         try:
-            handle.close()
+            yield handle
         finally:
-            pool.give_back(used)
+            try:
+                handle.close()
+            finally:
+                pool.give_back(used)
 
 
 @pytest.fixture(scope="session")
@@ -191,7 +210,7 @@ def image_emulator_live(
     from ..config import FIXED_SETTINGS, Settings
     from .handle import ImageEmulator
 
-    values = _settings_for(request, image_emulator_settings)
+    values = _settings_for(request.node, image_emulator_settings)
     fixed = {k: v for k, v in values.items() if k in FIXED_SETTINGS and DEFAULTS.get(k) != v}
     own: _LiveServer | None = None
     if fixed:  # settings that cannot change while serving get a server of their own

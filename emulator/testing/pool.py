@@ -122,7 +122,10 @@ class Pool:
             used.close()
             return
         try:
-            used.loop.run(_restart(used.emulator))
+            if used.loop.has_tasks():
+                used.loop.run(_restart(used.emulator))
+            else:  # nothing to cancel: the reset alone, without a trip on the loop
+                used.loop.run_inline(used.emulator.reset())
         except BaseException:
             used.close()
             raise
