@@ -7,8 +7,9 @@ a wake-up of the event loop and a read of its own; those, not Redis's work nor t
 packing, were the largest part of what a poll on Redis costs more than one in memory (py-spy
 on a served worker under wrk, docs/scaling.md). A batch pays them once.
 
-The rules, each pinned by tests/test_redis_pipe.py (reconnecting after a failure by the restart
-tests of tests/test_redis_store.py and tests/test_scaling.py):
+The rules, each pinned by tests/test_redis_pipe.py or tests/test_redis_pipe_faults.py
+(reconnecting after a failure by the restart tests of tests/test_redis_store.py and
+tests/test_scaling.py):
 
 - Each command is still one ``EVALSHA`` (one atomic script); a batch is only how they travel.
   A command is written once and never again; ``Scripts`` resends only after ``NOSCRIPT``.
@@ -26,6 +27,8 @@ tests of tests/test_redis_store.py and tests/test_scaling.py):
   resent), and the connection reconnects for the next batch.
 - A batch holds at most ``BATCH`` commands and ``BATCH_BYTES`` (a larger command goes alone);
   more wait for the next write.
+- ``close`` answers every caller still waiting with a ``ConnectionError`` (a 503), also one
+  whose command was queued an instant before, and closes the connection.
 
 Only public APIs: redis-py's ``Connection`` (``pack_command``, ``send_packed_command``,
 ``read_response``, ``can_read`` / ``can_read_destructive``, ``disconnect``) and asyncio's
@@ -61,6 +64,10 @@ class Call:
     def __init__(self, chunks: list[bytes], future: asyncio.Future[Any], deadline: float) -> None:
         self.chunks, self.future, self.deadline = chunks, future, deadline
         self.size = sum(map(len, chunks))
+
+
+def _closed() -> RedisConnectionError:
+    return RedisConnectionError("the store's connection was closed")
 
 
 def _answer(call: Call, reply: Any) -> None:
@@ -110,6 +117,9 @@ class Pipe:
         self._queued.append(call)
         if self._pump is None:
             self._pump = self._loop.create_task(self._run())
+            # Also when it is cancelled before its first step (a close right after this call),
+            # which skips _run's ``finally``: every caller is answered, the timer stopped.
+            self._pump.add_done_callback(lambda _: self._end(_closed()))
         elif self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
         timer = self._timer
@@ -121,7 +131,7 @@ class Pipe:
 
     async def _run(self) -> None:
         conn, queued, written = self.conn, self._queued, self._written
-        failure: BaseException = RedisConnectionError("the store's connection was closed")
+        failure: BaseException = _closed()
         try:
             while self.open:
                 if not queued:
@@ -168,14 +178,18 @@ class Pipe:
         except Exception as exc:  # anything else (a reply redis-py cannot parse): out of step
             failure = exc
         finally:
-            self._retire()
-            for calls in (written, queued):
-                while calls:
-                    _answer(calls.popleft(), failure)
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._end(failure)
             await conn.disconnect(nowait=True)
+
+    def _end(self, failure: BaseException) -> None:
+        """The pump has stopped: no new command, and whoever still waits gets ``failure``."""
+        self._retire()
+        for calls in (self._written, self._queued):
+            while calls:
+                _answer(calls.popleft(), failure)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _retire(self) -> None:
         """Take no new command; hand the ones queued but not written to another ``Pipe``."""
@@ -204,13 +218,11 @@ class Pipe:
             self._pump.cancel()  # nobody waits on it any more: close it
 
     async def close(self) -> None:
+        """Stop: every caller still waiting gets a ConnectionError; the connection is closed."""
         self.open = False
         if self._pump is not None:
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
-        else:
-            await self.conn.disconnect(nowait=True)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._end(_closed())
+        await self.conn.disconnect(nowait=True)
