@@ -56,3 +56,107 @@ async def test_a_call_queued_just_before_close_is_answered_not_left_hanging(
     finally:
         request.cancel()
         await redis.aclose(close_connection_pool=True)
+
+
+# -- a dead (half-open) connection -------------------------------------------------------------
+class BlackHoleFirst:
+    """A TCP proxy to Redis whose first connection swallows everything (a half-open connection:
+    Redis's host gone, no RST); later connections are forwarded."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.count = port, 0
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        self.count += 1
+        self.writers.append(w)
+        if self.count == 1:
+            while await r.read(65536):
+                pass
+            w.close()
+            return
+        ur, uw = await asyncio.open_connection("127.0.0.1", self.port)
+        self.writers.append(uw)
+
+        async def pump(a: asyncio.StreamReader, b: asyncio.StreamWriter) -> None:
+            try:
+                while data := await a.read(65536):
+                    b.write(data)
+                    await b.drain()
+            except OSError:
+                pass
+            finally:
+                b.close()
+
+        await asyncio.gather(pump(r, uw), pump(ur, w))
+
+    def stop(self) -> None:
+        self.server.close()
+        for writer in self.writers:  # (Server.close_clients is Python 3.13's)
+            writer.close()
+
+
+async def _dead_first_connection(
+    server: RedisServer, seconds: float
+) -> tuple[aioredis.Redis, Scripts, list[int], BlackHoleFirst]:
+    direct = aioredis.Redis.from_url(server.url, protocol=2)
+    await direct.script_load(ECHO)  # no NOSCRIPT round on the forwarded connections
+    await direct.aclose()
+    proxy = BlackHoleFirst(server.port)
+    redis, scripts, sent = scripts_for(await proxy.start(), seconds)
+    return redis, scripts, sent, proxy
+
+
+async def _written(sent: list[int], count: int) -> None:
+    for _ in range(1000):  # bounded: the event loop's own passes
+        if sent[0] >= count:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{count} writes expected, {sent[0]} made")
+
+
+@pytest.mark.parametrize("gives_up", ["cancelled", "timed out"])
+async def test_a_dead_connection_is_retired_whichever_way_its_written_caller_gave_up(
+    redis_server: RedisServer, gives_up: str
+) -> None:
+    redis, scripts, sent, proxy = await _dead_first_connection(redis_server, seconds=0.3)
+    echo = scripts.register(ECHO)
+    try:
+        first = asyncio.ensure_future(echo([], ["a"]))  # written on the dead connection
+        await _written(sent, 1)
+        if gives_up == "cancelled":  # its caller gave up (request aborted, a cancel scope...)
+            first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        await asyncio.sleep(0.4)  # past the first call's deadline (the pipe's own timer runs)
+        # Later calls: a healthy connection is one connect away. Each gets its reply.
+        replies = [await echo([], [str(n)]) for n in range(3)]
+        assert replies == [b"0", b"1", b"2"]
+    finally:
+        await scripts.close()
+        await redis.aclose(close_connection_pool=True)
+        proxy.stop()
+
+
+async def test_calls_timed_out_behind_a_dead_connection_are_not_kept(
+    redis_server: RedisServer,
+) -> None:
+    redis, scripts, sent, proxy = await _dead_first_connection(redis_server, seconds=0.2)
+    echo = scripts.register(ECHO)
+    try:
+        first = asyncio.ensure_future(echo([], ["a"]))
+        await _written(sent, 1)
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        for _ in range(3):
+            calls = (echo([], ["x" * 1000]) for _ in range(500))
+            await asyncio.gather(*calls, return_exceptions=True)
+        held = [call for pipe in scripts._pipes for call in pipe._queued]
+        assert len(held) < 500, f"{len(held)} timed-out calls still held"
+    finally:
+        await scripts.close()
+        await redis.aclose(close_connection_pool=True)
+        proxy.stop()

@@ -18,10 +18,13 @@ tests/test_scaling.py):
   another's reply. A command whose caller gave up before its batch was written is not sent.
 - Each caller waits at most ``timeout`` from the moment it queued its command (one timer per
   connection, for the oldest command still waited for, instead of one per call). A reply that
-  is that late makes the connection suspect: it takes no new command (a new one is opened for
-  the queue) and is closed once no caller waits on it. The callers already written on it keep
-  waiting for their replies, each until its own deadline and no earlier: a write answered 503
-  must never run afterwards, which its script's deadline guarantees only from that deadline on.
+  is that late makes the connection suspect, whether its caller still waits or gave up (a dead,
+  half-open connection answers nothing, ever): it takes no new command (a new one is opened for
+  the queue) and is closed once no caller waits on it. Calls whose callers gave up are dropped
+  from the queue when the timer runs, so a stuck connection holds no pile of them. The callers
+  already written on it keep waiting for their replies, each until its own deadline and no
+  earlier: a write answered 503 must never run afterwards, which its script's deadline
+  guarantees only from that deadline on.
 - An error reply (a script's error, ``LATE``, ``NOSCRIPT``) reaches only its own caller; a
   connection failure reaches the callers written on it (a write may have run: 503, never
   resent), and the connection reconnects for the next batch.
@@ -201,21 +204,35 @@ class Pipe:
 
     def _expire(self) -> None:
         """The timer: callers whose deadline passed get a TimeoutError. A written command that
-        late retires the connection; armed again for the next caller still waiting."""
+        late, whether its caller still waits or gave up (cancelled), retires the connection: a
+        dead one (half-open: no reply, no error, ever) must not keep taking commands. Queued
+        calls whose callers gave up are dropped. Armed again for the next deadline."""
         self._timer = None
         now = self._loop.time()
-        for calls in (self._written, self._queued):
-            for call in calls:
-                if not call.future.done() and call.deadline <= now:
-                    late = TimeoutError(f"Redis did not answer within {self._timeout:g} s")
-                    call.future.set_exception(late)
-                    if calls is self._written:
-                        self._retire()
-        waiting = [c.deadline for c in (*self._written, *self._queued) if not c.future.done()]
-        if waiting:
-            self._timer = self._loop.call_at(min(waiting), self._expire)
-        elif not self.open and self._pump is not None:
-            self._pump.cancel()  # nobody waits on it any more: close it
+        late = TimeoutError(f"Redis did not answer within {self._timeout:g} s")
+        written, queued = self._written, self._queued
+        for call in written:  # (at most BATCH)
+            if call.deadline <= now:
+                _answer(call, late)
+                self._retire()
+        if queued:
+            kept = [call for call in queued if not call.future.done() and call.deadline > now]
+            if len(kept) != len(queued):
+                for call in queued:
+                    if call.deadline <= now:
+                        _answer(call, late)
+                queued.clear()
+                queued.extend(kept)
+        if not self.open and not queued and all(call.future.done() for call in written):
+            if self._pump is not None:
+                self._pump.cancel()  # nobody waits on it any more: close it
+            return
+        # A written command keeps the timer armed even when its caller gave up: the
+        # connection's health is at stake (those already late have retired it).
+        deadlines = [call.deadline for call in written if call.deadline > now]
+        deadlines += [call.deadline for call in queued]
+        if deadlines:
+            self._timer = self._loop.call_at(min(deadlines), self._expire)
 
     async def close(self) -> None:
         """Stop: every caller still waiting gets a ConnectionError; the connection is closed."""
