@@ -160,3 +160,26 @@ async def test_calls_timed_out_behind_a_dead_connection_are_not_kept(
         await scripts.close()
         await redis.aclose(close_connection_pool=True)
         proxy.stop()
+
+
+# -- a Redis that forgot its scripts (a restart) -----------------------------------------------
+@pytest.mark.parametrize("callers", [60, 150])
+async def test_a_wave_of_callers_meeting_noscript_is_answered_with_no_new_connection(
+    redis_server: RedisServer, callers: int
+) -> None:
+    # Each of them used to load the script through the pool, on a connection of its own: a
+    # burst of connections, and past the pool's 100 a MaxConnectionsError (a 503).
+    redis, scripts, _ = scripts_for(redis_server.url, timeout=5.0)
+    echo = scripts.register(ECHO)
+    try:
+        assert await echo([], ["w"]) == b"w"
+        await redis.script_flush()  # as after a Redis restart
+        before = (await redis.info("stats"))["total_connections_received"]
+        calls = (echo([], [str(n)]) for n in range(callers))
+        replies = await asyncio.gather(*calls, return_exceptions=True)
+        opened = (await redis.info("stats"))["total_connections_received"] - before
+        assert replies == [str(n).encode() for n in range(callers)]
+        assert opened == 0
+    finally:
+        await scripts.close()
+        await redis.aclose(close_connection_pool=True)

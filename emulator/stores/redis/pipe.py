@@ -112,7 +112,12 @@ class Pipe:
 
     def call(self, *args: Any) -> asyncio.Future[Any]:
         """Queue one command; its reply (or error) comes in the future."""
-        return self.take(Call(self.conn.pack_command(*args), self._loop.create_future(), 0.0))
+        return self.take(self.command(*args))
+
+    def command(self, *args: Any, deadline: float = 0.0) -> Call:
+        """One command packed for ``take``, due ``timeout`` from now unless ``deadline``."""
+        deadline = deadline or self._loop.time() + self._timeout
+        return Call(self.conn.pack_command(*args), self._loop.create_future(), deadline)
 
     def take(self, call: Call) -> asyncio.Future[Any]:
         if not call.deadline:
