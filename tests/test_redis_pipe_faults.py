@@ -58,6 +58,30 @@ async def test_a_call_queued_just_before_close_is_answered_not_left_hanging(
         await redis.aclose(close_connection_pool=True)
 
 
+async def test_a_call_during_or_after_close_is_a_connection_error_and_leaves_nothing_running(
+    redis_server: RedisServer,
+) -> None:
+    redis, scripts, _ = scripts_for(redis_server.url, timeout=2.0)
+    echo = scripts.register(ECHO)
+    assert await echo([], ["x"]) == b"x"
+
+    async def request() -> object:  # e.g. a request's second script call, or a journal flush
+        await asyncio.sleep(0)
+        return await echo([], ["y"])
+
+    during = asyncio.ensure_future(request())
+    await scripts.close()  # the store closes while that request is in flight
+    try:
+        with pytest.raises(RedisConnectionError):
+            await during
+        with pytest.raises(RedisConnectionError):
+            await echo([], ["z"])
+        pumps = [t for t in asyncio.all_tasks() if "Pipe._run" in repr(t.get_coro())]
+        assert not pumps and not any(not pipe.closed for pipe in scripts._pipes)
+    finally:
+        await redis.aclose(close_connection_pool=True)
+
+
 # -- a dead (half-open) connection -------------------------------------------------------------
 class BlackHoleFirst:
     """A TCP proxy to Redis whose first connection swallows everything (a half-open connection:

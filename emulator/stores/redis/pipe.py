@@ -73,7 +73,8 @@ def _closed() -> RedisConnectionError:
     return RedisConnectionError("the store's connection was closed")
 
 
-def _answer(call: Call, reply: Any) -> None:
+def answer(call: Call, reply: Any) -> None:
+    """``call``'s caller gets ``reply`` (an exception raised), unless it gave up already."""
     if not call.future.done():  # a caller that gave up left its slot: the reply is dropped
         if isinstance(reply, BaseException):
             call.future.set_exception(reply)
@@ -176,12 +177,12 @@ class Pipe:
                             reply = await conn.read_response(disconnect_on_error=False)
                         except ResponseError as exc:  # an error reply, read whole: in step
                             reply = exc
-                        _answer(written.popleft(), reply)
+                        answer(written.popleft(), reply)
                 except _UNAVAILABLE as exc:
                     # The connection failed: whoever was written on it gets the error (a write
                     # may have run: never resent); the next batch reconnects.
                     while written:
-                        _answer(written.popleft(), exc)
+                        answer(written.popleft(), exc)
                     await conn.disconnect(nowait=True)
         except Exception as exc:  # anything else (a reply redis-py cannot parse): out of step
             failure = exc
@@ -194,7 +195,7 @@ class Pipe:
         self._retire()
         for calls in (self._written, self._queued):
             while calls:
-                _answer(calls.popleft(), failure)
+                answer(calls.popleft(), failure)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -218,14 +219,14 @@ class Pipe:
         written, queued = self._written, self._queued
         for call in written:  # (at most BATCH)
             if call.deadline <= now:
-                _answer(call, late)
+                answer(call, late)
                 self._retire()
         if queued:
             kept = [call for call in queued if not call.future.done() and call.deadline > now]
             if len(kept) != len(queued):
                 for call in queued:
                     if call.deadline <= now:
-                        _answer(call, late)
+                        answer(call, late)
                 queued.clear()
                 queued.extend(kept)
         if not self.open and not queued and all(call.future.done() for call in written):

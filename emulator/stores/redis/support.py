@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...core.faults import FaultRule
 from ...errors import StoreUnavailable
-from .pipe import Call, Pipe
+from .pipe import Call, Pipe, answer
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -192,6 +192,7 @@ class Scripts:
         self._pipe: Pipe | None = None
         #: The current pipe and those retired (each closes itself once nobody waits on it).
         self._pipes: set[Pipe] = set()
+        self._closed = False
         #: The ``SCRIPT LOAD`` in flight for each script (by SHA), and the pipe it went on.
         self._loading: dict[str, tuple[Pipe, asyncio.Future[Any]]] = {}
 
@@ -230,6 +231,8 @@ class Scripts:
     def _current(self) -> Pipe:
         pipe = self._pipe
         if pipe is None or not pipe.open:
+            if self._closed:  # a call racing the store's close: a 503, no pipe left behind
+                raise RedisConnectionError("the store is closed")
             self._pipes = {kept for kept in self._pipes if not kept.closed}
             pipe = self._pipe = Pipe(self._new(), self._timeout, self._retired)
             self._pipes.add(pipe)
@@ -240,11 +243,18 @@ class Scripts:
         if self._pipe is pipe:
             self._pipe = None
         if unsent:
-            fresh = self._current()
+            try:
+                fresh = self._current()
+            except RedisConnectionError as closed:
+                for call in unsent:
+                    answer(call, closed)
+                return
             for call in unsent:
                 fresh.take(call)
 
     async def close(self) -> None:
+        """Close every connection; a call from now on is a ConnectionError (a 503)."""
+        self._closed = True
         pipes, self._pipes, self._pipe = list(self._pipes), set(), None
         for pipe in pipes:
             await pipe.close()
