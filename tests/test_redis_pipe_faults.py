@@ -5,12 +5,15 @@ connect. Each caller is answered, within its bound, and nothing is left running 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Iterator
 
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from emulator.stores.redis.pipe import Call, Pipe
 from emulator.stores.redis.support import Scripts, counting_connection, quiet_handshake
 
 from .redis_server import RedisServer, running_redis
@@ -18,6 +21,7 @@ from .redis_server import RedisServer, running_redis
 pytestmark = [pytest.mark.anyio]
 
 ECHO = "return ARGV[1]"
+INCR = "return redis.call('INCR', KEYS[1])"
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +211,45 @@ async def test_a_wave_of_callers_meeting_noscript_is_answered_with_no_new_connec
     finally:
         await scripts.close()
         await redis.aclose(close_connection_pool=True)
+
+
+# -- a stalled connect -------------------------------------------------------------------------
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """A server of this test's own, to stop and resume."""
+    yield from running_redis()
+
+
+async def test_a_call_whose_caller_timed_out_while_connecting_is_never_sent(
+    own_server: RedisServer,
+) -> None:
+    # A URL naming a database: connecting sends SELECT, which a stopped Redis does not answer,
+    # so the pump waits in connect() with both calls queued.
+    url = f"redis://127.0.0.1:{own_server.port}/1"
+    admin = aioredis.Redis.from_url(url, protocol=2)
+    sha = await admin.script_load(INCR)
+    pool = aioredis.ConnectionPool.from_url(
+        url, connection_class=counting_connection([0]), protocol=2, **quiet_handshake()
+    )
+    conn = pool.make_connection()
+    pipe = Pipe(conn, timeout=5.0, on_retired=lambda pipe, calls: None)
+    loop = asyncio.get_running_loop()
+    assert own_server.process is not None
+    os.kill(own_server.process.pid, signal.SIGSTOP)
+    try:
+        # One call handed over from a retired connection (an older deadline) and one new one.
+        old = Call(conn.pack_command("EVALSHA", sha, 1, "n"), loop.create_future(), 0.0)
+        old.deadline = loop.time() + 0.3
+        pipe.take(old)
+        new = pipe.call("EVALSHA", sha, 1, "n")
+        with pytest.raises(TimeoutError):
+            await old.future  # its caller has given up: a 503 for a write
+    finally:
+        os.kill(own_server.process.pid, signal.SIGCONT)
+    try:
+        assert await asyncio.wait_for(new, 5) == 1  # bounded, for a failure
+        assert await admin.get("n") == b"1"  # the given-up call never ran
+    finally:
+        await pipe.close()
+        await admin.aclose()
+        await pool.disconnect()

@@ -15,7 +15,9 @@ tests/test_scaling.py):
   A command is written once and never again; ``Scripts`` resends only after ``NOSCRIPT``.
 - Replies are matched to commands by position. A caller that gives up (cancelled, or its
   deadline passed) leaves its slot: its reply is read and thrown away, so no caller ever gets
-  another's reply. A command whose caller gave up before its batch was written is not sent.
+  another's reply. A command whose caller gave up before its batch was written is not sent:
+  the connection is made ready (connected, handshake done) before a batch is built from the
+  commands whose callers still wait and whose deadlines have not passed.
 - Each caller waits at most ``timeout`` from the moment it queued its command (one timer per
   connection, for the oldest command still waited for, instead of one per call). A reply that
   is that late makes the connection suspect, whether its caller still waits or gave up (a dead,
@@ -27,15 +29,16 @@ tests/test_scaling.py):
   guarantees only from that deadline on.
 - An error reply (a script's error, ``LATE``, ``NOSCRIPT``) reaches only its own caller; a
   connection failure reaches the callers written on it (a write may have run: 503, never
-  resent), and the connection reconnects for the next batch.
+  resent), and the connection reconnects for the next batch. Connecting is bounded by
+  ``timeout``; a failure to connect reaches the callers waiting then (nothing was sent).
 - A batch holds at most ``BATCH`` commands and ``BATCH_BYTES`` (a larger command goes alone);
   more wait for the next write.
 - ``close`` answers every caller still waiting with a ``ConnectionError`` (a 503), also one
   whose command was queued an instant before, and closes the connection.
 
 Only public APIs: redis-py's ``Connection`` (``pack_command``, ``send_packed_command``,
-``read_response``, ``can_read`` / ``can_read_destructive``, ``disconnect``) and asyncio's
-futures, tasks and timers.
+``read_response``, ``can_read`` / ``can_read_destructive``, ``connect``, ``disconnect``) and
+asyncio's futures, tasks and timers.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
@@ -140,6 +143,7 @@ class Pipe:
 
     async def _run(self) -> None:
         conn, queued, written = self.conn, self._queued, self._written
+        connect: Callable[[], Awaitable[None]] = conn.connect  # (unannotated in redis-py)
         failure: BaseException = _closed()
         try:
             while self.open:
@@ -147,8 +151,30 @@ class Pipe:
                     self._wake = self._loop.create_future()
                     await self._wake
                     continue
+                # The connection is made ready before the batch is built: connecting can
+                # stall (AUTH, SELECT to a stalled Redis), and a caller may give up meanwhile.
+                # An idle connection with something to read (Redis closed it, e.g. a restart)
+                # is reconnected before it is used, as redis-py's pool does.
+                if conn.is_connected:
+                    try:
+                        dirty = await getattr(conn, _CAN_READ)()
+                    except _UNAVAILABLE:
+                        dirty = True
+                    if dirty:
+                        await conn.disconnect()
+                if not conn.is_connected:
+                    try:
+                        async with asyncio.timeout(self._timeout):
+                            await connect()
+                    except _UNAVAILABLE as exc:
+                        # Nothing was sent; whoever waits now would only try it again.
+                        while queued:
+                            answer(queued.popleft(), exc)
+                        await conn.disconnect(nowait=True)
+                        continue
                 batch: list[bytes] = []
                 size = 0
+                now = self._loop.time()
                 while queued and len(written) < self.BATCH:
                     call = queued[0]
                     if batch and size + call.size > self.BATCH_BYTES:
@@ -156,21 +182,15 @@ class Pipe:
                     queued.popleft()
                     if call.future.done():  # its caller gave up before it was written
                         continue
+                    if call.deadline <= now:  # due: the timer has not run yet
+                        answer(call, self._late())
+                        continue
                     written.append(call)
                     batch += call.chunks
                     size += call.size
                 if not batch:
                     continue
                 try:
-                    # An idle connection with something to read (Redis closed it, e.g. a
-                    # restart) is reconnected before it is used, as redis-py's pool does.
-                    if conn.is_connected:
-                        try:
-                            dirty = await getattr(conn, _CAN_READ)()
-                        except _UNAVAILABLE:
-                            dirty = True
-                        if dirty:
-                            await conn.disconnect()
                     await conn.send_packed_command(batch, False)
                     while written:
                         try:
@@ -208,6 +228,9 @@ class Pipe:
             self._queued.clear()
             self._on_retired(self, unsent)
 
+    def _late(self) -> TimeoutError:
+        return TimeoutError(f"Redis did not answer within {self._timeout:g} s")
+
     def _expire(self) -> None:
         """The timer: callers whose deadline passed get a TimeoutError. A written command that
         late, whether its caller still waits or gave up (cancelled), retires the connection: a
@@ -215,7 +238,7 @@ class Pipe:
         calls whose callers gave up are dropped. Armed again for the next deadline."""
         self._timer = None
         now = self._loop.time()
-        late = TimeoutError(f"Redis did not answer within {self._timeout:g} s")
+        late = self._late()
         written, queued = self._written, self._queued
         for call in written:  # (at most BATCH)
             if call.deadline <= now:
