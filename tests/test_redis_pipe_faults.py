@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -94,12 +95,16 @@ class BlackHoleFirst:
     def __init__(self, port: int) -> None:
         self.port, self.count = port, 0
         self.writers: list[asyncio.StreamWriter] = []
+        self.handlers: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> str:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
 
     async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self.handlers.add(handler)
         self.count += 1
         self.writers.append(w)
         if self.count == 1:
@@ -122,10 +127,14 @@ class BlackHoleFirst:
 
         await asyncio.gather(pump(r, uw), pump(ur, w))
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Closes every socket and waits (bounded) for the handlers to end: one cancelled
+        with the test's loop is logged as an error by asyncio."""
         self.server.close()
         for writer in self.writers:  # (Server.close_clients is Python 3.13's)
             writer.close()
+        if self.handlers:
+            await asyncio.wait(self.handlers, timeout=2)
 
 
 async def _dead_first_connection(
@@ -166,7 +175,7 @@ async def test_a_dead_connection_is_retired_whichever_way_its_written_caller_gav
     finally:
         await scripts.close()
         await redis.aclose(close_connection_pool=True)
-        proxy.stop()
+        await proxy.stop()
 
 
 async def test_calls_timed_out_behind_a_dead_connection_are_not_kept(
@@ -187,7 +196,7 @@ async def test_calls_timed_out_behind_a_dead_connection_are_not_kept(
     finally:
         await scripts.close()
         await redis.aclose(close_connection_pool=True)
-        proxy.stop()
+        await proxy.stop()
 
 
 # -- a Redis that forgot its scripts (a restart) -----------------------------------------------
@@ -253,3 +262,77 @@ async def test_a_call_whose_caller_timed_out_while_connecting_is_never_sent(
         await pipe.close()
         await admin.aclose()
         await pool.disconnect()
+
+
+# -- NOSCRIPT within the call's own deadline ---------------------------------------------------
+class SlowScripts:
+    """A TCP proxy to Redis that holds each write carrying EVALSHA or SCRIPT LOAD for
+    ``delay`` seconds (a slow network, a busy Redis)."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.delay = port, 0.0
+        self.writers: list[asyncio.StreamWriter] = []
+        self.handlers: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self.handlers.add(handler)
+        ur, uw = await asyncio.open_connection("127.0.0.1", self.port)
+        self.writers += (w, uw)
+
+        async def up() -> None:
+            while data := await r.read(65536):
+                if b"EVALSHA" in data or b"LOAD" in data:
+                    await asyncio.sleep(self.delay)
+                uw.write(data)
+            uw.close()
+
+        async def down() -> None:
+            while data := await ur.read(65536):
+                w.write(data)
+            w.close()
+
+        await asyncio.gather(up(), down(), return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Closes every socket and waits (bounded) for the handlers to end: one cancelled
+        with the test's loop is logged as an error by asyncio."""
+        self.server.close()
+        for writer in self.writers:  # (Server.close_clients is Python 3.13's)
+            writer.close()
+        if self.handlers:
+            await asyncio.wait(self.handlers, timeout=2)
+
+
+async def test_a_call_meeting_noscript_is_answered_within_its_own_timeout(
+    redis_server: RedisServer,
+) -> None:
+    # The load and the call again go out together (one round trip), within the deadline the
+    # call had from the start: a read (tried twice) waits about twice the timeout at most, as
+    # docs/scaling.md says; it used to be a fresh timeout for the load and another for the
+    # call again (with guard_read's retry, up to six times the timeout).
+    timeout = 0.5
+    proxy = SlowScripts(redis_server.port)
+    redis, scripts, _ = scripts_for(await proxy.start(), timeout)
+    echo = scripts.register(ECHO)
+    loop = asyncio.get_running_loop()
+    try:
+        proxy.delay = 0.1  # two round trips fit in the timeout: answered
+        await redis.script_flush()  # as after a Redis restart
+        assert await echo([], ["x"]) == b"x"
+        proxy.delay = 0.4  # the first round trip alone takes most of it
+        await redis.script_flush()
+        began = loop.time()
+        with pytest.raises(TimeoutError):
+            await echo([], ["y"])
+        took = loop.time() - began
+        assert took < 1.5 * timeout, f"answered after {took:.2f} s ({took / timeout:.1f}x)"
+    finally:
+        await scripts.close()
+        await redis.aclose(close_connection_pool=True)
+        await proxy.stop()

@@ -210,16 +210,20 @@ class Scripts:
 
     async def _reload(self, script: AsyncScript, call: Call) -> Any:
         """After ``NOSCRIPT``: ``SCRIPT LOAD`` then the call again, on the current connection,
-        queued together (one round trip; Redis runs them in order). Callers meeting
+        queued together (one round trip; Redis runs them in order), both due by the call's own
+        deadline. Callers meeting
         ``NOSCRIPT`` at once share one load per connection: a wave of them after a restart
         used to load through the pool, a connection each (past the pool's size: 503s)."""
         pipe = self._current()
         loading = self._loading.get(script.sha)
         if loading is None or loading[0] is not pipe:
-            load = pipe.take(pipe.command("SCRIPT", "LOAD", script.script))
+            load = pipe.take(pipe.command("SCRIPT", "LOAD", script.script, deadline=call.deadline))
             self._loading[script.sha] = (pipe, load)
             load.add_done_callback(functools.partial(self._loaded, script.sha))
-        return await pipe.take(Call(call.chunks, call.future.get_loop().create_future(), 0.0))
+        # Within the deadline the call had from the start: one call, one timeout (a read's
+        # retry in guard_read makes twice the timeout, at most, docs/scaling.md).
+        again = Call(call.chunks, call.future.get_loop().create_future(), call.deadline)
+        return await pipe.take(again)
 
     def _loaded(self, sha: str, load: asyncio.Future[Any]) -> None:
         # Its error, if any, reaches the callers as NOSCRIPT on their own call again.
