@@ -211,9 +211,9 @@ class Scripts:
     async def _reload(self, script: AsyncScript, call: Call) -> Any:
         """After ``NOSCRIPT``: ``SCRIPT LOAD`` then the call again, on the current connection,
         queued together (one round trip; Redis runs them in order), both due by the call's own
-        deadline. Callers meeting
-        ``NOSCRIPT`` at once share one load per connection: a wave of them after a restart
-        used to load through the pool, a connection each (past the pool's size: 503s)."""
+        deadline. Callers meeting ``NOSCRIPT`` at once share one load per connection: a wave
+        of them after a restart used to load through the pool, a connection each (past the
+        pool's size: 503s)."""
         pipe = self._current()
         loading = self._loading.get(script.sha)
         if loading is None or loading[0] is not pipe:
