@@ -62,6 +62,8 @@ from .values import (
 )
 
 _PLACED: dict[int, Placed] = {1: "placed", 0: "taken", 2: "refused", 3: "full"}
+#: The pool's size (redis-py's default in version 8; unbounded in earlier ones).
+POOL_CONNECTIONS = 100
 
 
 class RedisStore(Store):
@@ -89,6 +91,10 @@ class RedisStore(Store):
             socket_connect_timeout=timeout,
             # Never resend behind the caller's back: guard_read retries reads by itself.
             retry=Retry(NoBackoff(), 0),
+            # Bounded whatever the version: script calls (loads included) go on the store's own
+            # pipe, so the pool serves only the other commands (ping, listings, counters, blobs);
+            # a burst past it is a 503 (MaxConnectionsError), never a storm of connections.
+            max_connections=POOL_CONNECTIONS,
             protocol=2,  # no HELLO, and with quiet_handshake no CLIENT SETINFO, on connect
             **quiet_handshake(),
         )

@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...core.faults import FaultRule
 from ...errors import StoreUnavailable
-from .pipe import Pipe
+from .pipe import Call, Pipe, answer
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -182,7 +182,7 @@ class Scripts:
     Each call is bounded by ``timeout`` from when it was queued (``socket_timeout`` is off on
     these connections); a timeout is a ``TimeoutError``, which ``guard`` turns into a 503. A
     call is never resent, except after ``NOSCRIPT`` (the script did not run: a restarted Redis
-    forgot it), once, after loading it through ``client``."""
+    forgot it), once, right behind a ``SCRIPT LOAD`` on the same connection (``_reload``)."""
 
     def __init__(self, client: aioredis.Redis, timeout: float) -> None:
         pool = client.connection_pool
@@ -192,21 +192,51 @@ class Scripts:
         self._pipe: Pipe | None = None
         #: The current pipe and those retired (each closes itself once nobody waits on it).
         self._pipes: set[Pipe] = set()
+        self._closed = False
+        #: The ``SCRIPT LOAD`` in flight for each script (by SHA), and the pipe it went on.
+        self._loading: dict[str, tuple[Pipe, asyncio.Future[Any]]] = {}
 
     def register(self, text: str) -> Script:
         return Script(self, self._client.register_script(text))
 
     async def call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         """The script's answer (an error reply raised as redis-py raises it)."""
+        pipe = self._current()
+        call = pipe.command("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
-            return await self._current().call("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await pipe.take(call)
         except NoScriptError:
-            await self._client.script_load(script.script)
-            return await self._current().call("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await self._reload(script, call)
+
+    async def _reload(self, script: AsyncScript, call: Call) -> Any:
+        """After ``NOSCRIPT``: ``SCRIPT LOAD`` then the call again, on the current connection,
+        queued together (one round trip; Redis runs them in order), both due by the call's own
+        deadline. Callers meeting ``NOSCRIPT`` at once share one load per connection: a wave
+        of them after a restart used to load through the pool, a connection each (past the
+        pool's size: 503s)."""
+        pipe = self._current()
+        loading = self._loading.get(script.sha)
+        if loading is None or loading[0] is not pipe:
+            load = pipe.take(pipe.command("SCRIPT", "LOAD", script.script, deadline=call.deadline))
+            self._loading[script.sha] = (pipe, load)
+            load.add_done_callback(functools.partial(self._loaded, script.sha))
+        # Within the deadline the call had from the start: one call, one timeout (a read's
+        # retry in guard_read makes twice the timeout, at most, docs/scaling.md).
+        again = Call(call.chunks, call.future.get_loop().create_future(), call.deadline)
+        return await pipe.take(again)
+
+    def _loaded(self, sha: str, load: asyncio.Future[Any]) -> None:
+        # Its error, if any, reaches the callers as NOSCRIPT on their own call again.
+        if not load.cancelled():
+            load.exception()
+        if self._loading.get(sha, (None, None))[1] is load:
+            del self._loading[sha]
 
     def _current(self) -> Pipe:
         pipe = self._pipe
         if pipe is None or not pipe.open:
+            if self._closed:  # a call racing the store's close: a 503, no pipe left behind
+                raise RedisConnectionError("the store is closed")
             self._pipes = {kept for kept in self._pipes if not kept.closed}
             pipe = self._pipe = Pipe(self._new(), self._timeout, self._retired)
             self._pipes.add(pipe)
@@ -217,11 +247,18 @@ class Scripts:
         if self._pipe is pipe:
             self._pipe = None
         if unsent:
-            fresh = self._current()
+            try:
+                fresh = self._current()
+            except RedisConnectionError as closed:
+                for call in unsent:
+                    answer(call, closed)
+                return
             for call in unsent:
                 fresh.take(call)
 
     async def close(self) -> None:
+        """Close every connection; a call from now on is a ConnectionError (a 503)."""
+        self._closed = True
         pipes, self._pipes, self._pipe = list(self._pipes), set(), None
         for pipe in pipes:
             await pipe.close()
