@@ -336,3 +336,41 @@ async def test_a_call_meeting_noscript_is_answered_within_its_own_timeout(
         await scripts.close()
         await redis.aclose(close_connection_pool=True)
         await proxy.stop()
+
+
+# -- a Redis that keeps forgetting its scripts -------------------------------------------------
+async def _forgetful_redis(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A RESP server that loads every script and then answers NOSCRIPT to every EVALSHA (as a
+    Redis flushed again between a load and the call would); anything else is +OK."""
+    try:
+        while line := await reader.readline():
+            words = []
+            for _ in range(int(line[1:])):
+                size = int((await reader.readline())[1:])
+                words.append((await reader.readexactly(size + 2))[:-2])
+            name = words[0].upper()
+            if name == b"EVALSHA":
+                writer.write(b"-NOSCRIPT No matching script. Please use EVAL.\r\n")
+            elif name == b"SCRIPT":
+                writer.write(b"$40\r\n" + b"0" * 40 + b"\r\n")
+            else:
+                writer.write(b"+OK\r\n")
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def test_a_script_redis_forgets_again_after_its_reload_is_a_connection_error() -> None:
+    # The script never ran (NOSCRIPT), so the caller may be told "unavailable" (a 503 through
+    # guard), never handed a ResponseError that the app would answer with a 500.
+    server = await asyncio.start_server(_forgetful_redis, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    redis, scripts, _ = scripts_for(f"redis://127.0.0.1:{port}/0", timeout=2.0)
+    try:
+        with pytest.raises(RedisConnectionError, match="lost the script again"):
+            await scripts.register(ECHO)([], ["x"])
+    finally:
+        await scripts.close()
+        await redis.aclose(close_connection_pool=True)
+        server.close()
+        await server.wait_closed()

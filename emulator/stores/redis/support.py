@@ -223,7 +223,15 @@ class Scripts:
         # Within the deadline the call had from the start: one call, one timeout (a read's
         # retry in guard_read makes twice the timeout, at most, docs/scaling.md).
         again = Call(call.chunks, call.future.get_loop().create_future(), call.deadline)
-        return await pipe.take(again)
+        try:
+            return await pipe.take(again)
+        except NoScriptError as exc:
+            # Forgotten again (flushed between the load and the call, or the load refused):
+            # the script did not run, so "unavailable" (a 503) is true, where the error reply
+            # itself would reach the app as a 500.
+            raise RedisConnectionError(
+                f"Redis lost the script again after loading it: {exc}"
+            ) from exc
 
     def _loaded(self, sha: str, load: asyncio.Future[Any]) -> None:
         # Its error, if any, reaches the callers as NOSCRIPT on their own call again.
