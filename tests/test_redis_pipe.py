@@ -220,8 +220,7 @@ async def test_a_late_reply_retires_its_connection_and_calls_behind_it_go_on_ano
                     break
                 await asyncio.sleep(0)
             assert sent[0] == 2
-            behind = Call(first.conn.pack_command("ECHO", "behind"), loop.create_future(), 0.0)
-            behind.deadline = loop.time() + 10
+            behind = first.command("ECHO", "behind", deadline=loop.time() + 10)
             first.take(behind)
             with pytest.raises(TimeoutError):
                 await late
@@ -253,10 +252,8 @@ async def test_a_call_written_with_a_late_one_waits_for_its_own_reply_until_its_
     try:
         assert await pipe.call("PING") == b"PONG"
         with stopped(own_server):
-            short = Call(conn.pack_command("ECHO", "short"), loop.create_future(), 0.0)
-            short.deadline = loop.time() + 0.3
-            long = Call(conn.pack_command("ECHO", "long"), loop.create_future(), 0.0)
-            long.deadline = loop.time() + 10
+            short = pipe.command("ECHO", "short", deadline=loop.time() + 0.3)
+            long = pipe.command("ECHO", "long", deadline=loop.time() + 10)
             pipe.take(short)
             pipe.take(long)
             with pytest.raises(TimeoutError):

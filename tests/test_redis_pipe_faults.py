@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from emulator.stores.redis.pipe import Call, Pipe
+from emulator.stores.redis.pipe import Pipe
 from emulator.stores.redis.support import Scripts, counting_connection, quiet_handshake
 
 from .redis_server import RedisServer, running_redis
@@ -247,8 +247,7 @@ async def test_a_call_whose_caller_timed_out_while_connecting_is_never_sent(
     os.kill(own_server.process.pid, signal.SIGSTOP)
     try:
         # One call handed over from a retired connection (an older deadline) and one new one.
-        old = Call(conn.pack_command("EVALSHA", sha, 1, "n"), loop.create_future(), 0.0)
-        old.deadline = loop.time() + 0.3
+        old = pipe.command("EVALSHA", sha, 1, "n", deadline=loop.time() + 0.3)
         pipe.take(old)
         new = pipe.call("EVALSHA", sha, 1, "n")
         with pytest.raises(TimeoutError):

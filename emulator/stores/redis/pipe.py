@@ -62,8 +62,7 @@ _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class Call:
-    """One queued command: its packed bytes, its caller's future and deadline (loop time; 0:
-    ``timeout`` from when it is queued)."""
+    """One queued command: its packed bytes, its caller's future and deadline (loop time)."""
 
     __slots__ = ("chunks", "deadline", "future", "size")
 
@@ -124,8 +123,7 @@ class Pipe:
         return Call(self.conn.pack_command(*args), self._loop.create_future(), deadline)
 
     def take(self, call: Call) -> asyncio.Future[Any]:
-        if not call.deadline:
-            call.deadline = self._loop.time() + self._timeout
+        """Queue ``call`` (made by ``command``, or handed over by a retired pipe)."""
         self._queued.append(call)
         if self._pump is None:
             self._pump = self._loop.create_task(self._run())
