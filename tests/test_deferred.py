@@ -19,9 +19,8 @@ from starlette.routing import NoMatchFound
 from emulator import Settings, create_app
 from emulator.http.app import EmulatorApp
 from emulator.http.deferred import Deferred
-from emulator.http.effects import DropConnection
 
-from .test_dispatch import Outcome, Sent
+from .test_dispatch import Outcome, Sent, _send_to
 
 ADMIN = "admin-token-1"
 
@@ -57,36 +56,6 @@ def _tokenless(outcome: Outcome) -> tuple[list[bytes], bytes]:
         return text
 
     return [marked(message) for message in outcome.messages], marked(outcome.scope)
-
-
-async def _send_to(app: EmulatorApp, sent: Sent) -> Outcome:
-    """The answer's messages, the exception raised, and the scope as the app left it (the
-    app's own objects named by what they are)."""
-    incoming = [{"type": "http.request", "body": sent.body, "more_body": False}]
-    messages: list[Any] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
-
-    async def send(message: Any) -> None:
-        messages.append(message)
-
-    scope = sent.scope()
-    raised = None
-    try:
-        await app(scope, receive, send)
-    except (Exception, DropConnection) as exc:
-        raised = f"{type(exc).__qualname__}: {exc}"
-    seen = dict(scope)
-    # Each app's own ExceptionMiddleware's handlers (the same, bound to another object).
-    seen.pop("starlette.exception_handlers", None)
-    for key, mine in (("app", app), ("router", app.router)):
-        if key in seen:
-            assert seen[key] is mine
-            seen[key] = key
-    if "endpoint" in seen:
-        seen["endpoint"] = getattr(seen["endpoint"], "__qualname__", type(seen["endpoint"]))
-    return Outcome(messages, raised, seen, set(scope))
 
 
 class Twins:

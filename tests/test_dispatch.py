@@ -130,8 +130,8 @@ def _scope_seen(app: EmulatorApp, scope: dict[str, Any]) -> dict[str, Any]:
         seen["router"] = "router"
     if "route" in seen:
         seen["route"] = repr(seen["route"])
-    if "endpoint" in seen:
-        seen["endpoint"] = seen["endpoint"].__qualname__
+    if "endpoint" in seen:  # a function, or an ASGI app (a mounted one's endpoint)
+        seen["endpoint"] = getattr(seen["endpoint"], "__qualname__", type(seen["endpoint"]))
     return seen
 
 
