@@ -88,9 +88,9 @@ async def test_a_call_during_or_after_close_is_a_connection_error_and_leaves_not
 
 
 # -- a dead (half-open) connection -------------------------------------------------------------
-class BlackHoleFirst:
-    """A TCP proxy to Redis whose first connection swallows everything (a half-open connection:
-    Redis's host gone, no RST); later connections are forwarded."""
+class Proxy:
+    """A TCP proxy to the Redis on ``port`` on a free loopback port: forwards both ways
+    (``hold`` may delay what goes up; ``serve`` may do something else with a connection)."""
 
     def __init__(self, port: int) -> None:
         self.port, self.count = port, 0
@@ -107,17 +107,17 @@ class BlackHoleFirst:
         self.handlers.add(handler)
         self.count += 1
         self.writers.append(w)
-        if self.count == 1:
-            while await r.read(65536):
-                pass
-            w.close()
-            return
+        await self.serve(r, w)
+
+    async def serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         ur, uw = await asyncio.open_connection("127.0.0.1", self.port)
         self.writers.append(uw)
 
-        async def pump(a: asyncio.StreamReader, b: asyncio.StreamWriter) -> None:
+        async def pump(a: asyncio.StreamReader, b: asyncio.StreamWriter, up: bool) -> None:
             try:
                 while data := await a.read(65536):
+                    if up:
+                        await self.hold(data)
                     b.write(data)
                     await b.drain()
             except OSError:
@@ -125,7 +125,10 @@ class BlackHoleFirst:
             finally:
                 b.close()
 
-        await asyncio.gather(pump(r, uw), pump(ur, w))
+        await asyncio.gather(pump(r, uw, True), pump(ur, w, False))
+
+    async def hold(self, data: bytes) -> None:
+        """Called with each piece on its way to Redis, before it is forwarded."""
 
     async def stop(self) -> None:
         """Closes every socket and waits (bounded) for the handlers to end: one cancelled
@@ -135,6 +138,19 @@ class BlackHoleFirst:
             writer.close()
         if self.handlers:
             await asyncio.wait(self.handlers, timeout=2)
+
+
+class BlackHoleFirst(Proxy):
+    """A proxy whose first connection swallows everything (a half-open connection: Redis's
+    host gone, no RST); later connections are forwarded."""
+
+    async def serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if self.count == 1:
+            while await r.read(65536):
+                pass
+            w.close()
+            return
+        await super().serve(r, w)
 
 
 async def _dead_first_connection(
@@ -264,48 +280,15 @@ async def test_a_call_whose_caller_timed_out_while_connecting_is_never_sent(
 
 
 # -- NOSCRIPT within the call's own deadline ---------------------------------------------------
-class SlowScripts:
-    """A TCP proxy to Redis that holds each write carrying EVALSHA or SCRIPT LOAD for
-    ``delay`` seconds (a slow network, a busy Redis)."""
+class SlowScripts(Proxy):
+    """A proxy that holds each write carrying EVALSHA or SCRIPT LOAD for ``delay`` seconds (a
+    slow network, a busy Redis)."""
 
-    def __init__(self, port: int) -> None:
-        self.port, self.delay = port, 0.0
-        self.writers: list[asyncio.StreamWriter] = []
-        self.handlers: set[asyncio.Task[Any]] = set()
+    delay = 0.0
 
-    async def start(self) -> str:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        handler = asyncio.current_task()
-        assert handler is not None
-        self.handlers.add(handler)
-        ur, uw = await asyncio.open_connection("127.0.0.1", self.port)
-        self.writers += (w, uw)
-
-        async def up() -> None:
-            while data := await r.read(65536):
-                if b"EVALSHA" in data or b"LOAD" in data:
-                    await asyncio.sleep(self.delay)
-                uw.write(data)
-            uw.close()
-
-        async def down() -> None:
-            while data := await ur.read(65536):
-                w.write(data)
-            w.close()
-
-        await asyncio.gather(up(), down(), return_exceptions=True)
-
-    async def stop(self) -> None:
-        """Closes every socket and waits (bounded) for the handlers to end: one cancelled
-        with the test's loop is logged as an error by asyncio."""
-        self.server.close()
-        for writer in self.writers:  # (Server.close_clients is Python 3.13's)
-            writer.close()
-        if self.handlers:
-            await asyncio.wait(self.handlers, timeout=2)
+    async def hold(self, data: bytes) -> None:
+        if b"EVALSHA" in data or b"LOAD" in data:
+            await asyncio.sleep(self.delay)
 
 
 async def test_a_call_meeting_noscript_is_answered_within_its_own_timeout(
