@@ -226,9 +226,17 @@ def markdown(results: dict[str, Any]) -> str:
     load = ""
     if before and after:
         load = f" Load average (1, 5, 15 min) {_loads(before)} before, {_loads(after)} after."
+    speeds = [machine.get(f"cpu_speed_{when}_s") for when in ("before", "after")]
+    speed = ""
+    if all(isinstance(v, int | float) for v in speeds):
+        speed = (
+            f" Speed: 10 million steps of a Python loop took {speeds[0]:.2f} s before and "
+            f"{speeds[1]:.2f} s after (compare absolute figures, such as the fixture's ms, "
+            "only between runs of a like speed)."
+        )
     lines.append(
         f"Machine: {machine.get('cpus', '?')} CPUs shared with other work, Python "
-        f"{machine.get('python', '?')}.{load} Figures are medians; expect noise of ±15 %."
+        f"{machine.get('python', '?')}.{load}{speed} Figures are medians; expect noise of ±15 %."
     )
     lines.append("")
     http = results.get("http")

@@ -169,6 +169,21 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def cpu_speed(steps: int = 2_000_000, rounds: int = 5) -> float:
+    """Seconds this interpreter takes for 10 million steps of a plain loop (the best of
+    ``rounds``). The machine's speed changes from day to day (the same loop has taken 0.8 s and
+    1.35 s here): absolute figures such as the fixture's milliseconds are compared across runs
+    only together with this one; ratios between servers of one run are not affected."""
+    best = float("inf")
+    for _ in range(rounds):
+        began = time.perf_counter()
+        total = 0
+        for i in range(steps):
+            total += i
+        best = min(best, time.perf_counter() - began)
+    return best * 10_000_000 / steps
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -191,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             # Whatever else ran: the figures of a loaded machine are lower and noisier.
             "load_average_before": os.getloadavg(),
+            "cpu_speed_before_s": round(cpu_speed(), 3),
         },
     }
     try:
@@ -219,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         servers.stop_all()
     results["seconds"] = round(time.monotonic() - began, 1)
     results["machine"]["load_average_after"] = os.getloadavg()
+    results["machine"]["cpu_speed_after_s"] = round(cpu_speed(), 3)
     results["targets"] = report.targets(results)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
     markdown = report.markdown(results)

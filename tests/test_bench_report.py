@@ -221,3 +221,18 @@ def test_the_instruction_count_child_serves_its_requests_and_names_its_tree(kind
     child = [sys.executable, instructions.__file__, "--child", kind, "3"]
     done = subprocess.run(child, capture_output=True, text=True, timeout=120, check=True)
     assert Path(done.stdout.strip()) == Path(instructions.ROOT)
+
+
+def test_the_report_states_the_machine_speed_measured_before_and_after() -> None:
+    machine = {"cpus": 2, "python": "3.11", "cpu_speed_before_s": 1.345, "cpu_speed_after_s": 0.8}
+    text = report.markdown({"quick": False, "date": "2026-11-30 00:00:00 UTC", "machine": machine})
+    assert "10 million steps of a Python loop took 1.34 s before and 0.80 s after" in text
+
+
+def test_the_machine_speed_is_a_loop_timed_in_seconds_per_ten_million_steps() -> None:
+    from benchmarks import run
+
+    # A loop of a million steps takes milliseconds: scaled to ten million it must be well
+    # above the time of the short loop itself and far below a minute.
+    seconds = run.cpu_speed(steps=100_000, rounds=2)
+    assert 0.05 < seconds < 60
