@@ -46,9 +46,11 @@ def run_wrk(
     cmd = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s"]
     cmd += ["--timeout", "5s", "-s", str(SCRIPT), server.base]
     try:
+        cpu = server.cpu_seconds()
         subprocess.run(
             cmd, env=env, check=True, timeout=seconds + 30, capture_output=True, cwd=SCRIPT.parent
         )
+        cpu = server.cpu_seconds() - cpu
         raw = json.loads(out_path.read_text())
     finally:
         out_path.unlink(missing_ok=True)
@@ -66,4 +68,6 @@ def run_wrk(
         "errors": sum(statuses.values()),
         "statuses": statuses,
         "requests": raw["requests"],
+        # The server's CPU (every process and thread) per request answered during the run.
+        "cpu_us": cpu / raw["requests"] * 1e6 if raw["requests"] else None,
     }

@@ -264,9 +264,10 @@ def markdown(results: dict[str, Any]) -> str:
         )
         lines.append("")
         lines.append(
-            "| workload | conns | server | req/s | p50 ms | p99 ms | errors | emulator ÷ server* |"
+            "| workload | conns | server | req/s | p50 ms | p99 ms | CPU µs/req† | errors "
+            "| emulator ÷ server* |"
         )
-        lines.append("|---|---:|---|---:|---:|---:|---:|---:|")
+        lines.append("|---|---:|---|---:|---:|---:|---:|---:|---:|")
         table = http["results"]
         for workload in ("submit", "poll", "mixed"):
             for conns in http["connections"]:
@@ -287,7 +288,7 @@ def markdown(results: dict[str, Any]) -> str:
                     lines.append(
                         f"| {workload} | {conns} | {label} | {_fmt(cell['rps'], 0)} | "
                         f"{_fmt(cell['p50_ms'], 2)} | {_fmt(cell['p99_ms'], 2)} | "
-                        f"{errors} | {ratio_text} |"
+                        f"{_fmt(cell.get('cpu_us'), 0)} | {errors} | {ratio_text} |"
                     )
         lines.append("")
         lines.append(
@@ -295,7 +296,11 @@ def markdown(results: dict[str, Any]) -> str:
             "req/s, p50 and p99 are medians over the runs. A cell with any error (an answer "
             "that is not 2xx, or a socket error) is INVALID: its rate is not that of the "
             "requests under test, so no ratio is computed with it and a target using it is "
-            "UNKNOWN."
+            "UNKNOWN. † the server's CPU time (user + system, every process and thread of it) "
+            "over the requests it answered in the run, median over the runs: the emulator and "
+            "the ceiling serve from one Python thread, so their rate is bounded by one core; "
+            "WireMock (JVM) and Prism (node) run several threads and may use both cores of a "
+            "2-core machine, which they share with wrk."
         )
         for name, why in http.get("left_out", {}).items():
             lines.append(f"\n{name} was left out: {why}")

@@ -117,9 +117,11 @@ class Server:
         return None
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system, every thread) the server process has used so far (Linux)."""
+        """CPU time (user + system, every thread) the server's processes have used so far
+        (Linux): every process of its session (``start_new_session``: Prism's node runs under
+        npx, a child of the process started here)."""
         assert self.proc is not None, "launch() first"
-        return process_cpu_seconds(self.proc.pid)
+        return group_cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         proc = self.proc
@@ -160,6 +162,22 @@ def process_cpu_seconds(pid: int) -> float:
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rfind(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of every live process of process group ``pgid``."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        fields = text[text.rfind(")") + 2 :].split()
+        if int(fields[2]) == pgid:  # field 5, the process group
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def stop_all() -> None:

@@ -14,6 +14,7 @@ import json
 import statistics
 import time
 import urllib.error
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -165,7 +166,13 @@ def _summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         "errors": sum(x["errors"] for x in results),
         "statuses": dict(sorted(statuses.items())),
         "runs_rps": [round(x["rps"], 1) for x in results],
+        "cpu_us": _median_of(x.get("cpu_us") for x in results),
     }
+
+
+def _median_of(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def _start_all(

@@ -43,6 +43,8 @@ def test_wrk_reports_the_status_code_of_every_error_answer(
     assert run["requests"] > 0
     assert run["statuses"] == {"404": run["requests"]}
     assert run["errors"] == run["requests"]
+    # The server's CPU per answer was measured: a Python server spends tens of µs at least.
+    assert run["cpu_us"] is not None and 10 < run["cpu_us"] < 1_000_000
 
 
 def test_no_workload_measures_tasks_another_workload_evicted(tmp_path: Path) -> None:

@@ -7,11 +7,15 @@ measured by the benchmarks, never here.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
-from benchmarks import redis_capacity, report
+from benchmarks import redis_capacity, report, servers
 
 
 def _cell(rps: float, statuses: dict[str, int] | None = None) -> dict[str, Any]:
@@ -236,3 +240,43 @@ def test_the_machine_speed_is_a_loop_timed_in_seconds_per_ten_million_steps() ->
     # above the time of the short loop itself and far below a minute.
     seconds = run.cpu_speed(steps=100_000, rounds=2)
     assert 0.05 < seconds < 60
+
+
+def test_the_table_gives_each_server_its_cpu_per_request() -> None:
+    results = _run(emulator=4500, wiremock=3000, ceiling=6000, wiremock_journal=1000)
+    results["http"]["results"]["wiremock"]["submit"]["16"]["cpu_us"] = 512.4
+    text = report.markdown(results | {"targets": report.targets(results)})
+    row = next(line for line in text.splitlines() if line.startswith("| submit | 16 | WireMock"))
+    assert "| 512 |" in row
+    ours = next(line for line in text.splitlines() if line.startswith("| submit | 16 | emulator"))
+    assert "| - |" in ours  # not measured: said so, never a number
+
+
+CHILD = """
+import sys, time
+began = time.process_time()
+while time.process_time() - began < 0.3:
+    pass
+print("spun", flush=True)
+time.sleep(60)
+"""
+PARENT = (
+    "import subprocess, sys, time; "
+    "subprocess.Popen([sys.executable, '-c', sys.argv[1]]); time.sleep(60)"
+)
+
+
+def test_a_servers_cpu_counts_every_process_of_its_session() -> None:
+    # Prism's node runs as a child of npx, the process the benchmark starts: a parent that
+    # only sleeps and a child that spins 0.3 s of CPU must count 0.3 s, not the parent's.
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, CHILD], stdout=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline() == b"spun\n"  # the child has spun (at most 60 s)
+        assert servers.group_cpu_seconds(parent.pid) >= 0.3
+        assert servers.process_cpu_seconds(parent.pid) < 0.3
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait(10)
