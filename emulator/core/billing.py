@@ -27,6 +27,8 @@ ChargeState = Literal["held", "settled", "released"]
 
 @dataclass(frozen=True, slots=True)
 class PriceTable:
+    """The price per image of every model and tier (`data/prices.toml` or the user's table)."""
+
     unit: str
     nano: Mapping[str, int]
     #: tier -> quality -> price per image
@@ -112,6 +114,8 @@ ChargeBuilder = builder(Charge)
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
+    """How a held charge ends: its state, the images paid for, the amount, what goes back."""
+
     state: ChargeState
     images: int
     amount: int

@@ -24,6 +24,8 @@ _SIZE_RE = re.compile(r"([1-9][0-9]{0,5})x([1-9][0-9]{0,5})")
 
 @dataclass(frozen=True, slots=True)
 class FamilyRules:
+    """What a model family accepts: aspect ratios, counts, sizes and qualities."""
+
     aspect_ratios: tuple[str, ...]
     default_aspect_ratio: str | None
     min_n: int
@@ -42,6 +44,8 @@ class FamilyRules:
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
+    """One model of the catalogue: its family, output formats and (NanoBanana) pixels."""
+
     name: str
     family: Family
     output_formats: tuple[str, ...]
@@ -87,6 +91,8 @@ _PlanKey = tuple[str, str | None, str | None, str | None, int | None, str | None
 
 @dataclass(frozen=True, slots=True)
 class Catalogue:
+    """The models on offer and their families' rules; plans a request's output."""
+
     models: Mapping[str, ModelSpec]
     families: Mapping[str, FamilyRules]
     #: gpt-image-2 size -> tier, in the reference document's order.

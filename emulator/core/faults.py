@@ -88,6 +88,8 @@ class Match:
 
 @dataclass(frozen=True, slots=True)
 class Effect:
+    """What a fault rule does to a request it matches (one kind, with its parameters)."""
+
     kind: EffectKind
     #: fail_task: error code and message; at_progress None fails while queued.
     code: str | None = None
@@ -108,6 +110,8 @@ class Effect:
 
 @dataclass(frozen=True, slots=True)
 class FaultRule:
+    """An installed fault: which requests it matches, its effect, how often, how many times."""
+
     id: str
     effect: Effect
     match: Match = field(default_factory=Match)

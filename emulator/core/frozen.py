@@ -37,7 +37,9 @@ def builder(cls: type[T]) -> type[T]:
         specs.append(
             (
                 spec.name,
-                spec.type,
+                # Not the field's annotation (a string here): dataclass() would parse each one
+                # with regular expressions (ClassVar? InitVar?), and the twin needs none.
+                Any,
                 dataclasses.field(
                     default=spec.default, default_factory=spec.default_factory, kw_only=spec.kw_only
                 ),
@@ -50,7 +52,9 @@ def builder(cls: type[T]) -> type[T]:
     twin = dataclasses.make_dataclass(
         f"{cls.__name__}Builder",
         specs,
-        namespace={"__post_init__": __post_init__},
+        # A docstring of its own: without one, dataclass() writes one from the class's
+        # signature (inspect.signature), about a third of the twin's cost at every start.
+        namespace={"__post_init__": __post_init__, "__doc__": f"Builds a `{cls.__name__}`."},
         eq=False,
         repr=False,
         match_args=False,

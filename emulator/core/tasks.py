@@ -84,6 +84,8 @@ class Schedule:
 
 @dataclass(frozen=True, slots=True)
 class Observation:
+    """A task's status and progress (percent) as seen at one moment."""
+
     status: Status
     progress: int
 

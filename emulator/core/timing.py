@@ -16,6 +16,8 @@ Dist = Literal["fixed", "uniform", "lognormal"]
 
 @dataclass(frozen=True, slots=True)
 class Duration:
+    """A distribution of seconds (fixed, uniform, lognormal, ...) drawn per task."""
+
     dist: Dist
     a: float
     b: float = 0.0

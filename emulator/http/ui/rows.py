@@ -27,6 +27,8 @@ SCAN_LIMIT = 1000
 
 @dataclass(frozen=True, slots=True)
 class TaskFilter:
+    """The dashboard's task list filter: a status and a model, either unset."""
+
     status: str | None = None
     model: str | None = None
 
