@@ -245,12 +245,15 @@ async def get_task(request: Request) -> Response:
         if answer is not None:
             return answer
         raise unknown
+    # The facts made here, not by `_facts`: keyword arguments to a helper cost a dict per poll.
     rule = await emulator.faults.pick(
-        _facts(request, "poll", key, model=task.model, task_type=task.task_type, prompt=task.prompt)
+        lambda: RequestFacts("poll", key, request.headers, task.model, task.task_type, task.prompt)
     )
-    answer = await before(request, rule, latency)
-    if answer is not None:
-        return answer
+    # `before` and `after` do nothing without a rule or a latency: not called for nothing.
+    if rule is not None or latency > 0:
+        answer = await before(request, rule, latency)
+        if answer is not None:
+            return answer
     obs = await tasks.observe(task)
     await emulator.billing.settle(task, obs)
     base = base_url(request)
@@ -259,15 +262,20 @@ async def get_task(request: Request) -> Response:
     # Final: the same bytes for every later poll while the key's settings and base stay.
     answers: TerminalAnswers = request.app.state["terminal_answers"]
     kept_as = (
-        *(task.task_id, task.token, task.seed, base),
-        *(settings.envelope, settings.error_shape, settings.always_list_results),
+        task.task_id,
+        task.token,
+        task.seed,
+        base,
+        settings.envelope,
+        settings.error_shape,
+        settings.always_list_results,
         settings.public_base_url,
     )
     kept = answers.get(kept_as)
     if kept is None:
         body = task_body(settings, emulator.results, task, obs, base)
         kept = answers.keep(kept_as, _encode_json(body).encode("utf-8"), "application/json")
-    return after(rule, kept_answer(kept))
+    return kept_answer(kept) if rule is None else after(rule, kept_answer(kept))
 
 
 @journaled("result")
