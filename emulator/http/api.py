@@ -231,9 +231,11 @@ async def get_task(request: Request) -> Response:
     emulator = _emulator(request)
     settings = emulator.config.settings
     key = bearer_key(request, settings)
-    task_id = _state(request)["task_id"] = request.path_params["task_id"]
+    # request.path_params and request.method read from the scope: a property call less each.
+    scope = request.scope
+    task_id = _state(request)["task_id"] = scope.get("path_params", {})["task_id"]
     # HEAD (which Starlette answers from this route) looks without polling.
-    counted = request.method == "GET"
+    counted = scope["method"] == "GET"
     tasks, latency = emulator.tasks, settings.poll_latency
     try:
         task = await tasks.find(key_fingerprint(key), task_id, count_poll=counted)
@@ -260,7 +262,7 @@ async def get_task(request: Request) -> Response:
     if not obs.terminal:
         return after(rule, _json_answer(task_body(settings, emulator.results, task, obs, base)))
     # Final: the same bytes for every later poll while the key's settings and base stay.
-    answers: TerminalAnswers = request.app.state["terminal_answers"]
+    answers: TerminalAnswers = scope["app"].state["terminal_answers"]  # request.app
     kept_as = (
         task.task_id,
         task.token,
