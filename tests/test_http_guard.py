@@ -5,6 +5,7 @@ raw sockets against ``python -m emulator serve --http h11|httptools`` on a free 
 from __future__ import annotations
 
 import inspect
+import itertools
 import re
 import select
 import socket
@@ -148,6 +149,22 @@ def test_headers_over_the_setting_within_the_protocol_slack_still_get_the_apps_4
         answer = _read_all(sock)
     assert _status(answer) == 431, answer[:300]
     assert b"headers are larger than the limit of 65536 bytes" in answer
+
+
+def test_a_heads_end_is_where_the_empty_line_pattern_ends() -> None:
+    # Every string of up to 8 bytes of CR, LF and "a", each also behind a request line: the
+    # two finds of `head_end` against the regular expression they replace.
+    from emulator.http.protocols import head_end
+
+    pattern = re.compile(rb"\r?\n\r?\n")
+    checked = 0
+    for length in range(9):
+        for letters in itertools.product(b"\r\na", repeat=length):
+            for data in (bytes(letters), b"GET / HTTP/1.1\r\nHost: x" + bytes(letters)):
+                found = pattern.search(data)
+                assert head_end(data) == (-1 if found is None else found.end()), data
+                checked += 1
+    assert checked == 2 * sum(3**n for n in range(9))
 
 
 def test_the_guard_still_finds_what_it_needs_in_uvicorn() -> None:

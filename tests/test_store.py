@@ -40,6 +40,21 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+async def test_a_memory_poll_count_copies_every_other_field_of_the_task() -> None:
+    # Every field a value no other field has: a field the copy missed or put in another's
+    # place shows as a difference (the memory store copies the task field by field).
+    task = dataclasses.replace(
+        make_task(1), aspect_ratio="4:3", polls=4, token="tok-1", finished_at=12.5
+    )
+    values = [getattr(task, field.name) for field in dataclasses.fields(task)]
+    assert len({repr(value) for value in values}) == len(values)
+    store = MemoryStore()
+    await place(store, task)
+    polled = await store.count_poll(task.task_id)
+    assert polled == dataclasses.replace(task, polls=5)
+    assert type(polled) is type(task)
+
+
 async def test_sqlite_keeps_every_kind_of_state_across_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "emulator.db"
     first = SqliteStore(path)

@@ -3,7 +3,6 @@ long values cut) and what it got."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -17,13 +16,6 @@ from ..errors import StoreUnavailable
 from ..stores import Store
 from ..usecases.configuration import Configuration
 from ..usecases.submission import FIELDS
-
-
-def _state(request: Request) -> dict[str, Any]:
-    """The values behind ``request.state``, read without an AttributeError per absent one
-    (``request.state`` wraps ``scope["state"]``; exceptions cost more than the request)."""
-    state: dict[str, Any] = request.scope.get("state") or {}
-    return state
 
 
 def _body_fields(state: dict[str, Any]) -> tuple[dict[str, Any] | None, list[Any]]:
@@ -118,9 +110,15 @@ async def record(
         now = await clock.now()
     except StoreUnavailable:
         return  # the journal is diagnostics: a store outage must not turn an answer into a 503
-    state = _state(request)
     scope = request.scope
-    fields, files = _body_fields(state)
+    # The values behind ``request.state``, read without an AttributeError per absent one.
+    state: dict[str, Any] = scope.get("state") or {}
+    files: tuple[Any, ...] = ()
+    if "fields" in state or "files" in state:
+        fields, listed_files = _body_fields(state)
+        files = tuple(listed_files)
+    else:  # no body read (a poll): what `_body_fields` says of it, without the call
+        fields = None
     unknown = state.get("unknown_fields")
     pending = _Pending(
         (
@@ -134,7 +132,7 @@ async def record(
             tuple(scope["headers"]),
             state.get("api_key"),
             fields,
-            tuple(files),
+            files,
             status,
             state.get("task_id"),
             state.get("fault"),
@@ -143,5 +141,8 @@ async def record(
             None if unknown is None else listed(unknown),
         )
     )
-    with contextlib.suppress(StoreUnavailable):  # as above: the answer stands
+    # As above, the answer stands. Not `contextlib.suppress`: an object and two calls per request.
+    try:  # noqa: SIM105
         await store.append_pending(pending, limit)
+    except StoreUnavailable:
+        pass

@@ -24,7 +24,6 @@ import asyncio
 import functools
 import importlib.util
 import json
-import re
 from typing import Any
 
 import h11
@@ -36,8 +35,20 @@ if HAS_HTTPTOOLS:
 else:  # pragma: no cover - httptools is optional (the "speed" extra)
     HttpToolsProtocol = H11Protocol  # type: ignore[misc,assignment] # named, never served
 
-#: The end of a head: an empty line (bare LF tolerated, as both parsers do).
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
+
+def head_end(data: bytes) -> int:
+    """Where the first empty line in ``data`` ends (a head's end; bare LF tolerated, as both
+    parsers do), or -1: the end of the first match of ``rb"\r?\n\r?\n"``, found by two
+    ``bytes.find`` (the regular expression tries its optional CR at every byte). Its first LF
+    starts "\n\n" or "\n\r\n", and the earlier of the two is the first match
+    (tests/test_http_guard.py checks it against the regular expression)."""
+    lf = data.find(b"\n\n")
+    crlf = data.find(b"\n\r\n")
+    if lf >= 0 and (crlf < 0 or lf < crlf):
+        return lf + 2
+    return -1 if crlf < 0 else crlf + 3
+
+
 #: Room for the request line on top of ``max_header_bytes`` (the app counts headers only).
 REQUEST_LINE_BYTES = 16 * 1024
 
@@ -87,15 +98,15 @@ class _HeadGuard:
         super().connection_lost(exc)  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
-        end = None
+        end = -1
         if not self._in_body():
             window = self._tail + data
-            end = _HEAD_END.search(window)
-            if end is None:
+            end = head_end(window)
+            if end < 0:
                 self._head_bytes += len(data)
                 self._tail = window[-3:]
             else:  # the head ends here; what follows is a body, or the next head
-                self._head_bytes += end.end() - len(self._tail)
+                self._head_bytes += end - len(self._tail)
                 self._tail = b""
             if self._head_bytes > self._head_limit:
                 self._refuse(
@@ -108,7 +119,7 @@ class _HeadGuard:
                     )
                 )
                 return
-            if end is not None:
+            if end >= 0:
                 self._head_bytes = 0
             elif self._timer is None:
                 # A head begun and not complete: its deadline runs from now. A head that
@@ -118,7 +129,7 @@ class _HeadGuard:
         super().data_received(data)  # type: ignore[misc]
         # The head came in time: it ended in these bytes (a pipelined one may wait in the
         # parser's buffer for its turn), or the parser made a request of it.
-        if self._timer is not None and (end is not None or self.cycle is not cycle):
+        if self._timer is not None and (end >= 0 or self.cycle is not cycle):
             self._disarm()
 
     # -- the deadline ----------------------------------------------------------------------

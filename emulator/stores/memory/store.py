@@ -7,7 +7,6 @@ awaits: each method's reads and writes happen with nothing in between.
 from __future__ import annotations
 
 import dataclasses
-import operator
 from collections import OrderedDict, deque
 from typing import Any
 
@@ -20,18 +19,35 @@ from .end_index import EndIndex
 
 _Group = tuple[str, str, str, str]
 
-_TASK_FIELDS = tuple(field.name for field in dataclasses.fields(Task))
-_task_values = operator.attrgetter(*_TASK_FIELDS)
-_POLLS, _FINISHED_AT = _TASK_FIELDS.index("polls"), _TASK_FIELDS.index("finished_at")
 
-
-def _counted(task: Task, finished_at: float | None) -> Task:
-    """``dataclasses.replace(task, polls=task.polls + 1, finished_at=finished_at)`` at half
-    the cost (positional arguments, no field introspection): it runs on every poll."""
-    values = list(_task_values(task))
-    values[_POLLS] += 1
-    values[_FINISHED_AT] = finished_at
-    return TaskBuilder(*values)
+def _counted(t: Task, finished_at: float | None) -> Task:
+    """``dataclasses.replace(t, polls=t.polls + 1, finished_at=finished_at)`` at a third of the
+    cost (no field introspection, no list of the values, no ``*`` call): it runs on every
+    poll. Every field by position, in `Task`'s order; tests/test_store.py fails if a field is
+    missed or misplaced."""
+    return TaskBuilder(
+        t.task_id,
+        t.owner,
+        t.created_at,
+        t.task_type,
+        t.model,
+        t.prompt,
+        t.width,
+        t.height,
+        t.output_format,
+        t.n,
+        t.quality,
+        t.tier,
+        t.aspect_ratio,
+        t.size,
+        t.references,
+        t.has_reference,
+        t.seed,
+        t.schedule,
+        t.polls + 1,
+        t.token,
+        finished_at,
+    )
 
 
 class MemoryStore(Store):
