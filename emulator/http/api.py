@@ -2,7 +2,7 @@
 
 Handlers translate between HTTP and the use cases the `Emulator` composition root built
 (tasks, submitter, billing, results, faults), apply HTTP-level faults, and journal every
-request; every rule about tasks lives elsewhere. The submission and poll routes are served by
+request; every rule about tasks lives elsewhere. The three routes here are served by
 `dispatch.Dispatch` when the app has no middleware, by Starlette otherwise: same handlers.
 """
 
