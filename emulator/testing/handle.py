@@ -21,6 +21,7 @@ from ..core.journal import query_from_filters
 from ..stores.memory import MemoryStore
 from ..usecases.steer import Steering, settings_json
 from .app_loop import Runner
+from .privates import sets_cookies
 from .transport import ASGITransport, AsyncASGITransport
 
 if TYPE_CHECKING:
@@ -46,15 +47,18 @@ def _parsed(base_url: str) -> httpx.URL:
 
 
 class _CookieJar(CookieJar):
-    """The standard jar, for the clients made here: an answer that sets no cookie is read
-    once. httpx hands every answer to its jar, whose ``extract_cookies`` builds the answer's
-    headers as an ``email.message.Message`` twice (once only for a debug log), ~26k
+    """The standard jar, for the clients made here: an answer that sets no cookie is only
+    looked at. httpx hands every answer to its jar, whose ``extract_cookies`` builds the
+    answer's headers as an ``email.message.Message`` twice (once only for a debug log), ~26k
     instructions each, three times in a life-cycle test; an answer that sets cookies goes
     to the standard jar as before."""
 
     def extract_cookies(self, response: Any, request: Any) -> None:
-        headers = response.info()  # names compared case-insensitively
-        if "Set-Cookie" in headers or "Set-Cookie2" in headers:
+        sets = sets_cookies(response)  # the headers read without building the Message
+        if sets is None:  # the public way (names compared case-insensitively)
+            headers = response.info()
+            sets = "Set-Cookie" in headers or "Set-Cookie2" in headers
+        if sets:
             super().extract_cookies(response, request)
 
 
