@@ -121,3 +121,16 @@ def test_the_fixtures_clients_keep_and_send_cookies_an_answer_sets(image_emulato
     # The journal masks the Cookie header (a secret): compared as it masks them.
     given, session = mask_header("cookie", "given=1"), mask_header("cookie", "session=abc")
     assert sent == [None, session, given, given]
+
+
+def test_the_fixtures_clients_send_the_query_they_are_given(image_emulator: Any) -> None:
+    for client, sent in (
+        (image_emulator.client(), b""),
+        (image_emulator.client(params={"a": "1"}), b"a=1"),
+    ):
+        with client:
+            assert str(client.params) == sent.decode()
+            client.get("/v1/images/tasks/task_x")
+            client.get("/v1/images/tasks/task_x", params={"b": "é"})
+    queries = [entry["query"] for entry in image_emulator.requests()]
+    assert queries == ["", "b=%C3%A9", "a=1", "a=1&b=%C3%A9"]
