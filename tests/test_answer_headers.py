@@ -1,7 +1,8 @@
-"""The answers of the two hot routes, made without Starlette's general ``Response.__init__``,
-carry the headers Starlette would give them; a terminal task's kept answer goes through the
-app's opt-in middleware like any answer (the direct dispatch steps aside for it), and each
-poll's answer is its own: what a middleware adds to one is not in the next."""
+"""The answers of the hot routes (submission, poll, result download), made without
+Starlette's general ``Response.__init__``, carry the headers Starlette would give them; a
+terminal task's kept answer goes through the app's opt-in middleware like any answer (the
+direct dispatch steps aside for it), and each poll's answer is its own: what a middleware adds
+to one is not in the next."""
 
 from __future__ import annotations
 
@@ -59,3 +60,23 @@ def test_a_kept_answer_has_starlettes_headers_and_a_list_of_its_own() -> None:
     )
     first.raw_headers.append((b"x-added", b"1"))
     assert second.raw_headers == expected.raw_headers
+
+
+@pytest.mark.parametrize("output_format", ["png", "jpeg"])
+def test_a_result_picture_has_starlettes_headers_in_its_order(
+    make_client: MakeClient, output_format: str
+) -> None:
+    client = make_client()
+    body = {**NANO, "output_format": output_format}
+    task_id = client.submit_ok(body)
+    client.advance(10_000)
+    url = client.get(f"/v1/images/tasks/{task_id}").json()["data"]["result_url"]
+    for method in ("GET", "HEAD"):
+        answer = client.request(method, url)
+        assert answer.status_code == 200
+        expected = Response(
+            answer.content or b"x" * int(answer.headers["content-length"]),
+            media_type=f"image/{output_format}",
+            headers={"Cache-Control": "no-cache"},
+        )
+        assert answer.headers.raw == expected.raw_headers

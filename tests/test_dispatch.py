@@ -1,12 +1,14 @@
-"""The direct dispatch of the two hot routes (emulator/http/dispatch.py) answers exactly as
-Starlette's layers do: the same generated requests sent to an app with it and to the same app
-without it (``direct_routes = False``) give the same status, headers (in order), body,
-exception, scope and journal entries."""
+"""The direct dispatch of the hot routes (emulator/http/dispatch.py: submission, poll, result
+download) answers exactly as Starlette's layers do: the same generated requests sent to an app
+with it and to the same app without it (``direct_routes = False``) give the same status,
+headers (in order), body, exception, scope and journal entries."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +25,9 @@ from emulator.http.app import EmulatorApp
 from emulator.http.effects import DropConnection
 
 KEY, OTHER = "sk-test-key", "sk-other-key"
+#: In a `Sent` path: the capability token of its ``token_of`` task, in the app it goes to.
+TOKEN = "<token>"
+UNKNOWN_TOKEN = "A" * 32
 JSON_TYPE = [(b"content-type", b"application/json")]
 FAULTS = [
     {"id": "e503", "match": {"headers": {"x-fault": "e503"}},
@@ -88,6 +93,9 @@ class Sent:
     #: Where the body is cut into two ``http.request`` messages (None: one message).
     split: int | None = None
     query: bytes = b""
+    #: The task whose capability token each app puts for ``TOKEN`` in the path (tokens are
+    #: random per app, SPEC D-14; a task an app does not have gets ``UNKNOWN_TOKEN``).
+    token_of: str | None = None
 
     def scope(self) -> dict[str, Any]:
         return {
@@ -177,34 +185,42 @@ class Pair:
         return self.direct, self.starlette
 
     def send(self, sent: Sent) -> Outcome:
-        direct, starlette = (self.loop.run_until_complete(_send_to(app, sent)) for app in self.apps)
-        assert self._tokenless(self.direct, direct) == self._tokenless(self.starlette, starlette), (
-            sent
+        direct, starlette = (
+            self.loop.run_until_complete(_send_to(app, self._for(app, sent))) for app in self.apps
         )
+        assert self._tokenless(self.direct, direct.messages) == self._tokenless(
+            self.starlette, starlette.messages
+        ), sent
         assert direct.raised == starlette.raised, sent
-        assert direct.scope == starlette.scope, sent
+        assert self._tokenless(self.direct, direct.scope) == self._tokenless(
+            self.starlette, starlette.scope
+        ), sent
         self._check_journals(sent)
         self._remember_task(direct)
         return direct
 
-    def _tokenless(self, app: EmulatorApp, outcome: Outcome) -> list[Any]:
-        """The messages with each task's capability token (random by design, SPEC D-14: never
-        from the seed, so two apps never share one) in result URLs replaced by a mark."""
+    def _tokens(self, app: EmulatorApp) -> dict[str, str]:
         tasks = self.loop.run_until_complete(app.state.emulator.store.list_tasks())
-        tokens = [task.token.encode() for task in tasks if task.token]
-        messages = []
-        for message in outcome.messages:
-            if message["type"] == "http.response.body":
-                body = message.get("body", b"")
-                for token in tokens:
-                    body = body.replace(token, b"<token>")
-                message = {**message, "body": body}
-            messages.append(message)
-        return messages
+        return {task.task_id: task.token for task in tasks if task.token}
+
+    def _for(self, app: EmulatorApp, sent: Sent) -> Sent:
+        """``sent`` as it goes to ``app``: with that app's token of its task in the path."""
+        if sent.token_of is None:
+            return sent
+        token = self._tokens(app).get(sent.token_of, UNKNOWN_TOKEN)
+        return dataclasses.replace(sent, path=sent.path.replace(TOKEN, token))
+
+    def _tokenless(self, app: EmulatorApp, value: Any) -> Any:
+        """``value`` (messages, a scope, journal entries) with each of the app's capability
+        tokens (random by design, SPEC D-14: never from the seed, so two apps never share
+        one), in result URLs and paths, replaced by a mark."""
+        return _masked(value, list(self._tokens(app).values()))
 
     def _check_journals(self, sent: Sent) -> None:
         entries = [
-            self.loop.run_until_complete(app.state.emulator.store.list_journal())
+            self._tokenless(
+                app, self.loop.run_until_complete(app.state.emulator.store.list_journal())
+            )
             for app in self.apps
         ]
         assert len(entries[0]) == len(entries[1]), sent
@@ -225,6 +241,23 @@ class Pair:
         for app in self.apps:
             self.loop.run_until_complete(app.state.emulator.store.close())
         self.loop.close()
+
+
+def _masked(value: Any, tokens: list[str]) -> Any:
+    """``value`` with each of ``tokens`` replaced by ``TOKEN``, in every text and bytes in it."""
+    if isinstance(value, str):
+        for token in tokens:
+            value = value.replace(token, TOKEN)
+        return value
+    if isinstance(value, bytes):
+        for token in tokens:
+            value = value.replace(token.encode(), TOKEN.encode())
+        return value
+    if isinstance(value, dict):
+        return {key: _masked(item, tokens) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_masked(item, tokens) for item in value)
+    return value
 
 
 def _timeless(entry: dict[str, Any]) -> dict[str, Any]:
@@ -291,7 +324,21 @@ ODD_PATHS = [
     "/v1/images/task",
     "/_emulator/health",
     "",
+    "/_emulator/results/",
+    "/_emulator/results/a/b",
+    "/_emulator/results/a/b/c/d",
+    "/_emulator/results//b/0.png",
+    "/_emulator/results/a//0.png",
+    "/_emulator/results/a/b/",
+    "/_emulator/resultsx/a/b/0.png",
+    "/_emulator/results",
 ]
+#: Result names: the first is a task's first picture; the others other pictures, other
+#: formats, names the route matches and the handler refuses, one past the route's regex.
+RESULT_NAMES = ["0.png"] * 4 + ["1.png", "2.png", "0.jpeg", "00.png", "0.png\n", "\u00b2.png"]
+RESULT_NAMES += ["0.PNG", "x", "0.png/", "é.png", "0.png?"]
+#: Tokens: the task's own, then bad ones (the route matches them all but the empty one).
+RESULT_TOKENS = [TOKEN] * 4 + [TOKEN + "\n", UNKNOWN_TOKEN, "", TOKEN + "x", "\n", "é"]
 
 
 @st.composite
@@ -305,10 +352,15 @@ def requests(draw: st.DrawFn, pair: Pair) -> Sent:
     pick, text = draw(st.integers(0, 7)), draw(st.text(max_size=12))
     known = pair.task_ids
     task_id = known[pick % len(known)] if made and known else text
-    route = draw(st.sampled_from(["submit", "poll", "poll", "submit", "odd"]))
+    route = draw(st.sampled_from(["submit", "poll", "poll", "submit", "result", "result", "odd"]))
+    token_of = None
     if route == "submit":
         tail = "/v1/images/tasks"
         method = draw(st.sampled_from(["POST"] * 5 + ["PUT", "GET", "HEAD", "OPTIONS"]))
+    elif route == "result":
+        token, name = draw(st.sampled_from(RESULT_TOKENS)), draw(st.sampled_from(RESULT_NAMES))
+        tail, token_of = f"/_emulator/results/{task_id}/{token}/{name}", task_id
+        method = draw(st.sampled_from(["GET"] * 4 + ["HEAD", "POST", "PUT", "DELETE", "OPTIONS"]))
     else:
         tail = f"/v1/images/tasks/{task_id}"
         tail = draw(st.sampled_from([tail] * 4 + [tail + "/", tail + "\n"]))
@@ -338,7 +390,7 @@ def requests(draw: st.DrawFn, pair: Pair) -> Sent:
     draw(st.randoms()).shuffle(headers)
     split = draw(st.none() | st.integers(0, max(len(body), 1)))
     query = draw(st.sampled_from([b"", b"", b"a=1&b=%C3%A9"]))
-    return Sent(method, prefix + tail, root_path, headers, body, split, query)
+    return Sent(method, prefix + tail, root_path, headers, body, split, query, token_of)
 
 
 def _submission(prompt: str) -> Sent:
@@ -398,6 +450,34 @@ def test_a_poll_of_every_status_answers_the_same(pair: Pair) -> None:
                 statuses.add(json.loads(got.messages[1]["body"])["data"]["status"])
         pair.send(_advance(3))
     assert statuses == {"queued", "processing", "succeeded", "failed"}
+
+
+def test_a_result_download_answers_the_same_and_is_served_by_the_dispatch(pair: Pair) -> None:
+    for prompt in ("a cat", "doomed"):
+        pair.send(_submission(prompt))
+    cat, doomed = pair.task_ids
+    pictures = sent = 0
+    for seconds in (0, 1000):  # nothing to download yet, then one succeeded and one failed
+        pair.send(_advance(seconds))
+        for root_path in ("", "/api"):
+            for method, task_id in itertools.product(("GET", "HEAD"), (cat, doomed, "task_x")):
+                for token, name in itertools.product(
+                    (TOKEN, UNKNOWN_TOKEN, TOKEN + "\n", TOKEN[:-1]),
+                    ("0.png", "1.png", "2.png", "0.jpeg", "0.png\n", "0.png\n\n"),
+                ):
+                    path = f"{root_path}/_emulator/results/{task_id}/{token}/{name}"
+                    got = pair.send(Sent(method, path, root_path, token_of=task_id))
+                    sent += 1
+                    # Served by the dispatch: Starlette's ExceptionMiddleware never ran.
+                    assert "starlette.exception_handlers" not in got.keys
+                    assert {"app", "route", "endpoint", "path_params"} <= got.keys
+                    if got.messages[0]["status"] == 200:
+                        pictures += 1
+                        assert got.messages[1]["body"][:4] == b"\x89PNG"
+    # The cat's two pictures, by GET and HEAD, with and without root_path.
+    assert pictures == 8
+    journal = pair.loop.run_until_complete(pair.direct.state.emulator.store.list_journal())
+    assert sum(entry["endpoint"] == "result" for entry in journal) == sent
 
 
 def test_a_bug_answers_the_same_500_and_is_raised_on_both_paths(pair: Pair) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+
+from emulator.core.journal import mask_header
 
 from .test_pytest_plugin import run
 
@@ -11,6 +15,8 @@ pytest_plugins = ["pytester"]
 
 INTERCEPTION = """
 import httpx
+from typing import Any
+
 import pytest
 
 BODY = {"model": "NanoBanana2-0.5K", "prompt": "x"}
@@ -98,3 +104,33 @@ def test_nothing_is_intercepted_after_the_tests_that_did():
 def test_public_transports_and_interception(pytester: pytest.Pytester) -> None:
     result = run(pytester, INTERCEPTION, "-o", "asyncio_default_fixture_loop_scope=function")
     result.assert_outcomes(passed=7)
+
+
+def test_the_fixtures_clients_keep_and_send_cookies_an_answer_sets(image_emulator: Any) -> None:
+    # The clients' jar reads an answer that sets no cookie once (emulator/testing/handle.py):
+    # an answer that sets one is kept, and sent back, as by httpx's own jar.
+    image_emulator.respond(200, json={}, headers={"Set-Cookie": "session=abc; Path=/"}, times=1)
+    for client in (image_emulator.client(), image_emulator.client(cookies={"given": "1"})):
+        with client:
+            client.get("/v1/images/tasks/task_x")  # the rule's answer, for the first client
+            assert client.get("/v1/images/tasks/task_x").status_code == 404  # sets none
+            assert client.cookies.get("session") == (
+                "abc" if "given" not in client.cookies else None
+            )
+    sent = [entry["headers"].get("cookie") for entry in image_emulator.requests()]
+    # The journal masks the Cookie header (a secret): compared as it masks them.
+    given, session = mask_header("cookie", "given=1"), mask_header("cookie", "session=abc")
+    assert sent == [None, session, given, given]
+
+
+def test_the_fixtures_clients_send_the_query_they_are_given(image_emulator: Any) -> None:
+    for client, sent in (
+        (image_emulator.client(), b""),
+        (image_emulator.client(params={"a": "1"}), b"a=1"),
+    ):
+        with client:
+            assert str(client.params) == sent.decode()
+            client.get("/v1/images/tasks/task_x")
+            client.get("/v1/images/tasks/task_x", params={"b": "é"})
+    queries = [entry["query"] for entry in image_emulator.requests()]
+    assert queries == ["", "b=%C3%A9", "a=1", "a=1&b=%C3%A9"]

@@ -191,3 +191,18 @@ def test_a_fault_on_results_answers_before_the_picture_is_drawn(
     # The rule is spent; the next download draws the picture.
     assert client.get(task["result_url"]).status_code == 200
     assert len(renders) == 1
+
+
+def test_a_picture_is_kept_once_per_task_whatever_its_polls(client: Client) -> None:
+    # The emulator's picture cache is keyed by the task but its poll count: downloads between
+    # polls find the picture kept; another task's picture is kept apart.
+    renders = client.app.state.emulator.results.renders  # type: ignore[attr-defined]
+    first = client.run_to_end({**NANO, "prompt": "kept once"})
+    pictures = set()
+    for _ in range(3):
+        pictures.add(client.get(first["result_url"]).content)
+        client.task(first["task_id"])  # one more poll
+    assert len(pictures) == 1 and len(renders) == 1
+    second = client.run_to_end({**NANO, "prompt": "kept apart"})
+    assert client.get(second["result_url"]).content not in pictures
+    assert len(renders) == 2

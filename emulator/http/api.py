@@ -2,7 +2,7 @@
 
 Handlers translate between HTTP and the use cases the `Emulator` composition root built
 (tasks, submitter, billing, results, faults), apply HTTP-level faults, and journal every
-request; every rule about tasks lives elsewhere. The submission and poll routes are served by
+request; every rule about tasks lives elsewhere. The three routes here are served by
 `dispatch.Dispatch` when the app has no middleware, by Starlette otherwise: same handlers.
 """
 
@@ -304,9 +304,15 @@ async def get_result(request: Request) -> Response:
     # nothing, however large the picture.
     data, media_type = await results.image(task, index)
     # Not "immutable": after a reset the ids restart from the seed, so one URL can name
-    # another picture; clients may store it but must revalidate.
-    response = Response(data, media_type=media_type, headers={"Cache-Control": "no-cache"})
-    return after(rule, response)
+    # another picture; clients may store it but must revalidate. The headers
+    # ``Response(data, media_type=media_type, headers={"Cache-Control": "no-cache"})`` gives,
+    # made directly (tests/test_answer_headers.py compares them).
+    headers = [
+        (b"cache-control", b"no-cache"),
+        (b"content-length", str(len(data)).encode("latin-1")),
+        (b"content-type", media_type.encode("latin-1")),
+    ]
+    return after(rule, PrebuiltResponse(data, headers))
 
 
 def routes() -> list[BaseRoute]:

@@ -30,7 +30,8 @@ _UNDECIDED: Any = object()
 
 class EmulatorApp(Starlette):
     """Starlette, plus the one thing it cannot do: drop a connection without answering; and
-    the two hot routes served without Starlette's per-request layers (`dispatch.Dispatch`)."""
+    the hot routes (submission, poll, result download) served without Starlette's
+    per-request layers (`dispatch.Dispatch`)."""
 
     #: False: every request through Starlette's layers (tests compare the two ways).
     direct_routes = True

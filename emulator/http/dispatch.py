@@ -1,17 +1,19 @@
-"""The two hot routes of the real API served without Starlette's per-request layers.
+"""The hot routes served without Starlette's per-request layers: the real API's two, and the
+result download that follows them in a test.
 
-A poll and a submission pass through Starlette's middleware stack (ServerErrorMiddleware,
-ExceptionMiddleware), its router (every route tried in order) and ``request_response``, each
-with its own ``send`` wrapper and exception handling: measured in process (callgrind), that
-is about 30 % of a poll's instructions and 13 % of a submission's, all of it bookkeeping for
-cases these two routes do not have. `Dispatch` sends ``POST /v1/images/tasks`` and
-``GET``/``HEAD /v1/images/tasks/{task_id}`` straight to their handlers and does by hand what
-those layers would do for them, the same way:
+A poll, a submission and a download pass through Starlette's middleware stack
+(ServerErrorMiddleware, ExceptionMiddleware), its router (every route tried in order) and
+``request_response``, each with its own ``send`` wrapper and exception handling: measured in
+process (callgrind), that is about 30 % of a poll's instructions and 13 % of a submission's,
+all of it bookkeeping for cases these routes do not have. `Dispatch` sends
+``POST /v1/images/tasks``, ``GET``/``HEAD /v1/images/tasks/{task_id}`` and
+``GET``/``HEAD /_emulator/results/{task_id}/{token}/{name}`` straight to their handlers and
+does by hand what those layers would do for them, the same way:
 
 - the route matched by the route's own rules (its ``path_regex``, checked to be the one
-  applied here; the path relative to ``root_path`` as Starlette's router computes it), and
-  only for the methods the route accepts: anything else (a 405 with its Allow header, a
-  redirect, a 404) is Starlette's;
+  applied here by string methods; the path relative to ``root_path`` as Starlette's router
+  computes it), and only for the methods the route accepts: anything else (a 405 with its
+  Allow header, a redirect, a 404) is Starlette's;
 - the scope keys Starlette sets on the way (``app``, ``router``, ``route``, ``endpoint``,
   ``path_params``), so handlers and whatever reads the scope after see the same;
 - a refusal rendered by the app's own exception handler (``EmulatorError``, Starlette's
@@ -21,10 +23,11 @@ those layers would do for them, the same way:
   ``DropConnection`` and cancellation pass through untouched.
 
 It is used only while the app is exactly what it checks: no middleware (the opt-in access log
-and CORS layers need Starlette's path), no debug, no body limit, the two routes first in the
-router, and exception handlers it can apply the same way. Otherwise every request goes through
-Starlette, as before. ``tests/test_dispatch.py`` sends the same generated requests to an app
-with and without it and compares the answers, the journal and the scope, byte for byte.
+and CORS layers need Starlette's path), no debug, no body limit, the three routes first in the
+router in ``api.routes()``'s order (so no other route can match first), and exception handlers
+it can apply the same way. Otherwise every request goes through Starlette, as before.
+``tests/test_dispatch.py`` sends the same generated requests to an app with and without it and
+compares the answers, the journal and the scope, byte for byte.
 """
 
 from __future__ import annotations
@@ -42,12 +45,15 @@ from starlette.types import Receive, Scope, Send
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-#: The two routes, as ``api.routes()`` declares them (and in this order, first in the app).
+#: The three routes, as ``api.routes()`` declares them (and in this order, first in the app).
 SUBMIT_PATH = "/v1/images/tasks"
 POLL_PATH = "/v1/images/tasks/{task_id}"
 POLL_PREFIX = "/v1/images/tasks/"
-#: The poll route's regex as Starlette compiles it: `match` applies it by string methods.
+RESULT_PATH = "/_emulator/results/{task_id}/{token}/{name}"
+RESULT_PREFIX = "/_emulator/results/"
+#: The GET routes' regexes as Starlette compiles them: `match` applies them by string methods.
 POLL_REGEX = "^/v1/images/tasks/(?P<task_id>[^/]+)$"
+RESULT_REGEX = "^/_emulator/results/(?P<task_id>[^/]+)/(?P<token>[^/]+)/(?P<name>[^/]+)$"
 
 #: An exception handler as the app installs them (`errors.exception_handlers`): async, and
 #: always answers.
@@ -55,21 +61,19 @@ Renderer = Callable[[Request, Exception], Awaitable[Response]]
 
 
 class Dispatch:
-    """Serves the two hot routes of one app; `match` says whether a request is theirs."""
+    """Serves the hot routes of one app; `match` says whether a request is theirs."""
 
-    __slots__ = ("_app", "_error_handler", "_handlers", "_poll", "_submit")
+    __slots__ = ("_app", "_error_handler", "_handlers", "_poll", "_result", "_submit")
 
     def __init__(
         self,
         app: Starlette,
-        submit: Route,
-        poll: Route,
+        routes: tuple[Route, Route, Route],
         handlers: Mapping[Any, Renderer],
         error_handler: Renderer,
     ) -> None:
         self._app = app
-        self._submit = submit
-        self._poll = poll
+        self._submit, self._poll, self._result = routes
         self._handlers = handlers
         self._error_handler = error_handler
 
@@ -84,17 +88,19 @@ class Dispatch:
         if getattr(router, "middleware_stack", router.app) != router.app:  # its own middleware
             return None
         routes = router.routes
-        if len(routes) < 2:
+        if len(routes) < 3:
             return None
-        submit, poll = routes[0], routes[1]
+        submit, poll, result = routes[0], routes[1], routes[2]
         if not (
             isinstance(submit, Route)
             and isinstance(poll, Route)
+            and isinstance(result, Route)
             and (submit.path, submit.methods) == (SUBMIT_PATH, {"POST"})
             and (poll.path, poll.methods) == (POLL_PATH, {"GET", "HEAD"})
+            and (result.path, result.methods) == (RESULT_PATH, {"GET", "HEAD"})
             and poll.path_regex.pattern == POLL_REGEX
-            and inspect.iscoroutinefunction(submit.endpoint)
-            and inspect.iscoroutinefunction(poll.endpoint)
+            and result.path_regex.pattern == RESULT_REGEX
+            and all(inspect.iscoroutinefunction(r.endpoint) for r in (submit, poll, result))
         ):
             return None
         # As Starlette.build_middleware_stack splits them: 500 / Exception go to
@@ -114,7 +120,7 @@ class Dispatch:
             or not all(inspect.iscoroutinefunction(h) for h in (error_handler, *handlers.values()))
         ):
             return None
-        return cls(app, submit, poll, handlers, error_handler)
+        return cls(app, (submit, poll, result), handlers, error_handler)
 
     def match(self, scope: Scope) -> tuple[Route, dict[str, Any]] | None:
         """The route and path parameters of an HTTP request this dispatch serves, else None."""
@@ -130,15 +136,23 @@ class Dispatch:
         if method == "POST":
             if path == SUBMIT_PATH:  # the route's regex ^...$ (also before a final "\n")
                 return self._submit, dict(scope.get("path_params", ()))
-        elif (method == "GET" or method == "HEAD") and path.startswith(POLL_PREFIX):
-            # The route's regex, ^/v1/images/tasks/(?P<task_id>[^/]+)$, by string methods:
-            # "[^/]+" takes any character but "/" (a final "\n" too), so the id is the rest of
-            # the path when that is not empty and holds no "/".
-            task_id = path[len(POLL_PREFIX) :]
-            if task_id and "/" not in task_id:
-                params = dict(scope.get("path_params", ()))
-                params["task_id"] = task_id
-                return self._poll, params
+        elif method == "GET" or method == "HEAD":
+            if path.startswith(POLL_PREFIX):
+                # The route's regex, ^/v1/images/tasks/(?P<task_id>[^/]+)$, by string methods:
+                # "[^/]+" takes any character but "/" (a final "\n" too), so the id is the rest
+                # of the path when that is not empty and holds no "/".
+                task_id = path[len(POLL_PREFIX) :]
+                if task_id and "/" not in task_id:
+                    params = dict(scope.get("path_params", ()))
+                    params["task_id"] = task_id
+                    return self._poll, params
+            elif path.startswith(RESULT_PREFIX):
+                # RESULT_REGEX the same way: exactly three non-empty segments after the prefix.
+                parts = path[len(RESULT_PREFIX) :].split("/")
+                if len(parts) == 3 and all(parts):
+                    params = dict(scope.get("path_params", ()))
+                    params["task_id"], params["token"], params["name"] = parts
+                    return self._result, params
         return None
 
     async def serve(

@@ -9,6 +9,7 @@ seed; tokens never do, so knowing the seed and every id names no picture.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 import secrets
 from collections.abc import Hashable
@@ -34,6 +35,12 @@ NAME = re.compile(r"([0-9]{1,2})\.(png|jpeg|webp)", re.ASCII)
 _RESULT_PATH = re.compile(
     rf"/_emulator/results/(task_[0-9a-f]{{32}})/({TOKEN_PATTERN})/([0-9]{{1,2}})\.(png|jpeg|webp)",
     re.ASCII,
+)
+
+
+#: A task's fields but its poll count (which changes on every poll, and no picture depends on).
+_PICTURE_FIELDS = operator.attrgetter(
+    *(field.name for field in dataclasses.fields(Task) if field.name != "polls")
 )
 
 
@@ -91,7 +98,9 @@ class Results:
         """Bytes and media type of result ``index`` of ``task`` (a succeeded task that has it:
         see `result`), drawn now or kept from before."""
         # Keyed by the whole task: after a reset elsewhere an id may name a different task.
-        cache_key = (index, dataclasses.replace(task, polls=0))
+        # Its fields but the poll count, as a tuple: what ``replace(task, polls=0)`` compares
+        # equal on, for a tenth of the cost (a frozen dataclass's __init__; 16 -> 1.7 µs).
+        cache_key = (index, _PICTURE_FIELDS(task))
         cached = self.renders.get(cache_key)
         if cached is None:
             cached = await self._drawn(await self._spec(task, index), cache_key)
