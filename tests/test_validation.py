@@ -289,6 +289,26 @@ def test_the_first_json_name_met_again_is_the_one_named(
     assert _error(response) == f"field {named!r} appears more than once"
 
 
+@pytest.mark.parametrize(
+    "tail", ["", "\n", " \t\r\n ", " x", "\x0b", "\u3000", "{}", "\n\n]", "\x00"]
+)
+@pytest.mark.parametrize("head", ["", " ", "\n"])
+def test_what_surrounds_a_json_object_is_read_as_json_loads_reads_it(
+    client: Client, head: str, tail: str
+) -> None:
+    """JSON white space around the object is allowed, anything else is json's own error."""
+    text = head + json.dumps(NANO) + tail
+    response = client.post(
+        "/v1/images/tasks", content=text.encode(), headers={"content-type": "application/json"}
+    )
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        assert _error(response) == f"request body is not valid JSON: {exc.msg} at {exc.pos}"
+    else:
+        assert response.status_code == 200, response.text
+
+
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32"])
 def test_json_in_any_encoding_json_detects_is_read(client: Client, encoding: str) -> None:
     # RFC 8259 asks for UTF-8, but json.loads detects the others: the emulator reads what it
