@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -12,7 +13,7 @@ from PIL import Image
 
 from emulator.core.checks import WHITE_SPACE
 
-from .conftest import Client, png_bytes
+from .conftest import KEY, Client, png_bytes
 
 NANO = {"model": "NanoBanana2-0.5K", "prompt": "make it shine"}
 
@@ -241,6 +242,57 @@ def test_body_over_the_limit_is_413(make_client: Any) -> None:
     client = make_client(max_body_bytes=2048)
     response = client.submit(NANO | {"prompt": "x" * 4096})
     assert "larger than the limit of 2048 bytes" in _error(response, 413)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "status"),
+    [("text/plain", "application/json", 415), ("application/json; charset=utf-8", "x/y", 200)],
+)
+def test_the_first_content_type_header_as_sent_decides(
+    client: Client, first: str, second: str, status: int
+) -> None:
+    response = client.post(
+        "/v1/images/tasks",
+        content=json.dumps(NANO).encode(),
+        headers=[("content-type", first), ("content-type", second)],
+    )
+    assert response.status_code == status, response.text
+
+
+def test_a_declared_length_over_the_limit_is_413_before_the_body_is_read(make_client: Any) -> None:
+    """The first Content-Length header as sent is the one checked (the body itself is short)."""
+    client = make_client(max_body_bytes=2048)
+    app = client.app
+    body = json.dumps(NANO).encode()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    for lengths, status in (((b"4096", b"20"), 413), ((b"20", b"4096"), 200)):
+        headers = [(b"host", b"testserver"), (b"authorization", b"Bearer " + KEY.encode())]
+        headers += [(b"content-type", b"application/json")]
+        headers += [(b"content-length", length) for length in lengths]
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/images/tasks",
+            "raw_path": b"/v1/images/tasks",
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "server": ("testserver", 80),
+            "client": ("127.0.0.1", 50000),
+        }
+        sent.clear()
+        asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+        assert sent[0]["status"] == status, sent
 
 
 def test_invalid_json_is_rejected(client: Client) -> None:

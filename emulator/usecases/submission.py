@@ -250,7 +250,7 @@ def build_submission(
             thumb = thumbnail_of(data, "image", settings.max_reference_pixels)
             picture = picture or thumb
             references.append(f"upload:{upload.filename or 'image'}")
-    # Positional: a keyword call of the builder costs ~0.2k instructions a keyword.
+    # Positional: a keyword call of the builder costs ~0.5k instructions a keyword.
     return _SubmissionBuilder(prompt, chosen, plan, tuple(references), picture, tuple(urls))
 
 

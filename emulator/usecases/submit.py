@@ -77,7 +77,8 @@ class Submitter:
                 settings.max_reference_pixels,
             )
             picture = await fetch_picture(submission.urls[0], "image", fences)
-        await self._startup.ensure()  # the id stream is claimed before the first id is drawn
+        if not self._startup.done:  # awaited only until it is: a coroutine costs ~2.5k
+            await self._startup.ensure()  # the id stream is claimed before the first id is drawn
         now = await self._clock.now()
         await self._sweeper.before_submit(now)
         # What shapes the task's life is fixed in it now: later settings apply to new tasks.
@@ -91,7 +92,7 @@ class Submitter:
                 rng, plan.model, plan.tier, plan.quality, settings.time_scale
             )
             schedule = fate(
-                # Positional: the builders' keyword calls cost ~0.2k instructions a keyword
+                # Positional: the builders' keyword calls cost ~0.5k instructions a keyword
                 # (docs/profile.md, round 5); tests/test_tasks.py names each field built.
                 ScheduleBuilder(
                     queued_s, processing_s, "succeeded", None, None, None, plan.n, steps
