@@ -51,7 +51,7 @@ def test_a_duration_draws_the_same_floats_and_rng_draws_as_first_written(
 
 def test_a_tasks_two_durations_are_drawn_as_first_written_for_every_entry() -> None:
     timing = Timing.load()
-    keys = [(key.split("/") + ["", ""])[:3] for key in timing.entries]
+    keys = [[*key.split("/"), "", ""][:3] for key in timing.entries]
     for seed in range(300):
         for model, tier, quality in [(m, t or None, q or None) for m, t, q in keys]:
             ours, theirs = random.Random(f"1:{seed}"), random.Random(f"1:{seed}")
