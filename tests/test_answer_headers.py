@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 from starlette.responses import JSONResponse, Response
 
-from emulator.http.api import _json_answer
+from emulator.core.tasks import QUEUED
+from emulator.http import api
+from emulator.http.api import _json_answer, queued_template, task_body
 from emulator.http.terminal import TerminalAnswers, kept_answer
 
-from .conftest import MakeClient
+from .conftest import Client, MakeClient, run_apart
 
 NANO = {"model": "NanoBanana2-0.5K", "prompt": "x"}
 
@@ -80,3 +82,85 @@ def test_a_result_picture_has_starlettes_headers_in_its_order(
             headers={"Cache-Control": "no-cache"},
         )
         assert answer.headers.raw == expected.raw_headers
+
+
+SHAPES = [
+    {"envelope": envelope, "error_shape": shape, "always_list_results": listed, "submit_status": s}
+    for envelope in ("wrapped", "bare")
+    for shape in ("object", "string")
+    for listed in (False, True)
+    for s in (200, 202)
+]
+
+
+def _queued_answer(client: Client, task_id: str, host: str) -> Response:
+    """The answer a submission of ``task_id`` gets, encoded whole by the general path."""
+    emulator = client.app.state.emulator  # type: ignore[attr-defined]
+    task = run_apart(emulator.store.get_task(task_id))
+    settings = emulator.config.settings
+    body = api.task_body(settings, emulator.results, task, QUEUED, f"http://{host}/")
+    return _json_answer(body, status_code=settings.submit_status)
+
+
+def _task_id(answer: Any) -> str:
+    body = answer.json()
+    task_id: str = body.get("data", body)["task_id"]
+    return task_id
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda shape: "-".join(map(str, shape.values())))
+@pytest.mark.parametrize("payload", [NANO, {**NANO, "image": "https://example.com/a.png"}])
+def test_a_submissions_answer_is_its_queued_task_body_encoded_whole(
+    make_client: MakeClient, shape: dict[str, Any], payload: dict[str, Any]
+) -> None:
+    client = make_client(**shape)
+    for host in ("testserver", "other.example", "testserver"):
+        answer = client.submit(payload, headers={"Host": host})
+        expected = _queued_answer(client, _task_id(answer), host)
+        assert (answer.status_code, answer.content) == (expected.status_code, expected.body)
+        assert answer.headers.raw == expected.raw_headers
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda shape: "-".join(map(str, shape.values())))
+@pytest.mark.parametrize("task_type", ["text2image", "image2image"])
+def test_a_queued_answer_reads_only_the_tasks_id_and_type(
+    make_client: MakeClient, shape: dict[str, Any], task_type: str
+) -> None:
+    """Else every submission's answer would be encoded whole: right, but at ten times the
+    cost (the template is made from task_body with a stand-in holding only those two)."""
+    emulator = make_client(**shape).app.state.emulator  # type: ignore[attr-defined]
+    settings = emulator.config.settings
+    assert queued_template(settings, emulator.results, task_type, "http://h/") is not None
+
+
+def test_a_queued_answer_that_reads_more_of_the_task_is_encoded_whole(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def with_model(*args: Any) -> dict[str, Any]:
+        body = task_body(*args)
+        body["data"]["model"] = args[2].model
+        return body
+
+    monkeypatch.setattr(api, "task_body", with_model)
+    client = make_client()
+    emulator = client.app.state.emulator  # type: ignore[attr-defined]
+    assert queued_template(emulator.config.settings, emulator.results, "text2image", "x") is None
+    for model in ("NanoBanana2-0.5K", "NanoBanana2-1K"):
+        answer = client.submit({"model": model, "prompt": "x"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["data"]["model"] == model
+        assert answer.content == _queued_answer(client, _task_id(answer), "testserver").body
+
+
+def test_a_submissions_answer_follows_the_settings_changed_at_run_time(
+    make_client: MakeClient,
+) -> None:
+    client = make_client()
+    first = client.submit(NANO)
+    assert first.json()["data"]["status"] == "queued"
+    patched = client.patch("/_emulator/config", json={"envelope": "bare", "submit_status": 202})
+    assert patched.status_code == 200, patched.text
+    second = client.submit(NANO)
+    assert second.status_code == 202
+    assert second.json()["status"] == "queued"
+    assert second.content == _queued_answer(client, _task_id(second), "testserver").body

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -10,8 +12,11 @@ import pytest
 from jsonschema_rs import Draft202012Validator
 
 from emulator.contract import load_contract
+from emulator.core.keys import key_fingerprint
+from emulator.core.tasks import Schedule, Task
+from emulator.usecases.submission import FIELDS
 
-from .conftest import AUTH, Client
+from .conftest import AUTH, KEY, Client, png_bytes, run_apart
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "requests"
 EXAMPLES = sorted(FIXTURES.glob("*.json"))
@@ -301,3 +306,86 @@ def test_a_terminal_tasks_answer_follows_settings_and_host_changed_after_it_ende
     patch(envelope="bare")
     assert poll(done)["status"] == "succeeded"
     assert poll(failed)["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("payload", "steps"),
+    [
+        (
+            {
+                "model": "gpt-image-2",
+                "prompt": "a cat",
+                "size": "1024x768",
+                "quality": "high",
+                "output_format": "webp",
+                "n": 2,
+                "image": "https://example.com/a.png",
+            },
+            None,
+        ),
+        (
+            {
+                "model": "NanoBananaPro-4K",
+                "prompt": "a dog",
+                "aspect_ratio": "16:9",
+                "output_format": "jpeg",
+                "n": 3,
+                "images": [
+                    "data:image/png;base64," + base64.b64encode(png_bytes()).decode(),
+                    "https://example.com/b.png",
+                ],
+            },
+            None,
+        ),
+        ({"model": "NanoBanana2-1K", "prompt": "a cow", "size": "1K"}, 4),
+    ],
+    ids=["gpt", "nano", "per_poll"],
+)
+def test_a_submitted_task_holds_each_field_of_its_request_in_its_place(
+    make_client: Any, payload: dict[str, Any], steps: int | None
+) -> None:
+    """The task is built positionally (its keyword call cost more): every field in its place."""
+    options = {"clock": "per_poll", "per_poll_steps": steps} if steps else {}
+    client: Client = make_client(**options)
+    response = client.submit(payload)
+    assert response.status_code == 200, response.text
+    emulator = client.app.state.emulator  # type: ignore[attr-defined]
+    task = run_apart(emulator.store.get_task(response.json()["data"]["task_id"]))
+    fields = {name: payload.get(name) for name in FIELDS - {"image", "images"}}
+    plan = emulator.config.catalogue.plan(
+        **{k: v for k, v in fields.items() if k not in ("prompt", "task_type", "response_format")}
+    )
+    references = ([payload["image"]] if "image" in payload else []) + [
+        url if url.startswith("https:") else "data:image/png;base64,…"
+        for url in payload.get("images", [])
+    ]
+    expected = Task(
+        task_id=task.task_id,
+        owner=key_fingerprint(KEY),
+        created_at=task.created_at,
+        task_type="image2image",
+        model=payload["model"],
+        prompt=payload["prompt"],
+        width=plan.width,
+        height=plan.height,
+        output_format=plan.output_format,
+        n=payload.get("n", 1),
+        quality=plan.quality,
+        tier=plan.tier,
+        aspect_ratio=plan.aspect_ratio,
+        size=plan.size,
+        references=tuple(references),
+        has_reference=any(url.startswith("data:") for url in payload.get("images", [])),
+        seed=task.seed,
+        schedule=Schedule(
+            task.schedule.queued_s, task.schedule.processing_s, images=plan.n, steps=steps
+        ),
+        polls=0,
+        token=task.token,
+        finished_at=None,
+    )
+    if not references:
+        expected = dataclasses.replace(expected, task_type="text2image")
+    assert task == expected
+    assert (plan.quality, plan.tier, plan.size) != (None, None, None)
+    assert len(task.token) == 32 and task.token not in (task.task_id, str(task.seed))

@@ -12,7 +12,7 @@ from PIL import Image
 
 from emulator.core.checks import WHITE_SPACE
 
-from .conftest import Client, png_bytes
+from .conftest import KEY, Client, png_bytes, run_apart
 
 NANO = {"model": "NanoBanana2-0.5K", "prompt": "make it shine"}
 
@@ -243,6 +243,57 @@ def test_body_over_the_limit_is_413(make_client: Any) -> None:
     assert "larger than the limit of 2048 bytes" in _error(response, 413)
 
 
+@pytest.mark.parametrize(
+    ("first", "second", "status"),
+    [("text/plain", "application/json", 415), ("application/json; charset=utf-8", "x/y", 200)],
+)
+def test_the_first_content_type_header_as_sent_decides(
+    client: Client, first: str, second: str, status: int
+) -> None:
+    response = client.post(
+        "/v1/images/tasks",
+        content=json.dumps(NANO).encode(),
+        headers=[("content-type", first), ("content-type", second)],
+    )
+    assert response.status_code == status, response.text
+
+
+def test_a_declared_length_over_the_limit_is_413_before_the_body_is_read(make_client: Any) -> None:
+    """The first Content-Length header as sent is the one checked (the body itself is short)."""
+    client = make_client(max_body_bytes=2048)
+    app = client.app
+    body = json.dumps(NANO).encode()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    for lengths, status in (((b"4096", b"20"), 413), ((b"20", b"4096"), 200)):
+        headers = [(b"host", b"testserver"), (b"authorization", b"Bearer " + KEY.encode())]
+        headers += [(b"content-type", b"application/json")]
+        headers += [(b"content-length", length) for length in lengths]
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/images/tasks",
+            "raw_path": b"/v1/images/tasks",
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "server": ("testserver", 80),
+            "client": ("127.0.0.1", 50000),
+        }
+        sent.clear()
+        run_apart(app(scope, receive, send))
+        assert sent[0]["status"] == status, sent
+
+
 def test_invalid_json_is_rejected(client: Client) -> None:
     response = client.post(
         "/v1/images/tasks", content=b"{not json", headers={"content-type": "application/json"}
@@ -287,6 +338,26 @@ def test_the_first_json_name_met_again_is_the_one_named(
         "/v1/images/tasks", content=raw, headers={"content-type": "application/json"}
     )
     assert _error(response) == f"field {named!r} appears more than once"
+
+
+@pytest.mark.parametrize(
+    "tail", ["", "\n", " \t\r\n ", " x", "\x0b", "\u3000", "{}", "\n\n]", "\x00"]
+)
+@pytest.mark.parametrize("head", ["", " ", "\n"])
+def test_what_surrounds_a_json_object_is_read_as_json_loads_reads_it(
+    client: Client, head: str, tail: str
+) -> None:
+    """JSON white space around the object is allowed, anything else is json's own error."""
+    text = head + json.dumps(NANO) + tail
+    response = client.post(
+        "/v1/images/tasks", content=text.encode(), headers={"content-type": "application/json"}
+    )
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        assert _error(response) == f"request body is not valid JSON: {exc.msg} at {exc.pos}"
+    else:
+        assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32"])

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 Dist = Literal["fixed", "uniform", "lognormal"]
+_exp = math.exp
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +41,27 @@ class Duration:
         raise ValueError(f"timing {where}: dist must be fixed, uniform or lognormal, got {dist!r}")
 
     def draw(self, rng: random.Random) -> float:
-        if self.dist == "fixed":
-            value = self.a
-        elif self.dist == "uniform":
-            value = rng.uniform(self.a, self.b)
-        else:
-            # Clamped so one unlucky draw cannot park a task for an hour.
-            value = min(self.a * 4, max(self.a / 4, self.a * math.exp(rng.gauss(0, self.b))))
-        return max(0.0, value)
+        return _drawn(self.dist, self.a, self.b, rng)
+
+
+def _drawn(dist: Dist, a: float, b: float, rng: random.Random) -> float:
+    """A duration drawn from ``rng``: the same floats, and the same draws from ``rng``, as
+    ``max(0.0, rng.uniform(a, b))`` and ``max(0.0, min(a * 4, max(a / 4, a *
+    exp(rng.gauss(0, b)))))`` (tests/test_timing.py compares them over many seeds), without
+    their calls: ``uniform`` is the expression its documentation gives, and ``max(x, y)``
+    is ``y if y > x else x`` (the first of equals; NaN compares false), ``min`` likewise."""
+    if dist == "fixed":
+        value = a
+    elif dist == "uniform":
+        value = a + (b - a) * rng.random()
+    else:
+        # Clamped so one unlucky draw cannot park a task for an hour.
+        value = a * _exp(rng.gauss(0, b))
+        low = a / 4
+        value = value if value > low else low
+        high = a * 4
+        value = value if value < high else high
+    return value if value > 0.0 else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,4 +122,7 @@ class Timing:
     ) -> tuple[float, float]:
         """(queued seconds, processing seconds), already multiplied by ``time_scale``."""
         queued, processing = self.durations(model, tier, quality)
-        return queued.draw(rng) * time_scale, processing.draw(rng) * time_scale
+        return (
+            _drawn(queued.dist, queued.a, queued.b, rng) * time_scale,
+            _drawn(processing.dist, processing.a, processing.b, rng) * time_scale,
+        )

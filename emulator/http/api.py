@@ -12,7 +12,7 @@ import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from starlette.datastructures import URL
 from starlette.requests import Request
@@ -198,6 +198,79 @@ def journaled(endpoint: str) -> Callable[[Handler], Handler]:
     return wrap
 
 
+#: The id a queued answer's template is made with, and found again in its JSON to split it.
+_PROBE_ID = "task_queued_answer_template_probe"
+#: Templates kept per app: one per task type and base URL while the settings stay.
+_MAX_TEMPLATES = 256
+
+#: (settings it was made with, bytes before the id, bytes after it), or None for settings
+#: whose queued answer cannot be made from a template (then each one is encoded whole).
+Template = tuple[Settings, bytes, bytes] | tuple[Settings, None, None]
+
+
+class _QueuedProbe:
+    """What ``task_body`` may read of a task to answer it queued: its id and type. Reading
+    any other field is an AttributeError, so no template is made of a field that differs
+    between tasks of the same type (tests/test_answer_headers.py holds task_body to it)."""
+
+    __slots__ = ("task_id", "task_type")
+
+    def __init__(self, task_type: str) -> None:
+        self.task_id = _PROBE_ID
+        self.task_type = task_type
+
+
+def queued_template(
+    settings: Settings, results: Results, task_type: str, base: str
+) -> tuple[bytes, bytes] | None:
+    """The encoded ``task_body`` of a queued task of ``task_type``, split where its id goes;
+    None when that answer reads more of the task than its id and type."""
+    try:
+        body = task_body(settings, results, cast(Task, _QueuedProbe(task_type)), QUEUED, base)
+    except AttributeError:
+        return None
+    encoded = _encode_json(body).encode("utf-8")
+    probe = _PROBE_ID.encode()
+    if encoded.count(probe) != 1:
+        return None
+    head, _, tail = encoded.partition(probe)
+    return head, tail
+
+
+def _submitted_answer(
+    request: Request, settings: Settings, results: Results, task: Task, base: str
+) -> Response:
+    """``_json_answer(task_body(settings, results, task, QUEUED, base), submit_status)``, the
+    same bytes and headers, with the body made from a template kept per app for the task's
+    type and base URL while the settings object stays: encoding its eleven JSON items cost
+    more than a tenth of a submission (docs/profile.md, round 5)."""
+    state = request.app.state
+    try:
+        templates: dict[tuple[str, str], Template] = state["queued_templates"]
+    except KeyError:
+        templates = state["queued_templates"] = {}
+    key = (task.task_type, base)
+    kept = templates.get(key)
+    if kept is None or kept[0] is not settings:
+        if len(templates) >= _MAX_TEMPLATES:
+            templates.clear()  # clients sending ever new Host headers cannot grow it
+        split = queued_template(settings, results, task.task_type, base)
+        kept = templates[key] = (settings, None, None) if split is None else (settings, *split)
+    task_id = task.task_id
+    head, tail = kept[1], kept[2]
+    # An ASCII identifier is its own JSON text (letters, digits, "_"); our ids are.
+    if head is None or tail is None or not (task_id.isascii() and task_id.isidentifier()):
+        body = task_body(settings, results, task, QUEUED, base)
+        return _json_answer(body, status_code=settings.submit_status)
+    content = head + task_id.encode() + tail
+    status = settings.submit_status
+    if status < 200 or status in (204, 304):
+        return PrebuiltResponse(content, [(b"content-type", b"application/json")], status)
+    length = b"%d" % len(content)
+    headers = [(b"content-length", length), (b"content-type", b"application/json")]
+    return PrebuiltResponse(content, headers, status)
+
+
 @journaled("submit")
 async def submit_task(request: Request) -> Response:
     emulator = _emulator(request)
@@ -222,8 +295,7 @@ async def submit_task(request: Request) -> Response:
     base = base_url(request)
     task = await emulator.submitter.submit(key, submission, base, rule)
     _state(request)["task_id"] = task.task_id
-    body = task_body(config.settings, emulator.results, task, QUEUED, base)
-    return after(rule, _json_answer(body, status_code=config.settings.submit_status))
+    return after(rule, _submitted_answer(request, config.settings, emulator.results, task, base))
 
 
 @journaled("poll")

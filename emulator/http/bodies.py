@@ -121,12 +121,16 @@ def _flat_and_encodable(data: dict[str, Any]) -> bool:
     """True when no value is an object or array and every name and text encodes. ASCII text
     always does (``str.isascii`` is O(1)); the rest is encoded joined, once (the joined text
     encodes exactly when each piece does: UTF-8 refuses every surrogate)."""
-    wide = [key for key in data if not key.isascii()]
-    for value in data.values():
+    # One loop, no comprehension (a frame of its own) and a constant tuple, not ``dict | list``
+    # (a union built per value): 4.3k -> 2.9k instructions for a two-field body (callgrind).
+    wide = []
+    for key, value in data.items():
+        if not key.isascii():
+            wide.append(key)
         if isinstance(value, str):
             if not value.isascii():
                 wide.append(value)
-        elif isinstance(value, dict | list):
+        elif isinstance(value, (dict, list)):
             return False
     return not wide or encodable("".join(wide))
 
@@ -135,6 +139,8 @@ def _flat_and_encodable(data: dict[str, Any]) -> bool:
 #: per call. Decoding bytes as ``json.loads`` does (``detect_encoding``, surrogatepass) keeps
 #: every answer the same.
 _DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+#: JSON's white space (RFC 8259): what may follow a document (``str.isspace`` takes more).
+_JSON_SPACE = " \t\n\r"
 
 
 def parse_json(body: bytes, max_depth: int, max_items: int) -> Any:
@@ -149,7 +155,16 @@ def parse_json(body: bytes, max_depth: int, max_items: int) -> Any:
         encoding = json.detect_encoding(body)
     check_structure(body, max_items)
     try:
-        data = _DECODER.decode(body.decode(encoding, "surrogatepass"))
+        text = body.decode(encoding, "surrogatepass")
+        if text[:1] == "{":
+            # What decode does with no leading white space, without its two regex scans
+            # (13.7k -> 8.3k instructions for a two-field body): the same parse, and the
+            # same error when more than JSON white space follows (decode raises it again).
+            data, end = _DECODER.raw_decode(text)
+            if end != len(text) and text[end:].strip(_JSON_SPACE):
+                data = _DECODER.decode(text)  # raises: "Extra data"
+        else:
+            data = _DECODER.decode(text)
     except UnicodeDecodeError:
         raise InvalidRequest("request body is not valid UTF-8 JSON") from None
     except json.JSONDecodeError as exc:

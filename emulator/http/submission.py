@@ -29,7 +29,14 @@ async def read_submission(
 ) -> Submission:
     """Read and check the body of ``POST /v1/images/tasks``; its pictures are decoded in a
     worker thread, in one of ``decode_slots`` (the emulator's bound on decodes at once)."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    # request.headers.get("content-type", "") read from the scope: the first header of that
+    # name as sent, without building the Headers object (read_body reads its length alike).
+    content_type = ""
+    for name, value in request.scope["headers"]:
+        if name == b"content-type":
+            content_type = value.decode("latin-1")
+            break
+    media_type = content_type.split(";")[0].strip().lower()
     if media_type not in ("application/json", "multipart/form-data"):
         raise UnsupportedMediaType(
             "Content-Type must be application/json or multipart/form-data, got "
