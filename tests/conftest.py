@@ -56,8 +56,9 @@ MakeClient = Callable[..., Client]
 
 
 def run_apart(work: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(work)`` in a thread of its own: a test may find a loop left running in
-    its own thread by an earlier one, where ``asyncio.run`` refuses (bounded: 30 s)."""
+    """``asyncio.run(work)`` in a thread of its own, whatever the test's thread holds (a
+    Playwright sync session keeps a loop running in it, where ``asyncio.run`` refuses;
+    bounded: 30 s)."""
     import asyncio
     import threading
 

@@ -24,8 +24,11 @@ UI = "/_emulator/ui"
 WAIT_MS = 10_000
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module, not session: Playwright's sync API keeps an event loop running in this thread
+    # while it is started, and the tests run after this module in the same process (xdist's
+    # worker) would find it there (asyncio.run refuses to start).
     with sync_playwright() as playwright:
         browser = launch(playwright)  # a missing chromium is an error, never a skip
         yield browser
