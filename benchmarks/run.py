@@ -171,9 +171,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def cpu_speed(steps: int = 2_000_000, rounds: int = 5) -> float:
     """Seconds this interpreter takes for 10 million steps of a plain loop (the best of
-    ``rounds``). The machine's speed changes from day to day (the same loop has taken 0.8 s and
-    1.35 s here): absolute figures such as the fixture's milliseconds are compared across runs
-    only together with this one; ratios between servers of one run are not affected."""
+    ``rounds``). The machine's speed changes from day to day (a loop at a module's top level,
+    slower than this one, has taken 0.8 s on some days and 1.35 s on others): absolute figures
+    such as the fixture's milliseconds are compared across runs only together with this one;
+    ratios between servers of one run are not affected."""
     best = float("inf")
     for _ in range(rounds):
         began = time.perf_counter()
