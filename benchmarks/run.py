@@ -67,7 +67,10 @@ def rendering_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
 def scaling_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
     """benchmarks/scaling.py: 1 worker in memory, 1, 2 (and, on 4 cores, 4) workers on Redis."""
     seconds = "1" if args.quick else "5"
-    return _delegated("scaling", "--seconds", seconds, json_out=RESULTS / "scaling.json")
+    rounds = "1" if args.quick else "3"
+    return _delegated(
+        "scaling", "--seconds", seconds, "--rounds", rounds, json_out=RESULTS / "scaling.json"
+    )
 
 
 def redis_capacity_benchmarks(args: argparse.Namespace) -> dict[str, Any]:

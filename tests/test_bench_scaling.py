@@ -53,3 +53,37 @@ def test_the_emulators_cpu_counts_every_process_under_the_one_started() -> None:
             os.kill(pid, signal.SIGTERM)
         parent.terminate()
         parent.wait(10)
+
+
+def _round(polls: float, submits: float, errors: int, redis_us: float | None) -> dict[str, object]:
+    return {
+        "store": "redis",
+        "workers": 2,
+        "polls_per_s": polls,
+        "submits_per_s": submits,
+        "round_trips_per_poll": None,
+        "redis_cpu_us_per_poll": redis_us,
+        "errors": errors,
+    }
+
+
+def test_a_configurations_rounds_give_medians_summed_errors_and_each_rounds_rate() -> None:
+    row = scaling.merged(
+        [
+            _round(3456.0, 2297.0, 0, 53.0),
+            _round(4611.0, 2439.0, 2, 51.9),
+            _round(4400, 2400, 0, 50),
+        ]
+    )
+    assert (row["store"], row["workers"]) == ("redis", 2)
+    assert row["polls_per_s"] == 4400  # the median, not the last round nor the mean
+    assert row["submits_per_s"] == 2400
+    assert row["errors"] == 2  # any round's errors make the row invalid
+    assert row["redis_cpu_us_per_poll"] == 51.9
+    assert row["round_trips_per_poll"] is None
+    assert row["rounds_polls_per_s"] == [3456.0, 4611.0, 4400]
+
+
+def test_a_figure_some_round_did_not_measure_is_unknown_not_the_median_of_the_others() -> None:
+    row = scaling.merged([_round(1.0, 1.0, 0, 53.0), _round(2.0, 2.0, 0, None)])
+    assert row["redis_cpu_us_per_poll"] is None
