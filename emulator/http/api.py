@@ -28,6 +28,7 @@ from ..usecases.emulator import Emulator
 from ..usecases.results import NAME, Results
 from .effects import DropConnection, after, before
 from .guard import emulator_of as _emulator
+from .headers import first_header
 from .journal import record
 from .privates import PrebuiltResponse
 from .submission import read_submission
@@ -79,30 +80,19 @@ def base_url(request: Request) -> str:
     """``str(request.base_url)``, remembered per scheme, server, Host header and root path:
     building Starlette URLs costs more than the rest of a poll."""
     scope = request.scope
-    host = None
-    for name, value in scope["headers"]:
-        if name == b"host":
-            host = value
-            break
     server = scope.get("server")
     return _base_url_of(
         scope.get("scheme", "http"),
         None if server is None else (server[0], server[1]),
-        host,
+        first_header(scope, b"host"),
         scope.get("app_root_path", scope.get("root_path", "")),
     )
 
 
 def bearer_key(request: Request, settings: Settings) -> str:
     """The request's bearer key, or 401 (SPEC D-1)."""
-    # request.headers.get("authorization") read from the scope: the first header of that
-    # name as sent (ASGI names are lower case; Starlette compares them as they are), without
-    # building the Headers object a poll uses for nothing else.
-    header: str | None = None
-    for name, value in request.scope["headers"]:
-        if name == b"authorization":
-            header = value.decode("latin-1")
-            break
+    raw = first_header(request.scope, b"authorization")
+    header = None if raw is None else raw.decode("latin-1")
     if not header:
         raise Unauthorized(
             "You didn't provide an API key. Send it in the Authorization header as "

@@ -29,19 +29,13 @@ from starlette.responses import Response
 from starlette.types import Send
 
 from ..errors import PayloadTooLarge
+from .headers import first_header
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request's body, at most ``limit`` bytes (413 past it, before reading it all when
     ``Content-Length`` says so); ``ClientDisconnect`` if the client went away."""
-    # request.headers.get("content-length", "") read from the scope, as bearer_key reads its
-    # header: the first of that name as sent, without building the Headers object (~9k
-    # instructions of a submission with its lookup; docs/profile.md, round 5).
-    declared = ""
-    for name, value in request.scope["headers"]:
-        if name == b"content-length":
-            declared = value.decode("latin-1")
-            break
+    declared = (first_header(request.scope, b"content-length") or b"").decode("latin-1")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
     chunks: list[bytes] = []

@@ -19,6 +19,7 @@ from ..usecases.submission import (
     unknown_fields,
 )
 from .bodies import fields_from_json, fields_from_multipart, read_body
+from .headers import first_header
 
 #: JSON bodies larger than this are parsed off the event loop (smaller ones cost < 1 ms).
 OFF_LOOP_BYTES = 1024 * 1024
@@ -29,13 +30,7 @@ async def read_submission(
 ) -> Submission:
     """Read and check the body of ``POST /v1/images/tasks``; its pictures are decoded in a
     worker thread, in one of ``decode_slots`` (the emulator's bound on decodes at once)."""
-    # request.headers.get("content-type", "") read from the scope: the first header of that
-    # name as sent, without building the Headers object (read_body reads its length alike).
-    content_type = ""
-    for name, value in request.scope["headers"]:
-        if name == b"content-type":
-            content_type = value.decode("latin-1")
-            break
+    content_type = (first_header(request.scope, b"content-type") or b"").decode("latin-1")
     media_type = content_type.split(";")[0].strip().lower()
     if media_type not in ("application/json", "multipart/form-data"):
         raise UnsupportedMediaType(
