@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -14,7 +14,6 @@ from emulator import Settings, create_app
 
 KEY = "sk-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-T = TypeVar("T")
 
 
 class Client(TestClient):
@@ -53,22 +52,6 @@ class Client(TestClient):
 
 
 MakeClient = Callable[..., Client]
-
-
-def run_apart(work: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(work)`` in a thread of its own, whatever the test's thread holds (a
-    Playwright sync session keeps a loop running in it, where ``asyncio.run`` refuses;
-    bounded: 30 s)."""
-    import asyncio
-    import threading
-
-    done: list[T] = []
-    thread = threading.Thread(target=lambda: done.append(asyncio.run(work)), daemon=True)
-    thread.start()
-    thread.join(30)
-    if not done:
-        raise RuntimeError("the coroutine did not finish in its thread within 30 s")
-    return done[0]
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ to one is not in the next."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from emulator.http import api
 from emulator.http.api import _json_answer, queued_template, task_body
 from emulator.http.terminal import TerminalAnswers, kept_answer
 
-from .conftest import Client, MakeClient, run_apart
+from .conftest import Client, MakeClient
 
 NANO = {"model": "NanoBanana2-0.5K", "prompt": "x"}
 
@@ -96,7 +97,7 @@ SHAPES = [
 def _queued_answer(client: Client, task_id: str, host: str) -> Response:
     """The answer a submission of ``task_id`` gets, encoded whole by the general path."""
     emulator = client.app.state.emulator  # type: ignore[attr-defined]
-    task = run_apart(emulator.store.get_task(task_id))
+    task = asyncio.run(emulator.store.get_task(task_id))
     settings = emulator.config.settings
     body = api.task_body(settings, emulator.results, task, QUEUED, f"http://{host}/")
     return _json_answer(body, status_code=settings.submit_status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
@@ -16,7 +17,7 @@ from emulator.core.keys import key_fingerprint
 from emulator.core.tasks import Schedule, Task
 from emulator.usecases.submission import FIELDS
 
-from .conftest import AUTH, KEY, Client, png_bytes, run_apart
+from .conftest import AUTH, KEY, Client, png_bytes
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "requests"
 EXAMPLES = sorted(FIXTURES.glob("*.json"))
@@ -350,7 +351,7 @@ def test_a_submitted_task_holds_each_field_of_its_request_in_its_place(
     response = client.submit(payload)
     assert response.status_code == 200, response.text
     emulator = client.app.state.emulator  # type: ignore[attr-defined]
-    task = run_apart(emulator.store.get_task(response.json()["data"]["task_id"]))
+    task = asyncio.run(emulator.store.get_task(response.json()["data"]["task_id"]))
     fields = {name: payload.get(name) for name in FIELDS - {"image", "images"}}
     plan = emulator.config.catalogue.plan(
         **{k: v for k, v in fields.items() if k not in ("prompt", "task_type", "response_format")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -12,7 +13,7 @@ from PIL import Image
 
 from emulator.core.checks import WHITE_SPACE
 
-from .conftest import KEY, Client, png_bytes, run_apart
+from .conftest import KEY, Client, png_bytes
 
 NANO = {"model": "NanoBanana2-0.5K", "prompt": "make it shine"}
 
@@ -290,7 +291,7 @@ def test_a_declared_length_over_the_limit_is_413_before_the_body_is_read(make_cl
             "client": ("127.0.0.1", 50000),
         }
         sent.clear()
-        run_apart(app(scope, receive, send))
+        asyncio.run(app(scope, receive, send))
         assert sent[0]["status"] == status, sent
 
 
