@@ -46,12 +46,15 @@ def _json_answer(content: Any, status_code: int = 200) -> Response:
     """What Starlette's ``JSONResponse(content, status_code)`` sends, same bytes and headers
     (tests/test_answer_headers.py compares them), with one encoder for the process
     (``json.dumps`` with options builds one per call) and the two headers made directly."""
-    body = _encode_json(content).encode("utf-8")
+    return _json_bytes_answer(_encode_json(content).encode("utf-8"), status_code)
+
+
+def _json_bytes_answer(body: bytes, status_code: int) -> Response:
+    """An encoded JSON body answered with the headers ``JSONResponse`` gives it."""
     if status_code < 200 or status_code in (204, 304):
         headers = [(b"content-type", b"application/json")]
     else:
-        length = str(len(body)).encode("latin-1")
-        headers = [(b"content-length", length), (b"content-type", b"application/json")]
+        headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
     return PrebuiltResponse(body, headers, status_code)
 
 
@@ -252,13 +255,7 @@ def _submitted_answer(
     if head is None or tail is None or not (task_id.isascii() and task_id.isidentifier()):
         body = task_body(settings, results, task, QUEUED, base)
         return _json_answer(body, status_code=settings.submit_status)
-    content = head + task_id.encode() + tail
-    status = settings.submit_status
-    if status < 200 or status in (204, 304):
-        return PrebuiltResponse(content, [(b"content-type", b"application/json")], status)
-    length = b"%d" % len(content)
-    headers = [(b"content-length", length), (b"content-type", b"application/json")]
-    return PrebuiltResponse(content, headers, status)
+    return _json_bytes_answer(head + task_id.encode() + tail, settings.submit_status)
 
 
 @journaled("submit")
