@@ -76,7 +76,8 @@ test: setup
 ## Lint, format check, strict typing, and the layers (import-linter: docs/architecture.md).
 check: setup
 	$(BIN)/ruff check emulator tests benchmarks
-	$(BIN)/ruff format --check emulator tests benchmarks
+	@# docs/ and README.md too: their Python examples run as tests (tests/test_docs.py).
+	$(BIN)/ruff format --check emulator tests benchmarks docs README.md
 	$(BIN)/mypy emulator
 	$(BIN)/lint-imports
 
@@ -135,7 +136,7 @@ contract-real: setup
 
 format: setup
 	$(BIN)/ruff check --fix emulator tests benchmarks
-	$(BIN)/ruff format emulator tests benchmarks
+	$(BIN)/ruff format emulator tests benchmarks docs README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .schemathesis .mypy_cache .ruff_cache build *.egg-info
