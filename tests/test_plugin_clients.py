@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http.cookiejar import CookieJar
 from typing import Any
 
 import pytest
@@ -121,6 +122,49 @@ def test_the_fixtures_clients_keep_and_send_cookies_an_answer_sets(image_emulato
     # The journal masks the Cookie header (a secret): compared as it masks them.
     given, session = mask_header("cookie", "given=1"), mask_header("cookie", "session=abc")
     assert sent == [None, session, given, given]
+
+
+class _SpyJar(CookieJar):
+    """A user's own jar that notes the path of each answer handed to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed: list[str] = []
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        self.handed.append(request.get_full_url().rsplit("/", 1)[1])
+        super().extract_cookies(response, request)
+
+
+def _set_cookies_twice(image_emulator: Any) -> None:
+    image_emulator.respond(200, json={}, headers={"Set-Cookie": "a=1; Path=/"}, times=1)
+    image_emulator.respond(200, json={}, headers={"set-cookie2": 'b=2; Version="1"'}, times=1)
+
+
+# httpx wraps every answer for its jar (~22 µs); the fixture's clients skip an answer that
+# sets no cookie (emulator/testing/handle.py). These fail if httpx stops reading its store
+# through the `cookies` property: every answer would reach the jar.
+def test_the_fixtures_client_hands_its_jar_only_answers_that_set_cookies(
+    image_emulator: Any,
+) -> None:
+    _set_cookies_twice(image_emulator)
+    jar = _SpyJar()
+    with image_emulator.client(cookies=jar) as client:
+        codes = [client.get(f"/v1/images/tasks/task_{n}").status_code for n in range(3)]
+        assert client.cookies.jar is jar and client.cookies.get("a") == "1"
+    assert codes == [200, 200, 404] and jar.handed == ["task_0", "task_1"]
+
+
+@pytest.mark.asyncio
+async def test_the_fixtures_async_client_hands_its_jar_only_answers_that_set_cookies(
+    image_emulator: Any,
+) -> None:
+    _set_cookies_twice(image_emulator)
+    jar = _SpyJar()
+    async with image_emulator.async_client(cookies=jar) as client:
+        codes = [(await client.get(f"/v1/images/tasks/task_{n}")).status_code for n in range(3)]
+        assert client.cookies.jar is jar and client.cookies.get("a") == "1"
+    assert codes == [200, 200, 404] and jar.handed == ["task_0", "task_1"]
 
 
 def test_the_fixtures_clients_send_the_query_they_are_given(image_emulator: Any) -> None:

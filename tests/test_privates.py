@@ -193,33 +193,6 @@ def test_pytest_remembers_the_names_it_rewrites_where_the_plugin_takes_them_back
     assert "emulator_probe.module" not in hook._marked_for_rewrite_cache
 
 
-# -- httpx -------------------------------------------------------------------------------------
-def test_httpx_hands_its_cookie_jar_the_answer_where_sets_cookies_reads_it() -> None:
-    from http.cookiejar import CookieJar
-
-    import httpx
-
-    from emulator.testing.privates import sets_cookies
-
-    handed: list[Any] = []
-
-    class Spy(CookieJar):
-        def extract_cookies(self, response: Any, request: Any) -> None:
-            handed.append(response)
-
-    request = httpx.Request("GET", "http://emulator.test/x")
-    for headers in ([("Set-Cookie", "a=1")], [("set-cookie2", "b=2")], [("X-Set-Cookie", "c")]):
-        answer = httpx.Response(200, headers=[("Content-Type", "text/plain"), *headers])
-        answer.request = request
-        httpx.Cookies(Spy()).extract_cookies(answer)
-    where = "emulator/testing/privates.py (sets_cookies)"
-    assert [sets_cookies(answer) for answer in handed] == [True, True, False], changed(
-        "httpx",
-        "the answer wrapped for a cookie jar (Cookies._CookieCompatResponse.response)",
-        where,
-    )
-
-
 # -- schemathesis -------------------------------------------------------------------------------
 def _fields(cls: type) -> set[str]:
     names: set[str] = set()

@@ -1,5 +1,4 @@
-"""pytest's and httpx's private API the fixture uses: in one place, checked by
-tests/test_privates.py.
+"""pytest's private API the fixture uses: in one place, checked by tests/test_privates.py.
 
 pytest rewrites the asserts of every module of a plugin's distribution (all of ``emulator``,
 installed from a wheel), loading each through its own cache (``marshal.load`` from a file
@@ -8,11 +7,6 @@ loading was a fifth of the in-process fixture's first setup (callgrind, docs/pro
 pytest has no public way to take a name back: `skip_assertion_rewriting` does it on the
 session's rewrite hook, before the conftests load (so they import the emulator plainly too).
 The user's test modules and conftests are rewritten as ever.
-
-httpx hands every answer to its client's cookie jar wrapped for ``http.cookiejar``, whose only
-public way to its headers is ``info()``, an ``email.message.Message`` built from them (~26k
-instructions, about a quarter of what httpx spends on cookies per answer): `sets_cookies`
-reads the wrapped answer's headers instead (the fixture's clients' jar, ``handle.py``).
 """
 
 from __future__ import annotations
@@ -38,14 +32,4 @@ def skip_assertion_rewriting(config: pytest.Config, package: str) -> None:
         del decided[name]
 
 
-def sets_cookies(response: Any) -> bool | None:
-    """Whether the answer httpx wrapped as ``response`` for a cookie jar sets cookies (a
-    Set-Cookie or Set-Cookie2 header); None when httpx no longer wraps it as this expects."""
-    headers = getattr(getattr(response, "response", None), "headers", None)
-    raw = getattr(headers, "raw", None)
-    if not isinstance(raw, list):
-        return None
-    return any(name.lower() in (b"set-cookie", b"set-cookie2") for name, _ in raw)
-
-
-__all__ = ["sets_cookies", "skip_assertion_rewriting"]
+__all__ = ["skip_assertion_rewriting"]
