@@ -162,6 +162,13 @@ def ended_at(task: Task) -> float:
     return math.inf if task.finished_at is None else task.finished_at
 
 
+def outlived(task: Task, ttl: float, now: float) -> bool:
+    """Whether ``task`` ended at least ``ttl`` seconds before ``now`` by its ``ended_at`` (a
+    ttl of 0 or less keeps every task). On the per_poll clock that is the whole rule; on a time
+    clock a task must also be observed terminal (``usecases/poll.Tasks.is_expired``)."""
+    return ttl > 0 and ended_at(task) + ttl <= now
+
+
 def images_returned(task: Task) -> int:
     """Images an ended task returned: what it is billed for (none when it failed)."""
     return task.schedule.images if task.schedule.outcome == "succeeded" else 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from ..core.clock import Clock
-from ..core.tasks import Observation, Task, ended_at, observe
+from ..core.tasks import Observation, Task, observe, outlived
 from ..core.tasks import elapsed as task_elapsed
 from ..errors import EmulatorError, TaskNotFound
 from ..stores import Now, Store
@@ -51,10 +51,9 @@ class Tasks:
             if now is None:
                 now = await self._clock.now()
             ttl = self._config.settings.task_ttl_seconds
-            if ttl <= 0 or ended_at(task) + ttl > now or not (await self.observe(task)).terminal:
+            if not outlived(task, ttl, now) or not (await self.observe(task)).terminal:
                 return task
             # Only its owner learns that it existed (D-1); once swept, nobody can tell.
-            ttl = settings.task_ttl_seconds
             message = f"task {task_id!r} has expired: finished tasks are kept {ttl:g} s"
         else:
             message = f"task {task_id!r} does not exist"
@@ -68,7 +67,7 @@ class Tasks:
         ttl = self._config.settings.task_ttl_seconds
         if now is None:
             now = await self._clock.now()
-        if ttl <= 0 or ended_at(task) + ttl > now:
+        if not outlived(task, ttl, now):
             return False
         # On a time clock that means it ended; on per_poll only its polls can tell.
         return (await self.observe(task)).terminal
