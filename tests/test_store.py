@@ -11,8 +11,10 @@ from pathlib import Path
 import anyio
 import pytest
 
+from emulator.core.billing import Charge, Settlement, Trimmed
 from emulator.stores import Store, open_store
 from emulator.stores.memory import MemoryStore
+from emulator.stores.memory import store as memory_store
 from emulator.stores.sqlite import SqliteStore
 
 from .store_contract import StoreContract, gather, make_charge, make_rule, make_task, place
@@ -53,6 +55,38 @@ async def test_a_memory_poll_count_copies_every_other_field_of_the_task() -> Non
     polled = await store.count_poll(task.task_id)
     assert polled == dataclasses.replace(task, polls=5)
     assert type(polled) is type(task)
+
+
+def test_a_memory_settlement_copies_every_other_field_of_the_charge() -> None:
+    # As for the poll count: the settled charge is built field by field (a pure step of the
+    # store, called here with values a store would not hold together, so that every field's
+    # value differs from every other's and a missed or misplaced one shows).
+    charge = Charge(
+        "task_s", "owner-s", "sk-s…key", 1.25, "gpt-image-2", "2K", "high", 3, 7, 21, taken=17
+    )
+    end = Settlement("settled", 2, 14, 3)
+    expected = dataclasses.replace(
+        charge, state="settled", images=2, amount=14, settled_at=9.5, refunded=4
+    )
+    values = [getattr(expected, field.name) for field in dataclasses.fields(expected)]
+    assert len({repr(value) for value in values}) == len(values)
+    settled = memory_store._settled(charge, end, 9.5, 4)
+    assert settled == expected and type(settled) is Charge
+
+
+async def test_a_memory_usage_log_sums_each_field_of_the_charges_it_trims() -> None:
+    store = MemoryStore()
+    store.usage_log_limit = 0
+    await store.set_balance("owner-a", "sk-a…key", 100)
+    for number, (held, images) in enumerate([(6, 1), (10, 2), (4, 1)], start=1):
+        task = make_task(number)
+        charge = dataclasses.replace(make_charge(number, held=held), unit_price=held // 4)
+        assert await store.insert_held(task, charge, None, cap=0, now=0.0) == "placed"
+        assert await store.settle(task.task_id, images, float(number))
+    # paid: unit_price x images = 1, 4, 1; taken: held; refunded: held - paid.
+    assert await store.trimmed_usage() == [
+        Trimmed("owner-a", "sk-a…key", "gpt-image-2", "settled", 3, 4, 6, 20, 14)
+    ]
 
 
 async def test_sqlite_keeps_every_kind_of_state_across_a_reopen(tmp_path: Path) -> None:

@@ -10,7 +10,14 @@ import dataclasses
 from collections import OrderedDict, deque
 from typing import Any
 
-from ...core.billing import SUMMED, Charge, Trimmed, settlement, trimmed_row
+from ...core.billing import (
+    Charge,
+    ChargeBuilder,
+    Settlement,
+    Trimmed,
+    settlement,
+    trimmed_row,
+)
 from ...core.faults import FaultRule
 from ...core.journal import PendingEntry
 from ...core.tasks import Task, TaskBuilder, ended_at, has_ended, images_returned
@@ -47,6 +54,46 @@ def _counted(t: Task, finished_at: float | None) -> Task:
         t.polls + 1,
         t.token,
         finished_at,
+    )
+
+
+def _settled(c: Charge, end: Settlement, settled_at: float, refunded: int) -> Charge:
+    """``dataclasses.replace(c, state=..., images=..., amount=..., settled_at=...,
+    refunded=...)`` by position, as `_counted` copies a task: every ended task is settled once,
+    and a full store settles a tenth of its cap in one submission's step (the keyword copy was
+    half of an eviction). tests/test_store.py fails if a field is missed or misplaced."""
+    return ChargeBuilder(
+        c.task_id,
+        c.owner,
+        c.key,
+        c.time,
+        c.model,
+        c.tier,
+        c.quality,
+        c.n,
+        c.unit_price,
+        c.held,
+        end.state,
+        end.images,
+        end.amount,
+        settled_at,
+        c.taken,
+        refunded,
+    )
+
+
+def _summed(kept: Trimmed, row: Trimmed) -> Trimmed:
+    """The group's sums with one more row (its five `SUMMED` fields added), by position."""
+    return Trimmed(
+        kept.owner,
+        kept.key,
+        kept.model,
+        kept.state,
+        kept.tasks + row.tasks,
+        kept.images + row.images,
+        kept.paid + row.paid,
+        kept.taken + row.taken,
+        kept.refunded + row.refunded,
     )
 
 
@@ -253,14 +300,7 @@ class MemoryStore(Store):
         refunded = 0 if balance is None else end.back
         if balance is not None:
             self._balances[current.owner] = (balance[0], balance[1] + refunded)
-        self._charges[task_id] = dataclasses.replace(
-            current,
-            state=end.state,
-            images=end.images,
-            amount=end.amount,
-            settled_at=settled_at,
-            refunded=refunded,
-        )
+        self._charges[task_id] = _settled(current, end, settled_at, refunded)
         self._finished.append(task_id)
         self._trim()
         return True
@@ -271,8 +311,7 @@ class MemoryStore(Store):
             row = trimmed_row(self._charges.pop(self._finished.popleft()))
             group = (row.owner, row.key, row.model, row.state)
             kept = self._trimmed.get(group) or Trimmed(*group)
-            sums = {f: getattr(kept, f) + getattr(row, f) for f in SUMMED}
-            self._trimmed[group] = dataclasses.replace(kept, **sums)
+            self._trimmed[group] = _summed(kept, row)
 
     async def settle_due(self, now: Now) -> int:
         return self._settle_due(self._now(now))
