@@ -18,7 +18,7 @@ import pytest
 from emulator.core.billing import Charge
 from emulator.core.faults import Effect, FaultRule, Match
 from emulator.core.tasks import Schedule, Task
-from emulator.stores.base import Store
+from emulator.stores.base import EVICT_AT_MOST, Store, room_after_eviction
 
 
 def make_task(
@@ -449,6 +449,19 @@ class StoreContract:
         assert await store.get_blob(f"ref:{make_task(2).task_id}") is None
         charges = {c.task_id[-1]: c.state for c in await store.list_charges()}
         assert charges["2"] == "settled" and charges["5"] == "held"
+
+    async def test_a_full_store_evicts_a_tenth_of_its_cap_but_never_more_than_the_bound(
+        self, store: Store
+    ) -> None:
+        # A tenth of this cap is one more than the bound: one step evicts EVICT_AT_MOST.
+        cap = 10 * EVICT_AT_MOST + 10
+        for i in range(cap):
+            assert await place(store, make_task(i), cap=cap) == "placed"  # all end at 3
+        assert await place(store, make_task(cap), cap=cap, now=5.0) == "placed"
+        kept = await store.list_tasks()
+        assert len(kept) == cap - EVICT_AT_MOST + 1
+        assert {t.task_id for t in kept} == {make_task(i).task_id for i in range(1000, cap + 1)}
+        assert room_after_eviction(10) == 9 and room_after_eviction(100) == 90
 
     async def test_concurrent_submissions_never_exceed_the_cap(self, store: Store) -> None:
         placed = await gather(*(place(store, make_task(i), cap=7) for i in range(30)))

@@ -41,10 +41,17 @@ class Expiry:
     remaining: int
 
 
+#: The most tasks one submission's step evicts from a full store. Each evicted task is settled
+#: in that step (~7-9 µs each in memory): a tenth of the default max_tasks (10,000) held the
+#: loop 100-300 ms, the p99 of served submissions at the cap (docs/profile.md, round 6).
+EVICT_AT_MOST = 1_000
+
+
 def room_after_eviction(cap: int) -> int:
-    """How many tasks a full store keeps after evicting: a tenth of ``cap`` below it, so a
-    full store does not evict at every submission."""
-    return cap - max(1, cap // 10)
+    """How many tasks a full store keeps after evicting: a tenth of ``cap`` below it (at least
+    one, at most `EVICT_AT_MOST`), so a full store does not evict at every submission, nor
+    long in one."""
+    return cap - max(1, min(cap // 10, EVICT_AT_MOST))
 
 
 class Store(ABC):

@@ -30,6 +30,8 @@ f the schedule JSON of a forced outcome. Charge hash P:charge:<id>: d charge JSO
 owner, key, model, held, unit, taken, state, images, amount, refunded, settled_at.
 """
 
+from ..base import EVICT_AT_MOST
+
 PRELUDE = """
 local P = ARGV[1]
 local LIMIT = tonumber(ARGV[4])
@@ -125,7 +127,10 @@ if redis.call('EXISTS', tk) == 1 then return 0 end
 local now = tonumber(clock_text())
 local cap = tonumber(ARGV[20])
 if cap > 0 and redis.call('ZCARD', P .. 'tasks') >= cap then
-  local excess = redis.call('ZCARD', P .. 'tasks') - (cap - math.max(1, math.floor(cap / 10)))
+  local excess = redis.call('ZCARD', P .. 'tasks')
+    - (cap - math.max(1, math.min(math.floor(cap / 10), """
+    + str(EVICT_AT_MOST)
+    + """)))
   local removed = 0
   for _, victim in ipairs(redis.call('ZRANGEBYSCORE', P .. 'ends', '-inf', now,
                                      'LIMIT', 0, excess + 16)) do
