@@ -60,8 +60,8 @@ def _counted(t: Task, finished_at: float | None) -> Task:
 def _settled(c: Charge, end: Settlement, settled_at: float, refunded: int) -> Charge:
     """``dataclasses.replace(c, state=..., images=..., amount=..., settled_at=...,
     refunded=...)`` by position, as `_counted` copies a task: every ended task is settled once,
-    and a full store settles a tenth of its cap in one submission's step (the keyword copy was
-    half of an eviction). tests/test_store.py fails if a field is missed or misplaced."""
+    a full store up to ``EVICT_AT_MOST`` in one submission's step (the keyword copy was half
+    of an eviction). tests/test_store.py fails if a field is missed or misplaced."""
     return ChargeBuilder(
         c.task_id,
         c.owner,
