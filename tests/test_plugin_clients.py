@@ -108,7 +108,7 @@ def test_public_transports_and_interception(pytester: pytest.Pytester) -> None:
 
 
 def test_the_fixtures_clients_keep_and_send_cookies_an_answer_sets(image_emulator: Any) -> None:
-    # The clients' jar reads an answer that sets no cookie once (emulator/testing/handle.py):
+    # The clients' store skips an answer that sets no cookie (emulator/testing/handle.py):
     # an answer that sets one is kept, and sent back, as by httpx's own jar.
     image_emulator.respond(200, json={}, headers={"Set-Cookie": "session=abc; Path=/"}, times=1)
     for client in (image_emulator.client(), image_emulator.client(cookies={"given": "1"})):
@@ -165,6 +165,27 @@ async def test_the_fixtures_async_client_hands_its_jar_only_answers_that_set_coo
         codes = [(await client.get(f"/v1/images/tasks/task_{n}")).status_code for n in range(3)]
         assert client.cookies.jar is jar and client.cookies.get("a") == "1"
     assert codes == [200, 200, 404] and jar.handed == ["task_0", "task_1"]
+
+
+def test_cookies_given_to_a_fixture_client_after_it_is_made_are_sent(image_emulator: Any) -> None:
+    # httpx's clients must read their store through `cookies` when they send, too: the
+    # fixture's clients keep theirs behind that property (emulator/testing/handle.py).
+    with image_emulator.client() as client:
+        client.cookies = {"later": "1"}
+        client.get("/v1/images/tasks/task_x")
+    [entry] = image_emulator.requests()
+    assert entry["headers"].get("cookie") == mask_header("cookie", "later=1")
+
+
+@pytest.mark.asyncio
+async def test_cookies_given_to_a_fixture_async_client_after_it_is_made_are_sent(
+    image_emulator: Any,
+) -> None:
+    async with image_emulator.async_client() as client:
+        client.cookies = {"later": "2"}
+        await client.get("/v1/images/tasks/task_x")
+    [entry] = image_emulator.requests()
+    assert entry["headers"].get("cookie") == mask_header("cookie", "later=2")
 
 
 def test_the_fixtures_clients_send_the_query_they_are_given(image_emulator: Any) -> None:

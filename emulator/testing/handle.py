@@ -80,16 +80,18 @@ class _Client(_QuietCookies, httpx.Client):
     """An `httpx.Client` whose cookie store skips answers that set no cookie (`_Cookies`)."""
 
     def __init__(self, **kwargs: Any) -> None:
+        cookies = kwargs.pop("cookies", None)
         super().__init__(**kwargs)
-        self.cookies = httpx.Client.cookies.fget(self).jar  # type: ignore[attr-defined]
+        self.cookies = cookies  # as httpx takes them: a jar kept, anything else copied
 
 
 class _AsyncClient(_QuietCookies, httpx.AsyncClient):
     """An `httpx.AsyncClient` whose cookie store skips answers that set no cookie."""
 
     def __init__(self, **kwargs: Any) -> None:
+        cookies = kwargs.pop("cookies", None)
         super().__init__(**kwargs)
-        self.cookies = httpx.AsyncClient.cookies.fget(self).jar  # type: ignore[attr-defined]
+        self.cookies = cookies  # as httpx takes them: a jar kept, anything else copied
 
 
 @dataclass
