@@ -460,7 +460,9 @@ class StoreContract:
         assert await place(store, make_task(cap), cap=cap, now=5.0) == "placed"
         kept = await store.list_tasks()
         assert len(kept) == cap - EVICT_AT_MOST + 1
-        assert {t.task_id for t in kept} == {make_task(i).task_id for i in range(1000, cap + 1)}
+        assert {t.task_id for t in kept} == {
+            make_task(i).task_id for i in range(EVICT_AT_MOST, cap + 1)
+        }
         assert room_after_eviction(10) == 9 and room_after_eviction(100) == 90
 
     async def test_concurrent_submissions_never_exceed_the_cap(self, store: Store) -> None:

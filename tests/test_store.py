@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from emulator.core.billing import Charge, Settlement, Trimmed
+from emulator.core.billing import SUMMED, Charge, Settlement, Trimmed
 from emulator.stores import Store, open_store
 from emulator.stores.memory import MemoryStore
 from emulator.stores.memory import store as memory_store
@@ -83,7 +83,9 @@ async def test_a_memory_usage_log_sums_each_field_of_the_charges_it_trims() -> N
         charge = dataclasses.replace(make_charge(number, held=held), unit_price=held // 4)
         assert await store.insert_held(task, charge, None, cap=0, now=0.0) == "placed"
         assert await store.settle(task.task_id, images, float(number))
-    # paid: unit_price x images = 1, 4, 1; taken: held; refunded: held - paid.
+    # paid: unit_price x images = 1, 4, 1; taken: held; refunded: held - paid. The store adds
+    # the SUMMED fields one by one: a new summed field must be added there too.
+    assert tuple(f.name for f in dataclasses.fields(Trimmed))[4:] == SUMMED
     assert await store.trimmed_usage() == [
         Trimmed("owner-a", "sk-a…key", "gpt-image-2", "settled", 3, 4, 6, 20, 14)
     ]

@@ -164,8 +164,8 @@ def ended_at(task: Task) -> float:
 
 def outlived(task: Task, ttl: float, now: float) -> bool:
     """Whether ``task`` ended at least ``ttl`` seconds before ``now`` by its ``ended_at`` (a
-    ttl of 0 or less keeps every task). On the per_poll clock that is the whole rule; on a time
-    clock a task must also be observed terminal (``usecases/poll.Tasks.is_expired``)."""
+    ttl of 0 or less keeps every task): the time part of the expiry rule, which
+    ``usecases/poll.Tasks.is_expired`` completes by observing the task terminal."""
     return ttl > 0 and ended_at(task) + ttl <= now
 
 
