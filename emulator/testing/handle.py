@@ -67,6 +67,11 @@ class _QuietCookies:
 
     _fixture_cookies: _Cookies
 
+    def __init__(self, **kwargs: Any) -> None:
+        cookies = kwargs.pop("cookies", None)
+        super().__init__(**kwargs)  # httpx's client, next in the subclasses' order
+        self.cookies = cookies  # as httpx takes them: a jar kept, anything else copied
+
     @property
     def cookies(self) -> httpx.Cookies:
         return self._fixture_cookies
@@ -79,19 +84,9 @@ class _QuietCookies:
 class _Client(_QuietCookies, httpx.Client):
     """An `httpx.Client` whose cookie store skips answers that set no cookie (`_Cookies`)."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        cookies = kwargs.pop("cookies", None)
-        super().__init__(**kwargs)
-        self.cookies = cookies  # as httpx takes them: a jar kept, anything else copied
-
 
 class _AsyncClient(_QuietCookies, httpx.AsyncClient):
     """An `httpx.AsyncClient` whose cookie store skips answers that set no cookie."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        cookies = kwargs.pop("cookies", None)
-        super().__init__(**kwargs)
-        self.cookies = cookies  # as httpx takes them: a jar kept, anything else copied
 
 
 @dataclass
