@@ -1,10 +1,12 @@
 """What every Store backend must do, whatever it keeps state in.
 
 Subclass ``StoreContract`` and provide a ``store`` fixture that yields a fresh, empty store (an
-async fixture is fine: the tests run under anyio). The tests talk only to the ``Store``
-interface, so a backend passes them exactly when it behaves like ``MemoryStore``; the
-concurrency tests make many calls at once, which proves atomicity on a backend shared by
-several connections (on one process they at least pin down the counting).
+async fixture is fine: the tests run under anyio), built with the keyword arguments
+``store_options(request)`` gives: a test asks for them by parametrizing ``store`` indirectly.
+The tests talk only to the ``Store`` interface, so a backend passes them exactly when it
+behaves like ``MemoryStore``; the concurrency tests make many calls at once, which proves
+atomicity on a backend shared by several connections (on one process they at least pin down
+the counting).
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ import pytest
 from emulator.core.billing import Charge
 from emulator.core.faults import Effect, FaultRule, Match
 from emulator.core.tasks import Schedule, Task
-from emulator.stores.base import EVICT_AT_MOST, Store, room_after_eviction
+from emulator.stores.base import Store
+
+
+def store_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The keyword arguments the test asks its store to be built with: none, or those of
+    ``@pytest.mark.parametrize("store", [{...}], indirect=True)``."""
+    return dict(getattr(request, "param", {}))
 
 
 def make_task(
@@ -450,20 +458,30 @@ class StoreContract:
         charges = {c.task_id[-1]: c.state for c in await store.list_charges()}
         assert charges["2"] == "settled" and charges["5"] == "held"
 
-    async def test_a_full_store_evicts_a_tenth_of_its_cap_but_never_more_than_the_bound(
+    @pytest.mark.parametrize("store", [{"evict_at_most": 7}], ids=["bound7"], indirect=True)
+    async def test_a_full_store_evicts_never_more_than_the_bound_it_was_built_with(
         self, store: Store
     ) -> None:
-        # A tenth of this cap is one more than the bound: one step evicts EVICT_AT_MOST.
-        cap = 10 * EVICT_AT_MOST + 10
+        # A tenth of this cap (11) is more than the bound (7): a store that ignored its bound
+        # (the default's 1,000, or a tenth of the cap alone) would evict 11.
+        cap = 110
         for i in range(cap):
             assert await place(store, make_task(i), cap=cap) == "placed"  # all end at 3
         assert await place(store, make_task(cap), cap=cap, now=5.0) == "placed"
-        kept = await store.list_tasks()
-        assert len(kept) == cap - EVICT_AT_MOST + 1
-        assert {t.task_id for t in kept} == {
-            make_task(i).task_id for i in range(EVICT_AT_MOST, cap + 1)
-        }
-        assert room_after_eviction(10) == 9 and room_after_eviction(100) == 90
+        kept = [t.task_id for t in await store.list_tasks()]
+        assert len(kept) == cap - 7 + 1
+        assert kept == [make_task(i).task_id for i in range(7, cap + 1)]
+
+    @pytest.mark.parametrize("store", [{"evict_at_most": 7}], ids=["bound7"], indirect=True)
+    async def test_a_full_store_evicts_a_tenth_of_its_cap_when_that_is_below_its_bound(
+        self, store: Store
+    ) -> None:
+        cap = 60  # a tenth: 6, below the bound (7); a store evicting its bound would take 7
+        for i in range(cap):
+            assert await place(store, make_task(i), cap=cap) == "placed"  # all end at 3
+        assert await place(store, make_task(cap), cap=cap, now=5.0) == "placed"
+        kept = [t.task_id for t in await store.list_tasks()]
+        assert kept == [make_task(i).task_id for i in range(6, cap + 1)]
 
     async def test_concurrent_submissions_never_exceed_the_cap(self, store: Store) -> None:
         placed = await gather(*(place(store, make_task(i), cap=7) for i in range(30)))

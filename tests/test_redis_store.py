@@ -18,12 +18,21 @@ from redis.asyncio.connection import Connection
 
 from emulator.errors import StoreUnavailable
 from emulator.stores import Store, open_store
+from emulator.stores.base import EVICT_AT_MOST
 from emulator.stores.redis import RedisStore
 from emulator.stores.redis.support import counting_connection
 from emulator.stores.redis.values import TaskReader, task_of
 
 from .redis_server import RedisServer, free_port, running_redis
-from .store_contract import StoreContract, gather, make_charge, make_rule, make_task, place
+from .store_contract import (
+    StoreContract,
+    gather,
+    make_charge,
+    make_rule,
+    make_task,
+    place,
+    store_options,
+)
 
 pytestmark = [pytest.mark.anyio]
 _prefixes = itertools.count()
@@ -45,11 +54,13 @@ def _prefix() -> str:
 
 class TestRedisStore(StoreContract):
     @pytest.fixture
-    async def store(self, redis_server: RedisServer) -> AsyncIterator[Store]:
+    async def store(
+        self, request: pytest.FixtureRequest, redis_server: RedisServer
+    ) -> AsyncIterator[Store]:
         # The contract proves atomicity, not latency: 25 concurrent calls open 25 connections,
         # and on a loaded 2-core machine a connect can take longer than the 1 s default (seen:
         # "Timeout connecting to server"). The timeout's own behaviour is tested below.
-        store = RedisStore(redis_server.url, _prefix(), timeout=10.0)
+        store = RedisStore(redis_server.url, _prefix(), timeout=10.0, **store_options(request))
         yield store
         await store.reset()
         await store.close()
@@ -64,6 +75,27 @@ async def workers(redis_server: RedisServer) -> AsyncIterator[list[RedisStore]]:
     await stores[0].reset()
     for store in stores:
         await store.close()
+
+
+async def test_stores_with_different_eviction_bounds_share_one_redis(
+    redis_server: RedisServer,
+) -> None:
+    """The bound is the script's argument, not its text: one script serves every bound, and
+    each store evicts by its own (a script baked with the first store's bound would not)."""
+    stores = [
+        RedisStore(redis_server.url, _prefix(), timeout=10.0, evict_at_most=b) for b in (7, 3)
+    ]
+    try:
+        for store in stores:
+            for i in range(110):  # a tenth: 11, above both bounds
+                assert await place(store, make_task(i), cap=110) == "placed"
+        for store in stores:
+            assert await place(store, make_task(110), cap=110, now=5.0) == "placed"
+        assert [len(await store.list_tasks()) for store in stores] == [104, 108]
+    finally:
+        for store in stores:
+            await store.reset()
+            await store.close()
 
 
 async def test_fault_times_hold_across_separate_connections(workers: list[RedisStore]) -> None:
@@ -346,5 +378,10 @@ async def test_the_store_reconnects_by_itself_after_a_redis_restart() -> None:
 
 def test_open_store_dispatches_redis_urls_and_names_a_bad_one() -> None:
     assert isinstance(open_store("redis://127.0.0.1:1/0", prefix="p"), RedisStore)
+    # The emulator's own path leaves the eviction bound at its default (tests/test_store.py).
+    assert open_store("redis://127.0.0.1:1/0").evict_at_most == EVICT_AT_MOST
+    for bound in (0, True, "7"):
+        with pytest.raises(ValueError, match="evict_at_most must be"):
+            open_store("redis://127.0.0.1:1/0", evict_at_most=bound)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="redis://"):
         open_store("redis://127.0.0.1:notaport/0")

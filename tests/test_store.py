@@ -11,25 +11,36 @@ from pathlib import Path
 import anyio
 import pytest
 
+from emulator import Settings
 from emulator.core.billing import SUMMED, Charge, Settlement, Trimmed
 from emulator.stores import Store, open_store
+from emulator.stores.base import EVICT_AT_MOST, room_after_eviction
 from emulator.stores.memory import MemoryStore
 from emulator.stores.memory import store as memory_store
 from emulator.stores.sqlite import SqliteStore
+from emulator.usecases.emulator import Emulator
 
-from .store_contract import StoreContract, gather, make_charge, make_rule, make_task, place
+from .store_contract import (
+    StoreContract,
+    gather,
+    make_charge,
+    make_rule,
+    make_task,
+    place,
+    store_options,
+)
 
 
 class TestMemoryStore(StoreContract):
     @pytest.fixture
-    def store(self) -> Store:
-        return MemoryStore()
+    def store(self, request: pytest.FixtureRequest) -> Store:
+        return MemoryStore(**store_options(request))
 
 
 class TestSqliteStore(StoreContract):
     @pytest.fixture
-    async def store(self, tmp_path: Path) -> AsyncIterator[Store]:
-        store = SqliteStore(tmp_path / "state" / "emulator.db")
+    async def store(self, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+        store = SqliteStore(tmp_path / "state" / "emulator.db", **store_options(request))
         yield store
         await store.close()
 
@@ -186,6 +197,56 @@ async def test_open_store_dispatches_on_the_url(tmp_path: Path) -> None:
     for bad in ("postgres://x", "sqlite://", "sqlite:///dir/", "mem"):
         with pytest.raises(ValueError, match=re.escape(repr(bad))):
             open_store(bad)
+
+
+def test_a_full_store_keeps_all_but_a_tenth_of_its_cap_at_least_one_at_most_its_bound() -> None:
+    assert [room_after_eviction(cap, 7) for cap in (1, 5, 10, 60, 110, 10_000)] == [
+        0,
+        4,
+        9,
+        54,
+        103,
+        9_993,
+    ]
+    assert room_after_eviction(10_010, EVICT_AT_MOST) == 9_010
+
+
+async def test_the_emulator_opens_its_store_with_the_default_eviction_bound(
+    tmp_path: Path,
+) -> None:
+    # What production runs with: the default bound (the contract proves a store obeys the
+    # bound it is given, with a small one; here, that the factory gives this one).
+    assert EVICT_AT_MOST == 1_000
+    assert Emulator(Settings(seed=1)).store.evict_at_most == EVICT_AT_MOST
+    assert MemoryStore().evict_at_most == EVICT_AT_MOST
+    store = open_store(f"sqlite://{tmp_path}/a.db")
+    assert store.evict_at_most == EVICT_AT_MOST
+    await store.close()
+    assert open_store("memory", evict_at_most=3).evict_at_most == 3
+
+
+@pytest.mark.parametrize(
+    ("bound", "rule"),
+    [
+        (0, "at least 1"),
+        (-5, "at least 1"),
+        (True, "an integer"),
+        (2.5, "an integer"),
+        ("7", "an integer"),
+        (None, "an integer"),
+    ],
+)
+async def test_a_store_refuses_an_eviction_bound_that_is_not_a_positive_integer(
+    tmp_path: Path, bound: object, rule: str
+) -> None:
+    path = tmp_path / "never.db"
+    with pytest.raises(ValueError, match=f"evict_at_most must be {rule}"):
+        MemoryStore(evict_at_most=bound)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=f"evict_at_most must be {rule}"):
+        SqliteStore(path, evict_at_most=bound)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=f"evict_at_most must be {rule}"):
+        open_store(f"sqlite://{path}", evict_at_most=bound)  # type: ignore[arg-type]
+    assert not path.exists()  # refused before the file (or its thread) was made
 
 
 async def test_sqlite_hands_out_a_new_id_stream_per_opening_even_after_reset(

@@ -41,17 +41,18 @@ class Expiry:
     remaining: int
 
 
-#: The most tasks one submission's step evicts from a full store. Each evicted task is settled
-#: in that step (~7-9 µs each in memory): a tenth of the default max_tasks (10,000) held the
-#: loop 100-300 ms, the p99 of served submissions at the cap (docs/profile.md, round 6).
+#: The most tasks one submission's step evicts from a full store, by default (each store takes
+#: its own bound at construction: ``evict_at_most``). Each evicted task is settled in that step
+#: (~7-9 µs each in memory): a tenth of the default max_tasks (10,000) held the loop 100-300 ms,
+#: the p99 of served submissions at the cap (docs/profile.md, round 6).
 EVICT_AT_MOST = 1_000
 
 
-def room_after_eviction(cap: int) -> int:
+def room_after_eviction(cap: int, evict_at_most: int) -> int:
     """How many tasks a full store keeps after evicting: a tenth of ``cap`` below it (at least
-    one, at most `EVICT_AT_MOST`), so a full store does not evict at every submission, nor
+    one, at most ``evict_at_most``), so a full store does not evict at every submission, nor
     long in one."""
-    return cap - max(1, min(cap // 10, EVICT_AT_MOST))
+    return cap - max(1, min(cap // 10, evict_at_most))
 
 
 class Store(ABC):
@@ -65,6 +66,19 @@ class Store(ABC):
     #: ones leave the log with their sums kept in ``trimmed_usage``. Held charges always stay.
     #: The emulator sets it from the ``usage_log_limit`` setting.
     usage_log_limit: int | None = None
+    #: The most tasks one submission's step evicts from a full store (``room_after_eviction``),
+    #: given at construction. No class default: a backend that skipped ``Store.__init__``
+    #: fails loudly at its first eviction rather than quietly evicting by another bound.
+    evict_at_most: int
+
+    def __init__(self, *, evict_at_most: int = EVICT_AT_MOST) -> None:
+        """Raises ValueError naming ``evict_at_most`` unless it is an integer of at least 1 (a
+        bound of 0 would leave a full store of ended tasks full)."""
+        if not isinstance(evict_at_most, int) or isinstance(evict_at_most, bool):
+            raise ValueError(f"evict_at_most must be an integer, not {evict_at_most!r}")
+        if evict_at_most < 1:
+            raise ValueError(f"evict_at_most must be at least 1, not {evict_at_most}")
+        self.evict_at_most = evict_at_most
 
     # -- tasks and their charges -----------------------------------------------------------
     @abstractmethod
@@ -76,10 +90,10 @@ class Store(ABC):
 
         Order of checks: the id must be free ("taken"); with ``cap`` > 0 and ``cap`` tasks
         stored, tasks that have ended by ``now`` are evicted first (earliest end first, down to
-        ``room_after_eviction(cap)``, each settled in the same step) and if ``cap`` remain it
-        is "full"; a key with a balance below ``charge.held`` first settles its holds that are
-        due by ``now``, and is "refused" if still short. A placed hold takes ``charge.held``
-        from the key's balance when it has one (recorded as ``taken``)."""
+        ``room_after_eviction(cap, self.evict_at_most)``, each settled in the same step) and if
+        ``cap`` remain it is "full"; a key with a balance below ``charge.held`` first settles
+        its holds that are due by ``now``, and is "refused" if still short. A placed hold takes
+        ``charge.held`` from the key's balance when it has one (recorded as ``taken``)."""
 
     @abstractmethod
     async def get_task(self, task_id: str) -> Task | None:

@@ -21,7 +21,7 @@ from ...core.billing import (
 from ...core.faults import FaultRule
 from ...core.journal import PendingEntry
 from ...core.tasks import Task, TaskBuilder, ended_at, has_ended, images_returned
-from ..base import Expiry, Forced, Now, Placed, Store, room_after_eviction
+from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store, room_after_eviction
 from .end_index import EndIndex
 
 _Group = tuple[str, str, str, str]
@@ -100,7 +100,8 @@ def _summed(kept: Trimmed, row: Trimmed) -> Trimmed:
 class MemoryStore(Store):
     """State in this process's memory: fast, and gone when the process ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, evict_at_most: int = EVICT_AT_MOST) -> None:
+        super().__init__(evict_at_most=evict_at_most)
         self._tasks: OrderedDict[str, Task] = OrderedDict()
         #: The tasks by end time: expiry and eviction take the earliest, not every task.
         self._ends = EndIndex()
@@ -132,7 +133,10 @@ class MemoryStore(Store):
         at = self._now(now)
         if cap and len(self._tasks) >= cap:
             self._ends.pop_ended(
-                self._tasks, at, len(self._tasks) - room_after_eviction(cap), self._remover(at)
+                self._tasks,
+                at,
+                len(self._tasks) - room_after_eviction(cap, self.evict_at_most),
+                self._remover(at),
             )
             if len(self._tasks) >= cap:
                 return "full"

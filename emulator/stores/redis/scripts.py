@@ -30,8 +30,6 @@ f the schedule JSON of a forced outcome. Charge hash P:charge:<id>: d charge JSO
 owner, key, model, held, unit, taken, state, images, amount, refunded, settled_at.
 """
 
-from ..base import EVICT_AT_MOST
-
 PRELUDE = """
 local P = ARGV[1]
 local LIMIT = tonumber(ARGV[4])
@@ -115,7 +113,8 @@ end
 _LATE = "if late() then return redis.error_reply('LATE the caller has given up') end\n"
 
 # ARGV id, task json, owner, created_at, ends_at, end poll (''), end (''), images paid,
-# charge json, held, unit price, key label, model, blob, has blob ('1'), cap (0: none)
+# charge json, held, unit price, key label, model, blob, has blob ('1'), cap (0: none), the
+# most tasks one step evicts (an argument, not text: one script, one SHA, for every bound)
 # -> 1 placed, 0 id taken, 2 refused (balance), 3 full (cap, nothing ended)
 INSERT_HELD = (
     PRELUDE
@@ -128,9 +127,7 @@ local now = tonumber(clock_text())
 local cap = tonumber(ARGV[20])
 if cap > 0 and redis.call('ZCARD', P .. 'tasks') >= cap then
   local excess = redis.call('ZCARD', P .. 'tasks')
-    - (cap - math.max(1, math.min(math.floor(cap / 10), """
-    + str(EVICT_AT_MOST)
-    + """)))
+    - (cap - math.max(1, math.min(math.floor(cap / 10), tonumber(ARGV[21]))))
   local removed = 0
   for _, victim in ipairs(redis.call('ZRANGEBYSCORE', P .. 'ends', '-inf', now,
                                      'LIMIT', 0, excess + 16)) do

@@ -34,7 +34,7 @@ from redis.backoff import NoBackoff
 from ...core.billing import SUMMED, Charge, Trimmed
 from ...core.faults import FaultRule
 from ...core.tasks import Task, ended_at, images_returned
-from ..base import Expiry, Forced, Now, Placed, Store
+from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store
 from . import scripts as lua
 from .support import (
     JournalWriter,
@@ -77,7 +77,9 @@ class RedisStore(Store):
         timeout: float = 1.0,
         blob_ttl: int = 24 * 3600,
         max_blob_bytes: int = 8 * 1024 * 1024,
+        evict_at_most: int = EVICT_AT_MOST,
     ) -> None:
+        super().__init__(evict_at_most=evict_at_most)  # checked before the pool is made
         self.url = url
         self.prefix = prefix
         self.timeout = timeout
@@ -201,6 +203,7 @@ class RedisStore(Store):
         args += [number(None if end == math.inf else end), images_returned(task)]
         args += [json.dumps(charge.to_dict()), charge.held, charge.unit_price, charge.key]
         args += [charge.model, blob if keep and blob is not None else b"", int(keep), cap]
+        args.append(self.evict_at_most)
         return _PLACED[int(await self._insert_held([], args))]
 
     @guard_read

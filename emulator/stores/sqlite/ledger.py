@@ -119,6 +119,7 @@ def insert_held(
     charge: Charge,
     blob: bytes | None,
     cap: int,
+    evict_at_most: int,
     now: Now,
     limit: int | None,
 ) -> Placed:
@@ -126,7 +127,7 @@ def insert_held(
         return "taken"
     at = clock(db, now)
     if cap and counter(db, "tasks") >= cap:
-        _evict(db, counter(db, "tasks") - room_after_eviction(cap), at, limit)
+        _evict(db, counter(db, "tasks") - room_after_eviction(cap, evict_at_most), at, limit)
         if counter(db, "tasks") >= cap:
             return "full"
     balance = _balance(db, charge.owner)

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from ...core.billing import Charge, Trimmed
 from ...core.faults import FaultRule
 from ...core.tasks import Task
-from ..base import Expiry, Forced, Now, Placed, Store
+from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store
 from . import ledger
 
 T = TypeVar("T")
@@ -33,8 +33,9 @@ T = TypeVar("T")
 class SqliteStore(Store):
     """Every piece of state in tables of one SQLite file (created with its folder if missing)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, evict_at_most: int = EVICT_AT_MOST) -> None:
         self.path = Path(path)
+        super().__init__(evict_at_most=evict_at_most)  # checked before the thread and file
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emulator-sqlite")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,9 +110,10 @@ class SqliteStore(Store):
     async def insert_held(
         self, task: Task, charge: Charge, blob: bytes | None, *, cap: int, now: Now
     ) -> Placed:
-        limit = self.usage_log_limit
+        limit, bound = self.usage_log_limit, self.evict_at_most
         return await self._run(
-            lambda db: ledger.insert_held(db, task, charge, blob, cap, now, limit), atomic=True
+            lambda db: ledger.insert_held(db, task, charge, blob, cap, bound, now, limit),
+            atomic=True,
         )
 
     async def get_task(self, task_id: str) -> Task | None:
