@@ -257,3 +257,19 @@ def test_a_url_sent_with_a_query_added_is_sent_later_without_it(image_emulator: 
         assert str(given.build_request("GET", url).url).endswith(f"{url}?p=1")
         assert str(bare.build_request("GET", url, params={"q": "2"}).url).endswith(f"{url}?q=2")
         assert str(bare.build_request("GET", url).url) == f"{image_emulator.base_url}{url}"
+
+
+def test_the_fixtures_clients_send_its_key_and_the_headers_they_are_given(
+    image_emulator: Any,
+) -> None:
+    clients = [image_emulator.client(), image_emulator.client(headers={"X-Given": "1"})]
+    image_emulator.api_key = "sk-another"
+    clients.append(image_emulator.client())
+    for client in clients:
+        with client:
+            assert client.get("/v1/images/tasks/task_x").status_code == 404
+    sent = [entry["headers"] for entry in image_emulator.requests()]
+    assert [h.get("x-given") for h in sent] == [None, "1", None]
+    keys = [h["authorization"] for h in sent]
+    assert keys[0] == keys[1] == mask_header("authorization", "Bearer sk-emulator-test")
+    assert keys[2] == mask_header("authorization", "Bearer sk-another")
