@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
 
 from emulator import Settings, create_app
 from emulator.errors import EmulatorError
 from emulator.testing.app_loop import AppLoop
 from emulator.testing.handle import ImageEmulator
+from emulator.testing.transport import ASGITransport
 
 NANO = {"model": "NanoBanana", "prompt": "x"}
 
@@ -114,3 +117,20 @@ def test_an_in_process_answer_is_read_like_one_from_the_network(handle: ImageEmu
         assert answer.json()["data"]["task_id"]
         assert answer.elapsed.total_seconds() >= 0
         assert answer.is_closed
+
+
+def test_the_transport_adds_a_content_length_only_where_the_app_sent_none() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        named = [(b"Content-Length", b"2")] if scope["path"] == "/with" else []
+        await send({"type": "http.response.start", "status": 200, "headers": named})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    transport = ASGITransport(app)
+    try:
+        with httpx.Client(transport=transport, base_url="http://app.test") as client:
+            for path in ("/with", "/without"):
+                answer = client.get(path)
+                assert answer.headers.get_list("content-length") == ["2"]
+                assert answer.content == b"ok"
+    finally:
+        transport.close()

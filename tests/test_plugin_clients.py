@@ -5,6 +5,7 @@ from __future__ import annotations
 from http.cookiejar import CookieJar
 from typing import Any
 
+import httpx
 import pytest
 
 from emulator.core.journal import mask_header
@@ -18,6 +19,7 @@ INTERCEPTION = """
 import httpx
 from typing import Any
 
+import httpx
 import pytest
 
 BODY = {"model": "NanoBanana2-0.5K", "prompt": "x"}
@@ -199,3 +201,75 @@ def test_the_fixtures_clients_send_the_query_they_are_given(image_emulator: Any)
             client.get("/v1/images/tasks/task_x", params={"b": "é"})
     queries = [entry["query"] for entry in image_emulator.requests()]
     assert queries == ["", "b=%C3%A9", "a=1", "a=1&b=%C3%A9"]
+
+
+#: URL strings a test may pass, relative and absolute (each sent twice: the fixture's clients
+#: remember what a string merged with their base URL gave, emulator/testing/handle.py).
+URLS = [
+    "/v1/images/tasks",
+    "v1/images/tasks/task_x",
+    "/v1/images/tasks/task_x?a=1&b=%C3%A9",
+    "/a b/é/%2F?q=1 2#fragment",
+    "",
+    "?only=query",
+    "//other.test/path",
+    "http://other.test/x?y=1",
+    "https://image-emulator.test:8443/v1/images/tasks/task_x",
+]
+
+
+def _urls_built(client: Any, **kwargs: Any) -> list[str]:
+    return [str(client.build_request("GET", url, **kwargs).url) for url in URLS * 2]
+
+
+def test_the_fixtures_clients_build_the_urls_httpx_builds(image_emulator: Any) -> None:
+    plain = httpx.Client(base_url=image_emulator.base_url)
+    other = httpx.Client(base_url="http://elsewhere.test/api")
+    assert _urls_built(image_emulator.async_client()) == _urls_built(plain)
+    for kwargs in ({}, {"params": {"p": "1"}}):
+        with image_emulator.client(**kwargs) as client:
+            assert _urls_built(client) == _urls_built(plain, **kwargs)
+            assert _urls_built(client, params={"b": "2"}) == _urls_built(
+                plain, params={**kwargs.get("params", {}), "b": "2"}
+            )
+            client.base_url = "http://elsewhere.test/api"  # a base changed after it is made
+            assert _urls_built(client) == _urls_built(other, **kwargs)
+    with image_emulator.client(base_url="http://elsewhere.test/api") as client:
+        assert _urls_built(client) == _urls_built(other)
+    plain.close()
+    other.close()
+
+
+def test_the_fixtures_clients_send_to_the_url_httpx_builds(image_emulator: Any) -> None:
+    base = "http://image-emulator.test"
+    with image_emulator.client() as client:
+        for _ in range(2):
+            answer = client.get("/v1/images/tasks/task_x?a=1")
+            assert str(answer.request.url) == f"{base}/v1/images/tasks/task_x?a=1"
+            assert client.get(f"{base}/v1/images/tasks/task_y").status_code == 404
+    sent = [(entry["path"], entry["query"]) for entry in image_emulator.requests()]
+    assert sent == [("/v1/images/tasks/task_x", "a=1"), ("/v1/images/tasks/task_y", "")] * 2
+
+
+def test_a_url_sent_with_a_query_added_is_sent_later_without_it(image_emulator: Any) -> None:
+    url = "/v1/images/tasks/task_sent_with_parameters_first"  # in no other test of this process
+    with image_emulator.client(params={"p": "1"}) as given, image_emulator.client() as bare:
+        assert str(given.build_request("GET", url).url).endswith(f"{url}?p=1")
+        assert str(bare.build_request("GET", url, params={"q": "2"}).url).endswith(f"{url}?q=2")
+        assert str(bare.build_request("GET", url).url) == f"{image_emulator.base_url}{url}"
+
+
+def test_the_fixtures_clients_send_its_key_and_the_headers_they_are_given(
+    image_emulator: Any,
+) -> None:
+    clients = [image_emulator.client(), image_emulator.client(headers={"X-Given": "1"})]
+    image_emulator.api_key = "sk-another"
+    clients.append(image_emulator.client())
+    for client in clients:
+        with client:
+            assert client.get("/v1/images/tasks/task_x").status_code == 404
+    sent = [entry["headers"] for entry in image_emulator.requests()]
+    assert [h.get("x-given") for h in sent] == [None, "1", None]
+    keys = [h["authorization"] for h in sent]
+    assert keys[0] == keys[1] == mask_header("authorization", "Bearer sk-emulator-test")
+    assert keys[2] == mask_header("authorization", "Bearer sk-another")

