@@ -84,3 +84,22 @@ async def test_a_long_run_past_the_cap_keeps_the_gc_and_memory_flat() -> None:
     # 500 KB over the 5,000 submissions between the samples.
     assert objects_last - objects_first < 1000, samples
     assert bytes_last - bytes_first < 200_000, samples
+
+
+async def test_listing_the_newest_tasks_unpacks_only_those() -> None:
+    # The dashboard reads the newest 1,000 of a store that may hold 100,000 (and refreshes each
+    # second): unpacking every task first was ~0.5 s a call at 100,000 (docs/profile.md, round
+    # 7). A Task with its Schedule is a few hundred bytes, so listing 10 of 20,000 must not
+    # allocate anywhere near 20,000 of them.
+    store, stored = MemoryStore(), 20_000
+    for number in range(stored):
+        task, charge = make_task(number, created_at=float(number)), make_charge(number)
+        assert await store.insert_held(task, charge, None, cap=0, now=0.0) == "placed"
+    tracemalloc.start()
+    try:
+        newest = await store.list_tasks(newest=10)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [t.task_id for t in newest] == [f"task_{n:032x}" for n in range(stored - 10, stored)]
+    assert peak < 200 * stored // 10, f"{peak} bytes allocated to list 10 tasks"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict, deque
+from itertools import islice
 from typing import Any
 
 from ...core.billing import (
@@ -177,9 +178,17 @@ class MemoryStore(Store):
         self._ends.push(packed, self._tasks)
         self._due.push(packed, self._tasks)
 
-    async def list_tasks(self, owner: str | None = None) -> list[Task]:
-        tasks = self._tasks.values()
-        return [unpack_task(t) for t in tasks if owner is None or owner_of(t) == owner]
+    async def list_tasks(
+        self, owner: str | None = None, *, newest: int | None = None
+    ) -> list[Task]:
+        # Newest first, then reversed: only the tasks listed are unpacked (~5 µs each).
+        kept = (t for t in reversed(self._tasks.values()) if owner is None or owner_of(t) == owner)
+        listed = [unpack_task(t) for t in islice(kept, newest)]
+        listed.reverse()
+        return listed
+
+    async def count_tasks(self) -> int:
+        return len(self._tasks)
 
     async def expire(self, finished_before: float, now: Now) -> Expiry:
         at = self._now(now)
