@@ -196,6 +196,23 @@ class StoreContract:
         ]
         assert await store.list_tasks("nobody") == []
 
+    async def test_newest_lists_the_last_tasks_in_submission_order_and_count_counts_all(
+        self, store: Store
+    ) -> None:
+        order = [(5, "a"), (3, "b"), (9, "a"), (1, "b"), (7, "a")]
+        for i, owner in order:
+            await place(store, make_task(i, owner=owner))
+        ids = [make_task(i).task_id for i, _ in order]
+        assert await store.count_tasks() == 5
+        assert [t.task_id for t in await store.list_tasks(newest=2)] == ids[-2:]
+        assert [t.task_id for t in await store.list_tasks(newest=5)] == ids
+        assert [t.task_id for t in await store.list_tasks(newest=50)] == ids
+        assert await store.list_tasks(newest=0) == []
+        # One owner's newest: the last of that owner's tasks, not that owner's among the last.
+        a_ids = [make_task(i).task_id for i, owner in order if owner == "a"]
+        assert [t.task_id for t in await store.list_tasks("a", newest=2)] == a_ids[-2:]
+        assert await store.list_tasks(newest=1) == [await store.get_task(ids[-1])]
+
     # -- forced outcomes ---------------------------------------------------------------------
     async def test_force_end_ends_a_running_task_and_keeps_its_polls(self, store: Store) -> None:
         task = make_task(1)

@@ -17,6 +17,7 @@ from emulator.stores import Store, open_store
 from emulator.stores.base import EVICT_AT_MOST, room_after_eviction
 from emulator.stores.memory import MemoryStore
 from emulator.stores.memory import store as memory_store
+from emulator.stores.memory.packed import pack_charge
 from emulator.stores.sqlite import SqliteStore
 from emulator.usecases.emulator import Emulator
 
@@ -69,7 +70,7 @@ async def test_a_memory_poll_count_copies_every_other_field_of_the_task() -> Non
 
 
 def test_a_memory_settlement_copies_every_other_field_of_the_charge() -> None:
-    # As for the poll count: the settled charge is built field by field (a pure step of the
+    # As for the poll count: the settled charge is packed field by field (a pure step of the
     # store, called here with values a store would not hold together, so that every field's
     # value differs from every other's and a missed or misplaced one shows).
     charge = Charge(
@@ -81,8 +82,8 @@ def test_a_memory_settlement_copies_every_other_field_of_the_charge() -> None:
     )
     values = [getattr(expected, field.name) for field in dataclasses.fields(expected)]
     assert len({repr(value) for value in values}) == len(values)
-    settled = memory_store._settled(charge, end, 9.5, 4)
-    assert settled == expected and type(settled) is Charge
+    settled = memory_store._settled(pack_charge(charge), end, 9.5, 4)
+    assert settled == pack_charge(expected) and type(settled) is tuple
 
 
 async def test_a_memory_usage_log_sums_each_field_of_the_charges_it_trims() -> None:

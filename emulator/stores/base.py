@@ -118,8 +118,16 @@ class Store(ABC):
         nothing and say "ended" (terminal states are final) or "missing"."""
 
     @abstractmethod
-    async def list_tasks(self, owner: str | None = None) -> list[Task]:
-        """Tasks in submission order, optionally only one owner's. A read."""
+    async def list_tasks(
+        self, owner: str | None = None, *, newest: int | None = None
+    ) -> list[Task]:
+        """Tasks in submission order, optionally only one owner's; with ``newest``, only the
+        last ``newest`` (>= 0) of those (a full store holds 100,000 tasks: the dashboard reads the
+        few it shows, not all). A read."""
+
+    @abstractmethod
+    async def count_tasks(self) -> int:
+        """How many tasks are stored. A read."""
 
     @abstractmethod
     async def expire(self, finished_before: float, now: Now) -> Expiry:

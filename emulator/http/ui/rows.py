@@ -83,10 +83,11 @@ async def task_row(tasks: Tasks, task: Task) -> dict[str, Any]:
 async def task_rows(store: Store, tasks: Tasks, wanted: TaskFilter) -> dict[str, Any]:
     """The newest tasks that match ``wanted``: at most ``ROW_LIMIT`` rows, found among the
     newest ``SCAN_LIMIT`` tasks; with how many are stored and how many were looked at."""
-    stored = await store.list_tasks()
+    newest = await store.list_tasks(newest=SCAN_LIMIT)
+    stored = await store.count_tasks()
     rows: list[dict[str, Any]] = []
     scanned = 0
-    for task in reversed(stored):
+    for task in reversed(newest):
         if len(rows) >= ROW_LIMIT or scanned >= SCAN_LIMIT:
             break
         scanned += 1
@@ -97,9 +98,9 @@ async def task_rows(store: Store, tasks: Tasks, wanted: TaskFilter) -> dict[str,
             rows.append(row)
     return {
         "rows": rows,
-        "stored": len(stored),
+        "stored": stored,
         "scanned": scanned,
-        "complete": scanned == len(stored) or len(rows) >= ROW_LIMIT,
+        "complete": scanned >= stored or len(rows) >= ROW_LIMIT,
     }
 
 

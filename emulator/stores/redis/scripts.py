@@ -319,11 +319,12 @@ return 1
 )
 
 # Reads (no prelude, no deadline: safe to repeat).
-# KEYS order; ARGV key prefix, fields... -> flat list of the fields of every member, in order
+# KEYS order; ARGV key prefix, first rank (0: every member; -n: the last n), fields... -> flat
+# list of the fields of those members, in order
 LIST = """
 local out = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local row = redis.call('HMGET', ARGV[1] .. id, unpack(ARGV, 2))
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], tonumber(ARGV[2]), -1)) do
+  local row = redis.call('HMGET', ARGV[1] .. id, unpack(ARGV, 3))
   if row[1] then for _, v in ipairs(row) do out[#out + 1] = v end end
 end
 return out

@@ -234,11 +234,23 @@ class RedisStore(Store):
         return task_of(*found)
 
     @guard_read
-    async def list_tasks(self, owner: str | None = None) -> list[Task]:
-        fields = [self._k("task", ""), "d", "p", "e", "f"]
+    async def list_tasks(
+        self, owner: str | None = None, *, newest: int | None = None
+    ) -> list[Task]:
+        if newest == 0:
+            return []
+        # Only the newest are read when no owner is asked for; one owner's (the owner is in
+        # the task's JSON) are found among all.
+        first = -newest if newest is not None and owner is None else 0
+        fields = [self._k("task", ""), str(first), "d", "p", "e", "f"]
         flat = await self._list([self._k("tasks")], fields)
         tasks = [task_of(*flat[i : i + 4]) for i in range(0, len(flat), 4)]
-        return [t for t in tasks if owner is None or t.owner == owner]
+        kept = [t for t in tasks if owner is None or t.owner == owner]
+        return kept if newest is None else kept[-newest:]
+
+    @guard_read
+    async def count_tasks(self) -> int:
+        return int(await self._redis.zcard(self._k("tasks")))
 
     @guard
     async def expire(self, finished_before: float, now: Now) -> Expiry:
@@ -350,7 +362,8 @@ class RedisStore(Store):
 
     @guard_read
     async def list_charges(self, owner: str | None = None) -> list[Charge]:
-        flat = await self._list([self._k("charges")], [self._k("charge", ""), *CHARGE_FIELDS])
+        fields = [self._k("charge", ""), "0", *CHARGE_FIELDS]
+        flat = await self._list([self._k("charges")], fields)
         width = len(CHARGE_FIELDS)
         charges = [charge_of(flat[i : i + width]) for i in range(0, len(flat), width)]
         return [c for c in charges if owner is None or c.owner == owner]

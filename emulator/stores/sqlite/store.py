@@ -130,14 +130,21 @@ class SqliteStore(Store):
     async def force_end(self, task: Task, now: Now) -> Forced:
         return await self._run(lambda db: ledger.force_end(db, task, now), atomic=True)
 
-    async def list_tasks(self, owner: str | None = None) -> list[Task]:
-        if owner is None:
-            rows = await self._all("SELECT data, polls, ended_at FROM tasks ORDER BY seq")
-        else:
-            rows = await self._all(
-                "SELECT data, polls, ended_at FROM tasks WHERE owner = ? ORDER BY seq", (owner,)
-            )
+    async def list_tasks(
+        self, owner: str | None = None, *, newest: int | None = None
+    ) -> list[Task]:
+        where, params = ("", ()) if owner is None else ("WHERE owner = ?", (owner,))
+        # Newest first with a LIMIT (-1: none), then reversed into submission order.
+        rows = await self._all(
+            f"SELECT data, polls, ended_at FROM tasks {where} ORDER BY seq DESC LIMIT ?",
+            (*params, -1 if newest is None else newest),
+        )
+        rows.reverse()
         return [ledger.task_of(*row) for row in rows]
+
+    async def count_tasks(self) -> int:
+        row = await self._one("SELECT COUNT(*) FROM tasks")
+        return int(row[0])
 
     async def expire(self, finished_before: float, now: Now) -> Expiry:
         limit = self.usage_log_limit
