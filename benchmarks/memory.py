@@ -73,7 +73,7 @@ async def _measure(count: int, trace: bool) -> dict[str, Any]:
     current, _peak = tracemalloc.get_traced_memory()
     rss1 = _rss_bytes()
     tracemalloc.stop()
-    stored = len(await emulator.store.list_tasks())
+    stored = await emulator.store.count_tasks()
     result: dict[str, Any] = {"tasks": count, "stored": stored, "finished": finished}
     if trace:
         result["bytes_per_task_tracemalloc"] = (current - base) / count

@@ -213,6 +213,14 @@ class StoreContract:
         assert [t.task_id for t in await store.list_tasks("a", newest=2)] == a_ids[-2:]
         assert await store.list_tasks(newest=1) == [await store.get_task(ids[-1])]
 
+    @pytest.mark.parametrize("newest", [-1, -5, True, 2.0, "3"])
+    async def test_newest_must_be_an_integer_of_at_least_zero(
+        self, store: Store, newest: object
+    ) -> None:
+        await place(store, make_task(1))
+        with pytest.raises(ValueError, match="newest must be None or an integer >= 0"):
+            await store.list_tasks(newest=newest)  # type: ignore[arg-type]
+
     # -- forced outcomes ---------------------------------------------------------------------
     async def test_force_end_ends_a_running_task_and_keeps_its_polls(self, store: Store) -> None:
         task = make_task(1)

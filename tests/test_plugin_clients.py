@@ -16,7 +16,6 @@ pytest_plugins = ["pytester"]
 
 
 INTERCEPTION = """
-import httpx
 from typing import Any
 
 import httpx

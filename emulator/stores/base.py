@@ -48,6 +48,17 @@ class Expiry:
 EVICT_AT_MOST = 1_000
 
 
+def listed_at_most(newest: int | None) -> int | None:
+    """``newest`` of `Store.list_tasks`, checked: None (every task) or an integer >= 0. Raises
+    ValueError naming ``newest`` otherwise (the stores would each read a negative one
+    differently: SQLite's LIMIT as none, Redis's ZRANGE as a rank from the start)."""
+    if newest is not None and (
+        not isinstance(newest, int) or isinstance(newest, bool) or newest < 0
+    ):
+        raise ValueError(f"newest must be None or an integer >= 0, not {newest!r}")
+    return newest
+
+
 def room_after_eviction(cap: int, evict_at_most: int) -> int:
     """How many tasks a full store keeps after evicting: a tenth of ``cap`` below it (at least
     one, at most ``evict_at_most``), so a full store does not evict at every submission, nor
@@ -122,8 +133,8 @@ class Store(ABC):
         self, owner: str | None = None, *, newest: int | None = None
     ) -> list[Task]:
         """Tasks in submission order, optionally only one owner's; with ``newest``, only the
-        last ``newest`` (>= 0) of those (a full store holds 100,000 tasks: the dashboard reads the
-        few it shows, not all). A read."""
+        last ``newest`` of those (checked by `listed_at_most`; a full store holds 100,000
+        tasks: the dashboard reads the few it shows, not all). A read."""
 
     @abstractmethod
     async def count_tasks(self) -> int:

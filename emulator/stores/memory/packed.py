@@ -104,11 +104,11 @@ def unpack_charge(packed: PackedCharge) -> Charge:
 
 
 class Schedules:
-    """The unpacked schedules of the tasks polled last, at most ``limit``: a client polls a
-    task again and again, and building its `Schedule` on each poll (~3k instructions) was most
-    of what packing added to one. An entry counts only for the very tuple it was built from:
-    a schedule replaced (a forced outcome), or another task under the same id (after a reset),
-    is built anew."""
+    """The unpacked schedules of the tasks read last (polled or got), at most ``limit``, the
+    oldest built dropped first: a client polls a task again and again, and building its
+    `Schedule` on each poll (~3k instructions) was most of what packing added to one. An entry
+    counts only for the very tuple it was built from: a schedule replaced (a forced outcome),
+    or another task under the same id (after a reset), is built anew."""
 
     __slots__ = ("_kept", "_limit")
 

@@ -21,7 +21,16 @@ from ...core.billing import (
 from ...core.faults import FaultRule
 from ...core.journal import PendingEntry
 from ...core.tasks import Task, ended_at, has_ended, images_returned
-from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store, room_after_eviction
+from ..base import (
+    EVICT_AT_MOST,
+    Expiry,
+    Forced,
+    Now,
+    Placed,
+    Store,
+    listed_at_most,
+    room_after_eviction,
+)
 from .end_index import EndIndex
 from .packed import (
     CHARGE_FIELDS,
@@ -42,16 +51,15 @@ from .packed import (
 
 _Group = tuple[str, str, str, str]
 #: A settlement replaces a charge's fields from ``state`` to ``settled_at``, and ``refunded``.
-_STATE = CHARGE_STATE
 _TAKEN = CHARGE_FIELDS.index("taken")
 
 
 def _settled(c: PackedCharge, end: Settlement, settled_at: float, refunded: int) -> PackedCharge:
     """The packed charge ``c`` settled: ``dataclasses.replace(c, state=..., images=...,
     amount=..., settled_at=..., refunded=...)`` on the tuple, by position (every ended task is
-    settled once, a full store up to ``EVICT_AT_MOST`` in one submission's step).
+    settled once, a full store up to ``evict_at_most`` in one submission's step).
     tests/test_store.py fails if a field is missed or misplaced."""
-    return (*c[:_STATE], end.state, end.images, end.amount, settled_at, c[_TAKEN], refunded)
+    return (*c[:CHARGE_STATE], end.state, end.images, end.amount, settled_at, c[_TAKEN], refunded)
 
 
 def _summed(kept: Trimmed, row: Trimmed) -> Trimmed:
@@ -185,6 +193,7 @@ class MemoryStore(Store):
     async def list_tasks(
         self, owner: str | None = None, *, newest: int | None = None
     ) -> list[Task]:
+        newest = listed_at_most(newest)
         # Newest first, then reversed: only the tasks listed are unpacked (~5 µs each).
         kept = (t for t in reversed(self._tasks.values()) if owner is None or owner_of(t) == owner)
         listed = [unpack_task(t) for t in islice(kept, newest)]

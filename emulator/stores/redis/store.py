@@ -34,7 +34,7 @@ from redis.backoff import NoBackoff
 from ...core.billing import SUMMED, Charge, Trimmed
 from ...core.faults import FaultRule
 from ...core.tasks import Task, ended_at, images_returned
-from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store
+from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store, listed_at_most
 from . import scripts as lua
 from .support import (
     JournalWriter,
@@ -237,7 +237,7 @@ class RedisStore(Store):
     async def list_tasks(
         self, owner: str | None = None, *, newest: int | None = None
     ) -> list[Task]:
-        if newest == 0:
+        if listed_at_most(newest) == 0:
             return []
         # Only the newest are read when no owner is asked for; one owner's (the owner is in
         # the task's JSON) are found among all.

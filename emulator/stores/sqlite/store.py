@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from ...core.billing import Charge, Trimmed
 from ...core.faults import FaultRule
 from ...core.tasks import Task
-from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store
+from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store, listed_at_most
 from . import ledger
 
 T = TypeVar("T")
@@ -133,6 +133,7 @@ class SqliteStore(Store):
     async def list_tasks(
         self, owner: str | None = None, *, newest: int | None = None
     ) -> list[Task]:
+        newest = listed_at_most(newest)
         where, params = ("", ()) if owner is None else ("WHERE owner = ?", (owner,))
         # Newest first with a LIMIT (-1: none), then reversed into submission order.
         rows = await self._all(
@@ -143,8 +144,8 @@ class SqliteStore(Store):
         return [ledger.task_of(*row) for row in rows]
 
     async def count_tasks(self) -> int:
-        row = await self._one("SELECT COUNT(*) FROM tasks")
-        return int(row[0])
+        # The counter the cap reads, kept with every insert and removal: no scan of the table.
+        return int(await self._run(lambda db: ledger.counter(db, "tasks")))
 
     async def expire(self, finished_before: float, now: Now) -> Expiry:
         limit = self.usage_log_limit
