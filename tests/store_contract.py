@@ -508,6 +508,22 @@ class StoreContract:
         kept = [t.task_id for t in await store.list_tasks()]
         assert kept == [make_task(i).task_id for i in range(6, cap + 1)]
 
+    @pytest.mark.parametrize("store", [{"evict_at_most": 7}], ids=["bound7"], indirect=True)
+    async def test_a_store_above_a_lowered_cap_sheds_its_bound_a_step_until_below_it(
+        self, store: Store
+    ) -> None:
+        # 30 ended tasks stored with no cap, then a cap of 10 (as a lowered max_tasks): each
+        # submission evicts 7 and is refused while 10 or more remain. Evicting all the excess
+        # at once (21 here; 99,100 for 100,000 under a new cap of 1,000) would hold the store
+        # for as long as that takes.
+        for i in range(30):
+            assert await place(store, make_task(i)) == "placed"  # all end at 3
+        placed = [await place(store, make_task(100 + i), cap=10, now=5.0) for i in range(3)]
+        assert placed == ["full", "full", "placed"]
+        kept = [t.task_id for t in await store.list_tasks()]
+        assert kept == [make_task(i).task_id for i in (*range(21, 30), 102)]
+        assert await store.count_tasks() == 10
+
     async def test_concurrent_submissions_never_exceed_the_cap(self, store: Store) -> None:
         placed = await gather(*(place(store, make_task(i), cap=7) for i in range(30)))
         assert (placed.count("placed"), placed.count("full")) == (7, 23)

@@ -14,7 +14,7 @@ import pytest
 from emulator import Settings
 from emulator.core.billing import SUMMED, Charge, Settlement, Trimmed
 from emulator.stores import Store, open_store
-from emulator.stores.base import EVICT_AT_MOST, room_after_eviction
+from emulator.stores.base import EVICT_AT_MOST, evictions_due, room_after_eviction
 from emulator.stores.memory import MemoryStore
 from emulator.stores.memory import store as memory_store
 from emulator.stores.memory.packed import pack_charge
@@ -281,3 +281,12 @@ async def test_a_sqlite_store_answers_while_every_shared_worker_thread_is_taken(
         for borrower in borrowers:
             limiter.release_on_behalf_of(borrower)
         await store.close()
+
+
+def test_one_step_evicts_at_most_the_bound_even_above_a_lowered_cap() -> None:
+    # At the cap: down to a tenth below it (or the bound); above a lowered cap: the bound.
+    assert evictions_due(110, 110, 7) == 7
+    assert evictions_due(60, 60, 7) == 6
+    assert evictions_due(100_000, 1_000, EVICT_AT_MOST) == EVICT_AT_MOST
+    assert evictions_due(100_000, 100_000, EVICT_AT_MOST) == EVICT_AT_MOST
+    assert evictions_due(5, 5, EVICT_AT_MOST) == 1

@@ -66,6 +66,16 @@ def room_after_eviction(cap: int, evict_at_most: int) -> int:
     return cap - max(1, min(cap // 10, evict_at_most))
 
 
+def evictions_due(stored: int, cap: int, evict_at_most: int) -> int:
+    """How many ended tasks a store holding ``stored`` (at least ``cap``) evicts in one step:
+    down to `room_after_eviction`, but never more than ``evict_at_most``, even above a cap
+    lowered at run time (100,000 stored and a new cap of 1,000 would otherwise evict 99,100 in
+    one step: a loop held for a second, or a Redis script outliving its caller's timeout). Such
+    a store sheds ``evict_at_most`` a submission, refusing them as full until it is below the
+    cap."""
+    return min(stored - room_after_eviction(cap, evict_at_most), evict_at_most)
+
+
 class Store(ABC):
     """The state of one emulator.
 
@@ -101,7 +111,8 @@ class Store(ABC):
 
         Order of checks: the id must be free ("taken"); with ``cap`` > 0 and ``cap`` tasks
         stored, tasks that have ended by ``now`` are evicted first (earliest end first, down to
-        ``room_after_eviction(cap, self.evict_at_most)``, each settled in the same step) and if
+        ``room_after_eviction(cap, self.evict_at_most)``, at most ``evict_at_most`` of them:
+        `evictions_due`; each settled in the same step) and if
         ``cap`` remain it is "full"; a key with a balance below ``charge.held`` first settles
         its holds that are due by ``now``, and is "refused" if still short. A placed hold takes
         ``charge.held`` from the key's balance when it has one (recorded as ``taken``)."""

@@ -134,9 +134,14 @@ class Submitter:
             if placed == "taken":
                 continue  # id taken (a restarted seed over a kept store): draw another
             if placed == "full":
+                # Full of unfinished tasks, or above a lowered cap with more finished ones to
+                # shed than one step evicts (stores/base.evictions_due): say both, as the store
+                # does not tell them apart.
                 raise RateLimited(
-                    f"the emulator holds max_tasks={cap} tasks and none of them has finished; "
-                    "retry when some finish, or raise max_tasks",
+                    f"the emulator holds max_tasks={cap} tasks or more and no room was made: "
+                    "none has finished, or, max_tasks having been lowered, more than "
+                    f"{self._store.evict_at_most} finished ones must go (evicted at most that "
+                    "many a submission); retry when some finish, or raise max_tasks",
                     headers={"Retry-After": "1"},
                 )
             if placed == "refused":

@@ -28,8 +28,8 @@ from ..base import (
     Now,
     Placed,
     Store,
+    evictions_due,
     listed_at_most,
-    room_after_eviction,
 )
 from .end_index import EndIndex
 from .packed import (
@@ -121,7 +121,7 @@ class MemoryStore(Store):
             self._ends.pop_ended(
                 self._tasks,
                 at,
-                len(self._tasks) - room_after_eviction(cap, self.evict_at_most),
+                evictions_due(len(self._tasks), cap, self.evict_at_most),
                 self._remover(at),
             )
             if len(self._tasks) >= cap:

@@ -126,8 +126,9 @@ if redis.call('EXISTS', tk) == 1 then return 0 end
 local now = tonumber(clock_text())
 local cap = tonumber(ARGV[20])
 if cap > 0 and redis.call('ZCARD', P .. 'tasks') >= cap then
-  local excess = redis.call('ZCARD', P .. 'tasks')
-    - (cap - math.max(1, math.min(math.floor(cap / 10), tonumber(ARGV[21]))))
+  local bound = tonumber(ARGV[21])
+  local excess = math.min(redis.call('ZCARD', P .. 'tasks')
+    - (cap - math.max(1, math.min(math.floor(cap / 10), bound))), bound)
   local removed = 0
   for _, victim in ipairs(redis.call('ZRANGEBYSCORE', P .. 'ends', '-inf', now,
                                      'LIMIT', 0, excess + 16)) do

@@ -16,7 +16,7 @@ from typing import Any
 
 from ...core.billing import SUMMED, Charge, Trimmed, settlement, trimmed_row
 from ...core.tasks import Task, ended_at, has_ended, images_returned
-from ..base import Expiry, Forced, Now, Placed, room_after_eviction
+from ..base import Expiry, Forced, Now, Placed, evictions_due
 
 #: Bumped when the tables change; a file of another version is refused, not misread.
 SCHEMA_VERSION = 2
@@ -127,7 +127,7 @@ def insert_held(
         return "taken"
     at = clock(db, now)
     if cap and counter(db, "tasks") >= cap:
-        _evict(db, counter(db, "tasks") - room_after_eviction(cap, evict_at_most), at, limit)
+        _evict(db, evictions_due(int(counter(db, "tasks")), cap, evict_at_most), at, limit)
         if counter(db, "tasks") >= cap:
             return "full"
     balance = _balance(db, charge.owner)
