@@ -110,6 +110,28 @@ def test_a_store_full_of_unfinished_tasks_refuses_with_429(make_client: MakeClie
     assert len(listed) == 3 and kept[0] not in listed
 
 
+def test_a_store_above_a_lowered_max_tasks_sheds_a_bounded_step_and_says_why_it_refuses(
+    make_client: MakeClient,
+) -> None:
+    # 1,005 finished tasks, then max_tasks lowered to 3: one submission's step evicts at most
+    # 1,000 (stores/base.EVICT_AT_MOST), so the first is refused with both causes named and
+    # the next, with 5 left, makes room.
+    client = make_client(max_tasks=2000, task_ttl_seconds=0)
+    for _ in range(1005):
+        client.submit_ok(NANO)
+    client.advance(10_000)  # every one has finished
+    response = client.patch("/_emulator/config", json={"max_tasks": 3})
+    assert response.status_code == 200, response.text
+    refused = client.submit(NANO)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+    message = refused.json()["message"]
+    assert "max_tasks=3" in message and "lowered" in message and "1000" in message
+    assert len(client.get("/_emulator/tasks").json()["tasks"]) == 5
+    placed = client.submit_ok(NANO)
+    listed = [t["task"]["task_id"] for t in client.get("/_emulator/tasks").json()["tasks"]]
+    assert len(listed) == 3 and listed[-1] == placed
+
+
 def test_an_evicted_task_that_was_never_polled_gives_its_hold_back(
     make_client: MakeClient,
 ) -> None:

@@ -111,9 +111,9 @@ class Store(ABC):
 
         Order of checks: the id must be free ("taken"); with ``cap`` > 0 and ``cap`` tasks
         stored, tasks that have ended by ``now`` are evicted first (earliest end first, down to
-        ``room_after_eviction(cap, self.evict_at_most)``, at most ``evict_at_most`` of them:
-        `evictions_due`; each settled in the same step) and if
-        ``cap`` remain it is "full"; a key with a balance below ``charge.held`` first settles
+        ``room_after_eviction(cap, self.evict_at_most)``, at most ``evict_at_most`` in one
+        step: `evictions_due`; each settled in the same step) and if ``cap`` remain it is
+        "full"; a key with a balance below ``charge.held`` first settles
         its holds that are due by ``now``, and is "refused" if still short. A placed hold takes
         ``charge.held`` from the key's balance when it has one (recorded as ``taken``)."""
 

@@ -50,7 +50,8 @@ from .packed import (
 )
 
 _Group = tuple[str, str, str, str]
-#: A settlement replaces a charge's fields from ``state`` to ``settled_at``, and ``refunded``.
+#: A settlement replaces a charge's fields from ``state`` to ``settled_at``, keeps ``taken``
+#: and replaces ``refunded`` (`_settled`).
 _TAKEN = CHARGE_FIELDS.index("taken")
 
 

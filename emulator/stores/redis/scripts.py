@@ -115,7 +115,8 @@ _LATE = "if late() then return redis.error_reply('LATE the caller has given up')
 # ARGV id, task json, owner, created_at, ends_at, end poll (''), end (''), images paid,
 # charge json, held, unit price, key label, model, blob, has blob ('1'), cap (0: none), the
 # most tasks one step evicts (an argument, not text: one script, one SHA, for every bound)
-# -> 1 placed, 0 id taken, 2 refused (balance), 3 full (cap, nothing ended)
+# -> 1 placed, 0 id taken, 2 refused (balance), 3 full (cap: nothing ended, or more ended
+# ones to shed than one step evicts)
 INSERT_HELD = (
     PRELUDE
     + _LATE
