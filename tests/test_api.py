@@ -251,6 +251,25 @@ def test_unknown_route_and_wrong_method_use_the_error_body(client: Client) -> No
     assert json.loads(response.content)["code"] == "method_not_allowed"
 
 
+def test_a_path_ending_in_a_newline_is_no_routes_and_changes_nothing(client: Client) -> None:
+    # Python's "$" matches before a final newline: Starlette's route regexes used to take
+    # these paths, so %0A submitted a task and reset the emulator.
+    task_id = client.submit_ok(NANO)
+    for method, path in [
+        ("POST", "/v1/images/tasks%0A"),
+        ("POST", "/_emulator/reset%0A"),
+        ("GET", "/_emulator/tasks%0A"),
+        ("GET", "/healthz%0A"),
+    ]:
+        response = client.request(method, path, json=NANO)
+        assert (response.status_code, response.json()["code"]) == (404, "not_found"), path
+    listed = client.get("/_emulator/tasks").json()["tasks"]
+    assert [view["task"]["task_id"] for view in listed] == [task_id]
+    # A path parameter takes any character but "/": the newline is part of the id asked for.
+    response = client.get(f"/v1/images/tasks/{task_id}%0A")
+    assert (response.status_code, response.json()["code"]) == (404, "task_not_found")
+
+
 def test_manual_clock_cannot_go_backwards(client: Client) -> None:
     response = client.post("/_emulator/clock/advance", json={"seconds": -1})
     assert response.status_code == 400

@@ -64,6 +64,32 @@ def _request(messages: list[dict[str, Any]]) -> Any:
     return Request(scope, receive)
 
 
+def test_route_regexes_end_in_a_dollar_that_anchor_at_end_makes_the_paths_end() -> None:
+    from starlette.routing import Match, Mount, Route
+
+    from emulator.http.privates import anchor_at_end
+
+    async def endpoint(scope: Any, receive: Any, send: Any) -> None: ...
+
+    routes = [Route("/a", endpoint), Route("/b/{x}", endpoint), Mount("/c", app=endpoint)]
+    where = "emulator/http/privates.anchor_at_end"
+    for route in routes:
+        assert route.path_regex.pattern.endswith("$"), changed("starlette", "path_regex", where)
+    scope = {"type": "http", "method": "GET", "root_path": ""}
+    before = [
+        route.matches({**scope, "path": path})[0]
+        for route, path in zip(routes, ["/a\n", "/b/y\n", "/c/d\n"], strict=True)
+    ]
+    assert before == [Match.FULL] * 3, changed("starlette", "route matching", where)
+    anchor_at_end(routes)
+    after = [
+        route.matches({**scope, "path": path})[0]
+        for route, path in zip(routes, ["/a\n", "/b/y\n", "/c/d\n"], strict=True)
+    ]
+    # "/b/y\n": the parameter takes the newline, so that route still matches.
+    assert after == [Match.NONE, Match.FULL, Match.NONE], changed("starlette", "path_regex", where)
+
+
 def test_a_body_read_by_read_body_is_one_starlette_treats_as_consumed() -> None:
     from emulator.http.privates import read_body
 

@@ -17,7 +17,7 @@ from ..config import Settings
 from ..usecases.emulator import Emulator
 from .dispatch import Dispatch
 from .effects import DropConnection
-from .privates import abort_connection
+from .privates import abort_connection, anchor_at_end
 from .terminal import TerminalAnswers
 
 if TYPE_CHECKING:
@@ -87,6 +87,7 @@ def _routes() -> tuple[list[BaseRoute], dict[Any, Any]]:
     from .errors import exception_handlers
 
     served = api.routes() + admin.routes() + readiness.routes() + openapi.routes() + ui.routes()
+    anchor_at_end(served)  # a path ending in %0A is no route's (Starlette's "$" allows it)
     return served, exception_handlers()
 
 

@@ -52,8 +52,9 @@ POLL_PREFIX = "/v1/images/tasks/"
 RESULT_PATH = "/_emulator/results/{task_id}/{token}/{name}"
 RESULT_PREFIX = "/_emulator/results/"
 #: The GET routes' regexes as Starlette compiles them: `match` applies them by string methods.
-POLL_REGEX = "^/v1/images/tasks/(?P<task_id>[^/]+)$"
-RESULT_REGEX = "^/_emulator/results/(?P<task_id>[^/]+)/(?P<token>[^/]+)/(?P<name>[^/]+)$"
+#: Anchored at the end by `privates.anchor_at_end` (``\\Z``, not Starlette's ``$``).
+POLL_REGEX = r"^/v1/images/tasks/(?P<task_id>[^/]+)\Z"
+RESULT_REGEX = r"^/_emulator/results/(?P<task_id>[^/]+)/(?P<token>[^/]+)/(?P<name>[^/]+)\Z"
 
 #: An exception handler as the app installs them (`errors.exception_handlers`): async, and
 #: always answers.
@@ -134,11 +135,11 @@ class Dispatch:
                 path = path[len(root_path) :]
         method = scope["method"]
         if method == "POST":
-            if path == SUBMIT_PATH:  # the route's regex ^...$ (also before a final "\n")
+            if path == SUBMIT_PATH:  # the route's regex, anchored at the end: the path itself
                 return self._submit, dict(scope.get("path_params", ()))
         elif method == "GET" or method == "HEAD":
             if path.startswith(POLL_PREFIX):
-                # The route's regex, ^/v1/images/tasks/(?P<task_id>[^/]+)$, by string methods:
+                # The route's regex, ^/v1/images/tasks/(?P<task_id>[^/]+)\Z, by string methods:
                 # "[^/]+" takes any character but "/" (a final "\n" too), so the id is the rest
                 # of the path when that is not empty and holds no "/".
                 task_id = path[len(POLL_PREFIX) :]

@@ -18,14 +18,22 @@ the other such use: ``protocols.py``, checked by ``tests/test_http_guard.py``.)
 - ``abort_connection``: there is no ASGI message for "drop this connection without an
   answer" (a fault effect); uvicorn's ``send`` is a bound method of the connection's request
   cycle, which holds the transport.
+- ``anchor_at_end``: Starlette compiles a route's path into ``^...$`` (its ``path_regex``),
+  and Python's ``$`` also matches before a final newline, so ``POST /v1/images/tasks%0A``
+  reached the submission and ``POST /_emulator/reset%0A`` reset the emulator. Each route's
+  ``path_regex`` is compiled again ending in ``\\Z``; Starlette's router and ``Mount`` read
+  only that attribute to match. There is no public option for it.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import Send
 
 from ..errors import PayloadTooLarge
@@ -86,4 +94,15 @@ def abort_connection(send: Send) -> bool:
     return True
 
 
-__all__ = ["PrebuiltResponse", "abort_connection", "read_body"]
+def anchor_at_end(routes: Iterable[BaseRoute]) -> None:
+    """Make each route's path regex end at the path's end, never before a final newline
+    (``\\Z`` for Starlette's ``$``): a path with a trailing ``%0A`` is then no route's, a 404.
+    A parameter that takes any character but "/" still takes the newline (a poll of
+    ``abc%0A`` is a poll of the task ``abc\\n``), as before."""
+    for route in routes:
+        regex = getattr(route, "path_regex", None)
+        if isinstance(regex, re.Pattern) and regex.pattern.endswith("$"):
+            route.path_regex = re.compile(regex.pattern[:-1] + r"\Z", regex.flags)  # type: ignore[attr-defined]
+
+
+__all__ = ["PrebuiltResponse", "abort_connection", "anchor_at_end", "read_body"]
