@@ -290,3 +290,36 @@ def test_one_step_evicts_at_most_the_bound_even_above_a_lowered_cap() -> None:
     assert evictions_due(100_000, 1_000, EVICT_AT_MOST) == EVICT_AT_MOST
     assert evictions_due(100_000, 100_000, EVICT_AT_MOST) == EVICT_AT_MOST
     assert evictions_due(5, 5, EVICT_AT_MOST) == 1
+
+
+async def test_the_memory_order_index_sheds_removed_tasks_and_pages_stay_exact() -> None:
+    # Rounds of 1,000 tasks, 900 of each removed by expiry: the index of positions drops the
+    # removed ones (bounded by the stored count and a slack of 1,024), and pages list exactly
+    # the stored tasks, in order, across its rebuilds.
+    store = MemoryStore()
+    kept: list[str] = []
+    for round_ in range(6):
+        # A cursor taken before this round's removals (and the index's rebuilds) still leads
+        # to exactly the tasks after it.
+        before = await store.task_page(None, len(kept)) if kept else None
+        earlier = len(kept)
+        for i in range(1_000):
+            number = round_ * 1_000 + i
+            task = make_task(number, created_at=float(round_), processing_s=1e9 if i < 100 else 2.0)
+            assert await place(store, task, now=float(round_)) == "placed"
+            kept += [task.task_id] if i < 100 else []
+        await store.expire(finished_before=round_ + 10.0, now=round_ + 10.0)
+        if before is not None:
+            rest = await store.task_page(before.last, 1_000)
+            assert rest is not None and [t.task_id for t in rest.tasks] == kept[earlier:]
+        listed, after = [], None
+        while True:
+            page = await store.task_page(after, 64)
+            assert page is not None
+            listed += [t.task_id for t in page.tasks]
+            if not page.more:
+                break
+            after = page.last
+        assert listed == kept
+    order = store._order  # the index itself: its size is what this test bounds
+    assert len(order._ids) == len(order._numbers) <= len(kept) + 1_024 + 1

@@ -19,6 +19,7 @@ from ..core.keys import mask_key
 from ..core.query import one_of, query_values
 from ..core.tasks import Status
 from ..errors import InvalidRequest, StoreUnavailable
+from ..usecases.pages import MAX_PAGE
 from ..usecases.settle import key_problem
 from ..usecases.steer import Steering, settings_json
 from .guard import Handler, guarded, is_admin, json_body, json_object
@@ -92,14 +93,21 @@ async def advance_clock(request: Request) -> Response:
 # -- tasks --------------------------------------------------------------------------------
 @guarded
 async def list_tasks(request: Request) -> Response:
-    params = query_values(request.query_params.multi_items(), ("status", "model"), "task filter")
+    params = query_values(request.query_params.multi_items(), TASK_PARAMETERS, "task parameter")
     status = params.get("status")
     if status is not None:
         one_of("status", status, get_args(Status))
-    views = await _steering(request).tasks(
-        str(request.base_url), status=status, model=params.get("model")
+    limit: object = params.get("limit", MAX_PAGE)
+    if isinstance(limit, str) and limit.isascii() and limit.isdigit() and len(limit) <= 9:
+        limit = int(limit)  # a number; its range (and anything else) is the page's to refuse
+    views, following = await _steering(request).tasks_page(
+        str(request.base_url),
+        status=status,
+        model=params.get("model"),
+        limit=limit,
+        after=params.get("after"),
     )
-    return JSONResponse({"tasks": views})
+    return JSONResponse({"tasks": views, "next": following})
 
 
 @guarded
@@ -203,6 +211,8 @@ async def put_balance(request: Request) -> Response:
     return JSONResponse({"key": mask_key(key), "balance": amount})
 
 
+#: The query parameters of ``GET /_emulator/tasks``: filters, and the page's size and start.
+TASK_PARAMETERS = ("status", "model", "limit", "after")
 #: The filters of ``GET /_emulator/usage``.
 USAGE_FILTERS = ("key", "model", "state", "task_id")
 #: Routes that read their query themselves (health: open to probes, whatever they append).

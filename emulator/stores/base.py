@@ -59,6 +59,39 @@ def listed_at_most(newest: int | None) -> int | None:
     return newest
 
 
+#: Where a task stands in submission order: (its number, its id). Numbers rise with each
+#: submission and are never given again, also not after ``reset`` (which restarts the ids a
+#: seed draws): a position names one stored task, never a later one that took its id.
+Position = tuple[int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    """What `Store.task_page` read: ``tasks`` in submission order, ``last`` the position of the
+    last of them (None when there are none), ``more``: stored tasks follow it."""
+
+    tasks: list[Task]
+    last: Position | None
+    more: bool
+
+
+def paged(after: Position | None, count: int) -> tuple[Position | None, int]:
+    """``after`` and ``count`` of `Store.task_page`, checked: ``after`` None or (an integer >= 0,
+    a string), ``count`` an integer >= 1. Raises ValueError naming the argument otherwise."""
+    if after is not None and not (
+        isinstance(after, tuple)
+        and len(after) == 2
+        and isinstance(after[0], int)
+        and not isinstance(after[0], bool)
+        and after[0] >= 0
+        and isinstance(after[1], str)
+    ):
+        raise ValueError(f"after must be None or a (number >= 0, task id) pair, not {after!r:.80}")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"count must be an integer >= 1, not {count!r:.40}")
+    return after, count
+
+
 def room_after_eviction(cap: int, evict_at_most: int) -> int:
     """How many tasks a full store keeps after evicting: a tenth of ``cap`` below it (at least
     one, at most ``evict_at_most``), so a full store does not evict at every submission, nor
@@ -146,6 +179,18 @@ class Store(ABC):
         """Tasks in submission order, optionally only one owner's; with ``newest``, only the
         last ``newest`` of those (checked by `listed_at_most`; a full store holds 100,000
         tasks: the dashboard reads the few it shows, not all). A read."""
+
+    @abstractmethod
+    async def task_page(self, after: Position | None, count: int) -> TaskPage | None:
+        """At most ``count`` stored tasks in submission order: the first ones, or those
+        submitted after the task at ``after`` (a `TaskPage`'s ``last``); None when no stored
+        task has that position any more (expired, evicted, reset: a walk cannot go on from
+        it without skipping or repeating tasks). Arguments checked by `paged`.
+
+        A read, one consistent view: the check of ``after`` and the page are one step
+        (memory: no await; SQLite: one read transaction; Redis: one script). Its cost is the
+        page's, not the store's: a page after the 99,000th of 100,000 tasks is read without
+        reading the 99,000 (docs/persistence.md says how each backend finds it)."""
 
     @abstractmethod
     async def count_tasks(self) -> int:
@@ -268,7 +313,8 @@ class Store(ABC):
     @abstractmethod
     async def reset(self) -> None:
         """Forget everything: tasks, blobs, faults, journal (and its numbering), usage,
-        balances, the clock; the id streams ``claim_id_stream`` handed out stay claimed. Not one
+        balances, the clock; the id streams ``claim_id_stream`` handed out stay claimed, and
+        the numbers of task positions (`Position`) go on from where they were. Not one
         step on a networked backend: one that failed may be half done, and repeating it
         finishes it."""
 

@@ -27,6 +27,7 @@ from ..core.tasks import elapsed as task_elapsed
 from ..errors import EmulatorError, InvalidRequest, TaskNotFound
 from ..stores import Store, masked_url
 from .configuration import Configuration
+from .pages import MAX_PAGE, CursorGone, cursor_of, gone, page_limit, position_of
 from .poll import Tasks
 from .results import Results
 from .settle import Billing, balance_problem, key_problem
@@ -94,13 +95,19 @@ class Steering:
     # -- tasks -----------------------------------------------------------------------------
     async def view(self, task: Task, base_url: str) -> dict[str, Any]:
         """A task as ``GET /_emulator/tasks/{id}`` shows it."""
-        obs = await self._tasks.observe(task)
+        return self._view_at(task, base_url, await self._clock.now())
+
+    def _view_at(self, task: Task, base_url: str, now: float) -> dict[str, Any]:
+        """``view`` at the clock time ``now`` (one read of the clock serves a whole page: on
+        Redis each read is a round trip). A task of the per_poll clock moves by its polls."""
+        elapsed = task_elapsed(task, 0.0 if task.schedule.steps is not None else now)
+        obs = observe(task.schedule, elapsed)
         urls = self._results.urls(task, base_url) if obs.status == "succeeded" else []
         return {
             "task": task.to_dict(),
             "status": obs.status,
             "progress": f"{obs.progress}%",
-            "elapsed": await self._tasks.elapsed(task),
+            "elapsed": elapsed,
             "result_urls": urls,
         }
 
@@ -115,16 +122,56 @@ class Steering:
         self, base_url: str, *, status: str | None = None, model: str | None = None
     ) -> list[dict[str, Any]]:
         """Every task that has not expired (as the task route says), in submission order;
-        only those of ``model`` and ``status`` when given."""
+        only those of ``model`` and ``status`` when given. Read page by page (`tasks_page`):
+        CursorGone if a task a page ended at is removed before the next is read (the walk
+        would skip or repeat tasks): never a partial list."""
+        views: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            try:
+                page, after = await self.tasks_page(
+                    base_url, status=status, model=model, after=after
+                )
+            except CursorGone as exc:
+                raise CursorGone(
+                    f"tasks changed while they were listed page by page ({len(views)} listed):"
+                    f" {exc.message}",
+                    field="after",
+                ) from None
+            views += page
+            if after is None:
+                return views
+
+    async def tasks_page(
+        self,
+        base_url: str,
+        *,
+        status: str | None = None,
+        model: str | None = None,
+        limit: object = MAX_PAGE,
+        after: object = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of `tasks`: the views of the tasks that match among at most ``limit``
+        stored tasks (1 to `MAX_PAGE`) after the cursor ``after`` (None: from the first), and
+        the cursor of the next page (None: none follows). A page may hold fewer matches than
+        ``limit``, even none, while more remain: its cost is ``limit`` tasks, whatever the
+        filters match. CursorGone when ``after``'s task is no longer stored."""
+        count = page_limit(limit)
+        position = None if after is None else position_of(after)
         await self._startup.ensure()
+        page = await self._store.task_page(position, count)
+        if page is None:
+            raise gone(str(after))
+        now = await self._clock.now()
         views = []
-        for task in await self._store.list_tasks():
-            if (model and task.model != model) or await self._tasks.is_expired(task):
+        for task in page.tasks:
+            if (model and task.model != model) or await self._tasks.is_expired(task, now):
                 continue
-            view = await self.view(task, base_url)
+            view = self._view_at(task, base_url, now)
             if not status or view["status"] == status:
                 views.append(view)
-        return views
+        following = cursor_of(page.last) if page.more and page.last is not None else None
+        return views, following
 
     async def end_task(
         self,

@@ -27,11 +27,15 @@ from ..base import (
     Forced,
     Now,
     Placed,
+    Position,
     Store,
+    TaskPage,
     evictions_due,
     listed_at_most,
+    paged,
 )
 from .end_index import EndIndex
+from .order import SubmissionOrder
 from .packed import (
     CHARGE_FIELDS,
     CHARGE_OWNER,
@@ -88,6 +92,8 @@ class MemoryStore(Store):
     def __init__(self, *, evict_at_most: int = EVICT_AT_MOST) -> None:
         super().__init__(evict_at_most=evict_at_most)
         self._tasks: OrderedDict[str, PackedTask] = OrderedDict()
+        #: Where each task stands in submission order: pages of a listing find their start.
+        self._order = SubmissionOrder()
         #: The schedules of the tasks polled last, unpacked.
         self._schedules = Schedules()
         #: The tasks by end time: expiry and eviction take the earliest, not every task.
@@ -141,6 +147,7 @@ class MemoryStore(Store):
             # is already what is stored, and a copy costs as much as the rest of this step.
             charge = dataclasses.replace(charge, state="held", taken=taken, refunded=0)
         self._charges[task.task_id] = pack_charge(charge)
+        self._order.add(task.task_id, self._tasks)
         packed = self._tasks[task.task_id] = pack_task(task)
         self._ends.push(packed, self._tasks)
         self._due.push(packed, self._tasks)
@@ -201,6 +208,14 @@ class MemoryStore(Store):
         listed.reverse()
         return listed
 
+    async def task_page(self, after: Position | None, count: int) -> TaskPage | None:
+        after, count = paged(after, count)
+        found = self._order.page(after, count, self._tasks)
+        if found is None:
+            return None
+        ids, last, more = found
+        return TaskPage([unpack_task(self._tasks[i]) for i in ids], last, more)
+
     async def count_tasks(self) -> int:
         return len(self._tasks)
 
@@ -217,6 +232,7 @@ class MemoryStore(Store):
             if not has_ended(task, at):
                 return False
             del self._tasks[task.task_id]
+            self._order.removed(task.task_id, self._tasks)
             self._blobs.pop(f"ref:{task.task_id}", None)
             self._settle(task.task_id, images_returned(task), ended_at(task))
             return True
@@ -366,6 +382,7 @@ class MemoryStore(Store):
         self._trimmed.clear()
         self._balances.clear()
         self._tasks.clear()
+        self._order.clear()
         self._schedules.clear()
         self._ends.clear()
         self._due.clear()

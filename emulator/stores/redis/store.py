@@ -34,7 +34,18 @@ from redis.backoff import NoBackoff
 from ...core.billing import SUMMED, Charge, Trimmed
 from ...core.faults import FaultRule
 from ...core.tasks import Task, ended_at, images_returned
-from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store, listed_at_most
+from ..base import (
+    EVICT_AT_MOST,
+    Expiry,
+    Forced,
+    Now,
+    Placed,
+    Position,
+    Store,
+    TaskPage,
+    listed_at_most,
+    paged,
+)
 from . import scripts as lua
 from .support import (
     JournalWriter,
@@ -112,6 +123,7 @@ class RedisStore(Store):
         self._add_fault, self._remove_fault = s(lua.ADD_FAULT), s(lua.REMOVE_FAULT)
         self._count_evaluation, self._claim = s(lua.COUNT_EVALUATION), s(lua.CLAIM)
         self._list, self._list_faults = s(lua.LIST), s(lua.LIST_FAULTS)
+        self._page = s(lua.PAGE)
         self._scope: ContextVar[Snapshot | None] = ContextVar(f"scope{id(self)}", default=None)
         self.request_scope = self._scoped
         keys = [self._k("journal"), self._k("seq", "journal")]
@@ -247,6 +259,22 @@ class RedisStore(Store):
         tasks = [task_of(*flat[i : i + 4]) for i in range(0, len(flat), 4)]
         kept = [t for t in tasks if owner is None or t.owner == owner]
         return kept if newest is None else kept[-newest:]
+
+    @guard_read
+    async def task_page(self, after: Position | None, count: int) -> TaskPage | None:
+        after, count = paged(after, count)
+        # A position is the task's score in P:tasks (ZRANGEBYSCORE from it: a page costs its
+        # own members, however many are stored).
+        args = [self._k("task", ""), "", "", count, "d", "p", "e", "f"]
+        if after is not None:
+            args[1:3] = [str(after[0]), after[1]]
+        found = await self._page([self._k("tasks")], args)
+        if found == 0:
+            return None
+        more, number, last, *flat = found
+        tasks = [task_of(*flat[i : i + 4]) for i in range(0, len(flat), 4)]
+        position = (int(float(number)), text(last)) if last else None
+        return TaskPage(tasks, position, bool(int(more)))
 
     @guard_read
     async def count_tasks(self) -> int:
@@ -401,9 +429,12 @@ class RedisStore(Store):
         # step (a scan): a reset answered 503 may be half done; repeating it finishes it.
         self._forget()
         await self._drain()
-        keep = self._k("streams").encode()
+        # The task numbers stay too: a listing's cursor from before never names a later task.
+        keep = {self._k("streams").encode(), self._k("seq", "task").encode()}
         pattern = glob_escape(self._p) + "*"
-        doomed = [k async for k in self._redis.scan_iter(match=pattern, count=1000) if k != keep]
+        doomed = [
+            k async for k in self._redis.scan_iter(match=pattern, count=1000) if k not in keep
+        ]
         for i in range(0, len(doomed), 500):
             await self._redis.unlink(*doomed[i : i + 500])
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ...core.billing import SUMMED, Charge, Trimmed, settlement, trimmed_row
 from ...core.tasks import Task, ended_at, has_ended, images_returned
-from ..base import Expiry, Forced, Now, Placed, evictions_due
+from ..base import Expiry, Forced, Now, Placed, TaskPage, evictions_due
 
 #: Bumped when the tables change; a file of another version is refused, not misread.
 SCHEMA_VERSION = 2
@@ -271,6 +271,29 @@ def set_balance(
 def trimmed_usage(db: sqlite3.Connection) -> list[Trimmed]:
     rows = db.execute(f"SELECT owner, key, model, state, {', '.join(SUMMED)} FROM trimmed")
     return [Trimmed(*row) for row in rows.fetchall()]
+
+
+def task_page(db: sqlite3.Connection, after: tuple[int, str] | None, count: int) -> TaskPage | None:
+    """`Store.task_page` in one deferred (read) transaction, which other writers do not wait
+    for (WAL)."""
+    db.execute("BEGIN")
+    try:
+        if after is not None:
+            found = db.execute(
+                "SELECT 1 FROM tasks WHERE seq = ? AND task_id = ?", after
+            ).fetchone()
+            if found is None:
+                return None
+        rows = db.execute(
+            f"SELECT seq, task_id, {_TASK_COLUMNS} FROM tasks WHERE seq > ? ORDER BY seq LIMIT ?",
+            (-1 if after is None else after[0], count + 1),
+        ).fetchall()
+    finally:
+        db.execute("COMMIT")
+    more = len(rows) > count
+    del rows[count:]
+    last = (int(rows[-1][0]), str(rows[-1][1])) if rows else None
+    return TaskPage([task_of(*row[2:]) for row in rows], last, more)
 
 
 def reset(db: sqlite3.Connection) -> None:

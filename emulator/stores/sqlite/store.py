@@ -24,7 +24,18 @@ from typing import Any, TypeVar
 from ...core.billing import Charge, Trimmed
 from ...core.faults import FaultRule
 from ...core.tasks import Task
-from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store, listed_at_most
+from ..base import (
+    EVICT_AT_MOST,
+    Expiry,
+    Forced,
+    Now,
+    Placed,
+    Position,
+    Store,
+    TaskPage,
+    listed_at_most,
+    paged,
+)
 from . import ledger
 
 T = TypeVar("T")
@@ -142,6 +153,14 @@ class SqliteStore(Store):
         )
         rows.reverse()
         return [ledger.task_of(*row) for row in rows]
+
+    async def task_page(self, after: Position | None, count: int) -> TaskPage | None:
+        after, count = paged(after, count)
+        # A task's position is its seq: AUTOINCREMENT never gives one twice, also not after a
+        # reset (which empties the table, not sqlite_sequence). One read transaction: the
+        # check of ``after`` and the page see one state. Through the seq key: a page costs
+        # its own rows, however many are stored.
+        return await self._run(lambda db: ledger.task_page(db, after, count))
 
     async def count_tasks(self) -> int:
         # The counter the cap reads, kept with every insert and removal: no scan of the table.

@@ -1,0 +1,85 @@
+"""Pages of the task listing: their size and their cursor.
+
+A full store holds ``max_tasks`` (100,000 by default): one listing of all of them held the
+event loop ~7 s and took ~80 MB. So a listing reads one page, at most ``MAX_PAGE`` stored
+tasks (filters apply to those: a page may hold fewer matches, even none, while more remain),
+and says where the next starts. The cursor is the position of the page's last task
+(`stores.base.Position`: its number, never given twice, and its id), written as text that
+callers keep as it is. A cursor whose task is no longer stored is `CursorGone`, never a page
+that would skip or repeat tasks.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..core.checks import shown
+from ..errors import EmulatorError, InvalidRequest
+from ..stores.base import Position
+
+#: The most stored tasks one page reads (and the default).
+MAX_PAGE = 1000
+#: A cursor as `cursor_of` writes it: the number (at most 15 digits: exact in a Redis score,
+#: a double), a dot, the task's id (the emulator's ids, or any up to 128 visible characters).
+_CURSOR = re.compile(r"([0-9]{1,15})\.([!-~]{1,128})", re.ASCII)
+
+
+class PageArgumentError(InvalidRequest, ValueError):
+    """A page's ``limit`` or ``after`` breaks its rule (400); a ValueError for Python callers."""
+
+
+class CursorGone(EmulatorError, LookupError):
+    """The task a cursor points after is no longer stored: 404 (not 410: schemathesis' positive
+    data check, which every contract run makes, accepts 404 on schema-valid input, not 410),
+    code ``cursor_expired``; list again from the start."""
+
+    status_code = 404
+    code = "cursor_expired"
+
+
+def page_limit(limit: object) -> int:
+    """``limit``, an integer from 1 to `MAX_PAGE`; else PageArgumentError naming it."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise PageArgumentError(
+            f"limit must be an integer from 1 to {MAX_PAGE}, got {shown(limit, 40)}",
+            field="limit",
+        )
+    return limit
+
+
+def cursor_of(position: Position) -> str:
+    """The cursor of the page that ends at ``position``."""
+    return f"{position[0]}.{position[1]}"
+
+
+def position_of(cursor: object) -> Position:
+    """The position a cursor names; PageArgumentError naming ``after`` if it is no cursor."""
+    match = _CURSOR.fullmatch(cursor) if isinstance(cursor, str) else None
+    if match is None:
+        raise PageArgumentError(
+            f"after must be the 'next' of an earlier page, as it was given, got "
+            f"{shown(cursor, 80)}",
+            field="after",
+        )
+    return int(match[1]), match[2]
+
+
+def gone(cursor: str) -> CursorGone:
+    """The refusal of a cursor whose task is no longer stored."""
+    return CursorGone(
+        f"after {shown(cursor, 80)} points after a task that is no longer stored (expired, "
+        "evicted, or the emulator was reset): a page after it would skip or repeat tasks; "
+        "list again from the start, without after",
+        field="after",
+    )
+
+
+__all__ = [
+    "MAX_PAGE",
+    "CursorGone",
+    "PageArgumentError",
+    "cursor_of",
+    "gone",
+    "page_limit",
+    "position_of",
+]
