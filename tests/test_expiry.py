@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import anyio
 import pytest
@@ -103,11 +104,20 @@ def test_a_store_full_of_unfinished_tasks_refuses_with_429(make_client: MakeClie
     assert refused.json()["code"] == "rate_limited"
     assert "max_tasks=3" in refused.json()["message"]
     assert refused.headers["Retry-After"] == "1"
-    assert len(client.get("/_emulator/tasks").json()["tasks"]) == 3
+    stored = [t["task"] for t in client.get("/_emulator/tasks").json()["tasks"]]
+    assert [t["task_id"] for t in stored] == kept
+
+    # Eviction takes the task that ended first (all were submitted at 0 on the manual clock).
+    def ends(task: dict[str, Any]) -> float:
+        schedule = task["schedule"]
+        end: float | None = schedule["end_s"]  # a failure's, else the processing's end
+        return schedule["queued_s"] + schedule["processing_s"] if end is None else end
+
+    first = min(stored, key=ends)
     client.advance(10_000)  # they finish: room again
-    client.submit_ok(NANO)
+    placed = client.submit_ok(NANO)
     listed = [t["task"]["task_id"] for t in client.get("/_emulator/tasks").json()["tasks"]]
-    assert len(listed) == 3 and kept[0] not in listed
+    assert sorted(listed) == sorted([*(i for i in kept if i != first["task_id"]), placed])
 
 
 def test_a_store_above_a_lowered_max_tasks_sheds_a_bounded_step_and_says_why_it_refuses(

@@ -9,7 +9,6 @@ across workers sharing a store.
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -36,6 +35,7 @@ from .checks import (
     shown,
     text_problem,
 )
+from .draws import KeyedDraws
 
 Endpoint = Literal["submit", "poll", "result", "any"]
 EffectKind = Literal[
@@ -179,7 +179,7 @@ def fires(seed: int, rule: FaultRule, evaluation: int) -> bool:
         return True
     if rule.probability <= 0.0:
         return False
-    return random.Random(f"{seed}:fault:{rule.id}:{evaluation}").random() < rule.probability
+    return KeyedDraws(f"{seed}:fault:{rule.id}:{evaluation}").random() < rule.probability
 
 
 # -- parsing ------------------------------------------------------------------------------

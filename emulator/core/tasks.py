@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from .draws import Draws
 from .frozen import builder
 
 if TYPE_CHECKING:
@@ -114,9 +114,7 @@ def observe(schedule: Schedule, elapsed: float) -> Observation:
     return Observation("processing", max(0, min(99, int(fraction * 100))))
 
 
-def fate(
-    schedule: Schedule, rng: random.Random, fault: FaultRule | None, failure_rate: float
-) -> Schedule:
+def fate(schedule: Schedule, rng: Draws, fault: FaultRule | None, failure_rate: float) -> Schedule:
     """``schedule`` as a fault rule (fail_task, partial) or the failure rate decides it, at
     submission: nothing that changes later can change a task's fate."""
     effect = fault.effect if fault else None

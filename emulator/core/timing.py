@@ -1,15 +1,17 @@
-"""Task durations as data: per model / tier / quality, fixed or drawn from a seeded RNG."""
+"""Task durations as data: per model / tier / quality, fixed or drawn from a seeded RNG (a
+task's ``KeyedDraws``, or any ``random.Random``: ``core.draws.Draws``)."""
 
 from __future__ import annotations
 
 import math
-import random
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+
+from .draws import Draws
 
 Dist = Literal["fixed", "uniform", "lognormal"]
 _exp = math.exp
@@ -40,11 +42,11 @@ class Duration:
             raise ValueError(f"timing {where}: bad {dist} duration {dict(raw)!r}: {exc}") from None
         raise ValueError(f"timing {where}: dist must be fixed, uniform or lognormal, got {dist!r}")
 
-    def draw(self, rng: random.Random) -> float:
+    def draw(self, rng: Draws) -> float:
         return _drawn(self.dist, self.a, self.b, rng)
 
 
-def _drawn(dist: Dist, a: float, b: float, rng: random.Random) -> float:
+def _drawn(dist: Dist, a: float, b: float, rng: Draws) -> float:
     """A duration drawn from ``rng``: the same floats, and the same draws from ``rng``, as
     ``max(0.0, rng.uniform(a, b))`` and ``max(0.0, min(a * 4, max(a / 4, a *
     exp(rng.gauss(0, b)))))`` (tests/test_timing.py compares them over many seeds), without
@@ -114,7 +116,7 @@ class Timing:
 
     def draw(
         self,
-        rng: random.Random,
+        rng: Draws,
         model: str,
         tier: str | None,
         quality: str | None,
