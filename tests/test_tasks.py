@@ -88,6 +88,23 @@ def test_per_poll_moves_one_step_per_poll() -> None:
     ]
 
 
+@given(
+    queued=st.floats(0.0, 1e4, allow_nan=False),
+    processing=st.floats(1e-3, 1e5, allow_nan=False),
+    steps=st.integers(2, 1000),
+    data=st.data(),
+)
+def test_per_poll_progress_after_poll_k_is_k_steps_whatever_the_durations(
+    queued: float, processing: float, steps: int, data: st.DataObject
+) -> None:
+    # Poll k of `steps` shows k * 100 // steps percent: the float arithmetic of the elapsed
+    # time (queued + processing * k / steps, then back) must not land it one percent short.
+    s = Schedule(queued_s=queued, processing_s=processing)
+    k = data.draw(st.integers(1, steps - 1))
+    obs = observe(s, per_poll_elapsed(s, k, steps))
+    assert (obs.status, obs.progress) == ("processing", k * 100 // steps)
+
+
 def test_task_round_trips_through_plain_data() -> None:
     task = Task(
         task_id="task_" + "0" * 32,
