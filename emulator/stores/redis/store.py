@@ -28,8 +28,6 @@ from contextvars import ContextVar
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from ...core.billing import SUMMED, Charge, Trimmed
 from ...core.faults import FaultRule
@@ -53,28 +51,28 @@ from .support import (
     Scripts,
     Snapshot,
     check_url,
-    counting_connection,
+    connection_pool,
     deadline,
     glob_escape,
     guard,
     guard_read,
-    quiet_handshake,
 )
 from .values import (
     CHARGE_FIELDS,
     TaskReader,
-    charge_of,
+    balances_of,
+    charges_of,
     end_poll,
+    journal_of,
     number,
     rule_of,
     task_of,
+    tasks_of,
     text,
     trimmed_of,
 )
 
 _PLACED: dict[int, Placed] = {1: "placed", 0: "taken", 2: "refused", 3: "full"}
-#: The pool's size (redis-py's default in version 8; unbounded in earlier ones).
-POOL_CONNECTIONS = 100
 
 
 class RedisStore(Store):
@@ -97,21 +95,7 @@ class RedisStore(Store):
         self.blob_ttl = blob_ttl
         self.max_blob_bytes = max_blob_bytes
         self._sent = [0]
-        pool = aioredis.ConnectionPool.from_url(
-            url,
-            connection_class=counting_connection(self._sent),
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            # Never resend behind the caller's back: guard_read retries reads by itself.
-            retry=Retry(NoBackoff(), 0),
-            # Bounded whatever the version: script calls (loads included) go on the store's own
-            # pipe, so the pool serves only the other commands (ping, listings, counters, blobs);
-            # a burst past it is a 503 (MaxConnectionsError), never a storm of connections.
-            max_connections=POOL_CONNECTIONS,
-            protocol=2,  # no HELLO, and with quiet_handshake no CLIENT SETINFO, on connect
-            **quiet_handshake(),
-        )
-        self._redis = aioredis.Redis(connection_pool=pool)
+        self._redis = aioredis.Redis(connection_pool=connection_pool(url, timeout, self._sent))
         self._p = f"{prefix}:"
         self._scripts = Scripts(self._redis, timeout)
         self._task_of = TaskReader()
@@ -256,7 +240,7 @@ class RedisStore(Store):
         first = -newest if newest is not None and owner is None else 0
         fields = [self._k("task", ""), str(first), "d", "p", "e", "f"]
         flat = await self._list([self._k("tasks")], fields)
-        tasks = [task_of(*flat[i : i + 4]) for i in range(0, len(flat), 4)]
+        tasks = tasks_of(flat)
         kept = [t for t in tasks if owner is None or t.owner == owner]
         return kept if newest is None else kept[-newest:]
 
@@ -272,7 +256,7 @@ class RedisStore(Store):
         if found == 0:
             return None
         more, number, last, *flat = found
-        tasks = [task_of(*flat[i : i + 4]) for i in range(0, len(flat), 4)]
+        tasks = tasks_of(flat)
         position = (int(float(number)), text(last)) if last else None
         return TaskPage(tasks, position, bool(int(more)))
 
@@ -364,11 +348,7 @@ class RedisStore(Store):
     @guard_read
     async def list_journal(self) -> list[dict[str, Any]]:
         await self._drain()
-        entries = []
-        for raw in await self._redis.lrange(self._k("journal"), 0, -1):
-            seq, _, data = text(raw).partition("\n")
-            entries.append(json.loads(data) | {"seq": int(seq)})
-        return entries
+        return journal_of(await self._redis.lrange(self._k("journal"), 0, -1))
 
     @guard
     async def clear_journal(self) -> None:
@@ -392,9 +372,7 @@ class RedisStore(Store):
     async def list_charges(self, owner: str | None = None) -> list[Charge]:
         fields = [self._k("charge", ""), "0", *CHARGE_FIELDS]
         flat = await self._list([self._k("charges")], fields)
-        width = len(CHARGE_FIELDS)
-        charges = [charge_of(flat[i : i + width]) for i in range(0, len(flat), width)]
-        return [c for c in charges if owner is None or c.owner == owner]
+        return [c for c in charges_of(flat) if owner is None or c.owner == owner]
 
     @guard_read
     async def trimmed_usage(self) -> list[Trimmed]:
@@ -415,11 +393,7 @@ class RedisStore(Store):
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(self._k("balances"))
             pipe.hgetall(self._k("balances", "labels"))
-            amounts, labels = await pipe.execute()
-        return {
-            text(owner): (text(labels.get(owner, b"")), int(amount))
-            for owner, amount in amounts.items()
-        }
+            return balances_of(*await pipe.execute())
 
     # -- reset --------------------------------------------------------------------------
     @guard

@@ -1,5 +1,6 @@
-"""The parts of ``RedisStore`` that are not store operations: turning Redis trouble into a 503,
-counting round trips, a request's snapshot, sending scripts, and the journal written behind."""
+"""The parts of ``RedisStore`` that are not store operations: its connection pool, turning Redis
+trouble into a 503, counting round trips, a request's snapshot, sending scripts, and the journal
+written behind."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection, Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -32,6 +35,8 @@ S = TypeVar("S")
 #: How long one request's snapshot answers its reads; a request that waits longer (an injected
 #: latency, a hang) reads again, so a snapshot never stands for a moment long gone.
 SNAPSHOT_SECONDS = 0.05
+#: The pool's size (redis-py's default in version 8; unbounded in earlier ones).
+POOL_CONNECTIONS = 100
 
 
 @dataclass
@@ -156,6 +161,25 @@ def quiet_handshake() -> dict[str, Any]:
     if "driver_info" in inspect.signature(AbstractConnection.__init__).parameters:
         return {"driver_info": None}
     return {"lib_name": None, "lib_version": None}
+
+
+def connection_pool(url: str, timeout: float, sent: list[int]) -> aioredis.ConnectionPool:
+    """The store's own pool on ``url``: its sockets time out after ``timeout`` seconds, and
+    each command, pipeline or script sent adds one to ``sent[0]``."""
+    return aioredis.ConnectionPool.from_url(
+        url,
+        connection_class=counting_connection(sent),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        # Never resend behind the caller's back: guard_read retries reads by itself.
+        retry=Retry(NoBackoff(), 0),
+        # Bounded whatever the version: script calls (loads included) go on the store's own
+        # pipe, so the pool serves only the other commands (ping, listings, counters, blobs);
+        # a burst past it is a 503 (MaxConnectionsError), never a storm of connections.
+        max_connections=POOL_CONNECTIONS,
+        protocol=2,  # no HELLO, and with quiet_handshake no CLIENT SETINFO, on connect
+        **quiet_handshake(),
+    )
 
 
 def glob_escape(text: str) -> str:

@@ -40,6 +40,11 @@ _task_values = operator.attrgetter(*_TASK_FIELDS)
 _POLLS, _FINISHED_AT = _TASK_FIELDS.index("polls"), _TASK_FIELDS.index("finished_at")
 
 
+def tasks_of(flat: list[Any]) -> list[Task]:
+    """Tasks from a script's flat answer: four values each, as `task_of` takes them."""
+    return [task_of(*flat[i : i + 4]) for i in range(0, len(flat), 4)]
+
+
 class TaskReader:
     """``task_of`` with each task's JSON decoded once per process: a task's JSON never changes
     once stored (its polls, end and forced schedule are other fields), so the task decoded from
@@ -93,6 +98,12 @@ def charge_of(row: list[Any]) -> Charge:
     return Charge(**raw)
 
 
+def charges_of(flat: list[Any]) -> list[Charge]:
+    """Charges from a script's flat answer: `CHARGE_FIELDS` values each."""
+    width = len(CHARGE_FIELDS)
+    return [charge_of(flat[i : i + width]) for i in range(0, len(flat), width)]
+
+
 def trimmed_of(columns: list[dict[Any, Any]]) -> list[Trimmed]:
     """``Trimmed`` rows from the hashes P:trimmed:<sum>, one per ``billing.SUMMED`` sum, each
     keyed by owner\nkey\nmodel\nstate."""
@@ -102,6 +113,23 @@ def trimmed_of(columns: list[dict[Any, Any]]) -> list[Trimmed]:
         sums = [int(column.get(group, 0)) for column in columns]
         rows.append(Trimmed(owner, key, model, cast(ChargeState, state), *sums))
     return rows
+
+
+def journal_of(raws: list[Any]) -> list[dict[str, Any]]:
+    """Journal entries from the list's items, each ``<seq>\\n<entry's JSON>``."""
+    entries = []
+    for raw in raws:
+        seq, _, data = text(raw).partition("\n")
+        entries.append(json.loads(data) | {"seq": int(seq)})
+    return entries
+
+
+def balances_of(amounts: dict[Any, Any], labels: dict[Any, Any]) -> dict[str, tuple[str, int]]:
+    """Balances by owner (its label, its amount) from the two hashes that hold them."""
+    return {
+        text(owner): (text(labels.get(owner, b"")), int(amount))
+        for owner, amount in amounts.items()
+    }
 
 
 def number(value: float | None) -> str:
