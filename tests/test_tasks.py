@@ -105,6 +105,25 @@ def test_per_poll_progress_after_poll_k_is_k_steps_whatever_the_durations(
     assert (obs.status, obs.progress) == ("processing", k * 100 // steps)
 
 
+@given(
+    queued=st.floats(1e-3, 1e4, allow_nan=False),
+    processing=st.floats(1e-3, 1e5, allow_nan=False),
+    steps=st.integers(1, 1000),
+    at=st.integers(1, 99),
+)
+def test_a_per_poll_failure_is_met_by_the_poll_that_reaches_its_point(
+    queued: float, processing: float, steps: int, at: int
+) -> None:
+    # Poll k is at k / steps of the processing: the failure at `at` % is met by the first poll
+    # with k / steps >= at / 100, never one poll later.
+    s = Schedule(queued_s=queued, processing_s=processing, steps=steps)
+    s = s.failing_at(at, "upstream_error", "")
+    first = -(-at * steps // 100)
+    assert s.end_poll == first
+    assert observe(s, per_poll_elapsed(s, first, steps)).status == "failed"
+    assert not observe(s, per_poll_elapsed(s, first - 1, steps)).terminal
+
+
 def test_task_round_trips_through_plain_data() -> None:
     task = Task(
         task_id="task_" + "0" * 32,

@@ -185,7 +185,10 @@ def per_poll_elapsed(schedule: Schedule, polls: int, steps: int) -> float:
     if polls <= 0:
         return 0.0
     k = min(polls, steps)
-    elapsed = schedule.queued_s + schedule.processing_s * k / steps
+    # processing * (k / steps), as `Schedule.failing_at` computes processing * (at / 100):
+    # when k / steps is at / 100 both fractions are the same float, so the poll that reaches a
+    # failure point meets it (processing * k / steps could land an ulp short: one poll late).
+    elapsed = schedule.queued_s + schedule.processing_s * (k / steps)
     return max(elapsed, schedule.ends_at) if k == steps else elapsed
 
 
