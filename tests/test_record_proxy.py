@@ -105,6 +105,9 @@ def test_only_the_task_routes_are_forwarded(tmp_path: Path) -> None:
             assert answer.status_code == 404
             assert answer.json()["code"] == "not_forwarded"
             assert "forwards only POST /v1/images/tasks and GET" in answer.json()["message"]
+        # A path ending in a newline is no route's (Python's "$" matched before it): never sent.
+        answer = httpx.post(proxy + "/v1/images/tasks%0A", json={"model": "m", "prompt": "p"})
+        assert (answer.status_code, answer.json()["code"]) == (404, "not_found")
     assert seen == []
     assert [r["kind"] for r in lines(tmp_path)] == ["session"]
 

@@ -102,6 +102,19 @@ def test_anything_not_recorded_is_a_404_naming_what_is_missing(
     assert said in answer.json()["message"]
 
 
+def test_a_path_ending_in_a_newline_is_no_routes(recorded: tuple[Path, Driver]) -> None:
+    # Python's "$" matches before a final newline: these used to replay a recorded submission
+    # and rewind the cassette.
+    directory, _ = recorded
+    with replaying(directory) as url:
+        for path, body in (
+            ("/v1/images/tasks%0A", SUBMISSIONS[0]),
+            ("/_recording/rewind%0A", None),
+        ):
+            answer = httpx.post(url + path, json=body, headers={"Authorization": "Bearer x"})
+            assert (answer.status_code, answer.json()["code"]) == (404, "not_found"), path
+
+
 def test_a_poll_without_a_key_is_its_own_recording(recorded: tuple[Path, Driver]) -> None:
     directory, _ = recorded
     with replaying(directory) as url:

@@ -23,12 +23,13 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from ..conformance.checks import unwrap
 from ..conformance.lifecycle import result_urls
 from ..errors import EmulatorError, PayloadTooLarge
 from ..http.errors import exception_handlers
+from ..http.privates import anchor_at_end
 from .cassette import CassetteWriter, Exchange, encode_body
 from .masking import Masker, bearer_key, key_id
 from .upstream import Reply, Upstream, UpstreamError
@@ -287,13 +288,15 @@ def create_recorder_app(
             await recorder.close()
 
     every = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    routes: list[BaseRoute] = [
+        Route(SUBMIT_PATH, forward, methods=["POST"]),
+        Route(POLL_PATH, forward, methods=["GET"]),
+        Route("/_recording/health", health, methods=["GET"]),
+        Route("/{path:path}", _not_forwarded, methods=every),
+    ]
+    anchor_at_end(routes)  # a path ending in %0A is no route's (Starlette's "$" allows it)
     app = Starlette(
-        routes=[
-            Route(SUBMIT_PATH, forward, methods=["POST"]),
-            Route(POLL_PATH, forward, methods=["GET"]),
-            Route("/_recording/health", health, methods=["GET"]),
-            Route("/{path:path}", _not_forwarded, methods=every),
-        ],
+        routes=routes,
         exception_handlers=dict(exception_handlers()),
         lifespan=lifespan,
     )

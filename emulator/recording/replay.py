@@ -21,10 +21,11 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from ..errors import EmulatorError
 from ..http.errors import exception_handlers
+from ..http.privates import anchor_at_end
 from .cassette import Cassette, Exchange
 from .matching import describe, submission_key
 from .recorder import POLL_PATH, SUBMIT_PATH
@@ -196,15 +197,17 @@ def create_replay_app(directory: str | Path) -> Starlette:
     """The replay server of the cassette in ``directory`` (FileNotFoundError: none there)."""
     cassette = Cassette.load(directory)
     every = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    routes: list[BaseRoute] = [
+        Route(SUBMIT_PATH, submit, methods=["POST"]),
+        Route(POLL_PATH, poll, methods=["GET"]),
+        Route(RESULTS_PATH, picture, methods=["GET"]),
+        Route("/_recording/rewind", rewind, methods=["POST"]),
+        Route("/_recording/health", health, methods=["GET"]),
+        Route("/{path:path}", _not_recorded, methods=every),
+    ]
+    anchor_at_end(routes)  # a path ending in %0A is no route's (Starlette's "$" allows it)
     app = Starlette(
-        routes=[
-            Route(SUBMIT_PATH, submit, methods=["POST"]),
-            Route(POLL_PATH, poll, methods=["GET"]),
-            Route(RESULTS_PATH, picture, methods=["GET"]),
-            Route("/_recording/rewind", rewind, methods=["POST"]),
-            Route("/_recording/health", health, methods=["GET"]),
-            Route("/{path:path}", _not_recorded, methods=every),
-        ],
+        routes=routes,
         exception_handlers=dict(exception_handlers()),
     )
     app.state.replayer = Replayer(cassette)
