@@ -63,8 +63,9 @@ async def task_page(request: Request) -> Response:
     task = await steering.find(request.path_params["task_id"])  # 404 as a page
     view = await steering.view(task, str(request.base_url))
     journal = await steering.journal(query_from_filters({"task_id": task.task_id}))
-    usage = await steering.billing.usage({})
-    charge = next((e for e in usage["entries"] if e["task_id"] == task.task_id), None)
+    # Its own charge only: the whole log holds a charge per stored task (100,000 at the cap).
+    usage = await steering.billing.usage({"task_id": task.task_id})
+    charge = next(iter(usage["entries"]), None)
     submitted = next((e for e in journal if e["endpoint"] == "submit"), None)
     return await render(
         request,
