@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -37,6 +37,13 @@ class TestMemoryStore(StoreContract):
     def store(self, request: pytest.FixtureRequest) -> Store:
         return MemoryStore(**store_options(request))
 
+    @pytest.fixture
+    def renumbered(self) -> Callable[[Store], Awaitable[Store]]:
+        async def restarted(store: Store) -> Store:
+            return MemoryStore()  # the emulator restarted: a new store, numbered from 0
+
+        return restarted
+
 
 class TestSqliteStore(StoreContract):
     @pytest.fixture
@@ -44,6 +51,18 @@ class TestSqliteStore(StoreContract):
         store = SqliteStore(tmp_path / "state" / "emulator.db", **store_options(request))
         yield store
         await store.close()
+
+    @pytest.fixture
+    async def renumbered(self, tmp_path: Path) -> AsyncIterator[Callable[[Store], Awaitable[Store]]]:
+        opened: list[Store] = []
+
+        async def another_file(store: Store) -> Store:
+            opened.append(SqliteStore(tmp_path / "other" / "emulator.db"))
+            return opened[-1]
+
+        yield another_file
+        for other in opened:
+            await other.close()
 
 
 pytestmark = [pytest.mark.anyio]
