@@ -268,7 +268,8 @@ class StoreContract:
         assert first is not None and first.last is not None
         assert (await store.expire(finished_before=10.0, now=10.0)).removed == 3
         # The cursor's task is gone; numbers are never given twice, so "after it" is exact.
-        listed, after = [], first.last
+        listed: list[str] = []
+        after: tuple[int, str] | None = first.last
         while True:
             page = await store.task_page(after, 2)
             assert page is not None

@@ -53,7 +53,9 @@ class TestSqliteStore(StoreContract):
         await store.close()
 
     @pytest.fixture
-    async def renumbered(self, tmp_path: Path) -> AsyncIterator[Callable[[Store], Awaitable[Store]]]:
+    async def renumbered(
+        self, tmp_path: Path
+    ) -> AsyncIterator[Callable[[Store], Awaitable[Store]]]:
         opened: list[Store] = []
 
         async def another_file(store: Store) -> Store:
