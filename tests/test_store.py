@@ -188,6 +188,29 @@ async def test_two_connections_to_one_file_share_atomic_counters(tmp_path: Path)
         await two.close()
 
 
+async def test_a_sqlite_file_from_before_numbering_epochs_gets_one_kept_across_reopens(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteStore(path)
+    await place(store, make_task(1))
+    await place(store, make_task(2))
+    await store.close()
+    with sqlite3.connect(path) as db:  # a file of the same schema, written before epochs
+        db.execute("DELETE FROM meta WHERE name = 'epoch'")
+    db.close()
+    store = SqliteStore(path)
+    first = await store.task_page(None, 1)
+    await store.close()
+    assert first is not None and first.last is not None
+    store = SqliteStore(path)
+    try:
+        rest = await store.task_page(first.last, 10)
+        assert rest is not None and [t.task_id for t in rest.tasks] == [make_task(2).task_id]
+    finally:
+        await store.close()
+
+
 async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "wal.db")
     await store.close()

@@ -6,10 +6,13 @@ the route, its refusals and the fixture handle's walk.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from emulator import Settings, create_app
 from emulator.stores import Store
@@ -17,7 +20,8 @@ from emulator.testing.app_loop import AppLoop
 from emulator.testing.handle import ImageEmulator
 from emulator.usecases import sweep
 
-from .conftest import Client, MakeClient
+from .conftest import AUTH, Client, MakeClient
+from .redis_server import RedisServer, running_redis
 from .store_contract import make_task, place
 
 NANO = {"model": "NanoBanana2-0.5K", "prompt": "a cat"}
@@ -159,6 +163,62 @@ def test_a_cursor_of_a_restarted_emulator_is_refused_with_404_naming_after(
     assert "after" in message and "numbering started again" in message
     assert "list again from the start" in message
     assert restarted.head("/_emulator/tasks", params={"after": cursor}).status_code == 404
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    yield from running_redis()
+
+
+def _wipe(url: str, prefix: str) -> None:
+    """Delete every key of ``prefix`` (its task counter and epoch among them)."""
+    client = redis.Redis.from_url(url)
+    try:
+        doomed = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if doomed:
+            client.delete(*doomed)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_a_cursor_survives_a_restart_on_the_same_state_and_not_a_new_numbering(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # The same SQLite file, the same Redis prefix: the numbering (epoch and all) goes on, so a
+    # cursor from before a restart lists the tasks after it. Another file, a wiped prefix:
+    # the numbering started again, and the same cursor is the 404.
+    if backend == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        prefix = uuid.uuid4().hex
+        same = {"store": server.url, "store_prefix": prefix}
+    else:
+        same = {"store": f"sqlite:///{tmp_path}/state.db"}
+
+    def emulator(overrides: dict[str, Any]) -> Client:
+        return Client(
+            create_app(Settings(seed=1234, clock="manual").replace(**overrides)), headers=AUTH
+        )
+
+    with emulator(same) as client:
+        first = [client.submit_ok(NANO) for _ in range(3)]
+        cursor = listed(client, limit=1)["next"]
+    with emulator(same) as client:  # restarted on the same state
+        assert walk(client, cursor) == first[1:]
+    if backend == "redis":
+        _wipe(server.url, prefix)
+        other = same
+    else:
+        other = {"store": f"sqlite:///{tmp_path}/other.db"}
+    with emulator(other) as client:
+        assert [client.submit_ok(NANO) for _ in range(3)] == first  # the same ids again
+        response = client.get("/_emulator/tasks", params={"after": cursor})
+        assert response.status_code == 404, response.text
+        body = response.json()
+        assert body["code"] == "cursor_expired" and "numbering started again" in body["message"]
+        assert walk(client, None) == first
+    if backend == "redis":
+        _wipe(server.url, prefix)
 
 
 @pytest.mark.parametrize(
