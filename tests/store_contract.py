@@ -2,7 +2,9 @@
 
 Subclass ``StoreContract`` and provide a ``store`` fixture that yields a fresh, empty store (an
 async fixture is fine: the tests run under anyio), built with the keyword arguments
-``store_options(request)`` gives: a test asks for them by parametrizing ``store`` indirectly.
+``store_options(request)`` gives: a test asks for them by parametrizing ``store`` indirectly;
+and a ``renumbered`` fixture: an async callable that, given the store, answers a store whose
+task numbering started again (a new store, a new file, the backend's state wiped).
 The tests talk only to the ``Store`` interface, so a backend passes them exactly when it
 behaves like ``MemoryStore``; the concurrency tests make many calls at once, which proves
 atomicity on a backend shared by several connections (on one process they at least pin down
@@ -226,7 +228,7 @@ class StoreContract:
         order = [(i * 7919) % 2503 for i in range(1, 2501)]  # ids not in submission order
         for i in order:
             assert await place(store, make_task(i)) == "placed"
-        listed, after, pages = [], None, 0
+        listed, after, pages, epochs = [], None, 0, set()
         while True:
             page = await store.task_page(after, 1000)
             assert page is not None
@@ -236,9 +238,10 @@ class StoreContract:
             after = page.last
             if not page.more:
                 break
-            assert after is not None and after[1] == page.tasks[-1].task_id
+            assert after is not None
+            epochs.add(after[1])
         assert listed == [make_task(i).task_id for i in order]
-        assert pages == 3
+        assert pages == 3 and len(epochs) == 1  # one numbering all through
         assert page.tasks[-1] == await store.get_task(make_task(order[-1]).task_id)
 
     async def test_a_page_reads_at_most_its_count_and_says_more_follow(self, store: Store) -> None:
@@ -252,21 +255,29 @@ class StoreContract:
         assert [t.task_id for t in last.tasks] == [make_task(i).task_id for i in (3, 4, 5)]
         end = await store.task_page(last.last, 3)
         assert end is not None and (end.tasks, end.last, end.more) == ([], None, False)
-        empty = await store.task_page(None, 1)
-        assert empty is not None and empty.more and len(empty.tasks) == 1
+        one = await store.task_page(None, 1)
+        assert one is not None and one.more and len(one.tasks) == 1
 
-    async def test_a_page_skips_removed_tasks_and_knows_a_removed_start(self, store: Store) -> None:
+    async def test_a_page_after_a_removed_task_goes_on_with_the_tasks_after_it(
+        self, store: Store
+    ) -> None:
         # Tasks 1-3 end at 3; 4-6 at 100: expiry removes 1-3 from between two pages.
         for i in range(1, 7):
             await place(store, make_task(i, processing_s=2.0 if i <= 3 else 99.0))
         first = await store.task_page(None, 2)
         assert first is not None and first.last is not None
         assert (await store.expire(finished_before=10.0, now=10.0)).removed == 3
-        # The cursor's task is gone: no page after it (it could only skip or repeat).
-        assert await store.task_page(first.last, 2) is None
-        whole = await store.task_page(None, 10)
-        assert whole is not None
-        assert [t.task_id for t in whole.tasks] == [make_task(i).task_id for i in (4, 5, 6)]
+        # The cursor's task is gone; numbers are never given twice, so "after it" is exact.
+        listed: list[str] = []
+        after: tuple[int, str] | None = first.last
+        while True:
+            page = await store.task_page(after, 2)
+            assert page is not None
+            listed += [t.task_id for t in page.tasks]
+            if not page.more:
+                break
+            after = page.last
+        assert listed == [make_task(i).task_id for i in (4, 5, 6)]
         # Removed in the middle of a walk, behind its cursor: the walk goes on unharmed.
         again = await store.task_page(None, 1)
         assert again is not None
@@ -281,7 +292,25 @@ class StoreContract:
         rest = await store.task_page(again.last, 10)
         assert rest is not None and [t.task_id for t in rest.tasks] == [make_task(6).task_id]
 
-    async def test_a_position_from_before_a_reset_names_no_task_after_it(
+    async def test_a_page_after_an_evicted_task_lists_each_stored_task_after_it_once(
+        self, store: Store
+    ) -> None:
+        # Distinct ends, the oldest first (eviction takes the earliest ended).
+        for i in range(1, 11):
+            await place(store, make_task(i, processing_s=0.1 * i), cap=10, now=5.0)
+        first = await store.task_page(None, 3)
+        assert first is not None and first.last is not None
+        for i in range(11, 21):  # a full store evicts the oldest ended tasks, 1-3 among them
+            task = make_task(i, processing_s=0.1 * i)
+            assert await place(store, task, cap=10, now=5.0) == "placed"
+        stored = await store.list_tasks()
+        assert make_task(3).task_id not in {t.task_id for t in stored}
+        following = [t.task_id for t in stored if int(t.task_id[5:], 16) > 3]
+        page = await store.task_page(first.last, 100)
+        assert page is not None and not page.more
+        assert [t.task_id for t in page.tasks] == following
+
+    async def test_a_position_from_before_a_reset_goes_on_with_the_new_tasks(
         self, store: Store
     ) -> None:
         for i in range(1, 4):
@@ -291,9 +320,31 @@ class StoreContract:
         await store.reset()
         for i in range(1, 4):  # the same ids again, as a seed's stream draws them after reset
             await place(store, make_task(i))
-        assert await store.task_page(before.last, 1) is None
+        # Numbers went on rising across the reset: every task stored now is after the cursor.
+        after = await store.task_page(before.last, 10)
+        assert after is not None
+        assert [t.task_id for t in after.tasks] == [make_task(i).task_id for i in (1, 2, 3)]
         now = await store.task_page(None, 1)
-        assert now is not None and now.last is not None and now.last != before.last
+        assert now is not None and now.last is not None and now.last[0] > before.last[0]
+
+    async def test_a_position_of_a_numbering_that_started_again_is_refused(
+        self, store: Store, renumbered: Any
+    ) -> None:
+        for i in range(1, 4):
+            await place(store, make_task(i))
+        before = await store.task_page(None, 1)
+        assert before is not None and before.last is not None
+        # A new memory store (a restarted emulator), another SQLite file, a wiped Redis:
+        # numbers start again, so "after number n" would skip tasks. Never a page.
+        other: Store = await renumbered(store)
+        for i in range(1, 6):
+            await place(other, make_task(i))
+        assert await other.task_page(before.last, 10) is None
+        fresh = await other.task_page(None, 10)
+        assert fresh is not None and fresh.last is not None and fresh.last[1] != before.last[1]
+        assert len(fresh.tasks) == 5
+        # Its own positions are taken, and again after a retried first read.
+        assert await other.task_page(fresh.last, 10) is not None
 
     async def test_a_task_stored_again_under_a_removed_id_is_listed_once(
         self, store: Store

@@ -161,6 +161,7 @@ def test_known_false_positives_are_narrow_and_explained() -> None:
         for name in NAMES
         for item in load_contract(name)["paths"].values()
         for op in item.values()
+        if isinstance(op, dict) and "operationId" in op  # not a path's shared parameters
     }
     for entry in entries["false-positive"]:
         assert set(entry) == {"check", "operation-id", "media-type", "message", "reason"}

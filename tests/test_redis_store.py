@@ -10,10 +10,11 @@ import json
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 
 from emulator.errors import StoreUnavailable
@@ -64,6 +65,20 @@ class TestRedisStore(StoreContract):
         yield store
         await store.reset()
         await store.close()
+
+    @pytest.fixture
+    def renumbered(self, redis_server: RedisServer) -> Callable[[Store], Awaitable[Store]]:
+        async def wiped(store: Store) -> Store:
+            # FLUSHDB: the task counter and everything else of the prefix gone (this worker's
+            # own server: no other test's keys live there while this one runs).
+            client = Redis.from_url(redis_server.url)
+            try:
+                await client.flushdb()
+            finally:
+                await client.aclose()
+            return store
+
+        return wiped
 
 
 @pytest.fixture

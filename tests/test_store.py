@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -37,6 +37,13 @@ class TestMemoryStore(StoreContract):
     def store(self, request: pytest.FixtureRequest) -> Store:
         return MemoryStore(**store_options(request))
 
+    @pytest.fixture
+    def renumbered(self) -> Callable[[Store], Awaitable[Store]]:
+        async def restarted(store: Store) -> Store:
+            return MemoryStore()  # the emulator restarted: a new store, numbered from 0
+
+        return restarted
+
 
 class TestSqliteStore(StoreContract):
     @pytest.fixture
@@ -44,6 +51,20 @@ class TestSqliteStore(StoreContract):
         store = SqliteStore(tmp_path / "state" / "emulator.db", **store_options(request))
         yield store
         await store.close()
+
+    @pytest.fixture
+    async def renumbered(
+        self, tmp_path: Path
+    ) -> AsyncIterator[Callable[[Store], Awaitable[Store]]]:
+        opened: list[Store] = []
+
+        async def another_file(store: Store) -> Store:
+            opened.append(SqliteStore(tmp_path / "other" / "emulator.db"))
+            return opened[-1]
+
+        yield another_file
+        for other in opened:
+            await other.close()
 
 
 pytestmark = [pytest.mark.anyio]
@@ -165,6 +186,29 @@ async def test_two_connections_to_one_file_share_atomic_counters(tmp_path: Path)
     finally:
         await one.close()
         await two.close()
+
+
+async def test_a_sqlite_file_from_before_numbering_epochs_gets_one_kept_across_reopens(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteStore(path)
+    await place(store, make_task(1))
+    await place(store, make_task(2))
+    await store.close()
+    with sqlite3.connect(path) as db:  # a file of the same schema, written before epochs
+        db.execute("DELETE FROM meta WHERE name = 'epoch'")
+    db.close()
+    store = SqliteStore(path)
+    first = await store.task_page(None, 1)
+    await store.close()
+    assert first is not None and first.last is not None
+    store = SqliteStore(path)
+    try:
+        rest = await store.task_page(first.last, 10)
+        assert rest is not None and [t.task_id for t in rest.tasks] == [make_task(2).task_id]
+    finally:
+        await store.close()
 
 
 async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ inside the step itself, so a decision never rests on a clock read before a concu
 
 from __future__ import annotations
 
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -59,10 +60,17 @@ def listed_at_most(newest: int | None) -> int | None:
     return newest
 
 
-#: Where a task stands in submission order: (its number, its id). Numbers rise with each
-#: submission and are never given again, also not after ``reset`` (which restarts the ids a
-#: seed draws): a position names one stored task, never a later one that took its id.
+#: Where a task stands in submission order: (its number, the store's numbering epoch).
+#: Numbers rise with each submission and are never given twice by one numbering, also not
+#: after ``reset``: "the stored tasks numbered above n" is exact whether or not task n is still
+#: stored. The epoch names the numbering (`new_epoch`, made when it starts: a new memory store,
+#: a new SQLite file, an empty Redis prefix); a position of another epoch is no position here.
 Position = tuple[int, str]
+
+
+def new_epoch() -> str:
+    """A numbering's epoch: 16 random hex digits (64 bits: two numberings do not share one)."""
+    return secrets.token_hex(8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +85,8 @@ class TaskPage:
 
 def paged(after: Position | None, count: int) -> tuple[Position | None, int]:
     """``after`` and ``count`` of `Store.task_page`, checked: ``after`` None or (an integer >= 0,
-    a string), ``count`` an integer >= 1. Raises ValueError naming the argument otherwise."""
+    an epoch: a string), ``count`` an integer >= 1. Raises ValueError naming the argument
+    otherwise."""
     if after is not None and not (
         isinstance(after, tuple)
         and len(after) == 2
@@ -86,7 +95,7 @@ def paged(after: Position | None, count: int) -> tuple[Position | None, int]:
         and after[0] >= 0
         and isinstance(after[1], str)
     ):
-        raise ValueError(f"after must be None or a (number >= 0, task id) pair, not {after!r:.80}")
+        raise ValueError(f"after must be None or a (number >= 0, epoch) pair, not {after!r:.80}")
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise ValueError(f"count must be an integer >= 1, not {count!r:.40}")
     return after, count
@@ -183,14 +192,18 @@ class Store(ABC):
     @abstractmethod
     async def task_page(self, after: Position | None, count: int) -> TaskPage | None:
         """At most ``count`` stored tasks in submission order: the first ones, or those
-        submitted after the task at ``after`` (a `TaskPage`'s ``last``); None when no stored
-        task has that position any more (expired, evicted, reset: a walk cannot go on from
-        it without skipping or repeating tasks). Arguments checked by `paged`.
+        numbered above ``after``'s number (a `TaskPage`'s ``last``), whether or not the task
+        that had it is still stored (numbers are never given twice: expiry, eviction and
+        ``reset`` remove tasks, never renumber them). None when ``after`` is of another epoch
+        than this store's numbering (it started again: a new memory store, another SQLite
+        file, a wiped Redis), where going on after its number would skip tasks. ``last``
+        carries this store's epoch. Arguments checked by `paged`.
 
-        A read, one consistent view: the check of ``after`` and the page are one step
-        (memory: no await; SQLite: one read transaction; Redis: one script). Its cost is the
-        page's, not the store's: a page after the 99,000th of 100,000 tasks is read without
-        reading the 99,000 (docs/persistence.md says how each backend finds it)."""
+        A read, one consistent view: the check of the epoch and the page are one step
+        (memory: no await; SQLite: one read transaction; Redis: one script, which makes the
+        epoch if its key is missing). Its cost is the page's, not the store's: a page after
+        the 99,000th of 100,000 tasks is read without reading the 99,000 (docs/persistence.md
+        says how each backend finds it)."""
 
     @abstractmethod
     async def count_tasks(self) -> int:
@@ -314,7 +327,7 @@ class Store(ABC):
     async def reset(self) -> None:
         """Forget everything: tasks, blobs, faults, journal (and its numbering), usage,
         balances, the clock; the id streams ``claim_id_stream`` handed out stay claimed, and
-        the numbers of task positions (`Position`) go on from where they were. Not one
+        the numbering of task positions (`Position`) goes on, epoch and all. Not one
         step on a networked backend: one that failed may be half done, and repeating it
         finishes it."""
 

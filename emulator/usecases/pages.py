@@ -4,9 +4,12 @@ A full store holds ``max_tasks`` (100,000 by default): one listing of all of the
 event loop ~7 s and took ~80 MB. So a listing reads one page, at most ``MAX_PAGE`` stored
 tasks (filters apply to those: a page may hold fewer matches, even none, while more remain),
 and says where the next starts. The cursor is the position of the page's last task
-(`stores.base.Position`: its number, never given twice, and its id), written as text that
-callers keep as it is. A cursor whose task is no longer stored is `CursorGone`, never a page
-that would skip or repeat tasks.
+(`stores.base.Position`: its number, never given twice, and the store's numbering epoch),
+written as text that callers keep as it is. The next page lists the stored tasks numbered
+above it, whether or not that task is still stored (expiry and eviction take the oldest
+tasks, those a walk has passed; a reset keeps the numbering going). A cursor of another epoch
+(the numbering started again: a restarted emulator on the memory store, another SQLite file,
+a wiped Redis) is `CursorGone`, never a page that would skip tasks.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from ..stores.base import Position
 #: The most stored tasks one page reads (and the default).
 MAX_PAGE = 1000
 #: A cursor as `cursor_of` writes it: the number (at most 15 digits: exact in a Redis score,
-#: a double), a dot, the task's id (the emulator's ids, or any up to 128 visible characters).
-_CURSOR = re.compile(r"([0-9]{1,15})\.([!-~]{1,128})", re.ASCII)
+#: a double), a dot, the epoch (`stores.base.new_epoch`: 16 hex digits).
+_CURSOR = re.compile(r"([0-9]{1,15})\.([0-9a-f]{16})", re.ASCII)
 
 
 class PageArgumentError(InvalidRequest, ValueError):
@@ -29,9 +32,9 @@ class PageArgumentError(InvalidRequest, ValueError):
 
 
 class CursorGone(EmulatorError, LookupError):
-    """The task a cursor points after is no longer stored: 404 (not 410: schemathesis' positive
-    data check, which every contract run makes, accepts 404 on schema-valid input, not 410),
-    code ``cursor_expired``; list again from the start."""
+    """The cursor is of another task numbering (it started again since): 404 (not 410:
+    schemathesis' positive data check, which every contract run makes, accepts 404 on
+    schema-valid input, not 410), code ``cursor_expired``; list again from the start."""
 
     status_code = 404
     code = "cursor_expired"
@@ -65,11 +68,12 @@ def position_of(cursor: object) -> Position:
 
 
 def gone(cursor: str) -> CursorGone:
-    """The refusal of a cursor whose task is no longer stored."""
+    """The refusal of a cursor of another numbering epoch."""
     return CursorGone(
-        f"after {shown(cursor, 80)} points after a task that is no longer stored (expired, "
-        "evicted, or the emulator was reset): a page after it would skip or repeat tasks; "
-        "list again from the start, without after",
+        f"after {shown(cursor, 80)} is a cursor of another task numbering: the numbering "
+        "started again since (the emulator restarted on the memory store, another SQLite "
+        "file, a wiped Redis), so a page after it would skip tasks; list again from the "
+        "start, without after",
         field="after",
     )
 

@@ -122,9 +122,10 @@ class Steering:
         self, base_url: str, *, status: str | None = None, model: str | None = None
     ) -> list[dict[str, Any]]:
         """Every task that has not expired (as the task route says), in submission order;
-        only those of ``model`` and ``status`` when given. Read page by page (`tasks_page`):
-        CursorGone if a task a page ended at is removed before the next is read (the walk
-        would skip or repeat tasks): never a partial list."""
+        only those of ``model`` and ``status`` when given. Read page by page (`tasks_page`);
+        tasks removed or reset between two pages do not stop the walk, but CursorGone if the
+        store's numbering started again between them (the walk would skip tasks): never a
+        partial list."""
         views: list[dict[str, Any]] = []
         after: str | None = None
         while True:
@@ -134,8 +135,8 @@ class Steering:
                 )
             except CursorGone as exc:
                 raise CursorGone(
-                    f"tasks changed while they were listed page by page ({len(views)} listed):"
-                    f" {exc.message}",
+                    "the task numbering started again while tasks were listed page by page"
+                    f" ({len(views)} listed): {exc.message}",
                     field="after",
                 ) from None
             views += page
@@ -155,7 +156,8 @@ class Steering:
         stored tasks (1 to `MAX_PAGE`) after the cursor ``after`` (None: from the first), and
         the cursor of the next page (None: none follows). A page may hold fewer matches than
         ``limit``, even none, while more remain: its cost is ``limit`` tasks, whatever the
-        filters match. CursorGone when ``after``'s task is no longer stored."""
+        filters match. The page goes on after ``after``'s task whether or not it is still
+        stored; CursorGone when ``after`` is of another numbering (it started again)."""
         count = page_limit(limit)
         position = None if after is None else position_of(after)
         await self._startup.ensure()

@@ -2,9 +2,11 @@
 
 The store keeps its tasks in an ordered dict, which has no "the items after this key" short
 of iterating from the start (~100,000 steps at the default cap, for every page of a listing).
-So each task also gets a number (rising, never given twice: ``clear`` keeps counting), and
-two parallel sequences hold the numbers (``array('q')``, 8 bytes each) and the ids in
-submission order. A position is found by bisecting the numbers (C, ~17 steps at 100,000).
+So each task also gets a number (rising, never given twice: ``clear`` keeps counting, and the
+epoch made with the index, which names this numbering, stays), and two parallel sequences
+hold the numbers (``array('q')``, 8 bytes each) and the ids in submission order. A page
+starts at the first number above its cursor's, found by bisecting the numbers (C, ~17 steps
+at 100,000), whether or not the cursor's own task is still there.
 
 A removed task is not looked for in them (that would cost each removal a search): its entry
 stays, skipped by the reads (its id is no stored task's), until as many tasks were removed as
@@ -16,13 +18,13 @@ twice.
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
+from bisect import bisect_right
 from collections.abc import Iterator, Mapping
 from itertools import chain, compress, islice
 from itertools import count as counting
 from typing import Any
 
-from ..base import Position
+from ..base import Position, new_epoch
 
 #: Removals kept unswept at least (a small store is never rebuilt).
 _SLACK = 1024
@@ -34,6 +36,8 @@ class SubmissionOrder:
     """Numbers and ids of the tasks in submission order, for one `MemoryStore`."""
 
     def __init__(self) -> None:
+        #: This numbering's name: a position of another (a store before a restart) is refused.
+        self.epoch = new_epoch()
         self._next = 0
         self._numbers = array("q")
         self._ids: list[str] = []
@@ -55,7 +59,8 @@ class SubmissionOrder:
             self._compact(tasks)
 
     def clear(self) -> None:
-        """Forget every position; numbering goes on (a position never names a later task)."""
+        """Forget every position; numbering goes on, in the same epoch (a cursor from before
+        leads to the tasks stored after)."""
         self._numbers = array("q")
         self._ids = []
         self._removed = set()
@@ -63,18 +68,15 @@ class SubmissionOrder:
     def page(
         self, after: Position | None, count: int, tasks: Mapping[str, Any]
     ) -> tuple[list[str], Position | None, bool] | None:
-        """The ids of at most ``count`` stored tasks after ``after`` (None: from the first),
-        the position of the last and whether stored tasks follow it; None when ``after`` is no
-        stored task's position."""
+        """The ids of at most ``count`` stored tasks numbered above ``after``'s number (None:
+        from the first), the position of the last and whether stored tasks follow it; None
+        when ``after`` is of another epoch."""
         start = 0
         if after is not None:
-            number, task_id = after
-            i = bisect_left(self._numbers, number)
-            if i == len(self._ids) or self._numbers[i] != number or self._ids[i] != task_id:
+            number, epoch = after
+            if epoch != self.epoch:
                 return None
-            if task_id not in tasks:
-                return None
-            start = i + 1
+            start = bisect_right(self._numbers, number)
         # The indexes of stored entries from ``start``, in C all through: a page costs its
         # span, removed tasks included, but never a Python step for each of them.
         stored = compress(counting(start), map(tasks.__contains__, self._from(start)))
@@ -85,7 +87,7 @@ class SubmissionOrder:
         del indexes[count:]
         last = indexes[-1]
         ids = self._ids
-        return [ids[i] for i in indexes], (self._numbers[last], ids[last]), more
+        return [ids[i] for i in indexes], (self._numbers[last], self.epoch), more
 
     def _from(self, start: int) -> Iterator[str]:
         """The ids from index ``start`` on, sliced a chunk at a time (no walk from the first)."""

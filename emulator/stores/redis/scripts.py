@@ -23,8 +23,9 @@ Keys (P = prefix):
   P:faults        hash id -> rule JSON         P:faults:order  zset id by insertion order
   P:faults:evals / P:faults:hits  hash id -> count     P:journal  list of "<seq>\\n<JSON>"
   P:seq:*         counters                     P:streams  id streams handed out (kept by reset)
-  (P:seq:task numbers the tasks, their scores in P:tasks: kept by reset too, so a position
-  in a listing never names a later task)
+  (P:seq:task numbers the tasks, their scores in P:tasks; P:epoch names that numbering, made
+  by the first PAGE when missing: both kept by reset, so a listing's cursor from before a
+  reset goes on after its number; a wiped Redis starts both again, and refuses old cursors)
 
 Task hash P:task:<id>: d task JSON as submitted, p polls, o owner, c created_at, s ends_at,
 k end poll (per_poll only), e end time once known, i images paid when it has ended,
@@ -333,25 +334,30 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], tonumber(ARGV[2]), -1)) do
 end
 return out
 """
-# KEYS order; ARGV key prefix, after's number ('' for the first page), after's id, count,
-# fields... -> 0 when no stored task has that position; else {more (0/1), the last's number,
-# its id, the fields of each member listed, in order}. The check and the page are one step.
+# KEYS order, epoch; ARGV key prefix, after's number ('' for the first page), after's epoch,
+# count, a new epoch (stored if the key is missing: SET NX, so a retried call agrees), fields...
+# -> 0 when after is of another epoch; else {more (0/1), the last's number ('' if none), the
+# epoch, the fields of each member listed, in order}. The check and the page are one step.
 PAGE = """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  redis.call('SET', KEYS[2], ARGV[5], 'NX')
+  epoch = ARGV[5]
+end
 local low = '-inf'
 if ARGV[2] ~= '' then
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[3])
-  if not score or tonumber(score) ~= tonumber(ARGV[2]) then return 0 end
+  if ARGV[3] ~= epoch then return 0 end
   low = '(' .. ARGV[2]
 end
 local count = tonumber(ARGV[4])
 local found = redis.call('ZRANGEBYSCORE', KEYS[1], low, '+inf', 'WITHSCORES', 'LIMIT', 0,
                          count + 1)
 local listed = math.min(#found / 2, count)
-local out = {#found / 2 > count and 1 or 0, '', ''}
+local out = {#found / 2 > count and 1 or 0, '', epoch}
 for i = 1, listed do
   local id = found[2 * i - 1]
-  out[2], out[3] = found[2 * i], id
-  local row = redis.call('HMGET', ARGV[1] .. id, unpack(ARGV, 5))
+  out[2] = found[2 * i]
+  local row = redis.call('HMGET', ARGV[1] .. id, unpack(ARGV, 6))
   if row[1] then for _, v in ipairs(row) do out[#out + 1] = v end end
 end
 return out

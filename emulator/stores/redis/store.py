@@ -42,6 +42,7 @@ from ..base import (
     Store,
     TaskPage,
     listed_at_most,
+    new_epoch,
     paged,
 )
 from . import scripts as lua
@@ -247,17 +248,17 @@ class RedisStore(Store):
     @guard_read
     async def task_page(self, after: Position | None, count: int) -> TaskPage | None:
         after, count = paged(after, count)
-        # A position is the task's score in P:tasks (ZRANGEBYSCORE from it: a page costs its
-        # own members, however many are stored).
-        args = [self._k("task", ""), "", "", count, "d", "p", "e", "f"]
+        # A position is a score in P:tasks (ZRANGEBYSCORE above it: a page costs its own
+        # members, however many are stored) and the epoch in P:epoch, checked in the script.
+        args = [self._k("task", ""), "", "", count, new_epoch(), "d", "p", "e", "f"]
         if after is not None:
             args[1:3] = [str(after[0]), after[1]]
-        found = await self._page([self._k("tasks")], args)
+        found = await self._page([self._k("tasks"), self._k("epoch")], args)
         if found == 0:
             return None
-        more, number, last, *flat = found
-        tasks = tasks_of(flat)
-        position = (int(float(number)), text(last)) if last else None
+        more, number, epoch, *flat = found
+        tasks = [task_of(*flat[i : i + 4]) for i in range(0, len(flat), 4)]
+        position = (int(float(number)), text(epoch)) if number else None
         return TaskPage(tasks, position, bool(int(more)))
 
     @guard_read
@@ -403,8 +404,9 @@ class RedisStore(Store):
         # step (a scan): a reset answered 503 may be half done; repeating it finishes it.
         self._forget()
         await self._drain()
-        # The task numbers stay too: a listing's cursor from before never names a later task.
-        keep = {self._k("streams").encode(), self._k("seq", "task").encode()}
+        # The task numbering stays too, epoch and all: a listing's cursor from before goes on
+        # with the tasks stored after (their numbers rose).
+        keep = {self._k(k).encode() for k in ("streams", "seq:task", "epoch")}
         pattern = glob_escape(self._p) + "*"
         doomed = [
             k async for k in self._redis.scan_iter(match=pattern, count=1000) if k not in keep

@@ -278,22 +278,19 @@ def task_page(db: sqlite3.Connection, after: tuple[int, str] | None, count: int)
     for (WAL)."""
     db.execute("BEGIN")
     try:
-        if after is not None:
-            found = db.execute(
-                "SELECT 1 FROM tasks WHERE seq = ? AND task_id = ?", after
-            ).fetchone()
-            if found is None:
-                return None
+        epoch = str(db.execute("SELECT value FROM meta WHERE name = 'epoch'").fetchone()[0])
+        if after is not None and after[1] != epoch:
+            return None
         rows = db.execute(
-            f"SELECT seq, task_id, {_TASK_COLUMNS} FROM tasks WHERE seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT seq, {_TASK_COLUMNS} FROM tasks WHERE seq > ? ORDER BY seq LIMIT ?",
             (-1 if after is None else after[0], count + 1),
         ).fetchall()
     finally:
         db.execute("COMMIT")
     more = len(rows) > count
     del rows[count:]
-    last = (int(rows[-1][0]), str(rows[-1][1])) if rows else None
-    return TaskPage([task_of(*row[2:]) for row in rows], last, more)
+    last = (int(rows[-1][0]), epoch) if rows else None
+    return TaskPage([task_of(*row[1:]) for row in rows], last, more)
 
 
 def reset(db: sqlite3.Connection) -> None:

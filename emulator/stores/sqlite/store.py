@@ -34,6 +34,7 @@ from ..base import (
     Store,
     TaskPage,
     listed_at_most,
+    new_epoch,
     paged,
 )
 from . import ledger
@@ -71,6 +72,9 @@ class SqliteStore(Store):
                     db.execute("INSERT INTO meta VALUES ('schema', ?)", (ledger.SCHEMA_VERSION,))
                     counters = {**ledger.COUNTERS, ledger.STREAMS: 0}
                     db.executemany("INSERT INTO meta VALUES (?, ?)", counters.items())
+                # The task numbering's epoch, made with the file (or on the first open of a
+                # file from before epochs): a cursor of another file is refused, not followed.
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (new_epoch(),))
         except (OSError, sqlite3.Error, ValueError) as exc:
             self._thread.shutdown(wait=False)
             raise ValueError(f"store 'sqlite://{self.path}' cannot be opened: {exc}") from None
@@ -156,10 +160,10 @@ class SqliteStore(Store):
 
     async def task_page(self, after: Position | None, count: int) -> TaskPage | None:
         after, count = paged(after, count)
-        # A task's position is its seq: AUTOINCREMENT never gives one twice, also not after a
-        # reset (which empties the table, not sqlite_sequence). One read transaction: the
-        # check of ``after`` and the page see one state. Through the seq key: a page costs
-        # its own rows, however many are stored.
+        # A task's number is its seq: AUTOINCREMENT never gives one twice, also not after a
+        # reset (which empties the table, not sqlite_sequence); the epoch is the file's (in
+        # meta, kept by reset). One read transaction: the epoch's check and the page see one
+        # state. Through the seq key: a page costs its own rows, however many are stored.
         return await self._run(lambda db: ledger.task_page(db, after, count))
 
     async def count_tasks(self) -> int:
