@@ -11,6 +11,8 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from emulator import Settings, create_app
+from emulator.testing.app_loop import AppLoop
+from emulator.testing.handle import ImageEmulator
 
 KEY = "sk-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -128,3 +130,14 @@ def live() -> Iterator[Callable[..., LiveServer]]:
     yield start
     for server in servers:
         server.__exit__()
+
+
+@pytest.fixture
+def handle() -> Iterator[ImageEmulator]:
+    """The pytest plugin's handle on an in-process emulator (manual clock, seed 1)."""
+    app = create_app(Settings(seed=1, clock="manual"))
+    loop = AppLoop()
+    handle = ImageEmulator(app, loop, "http://image-emulator.test", in_process=True)
+    yield handle
+    handle.close()
+    loop.close(last=app.state.emulator.store.close())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,16 +14,6 @@ from emulator.testing.handle import ImageEmulator
 from emulator.testing.transport import ASGITransport
 
 NANO = {"model": "NanoBanana", "prompt": "x"}
-
-
-@pytest.fixture
-def handle() -> Iterator[ImageEmulator]:
-    app = create_app(Settings(seed=1, clock="manual"))
-    loop = AppLoop()
-    handle = ImageEmulator(app, loop, "http://image-emulator.test", in_process=True)
-    yield handle
-    handle.close()
-    loop.close(last=app.state.emulator.store.close())
 
 
 def submit(handle: ImageEmulator) -> str:

@@ -16,7 +16,6 @@ import redis
 
 from emulator import Settings, create_app
 from emulator.stores import Store
-from emulator.testing.app_loop import AppLoop
 from emulator.testing.handle import ImageEmulator
 from emulator.usecases import sweep
 
@@ -274,16 +273,6 @@ def test_the_contract_declares_every_listing_parameter_on_the_head_and_the_get()
             for p in declared
         ]
         assert sorted(names) == sorted(TASK_PARAMETERS), method
-
-
-@pytest.fixture
-def handle() -> Iterator[ImageEmulator]:
-    app = create_app(Settings(seed=1, clock="manual"))
-    loop = AppLoop()
-    handle = ImageEmulator(app, loop, "http://image-emulator.test", in_process=True)
-    yield handle
-    handle.close()
-    loop.close(last=app.state.emulator.store.close())
 
 
 def test_the_handle_lists_all_2500_tasks_once_in_order(handle: ImageEmulator) -> None:
