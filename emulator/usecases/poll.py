@@ -51,7 +51,10 @@ class Tasks:
             if now is None:
                 now = await self._clock.now()
             ttl = self._config.settings.task_ttl_seconds
-            if not outlived(task, ttl, now) or not (await self.observe(task)).terminal:
+            if (
+                not outlived(task, ttl, now)
+                or not observe(task.schedule, task_elapsed(task, now)).terminal
+            ):
                 return task
             # Only its owner learns that it existed (D-1); once swept, nobody can tell.
             message = f"task {task_id!r} has expired: finished tasks are kept {ttl:g} s"
@@ -69,8 +72,9 @@ class Tasks:
             now = await self._clock.now()
         if not outlived(task, ttl, now):
             return False
-        # On a time clock that means it ended; on per_poll only its polls can tell.
-        return (await self.observe(task)).terminal
+        # On a time clock that means it ended; on per_poll only its polls can tell. Observed
+        # at ``now``: a listing's page reads the clock once, not once more for each such task.
+        return observe(task.schedule, task_elapsed(task, now)).terminal
 
     async def elapsed(self, task: Task) -> float:
         """How far into its schedule ``task`` is: by its own polls and steps if it was
