@@ -99,8 +99,9 @@ class Steering:
 
     def _view_at(self, task: Task, base_url: str, now: float) -> dict[str, Any]:
         """``view`` at the clock time ``now`` (one read of the clock serves a whole page: on
-        Redis each read is a round trip). A task of the per_poll clock moves by its polls."""
-        elapsed = task_elapsed(task, 0.0 if task.schedule.steps is not None else now)
+        Redis each read is a round trip). A task of the per_poll clock moves by its polls
+        (``task_elapsed`` then ignores ``now``)."""
+        elapsed = task_elapsed(task, now)
         obs = observe(task.schedule, elapsed)
         urls = self._results.urls(task, base_url) if obs.status == "succeeded" else []
         return {

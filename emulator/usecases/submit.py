@@ -87,8 +87,8 @@ class Submitter:
         seed = self._ids.seed
         while True:
             task_id = f"task_{self._ids.rng.getrandbits(128):032x}"
-            # A keyed hash, not a seeded random.Random: ~4k instructions against ~49k
-            # (docs/profile.md, round 8); same seed and id, same draws.
+            # A keyed hash, not a seeded random.Random: a task's draws ~38k instructions
+            # against ~79k (docs/profile.md, round 8); same seed and id, same draws.
             rng = KeyedDraws(f"{seed}:{task_id}")
             queued_s, processing_s = config.timing.draw(
                 rng, plan.model, plan.tier, plan.quality, settings.time_scale
