@@ -67,12 +67,12 @@ def position_of(cursor: object) -> Position:
     return int(match[1]), match[2]
 
 
-def gone(cursor: str) -> CursorGone:
-    """The refusal of a cursor of another numbering epoch."""
+def gone(cursor: str, listed: str = "tasks") -> CursorGone:
+    """The refusal of a cursor of another numbering epoch, in a listing of ``listed``."""
     return CursorGone(
-        f"after {shown(cursor, 80)} is a cursor of another task numbering: the numbering "
-        "started again since (the emulator restarted on the memory store, another SQLite "
-        "file, a wiped Redis), so a page after it would skip tasks; list again from the "
+        f"after {shown(cursor, 80)} is a cursor of another numbering of {listed}: the "
+        "numbering started again since (the emulator restarted on the memory store, another "
+        "SQLite file, a wiped Redis), so a page after it would skip some; list again from the "
         "start, without after",
         field="after",
     )
