@@ -126,22 +126,22 @@ def test_a_cursor_whose_task_expired_leads_to_the_tasks_after_it(
 def test_a_walk_goes_on_while_eviction_removes_the_tasks_it_passed(
     make_client: MakeClient,
 ) -> None:
-    # The reviewer's case: a full store (max_tasks 3,000), the first page of 1,000, then 2,000
-    # submissions that evict the oldest (the first page's among them): the next page lists
-    # exactly the stored tasks after the cursor.
-    client = make_client(max_tasks=3_000)
-    submitted = [client.submit_ok(NANO) for _ in range(3_000)]
+    # The reviewer's case, scaled down: a full store (max_tasks 300), the first page of 100,
+    # then 200 submissions that evict the oldest (the first page's among them): the next page
+    # lists exactly the stored tasks after the cursor.
+    client = make_client(max_tasks=300)
+    submitted = [client.submit_ok(NANO) for _ in range(300)]
     client.advance(3_600)  # all finished: eviction may take them (an hour: none expired)
-    first = listed(client)
-    assert ids(first) == submitted[:1_000] and first["next"]
-    submitted += [client.submit_ok(NANO) for _ in range(2_000)]
-    stored = walk(client, None)  # from the first: what is stored now, oldest first
-    assert len(stored) <= 3_000
-    assert submitted[999] not in stored  # the cursor's task was evicted
-    after_cursor = [i for i in stored if submitted.index(i) >= 1_000]
-    second = listed(client, after=first["next"])
-    assert ids(second) == after_cursor[:1_000]
-    assert walk(client, first["next"]) == after_cursor
+    first = listed(client, limit=100)
+    assert ids(first) == submitted[:100] and first["next"]
+    submitted += [client.submit_ok(NANO) for _ in range(200)]
+    stored = walk(client, None, limit=100)  # from the first: what is stored now, oldest first
+    assert len(stored) <= 300
+    assert submitted[99] not in stored  # the cursor's task was evicted
+    after_cursor = [i for i in stored if submitted.index(i) >= 100]
+    second = listed(client, limit=100, after=first["next"])
+    assert ids(second) == after_cursor[:100]
+    assert walk(client, first["next"], limit=100) == after_cursor
 
 
 def test_a_cursor_of_a_restarted_emulator_is_refused_with_404_naming_after(
