@@ -598,6 +598,24 @@ class StoreContract:
         assert await store.list_balances() == {"b": ("sk-b…", 2)}
         assert await place(store, make_task(1, owner="a"), held=1000) == "placed"  # unlimited
 
+    async def test_a_new_owner_gets_a_balance_only_below_the_bound(self, store: Store) -> None:
+        assert await store.set_balance("a", "sk-a…", 1, most=2) is True
+        assert await store.set_balance("b", "sk-b…", 2, most=2) is True
+        # A third owner is refused and nothing changes; the two may still change theirs.
+        assert await store.set_balance("c", "sk-c…", 3, most=2) is False
+        assert await store.set_balance("a", "sk-A…", 9, most=2) is True
+        assert await store.list_balances() == {"a": ("sk-A…", 9), "b": ("sk-b…", 2)}
+        # Removing one (allowed at the bound) makes room; 0 means no bound.
+        assert await store.set_balance("c", "sk-c…", None, most=2) is True
+        assert await store.set_balance("b", "sk-b…", None, most=2) is True
+        assert await store.set_balance("c", "sk-c…", 3, most=2) is True
+        assert await store.set_balance("d", "sk-d…", 4) is True
+        assert await store.list_balances() == {
+            "a": ("sk-A…", 9),
+            "c": ("sk-c…", 3),
+            "d": ("sk-d…", 4),
+        }
+
     async def test_the_usage_log_keeps_the_newest_finished_and_sums_the_rest(
         self, store: Store
     ) -> None:

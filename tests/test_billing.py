@@ -14,7 +14,7 @@ from emulator import Settings, create_app
 from emulator.core.billing import PriceTable
 from emulator.core.catalogue import Catalogue
 
-from .conftest import KEY, Client
+from .conftest import KEY, Client, MakeClient
 
 PRICES: dict[str, Any] = tomllib.loads(
     resources.files("emulator").joinpath("data/prices.toml").read_text("utf-8")
@@ -189,6 +189,35 @@ def test_price_table_must_cover_the_catalogue(tmp_path: Any) -> None:
     bad.write_text("[nano]\nNanoBanana = -1\n")
     with pytest.raises(ValueError, match="whole number"):
         PriceTable.load(bad)
+
+
+def test_a_new_key_beyond_max_balances_is_refused_naming_the_setting(
+    make_client: MakeClient,
+) -> None:
+    client = make_client(max_balances=2)
+    for key in ("sk-one", "sk-two"):
+        assert client.put(f"/_emulator/balances/{key}", json={"balance": 5}).status_code == 200
+    refused = client.put("/_emulator/balances/sk-three", json={"balance": 5})
+    assert refused.status_code == 400
+    body = refused.json()
+    assert body["data"] is None and "max_balances" in body["message"]
+    assert [row["key"] for row in client.get("/_emulator/balances").json()["balances"]] == [
+        "s…e",
+        "s…o",
+    ]
+    # The two keys still change theirs; removing one makes room for another.
+    assert client.put("/_emulator/balances/sk-one", json={"balance": 9}).status_code == 200
+    assert client.put("/_emulator/balances/sk-two", json={"balance": None}).status_code == 200
+    assert client.put("/_emulator/balances/sk-three", json={"balance": 5}).status_code == 200
+    emulator = client.app.state.emulator  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="max_balances"):  # Python callers: a ValueError
+        asyncio.run(emulator.billing.set_balance("sk-four", 1))
+
+
+def test_max_balances_has_a_range(make_client: MakeClient) -> None:
+    for bad in (0, 100_001):
+        with pytest.raises(ValueError, match="max_balances must be between 1 and 100000"):
+            make_client(max_balances=bad)
 
 
 def test_reset_clears_usage_and_balances(client: Client) -> None:

@@ -102,6 +102,8 @@ class Settings:
     fault_file: str | None = None
     #: Most fault rules installed at once (every request is matched against each).
     max_fault_rules: int = 1000
+    #: Most keys with a balance at once (each is a row of every balances listing).
+    max_balances: int = 10_000
     #: Requests kept in the journal (oldest dropped first).
     journal_limit: int = 1000
     #: Where state lives: "memory", "sqlite:///path/to/file.db", "redis://host:port/db";

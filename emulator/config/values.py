@@ -122,6 +122,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "hang_max_seconds": (0, 3600),
     "journal_limit": (0, 1_000_000),
     "max_fault_rules": (1, 100_000),
+    "max_balances": (1, 100_000),
     "task_ttl_seconds": (0, 10**9),
     "max_tasks": (0, 10**8),
     "usage_log_limit": (0, 10**8),

@@ -314,10 +314,12 @@ class Store(ABC):
 
     @abstractmethod
     async def set_balance(
-        self, owner: str, label: str, amount: int | None, now: Now = None
-    ) -> None:
+        self, owner: str, label: str, amount: int | None, now: Now = None, most: int = 0
+    ) -> bool:
         """Atomically settle the owner's holds due by ``now``, then set the balance available
-        now (None: remove it, unlimited). Open holds keep what they took."""
+        now (None: remove it, unlimited); True. Open holds keep what they took. With ``most``
+        (> 0), an owner without a balance gets one only while fewer than ``most`` owners have
+        one: otherwise False, and nothing changes (nothing is settled either)."""
 
     @abstractmethod
     async def list_balances(self) -> dict[str, tuple[str, int]]:

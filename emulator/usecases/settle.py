@@ -15,6 +15,7 @@ from ..core.checks import MAX_TEXT_CHARS, text_problem
 from ..core.clock import Clock
 from ..core.keys import key_fingerprint, mask_key
 from ..core.tasks import Observation, Task, ended_at
+from ..errors import InvalidRequest
 from ..stores import Store
 from .configuration import Configuration
 from .poll import Tasks
@@ -37,6 +38,11 @@ def balance_problem(amount: object) -> str | None:
     if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= MAX_BALANCE:
         return "must be a whole number of credits >= 0 (at most 1e15)"
     return None
+
+
+class BalanceLimitError(InvalidRequest, ValueError):
+    """A new key's balance would pass ``max_balances`` (400 naming it); a ValueError for
+    Python callers."""
 
 
 class Billing:
@@ -80,8 +86,16 @@ class Billing:
         return True
 
     async def _set(self, owner: str, label: str, amount: int | None) -> None:
+        """Set in one store step, which refuses a new key beyond ``max_balances``: each key
+        with a balance is a row of every balances listing, so their number is bounded."""
         now = self._tasks.step_now(await self._clock.now())
-        await self._store.set_balance(owner, label, amount, now)
+        most = self._config.settings.max_balances
+        if not await self._store.set_balance(owner, label, amount, now, most):
+            raise BalanceLimitError(
+                f"at most {most} keys can have a balance at once (setting max_balances), and "
+                f"{most} have one: remove one (balance null) or raise the setting",
+                field="max_balances",
+            )
 
     async def usage(self, filters: Mapping[str, str]) -> dict[str, Any]:
         """The usage log settled up to now: its entries matching ``filters`` (``key``,
@@ -116,4 +130,4 @@ class Billing:
         ]
 
 
-__all__ = ["MAX_BALANCE", "Billing", "balance_problem", "key_problem"]
+__all__ = ["MAX_BALANCE", "BalanceLimitError", "Billing", "balance_problem", "key_problem"]

@@ -365,13 +365,17 @@ class MemoryStore(Store):
         return list(self._trimmed.values())
 
     async def set_balance(
-        self, owner: str, label: str, amount: int | None, now: Now = None
-    ) -> None:
+        self, owner: str, label: str, amount: int | None, now: Now = None, most: int = 0
+    ) -> bool:
+        balances = self._balances
+        if amount is not None and 0 < most <= len(balances) and owner not in balances:
+            return False
         self._settle_due(self._now(now))
         if amount is None:
-            self._balances.pop(owner, None)
+            balances.pop(owner, None)
         else:
-            self._balances[owner] = (label, amount)
+            balances[owner] = (label, amount)
+        return True
 
     async def list_balances(self) -> dict[str, tuple[str, int]]:
         return dict(self._balances)

@@ -251,11 +251,16 @@ SETTLE = PRELUDE + _LATE + "return settle(ARGV[5], tonumber(ARGV[6]), ARGV[7])\n
 # -> how many settled
 SETTLE_DUE = PRELUDE + _LATE + "return settle_due(tonumber(clock_text()))\n"
 
-# ARGV owner, label, amount ('' removes it)
+# ARGV owner, label, amount ('' removes it), most (0: no bound) -> 1, or 0 when refused
 SET_BALANCE = (
     PRELUDE
     + _LATE
     + """
+local most = tonumber(ARGV[8])
+if ARGV[7] ~= '' and most > 0 and redis.call('HEXISTS', P .. 'balances', ARGV[5]) == 0
+    and redis.call('HLEN', P .. 'balances') >= most then
+  return 0
+end
 settle_due(tonumber(clock_text()))
 if ARGV[7] == '' then
   redis.call('HDEL', P .. 'balances', ARGV[5])
@@ -264,6 +269,7 @@ else
   redis.call('HSET', P .. 'balances', ARGV[5], ARGV[7])
   redis.call('HSET', P .. 'balances:labels', ARGV[5], ARGV[6])
 end
+return 1
 """
 )
 

@@ -384,10 +384,10 @@ class RedisStore(Store):
 
     @guard
     async def set_balance(
-        self, owner: str, label: str, amount: int | None, now: Now = None
-    ) -> None:
-        args = [*self._args(now), owner, label, "" if amount is None else amount]
-        await self._set_balance([], args)
+        self, owner: str, label: str, amount: int | None, now: Now = None, most: int = 0
+    ) -> bool:
+        args = [*self._args(now), owner, label, "" if amount is None else amount, most]
+        return bool(await self._set_balance([], args))
 
     @guard_read
     async def list_balances(self) -> dict[str, tuple[str, int]]:

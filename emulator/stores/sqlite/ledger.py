@@ -268,6 +268,13 @@ def set_balance(
         )
 
 
+def balance_refused(db: sqlite3.Connection, owner: str, most: int) -> bool:
+    """Whether ``owner`` has no balance while ``most`` owners have one (a new one is refused)."""
+    if db.execute("SELECT 1 FROM balances WHERE owner = ?", (owner,)).fetchone() is not None:
+        return False
+    return int(db.execute("SELECT count(*) FROM balances").fetchone()[0]) >= most
+
+
 def trimmed_usage(db: sqlite3.Connection) -> list[Trimmed]:
     rows = db.execute(f"SELECT owner, key, model, state, {', '.join(SUMMED)} FROM trimmed")
     return [Trimmed(*row) for row in rows.fetchall()]

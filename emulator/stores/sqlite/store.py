@@ -303,14 +303,17 @@ class SqliteStore(Store):
         return await self._run(ledger.trimmed_usage)
 
     async def set_balance(
-        self, owner: str, label: str, amount: int | None, now: Now = None
-    ) -> None:
+        self, owner: str, label: str, amount: int | None, now: Now = None, most: int = 0
+    ) -> bool:
         limit = self.usage_log_limit
 
-        def work(db: sqlite3.Connection) -> None:
+        def work(db: sqlite3.Connection) -> bool:
+            if amount is not None and most > 0 and ledger.balance_refused(db, owner, most):
+                return False
             ledger.set_balance(db, owner, label, amount, ledger.clock(db, now), limit)
+            return True
 
-        await self._run(work, atomic=True)
+        return await self._run(work, atomic=True)
 
     async def list_balances(self) -> dict[str, tuple[str, int]]:
         rows = await self._all("SELECT owner, label, amount FROM balances ORDER BY rowid")
