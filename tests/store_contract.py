@@ -24,6 +24,8 @@ from emulator.core.faults import Effect, FaultRule, Match
 from emulator.core.tasks import Schedule, Task
 from emulator.stores.base import Store
 
+from .usage_contract import UsageLogContract
+
 
 def store_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     """The keyword arguments the test asks its store to be built with: none, or those of
@@ -122,7 +124,7 @@ def state_of(charges: list[Charge]) -> list[tuple[str, str, int, int, int, int]]
     return [(c.task_id[-2:], c.state, c.images, c.amount, c.taken, c.refunded) for c in charges]
 
 
-class StoreContract:
+class StoreContract(UsageLogContract):
     """The Store interface's semantics. Subclasses provide the ``store`` fixture."""
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.anyio]

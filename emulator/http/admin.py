@@ -110,6 +110,15 @@ async def list_tasks(request: Request) -> Response:
     return JSONResponse({"tasks": views, "next": following})
 
 
+def _limit(params: dict[str, str]) -> object:
+    """A page's ``limit`` as given: a number when it is digits; its range (and anything else)
+    is the page's to refuse (`usecases.pages.page_limit`), as `list_tasks` reads it."""
+    limit: object = params.get("limit", MAX_PAGE)
+    if isinstance(limit, str) and limit.isascii() and limit.isdigit() and len(limit) <= 9:
+        limit = int(limit)
+    return limit
+
+
 @guarded
 async def get_admin_task(request: Request) -> Response:
     steering = _steering(request)
@@ -179,10 +188,13 @@ async def clear_requests(request: Request) -> Response:
 # -- usage and balances -------------------------------------------------------------------
 @guarded
 async def get_usage(request: Request) -> Response:
-    params = query_values(request.query_params.multi_items(), USAGE_FILTERS, "usage filter")
+    params = query_values(request.query_params.multi_items(), USAGE_PARAMETERS, "usage parameter")
     if "state" in params:
         one_of("state", params["state"], get_args(ChargeState))
-    return JSONResponse(await _steering(request).billing.usage(params))
+    filters = {name: params[name] for name in USAGE_FILTERS if name in params}
+    billing = _steering(request).billing
+    usage = await billing.usage(filters, limit=_limit(params), after=params.get("after"))
+    return JSONResponse(usage)
 
 
 @guarded
@@ -213,8 +225,9 @@ async def put_balance(request: Request) -> Response:
 
 #: The query parameters of ``GET /_emulator/tasks``: filters, and the page's size and start.
 TASK_PARAMETERS = ("status", "model", "limit", "after")
-#: The filters of ``GET /_emulator/usage``.
+#: The filters of ``GET /_emulator/usage``, and with them its page's size and start.
 USAGE_FILTERS = ("key", "model", "state", "task_id")
+USAGE_PARAMETERS = (*USAGE_FILTERS, "limit", "after")
 #: Routes that read their query themselves (health: open to probes, whatever they append).
 _OWN_QUERY: frozenset[Handler] = frozenset({health, list_tasks, list_requests, get_usage})
 #: What a refusal adds where a parameter may look like it would narrow the action.

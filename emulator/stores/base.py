@@ -20,7 +20,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..core.billing import Charge, Trimmed
+from ..core.billing import Charge, Sums, Trimmed
 from ..core.faults import FaultRule
 from ..core.journal import PendingEntry
 from ..core.tasks import Task
@@ -79,6 +79,16 @@ class TaskPage:
     last of them (None when there are none), ``more``: stored tasks follow it."""
 
     tasks: list[Task]
+    last: Position | None
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChargePage:
+    """What `Store.charge_page` read: ``charges`` of the usage log in hold order, ``last`` the
+    position of the last of them (None when there are none), ``more``: listed charges follow."""
+
+    charges: list[Charge]
     last: Position | None
     more: bool
 
@@ -304,7 +314,40 @@ class Store(ABC):
     @abstractmethod
     async def list_charges(self, owner: str | None = None) -> list[Charge]:
         """The usage log, in hold order: every held charge and the newest finished ones. A
-        read (one consistent list: a settlement moves a charge whole)."""
+        read (one consistent list: a settlement moves a charge whole). It reads the whole log
+        (up to ``max_tasks`` held and ``usage_log_limit`` finished): no request reads it
+        (they read `charge_page` and `usage_sums`); tests and in-process tools may."""
+
+    @abstractmethod
+    async def charge_page(self, after: Position | None, count: int) -> ChargePage | None:
+        """At most ``count`` charges of the usage log in hold order: the first ones, or those
+        numbered above ``after``'s number (a `ChargePage`'s ``last``), whether or not the
+        charge that had it is still listed. A charge's number is its own, given in the step
+        that holds it (rising, never given twice by one numbering, also not after ``reset``),
+        and kept while it stays in the log, whatever becomes of its task (evicted, expired):
+        so a walk goes on past charges trimmed between its pages, and never repeats or skips
+        one still listed (a settlement changes a charge, never its number). None when
+        ``after`` is of another epoch (the numbering started again: a new memory store,
+        another SQLite file, a wiped Redis). Arguments checked by `paged`.
+
+        A read, one consistent view: the check of the epoch and the page are one step. Its
+        cost is the page's, not the log's (memory: a bisection of the numbers; SQLite: the
+        charges' seq key; Redis: the P:charges scores)."""
+
+    @abstractmethod
+    async def get_charge(self, task_id: str) -> Charge | None:
+        """The task's charge while the usage log lists it (None once trimmed, or never held).
+        A read."""
+
+    @abstractmethod
+    async def usage_sums(self) -> list[Sums]:
+        """The running `Sums` of every charge held since the last ``reset`` (listed or
+        trimmed), one row per owner, key, model and state. Each backend moves them in the
+        same atomic step as the hold and the settlement (a trim moves nothing: a trimmed
+        charge still counts), so a step that answers an error moved nothing and this read, one
+        consistent state, never sees half a move. Its cost is the number of groups, not of
+        charges. A read, apart from ``charge_page``: a charge settled between the two reads
+        is counted as settled here and listed held there."""
 
     @abstractmethod
     async def trimmed_usage(self) -> list[Trimmed]:

@@ -251,8 +251,10 @@ class ImageEmulator:
 
     @property
     def usage(self) -> dict[str, Any]:
-        """The usage log: entries (held/settled/released) and totals per key and model."""
-        return self._run(self.steering.billing.usage({}))
+        """The usage log: every entry (held/settled/released), in hold order, and totals per
+        key and model. Read page by page; a `CursorGone` error (never a partial list) if the
+        store's numbering started again meanwhile (another worker wiped a shared Redis)."""
+        return self._run(self.steering.billing.usage_log({}))
 
     def set_balance(self, amount: int | None, key: str | None = None) -> None:
         """Give ``key`` (default: the fixture's) a balance in credits; None: unlimited."""

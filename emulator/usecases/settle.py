@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..core.billing import Charge, ChargeBuilder, matching, totals
+from ..core.billing import Charge, ChargeBuilder, matching, sums_of, totals_of
 from ..core.checks import MAX_TEXT_CHARS, text_problem
 from ..core.clock import Clock
 from ..core.keys import key_fingerprint, mask_key
@@ -18,6 +18,7 @@ from ..core.tasks import Observation, Task, ended_at
 from ..errors import InvalidRequest
 from ..stores import Store
 from .configuration import Configuration
+from .pages import MAX_PAGE, CursorGone, cursor_of, gone, page_limit, position_of
 from .poll import Tasks
 
 #: The largest balance a key may be given, in credits.
@@ -97,29 +98,71 @@ class Billing:
                 field="max_balances",
             )
 
-    async def usage(self, filters: Mapping[str, str]) -> dict[str, Any]:
-        """The usage log settled up to now: its entries matching ``filters`` (``key``,
-        ``model``, ``state``, ``task_id``) and their totals, which include the charges the
-        bounded log no longer lists. Callers check the names first: the control plane refuses
-        any other with a 400 (``core.query``), so nothing here reads an unknown one."""
+    async def usage(
+        self, filters: Mapping[str, str], *, limit: object = MAX_PAGE, after: object = None
+    ) -> dict[str, Any]:
+        """One page of the usage log settled up to now: the entries matching ``filters``
+        (``key``, ``model``, ``state``, ``task_id``) among at most ``limit`` charges (1 to
+        `MAX_PAGE`) in hold order after the cursor ``after`` (None: from the first), the
+        cursor of the next page (``next``, None: none follows), and the totals of every
+        charge ever made that matches (the bounded log's trimmed ones included; with
+        ``task_id``, that one listed charge's). A page may hold fewer matches than ``limit``,
+        even none, while more follow: its cost is ``limit`` charges, and the totals' the
+        number of (owner, key, model, state) groups, however long the log. CursorGone when
+        ``after`` is of another numbering. Callers check the filters' names first: the
+        control plane refuses any other with a 400 (``core.query``)."""
+        count = page_limit(limit)
+        position = None if after is None else position_of(after)
         await self.settle_due()
-        charges = await self._store.list_charges()
-        if "key" in filters:
-            owner = key_fingerprint(filters["key"])
-            charges = [c for c in charges if c.owner == owner]
-        for name in ("model", "state", "task_id"):
-            if name in filters:
-                charges = [c for c in charges if getattr(c, name) == filters[name]]
+        page = await self._store.charge_page(position, count)
+        if page is None:
+            raise gone(str(after), "charges")
         wanted = {name: filters[name] for name in ("model", "state") if name in filters}
         if "key" in filters:
             wanted["owner"] = key_fingerprint(filters["key"])
-        # A task_id names one listed charge or none: no trimmed sums belong to it.
-        trimmed = [] if "task_id" in filters else await self._store.trimmed_usage()
+        if "task_id" in filters:
+            wanted["task_id"] = filters["task_id"]
+        entries = [c.to_dict() for c in page.charges if _matches(c, wanted)]
+        if "task_id" in filters:
+            # One charge, read by its id: no trimmed sums belong to it.
+            charge = await self._store.get_charge(filters["task_id"])
+            sums = sums_of([charge] if charge is not None and _matches(charge, wanted) else [])
+        else:
+            sums = matching(await self._store.usage_sums(), wanted)
         return {
             "unit": self._config.prices.unit,
-            "entries": [c.to_dict() for c in charges],
-            "totals": totals(charges, matching(trimmed, wanted)),
+            "entries": entries,
+            "totals": totals_of(sums),
+            "next": cursor_of(page.last) if page.more and page.last is not None else None,
         }
+
+    async def usage_log(self, filters: Mapping[str, str]) -> dict[str, Any]:
+        """The whole usage log matching ``filters``, read page by page (`usage`): every entry,
+        and the totals as the last page read them. For tests and in-process tools (its cost
+        is the log's). Charges trimmed between two pages do not stop the walk; CursorGone if
+        the numbering started again between them (the walk would skip charges): never a
+        partial list passed off as whole."""
+        entries: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            try:
+                page = await self.usage(filters, after=after)
+            except CursorGone as exc:
+                raise CursorGone(
+                    "the charge numbering started again while the usage log was read page by"
+                    f" page ({len(entries)} listed): {exc.message}",
+                    field="after",
+                ) from None
+            entries += page["entries"]
+            after = page["next"]
+            if after is None:
+                return {"unit": page["unit"], "entries": entries, "totals": page["totals"]}
+
+    async def charge_of(self, task_id: str) -> dict[str, Any] | None:
+        """The task's charge while the usage log lists it, settled up to now (one read)."""
+        await self.settle_due()
+        charge = await self._store.get_charge(task_id)
+        return None if charge is None else charge.to_dict()
 
     async def balances(self) -> list[dict[str, Any]]:
         """Every key with a balance (masked), settled up to now."""
@@ -128,6 +171,10 @@ class Billing:
             {"owner": owner, "key": label, "balance": amount}
             for owner, (label, amount) in (await self._store.list_balances()).items()
         ]
+
+
+def _matches(charge: Charge, wanted: Mapping[str, str]) -> bool:
+    return all(getattr(charge, name) == value for name, value in wanted.items())
 
 
 __all__ = ["MAX_BALANCE", "BalanceLimitError", "Billing", "balance_problem", "key_problem"]

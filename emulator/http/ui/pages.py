@@ -20,7 +20,8 @@ from .forms import Form
 from .render import live, login_page, page, render
 from .rows import STATUSES, effect_text, history, masked_rule, match_text, task_filter, task_rows
 
-#: Newest entries of the usage log the billing page lists (the totals cover every entry).
+#: Entries of the usage log one billing page lists, in hold order (the totals cover every
+#: charge; a link reads the next page).
 USAGE_ROWS = 200
 #: Newest journal entries a task's page lists.
 JOURNAL_ROWS = 100
@@ -63,9 +64,9 @@ async def task_page(request: Request) -> Response:
     task = await steering.find(request.path_params["task_id"])  # 404 as a page
     view = await steering.view(task, str(request.base_url))
     journal = await steering.journal(query_from_filters({"task_id": task.task_id}))
-    # Its own charge only: the whole log holds a charge per stored task (100,000 at the cap).
-    usage = await steering.billing.usage({"task_id": task.task_id})
-    charge = next(iter(usage["entries"]), None)
+    # Its own charge only, read by its id: the log holds a charge per stored task (100,000 at
+    # the cap).
+    charge = await steering.billing.charge_of(task.task_id)
     submitted = next((e for e in journal if e["endpoint"] == "submit"), None)
     return await render(
         request,
@@ -80,7 +81,7 @@ async def task_page(request: Request) -> Response:
             "journal_count": len(journal),
             "submitted": submitted,
             "charge": charge,
-            "unit": usage["unit"],
+            "unit": emulator.prices.unit,
             "terminal": view["status"] in ("succeeded", "failed"),
             "pictures": picture_urls(task.task_id, len(view["result_urls"])),
             "live_url": f"{PREFIX}/live/tasks/{task.task_id}",
@@ -165,9 +166,11 @@ async def live_faults(request: Request) -> dict[str, Any]:
 async def billing_page(request: Request) -> Response:
     emulator = emulator_of(request)
     billing = emulator.steering.billing
-    usage = await billing.usage({})  # settles what has ended, balances included
+    # One page of the log (settles what has ended, balances included) and the totals of every
+    # charge, from the stores' running sums: bounded however long the log.
+    after = request.query_params.get("after")
+    usage = await billing.usage({}, limit=USAGE_ROWS, after=after)
     balances = await billing.balances()
-    entries = usage["entries"]
     return await render(
         request,
         "billing.html",
@@ -176,8 +179,11 @@ async def billing_page(request: Request) -> Response:
             "nav": "billing",
             "unit": usage["unit"],
             "totals": usage["totals"],
-            "entries": list(reversed(entries[-USAGE_ROWS:])),
-            "entry_count": len(entries),
+            "entries": usage["entries"],
+            "first": after is None,
+            "next_url": None
+            if usage["next"] is None
+            else f"{PREFIX}/billing?" + urlencode({"after": usage["next"]}),
             "balances": balances,
             "live_url": f"{PREFIX}/live/clock",
         },

@@ -14,15 +14,16 @@ from typing import Any
 from ...core.billing import (
     Charge,
     Settlement,
+    Sums,
     Trimmed,
     settlement,
-    trimmed_row,
 )
 from ...core.faults import FaultRule
 from ...core.journal import PendingEntry
 from ...core.tasks import Task, ended_at, has_ended, images_returned
 from ..base import (
     EVICT_AT_MOST,
+    ChargePage,
     Expiry,
     Forced,
     Now,
@@ -52,8 +53,8 @@ from .packed import (
     unpack_charge,
     unpack_task,
 )
+from .usage_log import UsageLog
 
-_Group = tuple[str, str, str, str]
 #: A settlement replaces a charge's fields from ``state`` to ``settled_at``, keeps ``taken``
 #: and replaces ``refunded`` (`_settled`).
 _TAKEN = CHARGE_FIELDS.index("taken")
@@ -65,21 +66,6 @@ def _settled(c: PackedCharge, end: Settlement, settled_at: float, refunded: int)
     settled once, a full store up to ``evict_at_most`` in one submission's step).
     tests/test_store.py fails if a field is missed or misplaced."""
     return (*c[:CHARGE_STATE], end.state, end.images, end.amount, settled_at, c[_TAKEN], refunded)
-
-
-def _summed(kept: Trimmed, row: Trimmed) -> Trimmed:
-    """The group's sums with one more row (its five `SUMMED` fields added), by position."""
-    return Trimmed(
-        kept.owner,
-        kept.key,
-        kept.model,
-        kept.state,
-        kept.tasks + row.tasks,
-        kept.images + row.images,
-        kept.paid + row.paid,
-        kept.taken + row.taken,
-        kept.refunded + row.refunded,
-    )
 
 
 class MemoryStore(Store):
@@ -111,7 +97,9 @@ class MemoryStore(Store):
         #: The usage log in hold order; finished charges also in settlement order (to trim).
         self._charges: dict[str, PackedCharge] = {}
         self._finished: deque[str] = deque()
-        self._trimmed: dict[_Group, Trimmed] = {}
+        #: The log's numbering (its pages), the running sums of every charge (its totals) and
+        #: the sums of those trimmed from it.
+        self._usage = UsageLog()
         self._balances: dict[str, tuple[str, int]] = {}
 
     def _now(self, now: Now) -> float:
@@ -146,6 +134,7 @@ class MemoryStore(Store):
             # Copied only when it changes: a new charge from an unlimited key (most of them)
             # is already what is stored, and a copy costs as much as the rest of this step.
             charge = dataclasses.replace(charge, state="held", taken=taken, refunded=0)
+        self._usage.held(charge, self._charges)
         self._charges[task.task_id] = pack_charge(charge)
         self._order.add(task.task_id, self._tasks)
         packed = self._tasks[task.task_id] = pack_task(task)
@@ -318,12 +307,14 @@ class MemoryStore(Store):
         current = self._charges.get(task_id)
         if current is None or current[CHARGE_STATE] != "held":
             return False
-        end = settlement(unpack_charge(current), images)
+        charge = unpack_charge(current)
+        end = settlement(charge, images)
         owner = current[CHARGE_OWNER]
         balance = self._balances.get(owner)
         refunded = 0 if balance is None else end.back
         if balance is not None:
             self._balances[owner] = (balance[0], balance[1] + refunded)
+        self._usage.settled(charge, end, refunded)
         self._charges[task_id] = _settled(current, end, settled_at, refunded)
         self._finished.append(task_id)
         self._trim()
@@ -332,10 +323,9 @@ class MemoryStore(Store):
     def _trim(self) -> None:
         limit = self.usage_log_limit
         while limit is not None and len(self._finished) > limit:
-            row = trimmed_row(unpack_charge(self._charges.pop(self._finished.popleft())))
-            group = (row.owner, row.key, row.model, row.state)
-            kept = self._trimmed.get(group) or Trimmed(*group)
-            self._trimmed[group] = _summed(kept, row)
+            task_id = self._finished.popleft()
+            charge = unpack_charge(self._charges.pop(task_id))
+            self._usage.trimmed(task_id, charge, self._charges)
 
     async def settle_due(self, now: Now) -> int:
         return self._settle_due(self._now(now))
@@ -361,8 +351,23 @@ class MemoryStore(Store):
         charges = self._charges.values()
         return [unpack_charge(c) for c in charges if owner is None or c[CHARGE_OWNER] == owner]
 
+    async def charge_page(self, after: Position | None, count: int) -> ChargePage | None:
+        after, count = paged(after, count)
+        found = self._usage.page(after, count, self._charges)
+        if found is None:
+            return None
+        ids, last, more = found
+        return ChargePage([unpack_charge(self._charges[i]) for i in ids], last, more)
+
+    async def get_charge(self, task_id: str) -> Charge | None:
+        packed = self._charges.get(task_id)
+        return None if packed is None else unpack_charge(packed)
+
+    async def usage_sums(self) -> list[Sums]:
+        return self._usage.sums()
+
     async def trimmed_usage(self) -> list[Trimmed]:
-        return list(self._trimmed.values())
+        return self._usage.trimmed_rows()
 
     async def set_balance(
         self, owner: str, label: str, amount: int | None, now: Now = None, most: int = 0
@@ -383,7 +388,7 @@ class MemoryStore(Store):
     async def reset(self) -> None:
         self._charges.clear()
         self._finished.clear()
-        self._trimmed.clear()
+        self._usage.clear()
         self._balances.clear()
         self._tasks.clear()
         self._order.clear()

@@ -18,14 +18,16 @@ Keys (P = prefix):
   P:held          zset id of held charges by when they fall due (+inf until known)
   P:done          zset id of finished charges by settlement order (the bounded log)
   P:trimmed:<sum> hash owner\\nkey\\nmodel\\nstate -> sum of charges dropped from the log
+  P:usage:<sum>   the same, of every charge (listed or trimmed): the totals (``usage``)
   P:balances / P:balances:labels   hash owner -> amount / masked key
   P:clock         manual clock, "%.17g" text   P:blob:<key>    bytes (ref:<id> with its task)
   P:faults        hash id -> rule JSON         P:faults:order  zset id by insertion order
   P:faults:evals / P:faults:hits  hash id -> count     P:journal  list of "<seq>\\n<JSON>"
   P:seq:*         counters                     P:streams  id streams handed out (kept by reset)
-  (P:seq:task numbers the tasks, their scores in P:tasks; P:epoch names that numbering, made
-  by the first PAGE when missing: both kept by reset, so a listing's cursor from before a
-  reset goes on after its number; a wiped Redis starts both again, and refuses old cursors)
+  (P:seq:task numbers the tasks, their scores in P:tasks, and P:seq:charge the charges, their
+  scores in P:charges; P:epoch names those numberings, made by the first PAGE when missing:
+  all kept by reset, so a listing's cursor from before a reset goes on after its number; a
+  wiped Redis starts them again, and refuses old cursors)
 
 Task hash P:task:<id>: d task JSON as submitted, p polls, o owner, c created_at, s ends_at,
 k end poll (per_poll only), e end time once known, i images paid when it has ended,
@@ -33,7 +35,9 @@ f the schedule JSON of a forced outcome. Charge hash P:charge:<id>: d charge JSO
 owner, key, model, held, unit, taken, state, images, amount, refunded, settled_at.
 """
 
-PRELUDE = """
+from . import usage
+
+_HEAD = """
 local P = ARGV[1]
 local LIMIT = tonumber(ARGV[4])
 local function late()
@@ -51,6 +55,8 @@ local function ended(id, now)
   if row[3] then return tonumber(row[4]) >= tonumber(row[3]) end
   return now - tonumber(row[1]) >= tonumber(row[2])
 end
+"""
+_REST = """
 local function trim()
   if not LIMIT then return end
   local over = redis.call('ZCARD', P .. 'done') - LIMIT
@@ -72,8 +78,9 @@ local function trim()
 end
 local function settle(id, images, at)
   local ck = P .. 'charge:' .. id
-  local c = redis.call('HMGET', ck, 'state', 'owner', 'held', 'taken', 'unit')
+  local c = redis.call('HMGET', ck, 'state', 'owner', 'held', 'taken', 'unit', 'key', 'model')
   if c[1] ~= 'held' then return 0 end
+  usage_ready()
   local held, taken = tonumber(c[3]), tonumber(c[4])
   local amount = math.min(held, tonumber(c[5]) * images)
   local back = taken - math.min(taken, amount)
@@ -84,6 +91,8 @@ local function settle(id, images, at)
   end
   local state = 'released'
   if images > 0 then state = 'settled' end
+  usage_add(c[2], c[6], c[7], 'held', {1, 0, 0, taken, 0, held}, -1)
+  usage_add(c[2], c[6], c[7], state, {1, images, amount, taken, refunded, 0}, 1)
   redis.call('HSET', ck, 'state', state, 'images', images, 'amount', amount,
              'refunded', refunded, 'settled_at', at)
   redis.call('ZREM', P .. 'held', id)
@@ -112,6 +121,8 @@ local function settle_due(now)
   return n
 end
 """
+#: What every script starts with (the module's doc): its arguments, and the steps they share.
+PRELUDE = _HEAD + usage.FUNCTIONS + _REST
 
 _LATE = "if late() then return redis.error_reply('LATE the caller has given up') end\n"
 
@@ -127,6 +138,7 @@ INSERT_HELD = (
 local id = ARGV[5]
 local tk = P .. 'task:' .. id
 if redis.call('EXISTS', tk) == 1 then return 0 end
+usage_ready()
 local now = tonumber(clock_text())
 local cap = tonumber(ARGV[20])
 if cap > 0 and redis.call('ZCARD', P .. 'tasks') >= cap then
@@ -168,6 +180,7 @@ redis.call('HSET', ck, 'd', ARGV[13], 'owner', owner, 'key', ARGV[16], 'model', 
            'held', held, 'unit', ARGV[15], 'taken', taken, 'state', 'held', 'images', 0,
            'amount', 0, 'refunded', 0, 'settled_at', '')
 redis.call('ZADD', P .. 'charges', redis.call('INCR', P .. 'seq:charge'), id)
+usage_add(owner, ARGV[16], ARGV[17], 'held', {1, 0, 0, taken, 0, held}, 1)
 redis.call('ZADD', P .. 'held', due, id)
 if ARGV[19] == '1' then redis.call('SET', P .. 'blob:ref:' .. id, ARGV[18]) end
 return 1
@@ -272,6 +285,9 @@ end
 return 1
 """
 )
+
+# -> the usage sums (``usage.READ``)
+USAGE_SUMS = PRELUDE + usage.READ
 
 # ARGV seconds -> new time. Lua numbers are doubles like Python floats, and %.17g prints them
 # exactly, so the shared clock adds up exactly like the in-memory one.

@@ -29,11 +29,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ...core.billing import SUMMED, Charge, Trimmed
+from ...core.billing import SUMMED, Charge, Sums, Trimmed
 from ...core.faults import FaultRule
 from ...core.tasks import Task, ended_at, images_returned
 from ..base import (
     EVICT_AT_MOST,
+    ChargePage,
     Expiry,
     Forced,
     Now,
@@ -46,6 +47,7 @@ from ..base import (
     paged,
 )
 from . import scripts as lua
+from . import usage
 from .support import (
     JournalWriter,
     RequestScope,
@@ -62,6 +64,7 @@ from .values import (
     CHARGE_FIELDS,
     TaskReader,
     balances_of,
+    charge_of,
     charges_of,
     end_poll,
     journal_of,
@@ -108,7 +111,7 @@ class RedisStore(Store):
         self._add_fault, self._remove_fault = s(lua.ADD_FAULT), s(lua.REMOVE_FAULT)
         self._count_evaluation, self._claim = s(lua.COUNT_EVALUATION), s(lua.CLAIM)
         self._list, self._list_faults = s(lua.LIST), s(lua.LIST_FAULTS)
-        self._page = s(lua.PAGE)
+        self._page, self._usage_sums = s(lua.PAGE), s(lua.USAGE_SUMS)
         self._scope: ContextVar[Snapshot | None] = ContextVar(f"scope{id(self)}", default=None)
         self.request_scope = self._scoped
         keys = [self._k("journal"), self._k("seq", "journal")]
@@ -376,6 +379,31 @@ class RedisStore(Store):
         return [c for c in charges_of(flat) if owner is None or c.owner == owner]
 
     @guard_read
+    async def charge_page(self, after: Position | None, count: int) -> ChargePage | None:
+        after, count = paged(after, count)
+        # As task_page: a charge's number is its score in P:charges (given by the hold's
+        # script from P:seq:charge), the epoch the one P:epoch of the prefix's numberings.
+        args = [self._k("charge", ""), "", "", count, new_epoch(), *CHARGE_FIELDS]
+        if after is not None:
+            args[1:3] = [str(after[0]), after[1]]
+        found = await self._page([self._k("charges"), self._k("epoch")], args)
+        if found == 0:
+            return None
+        more, number, epoch, *flat = found
+        position = (int(float(number)), text(epoch)) if number else None
+        return ChargePage(charges_of(flat), position, bool(int(more)))
+
+    @guard_read
+    async def get_charge(self, task_id: str) -> Charge | None:
+        row = await self._redis.hmget(self._k("charge", task_id), list(CHARGE_FIELDS))
+        return None if row[0] is None else charge_of(row)
+
+    @guard_read
+    async def usage_sums(self) -> list[Sums]:
+        # A script, not a pipeline: on a prefix from before the sums it builds them first.
+        return usage.sums_of(await self._usage_sums([], self._args(write=False)))
+
+    @guard_read
     async def trimmed_usage(self) -> list[Trimmed]:
         async with self._redis.pipeline(transaction=True) as pipe:
             for name in SUMMED:
@@ -406,7 +434,10 @@ class RedisStore(Store):
         await self._drain()
         # The task numbering stays too, epoch and all: a listing's cursor from before goes on
         # with the tasks stored after (their numbers rose).
-        keep = {self._k(k).encode() for k in ("streams", "seq:task", "epoch")}
+        # So do the charges' numbering and the mark that the usage sums are kept (they are
+        # deleted with the charges: both start again empty).
+        kept = ("streams", "seq:task", "seq:charge", "epoch", "usage:ready")
+        keep = {self._k(k).encode() for k in kept}
         pattern = glob_escape(self._p) + "*"
         doomed = [
             k async for k in self._redis.scan_iter(match=pattern, count=1000) if k not in keep

@@ -17,6 +17,8 @@ from typing import Any
 from ...core.billing import SUMMED, Charge, Trimmed, settlement, trimmed_row
 from ...core.tasks import Task, ended_at, has_ended, images_returned
 from ..base import Expiry, Forced, Now, Placed, TaskPage, evictions_due
+from . import usage
+from .usage import charge_of
 
 #: Bumped when the tables change; a file of another version is refused, not misread.
 SCHEMA_VERSION = 2
@@ -108,10 +110,6 @@ def clock(db: sqlite3.Connection, now: Now) -> float:
     return float(counter(db, "clock")) if now is None else now
 
 
-def charge_of(data: str) -> Charge:
-    return Charge(**json.loads(data))
-
-
 # -- steps (each called inside one transaction) ------------------------------------------------
 def insert_held(
     db: sqlite3.Connection,
@@ -151,6 +149,7 @@ def insert_held(
         "INSERT INTO charges (task_id, owner, state, due, data) VALUES (?, ?, 'held', ?, ?)",
         (task.task_id, charge.owner, row[2], json.dumps(held.to_dict())),
     )
+    usage.held(db, held)
     counter(db, "tasks", 1)
     if blob is not None:
         db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?)", (f"ref:{task.task_id}", blob))
@@ -223,6 +222,7 @@ def settle(
         db.execute(
             "UPDATE balances SET amount = amount + ? WHERE owner = ?", (refunded, current.owner)
         )
+    usage.settled(db, current, end, refunded)
     ended = dataclasses.replace(
         current,
         state=end.state,
@@ -302,7 +302,7 @@ def task_page(db: sqlite3.Connection, after: tuple[int, str] | None, count: int)
 
 def reset(db: sqlite3.Connection) -> None:
     tables = ("tasks", "blobs", "faults", "fault_counts", "journal", "charges", "trimmed")
-    for table in (*tables, "balances"):
+    for table in (*tables, "usage_sums", "balances"):
         db.execute(f"DELETE FROM {table}")
     db.executemany(
         "UPDATE meta SET value = ? WHERE name = ?", [(v, k) for k, v in COUNTERS.items()]

@@ -21,11 +21,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ...core.billing import Charge, Trimmed
+from ...core.billing import Charge, Sums, Trimmed
 from ...core.faults import FaultRule
 from ...core.tasks import Task
 from ..base import (
     EVICT_AT_MOST,
+    ChargePage,
     Expiry,
     Forced,
     Now,
@@ -38,6 +39,7 @@ from ..base import (
     paged,
 )
 from . import ledger
+from . import usage as sqlite_usage
 
 T = TypeVar("T")
 
@@ -75,6 +77,9 @@ class SqliteStore(Store):
                 # The task numbering's epoch, made with the file (or on the first open of a
                 # file from before epochs): a cursor of another file is refused, not followed.
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (new_epoch(),))
+                # The usage totals' running sums, built from the log on the first open of a
+                # file from before them.
+                sqlite_usage.build_sums(db)
         except (OSError, sqlite3.Error, ValueError) as exc:
             self._thread.shutdown(wait=False)
             raise ValueError(f"store 'sqlite://{self.path}' cannot be opened: {exc}") from None
@@ -297,7 +302,18 @@ class SqliteStore(Store):
             rows = await self._all(
                 "SELECT data FROM charges WHERE owner = ? ORDER BY seq", (owner,)
             )
-        return [ledger.charge_of(data) for (data,) in rows]
+        return [sqlite_usage.charge_of(data) for (data,) in rows]
+
+    async def charge_page(self, after: Position | None, count: int) -> ChargePage | None:
+        after, count = paged(after, count)
+        return await self._run(lambda db: sqlite_usage.charge_page(db, after, count))
+
+    async def get_charge(self, task_id: str) -> Charge | None:
+        row = await self._one("SELECT data FROM charges WHERE task_id = ?", (task_id,))
+        return None if row is None else sqlite_usage.charge_of(row[0])
+
+    async def usage_sums(self) -> list[Sums]:
+        return await self._run(sqlite_usage.usage_sums)
 
     async def trimmed_usage(self) -> list[Trimmed]:
         return await self._run(ledger.trimmed_usage)

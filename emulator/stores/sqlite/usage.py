@@ -1,0 +1,101 @@
+"""The SQLite store's usage log, as its listing and its totals read it: pages of the
+``charges`` table by its ``seq`` key (each charge's own number, given by AUTOINCREMENT in the
+hold's transaction: never twice, also not after a reset, which empties the table and not
+``sqlite_sequence``), and the running sums per group in ``usage_sums``, moved inside the hold's
+and the settlement's ``BEGIN IMMEDIATE`` transactions (``ledger``), so a step rolled back moved
+nothing.
+
+A file made before the sums were kept has no ``usage_sums`` table: `build_sums` makes it from
+the charges and the trimmed rows when the store opens (one transaction, once).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from ...core.billing import (
+    COUNTED,
+    SUMMED,
+    Charge,
+    Settlement,
+    Sums,
+    Trimmed,
+    counted,
+    group_of,
+    sums_of,
+)
+from ..base import ChargePage
+
+TABLE = """
+CREATE TABLE usage_sums (
+    owner TEXT NOT NULL, key TEXT NOT NULL, model TEXT NOT NULL, state TEXT NOT NULL,
+    tasks INTEGER NOT NULL, images INTEGER NOT NULL, paid INTEGER NOT NULL,
+    taken INTEGER NOT NULL, refunded INTEGER NOT NULL, held INTEGER NOT NULL,
+    PRIMARY KEY (owner, key, model, state)
+) WITHOUT ROWID
+"""
+_ADD = (
+    f"INSERT INTO usage_sums VALUES (?, ?, ?, ?, {', '.join('?' * len(COUNTED))})"
+    " ON CONFLICT (owner, key, model, state) DO UPDATE SET "
+    + ", ".join(f"{f} = {f} + excluded.{f}" for f in COUNTED)
+)
+
+
+def build_sums(db: sqlite3.Connection) -> None:
+    """Make ``usage_sums`` if the file has none, from its charges and trimmed rows (inside the
+    open's transaction: a file of the previous version, or a new one, where both are empty)."""
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'usage_sums'").fetchone():
+        return
+    db.execute(TABLE)
+    charges = [charge_of(data) for (data,) in db.execute("SELECT data FROM charges")]
+    trimmed = db.execute(f"SELECT owner, key, model, state, {', '.join(SUMMED)} FROM trimmed")
+    for s in sums_of(charges, [Trimmed(*row) for row in trimmed.fetchall()]):
+        _add(db, (s.owner, s.key, s.model, s.state), tuple(getattr(s, f) for f in COUNTED))
+
+
+def charge_of(data: str) -> Charge:
+    return Charge(**json.loads(data))
+
+
+def held(db: sqlite3.Connection, charge: Charge) -> None:
+    """``charge`` was held (in the hold's transaction)."""
+    _add(db, group_of(charge), counted(charge))
+
+
+def settled(db: sqlite3.Connection, charge: Charge, end: Settlement, refunded: int) -> None:
+    """The held ``charge`` ended as ``end``: its sums move to its new state's group."""
+    _add(db, group_of(charge), tuple(-v for v in counted(charge)))
+    moved = (1, end.images, end.amount, charge.taken, refunded, 0)
+    _add(db, (charge.owner, charge.key, charge.model, end.state), moved)
+
+
+def usage_sums(db: sqlite3.Connection) -> list[Sums]:
+    rows = db.execute(f"SELECT owner, key, model, state, {', '.join(COUNTED)} FROM usage_sums")
+    return [Sums(*row) for row in rows.fetchall()]
+
+
+def charge_page(
+    db: sqlite3.Connection, after: tuple[int, str] | None, count: int
+) -> ChargePage | None:
+    """`Store.charge_page` in one deferred (read) transaction, which writers do not wait for
+    (WAL): the epoch (the file's, in meta, shared with the task numbering) and the page."""
+    db.execute("BEGIN")
+    try:
+        epoch = str(db.execute("SELECT value FROM meta WHERE name = 'epoch'").fetchone()[0])
+        if after is not None and after[1] != epoch:
+            return None
+        rows = db.execute(
+            "SELECT seq, data FROM charges WHERE seq > ? ORDER BY seq LIMIT ?",
+            (-1 if after is None else after[0], count + 1),
+        ).fetchall()
+    finally:
+        db.execute("COMMIT")
+    more = len(rows) > count
+    del rows[count:]
+    last = (int(rows[-1][0]), epoch) if rows else None
+    return ChargePage([charge_of(data) for _, data in rows], last, more)
+
+
+def _add(db: sqlite3.Connection, group: tuple[str, str, str, str], values: tuple[int, ...]) -> None:
+    db.execute(_ADD, (*group, *values))

@@ -1,0 +1,204 @@
+"""The usage totals from the stores' running sums equal the whole-list formula (``totals`` over
+``list_charges`` and ``trimmed_usage``) for every filter, after any sequence of holds,
+settlements, trims (a usage log of two finished charges), balances, expiry and resets, on the
+memory, SQLite and Redis stores; and a walk of the log by pages lists each listed charge once,
+in hold order."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+
+from emulator.stores.base import Store
+from emulator.stores.memory import MemoryStore
+from emulator.stores.redis import RedisStore
+from emulator.stores.sqlite import SqliteStore
+
+from .redis_server import RedisServer, running_redis
+from .store_contract import make_task, place
+from .usage_contract import same_totals, walk
+
+OWNERS = ("owner-a", "owner-b")
+
+
+class UsageMachine(RuleBasedStateMachine):
+    """One store under random billing steps."""
+
+    backend: ClassVar[str] = "memory"
+    redis: ClassVar[RedisServer | None] = None
+    _examples = itertools.count()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.folder = tempfile.TemporaryDirectory(prefix="usage-machine-")
+        self.numbers = itertools.count(1)
+        self.placed: list[str] = []
+        self.store: Store
+
+    def run(self, call: Any) -> Any:
+        return self.loop.run_until_complete(call)
+
+    @initialize()
+    def start(self) -> None:
+        if self.backend == "sqlite":
+            self.store = SqliteStore(Path(self.folder.name) / "s.db")
+        elif self.backend == "redis":
+            assert self.redis is not None
+            prefix = f"usage-{next(self._examples)}-{time.monotonic_ns()}"
+            self.store = RedisStore(self.redis.url, prefix, timeout=30.0)
+        else:
+            self.store = MemoryStore()
+        self.store.usage_log_limit = 2
+
+    def teardown(self) -> None:
+        if hasattr(self, "store"):
+            if self.backend == "redis":
+                self.run(self.store.reset())
+            self.run(self.store.close())
+        self.loop.close()
+        self.folder.cleanup()
+
+    @rule(owner=st.sampled_from(OWNERS), held=st.integers(0, 40), ends=st.integers(1, 30))
+    def hold(self, owner: str, held: int, ends: int) -> None:
+        task = make_task(next(self.numbers), owner=owner, processing_s=float(ends))
+        if self.run(place(self.store, task, held=held, cap=6, now=0.0)) == "placed":
+            self.placed.append(task.task_id)
+
+    @rule(pick=st.integers(0, 10**6), images=st.integers(0, 2), at=st.floats(0, 50))
+    def settle(self, pick: int, images: int, at: float) -> None:
+        if self.placed:
+            self.run(self.store.settle(self.placed[pick % len(self.placed)], images, at))
+
+    @rule(now=st.integers(0, 40))
+    def settle_due(self, now: int) -> None:
+        self.run(self.store.settle_due(float(now)))
+
+    @rule(owner=st.sampled_from(OWNERS), amount=st.one_of(st.none(), st.integers(0, 80)))
+    def set_balance(self, owner: str, amount: int | None) -> None:
+        self.run(self.store.set_balance(owner, f"sk-{owner[-1]}…key", amount, 0.0))
+
+    @rule(before=st.integers(0, 40))
+    def expire(self, before: int) -> None:
+        self.run(self.store.expire(float(before), 40.0))
+
+    @rule()
+    def reset(self) -> None:
+        self.run(self.store.reset())
+        self.placed.clear()
+
+    @invariant()
+    def totals_and_pages_agree_with_the_whole_log(self) -> None:
+        if not hasattr(self, "store"):
+            return
+        self.run(same_totals(self.store))
+        listed = [c.task_id for c in self.run(self.store.list_charges())]
+        assert self.run(walk(self.store, 2)) == listed
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    yield from running_redis()
+
+
+@pytest.mark.parametrize(("backend", "examples"), [("memory", 60), ("sqlite", 25), ("redis", 15)])
+def test_usage_totals_equal_the_whole_log_formula_under_random_steps(
+    backend: str, examples: int, request: pytest.FixtureRequest
+) -> None:
+    server = request.getfixturevalue("redis_server") if backend == "redis" else None
+    machine = type(
+        f"{backend.title()}UsageMachine", (UsageMachine,), {"backend": backend, "redis": server}
+    )
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=30,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+
+
+def test_a_redis_prefix_from_before_the_sums_gets_them_from_its_log(
+    redis_server: RedisServer,
+) -> None:
+    from redis.asyncio import Redis
+
+    prefix = f"usage-old-{time.monotonic_ns()}"
+
+    async def scenario() -> None:
+        store = RedisStore(redis_server.url, prefix, timeout=30.0)
+        store.usage_log_limit = 2
+        await store.set_balance("owner-b", "sk-b…key", 100)
+        for i in range(1, 8):
+            await place(store, make_task(i, owner=OWNERS[i % 2]), held=i)
+        for i in range(1, 6):
+            await store.settle(make_task(i).task_id, i % 3, float(i))
+        expected = sorted(await store.usage_sums(), key=repr)
+        # What the previous version left: the log and its trimmed sums, no running sums.
+        client = Redis.from_url(redis_server.url)
+        doomed = [k async for k in client.scan_iter(match=f"{prefix}:usage:*")]
+        assert len(doomed) == 7  # six sums and the mark
+        await client.delete(*doomed)
+        assert sorted(await store.usage_sums(), key=repr) == expected  # built on first read
+        await same_totals(store)
+        await store.settle(make_task(6).task_id, 1, 9.0)  # and kept from then on
+        await same_totals(store)
+        # Built too when a hold or a settlement comes first (before it moves a sum).
+        await client.delete(*[k async for k in client.scan_iter(match=f"{prefix}:usage:*")])
+        await place(store, make_task(9), held=3)
+        await store.settle(make_task(7).task_id, 2, 9.0)
+        await same_totals(store)
+        await client.aclose()
+        await store.reset()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_sqlite_file_from_before_the_sums_gets_them_from_its_log(tmp_path: Path) -> None:
+    asyncio.run(_sqlite_from_before_the_sums(tmp_path))
+
+
+async def _sqlite_from_before_the_sums(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteStore(path)
+    store.usage_log_limit = 2
+    await store.set_balance("owner-b", "sk-b…key", 100)
+    for i in range(1, 8):
+        await place(store, make_task(i, owner="owner-a" if i % 2 else "owner-b"), held=i)
+    for i in range(1, 6):
+        await store.settle(make_task(i).task_id, i % 3, float(i))
+    expected = sorted(await store.usage_sums(), key=repr)
+    await store.close()
+    db = sqlite3.connect(path)  # as the previous version left it: no usage_sums table
+    db.execute("DROP TABLE usage_sums")
+    db.commit()
+    db.close()
+    again = SqliteStore(path)
+    again.usage_log_limit = 2
+    assert sorted(await again.usage_sums(), key=repr) == expected
+    await same_totals(again)
+    await again.settle(make_task(6).task_id, 1, 9.0)
+    await same_totals(again)
+    await again.close()
