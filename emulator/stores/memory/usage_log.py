@@ -40,7 +40,19 @@ class UsageLog:
     def held(self, charge: Charge, charges: Mapping[str, Any]) -> None:
         """``charge`` is being held (``charges``: the log, without it yet)."""
         self.order.add(charge.task_id, charges)
-        self._add(group_of(charge), counted(charge))
+        # `_add(group_of(charge), counted(charge))` written out: once per submission, where
+        # the generic loop cost ~2.5 times as much (timeit).
+        group = (charge.owner, charge.key, charge.model, charge.state)
+        row = self._sums.get(group)
+        if row is None:
+            row = self._sums[group] = [0] * len(COUNTED)
+        row[0] += 1
+        row[1] += charge.images
+        row[2] += charge.amount
+        row[3] += charge.taken
+        row[4] += charge.refunded
+        if charge.state == "held":
+            row[5] += charge.held
 
     def settled(self, charge: Charge, end: Settlement, refunded: int) -> None:
         """The held ``charge`` ends as ``end`` with ``refunded`` given back: its sums move
