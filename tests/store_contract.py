@@ -24,6 +24,8 @@ from emulator.core.faults import Effect, FaultRule, Match
 from emulator.core.tasks import Schedule, Task
 from emulator.stores.base import Store
 
+from .journal_contract import JournalPageContract
+
 
 def store_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     """The keyword arguments the test asks its store to be built with: none, or those of
@@ -122,8 +124,9 @@ def state_of(charges: list[Charge]) -> list[tuple[str, str, int, int, int, int]]
     return [(c.task_id[-2:], c.state, c.images, c.amount, c.taken, c.refunded) for c in charges]
 
 
-class StoreContract:
-    """The Store interface's semantics. Subclasses provide the ``store`` fixture."""
+class StoreContract(JournalPageContract):
+    """The Store interface's semantics (the journal's pages: tests/journal_contract.py).
+    Subclasses provide the ``store`` fixture."""
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.anyio]
 

@@ -26,6 +26,7 @@ Keys (P = prefix):
   (P:seq:task numbers the tasks, their scores in P:tasks; P:epoch names that numbering, made
   by the first PAGE when missing: both kept by reset, so a listing's cursor from before a
   reset goes on after its number; a wiped Redis starts both again, and refuses old cursors)
+  (P:journal:epoch names the journal's numbering, P:seq:journal: journal.py)
 
 Task hash P:task:<id>: d task JSON as submitted, p polls, o owner, c created_at, s ends_at,
 k end poll (per_poll only), e end time once known, i images paid when it has ended,

@@ -28,6 +28,7 @@ from ..base import (
     EVICT_AT_MOST,
     Expiry,
     Forced,
+    JournalPage,
     Now,
     Placed,
     Position,
@@ -37,7 +38,7 @@ from ..base import (
     new_epoch,
     paged,
 )
-from . import ledger
+from . import journal, ledger
 
 T = TypeVar("T")
 
@@ -75,6 +76,7 @@ class SqliteStore(Store):
                 # The task numbering's epoch, made with the file (or on the first open of a
                 # file from before epochs): a cursor of another file is refused, not followed.
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (new_epoch(),))
+                journal.keep_epoch(db)
         except (OSError, sqlite3.Error, ValueError) as exc:
             self._thread.shutdown(wait=False)
             raise ValueError(f"store 'sqlite://{self.path}' cannot be opened: {exc}") from None
@@ -274,6 +276,14 @@ class SqliteStore(Store):
         rows = await self._all("SELECT data FROM journal ORDER BY seq")
         return [json.loads(data) for (data,) in rows]
 
+    async def journal_page(self, after: Position | None, count: int) -> JournalPage | None:
+        after, count = paged(after, count)
+        return await self._run(lambda db: journal.page(db, after, count))
+
+    async def journal_tail(self, count: int) -> list[dict[str, Any]]:
+        count = paged(None, count)[1]
+        return await self._run(lambda db: journal.tail(db, count))
+
     async def clear_journal(self) -> None:
         await self._changed("DELETE FROM journal")
 
@@ -317,7 +327,11 @@ class SqliteStore(Store):
         return {owner: (label, int(amount)) for owner, label, amount in rows}
 
     async def reset(self) -> None:
-        await self._run(ledger.reset, atomic=True)
+        def work(db: sqlite3.Connection) -> None:
+            ledger.reset(db)  # the journal's numbering back to 0: a new epoch names it
+            journal.restart(db)
+
+        await self._run(work, atomic=True)
 
     async def close(self) -> None:
         await self._run(lambda db: db.close())
