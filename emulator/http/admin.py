@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..core.billing import ChargeState
-from ..core.journal import query_from_params
+from ..core.journal import journal_params
 from ..core.keys import mask_key
 from ..core.query import one_of, query_values
 from ..core.tasks import Status
@@ -166,8 +166,14 @@ async def delete_fault(request: Request) -> Response:
 async def list_requests(request: Request) -> Response:
     # Checked before the store is read: an unknown or never-matching filter is a 400 naming
     # it, never an answer that looks like "nothing matched" (emulator/core/journal.py).
-    query = query_from_params(request.query_params.multi_items())
-    return JSONResponse({"requests": await _steering(request).journal(query)})
+    query, paging = journal_params(request.query_params.multi_items())
+    limit: object = paging.get("limit", MAX_PAGE)
+    if isinstance(limit, str) and limit.isascii() and limit.isdigit() and len(limit) <= 9:
+        limit = int(limit)  # a number; its range (and anything else) is the page's to refuse
+    entries, following = await _steering(request).journal_page(
+        query, limit=limit, after=paging.get("after")
+    )
+    return JSONResponse({"requests": entries, "next": following})
 
 
 @guarded

@@ -13,6 +13,7 @@ from ...config import FIXED_SETTINGS
 from ...core.faults import EFFECTS, ENDPOINTS, HTTP_ERROR_STATUSES
 from ...core.journal import query_from_filters
 from ...errors import TaskNotFound
+from ...usecases.pages import MAX_PAGE
 from ...usecases.steer import settings_json
 from ..guard import emulator_of
 from .access import PREFIX, signed_in, token_required
@@ -24,6 +25,9 @@ from .rows import STATUSES, effect_text, history, masked_rule, match_text, task_
 USAGE_ROWS = 200
 #: Newest journal entries a task's page lists.
 JOURNAL_ROWS = 100
+#: Newest journal entries a task's page looks among for its task's: a page's worth, whatever
+#: ``journal_limit`` keeps (up to 10^6; reading them all held the loop ~20 s).
+JOURNAL_READ = MAX_PAGE
 
 
 # -- tasks --------------------------------------------------------------------------------
@@ -62,7 +66,8 @@ async def task_page(request: Request) -> Response:
     steering = emulator.steering
     task = await steering.find(request.path_params["task_id"])  # 404 as a page
     view = await steering.view(task, str(request.base_url))
-    journal = await steering.journal(query_from_filters({"task_id": task.task_id}))
+    query = query_from_filters({"task_id": task.task_id})
+    journal = await steering.journal_newest(query, JOURNAL_READ)
     # Its own charge only: the whole log holds a charge per stored task (100,000 at the cap).
     usage = await steering.billing.usage({"task_id": task.task_id})
     charge = next(iter(usage["entries"]), None)
@@ -78,6 +83,7 @@ async def task_page(request: Request) -> Response:
             "history": history(view),
             "journal": journal[-JOURNAL_ROWS:],
             "journal_count": len(journal),
+            "journal_read": JOURNAL_READ,
             "submitted": submitted,
             "charge": charge,
             "unit": usage["unit"],
