@@ -97,6 +97,18 @@ class JournalPageContract:
         assert listed == sorted(set(listed))  # each once, in arrival order
         assert listed[-1] == arrived and len(listed) > 20
 
+    async def test_a_journal_cursor_numbered_beyond_every_entry_reads_an_empty_page(
+        self, store: Store
+    ) -> None:
+        # A cursor of this numbering that no page gave (the largest number a cursor may carry):
+        # an empty page, never an error (Redis's Lua would format so large an index as 1e+14).
+        await fill(store, 1, 3, 10)
+        first = await page_of(store, None, 1)
+        assert first.last is not None
+        for number in (3, 4, 10**14 + 7, 10**15 - 1):
+            page = await page_of(store, (number, first.last[1]), 1_000)
+            assert (page.entries, page.last, page.more) == ([], None, False)
+
     async def test_a_journal_cursor_goes_on_after_a_clear_with_the_entries_after_it(
         self, store: Store
     ) -> None:
