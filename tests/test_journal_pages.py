@@ -134,6 +134,7 @@ def test_a_journal_cursor_from_before_a_reset_is_refused_with_404_naming_after(
     body = response.json()
     assert body["code"] == "cursor_expired" and body["data"] is None
     assert "after" in body["message"] and "a reset also starts again" in body["message"]
+    assert client.head("/_emulator/requests", params={"after": cursor}).status_code == 404
     assert walk(client, None) == [1, 2, 3]
 
 

@@ -90,6 +90,15 @@ async def advance_clock(request: Request) -> Response:
     return JSONResponse({"mode": "manual", "now": await steering.advance(seconds)})
 
 
+def _page_limit(params: dict[str, str]) -> object:
+    """A listing's ``limit`` query parameter (default `MAX_PAGE`): a number when it is one;
+    its range (and anything else) is the page's to refuse, naming it."""
+    limit: object = params.get("limit", MAX_PAGE)
+    if isinstance(limit, str) and limit.isascii() and limit.isdigit() and len(limit) <= 9:
+        limit = int(limit)
+    return limit
+
+
 # -- tasks --------------------------------------------------------------------------------
 @guarded
 async def list_tasks(request: Request) -> Response:
@@ -97,14 +106,11 @@ async def list_tasks(request: Request) -> Response:
     status = params.get("status")
     if status is not None:
         one_of("status", status, get_args(Status))
-    limit: object = params.get("limit", MAX_PAGE)
-    if isinstance(limit, str) and limit.isascii() and limit.isdigit() and len(limit) <= 9:
-        limit = int(limit)  # a number; its range (and anything else) is the page's to refuse
     views, following = await _steering(request).tasks_page(
         str(request.base_url),
         status=status,
         model=params.get("model"),
-        limit=limit,
+        limit=_page_limit(params),
         after=params.get("after"),
     )
     return JSONResponse({"tasks": views, "next": following})
@@ -167,11 +173,8 @@ async def list_requests(request: Request) -> Response:
     # Checked before the store is read: an unknown or never-matching filter is a 400 naming
     # it, never an answer that looks like "nothing matched" (emulator/core/journal.py).
     query, paging = journal_params(request.query_params.multi_items())
-    limit: object = paging.get("limit", MAX_PAGE)
-    if isinstance(limit, str) and limit.isascii() and limit.isdigit() and len(limit) <= 9:
-        limit = int(limit)  # a number; its range (and anything else) is the page's to refuse
     entries, following = await _steering(request).journal_page(
-        query, limit=limit, after=paging.get("after")
+        query, limit=_page_limit(paging), after=paging.get("after")
     )
     return JSONResponse({"requests": entries, "next": following})
 
