@@ -281,8 +281,9 @@ class Store(ABC):
         The store owns ``entry`` from here: it may add ``seq`` to that very dict (the request
         path builds a fresh one; a copy per request is what this saves). A networked backend
         may write behind, in arrival order, never raising (the journal is diagnostics: an outage
-        must not fail the request it records); ``list_journal`` and ``clear_journal`` come
-        after every entry appended before them."""
+        must not fail the request it records); ``list_journal``, ``journal_page``,
+        ``journal_tail`` and ``clear_journal`` come after every entry this store appended
+        before them."""
 
     async def append_pending(self, pending: PendingEntry, limit: int) -> None:
         """``append_journal(pending.build(), limit)``, which is what this default does: a
