@@ -27,6 +27,7 @@ from ..core.tasks import elapsed as task_elapsed
 from ..errors import EmulatorError, InvalidRequest, TaskNotFound
 from ..stores import Store, masked_url
 from .configuration import Configuration
+from .journal import journal_page, newest_entries, whole_journal
 from .pages import MAX_PAGE, CursorGone, cursor_of, gone, page_limit, position_of
 from .poll import Tasks
 from .results import Results
@@ -298,47 +299,22 @@ class Steering:
 
     # -- journal, usage, balances ----------------------------------------------------------
     async def journal(self, query: JournalQuery) -> list[dict[str, Any]]:
-        """Every kept journal entry matching ``query``, oldest first (build it before: a bad
-        filter never reads). Read page by page (`journal_page`): entries dropped or arriving
-        between two pages do not stop the walk, but CursorGone if the journal's numbering
-        started again between them (a reset): never a partial list passed off as whole."""
-        entries: list[dict[str, Any]] = []
-        after: str | None = None
-        while True:
-            try:
-                page, after = await self.journal_page(query, after=after)
-            except CursorGone as exc:
-                raise CursorGone(
-                    "the journal's numbering started again (a reset?) while it was read page by"
-                    f" page ({len(entries)} entries read): {exc.message}",
-                    field="after",
-                ) from None
-            entries += page
-            if after is None:
-                return entries
+        """Every kept journal entry matching ``query``, oldest first, page by page (build
+        ``query`` before: a bad filter never reads); `journal.whole_journal`."""
+        return await whole_journal(self._store, query)
 
     async def journal_page(
         self, query: JournalQuery, *, limit: object = MAX_PAGE, after: object = None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of `journal`: the entries matching ``query`` among at most ``limit`` kept
-        entries (1 to `MAX_PAGE`) after the cursor ``after`` (None: from the oldest kept),
-        and the cursor of the next page (None: none follows). Its cost is ``limit`` entries,
-        whatever the filters match: a page may hold fewer matches, even none, while more
-        remain. CursorGone when ``after`` is of another numbering (a reset started it again)."""
-        count = page_limit(limit)
-        position = None if after is None else position_of(after)
-        page = await self._store.journal_page(position, count)
-        if page is None:
-            raise gone(str(after), "journal entries, which a reset also starts again")
-        following = cursor_of(page.last) if page.more and page.last is not None else None
-        return query.select(page.entries), following
+        """One page of `journal` and the next page's cursor (`journal.journal_page`)."""
+        return await journal_page(self._store, query, limit, after)
 
     async def journal_newest(
         self, query: JournalQuery, count: int = MAX_PAGE
     ) -> list[dict[str, Any]]:
         """The entries matching ``query`` among the newest ``count`` kept (the dashboard's
         bounded view), oldest first."""
-        return query.select(await self._store.journal_tail(count))
+        return await newest_entries(self._store, query, count)
 
     async def clear_journal(self) -> None:
         await self._store.clear_journal()
