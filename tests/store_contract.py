@@ -24,6 +24,7 @@ from emulator.core.faults import Effect, FaultRule, Match
 from emulator.core.tasks import Schedule, Task
 from emulator.stores.base import Store
 
+from .journal_contract import JournalPageContract
 from .usage_contract import UsageLogContract
 
 
@@ -124,8 +125,10 @@ def state_of(charges: list[Charge]) -> list[tuple[str, str, int, int, int, int]]
     return [(c.task_id[-2:], c.state, c.images, c.amount, c.taken, c.refunded) for c in charges]
 
 
-class StoreContract(UsageLogContract):
-    """The Store interface's semantics. Subclasses provide the ``store`` fixture."""
+class StoreContract(UsageLogContract, JournalPageContract):
+    """The Store interface's semantics (the usage log's pages and sums:
+    tests/usage_contract.py; the journal's pages: tests/journal_contract.py). Subclasses
+    provide the ``store`` fixture."""
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.anyio]
 

@@ -110,10 +110,17 @@ def test_a_refused_query_leaves_the_journal_as_it_was(client: Client) -> None:
     assert len(journal(client, {})) == 1
 
 
-def test_the_emulator_contract_states_exactly_the_known_filters() -> None:
-    operation = load_contract("emulator")["paths"]["/_emulator/requests"]["get"]
-    parameters = {p["name"]: p for p in operation["parameters"]}
-    assert set(parameters) == {"path", "method", "task_id", "endpoint", "status", "fault", "body"}
+def test_the_emulator_contract_states_exactly_the_known_filters_and_page_parameters() -> None:
+    contract = load_contract("emulator")
+    operation = contract["paths"]["/_emulator/requests"]["get"]
+    refs = contract["components"]["parameters"]
+    declared = [
+        refs[p["$ref"].rsplit("/", 1)[-1]] if "$ref" in p else p for p in operation["parameters"]
+    ]
+    parameters = {p["name"]: p for p in declared}
+    assert set(parameters) == {
+        "path", "method", "task_id", "endpoint", "status", "fault", "body", "limit", "after"
+    }  # fmt: skip
     assert parameters["body"]["style"] == "deepObject"
 
 

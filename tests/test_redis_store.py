@@ -400,3 +400,32 @@ def test_open_store_dispatches_redis_urls_and_names_a_bad_one() -> None:
             open_store("redis://127.0.0.1:1/0", evict_at_most=bound)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="redis://"):
         open_store("redis://127.0.0.1:notaport/0")
+
+
+async def test_a_journal_walk_misses_no_entry_another_worker_still_had_queued(
+    workers: list[RedisStore],
+) -> None:
+    # Each worker writes its entries behind; a page drains only the reader's own queue. The
+    # others' are numbered when written, after every entry already written, so a walk that
+    # goes on from its cursor meets each of them once: none skipped, none repeated.
+    reader = workers[0]
+    listed: list[int] = []
+    after: Any = None
+    for round_ in range(30):
+        for n, worker in enumerate(workers):
+            for i in range(n + 1):  # queued, not yet written (no await between them)
+                await worker.append_journal({"w": n, "i": i, "round": round_}, 10_000)
+        page = await reader.journal_page(after, 7)
+        assert page is not None
+        listed += [e["seq"] for e in page.entries]
+        after = page.last or after
+    for worker in workers:
+        await worker.list_journal()  # every queue written
+    while True:
+        page = await reader.journal_page(after, 7)
+        assert page is not None
+        listed += [e["seq"] for e in page.entries]
+        after = page.last or after
+        if not page.more:
+            break
+    assert listed == list(range(1, 30 * 10 + 1))  # 1 + 2 + 3 + 4 entries a round

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sqlite3
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -367,3 +368,24 @@ async def test_the_memory_order_index_sheds_removed_tasks_and_pages_stay_exact()
         assert listed == kept
     order = store._order  # the index itself: its size is what this test bounds
     assert len(order._ids) == len(order._numbers) <= len(kept) + 1_024 + 1
+
+
+async def test_the_memory_journal_keeps_its_bound_and_cuts_what_it_dropped_in_batches() -> None:
+    # The memory store cuts dropped entries off in batches (stores/memory/journal.py): reads
+    # see exactly what a journal trimmed at every append keeps (the model: a deque), also
+    # when the bound rises after entries were dropped but not yet cut off, and the list holds
+    # at most an eighth more than the bound (at least 64, at most 8,192).
+    store = MemoryStore()
+    model: deque[int] = deque()
+    bounds = [10] * 300 + [1_000] * 1_500 + [3] * 100 + [0] * 5 + [7] * 9 + [200] * 300
+    for i, limit in enumerate(bounds):
+        await store.append_journal({"i": i}, limit)
+        model.append(i + 1)
+        while len(model) > limit:
+            model.popleft()
+        kept = await store.list_journal()
+        assert [e["seq"] for e in kept] == list(model)
+        held = len(store._journal._items)
+        assert held <= limit + min(max(64, limit // 8), 8_192)
+        page = await store.journal_page(None, 1_000)
+        assert page is not None and page.entries == kept[:1_000]

@@ -214,8 +214,13 @@ def _body_name(label: str, name: Any) -> str:
     return name
 
 
-def _unknown(name: str, hint: str) -> QueryError:
-    return unknown_parameter(name, (*FILTERS, "body[<field>]"), "journal filter", hint)
+#: The query parameters of ``GET /_emulator/requests`` that choose its page, not filter it.
+PAGE_PARAMETERS = ("limit", "after")
+
+
+def _unknown(name: str, hint: str, paging: bool = False) -> QueryError:
+    known = (*FILTERS, "body[<field>]", *(PAGE_PARAMETERS if paging else ()))
+    return unknown_parameter(name, known, "journal parameter" if paging else "journal filter", hint)
 
 
 def _query(fields: dict[str, str | int], body: dict[str, str]) -> JournalQuery:
@@ -226,9 +231,25 @@ def _query(fields: dict[str, str | int], body: dict[str, str]) -> JournalQuery:
     return JournalQuery(tuple(fields.items()), tuple(body.items()))
 
 
-def query_from_params(items: Iterable[tuple[str, str]]) -> JournalQuery:
+def journal_params(items: Iterable[tuple[str, str]]) -> tuple[JournalQuery, dict[str, str]]:
+    """A ``GET /_emulator/requests`` query: its filters (`query_from_params`) and its page's
+    ``limit`` and ``after`` as given (each at most once; the page checks their values)."""
+    paging: dict[str, str] = {}
+    filters = []
+    for key, value in items:
+        if key not in PAGE_PARAMETERS:
+            filters.append((key, value))
+        elif key in paging:
+            raise JournalFilterError(f"parameter {key!r} may be given only once", field=key)
+        else:
+            paging[key] = value
+    return query_from_params(filters, paging=True), paging
+
+
+def query_from_params(items: Iterable[tuple[str, str]], *, paging: bool = False) -> JournalQuery:
     """The filters of a ``GET /_emulator/requests`` query: ``endpoint=submit``,
-    ``body[model]=NanoBanana`` (OpenAPI's deepObject form); each at most once."""
+    ``body[model]=NanoBanana`` (OpenAPI's deepObject form); each at most once. ``paging``:
+    an unknown one's refusal names ``limit`` and ``after`` too."""
     fields: dict[str, str | int] = {}
     body: dict[str, str] = {}
     for key, value in items:
@@ -247,7 +268,7 @@ def query_from_params(items: Iterable[tuple[str, str]]) -> JournalQuery:
                 "filter 'body' takes a field name: body[<field>]=value", field="body"
             )
         else:
-            raise _unknown(key, "")
+            raise _unknown(key, "", paging)
     return _query(fields, body)
 
 

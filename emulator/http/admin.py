@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..core.billing import ChargeState
-from ..core.journal import query_from_params
+from ..core.journal import journal_params
 from ..core.keys import mask_key
 from ..core.query import one_of, query_values
 from ..core.tasks import Status
@@ -90,6 +90,16 @@ async def advance_clock(request: Request) -> Response:
     return JSONResponse({"mode": "manual", "now": await steering.advance(seconds)})
 
 
+def _page_limit(params: dict[str, str]) -> object:
+    """A listing's ``limit`` query parameter (default `MAX_PAGE`; tasks, journal, usage): a
+    number when it is one; its range (and anything else) is the page's to refuse, naming it
+    (`usecases.pages.page_limit`)."""
+    limit: object = params.get("limit", MAX_PAGE)
+    if isinstance(limit, str) and limit.isascii() and limit.isdigit() and len(limit) <= 9:
+        limit = int(limit)
+    return limit
+
+
 # -- tasks --------------------------------------------------------------------------------
 @guarded
 async def list_tasks(request: Request) -> Response:
@@ -97,26 +107,14 @@ async def list_tasks(request: Request) -> Response:
     status = params.get("status")
     if status is not None:
         one_of("status", status, get_args(Status))
-    limit: object = params.get("limit", MAX_PAGE)
-    if isinstance(limit, str) and limit.isascii() and limit.isdigit() and len(limit) <= 9:
-        limit = int(limit)  # a number; its range (and anything else) is the page's to refuse
     views, following = await _steering(request).tasks_page(
         str(request.base_url),
         status=status,
         model=params.get("model"),
-        limit=limit,
+        limit=_page_limit(params),
         after=params.get("after"),
     )
     return JSONResponse({"tasks": views, "next": following})
-
-
-def _limit(params: dict[str, str]) -> object:
-    """A page's ``limit`` as given: a number when it is digits; its range (and anything else)
-    is the page's to refuse (`usecases.pages.page_limit`), as `list_tasks` reads it."""
-    limit: object = params.get("limit", MAX_PAGE)
-    if isinstance(limit, str) and limit.isascii() and limit.isdigit() and len(limit) <= 9:
-        limit = int(limit)
-    return limit
 
 
 @guarded
@@ -175,8 +173,11 @@ async def delete_fault(request: Request) -> Response:
 async def list_requests(request: Request) -> Response:
     # Checked before the store is read: an unknown or never-matching filter is a 400 naming
     # it, never an answer that looks like "nothing matched" (emulator/core/journal.py).
-    query = query_from_params(request.query_params.multi_items())
-    return JSONResponse({"requests": await _steering(request).journal(query)})
+    query, paging = journal_params(request.query_params.multi_items())
+    entries, following = await _steering(request).journal_page(
+        query, limit=_page_limit(paging), after=paging.get("after")
+    )
+    return JSONResponse({"requests": entries, "next": following})
 
 
 @guarded
@@ -193,7 +194,7 @@ async def get_usage(request: Request) -> Response:
         one_of("state", params["state"], get_args(ChargeState))
     filters = {name: params[name] for name in USAGE_FILTERS if name in params}
     billing = _steering(request).billing
-    usage = await billing.usage(filters, limit=_limit(params), after=params.get("after"))
+    usage = await billing.usage(filters, limit=_page_limit(params), after=params.get("after"))
     return JSONResponse(usage)
 
 

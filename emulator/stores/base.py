@@ -93,6 +93,17 @@ class ChargePage:
     more: bool
 
 
+@dataclass(frozen=True, slots=True)
+class JournalPage:
+    """What `Store.journal_page` read: ``entries`` (each with its ``seq``) in arrival order,
+    ``last`` the position of the last of them (None when there are none), ``more``: kept
+    entries follow it."""
+
+    entries: list[dict[str, Any]]
+    last: Position | None
+    more: bool
+
+
 def paged(after: Position | None, count: int) -> tuple[Position | None, int]:
     """``after`` and ``count`` of `Store.task_page`, checked: ``after`` None or (an integer >= 0,
     an epoch: a string), ``count`` an integer >= 1. Raises ValueError naming the argument
@@ -280,8 +291,9 @@ class Store(ABC):
         The store owns ``entry`` from here: it may add ``seq`` to that very dict (the request
         path builds a fresh one; a copy per request is what this saves). A networked backend
         may write behind, in arrival order, never raising (the journal is diagnostics: an outage
-        must not fail the request it records); ``list_journal`` and ``clear_journal`` come
-        after every entry appended before them."""
+        must not fail the request it records); ``list_journal``, ``journal_page``,
+        ``journal_tail`` and ``clear_journal`` come after every entry this store appended
+        before them."""
 
     async def append_pending(self, pending: PendingEntry, limit: int) -> None:
         """``append_journal(pending.build(), limit)``, which is what this default does: a
@@ -295,8 +307,31 @@ class Store(ABC):
         appended before it)."""
 
     @abstractmethod
+    async def journal_page(self, after: Position | None, count: int) -> JournalPage | None:
+        """At most ``count`` kept journal entries in arrival order: the oldest kept, or those
+        numbered (``seq``) above ``after``'s number, whether or not that entry is still kept
+        (the bound drops the oldest, ``clear_journal`` all: neither renumbers). None when
+        ``after`` is of another epoch than the journal numbering's: ``reset`` starts the
+        numbering again at 1 under a new epoch (so does a new memory store, another SQLite
+        file, a wiped Redis), and going on after its number would skip entries. ``last``
+        carries the epoch. Arguments checked by `paged`.
+
+        A read after every entry this store appended before it: a backend that writes behind
+        writes its queue first, as ``list_journal`` does. Entries other workers sharing the
+        store still hold in their own queues are numbered when written, above every entry
+        written before: a later page lists them, so a walk by pages neither skips nor repeats
+        a kept entry. The epoch's check and the page are one step. Its cost is the page's,
+        not the journal's (``journal_limit`` may be 10^6)."""
+
+    @abstractmethod
+    async def journal_tail(self, count: int) -> list[dict[str, Any]]:
+        """The newest ``count`` kept entries (fewer if fewer are kept), oldest first, as
+        `journal_page` reads them (after this store's queued entries; at the cost of
+        ``count``). ``count`` checked by `paged`."""
+
+    @abstractmethod
     async def clear_journal(self) -> None:
-        """Atomically forget the journal (numbering goes on)."""
+        """Atomically forget the journal (numbering goes on, epoch and all)."""
 
     # -- billing --------------------------------------------------------------------------
     @abstractmethod
@@ -370,7 +405,8 @@ class Store(ABC):
 
     @abstractmethod
     async def reset(self) -> None:
-        """Forget everything: tasks, blobs, faults, journal (and its numbering), usage,
+        """Forget everything: tasks, blobs, faults, journal (and its numbering, which starts
+        again at 1 under a new epoch: `journal_page` refuses a cursor from before), usage,
         balances, the clock; the id streams ``claim_id_stream`` handed out stay claimed, and
         the numbering of task positions (`Position`) goes on, epoch and all. Not one
         step on a networked backend: one that failed may be half done, and repeating it

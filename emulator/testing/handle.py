@@ -222,7 +222,9 @@ class ImageEmulator:
         self, *, body: Mapping[str, Any] | None = None, **filters: Any
     ) -> list[dict[str, Any]]:
         """The journal, newest last: entries matching every filter (``path``, ``method``,
-        ``task_id``, ``endpoint``, ``status``, ``fault``) and every ``body`` field.
+        ``task_id``, ``endpoint``, ``status``, ``fault``) and every ``body`` field. Every one
+        the journal keeps, read a page at a time; CursorGone (a LookupError) if a reset
+        restarts the journal's numbering between two pages, never part of it.
 
         Any other filter is a ValueError naming the known ones: body fields are filtered
         explicitly, ``body={"model": "X"}``, never by a bare ``model="X"``.

@@ -27,6 +27,7 @@ from ..core.tasks import elapsed as task_elapsed
 from ..errors import EmulatorError, InvalidRequest, TaskNotFound
 from ..stores import Store, masked_url
 from .configuration import Configuration
+from .journal import journal_page, newest_entries, whole_journal
 from .pages import MAX_PAGE, CursorGone, cursor_of, gone, page_limit, position_of
 from .poll import Tasks
 from .results import Results
@@ -298,8 +299,22 @@ class Steering:
 
     # -- journal, usage, balances ----------------------------------------------------------
     async def journal(self, query: JournalQuery) -> list[dict[str, Any]]:
-        """Journal entries matching ``query`` (build it before: a bad filter never reads)."""
-        return query.select(await self._store.list_journal())
+        """Every kept journal entry matching ``query``, oldest first, page by page (build
+        ``query`` before: a bad filter never reads); `journal.whole_journal`."""
+        return await whole_journal(self._store, query)
+
+    async def journal_page(
+        self, query: JournalQuery, *, limit: object = MAX_PAGE, after: object = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of `journal` and the next page's cursor (`journal.journal_page`)."""
+        return await journal_page(self._store, query, limit, after)
+
+    async def journal_newest(
+        self, query: JournalQuery, count: int = MAX_PAGE
+    ) -> list[dict[str, Any]]:
+        """The entries matching ``query`` among the newest ``count`` kept (the dashboard's
+        bounded view), oldest first."""
+        return await newest_entries(self._store, query, count)
 
     async def clear_journal(self) -> None:
         await self._store.clear_journal()

@@ -26,6 +26,7 @@ from ..base import (
     ChargePage,
     Expiry,
     Forced,
+    JournalPage,
     Now,
     Placed,
     Position,
@@ -36,6 +37,7 @@ from ..base import (
     paged,
 )
 from .end_index import EndIndex
+from .journal import Journal
 from .order import SubmissionOrder
 from .packed import (
     CHARGE_FIELDS,
@@ -91,9 +93,8 @@ class MemoryStore(Store):
         self._faults: dict[str, FaultRule] = {}
         self._evaluations: dict[str, int] = {}
         self._hits: dict[str, int] = {}
-        #: Entries, or (seq, pending) pairs not yet read (built and kept by ``list_journal``).
-        self._journal: deque[dict[str, Any] | tuple[int, PendingEntry]] = deque()
-        self._journal_seq = 0
+        #: The request journal, numbered; a reset makes a new one (numbers from 1, new epoch).
+        self._journal = Journal()
         #: The usage log in hold order; finished charges also in settlement order (to trim).
         self._charges: dict[str, PackedCharge] = {}
         self._finished: deque[str] = deque()
@@ -276,25 +277,23 @@ class MemoryStore(Store):
 
     async def append_journal(self, entry: dict[str, Any], limit: int) -> None:
         # The entry is the caller's to give away (Store.append_journal): numbered in place.
-        self._journal_seq += 1
-        entry["seq"] = self._journal_seq
-        self._journal.append(entry)
-        while len(self._journal) > limit:
-            self._journal.popleft()
+        self._journal.add(entry, limit)
 
     async def append_pending(self, pending: PendingEntry, limit: int) -> None:
         # Built when read: most entries are trimmed unread, and the request is not kept
         # waiting for a dict nobody may ask for (docs/profile.md).
-        self._journal_seq += 1
-        self._journal.append((self._journal_seq, pending))
-        while len(self._journal) > limit:
-            self._journal.popleft()
+        self._journal.add_pending(pending, limit)
 
     async def list_journal(self) -> list[dict[str, Any]]:
-        entries = [_built(item) for item in self._journal]
-        # Kept built: a second read returns the same entries, at the cost of a plain copy.
-        self._journal = deque(entries)
-        return entries
+        return self._journal.entries()
+
+    async def journal_page(self, after: Position | None, count: int) -> JournalPage | None:
+        # Found by arithmetic on the numbers (emulator/stores/memory/journal.py): a page costs
+        # its own entries however many are kept.
+        return self._journal.page(*paged(after, count))
+
+    async def journal_tail(self, count: int) -> list[dict[str, Any]]:
+        return self._journal.tail(paged(None, count)[1])
 
     async def clear_journal(self) -> None:
         self._journal.clear()
@@ -398,14 +397,4 @@ class MemoryStore(Store):
         self._blobs.clear()
         self._clock = 0.0
         await self.clear_faults()
-        await self.clear_journal()
-        self._journal_seq = 0
-
-
-def _built(item: dict[str, Any] | tuple[int, PendingEntry]) -> dict[str, Any]:
-    if isinstance(item, dict):
-        return item
-    seq, pending = item
-    entry = pending.build()
-    entry["seq"] = seq
-    return entry
+        self._journal = Journal()

@@ -28,6 +28,7 @@ Keys (P = prefix):
   scores in P:charges; P:epoch names those numberings, made by the first PAGE when missing:
   all kept by reset, so a listing's cursor from before a reset goes on after its number; a
   wiped Redis starts them again, and refuses old cursors)
+  (P:journal:epoch names the journal's numbering, P:seq:journal: journal.py)
 
 Task hash P:task:<id>: d task JSON as submitted, p polls, o owner, c created_at, s ends_at,
 k end poll (per_poll only), e end time once known, i images paid when it has ended,

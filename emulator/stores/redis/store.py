@@ -37,6 +37,7 @@ from ..base import (
     ChargePage,
     Expiry,
     Forced,
+    JournalPage,
     Now,
     Placed,
     Position,
@@ -48,6 +49,8 @@ from ..base import (
 )
 from . import scripts as lua
 from . import usage
+from .journal import PAGE as JOURNAL_PAGE
+from .journal import journal_keys, journal_page
 from .support import (
     JournalWriter,
     RequestScope,
@@ -114,8 +117,9 @@ class RedisStore(Store):
         self._page, self._usage_sums = s(lua.PAGE), s(lua.USAGE_SUMS)
         self._scope: ContextVar[Snapshot | None] = ContextVar(f"scope{id(self)}", default=None)
         self.request_scope = self._scoped
-        keys = [self._k("journal"), self._k("seq", "journal")]
-        self._journal_writer = JournalWriter(s(lua.JOURNAL), keys)
+        self._journal_keys = journal_keys(self._p)
+        self._journal_writer = JournalWriter(s(lua.JOURNAL), self._journal_keys[:2])
+        self._journal_page = s(JOURNAL_PAGE)
 
     @property
     def round_trips(self) -> int:
@@ -354,6 +358,18 @@ class RedisStore(Store):
         await self._drain()
         return journal_of(await self._redis.lrange(self._k("journal"), 0, -1))
 
+    @guard_read
+    async def journal_page(self, after: Position | None, count: int) -> JournalPage | None:
+        after, count = paged(after, count)
+        await self._drain()  # this worker's queued entries first (Store.journal_page)
+        return await journal_page(self._journal_page, self._journal_keys, after, count)
+
+    @guard_read
+    async def journal_tail(self, count: int) -> list[dict[str, Any]]:
+        count = paged(None, count)[1]
+        await self._drain()
+        return journal_of(await self._redis.lrange(self._k("journal"), -count, -1))
+
     @guard
     async def clear_journal(self) -> None:
         await self._drain()
@@ -438,6 +454,10 @@ class RedisStore(Store):
         # deleted with the charges: both start again empty).
         kept = ("streams", "seq:task", "seq:charge", "epoch", "usage:ready")
         keep = {self._k(k).encode() for k in kept}
+        # The journal, its counter and its epoch in one command: its numbering never starts
+        # again under the epoch a cursor has (the scan, batch by batch, could part them).
+        await self._redis.unlink(*self._journal_keys)
+        keep |= {k.encode() for k in self._journal_keys}
         pattern = glob_escape(self._p) + "*"
         doomed = [
             k async for k in self._redis.scan_iter(match=pattern, count=1000) if k not in keep

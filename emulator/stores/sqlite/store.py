@@ -29,6 +29,7 @@ from ..base import (
     ChargePage,
     Expiry,
     Forced,
+    JournalPage,
     Now,
     Placed,
     Position,
@@ -38,7 +39,7 @@ from ..base import (
     new_epoch,
     paged,
 )
-from . import ledger
+from . import journal, ledger
 from . import usage as sqlite_usage
 
 T = TypeVar("T")
@@ -80,6 +81,7 @@ class SqliteStore(Store):
                 # The usage totals' running sums, built from the log on the first open of a
                 # file from before them.
                 sqlite_usage.build_sums(db)
+                journal.keep_epoch(db)
         except (OSError, sqlite3.Error, ValueError) as exc:
             self._thread.shutdown(wait=False)
             raise ValueError(f"store 'sqlite://{self.path}' cannot be opened: {exc}") from None
@@ -279,6 +281,14 @@ class SqliteStore(Store):
         rows = await self._all("SELECT data FROM journal ORDER BY seq")
         return [json.loads(data) for (data,) in rows]
 
+    async def journal_page(self, after: Position | None, count: int) -> JournalPage | None:
+        after, count = paged(after, count)
+        return await self._run(lambda db: journal.page(db, after, count))
+
+    async def journal_tail(self, count: int) -> list[dict[str, Any]]:
+        count = paged(None, count)[1]
+        return await self._run(lambda db: journal.tail(db, count))
+
     async def clear_journal(self) -> None:
         await self._changed("DELETE FROM journal")
 
@@ -336,7 +346,11 @@ class SqliteStore(Store):
         return {owner: (label, int(amount)) for owner, label, amount in rows}
 
     async def reset(self) -> None:
-        await self._run(ledger.reset, atomic=True)
+        def work(db: sqlite3.Connection) -> None:
+            ledger.reset(db)  # the journal's numbering back to 0: a new epoch names it
+            journal.restart(db)
+
+        await self._run(work, atomic=True)
 
     async def close(self) -> None:
         await self._run(lambda db: db.close())

@@ -1,0 +1,64 @@
+"""The Redis store's journal pages.
+
+P:journal is a list of ``<seq>\\n<JSON>`` items, appended in arrival order by the JOURNAL
+script (scripts.py), which numbers each (INCR P:seq:journal) and trims the oldest: the kept
+items are numbered without gaps, so the one numbered ``n`` stands at index ``n - first`` and a
+page is one LRANGE from there (no walk of the items before it in Lua). P:journal:epoch names
+the numbering: made by the first page read when missing, deleted by ``reset`` in one command
+with the list and the counter (the numbering starts again at 1), so a cursor from before a
+reset, or from before Redis was wiped, is refused rather than followed into the new numbering.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..base import JournalPage, Position, new_epoch
+from .support import Script
+from .values import journal_of, text
+
+# KEYS journal, epoch; ARGV after's number ('' for the first page), after's epoch, count, a new
+# epoch (stored when the key is missing) -> 0 when after is of another epoch; else {more (0/1),
+# the epoch, the items of the page, in order}. The check and the page are one step.
+PAGE = """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  redis.call('SET', KEYS[2], ARGV[4])
+  epoch = ARGV[4]
+end
+local start = 0
+if ARGV[1] ~= '' then
+  if ARGV[2] ~= epoch then return 0 end
+  local first = redis.call('LINDEX', KEYS[1], 0)
+  if first then
+    start = math.max(0, tonumber(ARGV[1]) + 1 - tonumber(string.match(first, '^%d+')))
+  end
+end
+local count = tonumber(ARGV[3])
+local found = redis.call('LRANGE', KEYS[1], start, start + count)
+local out = {#found > count and 1 or 0, epoch}
+for i = 1, math.min(#found, count) do out[#out + 1] = found[i] end
+return out
+"""
+
+
+def journal_keys(prefix: str) -> list[str]:
+    """The journal's keys under ``prefix`` ("<store_prefix>:"): the list, the counter that
+    numbers its items, the numbering's epoch. ``reset`` deletes them in one command."""
+    return [f"{prefix}journal", f"{prefix}seq:journal", f"{prefix}journal:epoch"]
+
+
+async def journal_page(
+    script: Script, keys: list[str], after: Position | None, count: int
+) -> JournalPage | None:
+    """`Store.journal_page` by the PAGE script (the caller has written its queue first)."""
+    args: list[Any] = ["", "", count, new_epoch()]
+    if after is not None:
+        args[:2] = [str(after[0]), after[1]]
+    found = await script([keys[0], keys[2]], args)
+    if found == 0:
+        return None
+    more, epoch, *raws = found
+    entries = journal_of(raws)
+    last = (int(entries[-1]["seq"]), text(epoch)) if entries else None
+    return JournalPage(entries, last, bool(int(more)))
