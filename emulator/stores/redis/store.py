@@ -29,12 +29,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ...core.billing import SUMMED, Charge, Sums, Trimmed
+from ...core.billing import Charge
 from ...core.faults import FaultRule
 from ...core.tasks import Task, ended_at, images_returned
 from ..base import (
     EVICT_AT_MOST,
-    ChargePage,
     Expiry,
     Forced,
     JournalPage,
@@ -48,9 +47,9 @@ from ..base import (
     paged,
 )
 from . import scripts as lua
-from . import usage
 from .journal import PAGE as JOURNAL_PAGE
 from .journal import journal_keys, journal_page
+from .ledger import Ledger
 from .support import (
     JournalWriter,
     RequestScope,
@@ -64,11 +63,7 @@ from .support import (
     guard_read,
 )
 from .values import (
-    CHARGE_FIELDS,
     TaskReader,
-    balances_of,
-    charge_of,
-    charges_of,
     end_poll,
     journal_of,
     number,
@@ -76,13 +71,12 @@ from .values import (
     task_of,
     tasks_of,
     text,
-    trimmed_of,
 )
 
 _PLACED: dict[int, Placed] = {1: "placed", 0: "taken", 2: "refused", 3: "full"}
 
 
-class RedisStore(Store):
+class RedisStore(Ledger, Store):
     """The emulator's state in one Redis database, under ``prefix``."""
 
     def __init__(
@@ -374,71 +368,6 @@ class RedisStore(Store):
     async def clear_journal(self) -> None:
         await self._drain()
         await self._redis.delete(self._k("journal"))
-
-    # -- billing ------------------------------------------------------------------------
-    @guard
-    async def settle(self, task_id: str, images: int, settled_at: float) -> bool:
-        scope = self._scope.get()
-        if scope is not None and task_id in scope.charges and scope.charges[task_id] != "held":
-            return False  # not held when this request read it, and a charge never is again
-        args = [*self._args(), task_id, images, number(settled_at)]
-        return bool(await self._settle([], args))
-
-    @guard
-    async def settle_due(self, now: Now) -> int:
-        return int(await self._settle_due([], self._args(now)))
-
-    @guard_read
-    async def list_charges(self, owner: str | None = None) -> list[Charge]:
-        fields = [self._k("charge", ""), "0", *CHARGE_FIELDS]
-        flat = await self._list([self._k("charges")], fields)
-        return [c for c in charges_of(flat) if owner is None or c.owner == owner]
-
-    @guard_read
-    async def charge_page(self, after: Position | None, count: int) -> ChargePage | None:
-        after, count = paged(after, count)
-        # As task_page: a charge's number is its score in P:charges (given by the hold's
-        # script from P:seq:charge), the epoch the one P:epoch of the prefix's numberings.
-        args = [self._k("charge", ""), "", "", count, new_epoch(), *CHARGE_FIELDS]
-        if after is not None:
-            args[1:3] = [str(after[0]), after[1]]
-        found = await self._page([self._k("charges"), self._k("epoch")], args)
-        if found == 0:
-            return None
-        more, number, epoch, *flat = found
-        position = (int(float(number)), text(epoch)) if number else None
-        return ChargePage(charges_of(flat), position, bool(int(more)))
-
-    @guard_read
-    async def get_charge(self, task_id: str) -> Charge | None:
-        row = await self._redis.hmget(self._k("charge", task_id), list(CHARGE_FIELDS))
-        return None if row[0] is None else charge_of(row)
-
-    @guard_read
-    async def usage_sums(self) -> list[Sums]:
-        # A script, not a pipeline: on a prefix from before the sums it builds them first.
-        return usage.sums_of(await self._usage_sums([], self._args(write=False)))
-
-    @guard_read
-    async def trimmed_usage(self) -> list[Trimmed]:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for name in SUMMED:
-                pipe.hgetall(self._k("trimmed", name))
-            return trimmed_of(await pipe.execute())
-
-    @guard
-    async def set_balance(
-        self, owner: str, label: str, amount: int | None, now: Now = None, most: int = 0
-    ) -> bool:
-        args = [*self._args(now), owner, label, "" if amount is None else amount, most]
-        return bool(await self._set_balance([], args))
-
-    @guard_read
-    async def list_balances(self) -> dict[str, tuple[str, int]]:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hgetall(self._k("balances"))
-            pipe.hgetall(self._k("balances", "labels"))
-            return balances_of(*await pipe.execute())
 
     # -- reset --------------------------------------------------------------------------
     @guard
