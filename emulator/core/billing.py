@@ -222,18 +222,36 @@ def sums_of(charges: Iterable[Charge], trimmed: Iterable[Trimmed] = ()) -> list[
     return [Sums(*group, *row) for group, row in groups.items()]  # type: ignore[arg-type]
 
 
+#: A totals row's members, in the order `totals` gives them.
+_ROW = ("held", *SUMMED)
+
+
 def totals_of(sums: Iterable[Sums]) -> dict[str, Any]:
-    """`totals` from the groups' running sums: the same numbers, at the cost of the groups."""
-    rows = [s for s in sums if s.tasks]
+    """`totals` from the groups' running sums: the same numbers, at the cost of the groups.
+    Each group's values read once, by name (a group per key ever used: thousands of them
+    where a fuzzer or a test per key submits, docs/hardening.md)."""
     by_key: dict[str, dict[str, int]] = {}
     by_model: dict[str, dict[str, int]] = {}
-    for r in rows:
+    paid = taken = refunded = held = 0
+    for r in sums:
+        if not r.tasks:
+            continue
+        values = (r.held, r.tasks, r.images, r.paid, r.taken, r.refunded)  # `_ROW` order
+        paid, taken, refunded, held = (
+            paid + r.paid,
+            taken + r.taken,
+            refunded + r.refunded,
+            held + r.held,
+        )
         for bucket, name in ((by_key, r.key), (by_model, r.model)):
-            row = bucket.setdefault(name, dict.fromkeys(("held", *SUMMED), 0))
-            for field in COUNTED:
-                row[field] += getattr(r, field)
-    top = {field: sum(getattr(r, field) for r in rows) for field in ("paid", "taken", "refunded")}
-    return {**top, "held": sum(r.held for r in rows), "by_key": by_key, "by_model": by_model}
+            row = bucket.get(name)
+            if row is None:
+                bucket[name] = dict(zip(_ROW, values, strict=True))
+            else:
+                for field, value in zip(_ROW, values, strict=True):
+                    row[field] += value
+    top = {"paid": paid, "taken": taken, "refunded": refunded, "held": held}
+    return {**top, "by_key": by_key, "by_model": by_model}
 
 
 _Row = TypeVar("_Row", Trimmed, Sums)
