@@ -78,10 +78,7 @@ class UsageLog:
         return self.order.page(after, count, charges)
 
     def sums(self) -> list[Sums]:
-        # Groups left with no task (a key's held group once its charges all ended) count for
-        # nothing: not built.
-        items = self._sums.items()
-        return [Sums(*group, *row) for group, row in items if row[0]]  # type: ignore[arg-type]
+        return [Sums(*group, *row) for group, row in self._sums.items()]  # type: ignore[arg-type]
 
     def clear(self) -> None:
         """Forget the sums and the positions; the numbering goes on (`SubmissionOrder.clear`)."""
