@@ -9,6 +9,7 @@ import sqlite3
 from typing import Any
 
 from ..base import JournalPage, Position, new_epoch
+from .paging import read_page
 
 #: The meta row naming the journal numbering (made with the file, renewed by every reset).
 EPOCH = "journal_epoch"
@@ -25,22 +26,14 @@ def restart(db: sqlite3.Connection) -> None:
 
 
 def page(db: sqlite3.Connection, after: Position | None, count: int) -> JournalPage | None:
-    """`Store.journal_page` in one deferred (read) transaction: the epoch's check and the rows
-    see one state, and writers do not wait for it (WAL). Through the seq key: a page costs its
-    own rows, however many are kept."""
-    db.execute("BEGIN")
-    try:
-        epoch = str(db.execute("SELECT value FROM meta WHERE name = ?", (EPOCH,)).fetchone()[0])
-        if after is not None and after[1] != epoch:
-            return None
-        rows = db.execute(
-            "SELECT data FROM journal WHERE seq > ? ORDER BY seq LIMIT ?",
-            (-1 if after is None else after[0], count + 1),
-        ).fetchall()
-    finally:
-        db.execute("COMMIT")
-    more = len(rows) > count
-    entries: list[dict[str, Any]] = [json.loads(data) for (data,) in rows[:count]]
+    """`Store.journal_page` in one read transaction (`paging.read_page`): the journal's own
+    epoch, by the entries' seq."""
+    select = "SELECT data FROM journal WHERE seq > ? ORDER BY seq LIMIT ?"
+    found = read_page(db, EPOCH, select, after, count)
+    if found is None:
+        return None
+    rows, epoch, more = found
+    entries: list[dict[str, Any]] = [json.loads(data) for (data,) in rows]
     last = (int(entries[-1]["seq"]), epoch) if entries else None
     return JournalPage(entries, last, more)
 

@@ -18,6 +18,7 @@ from ...core.billing import SUMMED, Charge, Trimmed, settlement, trimmed_row
 from ...core.tasks import Task, ended_at, has_ended, images_returned
 from ..base import Expiry, Forced, Now, Placed, TaskPage, evictions_due
 from . import usage
+from .paging import read_page
 from .usage import charge_of
 
 #: Bumped when the tables change; a file of another version is refused, not misread.
@@ -281,21 +282,13 @@ def trimmed_usage(db: sqlite3.Connection) -> list[Trimmed]:
 
 
 def task_page(db: sqlite3.Connection, after: tuple[int, str] | None, count: int) -> TaskPage | None:
-    """`Store.task_page` in one deferred (read) transaction, which other writers do not wait
-    for (WAL)."""
-    db.execute("BEGIN")
-    try:
-        epoch = str(db.execute("SELECT value FROM meta WHERE name = 'epoch'").fetchone()[0])
-        if after is not None and after[1] != epoch:
-            return None
-        rows = db.execute(
-            f"SELECT seq, {_TASK_COLUMNS} FROM tasks WHERE seq > ? ORDER BY seq LIMIT ?",
-            (-1 if after is None else after[0], count + 1),
-        ).fetchall()
-    finally:
-        db.execute("COMMIT")
-    more = len(rows) > count
-    del rows[count:]
+    """`Store.task_page` in one read transaction (`paging.read_page`): the file's epoch, by
+    the tasks' seq."""
+    select = f"SELECT seq, {_TASK_COLUMNS} FROM tasks WHERE seq > ? ORDER BY seq LIMIT ?"
+    found = read_page(db, "epoch", select, after, count)
+    if found is None:
+        return None
+    rows, epoch, more = found
     last = (int(rows[-1][0]), epoch) if rows else None
     return TaskPage([task_of(*row[1:]) for row in rows], last, more)
 

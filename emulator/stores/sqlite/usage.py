@@ -26,6 +26,7 @@ from ...core.billing import (
     sums_of,
 )
 from ..base import ChargePage
+from .paging import read_page
 
 TABLE = """
 CREATE TABLE usage_sums (
@@ -78,21 +79,13 @@ def usage_sums(db: sqlite3.Connection) -> list[Sums]:
 def charge_page(
     db: sqlite3.Connection, after: tuple[int, str] | None, count: int
 ) -> ChargePage | None:
-    """`Store.charge_page` in one deferred (read) transaction, which writers do not wait for
-    (WAL): the epoch (the file's, in meta, shared with the task numbering) and the page."""
-    db.execute("BEGIN")
-    try:
-        epoch = str(db.execute("SELECT value FROM meta WHERE name = 'epoch'").fetchone()[0])
-        if after is not None and after[1] != epoch:
-            return None
-        rows = db.execute(
-            "SELECT seq, data FROM charges WHERE seq > ? ORDER BY seq LIMIT ?",
-            (-1 if after is None else after[0], count + 1),
-        ).fetchall()
-    finally:
-        db.execute("COMMIT")
-    more = len(rows) > count
-    del rows[count:]
+    """`Store.charge_page` in one read transaction (`paging.read_page`): the file's epoch
+    (shared with the task numbering), by the charges' seq."""
+    select = "SELECT seq, data FROM charges WHERE seq > ? ORDER BY seq LIMIT ?"
+    found = read_page(db, "epoch", select, after, count)
+    if found is None:
+        return None
+    rows, epoch, more = found
     last = (int(rows[-1][0]), epoch) if rows else None
     return ChargePage([charge_of(data) for _, data in rows], last, more)
 
