@@ -176,6 +176,48 @@ def test_a_redis_prefix_from_before_the_sums_gets_them_from_its_log(
     asyncio.run(scenario())
 
 
+def test_a_hold_whose_caller_gave_up_during_the_build_of_the_sums_does_not_happen(
+    redis_server: RedisServer,
+) -> None:
+    # An older prefix with 30,000 held charges and no sums: the first write builds them
+    # (~0.3 s), far past a deadline of half a 50 ms timeout. The caller is answered 503; the
+    # hold must then not happen (the build alone may: repeating it is a no-op).
+    from redis.asyncio import Redis
+
+    from emulator.errors import StoreUnavailable
+
+    prefix = f"usage-late-{time.monotonic_ns()}"
+    held = 30_000
+
+    async def scenario() -> None:
+        client = Redis.from_url(redis_server.url)
+        pipe = client.pipeline(transaction=False)
+        for i in range(held):
+            charge = {"owner": "o", "key": "k", "model": "m", "state": "held", "held": 6}
+            charge |= {"images": 0, "amount": 0, "taken": 0, "refunded": 0}
+            pipe.hset(f"{prefix}:charge:x{i}", mapping=charge)
+            pipe.zadd(f"{prefix}:charges", {f"x{i}": i + 1})
+        await pipe.execute()
+        hasty = RedisStore(redis_server.url, prefix, timeout=0.05)
+        task = make_task(7)
+        with pytest.raises(StoreUnavailable):
+            await place(hasty, task)
+        patient = RedisStore(redis_server.url, prefix, timeout=30.0)
+        # Redis answers nothing else before the script ends: it has ended, with the build.
+        assert await client.exists(f"{prefix}:usage:ready")
+        assert await patient.get_task(task.task_id) is None
+        assert await patient.get_charge(task.task_id) is None
+        (row,) = await patient.usage_sums()
+        assert (row.tasks, row.held) == (held, 6 * held)  # built once, and only that
+        assert await place(patient, task) == "placed"
+        await patient.reset()
+        await client.aclose()
+        await hasty.close()
+        await patient.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_sqlite_file_from_before_the_sums_gets_them_from_its_log(tmp_path: Path) -> None:
     asyncio.run(_sqlite_from_before_the_sums(tmp_path))
 
@@ -193,11 +235,17 @@ async def _sqlite_from_before_the_sums(tmp_path: Path) -> None:
     await store.close()
     db = sqlite3.connect(path)  # as the previous version left it: no usage_sums table
     db.execute("DROP TABLE usage_sums")
+    db.execute("UPDATE meta SET value = 2 WHERE name = 'schema'")
     db.commit()
     db.close()
     again = SqliteStore(path)
     again.usage_log_limit = 2
     assert sorted(await again.usage_sums(), key=repr) == expected
+    # Upgraded: version 3 now, which the previous version (reading only 2) refuses, so it
+    # cannot hold and settle on the file without moving the sums.
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == (3,)
+    db.close()
     await same_totals(again)
     await again.settle(make_task(6).task_id, 1, 9.0)
     await same_totals(again)

@@ -126,6 +126,13 @@ end
 PRELUDE = _HEAD + usage.FUNCTIONS + _REST
 
 _LATE = "if late() then return redis.error_reply('LATE the caller has given up') end\n"
+#: After ``_LATE`` in every script that may move the usage sums (a hold, a settlement, an
+#: eviction or expiry settling): an older prefix's sums built first, and the deadline checked
+#: again after that build, before the script writes anything else (``usage.FUNCTIONS``).
+_BUILT = (
+    "if usage_ready() and late() then "
+    "return redis.error_reply('LATE the caller has given up') end\n"
+)
 
 # ARGV id, task json, owner, created_at, ends_at, end poll (''), end (''), images paid,
 # charge json, held, unit price, key label, model, blob, has blob ('1'), cap (0: none), the
@@ -135,11 +142,11 @@ _LATE = "if late() then return redis.error_reply('LATE the caller has given up')
 INSERT_HELD = (
     PRELUDE
     + _LATE
+    + _BUILT
     + """
 local id = ARGV[5]
 local tk = P .. 'task:' .. id
 if redis.call('EXISTS', tk) == 1 then return 0 end
-usage_ready()
 local now = tonumber(clock_text())
 local cap = tonumber(ARGV[20])
 if cap > 0 and redis.call('ZCARD', P .. 'tasks') >= cap then
@@ -249,6 +256,7 @@ return {row[1], row[2], ARGV[10], ARGV[6]}
 EXPIRE = (
     PRELUDE
     + _LATE
+    + _BUILT
     + """
 local now = tonumber(clock_text())
 local n = 0
@@ -260,15 +268,16 @@ return {n, redis.call('ZCARD', P .. 'tasks')}
 )
 
 # ARGV id, images, settled at -> 1 settled, 0 not held
-SETTLE = PRELUDE + _LATE + "return settle(ARGV[5], tonumber(ARGV[6]), ARGV[7])\n"
+SETTLE = PRELUDE + _LATE + _BUILT + "return settle(ARGV[5], tonumber(ARGV[6]), ARGV[7])\n"
 
 # -> how many settled
-SETTLE_DUE = PRELUDE + _LATE + "return settle_due(tonumber(clock_text()))\n"
+SETTLE_DUE = PRELUDE + _LATE + _BUILT + "return settle_due(tonumber(clock_text()))\n"
 
 # ARGV owner, label, amount ('' removes it), most (0: no bound) -> 1, or 0 when refused
 SET_BALANCE = (
     PRELUDE
     + _LATE
+    + _BUILT
     + """
 local most = tonumber(ARGV[8])
 if ARGV[7] ~= '' and most > 0 and redis.call('HEXISTS', P .. 'balances', ARGV[5]) == 0

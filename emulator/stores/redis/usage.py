@@ -20,7 +20,11 @@ from .values import text
 
 #: Lua functions for ``scripts.PRELUDE`` (they use its ``P``): ``usage_add(owner, key, model,
 #: state, values, sign)`` adds (sign 1) or takes (-1) a charge's ``COUNTED`` values to its
-#: group; ``usage_ready()`` builds the sums of an older prefix once.
+#: group; ``usage_ready()`` builds the sums of an older prefix once (true when it built).
+#: A write script builds first, before anything else it writes, and then checks its deadline
+#: again (``scripts._BUILT``): a build takes ~1 s at 100,000 charges, and a write its caller
+#: gave up on meanwhile (answered 503) must not happen; the build alone may (repeating it is
+#: a no-op).
 FUNCTIONS = """
 local USAGE = {COUNTED}
 local function usage_add(owner, key, model, state, values, sign)
@@ -32,7 +36,7 @@ local function usage_add(owner, key, model, state, values, sign)
   end
 end
 local function usage_ready()
-  if redis.call('EXISTS', P .. 'usage:ready') == 1 then return end
+  if redis.call('EXISTS', P .. 'usage:ready') == 1 then return false end
   for _, id in ipairs(redis.call('ZRANGE', P .. 'charges', 0, -1)) do
     local r = redis.call('HMGET', P .. 'charge:' .. id, 'owner', 'key', 'model', 'state',
                          'images', 'amount', 'taken', 'refunded', 'held')
@@ -49,6 +53,7 @@ local function usage_ready()
     end
   end
   redis.call('SET', P .. 'usage:ready', '1')
+  return true
 end
 """.replace("COUNTED", ", ".join(f"'{name}'" for name in COUNTED))
 
