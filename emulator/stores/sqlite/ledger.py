@@ -22,7 +22,11 @@ from .paging import read_page
 from .usage import charge_of
 
 #: Bumped when the tables change; a file of another version is refused, not misread.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: A file of this version is upgraded when opened (its usage sums built from its log, its
+#: journal given an epoch); version 3 then, which an emulator reading only 2 refuses: it would
+#: move no sums and keep the journal's epoch across a reset.
+UPGRADABLE = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID;

@@ -62,7 +62,7 @@ class SqliteStore(Store):
             self._db.execute("PRAGMA synchronous=NORMAL")
             with self._transaction() as db:
                 row = _schema_version(db)
-                if row is not None and row != ledger.SCHEMA_VERSION:
+                if row is not None and row not in (ledger.SCHEMA_VERSION, ledger.UPGRADABLE):
                     raise ValueError(
                         f"schema version {row}, this emulator reads only {ledger.SCHEMA_VERSION}"
                         " (the state of an earlier version cannot be carried over: use another"
@@ -79,9 +79,14 @@ class SqliteStore(Store):
                 # file from before epochs): a cursor of another file is refused, not followed.
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (new_epoch(),))
                 # The usage totals' running sums, built from the log on the first open of a
-                # file from before them.
+                # file from before them (version 2), and the journal's epoch; then it is a
+                # version 3 file, which the version before refuses.
                 sqlite_usage.build_sums(db)
                 journal.keep_epoch(db)
+                if row == ledger.UPGRADABLE:
+                    db.execute(
+                        "UPDATE meta SET value = ? WHERE name = 'schema'", (ledger.SCHEMA_VERSION,)
+                    )
         except (OSError, sqlite3.Error, ValueError) as exc:
             self._thread.shutdown(wait=False)
             raise ValueError(f"store 'sqlite://{self.path}' cannot be opened: {exc}") from None
