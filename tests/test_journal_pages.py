@@ -215,6 +215,11 @@ def test_the_contract_declares_the_journal_page_and_its_refusals() -> None:
     if "$ref" in schema:
         schema = contract["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
     assert "next" in schema["required"] and "requests" in schema["required"]
+    # The HEAD answers as the GET would: it declares the same parameters (the review found
+    # them missing); the DELETE takes none.
+    item = contract["paths"]["/_emulator/requests"]
+    assert item["head"].get("parameters") == get["parameters"]
+    assert "parameters" not in item and "parameters" not in item["delete"]
 
 
 def test_the_handle_returns_all_of_a_2500_entry_journal_a_page_at_a_time() -> None:

@@ -254,8 +254,9 @@ class ImageEmulator:
     @property
     def usage(self) -> dict[str, Any]:
         """The usage log: every entry (held/settled/released), in hold order, and totals per
-        key and model. Read page by page; a `CursorGone` error (never a partial list) if the
-        store's numbering started again meanwhile (another worker wiped a shared Redis)."""
+        key and model as of the last page's read. Read page by page; a `CursorGone` error
+        (never a partial list) if the store's numbering started again meanwhile (another
+        worker wiped a shared Redis)."""
         return self._run(self.steering.billing.usage_log({}))
 
     def set_balance(self, amount: int | None, key: str | None = None) -> None:
