@@ -67,14 +67,16 @@ def make_task(
     )
 
 
-def make_charge(number: int, *, owner: str = "owner-a", held: int = 6) -> Charge:
+def make_charge(
+    number: int, *, owner: str = "owner-a", held: int = 6, model: str = "gpt-image-2"
+) -> Charge:
     """The charge of ``make_task(number)``: two images at ``held / 2`` each."""
     return Charge(
         task_id=f"task_{number:032x}",
         owner=owner,
         key=f"sk-{owner[-1]}…key",
         time=0.0,
-        model="gpt-image-2",
+        model=model,
         tier="1K",
         quality="low",
         n=2,
@@ -101,9 +103,10 @@ async def place(
     blob: bytes | None = None,
     cap: int = 0,
     now: float = 0.0,
+    model: str = "gpt-image-2",
 ) -> str:
-    """Submit ``task`` with its charge (``held`` credits)."""
-    charge = make_charge(int(task.task_id[5:], 16), owner=task.owner, held=held)
+    """Submit ``task`` with its charge (``held`` credits, for ``model``)."""
+    charge = make_charge(int(task.task_id[5:], 16), owner=task.owner, held=held, model=model)
     return await store.insert_held(task, charge, blob, cap=cap, now=now)
 
 

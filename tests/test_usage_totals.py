@@ -36,6 +36,7 @@ from .store_contract import make_task, place
 from .usage_contract import same_totals, walk
 
 OWNERS = ("owner-a", "owner-b")
+MODELS = ("gpt-image-2", "NanoBanana")
 
 
 class UsageMachine(RuleBasedStateMachine):
@@ -76,10 +77,16 @@ class UsageMachine(RuleBasedStateMachine):
         self.loop.close()
         self.folder.cleanup()
 
-    @rule(owner=st.sampled_from(OWNERS), held=st.integers(0, 40), ends=st.integers(1, 30))
-    def hold(self, owner: str, held: int, ends: int) -> None:
+    @rule(
+        owner=st.sampled_from(OWNERS),
+        held=st.integers(0, 40),
+        ends=st.integers(1, 30),
+        model=st.sampled_from(MODELS),
+    )
+    def hold(self, owner: str, held: int, ends: int, model: str) -> None:
         task = make_task(next(self.numbers), owner=owner, processing_s=float(ends))
-        if self.run(place(self.store, task, held=held, cap=6, now=0.0)) == "placed":
+        placed = place(self.store, task, held=held, cap=6, now=0.0, model=model)
+        if self.run(placed) == "placed":
             self.placed.append(task.task_id)
 
     @rule(pick=st.integers(0, 10**6), images=st.integers(0, 2), at=st.floats(0, 50))

@@ -9,6 +9,7 @@ The totals' check is the whole-list formula they replace: ``billing.totals`` ove
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any, ClassVar
 
 import pytest
@@ -49,14 +50,15 @@ async def same_totals(store: Store) -> None:
         await store.usage_sums(),
     )
     owners = {c.owner for c in charges} | {t.owner for t in trimmed} | {"nobody"}
+    models = {c.model for c in charges} | {t.model for t in trimmed} | {"no-model"}
     states = ("held", "settled", "released")
-    for owner in (None, *owners):
-        for state in (None, *states):
-            wanted = {"owner": owner} if owner else {}
-            wanted |= {"state": state} if state else {}
-            listed = [c for c in charges if all(getattr(c, k) == v for k, v in wanted.items())]
-            expected = totals(listed, matching(trimmed, wanted))
-            assert totals_of(matching(sums, wanted)) == expected, wanted
+    for owner, model, state in itertools.product((None, *owners), (None, *models), (None, *states)):
+        wanted = {"owner": owner} if owner else {}
+        wanted |= {"model": model} if model else {}
+        wanted |= {"state": state} if state else {}
+        listed = [c for c in charges if all(getattr(c, k) == v for k, v in wanted.items())]
+        expected = totals(listed, matching(trimmed, wanted))
+        assert totals_of(matching(sums, wanted)) == expected, wanted
 
 
 class UsageLogContract:
