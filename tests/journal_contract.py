@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from emulator.stores.base import JournalPage, Position, Store
+from emulator.stores.base import Store
+from emulator.stores.pages import JournalPage, Position
 
 
 async def fill(store: Store, first: int, last: int, limit: int) -> None:

@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 import pytest
 
 from emulator.core.billing import matching, totals
-from emulator.stores.base import Position, Store
+from emulator.stores.base import Store
+from emulator.stores.pages import Position
 
 from . import store_contract as contract
 

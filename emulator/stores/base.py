@@ -13,7 +13,6 @@ inside the step itself, so a decision never rests on a clock read before a concu
 
 from __future__ import annotations
 
-import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -24,6 +23,12 @@ from ..core.billing import Charge, Sums, Trimmed
 from ..core.faults import FaultRule
 from ..core.journal import PendingEntry
 from ..core.tasks import Task
+from .pages import (  # here too: where the stores and their callers have always found them
+    ChargePage,
+    JournalPage,
+    Position,
+    TaskPage,
+)
 
 #: What a submission's step did: placed; "taken": the id is in use; "refused": the balance
 #: cannot cover the hold; "full": ``cap`` tasks are stored and none of them has ended.
@@ -47,79 +52,6 @@ class Expiry:
 #: (~7-9 µs each in memory): a tenth of the default max_tasks (10,000) held the loop 100-300 ms,
 #: the p99 of served submissions at the cap (docs/profile.md, round 6).
 EVICT_AT_MOST = 1_000
-
-
-def listed_at_most(newest: int | None) -> int | None:
-    """``newest`` of `Store.list_tasks`, checked: None (every task) or an integer >= 0. Raises
-    ValueError naming ``newest`` otherwise (the stores would each read a negative one
-    differently: SQLite's LIMIT as none, Redis's ZRANGE as a rank from the start)."""
-    if newest is not None and (
-        not isinstance(newest, int) or isinstance(newest, bool) or newest < 0
-    ):
-        raise ValueError(f"newest must be None or an integer >= 0, not {newest!r}")
-    return newest
-
-
-#: Where a task stands in submission order: (its number, the store's numbering epoch).
-#: Numbers rise with each submission and are never given twice by one numbering, also not
-#: after ``reset``: "the stored tasks numbered above n" is exact whether or not task n is still
-#: stored. The epoch names the numbering (`new_epoch`, made when it starts: a new memory store,
-#: a new SQLite file, an empty Redis prefix); a position of another epoch is no position here.
-Position = tuple[int, str]
-
-
-def new_epoch() -> str:
-    """A numbering's epoch: 16 random hex digits (64 bits: two numberings do not share one)."""
-    return secrets.token_hex(8)
-
-
-@dataclass(frozen=True, slots=True)
-class TaskPage:
-    """What `Store.task_page` read: ``tasks`` in submission order, ``last`` the position of the
-    last of them (None when there are none), ``more``: stored tasks follow it."""
-
-    tasks: list[Task]
-    last: Position | None
-    more: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ChargePage:
-    """What `Store.charge_page` read: ``charges`` of the usage log in hold order, ``last`` the
-    position of the last of them (None when there are none), ``more``: listed charges follow."""
-
-    charges: list[Charge]
-    last: Position | None
-    more: bool
-
-
-@dataclass(frozen=True, slots=True)
-class JournalPage:
-    """What `Store.journal_page` read: ``entries`` (each with its ``seq``) in arrival order,
-    ``last`` the position of the last of them (None when there are none), ``more``: kept
-    entries follow it."""
-
-    entries: list[dict[str, Any]]
-    last: Position | None
-    more: bool
-
-
-def paged(after: Position | None, count: int) -> tuple[Position | None, int]:
-    """``after`` and ``count`` of `Store.task_page`, checked: ``after`` None or (an integer >= 0,
-    an epoch: a string), ``count`` an integer >= 1. Raises ValueError naming the argument
-    otherwise."""
-    if after is not None and not (
-        isinstance(after, tuple)
-        and len(after) == 2
-        and isinstance(after[0], int)
-        and not isinstance(after[0], bool)
-        and after[0] >= 0
-        and isinstance(after[1], str)
-    ):
-        raise ValueError(f"after must be None or a (number >= 0, epoch) pair, not {after!r:.80}")
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise ValueError(f"count must be an integer >= 1, not {count!r:.40}")
-    return after, count
 
 
 def room_after_eviction(cap: int, evict_at_most: int) -> int:

@@ -18,7 +18,7 @@ import re
 
 from ..core.checks import shown
 from ..errors import EmulatorError, InvalidRequest
-from ..stores.base import Position
+from ..stores.pages import Position
 
 #: The most stored tasks one page reads (and the default).
 MAX_PAGE = 1000

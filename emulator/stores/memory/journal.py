@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...core.journal import PendingEntry
-from ..base import JournalPage, Position, new_epoch
+from ..pages import JournalPage, Position, new_epoch
 
 _Item = dict[str, Any] | tuple[int, PendingEntry]
 #: Dropped entries a journal keeps before cutting them off, at least and at most.

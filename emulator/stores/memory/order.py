@@ -24,7 +24,7 @@ from itertools import chain, compress, islice
 from itertools import count as counting
 from typing import Any
 
-from ..base import Position, new_epoch
+from ..pages import Position, new_epoch
 
 #: Removals kept unswept at least (a small store is never rebuilt).
 _SLACK = 1024

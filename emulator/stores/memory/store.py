@@ -21,21 +21,8 @@ from ...core.billing import (
 from ...core.faults import FaultRule
 from ...core.journal import PendingEntry
 from ...core.tasks import Task, ended_at, has_ended, images_returned
-from ..base import (
-    EVICT_AT_MOST,
-    ChargePage,
-    Expiry,
-    Forced,
-    JournalPage,
-    Now,
-    Placed,
-    Position,
-    Store,
-    TaskPage,
-    evictions_due,
-    listed_at_most,
-    paged,
-)
+from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store, evictions_due
+from ..pages import ChargePage, JournalPage, Position, TaskPage, listed_at_most, paged
 from .end_index import EndIndex
 from .journal import Journal
 from .order import SubmissionOrder

@@ -25,7 +25,7 @@ from ...core.billing import (
     group_of,
     trimmed_row,
 )
-from ..base import Position
+from ..pages import Position
 from .order import SubmissionOrder
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..base import JournalPage, Position, new_epoch
+from ..pages import JournalPage, Position, new_epoch
 from .support import Script
 from .values import journal_of, text
 

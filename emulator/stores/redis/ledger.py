@@ -9,7 +9,8 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from ...core.billing import SUMMED, Charge, Sums, Trimmed
-from ..base import ChargePage, Now, Position, new_epoch, paged
+from ..base import Now
+from ..pages import ChargePage, Position, new_epoch, paged
 from . import usage
 from .support import Snapshot, guard, guard_read
 from .values import (

@@ -32,20 +32,8 @@ import redis.asyncio as aioredis
 from ...core.billing import Charge
 from ...core.faults import FaultRule
 from ...core.tasks import Task, ended_at, images_returned
-from ..base import (
-    EVICT_AT_MOST,
-    Expiry,
-    Forced,
-    JournalPage,
-    Now,
-    Placed,
-    Position,
-    Store,
-    TaskPage,
-    listed_at_most,
-    new_epoch,
-    paged,
-)
+from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store
+from ..pages import JournalPage, Position, TaskPage, listed_at_most, new_epoch, paged
 from . import scripts as lua
 from .journal import PAGE as JOURNAL_PAGE
 from .journal import journal_keys, journal_page

@@ -8,7 +8,7 @@ import json
 import sqlite3
 from typing import Any
 
-from ..base import JournalPage, Position, new_epoch
+from ..pages import JournalPage, Position, new_epoch
 from .paging import read_page
 
 #: The meta row naming the journal numbering (made with the file, renewed by every reset).

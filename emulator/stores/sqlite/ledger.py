@@ -16,7 +16,8 @@ from typing import Any
 
 from ...core.billing import SUMMED, Charge, Trimmed, settlement, trimmed_row
 from ...core.tasks import Task, ended_at, has_ended, images_returned
-from ..base import Expiry, Forced, Now, Placed, TaskPage, evictions_due
+from ..base import Expiry, Forced, Now, Placed, evictions_due
+from ..pages import TaskPage
 from . import usage
 from .paging import read_page
 from .usage import charge_of

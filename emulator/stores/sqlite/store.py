@@ -24,21 +24,8 @@ from typing import Any, TypeVar
 from ...core.billing import Charge, Sums, Trimmed
 from ...core.faults import FaultRule
 from ...core.tasks import Task
-from ..base import (
-    EVICT_AT_MOST,
-    ChargePage,
-    Expiry,
-    Forced,
-    JournalPage,
-    Now,
-    Placed,
-    Position,
-    Store,
-    TaskPage,
-    listed_at_most,
-    new_epoch,
-    paged,
-)
+from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store
+from ..pages import ChargePage, JournalPage, Position, TaskPage, listed_at_most, new_epoch, paged
 from . import journal, ledger
 from . import usage as sqlite_usage
 

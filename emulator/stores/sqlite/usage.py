@@ -25,7 +25,7 @@ from ...core.billing import (
     group_of,
     sums_of,
 )
-from ..base import ChargePage
+from ..pages import ChargePage
 from .paging import read_page
 
 TABLE = """
