@@ -176,6 +176,18 @@ class UsageLogContract:
         assert fresh is not None and len(fresh.charges) == 5
         assert fresh.last is not None and await other.charge_page(fresh.last, 10) is not None
 
+    async def test_a_task_listings_position_is_no_charge_position(self, store: Store) -> None:
+        # Tasks and charges are numbered apart: a task cursor handed to the usage listing is
+        # refused (the review found SQLite and Redis following it, into other charges).
+        for i in range(1, 4):
+            await contract.place(store, contract.make_task(i))
+        tasks = await store.task_page(None, 1)
+        assert tasks is not None and tasks.last is not None
+        assert await store.charge_page(tasks.last, 10) is None
+        charges = await store.charge_page(None, 1)
+        assert charges is not None and charges.last is not None
+        assert await store.task_page(charges.last, 10) is None
+
     @pytest.mark.parametrize(
         ("after", "count", "named"),
         [

@@ -68,11 +68,12 @@ class Ledger:
     async def charge_page(self, after: Position | None, count: int) -> ChargePage | None:
         after, count = paged(after, count)
         # As task_page: a charge's number is its score in P:charges (given by the hold's
-        # script from P:seq:charge), the epoch the one P:epoch of the prefix's numberings.
+        # script from P:seq:charge), the epoch P:charges:epoch (the charges' own: a task
+        # cursor is no charge cursor).
         args = [self._k("charge", ""), "", "", count, new_epoch(), *CHARGE_FIELDS]
         if after is not None:
             args[1:3] = [str(after[0]), after[1]]
-        found = await self._page([self._k("charges"), self._k("epoch")], args)
+        found = await self._page([self._k("charges"), self._k("charges", "epoch")], args)
         if found == 0:
             return None
         more, number, epoch, *flat = found

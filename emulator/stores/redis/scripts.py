@@ -25,9 +25,9 @@ Keys (P = prefix):
   P:faults:evals / P:faults:hits  hash id -> count     P:journal  list of "<seq>\\n<JSON>"
   P:seq:*         counters                     P:streams  id streams handed out (kept by reset)
   (P:seq:task numbers the tasks, their scores in P:tasks, and P:seq:charge the charges, their
-  scores in P:charges; P:epoch names those numberings, made by the first PAGE when missing:
-  all kept by reset, so a listing's cursor from before a reset goes on after its number; a
-  wiped Redis starts them again, and refuses old cursors)
+  scores in P:charges; P:epoch and P:charges:epoch name those numberings, each made by the
+  first PAGE of its listing when missing: all kept by reset, so a listing's cursor from before
+  a reset goes on after its number; a wiped Redis starts them again, and refuses old cursors)
   (P:journal:epoch names the journal's numbering, P:seq:journal: journal.py)
 
 Task hash P:task:<id>: d task JSON as submitted, p polls, o owner, c created_at, s ends_at,

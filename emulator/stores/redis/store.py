@@ -369,7 +369,7 @@ class RedisStore(Ledger, Store):
         # with the tasks stored after (their numbers rose).
         # So do the charges' numbering and the mark that the usage sums are kept (they are
         # deleted with the charges: both start again empty).
-        kept = ("streams", "seq:task", "seq:charge", "epoch", "usage:ready")
+        kept = ("streams", "seq:task", "seq:charge", "epoch", "charges:epoch", "usage:ready")
         keep = {self._k(k).encode() for k in kept}
         # The journal, its counter and its epoch in one command: its numbering never starts
         # again under the epoch a cursor has (the scan, batch by batch, could part them).

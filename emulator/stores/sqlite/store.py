@@ -69,6 +69,7 @@ class SqliteStore(Store):
                 # file from before them (version 2), and the journal's epoch; then it is a
                 # version 3 file, which the version before refuses.
                 sqlite_usage.build_sums(db)
+                sqlite_usage.keep_epoch(db)
                 journal.keep_epoch(db)
                 if row == ledger.UPGRADABLE:
                     db.execute(

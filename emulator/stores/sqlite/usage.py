@@ -25,7 +25,7 @@ from ...core.billing import (
     group_of,
     sums_of,
 )
-from ..pages import ChargePage
+from ..pages import ChargePage, new_epoch
 from .paging import read_page
 
 TABLE = """
@@ -76,13 +76,24 @@ def usage_sums(db: sqlite3.Connection) -> list[Sums]:
     return [Sums(*row) for row in rows.fetchall()]
 
 
+#: The meta row naming the charges' numbering (their seq: AUTOINCREMENT, never given twice,
+#: kept by reset). Apart from the tasks' 'epoch', so that neither listing follows the other's
+#: cursor.
+EPOCH = "charge_epoch"
+
+
+def keep_epoch(db: sqlite3.Connection) -> None:
+    """Give the file a charge epoch if it has none (new, or from before it had one)."""
+    db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (EPOCH, new_epoch()))
+
+
 def charge_page(
     db: sqlite3.Connection, after: tuple[int, str] | None, count: int
 ) -> ChargePage | None:
-    """`Store.charge_page` in one read transaction (`paging.read_page`): the file's epoch
-    (shared with the task numbering), by the charges' seq."""
+    """`Store.charge_page` in one read transaction (`paging.read_page`): the charges' own
+    epoch (`EPOCH`: a task cursor is no charge cursor), by the charges' seq."""
     select = "SELECT seq, data FROM charges WHERE seq > ? ORDER BY seq LIMIT ?"
-    found = read_page(db, "epoch", select, after, count)
+    found = read_page(db, EPOCH, select, after, count)
     if found is None:
         return None
     rows, epoch, more = found
