@@ -191,8 +191,27 @@ def test_the_dashboards_billing_page_reads_one_page_and_links_the_next(
 ) -> None:
     client = make_client()
     submitted = [client.submit_ok(NANO) for _ in range(450)]
-    read = _counting(client.app.state.emulator.store)  # type: ignore[attr-defined]
+    store = client.app.state.emulator.store  # type: ignore[attr-defined]
+    read = _counting(store)
+    tails: list[int] = []
+    tail = store.charge_tail
+
+    async def counted_tail(count: int) -> Any:
+        found = await tail(count)
+        tails.append(len(found))
+        return found
+
+    store.charge_tail = counted_tail
+    # First the newest 200, newest first (as before the log was paged; the review found the
+    # paged page opening on the oldest), read by the tail alone.
     page = client.get("/_emulator/ui/billing")
+    assert page.status_code == 200, page.text[:300]
+    assert tails == [200] and not read
+    text = page.text
+    assert submitted[-1] in text and submitted[250] in text and submitted[249] not in text
+    assert text.index(submitted[-1]) < text.index(submitted[-2])  # newest first
+    # Then the whole log, oldest first, a page at a time.
+    page = client.get("/_emulator/ui/billing", params={"order": "oldest"})
     assert page.status_code == 200, page.text[:300]
     assert max(read) <= 200 and submitted[0] in page.text and submitted[200] not in page.text
     assert "Next page" in page.text

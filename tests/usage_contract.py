@@ -176,6 +176,18 @@ class UsageLogContract:
         assert fresh is not None and len(fresh.charges) == 5
         assert fresh.last is not None and await other.charge_page(fresh.last, 10) is not None
 
+    async def test_the_charge_tail_is_the_newest_charges_oldest_first(self, store: Store) -> None:
+        ids = [contract.make_task(i).task_id for i in range(1, 6)]
+        assert await store.charge_tail(3) == []
+        for i in range(1, 6):
+            await contract.place(store, contract.make_task(i))
+        await store.settle(ids[3], 1, 1.0)  # a settlement keeps a charge's place
+        assert [c.task_id for c in await store.charge_tail(3)] == ids[2:]
+        assert [c.task_id for c in await store.charge_tail(10)] == ids
+        assert (await store.charge_tail(2))[0].state == "settled"
+        with pytest.raises(ValueError, match=r"^count must be"):
+            await store.charge_tail(0)
+
     async def test_a_task_listings_position_is_no_charge_position(self, store: Store) -> None:
         # Tasks and charges are numbered apart: a task cursor handed to the usage listing is
         # refused (the review found SQLite and Redis following it, into other charges).

@@ -302,6 +302,12 @@ class Store(ABC):
         charges' seq key; Redis: the P:charges scores)."""
 
     @abstractmethod
+    async def charge_tail(self, count: int) -> list[Charge]:
+        """The newest ``count`` charges of the usage log (the last held), oldest first: what
+        the dashboard's billing page shows first. A read, at the cost of ``count``; ``count``
+        checked as `paged` checks it."""
+
+    @abstractmethod
     async def get_charge(self, task_id: str) -> Charge | None:
         """The task's charge while the usage log lists it (None once trimmed, or never held).
         A read."""

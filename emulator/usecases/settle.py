@@ -158,6 +158,17 @@ class Billing:
             if after is None:
                 return {"unit": page["unit"], "entries": entries, "totals": page["totals"]}
 
+    async def newest(self, count: int) -> dict[str, Any]:
+        """The newest ``count`` entries of the usage log settled up to now, newest first, and
+        the totals of every charge (the dashboard's first view: bounded by ``count``)."""
+        await self.settle_due()
+        charges = await self._store.charge_tail(count)
+        return {
+            "unit": self._config.prices.unit,
+            "entries": [c.to_dict() for c in reversed(charges)],
+            "totals": totals_of(await self._store.usage_sums()),
+        }
+
     async def charge_of(self, task_id: str) -> dict[str, Any] | None:
         """The task's charge while the usage log lists it, settled up to now (one read)."""
         await self.settle_due()

@@ -173,10 +173,15 @@ async def live_faults(request: Request) -> dict[str, Any]:
 async def billing_page(request: Request) -> Response:
     emulator = emulator_of(request)
     billing = emulator.steering.billing
-    # One page of the log (settles what has ended, balances included) and the totals of every
-    # charge, from the stores' running sums: bounded however long the log.
+    # The newest charges first (newest first), or the whole log page by page in hold order
+    # (``?order=oldest``, then ``after``); either settles what has ended and reads the totals
+    # of every charge from the stores' running sums: bounded however long the log.
     after = request.query_params.get("after")
-    usage = await billing.usage({}, limit=USAGE_ROWS, after=after)
+    walking = after is not None or request.query_params.get("order") == "oldest"
+    if walking:
+        usage = await billing.usage({}, limit=USAGE_ROWS, after=after)
+    else:
+        usage = await billing.newest(USAGE_ROWS) | {"next": None}
     balances = await billing.balances()
     return await render(
         request,
@@ -187,6 +192,7 @@ async def billing_page(request: Request) -> Response:
             "unit": usage["unit"],
             "totals": usage["totals"],
             "entries": usage["entries"],
+            "walking": walking,
             "first": after is None,
             "next_url": None
             if usage["next"] is None

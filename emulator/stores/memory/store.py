@@ -345,6 +345,12 @@ class MemoryStore(Store):
         ids, last, more = found
         return ChargePage([unpack_charge(self._charges[i]) for i in ids], last, more)
 
+    async def charge_tail(self, count: int) -> list[Charge]:
+        count = paged(None, count)[1]
+        # The dict is in hold order (a settlement replaces a value in place): its last keys.
+        newest = list(islice(reversed(self._charges.values()), count))
+        return [unpack_charge(c) for c in reversed(newest)]
+
     async def get_charge(self, task_id: str) -> Charge | None:
         packed = self._charges.get(task_id)
         return None if packed is None else unpack_charge(packed)

@@ -81,6 +81,12 @@ class Ledger:
         return ChargePage(charges_of(flat), position, bool(int(more)))
 
     @guard_read
+    async def charge_tail(self, count: int) -> list[Charge]:
+        count = paged(None, count)[1]
+        fields = [self._k("charge", ""), str(-count), *CHARGE_FIELDS]  # the last ``count``
+        return charges_of(await self._list([self._k("charges")], fields))
+
+    @guard_read
     async def get_charge(self, task_id: str) -> Charge | None:
         row = await self._redis.hmget(self._k("charge", task_id), list(CHARGE_FIELDS))
         return None if row[0] is None else charge_of(row)

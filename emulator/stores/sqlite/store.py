@@ -311,6 +311,11 @@ class SqliteStore(Store):
         after, count = paged(after, count)
         return await self._run(lambda db: sqlite_usage.charge_page(db, after, count))
 
+    async def charge_tail(self, count: int) -> list[Charge]:
+        count = paged(None, count)[1]
+        rows = await self._all("SELECT data FROM charges ORDER BY seq DESC LIMIT ?", (count,))
+        return [sqlite_usage.charge_of(data) for (data,) in reversed(rows)]
+
     async def get_charge(self, task_id: str) -> Charge | None:
         row = await self._one("SELECT data FROM charges WHERE task_id = ?", (task_id,))
         return None if row is None else sqlite_usage.charge_of(row[0])
