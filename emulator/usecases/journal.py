@@ -11,7 +11,7 @@ from typing import Any
 
 from ..core.journal import JournalQuery
 from ..stores import Store
-from .pages import MAX_PAGE, CursorGone, cursor_of, gone, page_limit, position_of
+from .pages import MAX_PAGE, gone, next_cursor, page_request, walk
 
 Entries = list[dict[str, Any]]
 
@@ -24,33 +24,22 @@ async def journal_page(
     (None: none follows). Its cost is ``limit`` entries, whatever the filters match: a page
     may hold fewer matches, even none, while more remain. CursorGone when ``after`` is of
     another numbering (a reset started it again); PageArgumentError for a bad argument."""
-    count = page_limit(limit)
-    position = None if after is None else position_of(after)
+    count, position = page_request(limit, after)
     page = await store.journal_page(position, count)
     if page is None:
         raise gone(str(after), "journal entries, which a reset also starts again")
-    following = cursor_of(page.last) if page.more and page.last is not None else None
-    return query.select(page.entries), following
+    return query.select(page.entries), next_cursor(page.more, page.last)
 
 
 async def whole_journal(store: Store, query: JournalQuery) -> Entries:
     """Every kept entry matching ``query``, oldest first, read page by page: entries dropped
     or arriving between two pages do not stop the walk, but CursorGone if the journal's
     numbering started again between them (a reset): never a partial list passed off as whole."""
-    entries: Entries = []
-    after: str | None = None
-    while True:
-        try:
-            page, after = await journal_page(store, query, after=after)
-        except CursorGone as exc:
-            raise CursorGone(
-                "the journal's numbering started again (a reset?) while it was read page by"
-                f" page ({len(entries)} entries read): {exc.message}",
-                field="after",
-            ) from None
-        entries += page
-        if after is None:
-            return entries
+
+    async def read(after: str | None) -> tuple[Entries, str | None]:
+        return await journal_page(store, query, after=after)
+
+    return await walk(read, "the journal's", "entries")
 
 
 async def newest_entries(store: Store, query: JournalQuery, count: int = MAX_PAGE) -> Entries:

@@ -15,6 +15,8 @@ a wiped Redis) is `CursorGone`, never a page that would skip tasks.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from ..core.checks import shown
 from ..errors import EmulatorError, InvalidRequest
@@ -78,12 +80,53 @@ def gone(cursor: str, listed: str = "tasks") -> CursorGone:
     )
 
 
+def page_request(limit: object, after: object) -> tuple[int, Position | None]:
+    """A page's ``limit`` (`page_limit`) and the position its ``after`` names (`position_of`;
+    None: from the first), each refused naming it."""
+    return page_limit(limit), None if after is None else position_of(after)
+
+
+def next_cursor(more: bool, last: Position | None) -> str | None:
+    """The cursor of the page after one that read up to ``last`` (None: none follows)."""
+    return cursor_of(last) if more and last is not None else None
+
+
+T = TypeVar("T")
+
+
+async def walk(
+    read: Callable[[str | None], Awaitable[tuple[list[T], str | None]]], what: str, items: str
+) -> list[T]:
+    """Every item of a listing, read page by page: ``read(after)`` answers a page's items and
+    the next page's cursor. Items removed or added between two pages do not stop the walk;
+    CursorGone if the numbering started again between them (the walk would skip items), its
+    message naming ``what`` numbering started again and how many ``items`` were read: never
+    a partial list passed off as whole."""
+    found: list[T] = []
+    after: str | None = None
+    while True:
+        try:
+            page, after = await read(after)
+        except CursorGone as exc:
+            raise CursorGone(
+                f"{what} numbering started again while it was read page by page ({len(found)}"
+                f" {items} read): {exc.message}",
+                field="after",
+            ) from None
+        found += page
+        if after is None:
+            return found
+
+
 __all__ = [
     "MAX_PAGE",
     "CursorGone",
     "PageArgumentError",
     "cursor_of",
     "gone",
+    "next_cursor",
     "page_limit",
+    "page_request",
     "position_of",
+    "walk",
 ]

@@ -18,7 +18,7 @@ from ..core.tasks import Observation, Task, ended_at
 from ..errors import InvalidRequest
 from ..stores import Store
 from .configuration import Configuration
-from .pages import MAX_PAGE, CursorGone, cursor_of, gone, page_limit, position_of
+from .pages import MAX_PAGE, gone, next_cursor, page_request, walk
 from .poll import Tasks
 
 #: The largest balance a key may be given, in credits.
@@ -111,8 +111,7 @@ class Billing:
         number of (owner, key, model, state) groups, however long the log. CursorGone when
         ``after`` is of another numbering. Callers check the filters' names first: the
         control plane refuses any other with a 400 (``core.query``)."""
-        count = page_limit(limit)
-        position = None if after is None else position_of(after)
+        count, position = page_request(limit, after)
         await self.settle_due()
         page = await self._store.charge_page(position, count)
         if page is None:
@@ -133,7 +132,7 @@ class Billing:
             "unit": self._config.prices.unit,
             "entries": entries,
             "totals": totals_of(sums),
-            "next": cursor_of(page.last) if page.more and page.last is not None else None,
+            "next": next_cursor(page.more, page.last),
         }
 
     async def usage_log(self, filters: Mapping[str, str]) -> dict[str, Any]:
@@ -142,21 +141,14 @@ class Billing:
         is the log's). Charges trimmed between two pages do not stop the walk; CursorGone if
         the numbering started again between them (the walk would skip charges): never a
         partial list passed off as whole."""
-        entries: list[dict[str, Any]] = []
-        after: str | None = None
-        while True:
-            try:
-                page = await self.usage(filters, after=after)
-            except CursorGone as exc:
-                raise CursorGone(
-                    "the charge numbering started again while the usage log was read page by"
-                    f" page ({len(entries)} listed): {exc.message}",
-                    field="after",
-                ) from None
-            entries += page["entries"]
-            after = page["next"]
-            if after is None:
-                return {"unit": page["unit"], "entries": entries, "totals": page["totals"]}
+        last: dict[str, Any] = {}
+
+        async def read(after: str | None) -> tuple[list[dict[str, Any]], str | None]:
+            last.update(await self.usage(filters, after=after))
+            return last["entries"], last["next"]
+
+        entries = await walk(read, "the charge", "entries")
+        return {"unit": last["unit"], "entries": entries, "totals": last["totals"]}
 
     async def newest(self, count: int) -> dict[str, Any]:
         """The newest ``count`` entries of the usage log settled up to now, newest first, and

@@ -28,7 +28,7 @@ from ..errors import EmulatorError, InvalidRequest, TaskNotFound
 from ..stores import Store, masked_url
 from .configuration import Configuration
 from .journal import journal_page, newest_entries, whole_journal
-from .pages import MAX_PAGE, CursorGone, cursor_of, gone, page_limit, position_of
+from .pages import MAX_PAGE, gone, next_cursor, page_request, walk
 from .poll import Tasks
 from .results import Results
 from .settle import Billing, balance_problem, key_problem
@@ -128,22 +128,11 @@ class Steering:
         tasks removed or reset between two pages do not stop the walk, but CursorGone if the
         store's numbering started again between them (the walk would skip tasks): never a
         partial list."""
-        views: list[dict[str, Any]] = []
-        after: str | None = None
-        while True:
-            try:
-                page, after = await self.tasks_page(
-                    base_url, status=status, model=model, after=after
-                )
-            except CursorGone as exc:
-                raise CursorGone(
-                    "the task numbering started again while tasks were listed page by page"
-                    f" ({len(views)} listed): {exc.message}",
-                    field="after",
-                ) from None
-            views += page
-            if after is None:
-                return views
+
+        async def read(after: str | None) -> tuple[list[dict[str, Any]], str | None]:
+            return await self.tasks_page(base_url, status=status, model=model, after=after)
+
+        return await walk(read, "the task", "tasks")
 
     async def tasks_page(
         self,
@@ -160,8 +149,7 @@ class Steering:
         ``limit``, even none, while more remain: its cost is ``limit`` tasks, whatever the
         filters match. The page goes on after ``after``'s task whether or not it is still
         stored; CursorGone when ``after`` is of another numbering (it started again)."""
-        count = page_limit(limit)
-        position = None if after is None else position_of(after)
+        count, position = page_request(limit, after)
         await self._startup.ensure()
         page = await self._store.task_page(position, count)
         if page is None:
@@ -174,8 +162,7 @@ class Steering:
             view = self._view_at(task, base_url, now)
             if not status or view["status"] == status:
                 views.append(view)
-        following = cursor_of(page.last) if page.more and page.last is not None else None
-        return views, following
+        return views, next_cursor(page.more, page.last)
 
     async def end_task(
         self,
