@@ -131,6 +131,23 @@ def test_balances_are_per_key(client: Client) -> None:
     assert client.submit({"model": "NanoBanana", "prompt": "x"}).status_code == 200
 
 
+def test_keys_alike_share_a_by_key_row_and_the_key_filter_tells_them_apart(
+    client: Client,
+) -> None:
+    # docs/control-plane.md: by_key names a key by its masked form and groups by that name;
+    # ?key= (the key itself) filters by its fingerprint, never shared.
+    for key in ("sk-test-1-key", "sk-test-2-key", "sk-test-2-key"):
+        answer = client.submit(
+            {"model": "NanoBanana", "prompt": "x"}, headers={"Authorization": f"Bearer {key}"}
+        )
+        assert answer.status_code == 200, answer.text
+    assert usage(client)["totals"]["by_key"]["sk-t…key"]["tasks"] == 3
+    one = usage(client, key="sk-test-1-key")["totals"]
+    two = usage(client, key="sk-test-2-key")["totals"]
+    assert (list(one["by_key"]), one["by_key"]["sk-t…key"]["tasks"]) == (["sk-t…key"], 1)
+    assert two["by_key"]["sk-t…key"]["tasks"] == 2
+
+
 def test_null_balance_means_unlimited_and_bad_balances_are_rejected(client: Client) -> None:
     assert client.put(f"/_emulator/balances/{KEY}", json={"balance": 0}).status_code == 200
     assert client.submit({"model": "NanoBanana", "prompt": "x"}).status_code == 403
