@@ -634,11 +634,12 @@ class StoreContract(UsageLogContract, JournalPageContract):
             assert await store.settle(make_task(i).task_id, i % 2, float(i))
         listed = [c.task_id[-1] for c in await store.list_charges()]
         assert listed == ["2", "3", "5"]  # in hold order: the held one and the newest two
-        trimmed = {(t.owner, t.state): t for t in await store.trimmed_usage()}
-        assert set(trimmed) == {("owner-b", "released"), ("owner-a", "settled")}
-        b, a = trimmed["owner-b", "released"], trimmed["owner-a", "settled"]
-        assert (b.key, b.model, b.tasks, b.images, b.paid) == ("sk-b…key", "gpt-image-2", 1, 0, 0)
-        assert (a.tasks, a.images, a.paid, a.taken, a.refunded) == (1, 1, 3, 0, 0)
+        # The trimmed ones (4, released; 1, settled) still count, each field of them.
+        sums = {(s.owner, s.state): s for s in await store.usage_sums() if s.tasks}
+        assert set(sums) == {("owner-a", "held"), ("owner-a", "settled"), ("owner-b", "released")}
+        b, a = sums["owner-b", "released"], sums["owner-a", "settled"]
+        assert (b.key, b.model, b.tasks, b.images, b.paid) == ("sk-b…key", "gpt-image-2", 2, 0, 0)
+        assert (a.tasks, a.images, a.paid, a.taken, a.refunded, a.held) == (2, 2, 6, 0, 0, 0)
 
     # -- the cap and expiry --------------------------------------------------------------------
     async def test_a_full_store_of_unfinished_tasks_refuses_and_changes_nothing(
@@ -749,5 +750,5 @@ class StoreContract(UsageLogContract, JournalPageContract):
         assert (await store.list_faults(), await store.fault_hits()) == ([], {})
         assert await store.list_journal() == []
         assert (await store.list_charges(), await store.list_balances()) == ([], {})
-        assert await store.trimmed_usage() == []
+        assert await store.usage_sums() == []  # the trimmed charge's sums with the rest
         assert await place(store, make_task(1)) == "placed"  # usable again

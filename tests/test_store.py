@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from emulator import Settings
-from emulator.core.billing import SUMMED, Charge, Settlement, Trimmed
+from emulator.core.billing import Charge, Settlement
 from emulator.stores import Store, open_store
 from emulator.stores.base import EVICT_AT_MOST, evictions_due, room_after_eviction
 from emulator.stores.memory import MemoryStore
@@ -108,23 +108,6 @@ def test_a_memory_settlement_copies_every_other_field_of_the_charge() -> None:
     assert settled == pack_charge(expected) and type(settled) is tuple
 
 
-async def test_a_memory_usage_log_sums_each_field_of_the_charges_it_trims() -> None:
-    store = MemoryStore()
-    store.usage_log_limit = 0
-    await store.set_balance("owner-a", "sk-a…key", 100)
-    for number, (held, images) in enumerate([(6, 1), (10, 2), (4, 1)], start=1):
-        task = make_task(number)
-        charge = dataclasses.replace(make_charge(number, held=held), unit_price=held // 4)
-        assert await store.insert_held(task, charge, None, cap=0, now=0.0) == "placed"
-        assert await store.settle(task.task_id, images, float(number))
-    # paid: unit_price x images = 1, 4, 1; taken: held; refunded: held - paid. The store adds
-    # the SUMMED fields one by one: a new summed field must be added there too.
-    assert tuple(f.name for f in dataclasses.fields(Trimmed))[4:] == SUMMED
-    assert await store.trimmed_usage() == [
-        Trimmed("owner-a", "sk-a…key", "gpt-image-2", "settled", 3, 4, 6, 20, 14)
-    ]
-
-
 async def test_sqlite_keeps_every_kind_of_state_across_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "emulator.db"
     first = SqliteStore(path)
@@ -161,8 +144,9 @@ async def test_sqlite_keeps_every_kind_of_state_across_a_reopen(tmp_path: Path) 
         assert await again.list_balances() == {"owner-a": ("sk-a…", 5)}
         held = dataclasses.replace(make_charge(1, held=4), taken=4)
         assert [c for c in await again.list_charges() if c.state == "held"] == [held]
-        (trimmed,) = await again.trimmed_usage()
-        assert (trimmed.tasks, trimmed.paid, trimmed.taken, trimmed.refunded) == (1, 1, 2, 1)
+        # Task 2's charge left the log; its sums stay in the totals.
+        (settled,) = [s for s in await again.usage_sums() if s.state == "settled"]
+        assert (settled.tasks, settled.paid, settled.taken, settled.refunded) == (1, 1, 2, 1)
         # The claim budget survives too: two hits of three are left.
         assert [await again.claim_fault("a", 3) for _ in range(3)] == [True, True, False]
     finally:

@@ -8,7 +8,6 @@ route, its refusals, the handle's walk and the dashboard.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from emulator.stores import Store
 from emulator.testing.handle import ImageEmulator
 
 from .conftest import AUTH, Client, MakeClient
+from .old_stores import sqlite_file_of
 
 NANO = {"model": "NanoBanana2-0.5K", "prompt": "a cat"}
 GPT = {"model": "gpt-image-2", "prompt": "a dog", "size": "1024x1024"}
@@ -220,19 +220,14 @@ def test_the_dashboards_billing_page_reads_one_page_and_links_the_next(
     assert max(read) <= 200  # the task's page read its own charge only
 
 
-def _old_file(path: Path) -> None:
-    """Make ``path`` a file as the previous version left it: no ``usage_sums`` table."""
-    db = sqlite3.connect(path)
-    db.execute("DROP TABLE usage_sums")
-    db.commit()
-    db.close()
-
-
-def test_the_app_serves_usage_on_a_sqlite_file_from_before_the_sums(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [2, 3])
+def test_the_app_serves_usage_on_a_sqlite_file_of_an_older_schema(
+    tmp_path: Path, version: int
+) -> None:
     settings = Settings(seed=1, clock="manual", store=f"sqlite:///{tmp_path}/s.db")
     with Client(create_app(settings), headers=AUTH) as client:
         client.submit_ok(NANO)
         before = usage(client)["totals"]
-    _old_file(tmp_path / "s.db")
+    sqlite_file_of(tmp_path / "s.db", version, [])  # as that version left it, nothing trimmed
     with Client(create_app(settings), headers=AUTH) as client:
         assert usage(client)["totals"] == before

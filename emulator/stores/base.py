@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..core.billing import Charge, Sums, Trimmed
+from ..core.billing import Charge, Sums
 from ..core.faults import FaultRule
 from ..core.journal import PendingEntry
 from ..core.tasks import Task
@@ -79,7 +79,7 @@ class Store(ABC):
     """
 
     #: Finished charges the usage log keeps, newest settlements last (None: every one). Older
-    #: ones leave the log with their sums kept in ``trimmed_usage``. Held charges always stay.
+    #: ones leave the log; they still count in ``usage_sums``. Held charges always stay.
     #: The emulator sets it from the ``usage_log_limit`` setting.
     usage_log_limit: int | None = None
     #: The most tasks one submission's step evicts from a full store (``room_after_eviction``),
@@ -321,12 +321,6 @@ class Store(ABC):
         consistent state, never sees half a move. Its cost is the number of groups, not of
         charges. A read, apart from ``charge_page``: a charge settled between the two reads
         is counted as settled here and listed held there."""
-
-    @abstractmethod
-    async def trimmed_usage(self) -> list[Trimmed]:
-        """The sums of the finished charges that left the usage log, by owner, key, model and
-        state (kept exactly, so totals are those of every charge ever made). A read, apart
-        from ``list_charges``: a charge trimmed between the two reads is counted in both."""
 
     @abstractmethod
     async def set_balance(

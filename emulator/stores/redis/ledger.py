@@ -8,7 +8,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from ...core.billing import SUMMED, Charge, Sums, Trimmed
+from ...core.billing import Charge, Sums
 from ..base import Now
 from ..pages import ChargePage, Position, new_epoch, paged
 from . import usage
@@ -20,7 +20,6 @@ from .values import (
     charges_of,
     number,
     text,
-    trimmed_of,
 )
 
 if TYPE_CHECKING:
@@ -95,13 +94,6 @@ class Ledger:
     async def usage_sums(self) -> list[Sums]:
         # A script, not a pipeline: on a prefix from before the sums it builds them first.
         return usage.sums_of(await self._usage_sums([], self._args(write=False)))
-
-    @guard_read
-    async def trimmed_usage(self) -> list[Trimmed]:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for name in SUMMED:
-                pipe.hgetall(self._k("trimmed", name))
-            return trimmed_of(await pipe.execute())
 
     @guard
     async def set_balance(

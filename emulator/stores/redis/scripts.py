@@ -17,8 +17,8 @@ Keys (P = prefix):
   P:charge:<id>   hash, its charge             P:charges       zset id by hold order
   P:held          zset id of held charges by when they fall due (+inf until known)
   P:done          zset id of finished charges by settlement order (the bounded log)
-  P:trimmed:<sum> hash owner\\nkey\\nmodel\\nstate -> sum of charges dropped from the log
-  P:usage:<sum>   the same, of every charge (listed or trimmed): the totals (``usage``)
+  P:usage:<sum>   hash owner\\nkey\\nmodel\\nstate -> that sum of every charge (listed or
+                  trimmed from the log): the totals (``usage``)
   P:balances / P:balances:labels   hash owner -> amount / masked key
   P:clock         manual clock, "%.17g" text   P:blob:<key>    bytes (ref:<id> with its task)
   P:faults        hash id -> rule JSON         P:faults:order  zset id by insertion order
@@ -62,17 +62,9 @@ local function trim()
   if not LIMIT then return end
   local over = redis.call('ZCARD', P .. 'done') - LIMIT
   if over <= 0 then return end
-  local fields = {'tasks', 'images', 'paid', 'taken', 'refunded'}
+  -- A trimmed charge's sums stay in P:usage:* (it still counts): only the charge goes.
   for _, id in ipairs(redis.call('ZRANGE', P .. 'done', 0, over - 1)) do
-    local ck = P .. 'charge:' .. id
-    local r = redis.call('HMGET', ck, 'owner', 'key', 'model', 'state',
-                         'images', 'amount', 'taken', 'refunded')
-    local group = r[1] .. '\\n' .. r[2] .. '\\n' .. r[3] .. '\\n' .. r[4]
-    local sums = {1, r[5], r[6], r[7], r[8]}
-    for n, name in ipairs(fields) do
-      redis.call('HINCRBY', P .. 'trimmed:' .. name, group, sums[n])
-    end
-    redis.call('DEL', ck)
+    redis.call('DEL', P .. 'charge:' .. id)
     redis.call('ZREM', P .. 'charges', id)
   end
   redis.call('ZREMRANGEBYRANK', P .. 'done', 0, over - 1)
