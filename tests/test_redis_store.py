@@ -24,6 +24,7 @@ from emulator.stores.redis import RedisStore
 from emulator.stores.redis.support import counting_connection
 from emulator.stores.redis.values import TaskReader, task_of
 
+from .listings import whole_usage_log
 from .redis_server import RedisServer, free_port, running_redis
 from .store_contract import (
     StoreContract,
@@ -152,7 +153,7 @@ async def test_submissions_place_only_what_the_balance_covers_across_connections
     assert (placed.count("placed"), placed.count("refused")) == (6, 34)
     kept = {t.task_id for t in await workers[1].list_tasks()}
     assert kept == {make_task(i).task_id for i, p in enumerate(placed) if p == "placed"}
-    assert len(await workers[2].list_charges()) == 6  # a refused task left nothing behind
+    assert len(await whole_usage_log(workers[2])) == 6  # a refused task left nothing behind
     refused = make_task(placed.index("refused")).task_id
     assert await workers[3].get_blob(f"ref:{refused}") is None
 
@@ -214,7 +215,8 @@ async def test_every_operation_is_one_round_trip(redis_server: RedisServer) -> N
             store.set_balance("owner-a", "sk-a…", 3),
             store.expire(-1.0, 0.0),
             store.put_blob("k", b"x"),
-            store.list_charges(),
+            store.charge_page(None, 10),
+            store.charge_tail(10),
         ]
 
     try:

@@ -66,7 +66,7 @@ class UsageLogContract:
         assert len(listed) == len(set(listed)), "a charge listed twice"
         hold_order = ids + added
         assert listed == sorted(listed, key=hold_order.index), "not in hold order"
-        still = {c.task_id for c in await store.list_charges()}
+        still = {c.task_id for c in await whole_usage_log(store)}
         first_page = set(ids[:1000])
         # Every charge listed when the walk ended, and every one the first page showed, once.
         missed = [i for i in hold_order if i in still and i not in listed]

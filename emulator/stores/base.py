@@ -279,27 +279,23 @@ class Store(ABC):
         clock), each as ``settle`` would; how many. Costs what is due, not the log's size."""
 
     @abstractmethod
-    async def list_charges(self, owner: str | None = None) -> list[Charge]:
-        """The usage log, in hold order: every held charge and the newest finished ones. A
-        read (one consistent list: a settlement moves a charge whole). It reads the whole log
-        (up to ``max_tasks`` held and ``usage_log_limit`` finished): no request reads it
-        (they read `charge_page` and `usage_sums`); tests and in-process tools may."""
-
-    @abstractmethod
     async def charge_page(self, after: Position | None, count: int) -> ChargePage | None:
-        """At most ``count`` charges of the usage log in hold order: the first ones, or those
-        numbered above ``after``'s number (a `ChargePage`'s ``last``), whether or not the
-        charge that had it is still listed. A charge's number is its own, given in the step
-        that holds it (rising, never given twice by one numbering, also not after ``reset``),
-        and kept while it stays in the log, whatever becomes of its task (evicted, expired):
-        so a walk goes on past charges trimmed between its pages, and never repeats or skips
-        one still listed (a settlement changes a charge, never its number). None when
-        ``after`` is of another epoch (the numbering started again: a new memory store,
-        another SQLite file, a wiped Redis). Arguments checked by `paged`.
+        """At most ``count`` charges of the usage log (every held charge and the newest
+        ``usage_log_limit`` finished ones; a settlement moves a charge whole) in hold order:
+        the first ones, or those numbered above ``after``'s number (a `ChargePage`'s
+        ``last``), whether or not the charge that had it is still listed. A charge's number is
+        its own, given in the step that holds it (rising, never given twice by one numbering,
+        also not after ``reset``), and kept while it stays in the log, whatever becomes of its
+        task (evicted, expired): so a walk goes on past charges trimmed between its pages,
+        and never repeats or skips one still listed (a settlement changes a charge, never its
+        number). None when ``after`` is of another epoch (the numbering started again: a new
+        memory store, another SQLite file, a wiped Redis). Arguments checked by `paged`.
 
         A read, one consistent view: the check of the epoch and the page are one step. Its
         cost is the page's, not the log's (memory: a bisection of the numbers; SQLite: the
-        charges' seq key; Redis: the P:charges scores)."""
+        charges' seq key; Redis: the P:charges scores). The log (up to ``max_tasks`` held and
+        ``usage_log_limit`` finished charges) is read by pages only, never whole: a test that
+        wants all of it walks them."""
 
     @abstractmethod
     async def charge_tail(self, count: int) -> list[Charge]:

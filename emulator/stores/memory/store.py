@@ -326,10 +326,6 @@ class MemoryStore(Store):
         self._due.pop_ended(self._tasks, at, None, take)
         return settled
 
-    async def list_charges(self, owner: str | None = None) -> list[Charge]:
-        charges = self._charges.values()
-        return [unpack_charge(c) for c in charges if owner is None or c[CHARGE_OWNER] == owner]
-
     async def charge_page(self, after: Position | None, count: int) -> ChargePage | None:
         after, count = paged(after, count)
         found = self._usage.page(after, count, self._charges)

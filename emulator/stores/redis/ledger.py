@@ -58,12 +58,6 @@ class Ledger:
         return int(await self._settle_due([], self._args(now)))
 
     @guard_read
-    async def list_charges(self, owner: str | None = None) -> list[Charge]:
-        fields = [self._k("charge", ""), "0", *CHARGE_FIELDS]
-        flat = await self._list([self._k("charges")], fields)
-        return [c for c in charges_of(flat) if owner is None or c.owner == owner]
-
-    @guard_read
     async def charge_page(self, after: Position | None, count: int) -> ChargePage | None:
         after, count = paged(after, count)
         # As task_page: a charge's number is its score in P:charges (given by the hold's

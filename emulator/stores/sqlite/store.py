@@ -299,15 +299,6 @@ class SqliteStore(Store):
             lambda db: ledger.settle_due(db, ledger.clock(db, now), limit), atomic=True
         )
 
-    async def list_charges(self, owner: str | None = None) -> list[Charge]:
-        if owner is None:
-            rows = await self._all("SELECT data FROM charges ORDER BY seq")
-        else:
-            rows = await self._all(
-                "SELECT data FROM charges WHERE owner = ? ORDER BY seq", (owner,)
-            )
-        return [sqlite_usage.charge_of(data) for (data,) in rows]
-
     async def charge_page(self, after: Position | None, count: int) -> ChargePage | None:
         after, count = paged(after, count)
         return await self._run(lambda db: sqlite_usage.charge_page(db, after, count))
