@@ -5,6 +5,7 @@ the journal may be long); a test that wants all of one walks its pages here."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from emulator.core.billing import Charge
 from emulator.stores.base import Store
@@ -32,3 +33,22 @@ async def whole_usage_log(
         after = page.last
         if between is not None:
             await between(pages)
+
+
+async def whole_journal(
+    store: Store, after: Position | None = None, count: int = 1_000
+) -> list[dict[str, Any]]:
+    """Every kept journal entry after ``after`` (None: all) in arrival order, ``count`` a page
+    (`Store.journal_page`), each page checked (of one numbering, at most ``count``, its
+    cursor the number of its last entry)."""
+    listed: list[dict[str, Any]] = []
+    while True:
+        page = await store.journal_page(after, count)
+        assert page is not None, "the journal numbering started again during the walk"
+        assert len(page.entries) <= count
+        if page.entries:
+            assert page.last is not None and page.last[0] == page.entries[-1]["seq"]
+        listed += page.entries
+        if not page.more:
+            return listed
+        after = page.last

@@ -25,7 +25,7 @@ from emulator.core.tasks import Schedule, Task
 from emulator.stores.base import Store
 
 from .journal_contract import JournalPageContract
-from .listings import whole_usage_log
+from .listings import whole_journal, whole_usage_log
 from .usage_contract import UsageLogContract
 
 
@@ -480,7 +480,7 @@ class StoreContract(UsageLogContract, JournalPageContract):
     async def test_journal_keeps_the_newest_entries_with_rising_numbers(self, store: Store) -> None:
         for i in range(5):
             await store.append_journal({"path": f"/p{i}", "status": 200}, 3)
-        entries = await store.list_journal()
+        entries = await whole_journal(store)
         assert [e["path"] for e in entries] == ["/p2", "/p3", "/p4"]
         assert [e["seq"] for e in entries] == [3, 4, 5]
         assert entries[0] == {"path": "/p2", "status": 200, "seq": 3}
@@ -489,19 +489,19 @@ class StoreContract(UsageLogContract, JournalPageContract):
         entry = {"headers": {"a": "b"}, "body": {"fields": {"n": 2}, "files": []}, "x": None}
         expected = entry | {"seq": 1}  # before the store owns ``entry`` (it may number it)
         await store.append_journal(entry, 10)
-        assert (await store.list_journal())[0] == expected
+        assert (await whole_journal(store))[0] == expected
 
     async def test_clearing_the_journal_keeps_numbering_and_reset_restarts_it(
         self, store: Store
     ) -> None:
         await store.append_journal({"i": 1}, 10)
         await store.clear_journal()
-        assert await store.list_journal() == []
+        assert await whole_journal(store) == []
         await store.append_journal({"i": 2}, 10)
-        assert await store.list_journal() == [{"i": 2, "seq": 2}]
+        assert await whole_journal(store) == [{"i": 2, "seq": 2}]
         await store.reset()
         await store.append_journal({"i": 3}, 10)
-        assert await store.list_journal() == [{"i": 3, "seq": 1}]
+        assert await whole_journal(store) == [{"i": 3, "seq": 1}]
 
     # -- billing -------------------------------------------------------------------------
     async def test_a_hold_without_a_balance_takes_nothing(self, store: Store) -> None:
@@ -746,7 +746,7 @@ class StoreContract(UsageLogContract, JournalPageContract):
         assert await store.get_blob(f"ref:{make_task(1).task_id}") is None
         assert await store.clock_now() == 0.0
         assert (await store.list_faults(), await store.fault_hits()) == ([], {})
-        assert await store.list_journal() == []
+        assert await whole_journal(store) == []
         assert (await whole_usage_log(store), await store.list_balances()) == ([], {})
         assert await store.usage_sums() == []  # the trimmed charge's sums with the rest
         assert await place(store, make_task(1)) == "placed"  # usable again

@@ -47,7 +47,7 @@ def _counting(store: Store) -> list[int]:
     """Instrument ``store``: how many entries each journal read returned (the entries a
     request examined), whichever read it used."""
     read: list[int] = []
-    for name in ("list_journal", "journal_page", "journal_tail"):
+    for name in ("journal_page", "journal_tail"):
         method = getattr(store, name, None)
         if method is None:
             continue

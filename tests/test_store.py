@@ -22,7 +22,7 @@ from emulator.stores.memory.packed import pack_charge
 from emulator.stores.sqlite import SqliteStore
 from emulator.usecases.emulator import Emulator
 
-from .listings import whole_usage_log
+from .listings import whole_journal, whole_usage_log
 from .store_contract import (
     StoreContract,
     gather,
@@ -139,9 +139,9 @@ async def test_sqlite_keeps_every_kind_of_state_across_a_reopen(tmp_path: Path) 
         assert await again.list_faults() == [make_rule("a", times=3)]
         assert await again.fault_hits() == {"a": 1}
         assert await again.count_fault_evaluation("a") == 2
-        assert [e["path"] for e in await again.list_journal()] == ["/v1/images/tasks"]
+        assert [e["path"] for e in await whole_journal(again)] == ["/v1/images/tasks"]
         await again.append_journal({}, 10)
-        assert [e["seq"] for e in await again.list_journal()] == [1, 2]
+        assert [e["seq"] for e in await whole_journal(again)] == [1, 2]
         assert await again.list_balances() == {"owner-a": ("sk-a…", 5)}
         held = dataclasses.replace(make_charge(1, held=4), taken=4)
         assert [c for c in await whole_usage_log(again) if c.state == "held"] == [held]
@@ -368,7 +368,7 @@ async def test_the_memory_journal_keeps_its_bound_and_cuts_what_it_dropped_in_ba
         model.append(i + 1)
         while len(model) > limit:
             model.popleft()
-        kept = await store.list_journal()
+        kept = await whole_journal(store)
         assert [e["seq"] for e in kept] == list(model)
         held = len(store._journal._items)
         assert held <= limit + min(max(64, limit // 8), 8_192)

@@ -223,20 +223,14 @@ class Store(ABC):
         The store owns ``entry`` from here: it may add ``seq`` to that very dict (the request
         path builds a fresh one; a copy per request is what this saves). A networked backend
         may write behind, in arrival order, never raising (the journal is diagnostics: an outage
-        must not fail the request it records); ``list_journal``, ``journal_page``,
-        ``journal_tail`` and ``clear_journal`` come after every entry this store appended
-        before them."""
+        must not fail the request it records); ``journal_page``, ``journal_tail`` and
+        ``clear_journal`` come after every entry this store appended before them."""
 
     async def append_pending(self, pending: PendingEntry, limit: int) -> None:
         """``append_journal(pending.build(), limit)``, which is what this default does: a
         backend that serialises entries gains nothing by waiting. The memory store keeps
         ``pending`` as it is and builds the entry when the journal is read (most never are)."""
         await self.append_journal(pending.build(), limit)
-
-    @abstractmethod
-    async def list_journal(self) -> list[dict[str, Any]]:
-        """Journal entries with their ``seq``, oldest first. A read (after every entry
-        appended before it)."""
 
     @abstractmethod
     async def journal_page(self, after: Position | None, count: int) -> JournalPage | None:
@@ -249,11 +243,12 @@ class Store(ABC):
         carries the epoch. Arguments checked by `paged`.
 
         A read after every entry this store appended before it: a backend that writes behind
-        writes its queue first, as ``list_journal`` does. Entries other workers sharing the
-        store still hold in their own queues are numbered when written, above every entry
-        written before: a later page lists them, so a walk by pages neither skips nor repeats
-        a kept entry. The epoch's check and the page are one step. Its cost is the page's,
-        not the journal's (``journal_limit`` may be 10^6)."""
+        writes its queue first. Entries other workers sharing the store still hold in their
+        own queues are numbered when written, above every entry written before: a later page
+        lists them, so a walk by pages neither skips nor repeats a kept entry. The epoch's
+        check and the page are one step. Its cost is the page's, not the journal's
+        (``journal_limit`` may be 10^6): the journal is read by pages (or its tail) only,
+        never whole."""
 
     @abstractmethod
     async def journal_tail(self, count: int) -> list[dict[str, Any]]:

@@ -264,9 +264,6 @@ class MemoryStore(Store):
         # waiting for a dict nobody may ask for (docs/profile.md).
         self._journal.add_pending(pending, limit)
 
-    async def list_journal(self) -> list[dict[str, Any]]:
-        return self._journal.entries()
-
     async def journal_page(self, after: Position | None, count: int) -> JournalPage | None:
         # Found by arithmetic on the numbers (emulator/stores/memory/journal.py): a page costs
         # its own entries however many are kept.

@@ -336,11 +336,6 @@ class RedisStore(Ledger, Store):
         await self._journal_writer.drain()
 
     @guard_read
-    async def list_journal(self) -> list[dict[str, Any]]:
-        await self._drain()
-        return journal_of(await self._redis.lrange(self._k("journal"), 0, -1))
-
-    @guard_read
     async def journal_page(self, after: Position | None, count: int) -> JournalPage | None:
         after, count = paged(after, count)
         await self._drain()  # this worker's queued entries first (Store.journal_page)

@@ -271,10 +271,6 @@ class SqliteStore(Store):
 
         await self._run(work, atomic=True)
 
-    async def list_journal(self) -> list[dict[str, Any]]:
-        rows = await self._all("SELECT data FROM journal ORDER BY seq")
-        return [json.loads(data) for (data,) in rows]
-
     async def journal_page(self, after: Position | None, count: int) -> JournalPage | None:
         after, count = paged(after, count)
         return await self._run(lambda db: journal.page(db, after, count))
