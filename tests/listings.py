@@ -1,6 +1,7 @@
-"""The whole of a store's listings, as the tests read them: page by page, as every request
-does. The store has no read of a whole listing (no request needs one, and the usage log and
-the journal may be long); a test that wants all of one walks its pages here."""
+"""A store's listings (tasks, the usage log, the journal) as the tests read them: the whole of
+one, page by page, as every request does (the store has no read of a whole listing: no request
+needs one, and the usage log and the journal may be long); and `counting`, how much of one each
+read a request made returned (what bounds its cost)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from emulator.core.billing import Charge
 from emulator.stores.base import Store
-from emulator.stores.pages import Position
+from emulator.stores.pages import ChargePage, JournalPage, Position, TaskPage
 
 
 async def whole_usage_log(
@@ -52,3 +53,35 @@ async def whole_journal(
         if not page.more:
             return listed
         after = page.last
+
+
+def counting(store: Store, *reads: str) -> list[int]:
+    """Instrument ``store``: how many items (tasks, charges, entries) each call of the methods
+    named ``reads`` returned, in call order, whichever of them a request used (name every read
+    of the listing that a request might use; a name the store lacks is an error)."""
+    read: list[int] = []
+    for name in reads:
+        method = getattr(store, name)
+
+        async def counted(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            result = await _method(*args, **kwargs)
+            read.append(_items(result))
+            return result
+
+        setattr(store, name, counted)
+    return read
+
+
+def _items(result: object) -> int:
+    """How many items a listing's read returned (None: a cursor refused, none)."""
+    if result is None:
+        return 0
+    if isinstance(result, list):
+        return len(result)
+    if isinstance(result, TaskPage):
+        return len(result.tasks)
+    if isinstance(result, ChargePage):
+        return len(result.charges)
+    if isinstance(result, JournalPage):
+        return len(result.entries)
+    raise TypeError(f"not a read of a listing: {result!r}")

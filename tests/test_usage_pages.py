@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from emulator import Settings, create_app
-from emulator.stores import Store
 from emulator.testing.handle import ImageEmulator
 
 from .conftest import AUTH, Client, MakeClient
+from .listings import counting
 from .old_stores import sqlite_file_of
 
 NANO = {"model": "NanoBanana2-0.5K", "prompt": "a cat"}
@@ -49,21 +49,6 @@ def test_a_usage_page_holds_limit_entries_and_next_leads_to_the_rest(client: Cli
     assert sum(row["tasks"] for row in first["totals"]["by_model"].values()) == 5
 
 
-def _counting(store: Store) -> list[int]:
-    """Instrument ``store``: how many charges each read of the log by pages returned (the
-    store has no other read of it that could return more)."""
-    read: list[int] = []
-    page = store.charge_page
-
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        result = await page(*args, **kwargs)
-        read.append(0 if result is None else len(result.charges))
-        return result
-
-    store.charge_page = counted  # type: ignore[method-assign]
-    return read
-
-
 def test_a_usage_filter_that_matches_nothing_reads_one_bounded_page(
     make_client: MakeClient,
 ) -> None:
@@ -71,7 +56,8 @@ def test_a_usage_filter_that_matches_nothing_reads_one_bounded_page(
     for _ in range(1_200):
         client.submit_ok(NANO)
     client.submit_ok(GPT)  # the one match, the last of 1,201
-    read = _counting(client.app.state.emulator.store)  # type: ignore[attr-defined]
+    store = client.app.state.emulator.store  # type: ignore[attr-defined]
+    read = counting(store, "charge_page")
     body = usage(client, model="gpt-image-2", limit=100)
     assert body["entries"] == [] and isinstance(body["next"], str)
     assert sum(read) <= 100
@@ -150,7 +136,7 @@ def test_the_handle_lists_every_charge_of_2500_once_in_order_with_the_totals(
             client.post("/v1/images/tasks", json=NANO).json()["data"]["task_id"]
             for _ in range(2_500)
         ]
-    read = _counting(handle.emulator.store)
+    read = counting(handle.emulator.store, "charge_page")
     log = handle.usage
     assert set(log) == {"unit", "entries", "totals"}
     assert [entry["task_id"] for entry in log["entries"]] == submitted
@@ -188,16 +174,8 @@ def test_the_dashboards_billing_page_reads_one_page_and_links_the_next(
     client = make_client()
     submitted = [client.submit_ok(NANO) for _ in range(450)]
     store = client.app.state.emulator.store  # type: ignore[attr-defined]
-    read = _counting(store)
-    tails: list[int] = []
-    tail = store.charge_tail
-
-    async def counted_tail(count: int) -> Any:
-        found = await tail(count)
-        tails.append(len(found))
-        return found
-
-    store.charge_tail = counted_tail
+    read = counting(store, "charge_page")
+    tails = counting(store, "charge_tail")
     # First the newest 200, newest first (as before the log was paged; the review found the
     # paged page opening on the oldest), read by the tail alone.
     page = client.get("/_emulator/ui/billing")
