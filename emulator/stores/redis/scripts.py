@@ -28,7 +28,8 @@ Keys (P = prefix):
   scores in P:charges; P:epoch and P:charges:epoch name those numberings, each made by the
   first PAGE of its listing when missing: all kept by reset, so a listing's cursor from before
   a reset goes on after its number; a wiped Redis starts them again, and refuses old cursors)
-  (P:journal:epoch names the journal's numbering, P:seq:journal: journal.py)
+  (P:journal:epoch names the journal's numbering, P:seq:journal: journal.py, with the
+  journal's scripts)
 
 Task hash P:task:<id>: d task JSON as submitted, p polls, o owner, c created_at, s ends_at,
 k end poll (per_poll only), e end time once known, i images paid when it has ended,
@@ -391,23 +392,4 @@ LIST_FAULTS = """
 local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
 if #ids == 0 then return {} end
 return redis.call('HMGET', KEYS[1], unpack(ids))
-"""
-# KEYS journal, seq; ARGV json, limit, json, limit, ... (every entry queued meanwhile) -> the
-# last entry's sequence number. Each entry is numbered and trimmed to its own limit in turn, as
-# if appended alone; one call carries the batch (one command for the client to send and parse,
-# not one per entry). Diagnostics written behind the answers (support.JournalWriter): no
-# deadline.
-JOURNAL = """
-local seq = 0
-for i = 1, #ARGV, 2 do
-  seq = redis.call('INCR', KEYS[2])
-  local limit = tonumber(ARGV[i + 1])
-  if limit <= 0 then
-    redis.call('DEL', KEYS[1])
-  else
-    redis.call('RPUSH', KEYS[1], seq .. '\\n' .. ARGV[i])
-    redis.call('LTRIM', KEYS[1], -limit, -1)
-  end
-end
-return seq
 """
