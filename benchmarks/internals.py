@@ -11,7 +11,8 @@ looked up at its home in the layered package first (branch p2-layers), then at i
   ``emulator.pictures.rendering`` and ``RenderCache`` in ``emulator.pictures.cache``, formerly
   all three in ``emulator.rendering``;
 - the Redis store's Lua scripts (redis_capacity.py only names what MONITOR shows with them):
-  ``emulator.stores.redis.scripts``, formerly ``emulator.redis_scripts``.
+  ``emulator.stores.redis.scripts``, formerly ``emulator.redis_scripts``, and the journal's
+  in ``emulator.stores.redis.journal`` (formerly with the others).
 
 Imports happen when asked for, not with this module. tests/test_bench_internals.py fails
 loudly when a name is at neither home.
@@ -29,6 +30,7 @@ SUBMISSION = ("emulator.usecases.submission", "emulator.validation")
 RENDERING = ("emulator.pictures.rendering", "emulator.rendering")
 RENDER_CACHE = ("emulator.pictures.cache", "emulator.rendering")
 REDIS_SCRIPTS = ("emulator.stores.redis.scripts", "emulator.redis_scripts")
+REDIS_JOURNAL_SCRIPTS = ("emulator.stores.redis.journal", *REDIS_SCRIPTS)
 PLUGIN_ENTRY_POINT = "image_emulator"
 
 
@@ -69,9 +71,11 @@ def renderer() -> Renderer:
     )
 
 
-def redis_scripts() -> ModuleType:
-    """The module holding the Redis store's Lua scripts (as upper-case str constants)."""
-    return first_module(*REDIS_SCRIPTS)
+def redis_scripts() -> list[ModuleType]:
+    """The modules holding the Redis store's Lua scripts (as upper-case str constants): the
+    store's, and the journal's (one module where the journal's are still with the others)."""
+    found = [first_module(*REDIS_SCRIPTS), first_module(*REDIS_JOURNAL_SCRIPTS)]
+    return list(dict.fromkeys(found))
 
 
 def plugin_module() -> str:

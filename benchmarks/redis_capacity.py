@@ -18,9 +18,9 @@
    time, one worker's requests per second on a core of its own, and so how many workers (and
    hosts of 4, 8, 16 cores) one Redis carries.
 
-The scripts' names come from the Redis store's scripts module when it can be imported (an
-internal module, found by benchmarks/internals.py: without it the scripts are named by their
-SHA-1). Everything
+The scripts' names come from the Redis store's modules of scripts when they can be imported
+(internal modules, found by benchmarks/internals.py: without them the scripts are named by
+their SHA-1). Everything
 started here is stopped by PID. Loopback only.
 """
 
@@ -97,15 +97,16 @@ def parse_monitor_line(line: str) -> tuple[str, list[bytes]] | None:
 
 
 def script_names() -> dict[str, str]:
-    """SHA-1 -> name of every Lua script of the Redis store (empty if the module moved)."""
+    """SHA-1 -> name of every Lua script of the Redis store (empty if the modules moved)."""
     try:
-        redis_scripts = internals.redis_scripts()  # only to name what MONITOR shows
+        modules = internals.redis_scripts()  # only to name what MONITOR shows
     except ImportError:
         return {}
     names = {}
-    for name, value in vars(redis_scripts).items():
-        if name.isupper() and isinstance(value, str) and "redis.call" in value:
-            names[hashlib.sha1(value.encode()).hexdigest()] = name
+    for module in modules:
+        for name, value in vars(module).items():
+            if name.isupper() and isinstance(value, str) and "redis.call" in value:
+                names[hashlib.sha1(value.encode()).hexdigest()] = name
     return names
 
 

@@ -25,6 +25,7 @@ from emulator.core.tasks import Schedule, Task
 from emulator.stores.base import Store
 
 from .journal_contract import JournalPageContract
+from .listings import whole_journal, whole_usage_log
 from .usage_contract import UsageLogContract
 
 
@@ -155,7 +156,7 @@ class StoreContract(UsageLogContract, JournalPageContract):
         assert await place(store, dataclasses.replace(first, prompt="other")) == "taken"
         assert await store.get_task(first.task_id) == first
         assert await store.list_balances() == {"owner-a": ("sk-a…", 4)}
-        assert len(await store.list_charges()) == 1
+        assert len(await whole_usage_log(store)) == 1
 
     async def test_concurrent_submissions_of_one_id_let_exactly_one_win(self, store: Store) -> None:
         tasks = [dataclasses.replace(make_task(1), prompt=f"p{i}") for i in range(20)]
@@ -479,7 +480,7 @@ class StoreContract(UsageLogContract, JournalPageContract):
     async def test_journal_keeps_the_newest_entries_with_rising_numbers(self, store: Store) -> None:
         for i in range(5):
             await store.append_journal({"path": f"/p{i}", "status": 200}, 3)
-        entries = await store.list_journal()
+        entries = await whole_journal(store)
         assert [e["path"] for e in entries] == ["/p2", "/p3", "/p4"]
         assert [e["seq"] for e in entries] == [3, 4, 5]
         assert entries[0] == {"path": "/p2", "status": 200, "seq": 3}
@@ -488,24 +489,24 @@ class StoreContract(UsageLogContract, JournalPageContract):
         entry = {"headers": {"a": "b"}, "body": {"fields": {"n": 2}, "files": []}, "x": None}
         expected = entry | {"seq": 1}  # before the store owns ``entry`` (it may number it)
         await store.append_journal(entry, 10)
-        assert (await store.list_journal())[0] == expected
+        assert (await whole_journal(store))[0] == expected
 
     async def test_clearing_the_journal_keeps_numbering_and_reset_restarts_it(
         self, store: Store
     ) -> None:
         await store.append_journal({"i": 1}, 10)
         await store.clear_journal()
-        assert await store.list_journal() == []
+        assert await whole_journal(store) == []
         await store.append_journal({"i": 2}, 10)
-        assert await store.list_journal() == [{"i": 2, "seq": 2}]
+        assert await whole_journal(store) == [{"i": 2, "seq": 2}]
         await store.reset()
         await store.append_journal({"i": 3}, 10)
-        assert await store.list_journal() == [{"i": 3, "seq": 1}]
+        assert await whole_journal(store) == [{"i": 3, "seq": 1}]
 
     # -- billing -------------------------------------------------------------------------
     async def test_a_hold_without_a_balance_takes_nothing(self, store: Store) -> None:
         assert await place(store, make_task(1)) == "placed"
-        assert await store.list_charges() == [make_charge(1)]  # taken 0
+        assert await whole_usage_log(store) == [make_charge(1)]  # taken 0
         assert await store.list_balances() == {}
 
     async def test_a_hold_takes_from_the_balance_and_never_overspends(self, store: Store) -> None:
@@ -513,7 +514,7 @@ class StoreContract(UsageLogContract, JournalPageContract):
         assert await place(store, make_task(1), held=6, blob=b"ref") == "placed"
         assert await place(store, make_task(2), held=6, blob=b"ref") == "refused"
         assert await store.list_balances() == {"owner-a": ("sk-a…", 4)}
-        assert state_of(await store.list_charges()) == [("01", "held", 0, 0, 6, 0)]
+        assert state_of(await whole_usage_log(store)) == [("01", "held", 0, 0, 6, 0)]
         # A refused submission leaves nothing behind.
         assert await store.get_task(make_task(2).task_id) is None
         assert await store.get_blob(f"ref:{make_task(2).task_id}") is None
@@ -523,7 +524,7 @@ class StoreContract(UsageLogContract, JournalPageContract):
         placed = await gather(*(place(store, make_task(i), held=6) for i in range(20)))
         assert placed.count("placed") == 3
         assert await store.list_balances() == {"owner-a": ("sk-a…", 2)}
-        assert len(await store.list_charges()) == len(await store.list_tasks()) == 3
+        assert len(await whole_usage_log(store)) == len(await store.list_tasks()) == 3
 
     async def test_settle_pays_for_the_images_and_gives_back_the_rest_once(
         self, store: Store
@@ -533,7 +534,7 @@ class StoreContract(UsageLogContract, JournalPageContract):
         assert await store.settle(make_task(1).task_id, 1, 9.5)
         assert not await store.settle(make_task(1).task_id, 0, 9.5)
         assert await store.list_balances() == {"owner-a": ("sk-a…", 7)}
-        (charge,) = await store.list_charges()
+        (charge,) = await whole_usage_log(store)
         assert (charge.state, charge.images, charge.amount, charge.settled_at) == (
             "settled",
             1,
@@ -548,7 +549,7 @@ class StoreContract(UsageLogContract, JournalPageContract):
         await store.set_balance("owner-a", "sk-a…", 50)
         assert await store.settle(make_task(1).task_id, 0, 3.0)
         assert await store.list_balances() == {"owner-a": ("sk-a…", 50)}
-        assert state_of(await store.list_charges()) == [("01", "released", 0, 0, 0, 0)]
+        assert state_of(await whole_usage_log(store)) == [("01", "released", 0, 0, 0, 0)]
 
     async def test_a_refund_goes_only_to_a_balance_that_still_exists(self, store: Store) -> None:
         await store.set_balance("owner-a", "sk-a…", 10)
@@ -556,7 +557,7 @@ class StoreContract(UsageLogContract, JournalPageContract):
         await store.set_balance("owner-a", "sk-a…", None)
         assert await store.settle(make_task(1).task_id, 0, 3.0)
         assert await store.list_balances() == {}
-        assert state_of(await store.list_charges()) == [("01", "released", 0, 0, 6, 0)]
+        assert state_of(await whole_usage_log(store)) == [("01", "released", 0, 0, 6, 0)]
 
     async def test_concurrent_settles_give_back_once(self, store: Store) -> None:
         await store.set_balance("owner-a", "sk-a…", 6)
@@ -573,10 +574,10 @@ class StoreContract(UsageLogContract, JournalPageContract):
             await place(store, task, held=6)
         assert await store.settle_due(5.0) == 2
         assert await store.settle_due(5.0) == 0
-        assert [c.state for c in await store.list_charges()] == ["settled"] * 2 + ["held"] * 2
+        assert [c.state for c in await whole_usage_log(store)] == ["settled"] * 2 + ["held"] * 2
         await store.count_poll(polled.task_id, now=5.5)  # its one step: it ends
         assert await store.settle_due(5.5) == 1
-        (last,) = [c for c in await store.list_charges() if c.task_id == polled.task_id]
+        (last,) = [c for c in await whole_usage_log(store) if c.task_id == polled.task_id]
         assert (last.state, last.settled_at) == ("settled", 5.5)
         assert await store.list_balances() == {"owner-a": ("sk-a…", 100 - 3 * 6 - 6)}
 
@@ -584,17 +585,14 @@ class StoreContract(UsageLogContract, JournalPageContract):
         await store.set_balance("owner-a", "sk-a…", 10)
         await place(store, make_task(1), held=6)  # ends at 3: returns 2 images, pays all
         await store.set_balance("owner-a", "sk-a…", 1, now=5.0)
-        assert state_of(await store.list_charges()) == [("01", "settled", 2, 6, 6, 0)]
+        assert state_of(await whole_usage_log(store)) == [("01", "settled", 2, 6, 6, 0)]
         assert await store.list_balances() == {"owner-a": ("sk-a…", 1)}
 
-    async def test_charges_are_listed_in_order_and_by_owner(self, store: Store) -> None:
+    async def test_charges_are_listed_in_hold_order_with_their_owners(self, store: Store) -> None:
         for i, owner in [(3, "a"), (1, "b"), (2, "a")]:
             await place(store, make_task(i, owner=owner))
-        assert [c.task_id for c in await store.list_charges()] == [
-            make_charge(i).task_id for i in (3, 1, 2)
-        ]
-        assert [c.task_id for c in await store.list_charges("a")] == [
-            make_charge(i).task_id for i in (3, 2)
+        assert await whole_usage_log(store) == [
+            make_charge(i, owner=owner) for i, owner in [(3, "a"), (1, "b"), (2, "a")]
         ]
 
     async def test_a_balance_can_be_changed_and_removed(self, store: Store) -> None:
@@ -632,13 +630,14 @@ class StoreContract(UsageLogContract, JournalPageContract):
             await place(store, make_task(i, owner="owner-a" if i % 2 else "owner-b"))
         for i in (4, 1, 5, 2):  # settlement order
             assert await store.settle(make_task(i).task_id, i % 2, float(i))
-        listed = [c.task_id[-1] for c in await store.list_charges()]
+        listed = [c.task_id[-1] for c in await whole_usage_log(store)]
         assert listed == ["2", "3", "5"]  # in hold order: the held one and the newest two
-        trimmed = {(t.owner, t.state): t for t in await store.trimmed_usage()}
-        assert set(trimmed) == {("owner-b", "released"), ("owner-a", "settled")}
-        b, a = trimmed["owner-b", "released"], trimmed["owner-a", "settled"]
-        assert (b.key, b.model, b.tasks, b.images, b.paid) == ("sk-b…key", "gpt-image-2", 1, 0, 0)
-        assert (a.tasks, a.images, a.paid, a.taken, a.refunded) == (1, 1, 3, 0, 0)
+        # The trimmed ones (4, released; 1, settled) still count, each field of them.
+        sums = {(s.owner, s.state): s for s in await store.usage_sums() if s.tasks}
+        assert set(sums) == {("owner-a", "held"), ("owner-a", "settled"), ("owner-b", "released")}
+        b, a = sums["owner-b", "released"], sums["owner-a", "settled"]
+        assert (b.key, b.model, b.tasks, b.images, b.paid) == ("sk-b…key", "gpt-image-2", 2, 0, 0)
+        assert (a.tasks, a.images, a.paid, a.taken, a.refunded, a.held) == (2, 2, 6, 0, 0, 0)
 
     # -- the cap and expiry --------------------------------------------------------------------
     async def test_a_full_store_of_unfinished_tasks_refuses_and_changes_nothing(
@@ -663,7 +662,7 @@ class StoreContract(UsageLogContract, JournalPageContract):
         assert await place(store, make_task(6, created_at=20.0), cap=5, now=20.0) == "placed"
         assert [t.task_id[-1] for t in await store.list_tasks()] == ["1", "3", "4", "5", "6"]
         assert await store.get_blob(f"ref:{make_task(2).task_id}") is None
-        charges = {c.task_id[-1]: c.state for c in await store.list_charges()}
+        charges = {c.task_id[-1]: c.state for c in await whole_usage_log(store)}
         assert charges["2"] == "settled" and charges["5"] == "held"
 
     @pytest.mark.parametrize("store", [{"evict_at_most": 7}], ids=["bound7"], indirect=True)
@@ -710,7 +709,7 @@ class StoreContract(UsageLogContract, JournalPageContract):
     async def test_concurrent_submissions_never_exceed_the_cap(self, store: Store) -> None:
         placed = await gather(*(place(store, make_task(i), cap=7) for i in range(30)))
         assert (placed.count("placed"), placed.count("full")) == (7, 23)
-        assert len(await store.list_tasks()) == len(await store.list_charges()) == 7
+        assert len(await store.list_tasks()) == len(await whole_usage_log(store)) == 7
 
     async def test_expire_removes_what_ended_long_enough_ago_and_settles_it(
         self, store: Store
@@ -726,7 +725,7 @@ class StoreContract(UsageLogContract, JournalPageContract):
         assert await store.get_blob(f"ref:{make_task(1).task_id}") is None
         assert await store.get_blob(f"ref:{make_task(2).task_id}") == b"ref"
         # The removed task's charge was settled in the same step: nothing stays held.
-        states = {c.task_id[-1]: c.state for c in await store.list_charges()}
+        states = {c.task_id[-1]: c.state for c in await whole_usage_log(store)}
         assert states == {"1": "settled", "2": "held", "3": "held", "4": "held"}
         expiry = await store.expire(finished_before=1e9, now=1e9)
         assert (expiry.removed, expiry.remaining) == (2, 1)
@@ -747,7 +746,7 @@ class StoreContract(UsageLogContract, JournalPageContract):
         assert await store.get_blob(f"ref:{make_task(1).task_id}") is None
         assert await store.clock_now() == 0.0
         assert (await store.list_faults(), await store.fault_hits()) == ([], {})
-        assert await store.list_journal() == []
-        assert (await store.list_charges(), await store.list_balances()) == ([], {})
-        assert await store.trimmed_usage() == []
+        assert await whole_journal(store) == []
+        assert (await whole_usage_log(store), await store.list_balances()) == ([], {})
+        assert await store.usage_sums() == []  # the trimmed charge's sums with the rest
         assert await place(store, make_task(1)) == "placed"  # usable again

@@ -24,6 +24,8 @@ from emulator import Settings, create_app
 from emulator.http.app import EmulatorApp
 from emulator.http.effects import DropConnection
 
+from .listings import whole_journal
+
 KEY, OTHER = "sk-test-key", "sk-other-key"
 #: In a `Sent` path: the capability token of its ``token_of`` task, in the app it goes to.
 TOKEN = "<token>"
@@ -219,7 +221,7 @@ class Pair:
     def _check_journals(self, sent: Sent) -> None:
         entries = [
             self._tokenless(
-                app, self.loop.run_until_complete(app.state.emulator.store.list_journal())
+                app, self.loop.run_until_complete(whole_journal(app.state.emulator.store))
             )
             for app in self.apps
         ]
@@ -476,7 +478,7 @@ def test_a_result_download_answers_the_same_and_is_served_by_the_dispatch(pair: 
                         assert got.messages[1]["body"][:4] == b"\x89PNG"
     # The cat's two pictures, by GET and HEAD, with and without root_path.
     assert pictures == 8
-    journal = pair.loop.run_until_complete(pair.direct.state.emulator.store.list_journal())
+    journal = pair.loop.run_until_complete(whole_journal(pair.direct.state.emulator.store))
     assert sum(entry["endpoint"] == "result" for entry in journal) == sent
 
 

@@ -12,10 +12,10 @@ from urllib.parse import quote
 
 import pytest
 
-from emulator.stores import Store
 from emulator.testing.handle import ImageEmulator
 
 from .conftest import Client, MakeClient
+from .listings import counting
 
 NANO = {"model": "NanoBanana2-0.5K", "prompt": "a cat"}
 GPT = {"model": "gpt-image-2", "prompt": "a dog", "size": "1024x1024"}
@@ -41,25 +41,6 @@ def walk(client: Client, after: str | None, **params: Any) -> list[int]:
         after = body["next"]
         if after is None:
             return found
-
-
-def _counting(store: Store) -> list[int]:
-    """Instrument ``store``: how many entries each journal read returned (the entries a
-    request examined), whichever read it used."""
-    read: list[int] = []
-    for name in ("list_journal", "journal_page", "journal_tail"):
-        method = getattr(store, name, None)
-        if method is None:
-            continue
-
-        async def counted(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
-            result = await _method(*args, **kwargs)
-            entries = result if isinstance(result, list) else getattr(result, "entries", [])
-            read.append(len(entries))
-            return result
-
-        setattr(store, name, counted)
-    return read
 
 
 def test_a_journal_page_holds_limit_entries_and_next_leads_to_the_rest(client: Client) -> None:
@@ -96,7 +77,8 @@ def test_a_journal_filter_that_matches_nothing_reads_one_bounded_page(
     for _ in range(1_200):
         client.get(MISSING)
     client.submit_ok(GPT)  # the one match, the last of 1,201
-    read = _counting(client.app.state.emulator.store)  # type: ignore[attr-defined]
+    store = client.app.state.emulator.store  # type: ignore[attr-defined]
+    read = counting(store, "journal_page", "journal_tail")
     body = listed(client, endpoint="submit", limit=100)
     assert body["requests"] == [] and isinstance(body["next"], str)
     assert sum(read) <= 100  # the page's entries, not 1,201
@@ -233,7 +215,7 @@ def test_the_handle_returns_all_of_a_2500_entry_journal_a_page_at_a_time() -> No
         with handle.client() as client:
             for i in range(2_500):
                 client.get(f"/v1/images/tasks/task_{i}")
-        read = _counting(handle.emulator.store)
+        read = counting(handle.emulator.store, "journal_page", "journal_tail")
         entries = handle.requests()
         assert [e["seq"] for e in entries] == list(range(1, 2_501))
         assert [e["path"] for e in entries][-1] == "/v1/images/tasks/task_2499"
@@ -278,7 +260,8 @@ def test_a_tasks_dashboard_page_reads_the_newest_page_of_the_journal(
     task_id = client.submit_ok(NANO)  # entry 1: older than the newest 1,000
     for _ in range(1_500):
         client.get(MISSING)
-    read = _counting(client.app.state.emulator.store)  # type: ignore[attr-defined]
+    store = client.app.state.emulator.store  # type: ignore[attr-defined]
+    read = counting(store, "journal_page", "journal_tail")
     page = client.get(f"/_emulator/ui/tasks/{quote(task_id)}")
     assert page.status_code == 200
     assert sum(read) <= 1_000  # not the 1,501 the journal keeps

@@ -24,6 +24,7 @@ from emulator.stores.redis import RedisStore
 from emulator.stores.redis.support import counting_connection
 from emulator.stores.redis.values import TaskReader, task_of
 
+from .listings import whole_journal, whole_usage_log
 from .redis_server import RedisServer, free_port, running_redis
 from .store_contract import (
     StoreContract,
@@ -152,7 +153,7 @@ async def test_submissions_place_only_what_the_balance_covers_across_connections
     assert (placed.count("placed"), placed.count("refused")) == (6, 34)
     kept = {t.task_id for t in await workers[1].list_tasks()}
     assert kept == {make_task(i).task_id for i, p in enumerate(placed) if p == "placed"}
-    assert len(await workers[2].list_charges()) == 6  # a refused task left nothing behind
+    assert len(await whole_usage_log(workers[2])) == 6  # a refused task left nothing behind
     refused = make_task(placed.index("refused")).task_id
     assert await workers[3].get_blob(f"ref:{refused}") is None
 
@@ -208,13 +209,15 @@ async def test_every_operation_is_one_round_trip(redis_server: RedisServer) -> N
             store.list_faults(),
             store.count_fault_evaluation("a"),
             store.claim_fault("a", 2),
-            store.list_journal(),
+            store.journal_page(None, 10),
+            store.journal_tail(10),
             store.settle(task.task_id, 1, 2.0),
             store.settle_due(5.0),
             store.set_balance("owner-a", "sk-a…", 3),
             store.expire(-1.0, 0.0),
             store.put_blob("k", b"x"),
-            store.list_charges(),
+            store.charge_page(None, 10),
+            store.charge_tail(10),
         ]
 
     try:
@@ -230,7 +233,7 @@ async def test_every_operation_is_one_round_trip(redis_server: RedisServer) -> N
         before = store.round_trips
         await store.append_journal({"i": 1}, 10)
         assert store.round_trips == before
-        assert [e["i"] for e in await store.list_journal()] == [1]
+        assert [e["i"] for e in await whole_journal(store)] == [1]
     finally:
         await store.reset()
         await store.close()
@@ -246,11 +249,11 @@ async def test_journal_entries_written_together_keep_each_its_own_limit(
         for i, limit in enumerate([5, 5, 5, 5, 2, 5], start=1):
             await store.append_journal({"i": i}, limit)
         before = store.round_trips
-        first = await store.list_journal()
+        first = await whole_journal(store)
         assert store.round_trips - before == 2  # the batch, then the read
         await store.append_journal({"i": 7}, 0)
         await store.append_journal({"i": 8}, 3)
-        second = await store.list_journal()
+        second = await whole_journal(store)
         assert first == [{"i": 4, "seq": 4}, {"i": 5, "seq": 5}, {"i": 6, "seq": 6}]
         assert second == [{"i": 8, "seq": 8}]
     finally:
@@ -420,7 +423,7 @@ async def test_a_journal_walk_misses_no_entry_another_worker_still_had_queued(
         listed += [e["seq"] for e in page.entries]
         after = page.last or after
     for worker in workers:
-        await worker.list_journal()  # every queue written
+        await worker.journal_tail(1)  # every queue written (a read writes its own first)
     while True:
         page = await reader.journal_page(after, 7)
         assert page is not None

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from emulator import Settings
-from emulator.core.billing import SUMMED, Charge, Settlement, Trimmed
+from emulator.core.billing import Charge, Settlement
 from emulator.stores import Store, open_store
 from emulator.stores.base import EVICT_AT_MOST, evictions_due, room_after_eviction
 from emulator.stores.memory import MemoryStore
@@ -22,6 +22,7 @@ from emulator.stores.memory.packed import pack_charge
 from emulator.stores.sqlite import SqliteStore
 from emulator.usecases.emulator import Emulator
 
+from .listings import whole_journal, whole_usage_log
 from .store_contract import (
     StoreContract,
     gather,
@@ -108,23 +109,6 @@ def test_a_memory_settlement_copies_every_other_field_of_the_charge() -> None:
     assert settled == pack_charge(expected) and type(settled) is tuple
 
 
-async def test_a_memory_usage_log_sums_each_field_of_the_charges_it_trims() -> None:
-    store = MemoryStore()
-    store.usage_log_limit = 0
-    await store.set_balance("owner-a", "sk-a…key", 100)
-    for number, (held, images) in enumerate([(6, 1), (10, 2), (4, 1)], start=1):
-        task = make_task(number)
-        charge = dataclasses.replace(make_charge(number, held=held), unit_price=held // 4)
-        assert await store.insert_held(task, charge, None, cap=0, now=0.0) == "placed"
-        assert await store.settle(task.task_id, images, float(number))
-    # paid: unit_price x images = 1, 4, 1; taken: held; refunded: held - paid. The store adds
-    # the SUMMED fields one by one: a new summed field must be added there too.
-    assert tuple(f.name for f in dataclasses.fields(Trimmed))[4:] == SUMMED
-    assert await store.trimmed_usage() == [
-        Trimmed("owner-a", "sk-a…key", "gpt-image-2", "settled", 3, 4, 6, 20, 14)
-    ]
-
-
 async def test_sqlite_keeps_every_kind_of_state_across_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "emulator.db"
     first = SqliteStore(path)
@@ -155,14 +139,15 @@ async def test_sqlite_keeps_every_kind_of_state_across_a_reopen(tmp_path: Path) 
         assert await again.list_faults() == [make_rule("a", times=3)]
         assert await again.fault_hits() == {"a": 1}
         assert await again.count_fault_evaluation("a") == 2
-        assert [e["path"] for e in await again.list_journal()] == ["/v1/images/tasks"]
+        assert [e["path"] for e in await whole_journal(again)] == ["/v1/images/tasks"]
         await again.append_journal({}, 10)
-        assert [e["seq"] for e in await again.list_journal()] == [1, 2]
+        assert [e["seq"] for e in await whole_journal(again)] == [1, 2]
         assert await again.list_balances() == {"owner-a": ("sk-a…", 5)}
         held = dataclasses.replace(make_charge(1, held=4), taken=4)
-        assert [c for c in await again.list_charges() if c.state == "held"] == [held]
-        (trimmed,) = await again.trimmed_usage()
-        assert (trimmed.tasks, trimmed.paid, trimmed.taken, trimmed.refunded) == (1, 1, 2, 1)
+        assert [c for c in await whole_usage_log(again) if c.state == "held"] == [held]
+        # Task 2's charge left the log; its sums stay in the totals.
+        (settled,) = [s for s in await again.usage_sums() if s.state == "settled"]
+        assert (settled.tasks, settled.paid, settled.taken, settled.refunded) == (1, 1, 2, 1)
         # The claim budget survives too: two hits of three are left.
         assert [await again.claim_fault("a", 3) for _ in range(3)] == [True, True, False]
     finally:
@@ -383,7 +368,7 @@ async def test_the_memory_journal_keeps_its_bound_and_cuts_what_it_dropped_in_ba
         model.append(i + 1)
         while len(model) > limit:
             model.popleft()
-        kept = await store.list_journal()
+        kept = await whole_journal(store)
         assert [e["seq"] for e in kept] == list(model)
         held = len(store._journal._items)
         assert held <= limit + min(max(64, limit // 8), 8_192)

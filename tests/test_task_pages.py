@@ -15,11 +15,11 @@ import pytest
 import redis
 
 from emulator import Settings, create_app
-from emulator.stores import Store
 from emulator.testing.handle import ImageEmulator
 from emulator.usecases import sweep
 
 from .conftest import AUTH, Client, MakeClient
+from .listings import counting
 from .redis_server import RedisServer, running_redis
 from .store_contract import make_task, place
 
@@ -50,31 +50,13 @@ def test_a_page_holds_limit_tasks_and_next_leads_to_the_rest(client: Client) -> 
     assert client.head("/_emulator/tasks", params={"limit": 2}).status_code == 200
 
 
-def _counting(store: Store) -> list[int]:
-    """Instrument ``store``: how many tasks each listing read returned (the tasks a request
-    examined), whichever read it used."""
-    read: list[int] = []
-    for name in ("list_tasks", "task_page"):
-        method = getattr(store, name, None)
-        if method is None:
-            continue
-
-        async def counted(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
-            result = await _method(*args, **kwargs)
-            tasks = result if isinstance(result, list) else getattr(result, "tasks", [])
-            read.append(len(tasks))
-            return result
-
-        setattr(store, name, counted)
-    return read
-
-
 def test_a_filter_that_matches_nothing_reads_one_bounded_page(make_client: MakeClient) -> None:
     client = make_client()
     for _ in range(1_200):
         client.submit_ok(NANO)
     client.submit_ok(GPT)  # the one match, the last of 1,201
-    read = _counting(client.app.state.emulator.store)  # type: ignore[attr-defined]
+    store = client.app.state.emulator.store  # type: ignore[attr-defined]
+    read = counting(store, "list_tasks", "task_page")
     body = listed(client, model="gpt-image-2", limit=100)
     assert body["tasks"] == [] and isinstance(body["next"], str)
     assert sum(read) <= 101  # the page's tasks (and one to tell that more follow), not 1,201
@@ -281,7 +263,7 @@ def test_the_handle_lists_all_2500_tasks_once_in_order(handle: ImageEmulator) ->
             client.post("/v1/images/tasks", json=NANO).json()["data"]["task_id"]
             for _ in range(2_500)
         ]
-    read = _counting(handle.emulator.store)
+    read = counting(handle.emulator.store, "list_tasks", "task_page")
     tasks = handle.tasks
     assert [view["task"]["task_id"] for view in tasks] == submitted
     assert max(read) <= 1_000  # read a page at a time

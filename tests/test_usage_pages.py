@@ -8,17 +8,17 @@ route, its refusals, the handle's walk and the dashboard.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from emulator import Settings, create_app
-from emulator.stores import Store
 from emulator.testing.handle import ImageEmulator
 
 from .conftest import AUTH, Client, MakeClient
+from .listings import counting
+from .old_stores import sqlite_file_of
 
 NANO = {"model": "NanoBanana2-0.5K", "prompt": "a cat"}
 GPT = {"model": "gpt-image-2", "prompt": "a dog", "size": "1024x1024"}
@@ -49,25 +49,6 @@ def test_a_usage_page_holds_limit_entries_and_next_leads_to_the_rest(client: Cli
     assert sum(row["tasks"] for row in first["totals"]["by_model"].values()) == 5
 
 
-def _counting(store: Store) -> list[int]:
-    """Instrument ``store``: how many charges each read of the log returned; a read of the
-    whole log (``list_charges``) fails the test."""
-    read: list[int] = []
-    page = store.charge_page
-
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        result = await page(*args, **kwargs)
-        read.append(0 if result is None else len(result.charges))
-        return result
-
-    async def whole(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("a request read the whole usage log")
-
-    store.charge_page = counted  # type: ignore[method-assign]
-    store.list_charges = whole  # type: ignore[method-assign]
-    return read
-
-
 def test_a_usage_filter_that_matches_nothing_reads_one_bounded_page(
     make_client: MakeClient,
 ) -> None:
@@ -75,7 +56,8 @@ def test_a_usage_filter_that_matches_nothing_reads_one_bounded_page(
     for _ in range(1_200):
         client.submit_ok(NANO)
     client.submit_ok(GPT)  # the one match, the last of 1,201
-    read = _counting(client.app.state.emulator.store)  # type: ignore[attr-defined]
+    store = client.app.state.emulator.store  # type: ignore[attr-defined]
+    read = counting(store, "charge_page")
     body = usage(client, model="gpt-image-2", limit=100)
     assert body["entries"] == [] and isinstance(body["next"], str)
     assert sum(read) <= 100
@@ -154,7 +136,7 @@ def test_the_handle_lists_every_charge_of_2500_once_in_order_with_the_totals(
             client.post("/v1/images/tasks", json=NANO).json()["data"]["task_id"]
             for _ in range(2_500)
         ]
-    read = _counting(handle.emulator.store)
+    read = counting(handle.emulator.store, "charge_page")
     log = handle.usage
     assert set(log) == {"unit", "entries", "totals"}
     assert [entry["task_id"] for entry in log["entries"]] == submitted
@@ -192,16 +174,8 @@ def test_the_dashboards_billing_page_reads_one_page_and_links_the_next(
     client = make_client()
     submitted = [client.submit_ok(NANO) for _ in range(450)]
     store = client.app.state.emulator.store  # type: ignore[attr-defined]
-    read = _counting(store)
-    tails: list[int] = []
-    tail = store.charge_tail
-
-    async def counted_tail(count: int) -> Any:
-        found = await tail(count)
-        tails.append(len(found))
-        return found
-
-    store.charge_tail = counted_tail
+    read = counting(store, "charge_page")
+    tails = counting(store, "charge_tail")
     # First the newest 200, newest first (as before the log was paged; the review found the
     # paged page opening on the oldest), read by the tail alone.
     page = client.get("/_emulator/ui/billing")
@@ -220,19 +194,14 @@ def test_the_dashboards_billing_page_reads_one_page_and_links_the_next(
     assert max(read) <= 200  # the task's page read its own charge only
 
 
-def _old_file(path: Path) -> None:
-    """Make ``path`` a file as the previous version left it: no ``usage_sums`` table."""
-    db = sqlite3.connect(path)
-    db.execute("DROP TABLE usage_sums")
-    db.commit()
-    db.close()
-
-
-def test_the_app_serves_usage_on_a_sqlite_file_from_before_the_sums(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [2, 3])
+def test_the_app_serves_usage_on_a_sqlite_file_of_an_older_schema(
+    tmp_path: Path, version: int
+) -> None:
     settings = Settings(seed=1, clock="manual", store=f"sqlite:///{tmp_path}/s.db")
     with Client(create_app(settings), headers=AUTH) as client:
         client.submit_ok(NANO)
         before = usage(client)["totals"]
-    _old_file(tmp_path / "s.db")
+    sqlite_file_of(tmp_path / "s.db", version, [])  # as that version left it, nothing trimmed
     with Client(create_app(settings), headers=AUTH) as client:
         assert usage(client)["totals"] == before

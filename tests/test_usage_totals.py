@@ -1,14 +1,14 @@
 """The usage totals from the stores' running sums equal the whole-list formula (``totals`` over
-``list_charges`` and ``trimmed_usage``) for every filter, after any sequence of holds,
-settlements, trims (a usage log of two finished charges), balances, expiry and resets, on the
-memory, SQLite and Redis stores; and a walk of the log by pages lists each listed charge once,
-in hold order."""
+every charge the test made: its own record, `usage_model.Ledger`) for every filter, after any
+sequence of holds, settlements, trims (a usage log of two finished charges), balances, expiry
+and resets, on the memory, SQLite and Redis stores; a walk of the log by pages lists each
+listed charge once, in hold order; and state an older version left (a SQLite file of schema 2
+or 3, a Redis prefix without the sums) is upgraded without losing a cent."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,9 +31,12 @@ from emulator.stores.memory import MemoryStore
 from emulator.stores.redis import RedisStore
 from emulator.stores.sqlite import SqliteStore
 
+from .listings import whole_usage_log
+from .old_stores import redis_prefix_of, sqlite_file_of, sqlite_tables
 from .redis_server import RedisServer, running_redis
 from .store_contract import make_task, place
-from .usage_contract import same_totals, walk
+from .usage_contract import walk
+from .usage_model import Ledger
 
 OWNERS = ("owner-a", "owner-b")
 MODELS = ("gpt-image-2", "NanoBanana")
@@ -53,6 +56,7 @@ class UsageMachine(RuleBasedStateMachine):
         self.numbers = itertools.count(1)
         self.placed: list[str] = []
         self.store: Store
+        self.ledger: Ledger
 
     def run(self, call: Any) -> Any:
         return self.loop.run_until_complete(call)
@@ -68,6 +72,7 @@ class UsageMachine(RuleBasedStateMachine):
         else:
             self.store = MemoryStore()
         self.store.usage_log_limit = 2
+        self.ledger = Ledger(self.store)
 
     def teardown(self) -> None:
         if hasattr(self, "store"):
@@ -85,38 +90,38 @@ class UsageMachine(RuleBasedStateMachine):
     )
     def hold(self, owner: str, held: int, ends: int, model: str) -> None:
         task = make_task(next(self.numbers), owner=owner, processing_s=float(ends))
-        placed = place(self.store, task, held=held, cap=6, now=0.0, model=model)
+        placed = self.ledger.place(task, held=held, cap=6, now=0.0, model=model)
         if self.run(placed) == "placed":
             self.placed.append(task.task_id)
 
     @rule(pick=st.integers(0, 10**6), images=st.integers(0, 2), at=st.floats(0, 50))
     def settle(self, pick: int, images: int, at: float) -> None:
         if self.placed:
-            self.run(self.store.settle(self.placed[pick % len(self.placed)], images, at))
+            self.run(self.ledger.settle(self.placed[pick % len(self.placed)], images, at))
 
     @rule(now=st.integers(0, 40))
     def settle_due(self, now: int) -> None:
-        self.run(self.store.settle_due(float(now)))
+        self.run(self.ledger.settle_due(float(now)))
 
     @rule(owner=st.sampled_from(OWNERS), amount=st.one_of(st.none(), st.integers(0, 80)))
     def set_balance(self, owner: str, amount: int | None) -> None:
-        self.run(self.store.set_balance(owner, f"sk-{owner[-1]}…key", amount, 0.0))
+        self.run(self.ledger.set_balance(owner, f"sk-{owner[-1]}…key", amount, 0.0))
 
     @rule(before=st.integers(0, 40))
     def expire(self, before: int) -> None:
-        self.run(self.store.expire(float(before), 40.0))
+        self.run(self.ledger.expire(float(before), 40.0))
 
     @rule()
     def reset(self) -> None:
-        self.run(self.store.reset())
+        self.run(self.ledger.reset())
         self.placed.clear()
 
     @invariant()
     def totals_and_pages_agree_with_the_whole_log(self) -> None:
         if not hasattr(self, "store"):
             return
-        self.run(same_totals(self.store))
-        listed = [c.task_id for c in self.run(self.store.list_charges())]
+        self.run(self.ledger.check())  # the whole log too, by pages of 1,000
+        listed = [c.task_id for c in self.run(whole_usage_log(self.store))]
         assert self.run(walk(self.store, 2)) == listed
 
 
@@ -153,29 +158,39 @@ def test_a_redis_prefix_from_before_the_sums_gets_them_from_its_log(
 
     prefix = f"usage-old-{time.monotonic_ns()}"
 
+    async def trimmed_keys(client: Redis) -> list[bytes]:
+        return [k async for k in client.scan_iter(match=f"{prefix}:trimmed:*")]
+
     async def scenario() -> None:
         store = RedisStore(redis_server.url, prefix, timeout=30.0)
         store.usage_log_limit = 2
-        await store.set_balance("owner-b", "sk-b…key", 100)
+        ledger = Ledger(store)
+        await ledger.set_balance("owner-b", "sk-b…key", 100)
         for i in range(1, 8):
-            await place(store, make_task(i, owner=OWNERS[i % 2]), held=i)
+            await ledger.place(make_task(i, owner=OWNERS[i % 2]), held=i)
         for i in range(1, 6):
-            await store.settle(make_task(i).task_id, i % 3, float(i))
+            await ledger.settle(make_task(i).task_id, i % 3, float(i))
         expected = sorted(await store.usage_sums(), key=repr)
-        # What the previous version left: the log and its trimmed sums, no running sums.
         client = Redis.from_url(redis_server.url)
-        doomed = [k async for k in client.scan_iter(match=f"{prefix}:usage:*")]
-        assert len(doomed) == 7  # six sums and the mark
-        await client.delete(*doomed)
+        kept = [k async for k in client.scan_iter(match=f"{prefix}:usage:*")]
+        assert len(kept) == 7  # six sums and the mark
+        assert await trimmed_keys(client) == []  # three charges trimmed, and no sums of them
+        # What a version before the running sums left: the log, and the sums of the charges
+        # trimmed from it (those the test made and the log no longer lists), no running sums.
+        trimmed = ledger.trimmed(await whole_usage_log(store))
+        assert len(trimmed) == 3
+        await redis_prefix_of(client, prefix, trimmed)
         assert sorted(await store.usage_sums(), key=repr) == expected  # built on first read
-        await same_totals(store)
-        await store.settle(make_task(6).task_id, 1, 9.0)  # and kept from then on
-        await same_totals(store)
+        assert await trimmed_keys(client) == []  # and the old sums gone with it
+        await ledger.check()
+        await ledger.settle(make_task(6).task_id, 1, 9.0)  # and kept from then on
+        await ledger.check()
         # Built too when a hold or a settlement comes first (before it moves a sum).
-        await client.delete(*[k async for k in client.scan_iter(match=f"{prefix}:usage:*")])
-        await place(store, make_task(9), held=3)
-        await store.settle(make_task(7).task_id, 2, 9.0)
-        await same_totals(store)
+        await redis_prefix_of(client, prefix, ledger.trimmed(await whole_usage_log(store)))
+        await ledger.place(make_task(9), held=3)
+        await ledger.settle(make_task(7).task_id, 2, 9.0)
+        await ledger.check()
+        assert await trimmed_keys(client) == []
         await client.aclose()
         await store.reset()
         await store.close()
@@ -225,35 +240,46 @@ def test_a_hold_whose_caller_gave_up_during_the_build_of_the_sums_does_not_happe
     asyncio.run(scenario())
 
 
-def test_a_sqlite_file_from_before_the_sums_gets_them_from_its_log(tmp_path: Path) -> None:
-    asyncio.run(_sqlite_from_before_the_sums(tmp_path))
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_sqlite_file_of_an_older_schema_is_upgraded_without_losing_a_cent(
+    tmp_path: Path, version: int
+) -> None:
+    asyncio.run(_sqlite_of_an_older_schema(tmp_path, version))
 
 
-async def _sqlite_from_before_the_sums(tmp_path: Path) -> None:
+async def _sqlite_of_an_older_schema(tmp_path: Path, version: int) -> None:
     path = tmp_path / "state.db"
     store = SqliteStore(path)
     store.usage_log_limit = 2
-    await store.set_balance("owner-b", "sk-b…key", 100)
+    ledger = Ledger(store)
+    await ledger.set_balance("owner-b", "sk-b…key", 100)
     for i in range(1, 8):
-        await place(store, make_task(i, owner="owner-a" if i % 2 else "owner-b"), held=i)
+        await ledger.place(make_task(i, owner="owner-a" if i % 2 else "owner-b"), held=i)
     for i in range(1, 6):
-        await store.settle(make_task(i).task_id, i % 3, float(i))
+        await ledger.settle(make_task(i).task_id, i % 3, float(i))
     expected = sorted(await store.usage_sums(), key=repr)
+    trimmed = ledger.trimmed(await whole_usage_log(store))
+    assert len(trimmed) == 3
     await store.close()
-    db = sqlite3.connect(path)  # as the previous version left it: no usage_sums table
-    db.execute("DROP TABLE usage_sums")
-    db.execute("UPDATE meta SET value = 2 WHERE name = 'schema'")
-    db.commit()
-    db.close()
+    assert sqlite_tables(path)[0] == 4 and "trimmed" not in sqlite_tables(path)[1]
+    # As that version left it: the sums of the charges trimmed from the log in a table of their
+    # own, which version 3 kept beside the running sums (they count those charges already),
+    # and version 2 instead of them.
+    sqlite_file_of(path, version, trimmed)
     again = SqliteStore(path)
     again.usage_log_limit = 2
+    ledger.store = again
     assert sorted(await again.usage_sums(), key=repr) == expected
-    # Upgraded: version 3 now, which the previous version (reading only 2) refuses, so it
-    # cannot hold and settle on the file without moving the sums.
-    db = sqlite3.connect(path)
-    assert db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == (3,)
-    db.close()
-    await same_totals(again)
-    await again.settle(make_task(6).task_id, 1, 9.0)
-    await same_totals(again)
+    # Upgraded: version 4 now, which the versions before refuse (they would write to the table
+    # of trimmed sums, or not move the running sums), and that table is gone.
+    schema, tables = sqlite_tables(path)
+    assert schema == 4 and "trimmed" not in tables and "usage_sums" in tables
+    await ledger.check()
+    await ledger.settle(make_task(6).task_id, 1, 9.0)
+    await ledger.check()
     await again.close()
+    opened = SqliteStore(path)  # and opened once more, the same (nothing built twice)
+    ledger.store = opened
+    opened.usage_log_limit = 2
+    await ledger.check()
+    await opened.close()

@@ -2,64 +2,29 @@
 `Store.get_charge`, `Store.usage_sums`): part of the store contract (``StoreContract`` takes
 these tests), so they run on the memory, SQLite and Redis stores.
 
-The totals' check is the whole-list formula they replace: ``billing.totals`` over
-``list_charges`` and ``trimmed_usage``.
+The totals' check is the whole-list formula they replace, ``billing.totals``, over every charge
+the test made, trimmed from the log or not: the test's own record (`usage_model.Ledger`), never
+the store's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from typing import Any, ClassVar
 
 import pytest
 
-from emulator.core.billing import matching, totals
 from emulator.stores.base import Store
-from emulator.stores.pages import Position
 
 from . import store_contract as contract
+from .listings import whole_usage_log
+from .usage_model import Ledger
 
 
 async def walk(store: Store, count: int, between: Any = None) -> list[str]:
     """The task ids of every page from the first, ``count`` a page; ``between(n)`` is awaited
     after the n-th page (settlements, trims, holds)."""
-    listed: list[str] = []
-    after: Position | None = None
-    pages = 0
-    while True:
-        page = await store.charge_page(after, count)
-        assert page is not None
-        assert len(page.charges) <= count
-        listed += [c.task_id for c in page.charges]
-        pages += 1
-        if not page.more:
-            return listed
-        after = page.last
-        assert after is not None
-        if between is not None:
-            await between(pages)
-
-
-async def same_totals(store: Store) -> None:
-    """The stores' running sums give the whole-list formula's totals, for every filter."""
-    from emulator.core.billing import totals_of  # here: the other tests collect on any version
-
-    charges, trimmed, sums = (
-        await store.list_charges(),
-        await store.trimmed_usage(),
-        await store.usage_sums(),
-    )
-    owners = {c.owner for c in charges} | {t.owner for t in trimmed} | {"nobody"}
-    models = {c.model for c in charges} | {t.model for t in trimmed} | {"no-model"}
-    states = ("held", "settled", "released")
-    for owner, model, state in itertools.product((None, *owners), (None, *models), (None, *states)):
-        wanted = {"owner": owner} if owner else {}
-        wanted |= {"model": model} if model else {}
-        wanted |= {"state": state} if state else {}
-        listed = [c for c in charges if all(getattr(c, k) == v for k, v in wanted.items())]
-        expected = totals(listed, matching(trimmed, wanted))
-        assert totals_of(matching(sums, wanted)) == expected, wanted
+    return [c.task_id for c in await whole_usage_log(store, count, between)]
 
 
 class UsageLogContract:
@@ -71,41 +36,43 @@ class UsageLogContract:
         self, store: Store
     ) -> None:
         order = [(i * 7919) % 2503 for i in range(1, 2501)]  # ids not in hold order
+        ledger = Ledger(store)
         for i in order:
-            assert await contract.place(store, contract.make_task(i)) == "placed"
+            assert await ledger.place(contract.make_task(i)) == "placed"
         listed = await walk(store, 1000)
         assert listed == [contract.make_task(i).task_id for i in order]
-        await same_totals(store)
+        await ledger.check()
 
     async def test_a_walk_lists_once_every_charge_still_listed_while_others_settle_and_trim(
         self, store: Store
     ) -> None:
         store.usage_log_limit = 100
+        ledger = Ledger(store)
         order = [(i * 7919) % 2503 for i in range(1, 2501)]
         ids = [contract.make_task(i).task_id for i in order]
         for i in order:
-            await contract.place(store, contract.make_task(i))
+            await ledger.place(contract.make_task(i))
         added = [contract.make_task(i).task_id for i in range(3000, 3010)]
 
         async def between(page: int) -> None:
             # Settle every third charge (those listed and those not yet): all but the newest
             # 100 finished leave the log (trimmed), behind and ahead of the cursor.
             for task_id in ids[page - 1 :: 3]:
-                await store.settle(task_id, page % 3, float(page))
+                await ledger.settle(task_id, page % 3, float(page))
             for i in range(3000 + 5 * (page - 1), 3005 + 5 * (page - 1)):
-                await contract.place(store, contract.make_task(i))
+                await ledger.place(contract.make_task(i))
 
         listed = await walk(store, 1000, between)
         assert len(listed) == len(set(listed)), "a charge listed twice"
         hold_order = ids + added
         assert listed == sorted(listed, key=hold_order.index), "not in hold order"
-        still = {c.task_id for c in await store.list_charges()}
+        still = {c.task_id for c in await whole_usage_log(store)}
         first_page = set(ids[:1000])
         # Every charge listed when the walk ended, and every one the first page showed, once.
         missed = [i for i in hold_order if i in still and i not in listed]
         assert not missed and first_page <= set(listed)
         assert set(added) <= set(listed)
-        await same_totals(store)
+        await ledger.check()
 
     async def test_a_charge_page_reads_at_most_its_count_and_says_more_follow(
         self, store: Store
@@ -148,18 +115,19 @@ class UsageLogContract:
     async def test_a_charge_position_from_before_a_reset_goes_on_with_the_new_charges(
         self, store: Store
     ) -> None:
+        ledger = Ledger(store)
         for i in range(1, 4):
-            await contract.place(store, contract.make_task(i))
+            await ledger.place(contract.make_task(i))
         before = await store.charge_page(None, 3)
         assert before is not None and before.last is not None
-        await store.reset()
+        await ledger.reset()
         assert await store.usage_sums() == []
         for i in range(1, 3):  # the same ids again, as a seed's stream draws them after reset
-            await contract.place(store, contract.make_task(i))
+            await ledger.place(contract.make_task(i))
         after = await store.charge_page(before.last, 10)
         assert after is not None
         assert [c.task_id[-1] for c in after.charges] == ["1", "2"]
-        await same_totals(store)
+        await ledger.check()
 
     async def test_a_charge_position_of_a_numbering_that_started_again_is_refused(
         self, store: Store, renumbered: Any
@@ -231,24 +199,25 @@ class UsageLogContract:
         self, store: Store
     ) -> None:
         store.usage_log_limit = 2
-        await store.set_balance("owner-b", "sk-b…key", 100)
+        ledger = Ledger(store)
+        await ledger.set_balance("owner-b", "sk-b…key", 100)
         for i in range(1, 9):
             task = contract.make_task(i, owner="owner-a" if i % 2 else "owner-b")
-            assert await contract.place(store, task, held=6 + i) == "placed"
-            await same_totals(store)
+            assert await ledger.place(task, held=6 + i) == "placed"
+            await ledger.check()
         for i, images in ((1, 0), (2, 1), (3, 2), (4, 0), (6, 2)):
-            assert await store.settle(contract.make_task(i).task_id, images, float(i))
-            await same_totals(store)
+            assert await ledger.settle(contract.make_task(i).task_id, images, float(i))
+            await ledger.check()
         # A refused hold (balance), a taken id, a full store: none moves a sum.
         before = sorted(await store.usage_sums(), key=repr)
         task = contract.make_task(20, owner="owner-b")
-        assert await contract.place(store, task, held=10**6) == "refused"
-        assert await contract.place(store, contract.make_task(8)) == "taken"
+        assert await ledger.place(task, held=10**6) == "refused"
+        assert await ledger.place(contract.make_task(8)) == "taken"
         running = contract.make_task(21, processing_s=10**6)
-        assert await contract.place(store, running, cap=1, now=0.0) == "full"
+        assert await ledger.place(running, cap=1, now=0.0) == "full"
         assert sorted(await store.usage_sums(), key=repr) == before
-        assert await store.settle_due(10**4) == 3
-        await same_totals(store)
+        assert await ledger.settle_due(10**4) == 3
+        await ledger.check()
         sums = await store.usage_sums()
         assert sum(s.tasks for s in sums) == 8 and sum(s.held for s in sums) == 0
         assert {s.state for s in sums if s.tasks} == {"settled", "released"}

@@ -135,38 +135,8 @@ def settlement(charge: Charge, images: int) -> Settlement:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Trimmed:
-    """The sums of finished charges dropped from the usage log, per owner, key, model and
-    state, so that totals and the money invariant survive the log's bound."""
-
-    owner: str
-    key: str
-    model: str
-    state: ChargeState
-    tasks: int = 0
-    images: int = 0
-    paid: int = 0
-    taken: int = 0
-    refunded: int = 0
-
-
+#: The sums a group's charges add up to, in order (`Sums` adds what the held ones hold).
 SUMMED = ("tasks", "images", "paid", "taken", "refunded")
-
-
-def trimmed_row(charge: Charge) -> Trimmed:
-    """One finished charge as a row of sums (to be added to its group's)."""
-    return Trimmed(
-        charge.owner,
-        charge.key,
-        charge.model,
-        charge.state,
-        1,
-        charge.images,
-        charge.amount,
-        charge.taken,
-        charge.refunded,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,18 +177,20 @@ def counted(charge: Charge) -> tuple[int, int, int, int, int, int]:
     return (1, charge.images, charge.amount, charge.taken, charge.refunded, held)
 
 
-def sums_of(charges: Iterable[Charge], trimmed: Iterable[Trimmed] = ()) -> list[Sums]:
-    """The `Sums` of ``charges`` and of the ``trimmed`` rows: how a store builds them from a
-    log kept before it kept sums (an older SQLite file or Redis prefix), once."""
+def sums_of(charges: Iterable[Charge], dropped: Iterable[tuple[Any, ...]] = ()) -> list[Sums]:
+    """The `Sums` of ``charges`` and of the ``dropped`` rows, each (owner, key, model, state,
+    then the `SUMMED` sums of finished charges no longer listed): how a store builds them,
+    once, from a log kept before it kept sums (an older SQLite file or Redis prefix, whose
+    trimmed charges live on only as such rows)."""
     groups: dict[Group, list[int]] = {}
     for charge in charges:
         row = groups.setdefault(group_of(charge), [0] * len(COUNTED))
         for i, value in enumerate(counted(charge)):
             row[i] += value
-    for t in trimmed:
-        row = groups.setdefault((t.owner, t.key, t.model, t.state), [0] * len(COUNTED))
-        for i, name in enumerate(SUMMED):
-            row[i] += getattr(t, name)
+    for owner, key, model, state, *sums in dropped:
+        row = groups.setdefault((owner, key, model, state), [0] * len(COUNTED))
+        for i, value in enumerate(sums):
+            row[i] += int(value)
     return [Sums(*group, *row) for group, row in groups.items()]  # type: ignore[arg-type]
 
 
@@ -254,34 +226,34 @@ def totals_of(sums: Iterable[Sums]) -> dict[str, Any]:
     return {**top, "by_key": by_key, "by_model": by_model}
 
 
-_Row = TypeVar("_Row", Trimmed, Sums)
+_Row = TypeVar("_Row")
 
 
 def matching(rows: list[_Row], wanted: Mapping[str, str]) -> list[_Row]:
-    """The rows whose fields (owner, model, state) equal those ``wanted``."""
+    """The rows (`Sums` or `Charge` objects) whose fields (owner, model, state) equal those
+    ``wanted``."""
     return [r for r in rows if all(getattr(r, name) == v for name, v in wanted.items())]
 
 
-def totals(charges: list[Charge], trimmed: list[Trimmed] | None = None) -> dict[str, Any]:
-    """Sums per key and per model: paid (settled), held (still running), images, tasks, and
-    what holds took from balances and gave back; ``trimmed`` adds the charges the bounded
-    usage log no longer lists. It reads every charge: the usage route reads `totals_of` the
-    stores' running `Sums` instead; this stays as their check (tests/test_usage_totals.py)."""
-    rows = [trimmed_row(c) for c in charges] + list(trimmed or ())
-    held_by = {(c.key, c.model): 0 for c in charges}
-    for c in charges:
-        if c.state == "held":
-            held_by[c.key, c.model] += c.held
+def totals(charges: list[Charge]) -> dict[str, Any]:
+    """Sums per key and per model of ``charges``: paid (settled), held (still running),
+    images, tasks, and what holds took from balances and gave back. It reads every charge:
+    the usage route reads `totals_of` the stores' running `Sums` instead; this stays as their
+    check, over every charge a test made (tests/usage_model.py), which the bounded log no
+    longer lists in full."""
     by_key: dict[str, dict[str, int]] = {}
     by_model: dict[str, dict[str, int]] = {}
-    for r in rows:
-        for bucket, name in ((by_key, r.key), (by_model, r.model)):
-            row = bucket.setdefault(name, dict.fromkeys(("held", *SUMMED), 0))
-            for field in SUMMED:
-                row[field] += getattr(r, field)
-    for (key, model), held in held_by.items():
-        by_key[key]["held"] += held
-        by_model[model]["held"] += held
-    top = {field: sum(getattr(r, field) for r in rows) for field in ("paid", "taken", "refunded")}
-    held = sum(held_by.values())
-    return {**top, "held": held, "by_key": by_key, "by_model": by_model}
+    for c in charges:
+        held = c.held if c.state == "held" else 0
+        values = (held, 1, c.images, c.amount, c.taken, c.refunded)  # `_ROW` order
+        for bucket, name in ((by_key, c.key), (by_model, c.model)):
+            row = bucket.setdefault(name, dict.fromkeys(_ROW, 0))
+            for field, value in zip(_ROW, values, strict=True):
+                row[field] += value
+    top = {
+        "paid": sum(c.amount for c in charges),
+        "taken": sum(c.taken for c in charges),
+        "refunded": sum(c.refunded for c in charges),
+        "held": sum(c.held for c in charges if c.state == "held"),
+    }
+    return {**top, "by_key": by_key, "by_model": by_model}

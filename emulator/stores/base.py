@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..core.billing import Charge, Sums, Trimmed
+from ..core.billing import Charge, Sums
 from ..core.faults import FaultRule
 from ..core.journal import PendingEntry
 from ..core.tasks import Task
@@ -79,7 +79,7 @@ class Store(ABC):
     """
 
     #: Finished charges the usage log keeps, newest settlements last (None: every one). Older
-    #: ones leave the log with their sums kept in ``trimmed_usage``. Held charges always stay.
+    #: ones leave the log; they still count in ``usage_sums``. Held charges always stay.
     #: The emulator sets it from the ``usage_log_limit`` setting.
     usage_log_limit: int | None = None
     #: The most tasks one submission's step evicts from a full store (``room_after_eviction``),
@@ -223,20 +223,14 @@ class Store(ABC):
         The store owns ``entry`` from here: it may add ``seq`` to that very dict (the request
         path builds a fresh one; a copy per request is what this saves). A networked backend
         may write behind, in arrival order, never raising (the journal is diagnostics: an outage
-        must not fail the request it records); ``list_journal``, ``journal_page``,
-        ``journal_tail`` and ``clear_journal`` come after every entry this store appended
-        before them."""
+        must not fail the request it records); ``journal_page``, ``journal_tail`` and
+        ``clear_journal`` come after every entry this store appended before them."""
 
     async def append_pending(self, pending: PendingEntry, limit: int) -> None:
         """``append_journal(pending.build(), limit)``, which is what this default does: a
         backend that serialises entries gains nothing by waiting. The memory store keeps
         ``pending`` as it is and builds the entry when the journal is read (most never are)."""
         await self.append_journal(pending.build(), limit)
-
-    @abstractmethod
-    async def list_journal(self) -> list[dict[str, Any]]:
-        """Journal entries with their ``seq``, oldest first. A read (after every entry
-        appended before it)."""
 
     @abstractmethod
     async def journal_page(self, after: Position | None, count: int) -> JournalPage | None:
@@ -249,11 +243,12 @@ class Store(ABC):
         carries the epoch. Arguments checked by `paged`.
 
         A read after every entry this store appended before it: a backend that writes behind
-        writes its queue first, as ``list_journal`` does. Entries other workers sharing the
-        store still hold in their own queues are numbered when written, above every entry
-        written before: a later page lists them, so a walk by pages neither skips nor repeats
-        a kept entry. The epoch's check and the page are one step. Its cost is the page's,
-        not the journal's (``journal_limit`` may be 10^6)."""
+        writes its queue first. Entries other workers sharing the store still hold in their
+        own queues are numbered when written, above every entry written before: a later page
+        lists them, so a walk by pages neither skips nor repeats a kept entry. The epoch's
+        check and the page are one step. Its cost is the page's, not the journal's
+        (``journal_limit`` may be 10^6): the journal is read by pages (or its tail) only,
+        never whole."""
 
     @abstractmethod
     async def journal_tail(self, count: int) -> list[dict[str, Any]]:
@@ -279,27 +274,23 @@ class Store(ABC):
         clock), each as ``settle`` would; how many. Costs what is due, not the log's size."""
 
     @abstractmethod
-    async def list_charges(self, owner: str | None = None) -> list[Charge]:
-        """The usage log, in hold order: every held charge and the newest finished ones. A
-        read (one consistent list: a settlement moves a charge whole). It reads the whole log
-        (up to ``max_tasks`` held and ``usage_log_limit`` finished): no request reads it
-        (they read `charge_page` and `usage_sums`); tests and in-process tools may."""
-
-    @abstractmethod
     async def charge_page(self, after: Position | None, count: int) -> ChargePage | None:
-        """At most ``count`` charges of the usage log in hold order: the first ones, or those
-        numbered above ``after``'s number (a `ChargePage`'s ``last``), whether or not the
-        charge that had it is still listed. A charge's number is its own, given in the step
-        that holds it (rising, never given twice by one numbering, also not after ``reset``),
-        and kept while it stays in the log, whatever becomes of its task (evicted, expired):
-        so a walk goes on past charges trimmed between its pages, and never repeats or skips
-        one still listed (a settlement changes a charge, never its number). None when
-        ``after`` is of another epoch (the numbering started again: a new memory store,
-        another SQLite file, a wiped Redis). Arguments checked by `paged`.
+        """At most ``count`` charges of the usage log (every held charge and the newest
+        ``usage_log_limit`` finished ones; a settlement moves a charge whole) in hold order:
+        the first ones, or those numbered above ``after``'s number (a `ChargePage`'s
+        ``last``), whether or not the charge that had it is still listed. A charge's number is
+        its own, given in the step that holds it (rising, never given twice by one numbering,
+        also not after ``reset``), and kept while it stays in the log, whatever becomes of its
+        task (evicted, expired): so a walk goes on past charges trimmed between its pages,
+        and never repeats or skips one still listed (a settlement changes a charge, never its
+        number). None when ``after`` is of another epoch (the numbering started again: a new
+        memory store, another SQLite file, a wiped Redis). Arguments checked by `paged`.
 
         A read, one consistent view: the check of the epoch and the page are one step. Its
         cost is the page's, not the log's (memory: a bisection of the numbers; SQLite: the
-        charges' seq key; Redis: the P:charges scores)."""
+        charges' seq key; Redis: the P:charges scores). The log (up to ``max_tasks`` held and
+        ``usage_log_limit`` finished charges) is read by pages only, never whole: a test that
+        wants all of it walks them."""
 
     @abstractmethod
     async def charge_tail(self, count: int) -> list[Charge]:
@@ -321,12 +312,6 @@ class Store(ABC):
         consistent state, never sees half a move. Its cost is the number of groups, not of
         charges. A read, apart from ``charge_page``: a charge settled between the two reads
         is counted as settled here and listed held there."""
-
-    @abstractmethod
-    async def trimmed_usage(self) -> list[Trimmed]:
-        """The sums of the finished charges that left the usage log, by owner, key, model and
-        state (kept exactly, so totals are those of every charge ever made). A read, apart
-        from ``list_charges``: a charge trimmed between the two reads is counted in both."""
 
     @abstractmethod
     async def set_balance(

@@ -123,7 +123,7 @@ class Billing:
             wanted["task_id"] = filters["task_id"]
         entries = [c.to_dict() for c in page.charges if _matches(c, wanted)]
         if "task_id" in filters:
-            # One charge, read by its id: no trimmed sums belong to it.
+            # One charge, read by its id: its own totals (a group's sums count others too).
             charge = await self._store.get_charge(filters["task_id"])
             sums = sums_of([charge] if charge is not None and _matches(charge, wanted) else [])
         else:

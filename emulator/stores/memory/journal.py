@@ -95,10 +95,6 @@ class Journal:
         """The newest ``count`` entries, oldest first."""
         return self._built(max(self._first(), len(self._items) - count), len(self._items))
 
-    def entries(self) -> list[dict[str, Any]]:
-        """Every kept entry, oldest first."""
-        return self._built(self._first(), len(self._items))
-
     def _built(self, start: int, end: int) -> list[dict[str, Any]]:
         """The entries from index ``start`` to ``end``, built and kept built: a second read
         returns the same entries (never a second build, which would be another dict)."""

@@ -11,13 +11,7 @@ from collections import OrderedDict, deque
 from itertools import islice
 from typing import Any
 
-from ...core.billing import (
-    Charge,
-    Settlement,
-    Sums,
-    Trimmed,
-    settlement,
-)
+from ...core.billing import Charge, Settlement, Sums, settlement
 from ...core.faults import FaultRule
 from ...core.journal import PendingEntry
 from ...core.tasks import Task, ended_at, has_ended, images_returned
@@ -85,8 +79,7 @@ class MemoryStore(Store):
         #: The usage log in hold order; finished charges also in settlement order (to trim).
         self._charges: dict[str, PackedCharge] = {}
         self._finished: deque[str] = deque()
-        #: The log's numbering (its pages), the running sums of every charge (its totals) and
-        #: the sums of those trimmed from it.
+        #: The log's numbering (its pages) and the running sums of every charge (its totals).
         self._usage = UsageLog()
         self._balances: dict[str, tuple[str, int]] = {}
 
@@ -271,9 +264,6 @@ class MemoryStore(Store):
         # waiting for a dict nobody may ask for (docs/profile.md).
         self._journal.add_pending(pending, limit)
 
-    async def list_journal(self) -> list[dict[str, Any]]:
-        return self._journal.entries()
-
     async def journal_page(self, after: Position | None, count: int) -> JournalPage | None:
         # Found by arithmetic on the numbers (emulator/stores/memory/journal.py): a page costs
         # its own entries however many are kept.
@@ -310,8 +300,8 @@ class MemoryStore(Store):
         limit = self.usage_log_limit
         while limit is not None and len(self._finished) > limit:
             task_id = self._finished.popleft()
-            charge = unpack_charge(self._charges.pop(task_id))
-            self._usage.trimmed(task_id, charge, self._charges)
+            del self._charges[task_id]
+            self._usage.trimmed(task_id, self._charges)
 
     async def settle_due(self, now: Now) -> int:
         return self._settle_due(self._now(now))
@@ -333,10 +323,6 @@ class MemoryStore(Store):
         self._due.pop_ended(self._tasks, at, None, take)
         return settled
 
-    async def list_charges(self, owner: str | None = None) -> list[Charge]:
-        charges = self._charges.values()
-        return [unpack_charge(c) for c in charges if owner is None or c[CHARGE_OWNER] == owner]
-
     async def charge_page(self, after: Position | None, count: int) -> ChargePage | None:
         after, count = paged(after, count)
         found = self._usage.page(after, count, self._charges)
@@ -357,9 +343,6 @@ class MemoryStore(Store):
 
     async def usage_sums(self) -> list[Sums]:
         return self._usage.sums()
-
-    async def trimmed_usage(self) -> list[Trimmed]:
-        return self._usage.trimmed_rows()
 
     async def set_balance(
         self, owner: str, label: str, amount: int | None, now: Now = None, most: int = 0

@@ -1,6 +1,6 @@
 """The memory store's usage log, as its listing and its totals read it: the charges' own
 numbering (pages of the log find their start without a walk), the running sums per group
-(totals without reading the log) and the sums of the finished charges trimmed from it.
+(totals without reading the log). A trimmed charge leaves the numbering, not the sums.
 
 The numbering is a second `SubmissionOrder`, over the charges rather than the tasks: a charge
 gets its number when it is held (the same step) and keeps it while it stays in the log, also
@@ -20,10 +20,8 @@ from ...core.billing import (
     Group,
     Settlement,
     Sums,
-    Trimmed,
     counted,
     group_of,
-    trimmed_row,
 )
 from ..pages import Position
 from .order import SubmissionOrder
@@ -35,7 +33,6 @@ class UsageLog:
     def __init__(self) -> None:
         self.order = SubmissionOrder()
         self._sums: dict[Group, list[int]] = {}
-        self._trimmed: dict[Group, Trimmed] = {}
 
     def held(self, charge: Charge, charges: Mapping[str, Any]) -> None:
         """``charge`` is being held (``charges``: the log, without it yet)."""
@@ -61,16 +58,10 @@ class UsageLog:
         moved = (1, end.images, end.amount, charge.taken, refunded, 0)
         self._add((charge.owner, charge.key, charge.model, end.state), moved)
 
-    def trimmed(self, task_id: str, charge: Charge, charges: Mapping[str, Any]) -> None:
-        """``task_id``'s (finished) ``charge`` left the log (``charges``: without it): its
-        running sums stay, and it joins its group's trimmed sums."""
+    def trimmed(self, task_id: str, charges: Mapping[str, Any]) -> None:
+        """``task_id``'s (finished) charge left the log (``charges``: without it): its
+        running sums stay (a trimmed charge still counts)."""
         self.order.removed(task_id, charges)
-        row = trimmed_row(charge)
-        group = (row.owner, row.key, row.model, row.state)
-        self._trimmed[group] = _summed(self._trimmed.get(group) or Trimmed(*group), row)
-
-    def trimmed_rows(self) -> list[Trimmed]:
-        return list(self._trimmed.values())
 
     def page(
         self, after: Position | None, count: int, charges: Mapping[str, Any]
@@ -84,7 +75,6 @@ class UsageLog:
         """Forget the sums and the positions; the numbering goes on (`SubmissionOrder.clear`)."""
         self.order.clear()
         self._sums.clear()
-        self._trimmed.clear()
 
     def _add(self, group: Group, values: tuple[int, ...], sign: int = 1) -> None:
         row = self._sums.get(group)
@@ -92,18 +82,3 @@ class UsageLog:
             row = self._sums[group] = [0] * len(COUNTED)
         for i, value in enumerate(values):
             row[i] += sign * value
-
-
-def _summed(kept: Trimmed, row: Trimmed) -> Trimmed:
-    """The group's sums with one more row (its five `SUMMED` fields added), by position."""
-    return Trimmed(
-        kept.owner,
-        kept.key,
-        kept.model,
-        kept.state,
-        kept.tasks + row.tasks,
-        kept.images + row.images,
-        kept.paid + row.paid,
-        kept.taken + row.taken,
-        kept.refunded + row.refunded,
-    )

@@ -1,12 +1,13 @@
-"""The Redis store's journal pages.
+"""The Redis store's journal: its scripts and its pages.
 
-P:journal is a list of ``<seq>\\n<JSON>`` items, appended in arrival order by the JOURNAL
-script (scripts.py), which numbers each (INCR P:seq:journal) and trims the oldest: the kept
-items are numbered without gaps, so the one numbered ``n`` stands at index ``n - first`` and a
-page is one LRANGE from there (no walk of the items before it in Lua). P:journal:epoch names
-the numbering: made by the first page read when missing, deleted by ``reset`` in one command
-with the list and the counter (the numbering starts again at 1), so a cursor from before a
-reset, or from before Redis was wiped, is refused rather than followed into the new numbering.
+P:journal is a list of ``<seq>\\n<JSON>`` items, appended in arrival order by the `JOURNAL`
+script, which numbers each (INCR P:seq:journal) and trims the oldest: the kept items are
+numbered without gaps, so the one numbered ``n`` stands at index ``n - first`` and a page
+(`JOURNAL_PAGE`) is one LRANGE from there (no walk of the items before it in Lua).
+P:journal:epoch names the numbering: made by the first page read when missing, deleted by
+``reset`` in one command with the list and the counter (the numbering starts again at 1), so a
+cursor from before a reset, or from before Redis was wiped, is refused rather than followed
+into the new numbering.
 """
 
 from __future__ import annotations
@@ -17,10 +18,29 @@ from ..pages import JournalPage, Position, new_epoch
 from .support import Script
 from .values import journal_of, text
 
+# KEYS journal, seq; ARGV json, limit, json, limit, ... (every entry queued meanwhile) -> the
+# last entry's sequence number. Each entry is numbered and trimmed to its own limit in turn, as
+# if appended alone; one call carries the batch (one command for the client to send and parse,
+# not one per entry). Diagnostics written behind the answers (support.JournalWriter): no
+# deadline.
+JOURNAL = """
+local seq = 0
+for i = 1, #ARGV, 2 do
+  seq = redis.call('INCR', KEYS[2])
+  local limit = tonumber(ARGV[i + 1])
+  if limit <= 0 then
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('RPUSH', KEYS[1], seq .. '\\n' .. ARGV[i])
+    redis.call('LTRIM', KEYS[1], -limit, -1)
+  end
+end
+return seq
+"""
 # KEYS journal, epoch; ARGV after's number ('' for the first page), after's epoch, count, a new
 # epoch (stored when the key is missing) -> 0 when after is of another epoch; else {more (0/1),
 # the epoch, the items of the page, in order}. The check and the page are one step.
-PAGE = """
+JOURNAL_PAGE = """
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
   redis.call('SET', KEYS[2], ARGV[4])
@@ -51,7 +71,8 @@ def journal_keys(prefix: str) -> list[str]:
 async def journal_page(
     script: Script, keys: list[str], after: Position | None, count: int
 ) -> JournalPage | None:
-    """`Store.journal_page` by the PAGE script (the caller has written its queue first)."""
+    """`Store.journal_page` by the `JOURNAL_PAGE` script (the caller has written its queue
+    first)."""
     args: list[Any] = ["", "", count, new_epoch()]
     if after is not None:
         args[:2] = [str(after[0]), after[1]]

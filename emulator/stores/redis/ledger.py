@@ -8,7 +8,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from ...core.billing import SUMMED, Charge, Sums, Trimmed
+from ...core.billing import Charge, Sums
 from ..base import Now
 from ..pages import ChargePage, Position, new_epoch, paged
 from . import usage
@@ -20,7 +20,6 @@ from .values import (
     charges_of,
     number,
     text,
-    trimmed_of,
 )
 
 if TYPE_CHECKING:
@@ -59,12 +58,6 @@ class Ledger:
         return int(await self._settle_due([], self._args(now)))
 
     @guard_read
-    async def list_charges(self, owner: str | None = None) -> list[Charge]:
-        fields = [self._k("charge", ""), "0", *CHARGE_FIELDS]
-        flat = await self._list([self._k("charges")], fields)
-        return [c for c in charges_of(flat) if owner is None or c.owner == owner]
-
-    @guard_read
     async def charge_page(self, after: Position | None, count: int) -> ChargePage | None:
         after, count = paged(after, count)
         # As task_page: a charge's number is its score in P:charges (given by the hold's
@@ -95,13 +88,6 @@ class Ledger:
     async def usage_sums(self) -> list[Sums]:
         # A script, not a pipeline: on a prefix from before the sums it builds them first.
         return usage.sums_of(await self._usage_sums([], self._args(write=False)))
-
-    @guard_read
-    async def trimmed_usage(self) -> list[Trimmed]:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for name in SUMMED:
-                pipe.hgetall(self._k("trimmed", name))
-            return trimmed_of(await pipe.execute())
 
     @guard
     async def set_balance(

@@ -17,8 +17,8 @@ Keys (P = prefix):
   P:charge:<id>   hash, its charge             P:charges       zset id by hold order
   P:held          zset id of held charges by when they fall due (+inf until known)
   P:done          zset id of finished charges by settlement order (the bounded log)
-  P:trimmed:<sum> hash owner\\nkey\\nmodel\\nstate -> sum of charges dropped from the log
-  P:usage:<sum>   the same, of every charge (listed or trimmed): the totals (``usage``)
+  P:usage:<sum>   hash owner\\nkey\\nmodel\\nstate -> that sum of every charge (listed or
+                  trimmed from the log): the totals (``usage``)
   P:balances / P:balances:labels   hash owner -> amount / masked key
   P:clock         manual clock, "%.17g" text   P:blob:<key>    bytes (ref:<id> with its task)
   P:faults        hash id -> rule JSON         P:faults:order  zset id by insertion order
@@ -28,7 +28,8 @@ Keys (P = prefix):
   scores in P:charges; P:epoch and P:charges:epoch name those numberings, each made by the
   first PAGE of its listing when missing: all kept by reset, so a listing's cursor from before
   a reset goes on after its number; a wiped Redis starts them again, and refuses old cursors)
-  (P:journal:epoch names the journal's numbering, P:seq:journal: journal.py)
+  (P:journal:epoch names the journal's numbering, P:seq:journal: journal.py, with the
+  journal's scripts)
 
 Task hash P:task:<id>: d task JSON as submitted, p polls, o owner, c created_at, s ends_at,
 k end poll (per_poll only), e end time once known, i images paid when it has ended,
@@ -62,17 +63,9 @@ local function trim()
   if not LIMIT then return end
   local over = redis.call('ZCARD', P .. 'done') - LIMIT
   if over <= 0 then return end
-  local fields = {'tasks', 'images', 'paid', 'taken', 'refunded'}
+  -- A trimmed charge's sums stay in P:usage:* (it still counts): only the charge goes.
   for _, id in ipairs(redis.call('ZRANGE', P .. 'done', 0, over - 1)) do
-    local ck = P .. 'charge:' .. id
-    local r = redis.call('HMGET', ck, 'owner', 'key', 'model', 'state',
-                         'images', 'amount', 'taken', 'refunded')
-    local group = r[1] .. '\\n' .. r[2] .. '\\n' .. r[3] .. '\\n' .. r[4]
-    local sums = {1, r[5], r[6], r[7], r[8]}
-    for n, name in ipairs(fields) do
-      redis.call('HINCRBY', P .. 'trimmed:' .. name, group, sums[n])
-    end
-    redis.call('DEL', ck)
+    redis.call('DEL', P .. 'charge:' .. id)
     redis.call('ZREM', P .. 'charges', id)
   end
   redis.call('ZREMRANGEBYRANK', P .. 'done', 0, over - 1)
@@ -399,23 +392,4 @@ LIST_FAULTS = """
 local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
 if #ids == 0 then return {} end
 return redis.call('HMGET', KEYS[1], unpack(ids))
-"""
-# KEYS journal, seq; ARGV json, limit, json, limit, ... (every entry queued meanwhile) -> the
-# last entry's sequence number. Each entry is numbered and trimmed to its own limit in turn, as
-# if appended alone; one call carries the batch (one command for the client to send and parse,
-# not one per entry). Diagnostics written behind the answers (support.JournalWriter): no
-# deadline.
-JOURNAL = """
-local seq = 0
-for i = 1, #ARGV, 2 do
-  seq = redis.call('INCR', KEYS[2])
-  local limit = tonumber(ARGV[i + 1])
-  if limit <= 0 then
-    redis.call('DEL', KEYS[1])
-  else
-    redis.call('RPUSH', KEYS[1], seq .. '\\n' .. ARGV[i])
-    redis.call('LTRIM', KEYS[1], -limit, -1)
-  end
-end
-return seq
 """

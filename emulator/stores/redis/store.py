@@ -35,8 +35,7 @@ from ...core.tasks import Task, ended_at, images_returned
 from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store
 from ..pages import JournalPage, Position, TaskPage, listed_at_most, new_epoch, paged
 from . import scripts as lua
-from .journal import PAGE as JOURNAL_PAGE
-from .journal import journal_keys, journal_page
+from .journal import JOURNAL, JOURNAL_PAGE, journal_keys, journal_page
 from .ledger import Ledger
 from .support import (
     JournalWriter,
@@ -100,7 +99,7 @@ class RedisStore(Ledger, Store):
         self._scope: ContextVar[Snapshot | None] = ContextVar(f"scope{id(self)}", default=None)
         self.request_scope = self._scoped
         self._journal_keys = journal_keys(self._p)
-        self._journal_writer = JournalWriter(s(lua.JOURNAL), self._journal_keys[:2])
+        self._journal_writer = JournalWriter(s(JOURNAL), self._journal_keys[:2])
         self._journal_page = s(JOURNAL_PAGE)
 
     @property
@@ -334,11 +333,6 @@ class RedisStore(Ledger, Store):
 
     async def _drain(self) -> None:
         await self._journal_writer.drain()
-
-    @guard_read
-    async def list_journal(self) -> list[dict[str, Any]]:
-        await self._drain()
-        return journal_of(await self._redis.lrange(self._k("journal"), 0, -1))
 
     @guard_read
     async def journal_page(self, after: Position | None, count: int) -> JournalPage | None:

@@ -5,10 +5,12 @@ script whose cost is the number of groups.
 Keys (P = prefix): P:usage:<sum> hash owner\\nkey\\nmodel\\nstate -> that sum of every charge
 held since the last reset (listed or trimmed), one hash per ``billing.COUNTED`` sum;
 P:usage:ready, set once the sums are kept. A prefix written before the sums were kept has
-charges and trimmed sums but no P:usage:ready: the first script that would move a sum (or
-read them) builds them from P:charges and P:trimmed:* first, in that script (once; its cost is
-the log's: ~1 s at 100,000 charges, docs/persistence.md). Reset keeps P:usage:ready and
-deletes the sums with the charges.
+charges and the sums of those trimmed from the log (P:trimmed:<sum>, hashes keyed as
+P:usage:<sum>, of tasks, images, paid, taken, refunded: what versions before this one kept)
+but no P:usage:ready: the first script that would move a sum (or read them) builds them from
+P:charges and P:trimmed:* first, in that script, and deletes P:trimmed:* (once; its cost is
+the log's: ~1 s at 100,000 charges, docs/persistence.md). Nothing writes P:trimmed:* any
+more. Reset keeps P:usage:ready and deletes the sums with the charges.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ local function usage_ready()
     for i = 1, #flat, 2 do
       redis.call('HINCRBY', P .. 'usage:' .. name, flat[i], flat[i + 1])
     end
+    redis.call('DEL', P .. 'trimmed:' .. name)
   end
   redis.call('SET', P .. 'usage:ready', '1')
   return true

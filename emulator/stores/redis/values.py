@@ -1,5 +1,5 @@
 """Values as the Redis store keeps them: read back from their hashes (a task, a charge, a
-fault rule, the trimmed sums) and written as script arguments (numbers Lua reads exactly)."""
+fault rule) and written as script arguments (numbers Lua reads exactly)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import dataclasses
 import json
 import math
 import operator
-from typing import Any, cast
+from typing import Any
 
-from ...core.billing import Charge, ChargeState, Trimmed
+from ...core.billing import Charge
 from ...core.faults import FaultRule
 from ...core.tasks import Task, TaskBuilder
 
@@ -102,17 +102,6 @@ def charges_of(flat: list[Any]) -> list[Charge]:
     """Charges from a script's flat answer: `CHARGE_FIELDS` values each."""
     width = len(CHARGE_FIELDS)
     return [charge_of(flat[i : i + width]) for i in range(0, len(flat), width)]
-
-
-def trimmed_of(columns: list[dict[Any, Any]]) -> list[Trimmed]:
-    """``Trimmed`` rows from the hashes P:trimmed:<sum>, one per ``billing.SUMMED`` sum, each
-    keyed by owner\nkey\nmodel\nstate."""
-    rows = []
-    for group in columns[0]:
-        owner, key, model, state = text(group).split("\n")
-        sums = [int(column.get(group, 0)) for column in columns]
-        rows.append(Trimmed(owner, key, model, cast(ChargeState, state), *sums))
-    return rows
 
 
 def journal_of(raws: list[Any]) -> list[dict[str, Any]]:

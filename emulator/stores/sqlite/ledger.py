@@ -14,7 +14,7 @@ import math
 import sqlite3
 from typing import Any
 
-from ...core.billing import SUMMED, Charge, Trimmed, settlement, trimmed_row
+from ...core.billing import Charge, settlement
 from ...core.tasks import Task, ended_at, has_ended, images_returned
 from ..base import Expiry, Forced, Now, Placed, evictions_due
 from ..pages import TaskPage
@@ -23,11 +23,13 @@ from .paging import read_page
 from .usage import charge_of
 
 #: Bumped when the tables change; a file of another version is refused, not misread.
-SCHEMA_VERSION = 3
-#: A file of this version is upgraded when opened (its usage sums built from its log, its
-#: journal given an epoch); version 3 then, which an emulator reading only 2 refuses: it would
-#: move no sums and keep the journal's epoch across a reset.
-UPGRADABLE = 2
+SCHEMA_VERSION = 4
+#: Files of these versions are upgraded when opened (`usage.upgrade`): 3 loses its table of
+#: trimmed sums, which the running sums made redundant; 2 first gets its running sums, built
+#: from its log and that table, and its journal an epoch. Version 4 then, which an emulator
+#: reading only 3 refuses (it would add to the table no longer there), or only 2 (it would
+#: move no sums and keep the journal's epoch across a reset).
+UPGRADABLE = (2, 3)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -66,12 +68,6 @@ CREATE TABLE IF NOT EXISTS charges (
 CREATE INDEX IF NOT EXISTS charges_owner ON charges (owner, seq);
 CREATE INDEX IF NOT EXISTS charges_due ON charges (due) WHERE state = 'held';
 CREATE INDEX IF NOT EXISTS charges_done ON charges (done) WHERE done IS NOT NULL;
-CREATE TABLE IF NOT EXISTS trimmed (
-    owner TEXT NOT NULL, key TEXT NOT NULL, model TEXT NOT NULL, state TEXT NOT NULL,
-    tasks INTEGER NOT NULL, images INTEGER NOT NULL, paid INTEGER NOT NULL,
-    taken INTEGER NOT NULL, refunded INTEGER NOT NULL,
-    PRIMARY KEY (owner, key, model, state)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS balances (
     owner TEXT PRIMARY KEY, label TEXT NOT NULL, amount INTEGER NOT NULL
 );
@@ -281,11 +277,6 @@ def balance_refused(db: sqlite3.Connection, owner: str, most: int) -> bool:
     return int(db.execute("SELECT count(*) FROM balances").fetchone()[0]) >= most
 
 
-def trimmed_usage(db: sqlite3.Connection) -> list[Trimmed]:
-    rows = db.execute(f"SELECT owner, key, model, state, {', '.join(SUMMED)} FROM trimmed")
-    return [Trimmed(*row) for row in rows.fetchall()]
-
-
 def task_page(db: sqlite3.Connection, after: tuple[int, str] | None, count: int) -> TaskPage | None:
     """`Store.task_page` in one read transaction (`paging.read_page`): the file's epoch, by
     the tasks' seq."""
@@ -299,7 +290,7 @@ def task_page(db: sqlite3.Connection, after: tuple[int, str] | None, count: int)
 
 
 def reset(db: sqlite3.Connection) -> None:
-    tables = ("tasks", "blobs", "faults", "fault_counts", "journal", "charges", "trimmed")
+    tables = ("tasks", "blobs", "faults", "fault_counts", "journal", "charges")
     for table in (*tables, "usage_sums", "balances"):
         db.execute(f"DELETE FROM {table}")
     db.executemany(
@@ -337,23 +328,17 @@ def _remove_if_ended(db: sqlite3.Connection, task: Task, at: float, limit: int |
 
 
 def _trim(db: sqlite3.Connection, limit: int | None) -> None:
-    """Drop the oldest finished charges beyond ``limit``, adding their sums to ``trimmed``."""
+    """Drop the oldest finished charges beyond ``limit`` (their sums stay in ``usage_sums``:
+    a trim moves nothing)."""
     over = 0 if limit is None else int(counter(db, "finished")) - limit
     if over <= 0:
         return
-    rows = db.execute(
-        "SELECT task_id, data FROM charges WHERE done IS NOT NULL ORDER BY done LIMIT ?", (over,)
-    ).fetchall()
-    for task_id, data in rows:
-        row = trimmed_row(charge_of(data))
-        db.execute(
-            f"INSERT INTO trimmed VALUES (?, ?, ?, ?, {', '.join('?' * len(SUMMED))})"
-            " ON CONFLICT (owner, key, model, state) DO UPDATE SET "
-            + ", ".join(f"{f} = {f} + excluded.{f}" for f in SUMMED),
-            (row.owner, row.key, row.model, row.state, *(getattr(row, f) for f in SUMMED)),
-        )
-        db.execute("DELETE FROM charges WHERE task_id = ?", (task_id,))
-    counter(db, "finished", -len(rows))
+    dropped = db.execute(
+        "DELETE FROM charges WHERE done IN"
+        " (SELECT done FROM charges WHERE done IS NOT NULL ORDER BY done LIMIT ?)",
+        (over,),
+    ).rowcount
+    counter(db, "finished", -dropped)
 
 
 __all__ = ["COUNTERS", "SCHEMA", "SCHEMA_VERSION", "STREAMS"]

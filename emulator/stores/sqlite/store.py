@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ...core.billing import Charge, Sums, Trimmed
+from ...core.billing import Charge, Sums
 from ...core.faults import FaultRule
 from ...core.tasks import Task
 from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store
@@ -49,7 +49,7 @@ class SqliteStore(Store):
             self._db.execute("PRAGMA synchronous=NORMAL")
             with self._transaction() as db:
                 row = _schema_version(db)
-                if row is not None and row not in (ledger.SCHEMA_VERSION, ledger.UPGRADABLE):
+                if row is not None and row not in (ledger.SCHEMA_VERSION, *ledger.UPGRADABLE):
                     raise ValueError(
                         f"schema version {row}, this emulator reads only {ledger.SCHEMA_VERSION}"
                         " (the state of an earlier version cannot be carried over: use another"
@@ -66,12 +66,13 @@ class SqliteStore(Store):
                 # file from before epochs): a cursor of another file is refused, not followed.
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (new_epoch(),))
                 # The usage totals' running sums, built from the log on the first open of a
-                # file from before them (version 2), and the journal's epoch; then it is a
-                # version 3 file, which the version before refuses.
-                sqlite_usage.build_sums(db)
+                # file from before them (version 2), the sums of the trimmed charges dropped
+                # (versions 2 and 3: the running sums count them), and the journal's epoch;
+                # then it is a version 4 file, which the versions before refuse.
+                sqlite_usage.upgrade(db)
                 sqlite_usage.keep_epoch(db)
                 journal.keep_epoch(db)
-                if row == ledger.UPGRADABLE:
+                if row in ledger.UPGRADABLE:
                     db.execute(
                         "UPDATE meta SET value = ? WHERE name = 'schema'", (ledger.SCHEMA_VERSION,)
                     )
@@ -270,10 +271,6 @@ class SqliteStore(Store):
 
         await self._run(work, atomic=True)
 
-    async def list_journal(self) -> list[dict[str, Any]]:
-        rows = await self._all("SELECT data FROM journal ORDER BY seq")
-        return [json.loads(data) for (data,) in rows]
-
     async def journal_page(self, after: Position | None, count: int) -> JournalPage | None:
         after, count = paged(after, count)
         return await self._run(lambda db: journal.page(db, after, count))
@@ -298,15 +295,6 @@ class SqliteStore(Store):
             lambda db: ledger.settle_due(db, ledger.clock(db, now), limit), atomic=True
         )
 
-    async def list_charges(self, owner: str | None = None) -> list[Charge]:
-        if owner is None:
-            rows = await self._all("SELECT data FROM charges ORDER BY seq")
-        else:
-            rows = await self._all(
-                "SELECT data FROM charges WHERE owner = ? ORDER BY seq", (owner,)
-            )
-        return [sqlite_usage.charge_of(data) for (data,) in rows]
-
     async def charge_page(self, after: Position | None, count: int) -> ChargePage | None:
         after, count = paged(after, count)
         return await self._run(lambda db: sqlite_usage.charge_page(db, after, count))
@@ -322,9 +310,6 @@ class SqliteStore(Store):
 
     async def usage_sums(self) -> list[Sums]:
         return await self._run(sqlite_usage.usage_sums)
-
-    async def trimmed_usage(self) -> list[Trimmed]:
-        return await self._run(ledger.trimmed_usage)
 
     async def set_balance(
         self, owner: str, label: str, amount: int | None, now: Now = None, most: int = 0

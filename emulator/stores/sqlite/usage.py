@@ -5,8 +5,9 @@ hold's transaction: never twice, also not after a reset, which empties the table
 and the settlement's ``BEGIN IMMEDIATE`` transactions (``ledger``), so a step rolled back moved
 nothing.
 
-A file made before the sums were kept has no ``usage_sums`` table: `build_sums` makes it from
-the charges and the trimmed rows when the store opens (one transaction, once).
+A file made before the sums were kept (version 2) has no ``usage_sums`` table: `upgrade`
+makes it from the charges and the sums of those trimmed from the log (the ``trimmed`` table
+versions 2 and 3 kept, which it then drops) when the store opens (one transaction, once).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from ...core.billing import (
     Charge,
     Settlement,
     Sums,
-    Trimmed,
     counted,
     group_of,
     sums_of,
@@ -43,16 +43,28 @@ _ADD = (
 )
 
 
-def build_sums(db: sqlite3.Connection) -> None:
-    """Make ``usage_sums`` if the file has none, from its charges and trimmed rows (inside the
-    open's transaction: a file of the previous version, or a new one, where both are empty)."""
-    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'usage_sums'").fetchone():
-        return
-    db.execute(TABLE)
-    charges = [charge_of(data) for (data,) in db.execute("SELECT data FROM charges")]
-    trimmed = db.execute(f"SELECT owner, key, model, state, {', '.join(SUMMED)} FROM trimmed")
-    for s in sums_of(charges, [Trimmed(*row) for row in trimmed.fetchall()]):
-        _add(db, (s.owner, s.key, s.model, s.state), tuple(getattr(s, f) for f in COUNTED))
+def upgrade(db: sqlite3.Connection) -> None:
+    """Make ``usage_sums`` if the file has none, from its charges and the sums of the charges
+    trimmed from its log (the ``trimmed`` table of versions 2 and 3), then drop that table
+    (inside the open's transaction: a file of an older version, or a new one, where there is
+    nothing to sum). Version 3 kept both: its sums already count the trimmed charges."""
+    trimmed = _exists(db, "trimmed")
+    if not _exists(db, "usage_sums"):
+        db.execute(TABLE)
+        charges = [charge_of(data) for (data,) in db.execute("SELECT data FROM charges")]
+        dropped: list[tuple[object, ...]] = []
+        if trimmed:
+            columns = ", ".join(("owner", "key", "model", "state", *SUMMED))
+            dropped = db.execute(f"SELECT {columns} FROM trimmed").fetchall()
+        for s in sums_of(charges, dropped):
+            _add(db, (s.owner, s.key, s.model, s.state), tuple(getattr(s, f) for f in COUNTED))
+    if trimmed:
+        db.execute("DROP TABLE trimmed")
+
+
+def _exists(db: sqlite3.Connection, table: str) -> bool:
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+    return found.fetchone() is not None
 
 
 def charge_of(data: str) -> Charge:
