@@ -48,6 +48,7 @@ def sqlite_file_of(path: Path, version: int, trimmed: list[Charge]) -> None:
     assert version in (2, 3)
     db = sqlite3.connect(path)
     db.execute(TRIMMED_TABLE)
+    db.execute("CREATE INDEX charges_owner ON charges (owner, seq)")  # 2 and 3 had it
     rows = [(*group, *sums) for group, sums in trimmed_sums(trimmed).items()]
     db.executemany("INSERT INTO trimmed VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     if version == 2:
@@ -59,11 +60,11 @@ def sqlite_file_of(path: Path, version: int, trimmed: list[Charge]) -> None:
 
 
 def sqlite_tables(path: Path) -> tuple[Any, set[str]]:
-    """The file's schema version and its tables."""
+    """The file's schema version and the names of its tables and indexes."""
     db = sqlite3.connect(path)
     try:
         (version,) = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
-        tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
     finally:
         db.close()
     return version, tables

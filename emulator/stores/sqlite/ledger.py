@@ -65,7 +65,6 @@ CREATE TABLE IF NOT EXISTS charges (
     done INTEGER,
     data TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS charges_owner ON charges (owner, seq);
 CREATE INDEX IF NOT EXISTS charges_due ON charges (due) WHERE state = 'held';
 CREATE INDEX IF NOT EXISTS charges_done ON charges (done) WHERE done IS NOT NULL;
 CREATE TABLE IF NOT EXISTS balances (
