@@ -198,6 +198,10 @@ def test_latency_rule_and_setting_are_accepted(make_client: Any) -> None:
         ({"effect": {"kind": "empty", "seconds": 1e308}}, "seconds must be between 0 and 3600"),
         ({"effect": {"kind": "http_error", "status": 429, "retry_after": 10**9}}, "retry_after"),
         ({"effect": "drop", "match": {"headers": {"X-\u0416": "v"}}}, "not an HTTP header name"),
+        (
+            {"effect": "drop", "match": {"headers": {"X-A": "1", "x-a": "2"}}},
+            "match.headers: 'x-a' and 'X-A' are the same header",
+        ),
         ({"effect": "drop", "match": {"endpoint": "everywhere"}}, "endpoint must be one of"),
         ({"effect": "drop", "colour": "red"}, "unknown field(s): 'colour'"),
         ({}, "effect is required"),

@@ -1,4 +1,5 @@
-"""The plugin's public transports and intercept(), in a downstream project run by pytester."""
+"""The plugin's clients, public transports and intercept(), in a downstream project run by
+pytester."""
 
 from __future__ import annotations
 
@@ -101,6 +102,65 @@ def test_nothing_is_intercepted_after_the_tests_that_did():
     assert (httpx.HTTPTransport.handle_request,
             httpx.AsyncHTTPTransport.handle_async_request) == ORIGINAL
 """
+
+
+KEYS = """
+import pytest
+
+BODY = {"model": "NanoBanana", "prompt": "x"}
+
+
+@pytest.mark.image_emulator(api_keys=["sk-only", "sk-second"])
+def test_the_client_sends_the_first_of_api_keys(image_emulator):
+    assert image_emulator.api_key == "sk-only"
+    with image_emulator.client() as client:
+        assert client.post("/v1/images/tasks", json=BODY).status_code == 200
+    image_emulator.assert_requested(times=1, status=200)
+    image_emulator.set_balance(0)  # the key its clients send
+    with image_emulator.client() as client:
+        assert client.post("/v1/images/tasks", json=BODY).status_code == 403
+
+
+@pytest.mark.image_emulator(api_keys=["sk-only"])
+@pytest.mark.asyncio
+async def test_the_async_client_sends_the_first_of_api_keys(image_emulator):
+    async with image_emulator.async_client() as client:
+        assert (await client.post("/v1/images/tasks", json=BODY)).status_code == 200
+
+
+@pytest.mark.image_emulator(api_keys=["sk-only"])
+@pytest.mark.asyncio
+async def test_headers_the_test_gives_win(image_emulator):
+    for given in ({"Authorization": "Bearer sk-other"}, {"authorization": "Bearer sk-other"}):
+        with image_emulator.client(headers=given) as client:
+            assert client.post("/v1/images/tasks", json=BODY).status_code == 401
+        async with image_emulator.async_client(headers=given) as client:
+            assert (await client.post("/v1/images/tasks", json=BODY)).status_code == 401
+    with image_emulator.client(headers={"X-Given": "1"}) as client:  # and the key still sent
+        assert client.post("/v1/images/tasks", json=BODY).status_code == 200
+
+
+@pytest.mark.image_emulator(api_keys=["sk-live"])
+def test_the_live_fixtures_clients_too(image_emulator_live):
+    assert image_emulator_live.api_key == "sk-live"
+    with image_emulator_live.client() as client:
+        assert client.post("/v1/images/tasks", json=BODY).status_code == 200
+
+
+def test_keys_configured_later_and_a_key_of_the_tests_own(image_emulator):
+    assert image_emulator.api_key == "sk-emulator-test"  # no api_keys: any key is accepted
+    image_emulator.configure(api_keys=["sk-later"])
+    with image_emulator.client() as client:
+        assert client.post("/v1/images/tasks", json=BODY).status_code == 200
+    image_emulator.api_key = "sk-mine"  # set by the test: sent as it is
+    with image_emulator.client() as client:
+        assert client.post("/v1/images/tasks", json=BODY).status_code == 401
+"""
+
+
+def test_the_fixtures_clients_send_a_key_the_emulator_accepts(pytester: pytest.Pytester) -> None:
+    result = run(pytester, KEYS, "-o", "asyncio_default_fixture_loop_scope=function")
+    result.assert_outcomes(passed=5)
 
 
 def test_public_transports_and_interception(pytester: pytest.Pytester) -> None:

@@ -174,6 +174,16 @@ BAD = [
     ({"kind": "respond", "status": 200, "headers": {"X-T": "abc "}}, "at its start or end"),
     ({"kind": "respond", "status": 200, "headers": {"X-T": "\tabc"}}, "at its start or end"),
     ({"kind": "respond", "status": 200, "headers": {"X-A": 1}}, "string values"),
+    # Header names are case-insensitive: these were sent as two fields each.
+    ({"kind": "respond", "status": 200, "headers": {"X-A": "1", "x-a": "2"}}, "'x-a' and 'X-A'"),
+    (
+        {
+            "kind": "respond",
+            "status": 200,
+            "headers": {"Content-Type": "text/html", "content-type": "application/xml"},
+        },
+        "headers: 'content-type' and 'Content-Type' are the same header",
+    ),
     (
         {"kind": "respond", "status": 200, "headers": {f"X-{i}": "v" for i in range(33)}},
         "at most 32",

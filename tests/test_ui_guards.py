@@ -72,6 +72,30 @@ def test_a_form_from_another_site_changes_nothing(client: Client) -> None:
     assert client.get("/_emulator/clock").json()["now"] == 5
 
 
+def test_a_form_that_shows_no_origin_changes_nothing(client: Client) -> None:
+    """Neither Origin nor Sec-Fetch-Site naming this origin: 403, whatever the CSRF field
+    (browsers send Origin with every POST; a form without it came from no page of ours)."""
+    client.submit_ok(NANO)
+    token = csrf(client)
+    cases = [({}, "no Origin"), ({"Sec-Fetch-Site": "none"}, "another site")]
+    for headers, why in [*cases, ({"Sec-Fetch-Site": "same-site"}, "another site")]:
+        response = client.post(
+            f"{UI}/reset", data={"csrf": token}, headers=headers, follow_redirects=False
+        )
+        assert response.status_code == 403, headers
+        assert why in problem(response)
+    assert len(client.get("/_emulator/tasks").json()["tasks"]) == 1
+    # Sec-Fetch-Site alone, as this origin, is enough (a browser that sends no Origin).
+    same = client.post(
+        f"{UI}/reset",
+        data={"csrf": token},
+        headers={"Sec-Fetch-Site": "same-origin"},
+        follow_redirects=False,
+    )
+    assert same.status_code == 303
+    assert client.get("/_emulator/tasks").json()["tasks"] == []
+
+
 def test_after_a_form_the_dashboard_goes_back_only_to_its_own_pages(client: Client) -> None:
     for target in ("https://evil.example/", "//evil.example", f"{UI}/../../v1", "/v1/x"):
         response = send(client, "/clock/advance", {"seconds": "1", "next": target})

@@ -188,8 +188,8 @@ def test_a_fault_added_from_the_form_applies_and_its_hits_are_shown(client: Clie
 @pytest.mark.parametrize(
     ("fields", "named"),
     [
-        ({"kind": "explode"}, "effect.kind"),
-        ({"kind": "http_error", "status": "418"}, "effect.status"),
+        ({"kind": "explode"}, "kind must be one of"),
+        ({"kind": "http_error", "status": "418"}, "status must be one of"),
         ({"kind": "http_error", "status": "4.5"}, "status"),
         ({"kind": "fail_task", "at_progress": "100"}, "effect.at_progress"),
         ({"kind": "latency", "seconds": "nan"}, "seconds"),
@@ -355,6 +355,37 @@ def test_a_bad_respond_rule_from_the_form_is_refused_naming_the_field(
     response = send(client, "/faults/add", {"kind": "respond", **fields})
     assert response.status_code == 400
     assert named in problem(response).lower()
+    assert client.get("/_emulator/faults").json()["faults"] == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        # One header each, as the control plane's rules: names are case-insensitive.
+        ({"kind": "drop", "headers": "X-A: 1\nx-a: 2"}, "'x-a' and 'X-A' are the same header"),
+        ({"kind": "drop", "headers": "X-A: 1\nX-A: 2"}, "headers: line 2: 'X-A' is given twice"),
+        (
+            {"kind": "respond", "answer_status": "200", "answer_headers": "X-B: 1\r\nx-b: 2"},
+            "answer_headers: line 2: 'x-b' and 'X-B' are the same header",
+        ),
+        # A select takes only its options (a forged or stale form), named with them.
+        (
+            {"kind": "respond", "answer_status": "200", "body_kind": "xml", "answer_body": "x"},
+            "body_kind must be one of json, text, got 'xml'",
+        ),
+        ({"kind": "drop", "task_type": "video"}, "task_type must be one of"),
+        ({"kind": "latency", "seconds": "1", "status": "418"}, "status must be one of"),
+        ({"kind": "drop", "endpoint": ""}, "endpoint must be one of submit"),
+        ({"kind": ""}, "kind must be one of fail_task"),
+        ({"code": "x"}, "kind is required"),
+    ],
+)
+def test_a_form_that_repeats_a_header_or_leaves_a_selects_options_is_refused(
+    client: Client, fields: dict[str, str], named: str
+) -> None:
+    response = send(client, "/faults/add", fields)
+    assert response.status_code == 400
+    assert named in html.unescape(problem(response))
     assert client.get("/_emulator/faults").json()["faults"] == []
 
 

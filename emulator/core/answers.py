@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .checks import header_problem, shown
+from .checks import header_problem, repeated_header, shown
 
 #: Largest body: the control plane's own request cap (a rule's answer is never bigger than
 #: what could be sent to install it).
@@ -107,7 +107,6 @@ def headers_problem(headers: Any) -> str | None:
         return "must map header names to string values"
     if len(headers) > MAX_ANSWER_HEADERS:
         return f"may name at most {MAX_ANSWER_HEADERS} headers"
-    # Names differing only in case are sent as two fields: HTTP allows a repeated header.
     for name, value in headers.items():
         problem = header_problem(name, value)
         if problem is not None:
@@ -124,7 +123,9 @@ def headers_problem(headers: Any) -> str | None:
                 f"{shown(name)} is a hop-by-hop or framing header, which the server sets: "
                 f"leave out {', '.join(sorted(FORBIDDEN_HEADERS))}"
             )
-    return None
+    # Names differing only in case would go out as two fields (two Content-Types): refused,
+    # as a respond rule's headers are one value per name (docs/hardening.md).
+    return repeated_header(headers)
 
 
 def answer(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 #: Longest texts accepted, by kind (characters).
@@ -92,6 +93,25 @@ def header_problem(name: str, value: str) -> str | None:
     return None
 
 
+def repeated_header(names: Iterable[str]) -> str | None:
+    """Why header ``names`` cannot stand together (None: each is there once). HTTP names are
+    case-insensitive: ``X-A`` and ``x-a`` are one header, which a rule would send twice (two
+    Content-Types) or match on as whichever came last."""
+    seen: dict[str, str] = {}
+    for name in names:
+        first = seen.get(name.lower())
+        if first is None:
+            seen[name.lower()] = name
+            continue
+        if first == name:
+            return f"{shown(name)} is given twice: give each header once"
+        return (
+            f"{shown(name)} and {shown(first)} are the same header (names are "
+            f"case-insensitive): give each header once"
+        )
+    return None
+
+
 def number_problem(value: float, low: float, high: float) -> str | None:
     """Why ``value`` is not a finite number in [low, high] (None: it is)."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -120,6 +140,7 @@ __all__ = [
     "header_problem",
     "id_problem",
     "number_problem",
+    "repeated_header",
     "shown",
     "text_problem",
 ]

@@ -32,6 +32,7 @@ from .checks import (
     header_problem,
     id_problem,
     number_problem,
+    repeated_header,
     shown,
     text_problem,
 )
@@ -291,6 +292,10 @@ def _parse_match(raw: Any, where: str) -> Match:
         problem = header_problem(name, value)
         if problem is not None:
             raise FaultError(f"{where}.headers: {problem}")
+    # Matched case-insensitively: of two names differing only in case, one would be lost.
+    problem = repeated_header(headers)
+    if problem is not None:
+        raise FaultError(f"{where}.headers: {problem}")
     return Match(
         endpoint=endpoint,
         model=_get(raw, "model", str, where),

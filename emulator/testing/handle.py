@@ -90,7 +90,8 @@ class ImageEmulator:
         #: The control plane's operations on it (what every steering call below runs).
         self.steering: Steering = self.emulator.steering
         self.base_url = base_url
-        self.api_key = API_KEY
+        #: A key the test set on the handle (None: the settings' choice, `api_key`).
+        self._api_key: str | None = None
         self.faults = Faults(self)
         self._loop = loop
         #: Steering an in-memory store never suspends: it runs without a trip on the loop
@@ -101,6 +102,21 @@ class ImageEmulator:
         self._async_transport = AsyncASGITransport(app, loop)
         self._interceptions: list[Interception] = []
         self._control: httpx.Client | None = None
+
+    @property
+    def api_key(self) -> str:
+        """The key the fixture's clients send and ``set_balance`` gives credits to: one the
+        test set on the handle; else the first of the ``api_keys`` setting in force (the
+        emulator accepts only those); else ``sk-emulator-test`` (without ``api_keys`` any key
+        is accepted)."""
+        if self._api_key is not None:
+            return self._api_key
+        keys = self.emulator.settings.api_keys
+        return keys[0] if keys else API_KEY
+
+    @api_key.setter
+    def api_key(self, key: str) -> None:
+        self._api_key = key
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._inline:
@@ -126,7 +142,9 @@ class ImageEmulator:
         if auth and given is _UNSET:
             headers = auth_headers(self.api_key)
         else:
-            headers = {"Authorization": f"Bearer {self.api_key}"} if auth else {}
+            headers = httpx.Headers(auth_headers(self.api_key) if auth else None)
+            # httpx.Headers replaces names case-insensitively: a given "authorization" is the
+            # one sent (a dict kept both, and the emulator reads the first: the fixture's).
             headers.update({} if given is _UNSET else given)
         if not self._in_process:
             kwargs.setdefault("verify", ssl_context())
@@ -136,7 +154,8 @@ class ImageEmulator:
         return {"base_url": parsed(self.base_url), "headers": headers, **kwargs}
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        """A sync httpx client pointed at the emulator, with the test API key."""
+        """A sync httpx client pointed at the emulator, sending `api_key` (as it is when the
+        client is made) unless ``headers`` give an Authorization of their own."""
         transport = self._transport if self._in_process else None
         ours = "base_url" not in kwargs
         client = Client(transport=transport, **self._client_options(True, kwargs))
@@ -145,7 +164,7 @@ class ImageEmulator:
         return client
 
     def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
-        """An async httpx client pointed at the emulator, with the test API key."""
+        """An async httpx client like `client`."""
         transport = self._async_transport if self._in_process else None
         ours = "base_url" not in kwargs
         client = AsyncClient(transport=transport, **self._client_options(True, kwargs))

@@ -119,8 +119,20 @@ def check_same_site(request: Request, form: Form) -> None:
             raise CrossSiteRequest(
                 "this form was sent from another origin; use the dashboard's own pages"
             )
-    elif request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        raise CrossSiteRequest("this form was sent from another site; use the dashboard's pages")
+    else:
+        # Browsers send Origin with every POST (Sec-Fetch-Site where they do not): a form
+        # showing neither as this origin came from no page of the dashboard, whatever its
+        # CSRF field ("none", a navigation of the user's own, is no page either).
+        fetch_site = request.headers.get("sec-fetch-site")
+        if fetch_site is None:
+            raise CrossSiteRequest(
+                "this form carries no Origin (or Sec-Fetch-Site) header naming this origin; "
+                "send it from the dashboard's own pages"
+            )
+        if fetch_site != "same-origin":
+            raise CrossSiteRequest(
+                "this form was sent from another site (Sec-Fetch-Site); use the dashboard's pages"
+            )
     sent = form.pop(CSRF_FIELD, "")
     cookie = request.cookies.get(CSRF_COOKIE, "")
     if not (

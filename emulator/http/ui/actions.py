@@ -15,6 +15,8 @@ from ...core.checks import (
     MAX_MESSAGE_CHARS,
     MAX_TEXT_CHARS,
     id_problem,
+    repeated_header,
+    shown,
     text_problem,
 )
 from ...errors import EmulatorError, InvalidRequest
@@ -31,7 +33,7 @@ from .access import (
     token_required,
 )
 from .forms import Form, optional_int, optional_number, optional_text, read_form
-from .pages import faults_view
+from .pages import SELECTS, faults_view
 from .render import action, back, login_page, refused
 
 
@@ -82,22 +84,50 @@ async def reset(request: Request, form: Form) -> Response:
 def _headers(text: str, field: str) -> dict[str, str]:
     """``Name: value`` lines (the headers a rule matches on, or those it answers with)."""
     headers: dict[str, str] = {}
+    #: Each name by its lower case: a repeated line would overwrite the first here, before
+    #: the control plane could refuse it, so it is checked as the rule's headers are.
+    seen: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         name, colon, value = line.partition(":")
-        if not colon or not name.strip():
+        name = name.strip()
+        if not colon or not name:
             raise InvalidRequest(f"{field}: line {number} must be 'Name: value'", field=field)
-        headers[name.strip()] = value.strip()
+        first = seen.get(name.lower())
+        if first is not None:  # said as the rule's check says it
+            problem = repeated_header([first, name])
+            raise InvalidRequest(f"{field}: line {number}: {problem}", field=field)
+        seen[name.lower()] = name
+        headers[name] = value.strip()
     return headers
+
+
+#: What a select absent from the form (not a browser's) stands for: the page's own default.
+_UNSENT = {"status": "", "body_kind": "json", "endpoint": "any", "task_type": ""}
+
+
+def _chosen(form: Form) -> None:
+    """400 naming the first select whose value is not one of its options."""
+    for name, options in SELECTS.items():
+        value = form.get(name, _UNSENT.get(name))
+        named = ", ".join(option for option in options if option)
+        if value is None:
+            raise InvalidRequest(f"{name} is required: one of {named}", field=name)
+        if value not in options:
+            blank = " or blank" if "" in options else ""
+            raise InvalidRequest(
+                f"{name} must be one of {named}{blank}, got {shown(value)}", field=name
+            )
 
 
 def rule_from_form(form: Form) -> dict[str, Any]:
     """A fault rule in the control plane's vocabulary (``POST /_emulator/faults``) from the
     form's fields; a blank field is left out, so the rule's default applies."""
+    _chosen(form)
     if form.get("kind") == "respond":  # its own fields: any status, a body, headers
         return _respond_rule(form)
-    effect: dict[str, Any] = {"kind": form.get("kind", "")}
+    effect: dict[str, Any] = {"kind": form["kind"]}
     for name in ("code", "message"):
         effect[name] = optional_text(form, name)
     for name in ("at_progress", "images", "status", "retry_after"):
@@ -136,7 +166,7 @@ def _respond_rule(form: Form) -> dict[str, Any]:
     effect: dict[str, Any] = {"kind": "respond", "status": optional_int(form, "answer_status")}
     body = form.get("answer_body", "")
     if body:
-        if form.get("body_kind", "json") == "json":
+        if form.get("body_kind", "json") == "json":  # the options: _chosen
             try:
                 effect["json"] = json.loads(body)
             except json.JSONDecodeError as exc:

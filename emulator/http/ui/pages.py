@@ -15,6 +15,7 @@ from ...core.journal import query_from_filters
 from ...errors import TaskNotFound
 from ...usecases.pages import MAX_PAGE
 from ...usecases.steer import settings_json
+from ...usecases.submission import TASK_TYPES
 from ..guard import emulator_of
 from .access import PREFIX, signed_in, token_required
 from .forms import Form
@@ -128,6 +129,19 @@ async def live_task(request: Request) -> dict[str, Any]:
 
 
 # -- faults -------------------------------------------------------------------------------
+#: The options of the fault form's selects (the page lists these; ``actions`` refuses any
+#: other value): a form that sends another was not made by the page, and a value the rule
+#: would take (an unknown body kind read as text, a task type no task has) must not stand in
+#: for a mistake. "" is the blank option.
+SELECTS: dict[str, tuple[str, ...]] = {
+    "kind": EFFECTS,
+    "status": ("", *map(str, HTTP_ERROR_STATUSES)),
+    "body_kind": ("json", "text"),
+    "endpoint": ENDPOINTS,
+    "task_type": ("", *TASK_TYPES),
+}
+
+
 async def faults_view(
     request: Request, form: Form | None = None, problem: str = "", status: int = 200
 ) -> Response:
@@ -147,6 +161,8 @@ async def faults_view(
             "kinds": EFFECTS,
             "endpoints": ENDPOINTS,
             "http_statuses": HTTP_ERROR_STATUSES,
+            "body_kinds": SELECTS["body_kind"],
+            "task_types": SELECTS["task_type"],
             "models": emulator.catalogue.model_names,
             "limit": emulator.settings.max_fault_rules,
             "form": form or {},
@@ -242,6 +258,7 @@ async def login_form(request: Request) -> Response:
 
 
 __all__ = [
+    "SELECTS",
     "billing_page",
     "faults_page",
     "faults_view",
