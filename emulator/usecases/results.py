@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from ..core.checks import shown
 from ..core.tasks import Task
 from ..errors import EmulatorError, TaskNotFound
 from ..pictures import cache as pictures
@@ -68,13 +69,13 @@ class Results:
         # Constant time, so the answer's timing tells nothing about the token. A task stored
         # before tokens existed (empty token) has no URL that serves its pictures.
         if not task.token or not secrets.compare_digest(task.token.encode(), token.encode()):
-            raise TaskNotFound(f"task {task_id!r} does not exist")
+            raise TaskNotFound(f"task {shown(task_id)} does not exist")
         obs = await self._tasks.observe(task)
         if obs.status != "succeeded" or not 0 <= index < task.schedule.images:
-            raise TaskNotFound(f"task {task_id!r} has no result image {index}")
+            raise TaskNotFound(f"task {shown(task_id)} has no result image {index}")
         if ext != task.output_format:
             raise TaskNotFound(
-                f"task {task_id!r} has no {ext} result; it made {task.output_format}"
+                f"task {shown(task_id)} has no {ext} result; it made {task.output_format}"
             )
         return task
 

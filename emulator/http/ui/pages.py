@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ...config import FIXED_SETTINGS
+from ...core.checks import shown
 from ...core.faults import EFFECTS, ENDPOINTS, HTTP_ERROR_STATUSES
 from ...core.journal import query_from_filters
 from ...errors import TaskNotFound
@@ -113,7 +114,7 @@ async def picture(request: Request) -> Response:
     task = await emulator.steering.find(request.path_params["task_id"])
     index = request.path_params["index"]
     if not 0 <= index < task.schedule.images:
-        raise TaskNotFound(f"task {task.task_id!r} has no result image {index}")
+        raise TaskNotFound(f"task {shown(task.task_id)} has no result image {shown(index)}")
     results = emulator.results
     result = await results.result(task.task_id, task.token, index, task.output_format)
     data, media_type = await results.image(result, index)
