@@ -205,14 +205,13 @@ def build_submission(
     )
 
     texts = _url_list(fields, settings)
-    # The limit is on the `images` list (the contract's maxItems); `image` is one more picture
-    # and multipart files are capped by the form parser.
-    if texts and (
-        sum(name.startswith("images[") for name, _ in texts) > settings.max_reference_images
-    ):
+    # The limit is on the `images` list (the contract's maxItems; SPEC is silent on a count);
+    # `image` is one more picture and multipart files are capped by the form parser.
+    listed = sum(name.startswith("images[") for name, _ in texts) if texts else 0
+    if listed > settings.max_reference_images:
         raise InvalidRequest(
             f"at most {settings.max_reference_images} reference pictures are accepted "
-            "in image and images",
+            f"in images, got {listed} (a picture in image is not counted)",
             field="images",
         )
     inferred: TaskType = "image2image" if texts or files else "text2image"
