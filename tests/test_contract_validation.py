@@ -78,7 +78,11 @@ def test_the_images_limit_counts_the_images_list(client: Client) -> None:
     assert client.submit(NANO | {"image": URL, "images": urls[:16]}).status_code == 200
     response = client.submit(NANO | {"images": urls})
     assert response.status_code == 400
-    assert "at most 16" in response.json()["message"]
+    # The message says the rule as it is: the list is counted, `image` is not.
+    assert response.json()["message"] == (
+        "at most 16 reference pictures are accepted in images, got 17 (a picture in image "
+        "is not counted)"
+    )
 
 
 def _multipart(fields: list[tuple[str, str]]) -> bytes:

@@ -206,3 +206,43 @@ def test_a_picture_is_kept_once_per_task_whatever_its_polls(client: Client) -> N
     second = client.run_to_end({**NANO, "prompt": "kept apart"})
     assert client.get(second["result_url"]).content not in pictures
     assert len(renders) == 2
+
+
+#: Names of result 1 (or 0) that are not the one the emulator hands out.
+NOT_CANONICAL = ["01.jpeg", "001.jpeg", "00.jpeg", "+1.jpeg", " 1.jpeg", "1_0.jpeg", "1.0.jpeg"]
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("name", NOT_CANONICAL)
+def test_a_result_has_one_url_and_any_other_name_is_a_404(
+    client: Client, name: str, method: str
+) -> None:
+    task = client.run_to_end(
+        {
+            "model": "gpt-image-2",
+            "prompt": "x",
+            "size": "1024x1024",
+            "n": 2,
+            "output_format": "jpeg",
+        }
+    )
+    urls = task["metadata"]["result_urls"]
+    base = urls[0].rsplit("/", 1)[0]
+    assert [url.rsplit("/", 1)[1] for url in urls] == ["0.jpeg", "1.jpeg"]
+    for url in urls:  # what was handed out is served...
+        assert client.request(method, url).status_code == 200
+    # ...and nothing else names the same picture: a 404, as for any unknown name.
+    response = client.request(method, f"{base}/{name}")
+    assert response.status_code == 404, name
+    if method == "GET":
+        assert response.json()["code"] == "task_not_found"
+
+
+def test_a_reference_naming_our_result_by_another_name_is_not_resolved(client: Client) -> None:
+    done = client.run_to_end(NANO)
+    other = done["result_url"].replace("/0.png", "/00.png")
+    genuine = client.submit_ok(NANO | {"image": done["result_url"]})
+    renamed = client.submit_ok(NANO | {"image": other})
+    views = [client.get(f"/_emulator/tasks/{i}").json()["task"] for i in (genuine, renamed)]
+    # Resolved locally only by the URL the emulator hands out (D-11): the other is opaque.
+    assert [view["has_reference"] for view in views] == [True, False]

@@ -413,3 +413,17 @@ def test_a_task_filter_that_could_never_match_is_refused_naming_it(
 def test_an_empty_task_filter_is_no_filter(client: Client, where: str) -> None:
     client.submit_ok(NANO)
     assert client.get(f"{UI}{where}?status=&model=").status_code == 200
+
+
+@pytest.mark.parametrize("index", ["00", "01", "+1", "0x1", "1_0", "9" * 5000])
+def test_a_dashboard_picture_has_one_address_and_any_other_index_is_a_404(
+    client: Client, index: str
+) -> None:
+    task_id = client.submit_ok({"model": "NanoBanana2-0.5K", "prompt": "x", "n": 2})
+    client.advance(3600)
+    for canonical in ("0", "1"):
+        assert client.get(f"{UI}/tasks/{task_id}/pictures/{canonical}").status_code == 200
+    # Not a second name for a picture, and never a 500 (5000 digits are no Python int).
+    response = client.get(f"{UI}/tasks/{task_id}/pictures/{index}")
+    assert response.status_code == 404, response.text[:200]
+    assert len(response.content) <= 1024

@@ -217,7 +217,7 @@ class Catalogue:
             choices = ", ".join(name for name in self.models if name in self.enabled)
             why = "does not exist" if spec is None else "is not enabled on this service"
             raise ModelNotFound(
-                f"model {model!r} {why}; model must be one of: {choices}", field="model"
+                f"model {shown(model)} {why}; model must be one of: {choices}", field="model"
             )
         rules = self.families[spec.family]
 
@@ -225,14 +225,15 @@ class Catalogue:
         if fmt not in spec.output_formats:
             allowed = ", ".join(spec.output_formats)
             raise InvalidRequest(
-                f"output_format {fmt!r} is not supported by {model}; use one of: {allowed}",
+                f"output_format {shown(fmt)} is not supported by {model}; use one of: {allowed}",
                 field="output_format",
             )
 
         count = 1 if n is None else n
         if not rules.min_n <= count <= rules.max_n:
             raise InvalidRequest(
-                f"n must be between {rules.min_n} and {rules.max_n} for {model}, got {count}",
+                f"n must be between {rules.min_n} and {rules.max_n} for {model}, "
+                f"got {shown(count)}",
                 field="n",
             )
 
@@ -260,14 +261,14 @@ class Catalogue:
         tier = self.gpt_sizes.get(size)
         if tier is None:
             raise InvalidRequest(
-                f"size {size!r} is not one of the {len(self.gpt_sizes)} sizes {spec.name} "
+                f"size {shown(size)} is not one of the {len(self.gpt_sizes)} sizes {spec.name} "
                 "supports (e.g. 1024x1024, 1536x1024, 3840x2160)",
                 field="size",
             )
         q = rules.default_quality if quality is None else quality.lower()
         if q not in rules.qualities:
             raise InvalidRequest(
-                f"quality must be one of {', '.join(rules.qualities)}, got {quality!r}",
+                f"quality must be one of {', '.join(rules.qualities)}, got {shown(quality)}",
                 field="quality",
             )
         w, h = _must_size(size)
@@ -285,7 +286,7 @@ class Catalogue:
         ratio = aspect_ratio
         if ratio is not None and ratio not in rules.aspect_ratios:
             raise InvalidRequest(
-                f"aspect_ratio {ratio!r} is not supported by {spec.name}; use one of: "
+                f"aspect_ratio {shown(ratio)} is not supported by {spec.name}; use one of: "
                 + ", ".join(rules.aspect_ratios),
                 field="aspect_ratio",
             )

@@ -48,8 +48,12 @@ def is_blank(text: str) -> bool:
 
 def shown(value: Any, limit: int = 60) -> str:
     """``repr(value)`` cut to ``limit`` characters: safe to put in any message (repr escapes
-    surrogates and control characters)."""
-    text = repr(value)
+    surrogates and control characters). Every message that names a value a client sent shows
+    it through here, so a refusal stays small whatever the size of what it refuses."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int of more than 4300 digits (sys.get_int_max_str_digits) has none
+        text = f"<{type(value).__name__} too large to show>"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .checks import shown
 from .keys import mask_key
 from .query import QueryError, unknown_parameter
 
@@ -138,7 +139,7 @@ def _field(name: str, value: Any) -> str | int:
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 599:
             raise JournalFilterError(
                 f"filter 'status' must be an integer from 0 (a dropped connection) to 599, "
-                f"got {value!r:.40}",
+                f"got {shown(value, 40)}",
                 field="status",
             )
         return value
@@ -149,13 +150,14 @@ def _field(name: str, value: Any) -> str | int:
         )
     if name == "endpoint" and value not in ENDPOINTS:
         raise JournalFilterError(
-            f"filter 'endpoint' must be one of {', '.join(ENDPOINTS)}, got {value!r:.40}",
+            f"filter 'endpoint' must be one of {', '.join(ENDPOINTS)}, got {shown(value, 40)}",
             field="endpoint",
         )
     if name == "method":
         if not _METHOD.fullmatch(value):
             raise JournalFilterError(
-                f"filter 'method' must be an HTTP method name (letters only), got {value!r:.40}",
+                f"filter 'method' must be an HTTP method name (letters only), "
+                f"got {shown(value, 40)}",
                 field="method",
             )
         return value.upper()
@@ -185,19 +187,19 @@ def _keepable(value: Any) -> bool:
 
 def _body_value(label: str, value: Any) -> str:
     if isinstance(value, float) and not math.isfinite(value):
-        raise JournalFilterError(f"filter {label!r} must be a finite number", field=label)
+        raise JournalFilterError(f"filter {shown(label)} must be a finite number", field=label)
     try:
         text = _text(value)
     except (TypeError, ValueError):
         raise JournalFilterError(
-            f"filter {label!r} must be a JSON value (text, number, true/false, null, list)",
+            f"filter {shown(label)} must be a JSON value (text, number, true/false, null, list)",
             field=label,
         ) from None
     # The journal cuts long strings and data: URLs; a value it would have cut can never
     # match, and a filter that silently matches nothing would pass `times=0` by mistake.
     if not _keepable(value):
         raise JournalFilterError(
-            f"filter {label!r}: the journal keeps only the first {_MAX_TEXT} characters of a "
+            f"filter {shown(label)}: the journal keeps only the first {_MAX_TEXT} characters of a "
             "value and cuts data: URLs, so this value can never match; filter on a shorter one",
             field=label,
         )
@@ -207,7 +209,7 @@ def _body_value(label: str, value: Any) -> str:
 def _body_name(label: str, name: Any) -> str:
     if not isinstance(name, str) or not name or len(name) > _MAX_TEXT or "[" in name or "]" in name:
         raise JournalFilterError(
-            f"filter {label!r}: a body field name must be 1 to {_MAX_TEXT} characters "
+            f"filter {shown(label)}: a body field name must be 1 to {_MAX_TEXT} characters "
             "without brackets",
             field=label,
         )
@@ -240,7 +242,7 @@ def journal_params(items: Iterable[tuple[str, str]]) -> tuple[JournalQuery, dict
         if key not in PAGE_PARAMETERS:
             filters.append((key, value))
         elif key in paging:
-            raise JournalFilterError(f"parameter {key!r} may be given only once", field=key)
+            raise JournalFilterError(f"parameter {shown(key)} may be given only once", field=key)
         else:
             paging[key] = value
     return query_from_params(filters, paging=True), paging
@@ -256,12 +258,12 @@ def query_from_params(items: Iterable[tuple[str, str]], *, paging: bool = False)
         match = _BODY_PARAM.fullmatch(key)
         if key in FILTERS:
             if key in fields:
-                raise JournalFilterError(f"filter {key!r} may be given only once", field=key)
+                raise JournalFilterError(f"filter {shown(key)} may be given only once", field=key)
             fields[key] = _field(key, value)
         elif match is not None:
             name = _body_name(key, match.group(1))
             if name in body:
-                raise JournalFilterError(f"filter {key!r} may be given only once", field=key)
+                raise JournalFilterError(f"filter {shown(key)} may be given only once", field=key)
             body[name] = _body_value(key, value)
         elif key == "body":
             raise JournalFilterError(
@@ -279,7 +281,7 @@ def query_from_filters(
     fields: dict[str, str | int] = {}
     for key, value in filters.items():
         if key not in FILTERS:
-            raise _unknown(key, f"; to filter on a body field, pass body={{{key!r}: ...}}")
+            raise _unknown(key, f"; to filter on a body field, pass body={{{shown(key)}: ...}}")
         fields[key] = _field(key, value)
     if body is not None and not isinstance(body, Mapping):
         raise JournalFilterError("filter 'body' must map field names to values", field="body")

@@ -47,7 +47,7 @@ def query_values(
         if name not in known:
             raise unknown_parameter(name, known, what, hint)
         if name in values:
-            raise QueryError(f"{what} {name!r} may be given only once", field=name)
+            raise QueryError(f"{what} {shown(name)} may be given only once", field=name)
         values[name] = value
     return values
 

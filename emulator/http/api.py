@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..config import Settings
+from ..core.checks import shown
 from ..core.faults import Endpoint, RequestFacts
 from ..core.keys import key_fingerprint
 from ..core.tasks import QUEUED, Observation, Task
@@ -348,7 +349,7 @@ async def get_result(request: Request) -> Response:
     task_id = _state(request)["task_id"] = params["task_id"]
     name = NAME.fullmatch(params["name"])
     if name is None:
-        raise TaskNotFound(f"task {task_id!r} has no result named {params['name']!r}")
+        raise TaskNotFound(f"task {shown(task_id)} has no result named {shown(params['name'])}")
     results, index = emulator.results, int(name.group(1))
     task = await results.result(task_id, params["token"], index, name.group(2))
     rule = await emulator.faults.pick(

@@ -17,7 +17,7 @@ from starlette.datastructures import FormData, Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from ..config import Settings
-from ..core.checks import encodable
+from ..core.checks import encodable, shown
 from ..errors import InvalidRequest
 from ..usecases.submission import FIELDS
 from .privates import read_body
@@ -40,7 +40,7 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: set[str] = set()
     for key, _ in pairs:  # the first name met again, as a loop that stops there would say
         if key in seen:
-            raise InvalidRequest(f"field {key!r} appears more than once", field=key)
+            raise InvalidRequest(f"field {shown(key)} appears more than once", field=key)
         seen.add(key)
     raise AssertionError("unreachable: fewer names than pairs means one repeats")
 
@@ -216,7 +216,7 @@ async def fields_from_multipart(
         if isinstance(value, UploadFile):
             if key != "image":
                 raise InvalidRequest(
-                    f"file part {key!r} is not accepted; upload pictures as 'image'", field=key
+                    f"file part {shown(key)} is not accepted; upload pictures as 'image'", field=key
                 )
             files.append(value)
         elif key in ("images", "images[]"):
@@ -228,13 +228,13 @@ async def fields_from_multipart(
         elif key in fields:
             if key not in FORM_FIELDS:
                 continue  # unknown fields are ignored however often they come, like JSON keys
-            raise InvalidRequest(f"field {key!r} appears more than once", field=key)
+            raise InvalidRequest(f"field {shown(key)} appears more than once", field=key)
         else:
             fields[key] = value
     if "n" in fields:
         text = fields["n"].strip()
         if _FORM_INTEGER.fullmatch(text) is None:
-            raise InvalidRequest(f"n must be an integer, got {fields['n']!r:.40}", field="n")
+            raise InvalidRequest(f"n must be an integer, got {shown(fields['n'])}", field="n")
         fields["n"] = int(text)
     if urls:
         fields["image_urls"] = urls

@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from ..config import Settings
 from ..core.catalogue import Catalogue
+from ..core.checks import shown
 from ..errors import UnsupportedMediaType
 from ..pictures.slots import Slots
 from ..usecases.submission import (
@@ -35,7 +36,7 @@ async def read_submission(
     if media_type not in ("application/json", "multipart/form-data"):
         raise UnsupportedMediaType(
             "Content-Type must be application/json or multipart/form-data, got "
-            + (repr(media_type) if media_type else "none")
+            + (shown(media_type) if media_type else "none")
         )
     body = await read_body(request, settings.max_body_bytes)
     if media_type == "application/json":

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
+from ..core.checks import shown
 from ..errors import InvalidRequest
 from .references import thumbnail_of
 
@@ -69,7 +70,7 @@ async def _check_addresses(host: str, port: int, field: str, allow_private: bool
         infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise InvalidRequest(
-            f"{field}: cannot resolve host {host!r} ({exc})", field=field
+            f"{field}: cannot resolve host {shown(host)} ({exc})", field=field
         ) from None
     if allow_private:
         return
@@ -77,7 +78,7 @@ async def _check_addresses(host: str, port: int, field: str, allow_private: bool
         address = str(info[4][0])
         if not is_public_address(address):
             raise InvalidRequest(
-                f"{field}: refusing to fetch from {host!r}: it resolves to the non-public "
+                f"{field}: refusing to fetch from {shown(host)}: it resolves to the non-public "
                 f"address {address} (set fetch_allow_private to allow it)",
                 field=field,
             )
@@ -91,7 +92,8 @@ async def fetch_picture(url: str, field: str, fences: Fences) -> bytes:
         raise InvalidRequest(f"{field}: only http(s) URLs can be fetched", field=field)
     if not host_allowed(host, fences.allow_hosts):
         raise InvalidRequest(
-            f"{field}: host {host!r} is not on fetch_allow_hosts ({', '.join(fences.allow_hosts)})",
+            f"{field}: host {shown(host)} is not on fetch_allow_hosts "
+            f"({', '.join(fences.allow_hosts)})",
             field=field,
         )
     limit = fences.max_bytes
@@ -105,7 +107,7 @@ async def fetch_picture(url: str, field: str, fences: Fences) -> bytes:
             data = await _download(url, field, limit, fences.timeout)
     except TimeoutError:
         raise InvalidRequest(
-            f"{field}: fetching {url!r} took longer than {fences.timeout} s", field=field
+            f"{field}: fetching {shown(url, 80)} took longer than {fences.timeout} s", field=field
         ) from None
     return await anyio.to_thread.run_sync(thumbnail_of, data, field, fences.max_pixels)
 
@@ -118,14 +120,14 @@ async def _download(url: str, field: str, limit: int, read_timeout: float) -> by
             async with client.stream("GET", url, headers={"Accept": "image/*"}) as response:
                 if response.status_code != 200:
                     raise InvalidRequest(
-                        f"{field}: fetching {url!r} answered HTTP {response.status_code}"
+                        f"{field}: fetching {shown(url, 80)} answered HTTP {response.status_code}"
                         + (" (redirects are not followed)" if response.is_redirect else ""),
                         field=field,
                     )
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > limit:
                     raise InvalidRequest(
-                        f"{field}: the picture at {url!r} is larger than the limit of "
+                        f"{field}: the picture at {shown(url, 80)} is larger than the limit of "
                         f"{limit} bytes (fetch_max_bytes)",
                         field=field,
                     )
@@ -135,7 +137,7 @@ async def _download(url: str, field: str, limit: int, read_timeout: float) -> by
                     total += len(chunk)
                     if total > limit:
                         raise InvalidRequest(
-                            f"{field}: the picture at {url!r} is larger than the limit of "
+                            f"{field}: the picture at {shown(url, 80)} is larger than the limit of "
                             f"{limit} bytes (fetch_max_bytes)",
                             field=field,
                         )
@@ -143,7 +145,7 @@ async def _download(url: str, field: str, limit: int, read_timeout: float) -> by
                 return b"".join(chunks)
         except httpx.HTTPError as exc:
             raise InvalidRequest(
-                f"{field}: fetching {url!r} failed: {type(exc).__name__}", field=field
+                f"{field}: fetching {shown(url, 80)} failed: {type(exc).__name__}", field=field
             ) from None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from ..core.checks import shown
 from ..core.clock import Clock
 from ..core.tasks import Observation, Task, observe, outlived
 from ..core.tasks import elapsed as task_elapsed
@@ -57,9 +58,9 @@ class Tasks:
             ):
                 return task
             # Only its owner learns that it existed (D-1); once swept, nobody can tell.
-            message = f"task {task_id!r} has expired: finished tasks are kept {ttl:g} s"
+            message = f"task {shown(task_id)} has expired: finished tasks are kept {ttl:g} s"
         else:
-            message = f"task {task_id!r} does not exist"
+            message = f"task {shown(task_id)} does not exist"
         if settings.unknown_task_status == 400:
             raise EmulatorError(message, code="task_not_exist")
         raise TaskNotFound(message)

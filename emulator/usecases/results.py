@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from ..core.checks import shown
 from ..core.tasks import Task
 from ..errors import EmulatorError, TaskNotFound
 from ..pictures import cache as pictures
@@ -30,10 +31,15 @@ from .poll import Tasks
 RESULTS_PREFIX = "/_emulator/results/"
 #: The token's form: ``secrets.token_urlsafe(24)`` (192 bits, 32 characters).
 TOKEN_PATTERN = r"[A-Za-z0-9_-]{32}"
-#: A result's file name: an ASCII index below 100 and the format ("²" is a digit to str.isdigit).
-NAME = re.compile(r"([0-9]{1,2})\.(png|jpeg|webp)", re.ASCII)
+#: A result's index as `urls` writes it: ASCII digits ("²" is a digit to str.isdigit), below
+#: 100, no leading zero. Only that form names a picture: "01" is a 404 like any unknown name,
+#: so each picture has one URL (a cache or a test comparing URLs never sees two for one).
+INDEX_PATTERN = r"0|[1-9][0-9]?"
+INDEX = re.compile(INDEX_PATTERN, re.ASCII)
+#: A result's file name: its index and the format.
+NAME = re.compile(rf"({INDEX_PATTERN})\.(png|jpeg|webp)", re.ASCII)
 _RESULT_PATH = re.compile(
-    rf"/_emulator/results/(task_[0-9a-f]{{32}})/({TOKEN_PATTERN})/([0-9]{{1,2}})\.(png|jpeg|webp)",
+    rf"/_emulator/results/(task_[0-9a-f]{{32}})/({TOKEN_PATTERN})/({INDEX_PATTERN})\.(png|jpeg|webp)",
     re.ASCII,
 )
 
@@ -68,13 +74,13 @@ class Results:
         # Constant time, so the answer's timing tells nothing about the token. A task stored
         # before tokens existed (empty token) has no URL that serves its pictures.
         if not task.token or not secrets.compare_digest(task.token.encode(), token.encode()):
-            raise TaskNotFound(f"task {task_id!r} does not exist")
+            raise TaskNotFound(f"task {shown(task_id)} does not exist")
         obs = await self._tasks.observe(task)
         if obs.status != "succeeded" or not 0 <= index < task.schedule.images:
-            raise TaskNotFound(f"task {task_id!r} has no result image {index}")
+            raise TaskNotFound(f"task {shown(task_id)} has no result image {index}")
         if ext != task.output_format:
             raise TaskNotFound(
-                f"task {task_id!r} has no {ext} result; it made {task.output_format}"
+                f"task {shown(task_id)} has no {ext} result; it made {task.output_format}"
             )
         return task
 
@@ -167,4 +173,4 @@ def _canvas_thumbnail(spec: RenderSpec) -> bytes:
     return out.getvalue()
 
 
-__all__ = ["NAME", "RESULTS_PREFIX", "TOKEN_PATTERN", "Results"]
+__all__ = ["INDEX", "NAME", "RESULTS_PREFIX", "TOKEN_PATTERN", "Results"]

@@ -87,7 +87,7 @@ class Steering:
             or not 0 <= seconds <= MAX_ADVANCE
         ):
             raise ArgumentError(
-                f"seconds must be a number between 0 and 1e9, got {seconds!r:.40}",
+                f"seconds must be a number between 0 and 1e9, got {shown(seconds, 40)}",
                 field="seconds",
             )
         await self._startup.ensure()
@@ -175,7 +175,9 @@ class Steering:
         """End a running task now (409 if it already ended: terminal states are final); its
         view. ``code`` and ``message`` say why a failed one failed."""
         if not isinstance(task_id, str):
-            raise ArgumentError(f"task_id must be a string, got {task_id!r:.40}", field="task_id")
+            raise ArgumentError(
+                f"task_id must be a string, got {shown(task_id, 40)}", field="task_id"
+            )
         texts = {"code": (code, MAX_CODE_CHARS), "message": (message, MAX_MESSAGE_CHARS)}
         for name, (value, limit) in texts.items():
             if value is None:
@@ -202,7 +204,7 @@ class Steering:
         now = await self._clock.now()
         elapsed = task_elapsed(task, now)
         ended = EmulatorError(
-            f"task {task_id!r} has already ended; terminal states are final",
+            f"task {shown(task_id)} has already ended; terminal states are final",
             status_code=409,
             code="task_already_ended",
         )
@@ -222,7 +224,7 @@ class Steering:
         if result == "ended":
             raise ended
         if result == "missing":
-            raise TaskNotFound(f"task {task_id!r} does not exist")
+            raise TaskNotFound(f"task {shown(task_id)} does not exist")
         return result
 
     async def run_until_settled(self, base_url: str, max_steps: int) -> list[dict[str, Any]]:
@@ -278,7 +280,7 @@ class Steering:
     async def remove_fault(self, rule_id: str) -> None:
         if not await self._store.remove_fault(rule_id):
             raise EmulatorError(
-                f"fault rule {rule_id!r} does not exist", status_code=404, code="not_found"
+                f"fault rule {shown(rule_id)} does not exist", status_code=404, code="not_found"
             )
 
     async def clear_faults(self) -> None:

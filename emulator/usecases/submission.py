@@ -14,7 +14,7 @@ from typing import IO, Any, Protocol
 
 from ..config import Settings
 from ..core.catalogue import Catalogue, OutputPlan
-from ..core.checks import is_blank
+from ..core.checks import is_blank, shown
 from ..core.frozen import builder
 from ..core.tasks import TaskType
 from ..errors import InvalidRequest, PayloadTooLarge
@@ -182,17 +182,18 @@ def build_submission(
     task_type = _optional_str(fields, "task_type")
     if task_type is not None and task_type not in TASK_TYPES:
         raise InvalidRequest(
-            f"task_type must be text2image or image2image, got {task_type!r}", field="task_type"
+            f"task_type must be text2image or image2image, got {shown(task_type)}",
+            field="task_type",
         )
     n = fields.get("n")
     if isinstance(n, float) and n.is_integer():
         n = int(n)  # JSON has one number type: 4.0 is the integer 4 (as JSON Schema says)
     if n is not None and (not isinstance(n, int) or isinstance(n, bool)):
-        raise InvalidRequest(f"n must be an integer, got {n!r}", field="n")
+        raise InvalidRequest(f"n must be an integer, got {shown(n)}", field="n")
     response_format = _optional_str(fields, "response_format")
     if response_format is not None and response_format not in RESPONSE_FORMATS:
         raise InvalidRequest(
-            f"response_format must be 'url', got {response_format!r}", field="response_format"
+            f"response_format must be 'url', got {shown(response_format)}", field="response_format"
         )
     plan = catalogue.plan(
         model=model,
@@ -204,14 +205,13 @@ def build_submission(
     )
 
     texts = _url_list(fields, settings)
-    # The limit is on the `images` list (the contract's maxItems); `image` is one more picture
-    # and multipart files are capped by the form parser.
-    if texts and (
-        sum(name.startswith("images[") for name, _ in texts) > settings.max_reference_images
-    ):
+    # The limit is on the `images` list (the contract's maxItems; SPEC is silent on a count);
+    # `image` is one more picture and multipart files are capped by the form parser.
+    listed = sum(name.startswith("images[") for name, _ in texts) if texts else 0
+    if listed > settings.max_reference_images:
         raise InvalidRequest(
             f"at most {settings.max_reference_images} reference pictures are accepted "
-            "in image and images",
+            f"in images, got {listed} (a picture in image is not counted)",
             field="images",
         )
     inferred: TaskType = "image2image" if texts or files else "text2image"
@@ -243,7 +243,7 @@ def build_submission(
             data = upload.file.read(settings.max_upload_bytes + 1)
             if len(data) > settings.max_upload_bytes:
                 raise PayloadTooLarge(
-                    f"uploaded image {upload.filename!r} is larger than the limit of "
+                    f"uploaded image {shown(upload.filename)} is larger than the limit of "
                     f"{settings.max_upload_bytes} bytes"
                 )
             budget.spend(data, "image")

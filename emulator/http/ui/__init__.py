@@ -57,7 +57,7 @@ def _routes() -> list[BaseRoute]:
         ("", _lazy("pages.tasks_page"), get),
         ("/tasks/{task_id}", _lazy("pages.task_page"), get),
         ("/tasks/{task_id}/outcome", _lazy("actions.end_task"), post),
-        ("/tasks/{task_id}/pictures/{index:int}", _lazy("pages.picture"), get),
+        ("/tasks/{task_id}/pictures/{index}", _lazy("pages.picture"), get),
         ("/clock/advance", _lazy("actions.advance_clock"), post),
         ("/reset", _lazy("actions.reset"), post),
         ("/faults", _lazy("pages.faults_page"), get),

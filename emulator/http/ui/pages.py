@@ -10,10 +10,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ...config import FIXED_SETTINGS
+from ...core.checks import shown
 from ...core.faults import EFFECTS, ENDPOINTS, HTTP_ERROR_STATUSES
 from ...core.journal import query_from_filters
 from ...errors import TaskNotFound
 from ...usecases.pages import MAX_PAGE
+from ...usecases.results import INDEX
 from ...usecases.steer import settings_json
 from ...usecases.submission import TASK_TYPES
 from ..guard import emulator_of
@@ -112,9 +114,12 @@ async def picture(request: Request) -> Response:
     emulator = emulator_of(request)
     await emulator.start()
     task = await emulator.steering.find(request.path_params["task_id"])
-    index = request.path_params["index"]
+    # The index as `picture_urls` writes it, the result URLs' form: "01" is no second address
+    # of picture 1, and 5000 digits (no Python int) a 404, not a 500.
+    given = request.path_params["index"]
+    index = int(given) if INDEX.fullmatch(given) else -1
     if not 0 <= index < task.schedule.images:
-        raise TaskNotFound(f"task {task.task_id!r} has no result image {index}")
+        raise TaskNotFound(f"task {shown(task.task_id)} has no result image {shown(given)}")
     results = emulator.results
     result = await results.result(task.task_id, task.token, index, task.output_format)
     data, media_type = await results.image(result, index)
