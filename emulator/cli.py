@@ -148,6 +148,31 @@ def _store_problem(settings: Settings, workers: int) -> str | None:
     return None
 
 
+def _clock_problem(settings: Settings) -> str | None:
+    """Why the configured store refuses this ``clock`` (it was kept with another), or None.
+    Asked here, before the server listens, on a store opened for the question (the app's own
+    belongs to the server's loop); the app claims the same mode again when it starts."""
+    url = settings.store_url
+    if url in ("memory", "memory://"):
+        return None  # never kept: nothing to ask
+    from .errors import StoreUnavailable
+    from .stores.factory import open_store
+    from .usecases.startup import claim_clock, store_named
+
+    async def probe() -> None:
+        store = open_store(url, prefix=settings.store_prefix, timeout=settings.redis_timeout)
+        try:
+            await claim_clock(store, settings.clock, store_named(url, settings.store_prefix))
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(probe())
+    except (ConfigError, StoreUnavailable) as exc:
+        return exc.message
+    return None
+
+
 def _tune_malloc(arenas: int = 2, mmap_threshold: int = 1024 * 1024) -> None:
     """Make glibc give picture buffers back to the system.
 
@@ -186,6 +211,7 @@ def serve(settings: Settings, workers: int = 1, http: str = "auto") -> int:
         problem = _store_problem(settings, workers)
         # Built here even for workers (which build their own): bad settings fail once, here.
         app = None if problem else create_app(settings)
+        problem = problem or _clock_problem(settings)
     except (OSError, ValueError, KeyError) as exc:
         problem = str(exc)
     if problem or app is None:

@@ -64,7 +64,8 @@ def sqlite_tables(path: Path) -> tuple[Any, set[str]]:
     db = sqlite3.connect(path)
     try:
         (version,) = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
-        tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
+        rows = db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")
+        tables = {name for (name,) in rows}
     finally:
         db.close()
     return version, tables

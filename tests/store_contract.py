@@ -428,6 +428,18 @@ class StoreContract(UsageLogContract, JournalPageContract):
         await gather(*(store.advance_clock(0.5) for _ in range(20)))
         assert await store.clock_now() == 12.5
 
+    async def test_the_clock_mode_is_the_first_one_claimed_and_outlives_a_reset(
+        self, store: Store
+    ) -> None:
+        # Claims racing on a fresh store (workers starting at once) all get the one kept.
+        claims = await gather(*(store.claim_clock(m) for m in ("manual", "real", "per_poll") * 4))
+        kept = claims[0]
+        assert kept in ("manual", "real", "per_poll") and claims == [kept] * 12
+        other = "real" if kept != "real" else "manual"
+        assert await store.claim_clock(other) == kept  # a later claim changes nothing
+        await store.reset()  # still the store that was kept with that clock
+        assert await store.claim_clock(other) == kept
+
     # -- fault rules ---------------------------------------------------------------------
     async def test_fault_rules_round_trip_in_order(self, store: Store) -> None:
         rules = [make_rule("b", times=3), make_rule("a"), make_rule("c", times=1)]

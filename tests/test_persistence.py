@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from emulator import Settings, create_app
+from emulator.config import ConfigError
 from emulator.usecases.emulator import Emulator
 
 from .conftest import AUTH, KEY, Client, png_bytes
@@ -124,6 +128,84 @@ def test_restart_on_the_real_clock_keeps_submission_times_and_schedules(tmp_path
         quick = second.submit_ok(GPT)
         assert quick != slow
         assert poll(second, quick)["status"] == "succeeded"
+
+
+def test_a_store_kept_on_one_clock_refuses_a_start_on_another(tmp_path: Path) -> None:
+    """A new user's walk-through: a store kept on the real clock, started again on the manual
+    clock, answered a forced outcome 200 while every poll still said queued 0% (manual
+    seconds are nowhere near the wall-clock times the task was made with). Such a start is
+    refused now, naming ``clock``, both modes and what to do instead."""
+    store = f"sqlite://{tmp_path}/emulator.db"
+    with running(Settings(seed=7, clock="real", store=store)) as first:
+        slow = first.submit_ok(GPT | {"quality": "high"})
+    for other in ("manual", "per_poll"):
+        with pytest.raises(ConfigError) as refused, running(Settings(clock=other, store=store)):
+            pass
+        assert refused.value.field == "clock"
+        message = refused.value.message
+        for needle in ("setting 'clock'", "kept with the 'real' clock", f"'{other}'", store):
+            assert needle in message
+        assert "state_dir" in message and "store_prefix" in message
+
+    # Without the lifespan (in-process transports start lazily): every request that would act
+    # on the tasks is refused with that message, nothing done.
+    late = create_app(Settings(seed=7, clock="manual", store=store))
+    unstarted = Client(late, headers=AUTH)
+    answers = [
+        unstarted.post(f"/_emulator/tasks/{slow}/outcome", json={"status": "succeeded"}),
+        unstarted.get(f"/v1/images/tasks/{slow}"),
+        unstarted.post("/v1/images/tasks", json=NANO),
+    ]
+    asyncio.run(late.state.emulator.store.close())
+    for answer in answers:
+        assert answer.status_code == 400, answer.text
+        assert "setting 'clock'" in answer.json()["message"]
+
+    # On the clock it was kept with, it starts, the task as it was.
+    with running(Settings(seed=7, clock="real", store=store)) as again:
+        assert poll(again, slow)["status"] in ("queued", "processing")
+        ended = again.post(f"/_emulator/tasks/{slow}/outcome", json={"status": "succeeded"})
+        assert ended.status_code == 200, ended.text
+        assert poll(again, slow)["status"] == "succeeded"
+
+
+def test_a_file_from_before_the_clock_was_kept_takes_the_clock_of_its_next_start(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "emulator.db"
+    with running(Settings(seed=7, clock="manual", store=f"sqlite://{path}")) as first:
+        first.submit_ok(NANO)
+    db = sqlite3.connect(path)
+    try:  # the file as a release before this one left it: no such row
+        with db:
+            assert db.execute("DELETE FROM meta WHERE name = 'clock_mode'").rowcount == 1
+    finally:
+        db.close()
+    with running(Settings(seed=7, clock="per_poll", store=f"sqlite://{path}")) as second:
+        second.submit_ok(NANO)
+    manual = Settings(seed=7, clock="manual", store=f"sqlite://{path}")
+    with pytest.raises(ConfigError, match="kept with the 'per_poll' clock"), running(manual):
+        pass
+
+
+def test_serve_on_another_clock_than_its_state_dir_was_kept_with_exits_2(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with running(Settings(seed=7, clock="real", state_dir=str(state))) as first:
+        first.submit_ok(NANO)
+    with socket.socket() as sock:  # a free port, should the refusal fail to come
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["--state-dir", str(state), "--clock", "manual", "--port", str(port)]
+    done = subprocess.run(
+        [sys.executable, "-m", "emulator", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("image-task-emulator: cannot start: setting 'clock': ")
+    for needle in ("'real' clock", "'manual' clock", "--clock real", "state_dir", str(state)):
+        assert needle in done.stderr
 
 
 def test_each_restart_draws_task_ids_from_a_fresh_stream(tmp_path: Path) -> None:

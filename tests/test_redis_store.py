@@ -176,6 +176,19 @@ async def test_id_streams_are_distinct_and_survive_reset(workers: list[RedisStor
     assert await workers[1].claim_id_stream() == 4
 
 
+async def test_workers_racing_to_claim_the_clock_all_get_the_one_kept(
+    workers: list[RedisStore],
+) -> None:
+    # Each worker on its own connections: the claims reach Redis interleaved, and still
+    # every worker reads the mode of the one SET that came first.
+    modes = ("manual", "real", "per_poll", "real") * 5
+    kept = await gather(*(workers[i % 4].claim_clock(m) for i, m in enumerate(modes)))
+    assert kept == [kept[0]] * len(modes)
+    assert await workers[2]._redis.get(f"{workers[2].prefix}:clock_mode") == kept[0].encode()
+    await workers[0].reset()
+    assert await workers[3].claim_clock("manual" if kept[0] != "manual" else "real") == kept[0]
+
+
 async def test_prefixes_keep_emulators_apart(redis_server: RedisServer) -> None:
     one, two = RedisStore(redis_server.url, _prefix()), RedisStore(redis_server.url, _prefix())
     try:
@@ -205,6 +218,7 @@ async def test_every_operation_is_one_round_trip(redis_server: RedisServer) -> N
             store.force_end(task, 0.0),
             store.clock_now(),
             store.advance_clock(1),
+            store.claim_clock("manual"),
             store.add_fault(make_rule("a", times=2)),
             store.list_faults(),
             store.count_fault_evaluation("a"),

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from emulator.config import Settings
+from emulator.config import ConfigError, Settings
 from emulator.http.app import create_app
 
 from .redis_server import RedisServer, free_port, running_redis
@@ -286,6 +286,63 @@ def test_a_worker_starting_later_keeps_the_hits_of_configured_rules(
         return codes
 
     assert asyncio.run(run()) == [503, 503, 200, 200]
+
+
+def test_workers_starting_at_once_on_other_clocks_agree_on_one(redis_server: RedisServer) -> None:
+    """Apps on one prefix (each with its own connections) start together, some on the manual
+    clock and some on the real one: those on the clock that came first start, the others are
+    refused naming ``clock``, and a later start follows the same rule."""
+    shared = Settings(seed=3, store=redis_server.url, store_prefix=f"clocks-{time.monotonic_ns()}")
+    clocks = ["manual", "real"] * 3
+
+    async def start(clock: str) -> str:
+        app = create_app(shared.replace(clock=clock))
+        try:
+            await app.state.emulator.start()
+        except ConfigError as exc:
+            assert exc.field == "clock" and f"kept with the {clock!r} clock" not in exc.message
+            return exc.message
+        finally:
+            await app.state.emulator.store.close()
+        return "started"
+
+    async def run() -> list[str]:
+        return list(await asyncio.gather(*(start(clock) for clock in clocks)))
+
+    answers = asyncio.run(run())
+    started = {clock for clock, answer in zip(clocks, answers, strict=True) if answer == "started"}
+    assert len(started) == 1, answers
+    (kept,) = started
+    refused = [answer for answer in answers if answer != "started"]
+    assert len(refused) == 3 and all(f"kept with the {kept!r} clock" in a for a in refused)
+    assert all(shared.store_prefix in a for a in refused)
+    assert asyncio.run(start(kept)) == "started"
+    assert asyncio.run(start("per_poll")) != "started"
+
+
+def test_serve_on_another_clock_than_its_redis_prefix_was_kept_with_exits_2(
+    redis_server: RedisServer,
+) -> None:
+    prefix = f"clock-cli-{time.monotonic_ns()}"
+    settings = Settings(seed=3, clock="per_poll", store=redis_server.url, store_prefix=prefix)
+
+    async def keep() -> None:
+        app = create_app(settings)
+        await app.state.emulator.start()
+        await app.state.emulator.store.close()
+
+    asyncio.run(keep())
+    args = ["--store", redis_server.url, "--store-prefix", prefix, "--clock", "real"]
+    done = subprocess.run(
+        [sys.executable, "-m", "emulator", "serve", "--port", str(free_port()), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "cannot start: setting 'clock': " in done.stderr
+    for needle in (f"store_prefix {prefix!r}", "'per_poll' clock", "--clock per_poll"):
+        assert needle in done.stderr
 
 
 def test_journal_entries_are_written_behind_in_batches(redis_server: RedisServer) -> None:

@@ -176,7 +176,7 @@ class Store(ABC):
     async def get_blob(self, key: str) -> bytes | None:
         """Bytes stored under ``key``, or None. A read."""
 
-    # -- the manual clock --------------------------------------------------------------------
+    # -- the clock ---------------------------------------------------------------------------
     @abstractmethod
     async def clock_now(self) -> float:
         """Virtual time of the manual clock (0.0 until advanced). A read."""
@@ -184,6 +184,15 @@ class Store(ABC):
     @abstractmethod
     async def advance_clock(self, seconds: float) -> float:
         """Atomically move the manual clock forward; the new time."""
+
+    @abstractmethod
+    async def claim_clock(self, mode: str) -> str:
+        """Atomically, the ``clock`` mode this store is kept with: ``mode`` if it had none
+        (kept from then on), else the one it has, unchanged. Claims racing on a new store
+        (workers starting together) all get the one that came first. A kept task's times are
+        its clock's (wall seconds, manual seconds or polls), which another clock would
+        misread: an emulator whose mode differs refuses to start (usecases/startup.py).
+        ``reset`` keeps the mode: the emulators sharing the store still run on it."""
 
     # -- fault rules ---------------------------------------------------------------------
     @abstractmethod
@@ -330,10 +339,10 @@ class Store(ABC):
     async def reset(self) -> None:
         """Forget everything: tasks, blobs, faults, journal (and its numbering, which starts
         again at 1 under a new epoch: `journal_page` refuses a cursor from before), usage,
-        balances, the clock; the id streams ``claim_id_stream`` handed out stay claimed, and
-        the numbering of task positions (`Position`) goes on, epoch and all. Not one
-        step on a networked backend: one that failed may be half done, and repeating it
-        finishes it."""
+        balances, the manual clock's time; the id streams ``claim_id_stream`` handed out stay
+        claimed, the mode ``claim_clock`` kept stays, and the numbering of task positions
+        (`Position`) goes on, epoch and all. Not one step on a networked backend: one that
+        failed may be half done, and repeating it finishes it."""
 
     # -- what only a shared backend has (defaults: a local backend's) ----------------------
     #: Around one HTTP request (``async with store.request_scope():``): a networked backend

@@ -27,7 +27,7 @@ from .faults import FaultPicker
 from .poll import Tasks
 from .results import Results
 from .settle import Billing
-from .startup import Startup, TaskIds
+from .startup import Startup, TaskIds, store_named
 from .steer import Steering
 from .submission import Submission
 from .submit import Submitter
@@ -59,7 +59,8 @@ class Emulator:
         except FaultError as exc:
             raise ConfigError(exc.message, field="max_fault_rules") from None
         self.ids = TaskIds(self.seed)
-        self.startup = Startup(store, self.ids, rules)
+        where = store_named(settings.store_url, settings.store_prefix)
+        self.startup = Startup(store, self.ids, rules, clock=settings.clock, where=where)
         self.tasks = Tasks(store, clock, config)
         self.faults = FaultPicker(store, self.seed, self.startup)
         self.billing = Billing(store, clock, config, self.tasks)
@@ -115,8 +116,9 @@ class Emulator:
 
     # -- the Python API ------------------------------------------------------------------
     async def start(self) -> None:
-        """Claim the id stream and install the configured fault rules, once (lazily:
-        in-process transports skip the ASGI lifespan)."""
+        """Check the store was kept with this clock (ConfigError naming ``clock`` if not),
+        claim the id stream and install the configured fault rules, once (lazily: in-process
+        transports skip the ASGI lifespan)."""
         await self.startup.ensure()
 
     async def submit(

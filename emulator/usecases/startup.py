@@ -1,6 +1,12 @@
-"""What an emulator does once before it serves: claim a stream of task ids, install the
-configured fault rules. Lazily, at the first thing that needs it (in-process transports skip
-the ASGI lifespan), and again after a reset.
+"""What an emulator does once before it serves: check the store was kept with its clock, claim
+a stream of task ids, install the configured fault rules. Lazily, at the first thing that
+needs it (in-process transports skip the ASGI lifespan), and again after a reset.
+
+A kept store (a SQLite file, a Redis prefix) holds times of the clock it was first used with:
+wall seconds, manual seconds, polls. Another clock misreads them (a task made on the real
+clock, served on the manual one, never moves: a forced outcome was answered 200 and never
+seen), so a start on another clock is refused with a `ConfigError` naming ``clock``
+(``serve`` exits 2 with it, before it listens: emulator/cli.py).
 
 Task ids are drawn from the seed: stream 0 for the first (or only) emulator on a store, so one
 seed gives one sequence of ids; every further process sharing the store (workers, a restart on
@@ -11,8 +17,38 @@ from __future__ import annotations
 
 import random
 
+from ..config import ConfigError
 from ..core.faults import FaultRule
-from ..stores import Store
+from ..stores import Store, masked_url
+
+#: Store URLs of Redis, whose state is one prefix's keys.
+_REDIS_URLS = ("redis://", "rediss://", "unix://")
+
+
+#: What a task's times are on each clock (the refusal says which ones a kept store holds).
+_TIMES = {"real": "wall-clock seconds", "manual": "the manual clock's seconds", "per_poll": "polls"}
+
+
+def store_named(url: str, prefix: str) -> str:
+    """The store as a message names it: its URL (a password masked), and on Redis the prefix."""
+    shown = masked_url(url)
+    return f"{shown} (store_prefix {prefix!r})" if url.startswith(_REDIS_URLS) else shown
+
+
+async def claim_clock(store: Store, mode: str, where: str) -> None:
+    """Keep ``mode`` as the clock of ``store`` (named ``where``) unless it has one; ConfigError
+    naming ``clock`` when the one it has is another."""
+    kept = await store.claim_clock(mode)
+    if kept != mode:
+        times = _TIMES.get(kept, "that clock's own")
+        raise ConfigError(
+            f"setting 'clock': the store {where} was kept with the {kept!r} clock (its tasks'"
+            f" times are {times}) and this emulator asks for the {mode!r} clock, which would"
+            " misread them (a task would not move as answered); start it with clock"
+            f" {kept!r} (--clock {kept}), or keep the {mode!r} clock's state apart: another"
+            " state_dir, store URL or store_prefix",
+            field="clock",
+        )
 
 
 class TaskIds:
@@ -32,16 +68,34 @@ class TaskIds:
 
 
 class Startup:
-    """Claims the id stream and installs the configured rules, once (``ensure``)."""
+    """Checks the store's clock, claims the id stream and installs the configured rules, once
+    (``ensure``)."""
 
-    def __init__(self, store: Store, ids: TaskIds, rules: tuple[FaultRule, ...]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ids: TaskIds,
+        rules: tuple[FaultRule, ...],
+        *,
+        clock: str,
+        where: str,
+    ) -> None:
         self._store, self._ids, self._rules = store, ids, rules
+        #: The clock mode to claim (settings' ``clock``), and the store as a refusal names it.
+        self._clock, self._where = clock, where
         self.done = False
 
     async def ensure(self) -> None:
-        """Start now unless started (every operation that reads rules or draws ids calls it)."""
+        """Start now unless started (every operation that reads rules or draws ids calls it).
+        ConfigError (``clock``) when the store was kept with another clock: not started then,
+        so every later call refuses again."""
         if not self.done:
             self.done = True
+            try:
+                await claim_clock(self._store, self._clock, self._where)
+            except BaseException:
+                self.done = False
+                raise
             if self._ids.stream is None:
                 self._ids.stream = await self._store.claim_id_stream()
                 self._ids.restart()
@@ -58,4 +112,4 @@ class Startup:
         await self.ensure()
 
 
-__all__ = ["Startup", "TaskIds"]
+__all__ = ["Startup", "TaskIds", "claim_clock", "store_named"]

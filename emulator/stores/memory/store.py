@@ -71,6 +71,8 @@ class MemoryStore(Store):
         self._due = EndIndex()
         self._blobs: dict[str, bytes] = {}
         self._clock = 0.0
+        #: The clock mode first claimed (`claim_clock`); reset keeps it.
+        self._clock_mode: str | None = None
         self._faults: dict[str, FaultRule] = {}
         self._evaluations: dict[str, int] = {}
         self._hits: dict[str, int] = {}
@@ -221,6 +223,12 @@ class MemoryStore(Store):
     async def advance_clock(self, seconds: float) -> float:
         self._clock += seconds
         return self._clock
+
+    async def claim_clock(self, mode: str) -> str:
+        # Never kept past this process; still one mode, for emulators given this one store.
+        if self._clock_mode is None:
+            self._clock_mode = mode
+        return self._clock_mode
 
     async def add_fault(self, rule: FaultRule) -> None:
         self._faults.pop(rule.id, None)

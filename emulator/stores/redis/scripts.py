@@ -21,6 +21,7 @@ Keys (P = prefix):
                   trimmed from the log): the totals (``usage``)
   P:balances / P:balances:labels   hash owner -> amount / masked key
   P:clock         manual clock, "%.17g" text   P:blob:<key>    bytes (ref:<id> with its task)
+  P:clock_mode    the clock mode the prefix is kept with (``claim_clock``; kept by reset)
   P:faults        hash id -> rule JSON         P:faults:order  zset id by insertion order
   P:faults:evals / P:faults:hits  hash id -> count     P:journal  list of "<seq>\\n<JSON>"
   P:seq:*         counters                     P:streams  id streams handed out (kept by reset)

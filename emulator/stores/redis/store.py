@@ -286,6 +286,17 @@ class RedisStore(Ledger, Store):
         self._forget()
         return float(await self._advance([], [*self._args(), repr(float(seconds))]))
 
+    @guard
+    async def claim_clock(self, mode: str) -> str:
+        # SET NX, then read what is kept, in one MULTI: workers racing at start all read the
+        # mode of the first SET. No deadline: run late, it keeps only the mode its caller
+        # asked for, as the caller's next try would.
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._k("clock_mode"), mode, nx=True)
+            pipe.get(self._k("clock_mode"))
+            _, kept = await pipe.execute()
+        return text(kept)
+
     # -- fault rules --------------------------------------------------------------------
     @guard
     async def add_fault(self, rule: FaultRule) -> None:
@@ -363,7 +374,9 @@ class RedisStore(Ledger, Store):
         # with the tasks stored after (their numbers rose).
         # So do the charges' numbering and the mark that the usage sums are kept (they are
         # deleted with the charges: both start again empty).
-        kept = ("streams", "seq:task", "seq:charge", "epoch", "charges:epoch", "usage:ready")
+        # And the clock mode: the workers on the prefix still run on it (`claim_clock`).
+        numbering = ("streams", "seq:task", "seq:charge", "epoch", "charges:epoch")
+        kept = (*numbering, "usage:ready", "clock_mode")
         keep = {self._k(k).encode() for k in kept}
         # The journal, its counter and its epoch in one command: its numbering never starts
         # again under the epoch a cursor has (the scan, batch by batch, could part them).

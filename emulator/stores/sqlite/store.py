@@ -197,6 +197,16 @@ class SqliteStore(Store):
         )
         return float(row[0])
 
+    async def claim_clock(self, mode: str) -> str:
+        # A meta row (no new table, so no new schema version): a file from before it has none
+        # and takes the mode of its next start. One transaction: a second process on the
+        # file claims after this one, and reads what this one kept. Reset keeps the row.
+        def work(db: sqlite3.Connection) -> str:
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('clock_mode', ?)", (mode,))
+            return str(db.execute("SELECT value FROM meta WHERE name = 'clock_mode'").fetchone()[0])
+
+        return await self._run(work, atomic=True)
+
     # -- fault rules ---------------------------------------------------------------------
     async def add_fault(self, rule: FaultRule) -> None:
         def work(db: sqlite3.Connection) -> None:
