@@ -15,6 +15,7 @@ a kept SQLite file) gets a stream of its own and never draws the ids another one
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 from ..config import ConfigError
@@ -83,32 +84,40 @@ class Startup:
         self._store, self._ids, self._rules = store, ids, rules
         #: The clock mode to claim (settings' ``clock``), and the store as a refusal names it.
         self._clock, self._where = clock, where
+        #: True once a start has run to its end (read by the submission's hot path).
         self.done = False
+        #: The start under way or last tried: callers that come meanwhile wait for this one.
+        self._starting: asyncio.Task[None] | None = None
 
     async def ensure(self) -> None:
         """Start now unless started (every operation that reads rules or draws ids calls it).
-        ConfigError (``clock``) when the store was kept with another clock: not started then,
-        so every later call refuses again."""
-        if not self.done:
-            self.done = True
-            try:
-                await claim_clock(self._store, self._clock, self._where)
-            except BaseException:
-                self.done = False
-                raise
-            if self._ids.stream is None:
-                self._ids.stream = await self._store.claim_id_stream()
-                self._ids.restart()
-            installed = {rule.id: rule for rule in await self._store.list_faults()}
-            for rule in self._rules:
-                # Another worker may have installed it already and counted hits: keep them.
-                if installed.get(rule.id) != rule:
-                    await self._store.add_fault(rule)
+        Callers that come while a start runs wait for that start, so none draws an id before
+        the stream is claimed. A start that failed (ConfigError ``clock`` when the store was
+        kept with another clock; the store unreachable) is tried again by the next call."""
+        if self.done:
+            return
+        starting = self._starting
+        if starting is None or starting.done():  # none yet, or one that failed
+            starting = self._starting = asyncio.get_running_loop().create_task(self._start())
+        # Shielded: a caller given up on (its client gone) does not stop the others' start.
+        await asyncio.shield(starting)
+
+    async def _start(self) -> None:
+        await claim_clock(self._store, self._clock, self._where)
+        if self._ids.stream is None:
+            self._ids.stream = await self._store.claim_id_stream()
+            self._ids.restart()
+        installed = {rule.id: rule for rule in await self._store.list_faults()}
+        for rule in self._rules:
+            # Another worker may have installed it already and counted hits: keep them.
+            if installed.get(rule.id) != rule:
+                await self._store.add_fault(rule)
+        self.done = True
 
     async def again(self) -> None:
         """After a reset: the ids from the start of the stream, the configured rules back."""
         self._ids.restart()
-        self.done = False
+        self.done, self._starting = False, None  # a start of its own, after the reset's wipe
         await self.ensure()
 
 
