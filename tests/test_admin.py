@@ -25,6 +25,9 @@ def test_config_shows_settings_and_patch_changes_them(client: Client) -> None:
         ({"envelope": "naked"}, "'envelope'"),
         ({"failure_rate": 2}, "failure_rate must be between 0 and 1"),
         ({"port": 1}, "'port' cannot change while serving"),
+        # Uvicorn's loggers belong to the process (all the emulators of a pytest run, one
+        # worker of several): not a setting one emulator could change while serving.
+        ({"log_level": "critical"}, "'log_level' cannot change while serving"),
         ({"colour": "red"}, "unknown setting 'colour'"),
     ],
 )

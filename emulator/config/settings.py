@@ -154,8 +154,10 @@ FIXED_SETTINGS = frozenset(
     | {"store", "state_dir", "store_prefix", "redis_timeout"}
     # The HTTP server enforces these from start-up, before a request reaches the app.
     | {"max_header_bytes", "header_timeout"}
-    # The app's middleware and the server's logging are built once, at start-up.
-    | {"log_format", "cors_origins"}
+    # The app's middleware and the server's logging are built once, at start-up. The log
+    # level is uvicorn's loggers' (and the JSON access log's): they belong to the process,
+    # which may serve other emulators (the pytest plugin) or be one worker of several.
+    | {"log_format", "cors_origins", "log_level"}
 )
 
 
