@@ -168,9 +168,8 @@ def journaled(endpoint: str) -> Callable[[Handler], Handler]:
                 raise
             finally:
                 await record(
-                    emulator.store,
+                    emulator.journal,
                     emulator.clock,
-                    emulator.config,
                     request,
                     endpoint,
                     status,
