@@ -168,10 +168,17 @@ def test_admin_token_guards_the_control_plane_but_not_results(make_client: Any) 
     )
 
 
-def test_reset_forgets_tasks_journal_and_clock(client: Client) -> None:
+def test_reset_forgets_tasks_journal_clock_balances_and_usage(client: Client) -> None:
+    client.put(f"/_emulator/balances/{KEY}", json={"balance": 100})
     task_id = client.submit_ok(NANO)
     client.advance(5)
+    client.patch("/_emulator/config", json={"failure_rate": 0.5})
     assert client.post("/_emulator/reset").status_code == 200
+    assert client.get("/_emulator/balances").json()["balances"] == []
+    usage = client.get("/_emulator/usage").json()
+    assert usage["entries"] == [] and usage["totals"]["paid"] == usage["totals"]["held"] == 0
+    assert client.get("/_emulator/config").json()["failure_rate"] == 0.5  # settings stay
+    client.patch("/_emulator/config", json={"failure_rate": 0})
     assert client.get("/_emulator/tasks").json()["tasks"] == []
     assert client.get("/_emulator/requests").json()["requests"] == []
     assert client.get("/_emulator/clock").json()["now"] == 0.0
