@@ -25,6 +25,9 @@ def test_config_shows_settings_and_patch_changes_them(client: Client) -> None:
         ({"envelope": "naked"}, "'envelope'"),
         ({"failure_rate": 2}, "failure_rate must be between 0 and 1"),
         ({"port": 1}, "'port' cannot change while serving"),
+        # Uvicorn's loggers belong to the process (all the emulators of a pytest run, one
+        # worker of several): not a setting one emulator could change while serving.
+        ({"log_level": "critical"}, "'log_level' cannot change while serving"),
         ({"colour": "red"}, "unknown setting 'colour'"),
     ],
 )
@@ -165,10 +168,17 @@ def test_admin_token_guards_the_control_plane_but_not_results(make_client: Any) 
     )
 
 
-def test_reset_forgets_tasks_journal_and_clock(client: Client) -> None:
+def test_reset_forgets_tasks_journal_clock_balances_and_usage(client: Client) -> None:
+    client.put(f"/_emulator/balances/{KEY}", json={"balance": 100})
     task_id = client.submit_ok(NANO)
     client.advance(5)
+    client.patch("/_emulator/config", json={"failure_rate": 0.5})
     assert client.post("/_emulator/reset").status_code == 200
+    assert client.get("/_emulator/balances").json()["balances"] == []
+    usage = client.get("/_emulator/usage").json()
+    assert usage["entries"] == [] and usage["totals"]["paid"] == usage["totals"]["held"] == 0
+    assert client.get("/_emulator/config").json()["failure_rate"] == 0.5  # settings stay
+    client.patch("/_emulator/config", json={"failure_rate": 0})
     assert client.get("/_emulator/tasks").json()["tasks"] == []
     assert client.get("/_emulator/requests").json()["requests"] == []
     assert client.get("/_emulator/clock").json()["now"] == 0.0
@@ -327,3 +337,70 @@ def test_store_urls_are_shown_without_their_password() -> None:
 
     assert masked_url("redis://user:hunter2@host:6379/0") == "redis://user:***@host:6379/0"
     assert masked_url("sqlite:///tmp/state.db") == "sqlite:///tmp/state.db"
+
+
+#: A valid body of every control-plane route that takes one (or may be sent one), and the
+#: misspelt field a caller might add to it.
+WRITES: dict[tuple[str, str], tuple[dict[str, Any], str]] = {
+    ("POST", "/_emulator/reset"): ({}, "keep"),
+    ("PATCH", "/_emulator/config"): ({"failure_rate": 0.5}, "failure_rat"),
+    ("POST", "/_emulator/clock/advance"): ({"seconds": 1}, "x"),
+    ("POST", "/_emulator/tasks/{task_id}/outcome"): (
+        {"status": "failed", "code": "content_policy_violation"},
+        "cod",
+    ),
+    ("POST", "/_emulator/faults"): ({"effect": {"kind": "drop"}}, "foo"),
+    ("DELETE", "/_emulator/faults"): ({}, "id"),
+    ("DELETE", "/_emulator/faults/{rule_id}"): ({}, "x"),
+    ("DELETE", "/_emulator/requests"): ({}, "task_id"),
+    ("PUT", "/_emulator/balances/{key}"): ({"balance": 5}, "x"),
+}
+
+
+def test_every_control_plane_route_that_writes_is_covered_below() -> None:
+    from emulator.http.admin import routes
+
+    writes = {
+        (method, route.path)
+        for route in routes()
+        for method in getattr(route, "methods", ()) or ()
+        if method not in ("GET", "HEAD")
+    }
+    assert writes == set(WRITES)
+
+
+def _state(client: Client) -> list[Any]:
+    """Everything a control-plane write could change."""
+    return [
+        client.get(path).json()
+        for path in (
+            "/_emulator/config",
+            "/_emulator/clock",
+            "/_emulator/tasks",
+            "/_emulator/faults",
+            "/_emulator/requests",
+            "/_emulator/balances",
+        )
+    ]
+
+
+@pytest.mark.parametrize(("method", "route"), list(WRITES))
+def test_a_misspelt_body_field_is_refused_by_name_and_changes_nothing(
+    client: Client, method: str, route: str
+) -> None:
+    """As a fault rule's unknown field always was: a typo never reads as "not given"
+    (``{"status": "failed", "cod": ...}`` used to fail the task with upstream_error)."""
+    task_id = client.submit_ok(NANO)
+    rule = {"id": "r1", "match": {"model": "none"}, "effect": "drop"}
+    assert client.post("/_emulator/faults", json=rule).status_code == 201
+    path = route.format(task_id=task_id, rule_id="r1", key="sk-other")
+    body, typo = WRITES[(method, route)]
+    before = _state(client)
+    refused = client.request(method, path, json=body | {typo: 1})
+    assert refused.status_code == 400, refused.text
+    message = refused.json()["message"]
+    assert repr(typo) in message, message
+    if route != "/_emulator/config":  # PATCH keeps its own words: "unknown setting 'x'"
+        assert f"has unknown field(s): {typo!r}" in message, message
+    assert _state(client) == before
+    assert client.request(method, path, json=body).status_code in (200, 201, 204)

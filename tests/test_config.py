@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,7 +59,7 @@ def test_unknown_key_in_config_file_is_an_error_naming_it(tmp_path: Path) -> Non
         ("task_ttl_seconds = nan", "task_ttl_seconds' .* must be a finite number"),
         ("time_scale = 1e308", "time_scale must be between 0 and 1000"),
         ("max_tasks = 100000000000000000000", "max_tasks must be between 0 and 100000000"),
-        ('admin_token = "pässwörd"', "admin_token must be 1 to 256 visible ASCII"),
+        ('admin_token = "pässwörd"', "admin_token.* must be 1 to 256 visible ASCII"),
         ("always_list_results = 3", "'always_list_results'"),
         ("api_keys = [1]", "'api_keys'"),
     ],
@@ -212,7 +214,7 @@ def test_lone_surrogates_are_refused_in_every_kind_of_setting() -> None:
 
 @pytest.mark.parametrize("token", ["pässwörd", "two words", "tab\there", "", "x" * 257])
 def test_admin_token_must_be_visible_ascii(token: str) -> None:
-    with pytest.raises(ConfigError, match="admin_token must be 1 to 256 visible ASCII"):
+    with pytest.raises(ConfigError, match=r"admin_token.* must be 1 to 256 visible ASCII"):
         Settings(admin_token=token).replace()
 
 
@@ -221,9 +223,9 @@ def test_cli_refuses_a_non_ascii_admin_token_at_start_up() -> None:
     from emulator.cli import _parser, settings_from_args
 
     args = _parser().parse_args(["serve", "--admin-token", "pässwörd"])
-    with pytest.raises(ConfigError, match="admin_token must be 1 to 256 visible ASCII"):
+    with pytest.raises(ConfigError, match=r"admin_token.* must be 1 to 256 visible ASCII"):
         settings_from_args(args, {})
-    with pytest.raises(ConfigError, match="admin_token must be 1 to 256 visible ASCII"):
+    with pytest.raises(ConfigError, match=r"admin_token.* must be 1 to 256 visible ASCII"):
         settings_from_args(_parser().parse_args(["serve"]), {"EMULATOR_ADMIN_TOKEN": "tök"})
 
 
@@ -242,3 +244,98 @@ def test_every_numeric_setting_has_a_documented_range() -> None:
     doc = (Path(__file__).parent.parent / "docs" / "hardening.md").read_text("utf-8")
     for name in RANGES:
         assert f"`{name}`" in doc, f"{name} is missing from the ranges in docs/hardening.md"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "source"),
+    [
+        (["--admin-token", ""], {}, "command line"),
+        ([], {"EMULATOR_ADMIN_TOKEN": ""}, "environment variable EMULATOR_ADMIN_TOKEN"),
+    ],
+)
+def test_an_empty_admin_token_stops_serve_naming_the_setting_and_where_it_came_from(
+    argv: list[str], environ: dict[str, str], source: str
+) -> None:
+    """A CI script's ``--admin-token "$TOKEN"`` with TOKEN unset must not serve an open
+    control plane. In a process of its own: where the check is missing, it serves (and the
+    timeout fails the test) instead of exiting 2."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")} | environ
+    command = [sys.executable, "-m", "emulator", "serve", "--port", str(_free_port()), *argv]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "'admin_token'" in done.stderr and source in done.stderr, done.stderr
+    assert "is empty" in done.stderr, done.stderr
+
+
+def test_an_empty_admin_token_in_the_config_file_names_the_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "emulator.toml"
+    cfg.write_text('admin_token = ""\n')
+    with pytest.raises(ConfigError, match=r"'admin_token' \(from config file .*emulator.toml"):
+        build_settings(config_file=cfg)
+
+
+@pytest.mark.parametrize("word", ["none", "null"])
+def test_no_word_turns_the_admin_token_off(word: str) -> None:
+    """``none`` sets other optional settings to none; the admin token is turned off only by
+    leaving it unset (jq -r prints ``null`` for a missing secret)."""
+    from emulator.cli import _parser, settings_from_args
+
+    with pytest.raises(ConfigError, match=r"'admin_token' .*leave admin_token unset"):
+        settings_from_args(_parser().parse_args(["serve", "--admin-token", word]), {})
+    with pytest.raises(ConfigError, match=r"'admin_token' .*leave admin_token unset"):
+        build_settings(environ={"EMULATOR_ADMIN_TOKEN": word})
+
+
+@pytest.mark.parametrize(
+    ("name", "needle"),
+    [
+        ("SEED", "'seed' (from environment variable EMULATOR_SEED) must be an integer"),
+        ("PUBLIC_BASE_URL", "public_base_url must start with http://"),
+        ("STATE_DIR", "state_dir must name a folder"),
+        ("HOST", "host must name an address"),
+        ("CATALOGUE_FILE", "catalogue_file must name a file"),
+        ("TIMING_FILE", "timing_file must name a file"),
+        ("PRICE_FILE", "price_file must name a file"),
+        ("FAULT_FILE", "fault_file must name a file"),
+        ("STORE", "setting 'store' must be"),
+        ("CLOCK", "'clock' (from environment variable EMULATOR_CLOCK) must be one of"),
+    ],
+)
+def test_an_empty_environment_variable_is_the_empty_value_never_unset(
+    name: str, needle: str
+) -> None:
+    """What ``x = ""`` in the config file says, ``EMULATOR_X=`` says: never the default."""
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        build_settings(environ={f"EMULATOR_{name}": ""})
+
+
+def test_an_empty_list_variable_is_the_empty_list_and_none_still_unsets_optional_ones(
+    tmp_path: Path,
+) -> None:
+    cfg = tmp_path / "emulator.toml"
+    cfg.write_text('api_keys = ["sk-a"]\nseed = 7\n')
+    s = build_settings(config_file=cfg, environ={"EMULATOR_API_KEYS": "", "EMULATOR_SEED": "none"})
+    assert (s.api_keys, s.seed) == ((), None)
+
+
+def test_patch_cannot_set_or_empty_the_admin_token(make_client: Any) -> None:
+    client = make_client(admin_token="s3cret")
+    token = {"X-Emulator-Token": "s3cret"}
+    for value in ("", None, "other"):
+        r = client.patch("/_emulator/config", json={"admin_token": value}, headers=token)
+        assert r.status_code == 400
+        assert "'admin_token' cannot change while serving" in r.json()["message"]
+    assert client.get("/_emulator/config").status_code == 401  # still guarded

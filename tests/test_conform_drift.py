@@ -49,3 +49,21 @@ def test_the_careful_profile_names_each_deviation(
     args = list(drift.args)
     budget = int(args[args.index("--max-tasks") + 1]) if "--max-tasks" in args else 3
     assert created <= budget, out
+
+
+def test_the_docs_count_the_deviating_services_there_are() -> None:
+    """A number of drifts written in the docs is len(DRIFTS) (the README once said 46 of 48)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    counts = [
+        (doc.name, int(found))
+        for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+        for found in re.findall(
+            r"(\d+) (?:deviating services|services, each the emulator)",
+            " ".join(doc.read_text("utf-8").split()),
+        )
+    ]
+    assert counts, "docs/contract.md counts them"
+    assert all(count == len(DRIFTS) for _, count in counts), counts

@@ -64,3 +64,26 @@ def test_control_plane_example_holds(index: int) -> None:
     finally:
         logger.removeHandler(capture)
         logger.setLevel(level)
+
+
+def test_the_settings_patch_refuses_are_the_ones_the_page_and_the_contract_list() -> None:
+    """control-plane.md's and the contract's lists of settings fixed at start-up are
+    FIXED_SETTINGS (the page once missed log_format and cors_origins)."""
+    from emulator.config import FIXED_SETTINGS
+    from emulator.contract import contract_path
+
+    fences = {"fetch_reference_urls", "fetch_allow_hosts", "fetch_allow_private"}
+    row = re.search(
+        r"PATCH changes those that may change while serving \(not (.*?): restart",
+        DOC.read_text("utf-8"),
+    )
+    assert row is not None
+    listed = set(re.findall(r"`(\w+)`", row.group(1))) - {"fetch_"}
+    assert "the `fetch_*` fences" in row.group(1)
+    assert listed | fences == FIXED_SETTINGS
+    contract = contract_path("emulator").read_text("utf-8")
+    found = re.search(r"except those fixed at start-up \((.*?)\) may change", contract, re.S)
+    assert found is not None
+    named = {n.strip() for n in " ".join(found.group(1).split()).split(",")}
+    assert "the fetch_* fences" in named
+    assert (named - {"the fetch_* fences"}) | fences == FIXED_SETTINGS

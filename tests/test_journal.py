@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from emulator import Settings, create_app
 from emulator.contract import load_contract
 
-from .conftest import Client
+from .conftest import AUTH, Client
+from .redis_server import RedisServer, running_redis
 
 NANO = {"model": "NanoBanana", "prompt": "a cube"}
 
@@ -197,3 +202,49 @@ def test_an_entry_reads_the_same_however_often_and_late_it_is_read(client: Clien
         "bogus"
     ]
     assert first[1]["endpoint"] == "poll" and first[1]["task_id"] == task_id
+
+
+# -- a lowered journal_limit ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    yield from running_redis()
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
+    """A client of an emulator on each store, journal_limit 100, with its lifespan (a Redis
+    connection belongs to one event loop)."""
+    overrides: dict[str, Any] = {}
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        overrides = {"store": server.url, "store_prefix": uuid.uuid4().hex}
+    elif request.param == "sqlite":
+        overrides = {"store": f"sqlite:///{tmp_path}/state.db"}
+    settings = Settings(seed=1234, clock="manual", journal_limit=100).replace(**overrides)
+    with Client(create_app(settings), headers=AUTH) as client:
+        yield client
+
+
+@pytest.mark.parametrize("lowered", [10, 0])
+def test_a_lowered_journal_limit_keeps_that_many_from_the_next_request_on(
+    any_store: Client, lowered: int
+) -> None:
+    """One rule for 10 and 0: the next request keeps the newest ``journal_limit`` (0 used to
+    stop recording and keep the 99 old entries listed for ever)."""
+    client = any_store
+    for i in range(99):
+        client.get(f"/v1/images/tasks/task_{i:032x}")
+    assert len(journal(client, {})) == 99
+    response = client.patch("/_emulator/config", json={"journal_limit": lowered})
+    assert response.status_code == 200, response.text
+    client.submit_ok(NANO)  # the next request
+    kept = journal(client, {})
+    assert [e["seq"] for e in kept] == list(range(101 - lowered, 101))[:lowered]
+    client.submit_ok(NANO)
+    assert len(journal(client, {})) == lowered
+    # Raised again, the journal starts from what it kept: nothing dropped comes back.
+    client.patch("/_emulator/config", json={"journal_limit": 100})
+    client.get("/v1/images/tasks/task_" + "f" * 32)
+    # (Requests not recorded get no number: while 0, the numbering stood at 99.)
+    assert journal(client, {})[-1]["seq"] == (102 if lowered else 100)
+    assert len(journal(client, {})) == lowered + 1

@@ -280,6 +280,21 @@ def test_settings_show_what_changes_at_run_time_with_secrets_masked(
     assert re.search(r"<code>seed</code></th><td>.*?</td><td>restart</td>", page)
 
 
+def test_the_settings_page_says_of_each_setting_what_patch_does(client: Client) -> None:
+    """The page says "at run time" where PATCH /_emulator/config takes the setting, "restart"
+    where it refuses it (log_level was listed as changeable, and PATCH took it to no effect)."""
+    page = client.get(f"{UI}/settings").text
+    rows = re.findall(r"<code>(\w+)</code></th><td>.*?</td><td>(at run time|restart)</td>", page)
+    values = client.get("/_emulator/config").json()
+    assert {name for name, _ in rows} == set(values)
+    for name, when in rows:
+        r = client.patch("/_emulator/config", json={name: values[name]})
+        assert (r.status_code == 200) == (when == "at run time"), (name, when, r.text)
+        if when == "restart":
+            assert f"{name!r} cannot change while serving" in r.json()["message"]
+    assert ("log_level", "restart") in rows
+
+
 def test_the_journal_and_charge_of_a_task_are_on_its_page(client: Client) -> None:
     task_id = client.submit_ok({"model": "NanoBanana2-0.5K", "prompt": "x", "n": 2})
     client.advance(10_000)

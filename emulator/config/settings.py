@@ -20,7 +20,7 @@ from typing import Any, Literal
 from ..core.checks import number_problem, shown
 from ..core.faults import FaultError, FaultRule, check_rule_count, parse_rule
 from ..errors import ConfigError
-from .values import RANGE_NOTES, RANGES, coerce
+from .values import RANGE_NOTES, RANGES, admin_token_problem, coerce
 
 ClockMode = Literal["real", "manual", "per_poll"]
 Envelope = Literal["wrapped", "bare"]
@@ -154,8 +154,10 @@ FIXED_SETTINGS = frozenset(
     | {"store", "state_dir", "store_prefix", "redis_timeout"}
     # The HTTP server enforces these from start-up, before a request reaches the app.
     | {"max_header_bytes", "header_timeout"}
-    # The app's middleware and the server's logging are built once, at start-up.
-    | {"log_format", "cors_origins"}
+    # The app's middleware and the server's logging are built once, at start-up. The log
+    # level is uvicorn's loggers' (and the JSON access log's): they belong to the process,
+    # which may serve other emulators (the pytest plugin) or be one worker of several.
+    | {"log_format", "cors_origins", "log_level"}
 )
 
 
@@ -235,26 +237,27 @@ def build_settings(
     overrides: Mapping[str, Any] | None = None,
     base: Settings | None = None,
     overrides_are_text: bool = False,
+    overrides_source: str = "arguments",
 ) -> Settings:
     """Build Settings from defaults < ``config_file`` < ``environ`` (EMULATOR_*) < ``overrides``.
 
     ``environ`` defaults to nothing (not os.environ) so library use is hermetic; the CLI passes
     ``os.environ``. ``overrides`` are already typed values (e.g. from the pytest marker) unless
-    ``overrides_are_text``.
+    ``overrides_are_text``; ``overrides_source`` is what a refusal says they came from.
+
+    Text (the environment, flags) is the value it spells: an empty text is the empty value,
+    refused or taken as the file's ``x = ""`` would be, never "unset" (`values.coerce`).
     """
     # Not dataclasses.asdict: it would turn nested rules into dicts.
     values: dict[str, Any] = {f.name: getattr(base, f.name) for f in fields(base)} if base else {}
     if config_file is not None:
         _apply(values, load_toml(config_file), f"config file {str(config_file)!r}", False)
-    if environ:
-        env = {
-            k[len(ENV_PREFIX) :].lower(): v
-            for k, v in environ.items()
-            if k.startswith(ENV_PREFIX) and k not in (f"{ENV_PREFIX}CONFIG",)
-        }
-        _apply(values, env, "environment", True)
+    for variable, text in (environ or {}).items():
+        if variable.startswith(ENV_PREFIX) and variable != f"{ENV_PREFIX}CONFIG":
+            name = variable[len(ENV_PREFIX) :].lower()
+            _apply(values, {name: text}, f"environment variable {variable}", True)
     if overrides:
-        _apply(values, overrides, "arguments", overrides_are_text)
+        _apply(values, overrides, overrides_source, overrides_are_text)
     settings = Settings(**values)
     check_ranges(settings)
     return settings
@@ -276,8 +279,13 @@ def _store_url_ok(url: str) -> bool:
 #: A CORS origin as browsers send it: scheme, host and an optional port; or "*" for any.
 _ORIGIN = re.compile(r"\*|https?://[^/\s?#@]+")
 
-#: An admin token is sent in a header: visible ASCII only, so every client sends the same bytes.
-_ADMIN_TOKEN = re.compile(r"[!-~]{1,256}")
+#: Settings naming a file, and what leaving one unset means: an empty name is refused.
+_FILE_SETTINGS = {
+    "catalogue_file": "the built-in table",
+    "timing_file": "the built-in table",
+    "price_file": "the built-in table",
+    "fault_file": "no fault file",
+}
 
 
 def check_ranges(s: Settings) -> None:
@@ -300,11 +308,18 @@ def check_ranges(s: Settings) -> None:
             "public_base_url must start with http:// or https://",
         ),
         (
-            s.admin_token is None or _ADMIN_TOKEN.fullmatch(s.admin_token) is not None,
-            "admin_token must be 1 to 256 visible ASCII characters (no spaces): it travels in "
-            "the X-Emulator-Token header, which clients encode differently beyond ASCII",
+            s.host.strip() != "",
+            "host must name an address to bind (127.0.0.1 by default; 0.0.0.0 for every "
+            "interface), not be empty",
         ),
     ]
+    if s.admin_token is not None:
+        problem = admin_token_problem(s.admin_token)
+        rules.append((problem is None, f"admin_token {problem}"))
+    for name, unset in _FILE_SETTINGS.items():
+        rules.append(
+            (getattr(s, name) != "", f"{name} must name a file, not be empty (unset: {unset})")
+        )
     for ok, message in rules:
         if not ok:
             raise ConfigError(message)
@@ -364,7 +379,11 @@ def settings_from_flags(args: Any, environ: Mapping[str, str]) -> Settings:
     }
     config = args.config or environ.get("EMULATOR_CONFIG")
     return build_settings(
-        config_file=config, environ=environ, overrides=flags, overrides_are_text=True
+        config_file=config,
+        environ=environ,
+        overrides=flags,
+        overrides_are_text=True,
+        overrides_source="the command line",
     )
 
 

@@ -10,6 +10,7 @@ surrogate kept in one would fail answers later, so each is refused when the sett
 from __future__ import annotations
 
 import math
+import re
 import types
 import typing
 from typing import Any, Literal
@@ -30,7 +31,13 @@ def coerce(key: str, value: Any, hint: Any, source: str, from_text: bool) -> Any
         if problem is not None:
             raise ConfigError(f"{where} {problem}")
     if origin in (typing.Union, types.UnionType):
-        is_none = value is None or (from_text and value in ("", "none", "null"))
+        # From text, ``none`` / ``null`` set an optional setting to none; an empty text is the
+        # empty value, checked as the file's ``x = ""`` is: never "unset" (an unset variable
+        # in ``--admin-token "$TOKEN"`` must not open the control plane). The admin token is
+        # turned off only by leaving it out: no word written anywhere does it.
+        is_none = value is None or (from_text and value in NONE_WORDS)
+        if is_none and key == "admin_token" and value is not None:
+            raise ConfigError(f"{where} is {shown(value)}; {ADMIN_TOKEN_UNSET}")
         if is_none and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
@@ -91,8 +98,32 @@ def coerce(key: str, value: Any, hint: Any, source: str, from_text: bool) -> Any
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, got {shown(value)}")
+        if key == "admin_token":
+            problem = admin_token_problem(value)
+            if problem is not None:
+                raise ConfigError(f"{where} {problem}", field=key)
         return value
     raise ConfigError(f"{where}: unsupported type {hint!r}")  # pragma: no cover
+
+
+#: What sets an optional setting to none from the environment or a flag (not the admin token).
+NONE_WORDS = ("none", "null")
+#: An admin token is sent in a header: visible ASCII only, so every client sends the same bytes.
+_ADMIN_TOKEN = re.compile(r"[!-~]{1,256}")
+ADMIN_TOKEN_RULE = (
+    "must be 1 to 256 visible ASCII characters (no spaces): it travels in the X-Emulator-Token "
+    "header, which clients encode differently beyond ASCII"
+)
+ADMIN_TOKEN_UNSET = "to serve the control plane without a token, leave admin_token unset"
+
+
+def admin_token_problem(token: str) -> str | None:
+    """What is wrong with ``token`` as an admin token (never showing it), or None."""
+    if token == "":
+        return f"is empty; it {ADMIN_TOKEN_RULE} ({ADMIN_TOKEN_UNSET})"
+    if _ADMIN_TOKEN.fullmatch(token) is None:
+        return ADMIN_TOKEN_RULE
+    return None
 
 
 #: The documented range of every numeric setting (README's settings table; the contract).
@@ -151,4 +182,12 @@ TEXT_LIMITS: dict[str, int] = {
 }
 #: Most entries of a list setting (api_keys, enabled_models, fetch_allow_hosts, cors_origins).
 MAX_LIST_ITEMS = 10_000
-__all__ = ["MAX_LIST_ITEMS", "RANGES", "RANGE_NOTES", "TEXT_LIMITS", "coerce"]
+__all__ = [
+    "MAX_LIST_ITEMS",
+    "NONE_WORDS",
+    "RANGES",
+    "RANGE_NOTES",
+    "TEXT_LIMITS",
+    "admin_token_problem",
+    "coerce",
+]

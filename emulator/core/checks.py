@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 #: Longest texts accepted, by kind (characters).
@@ -125,6 +125,16 @@ def number_problem(value: float, low: float, high: float) -> str | None:
     return None
 
 
+def unknown_fields_problem(names: Iterable[Any], known: Collection[str]) -> str | None:
+    """``has unknown field(s): 'a', 'b'`` (sorted, at most five named) for the ``names`` not
+    in ``known``, or None: every object the control plane reads (a fault rule, a body) refuses
+    a misspelt field in these words rather than take it for one not given."""
+    unknown = sorted(shown(name) for name in set(names) - set(known))
+    if not unknown:
+        return None
+    return f"has unknown field(s): {', '.join(unknown[:5])}"
+
+
 def _num(bound: float) -> str:
     """A bound as people write it: 65535, 0.5, 1e+15."""
     if float(bound).is_integer() and abs(bound) < 10**12:
@@ -147,4 +157,5 @@ __all__ = [
     "repeated_header",
     "shown",
     "text_problem",
+    "unknown_fields_problem",
 ]

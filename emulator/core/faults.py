@@ -35,6 +35,7 @@ from .checks import (
     repeated_header,
     shown,
     text_problem,
+    unknown_fields_problem,
 )
 from .draws import KeyedDraws
 
@@ -246,9 +247,9 @@ def _tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _unknown(raw: Mapping[Any, Any], known: set[str], where: str) -> None:
-    unknown = sorted(shown(k) for k in set(raw) - known)
-    if unknown:
-        raise FaultError(f"{where} has unknown field(s): {', '.join(unknown[:5])}")
+    problem = unknown_fields_problem(raw, known)
+    if problem is not None:
+        raise FaultError(f"{where} {problem}")
 
 
 def parse_rule(raw: Mapping[str, Any], rule_id: str, where: str = "fault") -> FaultRule:

@@ -60,6 +60,7 @@ async def health(request: Request) -> Response:
 
 @guarded
 async def reset(request: Request) -> Response:
+    await json_object(request, known=())  # a body that looks like options is refused
     await _steering(request).reset()
     return JSONResponse({"status": "reset"})
 
@@ -71,7 +72,7 @@ async def get_config(request: Request) -> Response:
 
 @guarded
 async def patch_config(request: Request) -> Response:
-    changes = await json_object(request)
+    changes = await json_object(request, known=None)  # "unknown setting 'x'" (configure)
     settings = await _steering(request).configure(changes, "restart with it instead")
     return JSONResponse(settings_json(settings))
 
@@ -86,7 +87,7 @@ async def get_clock(request: Request) -> Response:
 async def advance_clock(request: Request) -> Response:
     steering = _steering(request)
     steering.manual_clock()  # 409 before the body is read: no other clock can move
-    seconds = (await json_object(request)).get("seconds")
+    seconds = (await json_object(request, known=("seconds",))).get("seconds")
     return JSONResponse({"mode": "manual", "now": await steering.advance(seconds)})
 
 
@@ -126,7 +127,7 @@ async def get_admin_task(request: Request) -> Response:
 
 @guarded
 async def force_outcome(request: Request) -> Response:
-    body = await json_object(request)
+    body = await json_object(request, known=OUTCOME_FIELDS)
     status = body.get("status")
     if status not in ("succeeded", "failed"):
         raise InvalidRequest("status must be succeeded or failed", field="status")
@@ -158,12 +159,14 @@ async def add_faults(request: Request) -> Response:
 
 @guarded
 async def clear_faults(request: Request) -> Response:
+    await json_object(request, known=())
     await _steering(request).clear_faults()
     return Response(status_code=204)
 
 
 @guarded
 async def delete_fault(request: Request) -> Response:
+    await json_object(request, known=())
     await _steering(request).remove_fault(request.path_params["rule_id"])
     return Response(status_code=204)
 
@@ -182,6 +185,7 @@ async def list_requests(request: Request) -> Response:
 
 @guarded
 async def clear_requests(request: Request) -> Response:
+    await json_object(request, known=())  # filters in a body never narrow the clear
     await _steering(request).clear_journal()
     return Response(status_code=204)
 
@@ -216,7 +220,7 @@ async def put_balance(request: Request) -> Response:
     problem = key_problem(key)
     if problem is not None:  # before the body is read
         raise InvalidRequest(f"key {problem}", field="key")
-    amount = (await json_object(request)).get("balance", ...)
+    amount = (await json_object(request, known=("balance",))).get("balance", ...)
     if isinstance(amount, float) and amount.is_integer():
         amount = int(amount)  # 51.0 is a whole number in JSON
     # One store step: settles what ended, then sets.
@@ -224,6 +228,8 @@ async def put_balance(request: Request) -> Response:
     return JSONResponse({"key": mask_key(key), "balance": amount})
 
 
+#: The fields of ``POST /_emulator/tasks/{id}/outcome``.
+OUTCOME_FIELDS = ("status", "code", "message")
 #: The query parameters of ``GET /_emulator/tasks``: filters, and the page's size and start.
 TASK_PARAMETERS = ("status", "model", "limit", "after")
 #: The filters of ``GET /_emulator/usage``, and with them its page's size and start.

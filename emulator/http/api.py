@@ -169,9 +169,8 @@ def journaled(endpoint: str) -> Callable[[Handler], Handler]:
                 raise
             finally:
                 await record(
-                    emulator.store,
+                    emulator.journal,
                     emulator.clock,
-                    emulator.config,
                     request,
                     endpoint,
                     status,

@@ -4,12 +4,13 @@ a JSON body at the door."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..core.checks import unknown_fields_problem
 from ..errors import EmulatorError, InvalidRequest
 from .bodies import parse_json, read_body
 
@@ -64,10 +65,17 @@ async def json_body(request: Request, empty: Any = None) -> Any:
     return parse_json(body, settings.max_json_depth, settings.max_json_items)
 
 
-async def json_object(request: Request) -> dict[str, Any]:
+async def json_object(request: Request, known: Collection[str] | None) -> dict[str, Any]:
+    """The request's JSON object (``{}`` when there is no body), refusing a field not in
+    ``known`` by name, as a fault rule does: a misspelt field is never taken for one not
+    given. ``known`` None: the caller names what it refuses itself (PATCH's settings)."""
     body = await json_body(request, empty={})
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
+    problem = None if known is None else unknown_fields_problem(body, known)
+    if problem is not None:
+        first = min(set(body) - set(known or ()))
+        raise InvalidRequest(f"request body {problem}", field=first)
     return body
 
 

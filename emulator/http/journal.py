@@ -3,6 +3,7 @@ long values cut) and what it got."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -13,8 +14,7 @@ from ..core.clock import Clock
 from ..core.journal import MAX_BODY_FIELDS, SECRET_HEADERS, listed, mask_header, short
 from ..core.keys import mask_key
 from ..errors import StoreUnavailable
-from ..stores import Store
-from ..usecases.configuration import Configuration
+from ..usecases.journal import JournalKeeper
 from ..usecases.submission import FIELDS
 
 
@@ -94,17 +94,17 @@ class _Pending(tuple[Any, ...]):
 
 
 async def record(
-    store: Store,
+    journal: JournalKeeper,
     clock: Clock,
-    config: Configuration,
     request: Request,
     endpoint: str,
     status: int,
     started: float,
 ) -> None:
     """Append one journal entry for ``request`` (at most ``journal_limit`` are kept)."""
-    limit = config.settings.journal_limit
-    if limit <= 0:
+    if journal.limit <= 0:
+        with contextlib.suppress(StoreUnavailable):  # as below: the answer stands
+            await journal.keep_none()
         return
     try:
         now = await clock.now()
@@ -143,6 +143,6 @@ async def record(
     )
     # As above, the answer stands. Not `contextlib.suppress`: an object and two calls per request.
     try:  # noqa: SIM105
-        await store.append_pending(pending, limit)
+        await journal.append(pending)
     except StoreUnavailable:
         pass

@@ -24,6 +24,7 @@ from ..core.timing import Timing
 from ..stores import Store, open_store
 from .configuration import Configuration
 from .faults import FaultPicker
+from .journal import JournalKeeper
 from .poll import Tasks
 from .results import Results
 from .settle import Billing
@@ -66,6 +67,8 @@ class Emulator:
         self.billing = Billing(store, clock, config, self.tasks)
         #: Result images: their URLs, their bytes, the render cache.
         self.results = Results(store, config, self.tasks)
+        #: The request journal's appends, within ``journal_limit``.
+        self.journal = JournalKeeper(store, config)
         #: Expires finished tasks (``task_ttl_seconds``).
         self.sweeper = Sweeper(store, config, self.tasks)
         self.submitter = Submitter(

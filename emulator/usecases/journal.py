@@ -1,19 +1,51 @@
-"""Reading the request journal: a page at a time (``GET /_emulator/requests``), all of it by
-walking the pages (the pytest fixture's ``requests()``), or its newest entries (a task's
-dashboard page). Each read costs the entries it reads, however many ``journal_limit`` keeps
-(up to 10^6): the store finds a page's start without reading what comes before
-(`Store.journal_page`), and filters apply to the entries read.
+"""Keeping the request journal within ``journal_limit`` (`JournalKeeper`), and reading it:
+a page at a time (``GET /_emulator/requests``), all of it by walking the pages (the pytest
+fixture's ``requests()``), or its newest entries (a task's dashboard page). Each read costs the
+entries it reads, however many ``journal_limit`` keeps (up to 10^6): the store finds a page's
+start without reading what comes before (`Store.journal_page`), and filters apply to the
+entries read.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..core.journal import JournalQuery
+from ..core.journal import JournalQuery, PendingEntry
 from ..stores import Store
+from .configuration import Configuration
 from .pages import MAX_PAGE, gone, next_cursor, page_request, walk
 
 Entries = list[dict[str, Any]]
+
+
+class JournalKeeper:
+    """Appends the journal's entries, the newest ``journal_limit`` kept. One rule for every
+    limit, 0 included: the first request after the limit was lowered trims the journal to
+    it (the store trims as it appends). At 0 nothing is appended, so that request empties the
+    journal instead, once; requests after it cost the store nothing (the per-request price
+    of the Redis tests that measure the request path with ``journal_limit = 0``)."""
+
+    __slots__ = ("_config", "_emptied", "_store")
+
+    def __init__(self, store: Store, config: Configuration) -> None:
+        self._store, self._config = store, config
+        #: Whether this emulator emptied the journal since it last appended to it.
+        self._emptied = False
+
+    @property
+    def limit(self) -> int:
+        return self._config.settings.journal_limit
+
+    async def append(self, pending: PendingEntry) -> None:
+        """Record one request (``limit`` > 0): numbered, the newest ``limit`` kept."""
+        self._emptied = False
+        await self._store.append_pending(pending, self.limit)
+
+    async def keep_none(self) -> None:
+        """A request while ``limit`` is 0: what the journal still holds goes (once)."""
+        if not self._emptied:
+            await self._store.clear_journal()
+            self._emptied = True
 
 
 async def journal_page(
