@@ -50,7 +50,7 @@ async def test_a_caller_that_comes_while_the_start_runs_waits_for_its_end() -> N
 
 
 @pytest.mark.asyncio
-async def test_a_caller_given_up_on_does_not_stop_the_start_for_the_others() -> None:
+async def test_a_caller_given_up_on_leaves_the_start_to_the_next() -> None:
     store = MemoryStore()
     gate = _gated(store)
     startup = Startup(store, TaskIds(seed=7), (), clock="manual", where="memory")

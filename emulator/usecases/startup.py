@@ -86,38 +86,36 @@ class Startup:
         self._clock, self._where = clock, where
         #: True once a start has run to its end (read by the submission's hot path).
         self.done = False
-        #: The start under way or last tried: callers that come meanwhile wait for this one.
-        self._starting: asyncio.Task[None] | None = None
+        #: Held by the caller that starts: callers that come meanwhile wait for its end. Taken
+        #: without a loop when nobody holds it (the in-process fixture drives starts inline).
+        self._starting = asyncio.Lock()
 
     async def ensure(self) -> None:
         """Start now unless started (every operation that reads rules or draws ids calls it).
-        Callers that come while a start runs wait for that start, so none draws an id before
-        the stream is claimed. A start that failed (ConfigError ``clock`` when the store was
-        kept with another clock; the store unreachable) is tried again by the next call."""
+        Callers that come while a start runs wait for it, so none draws an id before the
+        stream is claimed. A start that failed or was given up on (ConfigError ``clock``
+        when the store was kept with another clock; the store unreachable; the caller's
+        client gone) is begun again by the next caller: each step is safe to repeat."""
         if self.done:
             return
-        starting = self._starting
-        if starting is None or starting.done():  # none yet, or one that failed
-            starting = self._starting = asyncio.get_running_loop().create_task(self._start())
-        # Shielded: a caller given up on (its client gone) does not stop the others' start.
-        await asyncio.shield(starting)
-
-    async def _start(self) -> None:
-        await claim_clock(self._store, self._clock, self._where)
-        if self._ids.stream is None:
-            self._ids.stream = await self._store.claim_id_stream()
-            self._ids.restart()
-        installed = {rule.id: rule for rule in await self._store.list_faults()}
-        for rule in self._rules:
-            # Another worker may have installed it already and counted hits: keep them.
-            if installed.get(rule.id) != rule:
-                await self._store.add_fault(rule)
-        self.done = True
+        async with self._starting:
+            if self.done:  # another caller started it while this one waited
+                return
+            await claim_clock(self._store, self._clock, self._where)
+            if self._ids.stream is None:
+                self._ids.stream = await self._store.claim_id_stream()
+                self._ids.restart()
+            installed = {rule.id: rule for rule in await self._store.list_faults()}
+            for rule in self._rules:
+                # Another worker may have installed it already and counted hits: keep them.
+                if installed.get(rule.id) != rule:
+                    await self._store.add_fault(rule)
+            self.done = True
 
     async def again(self) -> None:
         """After a reset: the ids from the start of the stream, the configured rules back."""
         self._ids.restart()
-        self.done, self._starting = False, None  # a start of its own, after the reset's wipe
+        self.done = False
         await self.ensure()
 
 
