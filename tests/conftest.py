@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,6 +78,24 @@ def make_client() -> Iterator[MakeClient]:
 @pytest.fixture
 def client(make_client: MakeClient) -> Client:
     return make_client()
+
+
+@contextmanager
+def client_on_store(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, **settings: Any
+) -> Iterator[Client]:
+    """A client of an emulator on the store ``kind`` ("memory", "sqlite", "redis": the test
+    module's ``redis_server`` fixture, a fresh prefix), manual clock, with its lifespan (a Redis
+    connection belongs to one event loop)."""
+    overrides: dict[str, Any] = {}
+    if kind == "redis":
+        server = request.getfixturevalue("redis_server")
+        overrides = {"store": server.url, "store_prefix": uuid.uuid4().hex}
+    elif kind == "sqlite":
+        overrides = {"store": f"sqlite:///{tmp_path}/state.db"}
+    chosen = Settings(seed=1234, clock="manual").replace(**settings, **overrides)
+    with Client(create_app(chosen), headers=AUTH) as client:
+        yield client
 
 
 def png_bytes(color: tuple[int, int, int] = (255, 0, 0), size: tuple[int, int] = (64, 48)) -> bytes:

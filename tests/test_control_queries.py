@@ -3,7 +3,6 @@ not take is a 400 naming it and listing those it takes, never a silent "everythi
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,10 +10,9 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
-from emulator import Settings, create_app
 from emulator.contract import load_contract
 
-from .conftest import AUTH, Client
+from .conftest import Client, client_on_store
 from .redis_server import RedisServer, running_redis
 
 NANO = {"model": "NanoBanana2-0.5K", "prompt": "a cat"}
@@ -27,16 +25,8 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
-    """A client of an emulator on each of the three stores, with its lifespan (a Redis
-    connection belongs to one event loop)."""
-    overrides: dict[str, Any] = {}
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        overrides = {"store": server.url, "store_prefix": uuid.uuid4().hex}
-    elif request.param == "sqlite":
-        overrides = {"store": f"sqlite:///{tmp_path}/state.db"}
-    settings = Settings(seed=1234, clock="manual").replace(**overrides)
-    with Client(create_app(settings), headers=AUTH) as client:
+    """A client of an emulator on each of the three stores, with its lifespan."""
+    with client_on_store(request.param, request, tmp_path) as client:
         yield client
 
 

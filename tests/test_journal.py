@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from emulator import Settings, create_app
 from emulator.contract import load_contract
 
-from .conftest import AUTH, Client
+from .conftest import Client, client_on_store
 from .redis_server import RedisServer, running_redis
 
 NANO = {"model": "NanoBanana", "prompt": "a cube"}
@@ -212,16 +210,8 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
-    """A client of an emulator on each store, journal_limit 100, with its lifespan (a Redis
-    connection belongs to one event loop)."""
-    overrides: dict[str, Any] = {}
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        overrides = {"store": server.url, "store_prefix": uuid.uuid4().hex}
-    elif request.param == "sqlite":
-        overrides = {"store": f"sqlite:///{tmp_path}/state.db"}
-    settings = Settings(seed=1234, clock="manual", journal_limit=100).replace(**overrides)
-    with Client(create_app(settings), headers=AUTH) as client:
+    """A client of an emulator on each store, journal_limit 100, with its lifespan."""
+    with client_on_store(request.param, request, tmp_path, journal_limit=100) as client:
         yield client
 
 
