@@ -442,3 +442,43 @@ def test_a_dashboard_picture_has_one_address_and_any_other_index_is_a_404(
     response = client.get(f"{UI}/tasks/{task_id}/pictures/{index}")
     assert response.status_code == 404, response.text[:200]
     assert len(response.content) <= 1024
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "names"),
+    [
+        ("/billing", "order=olde", ["order", "newest", "oldest", "'olde'"]),
+        ("/billing", "ordre=oldest", ["'ordre'", "order", "after"]),
+        ("/billing", "order=oldest&order=newest", ["'order'", "once"]),
+        ("/settings", "tab=keys", ["'tab'", "no query parameters"]),
+        ("/faults", "id=f1", ["'id'", "no query parameters"]),
+        ("/tasks/{task_id}", "journal=all", ["'journal'", "no query parameters"]),
+    ],
+)
+def test_a_page_refuses_a_query_parameter_it_does_not_take_naming_it(
+    client: Client, path: str, query: str, names: list[str]
+) -> None:
+    task_id = client.submit_ok(NANO)
+    response = client.get(f"{UI}{path.format(task_id=task_id)}?{query}")
+    assert response.status_code == 400, response.text[:500]
+    for name in names:
+        assert name in html.unescape(problem(response))
+
+
+@pytest.mark.parametrize("path", ["/live/clock", "/live/faults", "/live/tasks/{task_id}"])
+def test_a_live_answer_refuses_a_query_parameter_it_does_not_take(
+    client: Client, path: str
+) -> None:
+    task_id = client.submit_ok(NANO)
+    response = client.get(f"{UI}{path.format(task_id=task_id)}?since=1")
+    assert response.status_code == 400
+    assert "'since'" in response.json()["message"]
+
+
+@pytest.mark.parametrize("query", ["", "order=newest", "order=", "order=oldest"])
+def test_the_billing_pages_own_orders_are_taken(client: Client, query: str) -> None:
+    client.submit_ok(NANO)
+    response = client.get(f"{UI}/billing?{query}")
+    assert response.status_code == 200
+    walking = "in hold order" in response.text
+    assert walking == (query == "order=oldest")

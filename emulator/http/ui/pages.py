@@ -13,6 +13,7 @@ from ...config import FIXED_SETTINGS
 from ...core.checks import shown
 from ...core.faults import EFFECTS, ENDPOINTS, HTTP_ERROR_STATUSES
 from ...core.journal import query_from_filters
+from ...core.query import one_of
 from ...errors import TaskNotFound
 from ...usecases.pages import MAX_PAGE
 from ...usecases.results import INDEX
@@ -27,6 +28,8 @@ from .rows import STATUSES, effect_text, history, masked_rule, match_text, task_
 #: Entries of the usage log one billing page lists, in hold order (the totals cover every
 #: charge; a link reads the next page).
 USAGE_ROWS = 200
+#: The billing page's orders: the newest charges first, or the whole log in hold order.
+ORDERS = ("newest", "oldest")
 #: Newest journal entries a task's page lists.
 JOURNAL_ROWS = 100
 #: Newest journal entries a task's page looks among for its task's: a page's worth, whatever
@@ -36,7 +39,7 @@ JOURNAL_READ = MAX_PAGE
 
 
 # -- tasks --------------------------------------------------------------------------------
-@page
+@page("status", "model")
 async def tasks_page(request: Request) -> Response:
     emulator = emulator_of(request)
     models = emulator.catalogue.model_names
@@ -58,14 +61,14 @@ async def tasks_page(request: Request) -> Response:
     )
 
 
-@live
+@live("status", "model")
 async def live_tasks(request: Request) -> dict[str, Any]:
     emulator = emulator_of(request)
     wanted = task_filter(request.query_params.multi_items(), emulator.catalogue.model_names)
     return await task_rows(emulator.store, emulator.tasks, wanted)
 
 
-@page
+@page()
 async def task_page(request: Request) -> Response:
     emulator = emulator_of(request)
     steering = emulator.steering
@@ -126,7 +129,7 @@ async def picture(request: Request) -> Response:
     return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})
 
 
-@live
+@live()
 async def live_task(request: Request) -> dict[str, Any]:
     emulator = emulator_of(request)
     view = await emulator.steering.task_view(request.path_params["task_id"], str(request.base_url))
@@ -178,19 +181,19 @@ async def faults_view(
     )
 
 
-@page
+@page()
 async def faults_page(request: Request) -> Response:
     return await faults_view(request)
 
 
-@live
+@live()
 async def live_faults(request: Request) -> dict[str, Any]:
     rules = await emulator_of(request).steering.faults()
     return {"faults": [{"id": rule["id"], "hits": rule["hits"]} for rule in rules]}
 
 
 # -- billing and settings -----------------------------------------------------------------
-@page
+@page("order", "after")
 async def billing_page(request: Request) -> Response:
     emulator = emulator_of(request)
     billing = emulator.steering.billing
@@ -198,7 +201,8 @@ async def billing_page(request: Request) -> Response:
     # (``?order=oldest``, then ``after``); either settles what has ended and reads the totals
     # of every charge from the stores' running sums: bounded however long the log.
     after = request.query_params.get("after")
-    walking = after is not None or request.query_params.get("order") == "oldest"
+    order = request.query_params.get("order")
+    walking = after is not None or one_of("order", order or "newest", ORDERS) == "oldest"
     if walking:
         usage = await billing.usage({}, limit=USAGE_ROWS, after=after)
     else:
@@ -229,7 +233,7 @@ def _json(value: Any, indent: int | None = None) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent)
 
 
-@page
+@page()
 async def settings_page(request: Request) -> Response:
     emulator = emulator_of(request)
     values = settings_json(emulator.settings)  # admin_token, api_keys, store password masked
@@ -250,7 +254,7 @@ async def settings_page(request: Request) -> Response:
     )
 
 
-@live
+@live()
 async def live_clock(request: Request) -> dict[str, Any]:
     return {}
 

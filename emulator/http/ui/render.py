@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from ...core.query import query_values
 from ...errors import EmulatorError
 from ..guard import emulator_of
 from .access import (
@@ -140,20 +141,26 @@ async def refused(request: Request, exc: EmulatorError, back: str = PREFIX) -> R
     )
 
 
-def page(handler: Page) -> Page:
-    """A page: the login form (401) without the admin token; a refusal rendered as a page."""
+def page(*known: str) -> Callable[[Page], Page]:
+    """A page: the login form (401) without the admin token; a refusal rendered as a page.
+    Its query takes only the ``known`` parameters, each once: a misspelt or stale one is a
+    400 naming it, not a page that quietly shows something else (``?order=olde``)."""
 
-    @functools.wraps(handler)
-    async def run(request: Request) -> Response:
-        if not signed_in(request):
-            return await login_page(request)
-        try:
-            await emulator_of(request).start()
-            return await handler(request)
-        except EmulatorError as exc:
-            return await refused(request, exc)
+    def wrap(handler: Page) -> Page:
+        @functools.wraps(handler)
+        async def run(request: Request) -> Response:
+            if not signed_in(request):
+                return await login_page(request)
+            try:
+                query_values(request.query_params.multi_items(), known)
+                await emulator_of(request).start()
+                return await handler(request)
+            except EmulatorError as exc:
+                return await refused(request, exc)
 
-    return run
+        return run
+
+    return wrap
 
 
 def action(handler: Action) -> Page:
@@ -180,25 +187,30 @@ def back(form: Form) -> Response:
     return RedirectResponse(safe_next(form.get("next")), status_code=303)
 
 
-def live(handler: Live) -> Page:
-    """A small JSON answer a page polls; 401 (the control plane's JSON) without the token."""
+def live(*known: str) -> Callable[[Live], Page]:
+    """A small JSON answer a page polls; 401 (the control plane's JSON) without the token.
+    Its query takes only the ``known`` parameters, as a page's."""
 
-    @functools.wraps(handler)
-    async def run(request: Request) -> Response:
-        if not signed_in(request):
-            raise EmulatorError(
-                "the dashboard needs the admin token (setting admin_token): sign in at "
-                f"{PREFIX}/login",
-                status_code=401,
-                code="admin_token_required",
-            )
-        emulator = emulator_of(request)
-        await emulator.start()
-        body = await handler(request)
-        body["clock"] = await clock_state(emulator.settings.clock, emulator.clock)
-        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+    def wrap(handler: Live) -> Page:
+        @functools.wraps(handler)
+        async def run(request: Request) -> Response:
+            if not signed_in(request):
+                raise EmulatorError(
+                    "the dashboard needs the admin token (setting admin_token): sign in at "
+                    f"{PREFIX}/login",
+                    status_code=401,
+                    code="admin_token_required",
+                )
+            query_values(request.query_params.multi_items(), known)
+            emulator = emulator_of(request)
+            await emulator.start()
+            body = await handler(request)
+            body["clock"] = await clock_state(emulator.settings.clock, emulator.clock)
+            return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
-    return run
+        return run
+
+    return wrap
 
 
 __all__ = [
