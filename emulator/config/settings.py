@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.checks import number_problem, shown
-from ..core.faults import FaultError, FaultRule, check_rule_count, parse_rule
+from ..core.fault_parsing import FaultError, check_rule_count, parse_rule
+from ..core.faults import FaultRule
 from ..errors import ConfigError
 from .values import RANGE_NOTES, RANGES, admin_token_problem, coerce
 
