@@ -218,6 +218,39 @@ def test_admin_token_must_be_visible_ascii(token: str) -> None:
         Settings(admin_token=token).replace()
 
 
+@pytest.mark.parametrize("token", ["pässwörd", ""])
+def test_a_bad_admin_token_is_refused_naming_where_it_came_from(tmp_path: Path, token: str) -> None:
+    """One check of the token's form, whichever way the token came: each refusal names the
+    flag, the environment variable, the config file, the arguments of ``replace`` or the
+    ``Settings`` field it was given in, so the user knows what to fix."""
+    from emulator import create_app
+    from emulator.cli import _parser, settings_from_args
+
+    cfg = tmp_path / "emulator.toml"
+    cfg.write_text(f'admin_token = "{token}"\n')
+    attempts: list[tuple[Any, str]] = [
+        (
+            lambda: settings_from_args(_parser().parse_args(["serve", "--admin-token", token]), {}),
+            "the command line",
+        ),
+        (
+            lambda: build_settings(environ={"EMULATOR_ADMIN_TOKEN": token}),
+            "environment variable EMULATOR_ADMIN_TOKEN",
+        ),
+        (lambda: build_settings(config_file=cfg), f"config file {str(cfg)!r}"),
+        (lambda: Settings().replace(admin_token=token), "arguments"),
+        (lambda: Settings(admin_token=token).replace(), "Settings"),
+        (lambda: create_app(Settings(admin_token=token)), "Settings"),
+    ]
+    for attempt, source in attempts:
+        with pytest.raises(ConfigError) as caught:
+            attempt()
+        message = caught.value.message
+        assert message.startswith(f"setting 'admin_token' (from {source}) "), message
+        assert ("is empty" if token == "" else "must be 1 to 256 visible ASCII") in message
+        assert caught.value.field == "admin_token", message
+
+
 def test_cli_refuses_a_non_ascii_admin_token_at_start_up() -> None:
     # Through the CLI's own settings path (main() would serve if the check were missing).
     from emulator.cli import _parser, settings_from_args

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from emulator.config import ConfigError, build_settings, load_fault_file
-from emulator.core.faults import FaultError, parse_rule
+from emulator.core.fault_parsing import FaultError, parse_rule
 
 from .conftest import Client
 

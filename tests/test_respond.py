@@ -13,7 +13,7 @@ import pytest
 
 from emulator import Settings, create_app
 from emulator.config import ConfigError
-from emulator.core.faults import FaultError, parse_rule
+from emulator.core.fault_parsing import FaultError, parse_rule
 
 from .conftest import AUTH, Client
 from .redis_server import RedisServer, running_redis

@@ -2,9 +2,9 @@
 `Store.get_charge`, `Store.usage_sums`): part of the store contract (``StoreContract`` takes
 these tests), so they run on the memory, SQLite and Redis stores.
 
-The totals' check is the whole-list formula they replace, ``billing.totals``, over every charge
-the test made, trimmed from the log or not: the test's own record (`usage_model.Ledger`), never
-the store's.
+The totals' check is the whole-list formula they replace (``usage_model.whole_list_totals``)
+over every charge the test made, trimmed from the log or not: the test's own record
+(`usage_model.Ledger`), never the store's.
 """
 
 from __future__ import annotations

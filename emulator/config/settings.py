@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.checks import number_problem, shown
-from ..core.faults import FaultError, FaultRule, check_rule_count, parse_rule
+from ..core.fault_parsing import FaultError, check_rule_count, parse_rule
+from ..core.faults import FaultRule
 from ..errors import ConfigError
 from .values import RANGE_NOTES, RANGES, admin_token_problem, coerce
 
@@ -250,16 +251,22 @@ def build_settings(
     """
     # Not dataclasses.asdict: it would turn nested rules into dicts.
     values: dict[str, Any] = {f.name: getattr(base, f.name) for f in fields(base)} if base else {}
+    layers: list[tuple[Mapping[str, Any], str, bool]] = []  # (values, source, from text)
     if config_file is not None:
-        _apply(values, load_toml(config_file), f"config file {str(config_file)!r}", False)
+        layers.append((load_toml(config_file), f"config file {str(config_file)!r}", False))
     for variable, text in (environ or {}).items():
         if variable.startswith(ENV_PREFIX) and variable != f"{ENV_PREFIX}CONFIG":
             name = variable[len(ENV_PREFIX) :].lower()
-            _apply(values, {name: text}, f"environment variable {variable}", True)
+            layers.append(({name: text}, f"environment variable {variable}", True))
     if overrides:
-        _apply(values, overrides, overrides_source, overrides_are_text)
+        layers.append((overrides, overrides_source, overrides_are_text))
+    # Where each value came from, for check_ranges' refusals (one of ``base``: "Settings").
+    sources: dict[str, str] = {}
+    for data, source, from_text in layers:
+        _apply(values, data, source, from_text)
+        sources.update(dict.fromkeys(data, source))
     settings = Settings(**values)
-    check_ranges(settings)
+    check_ranges(settings, sources)
     return settings
 
 
@@ -288,8 +295,17 @@ _FILE_SETTINGS = {
 }
 
 
-def check_ranges(s: Settings) -> None:
-    """ConfigError unless every number of ``s`` is in its range and the settings agree."""
+def check_ranges(s: Settings, sources: Mapping[str, str] | None = None) -> None:
+    """ConfigError unless every number of ``s`` is in its range, the admin token has its form
+    and the settings agree. A refusal of the token names its source (``sources``; by default
+    the ``Settings`` field), so that an empty ``--admin-token "$TOKEN"`` points at the flag."""
+    if s.admin_token is not None:
+        problem = admin_token_problem(s.admin_token)
+        if problem is not None:
+            source = (sources or {}).get("admin_token", "Settings")
+            raise ConfigError(
+                f"setting 'admin_token' (from {source}) {problem}", field="admin_token"
+            )
     for name, (low, high) in RANGES.items():
         value = getattr(s, name)
         problem = None if value is None else number_problem(value, low, high)
@@ -313,9 +329,6 @@ def check_ranges(s: Settings) -> None:
             "interface), not be empty",
         ),
     ]
-    if s.admin_token is not None:
-        problem = admin_token_problem(s.admin_token)
-        rules.append((problem is None, f"admin_token {problem}"))
     for name, unset in _FILE_SETTINGS.items():
         rules.append(
             (getattr(s, name) != "", f"{name} must name a file, not be empty (unset: {unset})")

@@ -1,11 +1,11 @@
 """A fault rule's own answer (effect ``respond``, like WireMock's stubs and respx's routes): any
 final status, a JSON value or a text body, and headers.
 
-Checked where the rule arrives (``emulator.core.faults.parse_rule``), so an answer that could
-break HTTP or a later write never gets in: the status is a final one (200-599: a 1xx is not an
-answer, and HTTP servers refuse to send one as such), the body is bounded like a control-plane
-request and encodable, no body goes with a status that cannot carry one, and the headers are
-valid, bounded and never the ones that frame the message (the server sets those).
+Checked where the rule arrives (``emulator.core.fault_parsing.parse_rule``), so an answer that
+could break HTTP or a later write never gets in: the status is a final one (200-599: a 1xx is not
+an answer, and HTTP servers refuse to send one as such), the body is bounded like a
+control-plane request and encodable, no body goes with a status that cannot carry one, and the
+headers are valid, bounded and never the ones that frame the message (the server sets those).
 Each ``*_problem`` says why (None: fine); the caller names the field.
 """
 

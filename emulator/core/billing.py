@@ -194,12 +194,13 @@ def sums_of(charges: Iterable[Charge], dropped: Iterable[tuple[Any, ...]] = ()) 
     return [Sums(*group, *row) for group, row in groups.items()]  # type: ignore[arg-type]
 
 
-#: A totals row's members, in the order `totals` gives them.
+#: A totals row's members, in the order `totals_of` gives them.
 _ROW = ("held", *SUMMED)
 
 
 def totals_of(sums: Iterable[Sums]) -> dict[str, Any]:
-    """`totals` from the groups' running sums: the same numbers, at the cost of the groups.
+    """The usage totals (paid, taken, refunded, held; per key and per model also tasks and
+    images) from the groups' running sums: every charge counted, at the cost of the groups.
     Each group's values read once, by name (a group per key ever used: thousands of them
     where a fuzzer or a test per key submits, docs/hardening.md)."""
     by_key: dict[str, dict[str, int]] = {}
@@ -233,27 +234,3 @@ def matching(rows: list[_Row], wanted: Mapping[str, str]) -> list[_Row]:
     """The rows (`Sums` or `Charge` objects) whose fields (owner, model, state) equal those
     ``wanted``."""
     return [r for r in rows if all(getattr(r, name) == v for name, v in wanted.items())]
-
-
-def totals(charges: list[Charge]) -> dict[str, Any]:
-    """Sums per key and per model of ``charges``: paid (settled), held (still running),
-    images, tasks, and what holds took from balances and gave back. It reads every charge:
-    the usage route reads `totals_of` the stores' running `Sums` instead; this stays as their
-    check, over every charge a test made (tests/usage_model.py), which the bounded log no
-    longer lists in full."""
-    by_key: dict[str, dict[str, int]] = {}
-    by_model: dict[str, dict[str, int]] = {}
-    for c in charges:
-        held = c.held if c.state == "held" else 0
-        values = (held, 1, c.images, c.amount, c.taken, c.refunded)  # `_ROW` order
-        for bucket, name in ((by_key, c.key), (by_model, c.model)):
-            row = bucket.setdefault(name, dict.fromkeys(_ROW, 0))
-            for field, value in zip(_ROW, values, strict=True):
-                row[field] += value
-    top = {
-        "paid": sum(c.amount for c in charges),
-        "taken": sum(c.taken for c in charges),
-        "refunded": sum(c.refunded for c in charges),
-        "held": sum(c.held for c in charges if c.state == "held"),
-    }
-    return {**top, "by_key": by_key, "by_model": by_model}

@@ -17,7 +17,8 @@ from ..config import ConfigError, Settings, load_fault_file
 from ..core.billing import PriceTable
 from ..core.catalogue import Catalogue
 from ..core.clock import Clock, ManualClock, WallClock
-from ..core.faults import FaultError, FaultRule, check_rule_count
+from ..core.fault_parsing import FaultError, check_rule_count
+from ..core.faults import FaultRule
 from ..core.keys import key_fingerprint
 from ..core.tasks import Observation, Outcome, Task
 from ..core.timing import Timing

@@ -19,7 +19,8 @@ from typing import Any
 from ..config import FIXED_SETTINGS, ConfigError, Settings
 from ..core.checks import MAX_CODE_CHARS, MAX_MESSAGE_CHARS, shown, text_problem
 from ..core.clock import Clock, ManualClock
-from ..core.faults import FaultRule, check_rule_count, parse_rule
+from ..core.fault_parsing import check_rule_count, parse_rule
+from ..core.faults import FaultRule
 from ..core.journal import JournalQuery
 from ..core.keys import mask_key
 from ..core.tasks import Outcome, Task, observe
