@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
+from .fault_file import load_fault_file, parse_faults
 from .settings import (
     DEFAULT_STATE_DIR,
     FIXED_SETTINGS,
@@ -11,9 +12,7 @@ from .settings import (
     Settings,
     build_settings,
     checked,
-    load_fault_file,
     load_toml,
-    parse_faults,
     settings_from_environment,
     settings_from_flags,
 )

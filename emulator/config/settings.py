@@ -7,7 +7,6 @@ can match the real service once a conformance run has shown what it does.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import tomllib
@@ -18,9 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.checks import number_problem, shown
-from ..core.fault_parsing import FaultError, check_rule_count, parse_rule
+from ..core.fault_parsing import FaultError, check_rule_count
 from ..core.faults import FaultRule
 from ..errors import ConfigError
+from .fault_file import parse_faults
 from .values import RANGE_NOTES, RANGES, admin_token_problem, coerce
 
 ClockMode = Literal["real", "manual", "per_poll"]
@@ -180,42 +180,6 @@ def _apply(values: dict[str, Any], data: Mapping[str, Any], source: str, from_te
             values[key] = parse_faults(value, source)
         else:
             values[key] = coerce(key, value, hints[key], source, from_text)
-
-
-def parse_faults(value: Any, source: str) -> tuple[FaultRule, ...]:
-    """Fault rules from a list of tables (TOML), a JSON text (environment), or rules."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"setting 'faults' (from {source}) is not JSON: {exc}") from None
-    if not isinstance(value, list | tuple):
-        raise ConfigError(f"setting 'faults' (from {source}) must be a list of rules")
-    rules: list[FaultRule] = []
-    for i, raw in enumerate(value):
-        if isinstance(raw, FaultRule):
-            rules.append(raw)
-            continue
-        try:
-            rules.append(parse_rule(raw, f"rule-{i + 1}", f"faults[{i}]"))
-        except FaultError as exc:
-            raise ConfigError(f"setting 'faults' (from {source}): {exc}") from None
-    return tuple(rules)
-
-
-def load_fault_file(path: str | Path) -> tuple[FaultRule, ...]:
-    """Rules from a TOML file of ``[[faults]]`` tables or a JSON list (or ``{"faults": [...]}``)."""
-    try:
-        text = Path(path).read_text("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"fault file {str(path)!r} cannot be read: {exc.strerror}") from None
-    try:
-        data: Any = json.loads(text) if str(path).endswith(".json") else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"fault file {str(path)!r} cannot be parsed: {exc}") from None
-    if isinstance(data, dict):
-        data = data.get("faults", [])
-    return parse_faults(data, f"fault file {str(path)!r}")
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
