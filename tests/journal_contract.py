@@ -111,6 +111,33 @@ class JournalPageContract:
         page = await page_of(store, first.last, 10)
         assert [(e["i"], e["seq"]) for e in page.entries] == [(4, 4), (5, 5)]
 
+    async def test_a_journal_page_counts_the_entries_the_bound_dropped_not_those_cleared(
+        self, store: Store
+    ) -> None:
+        """`JournalPage.dropped`: what a reader needs to tell a whole journal from one that
+        lost entries (the fixture's assert_requested refuses to judge the latter)."""
+        await fill(store, 1, 3, 10)
+        assert (await page_of(store, None, 10)).dropped == 0
+        await fill(store, 4, 7, 3)  # the bound keeps 5, 6, 7: 1 to 4 dropped
+        first = await page_of(store, None, 2)
+        assert [e["seq"] for e in first.entries] == [5, 6] and first.dropped == 4
+        rest = await page_of(store, first.last, 10)
+        assert [e["seq"] for e in rest.entries] == [7] and rest.dropped == 0
+        await fill(store, 8, 12, 3)  # 8 and 9 dropped after the cursor at 6 (7 too)
+        later = await page_of(store, first.last, 10)
+        assert [e["seq"] for e in later.entries] == [10, 11, 12] and later.dropped == 3
+        await store.clear_journal()  # on purpose: nothing dropped since
+        cleared = await page_of(store, None, 10)
+        assert (cleared.entries, cleared.dropped) == ([], 0)
+        await fill(store, 13, 14, 10)
+        assert (await page_of(store, None, 10)).dropped == 0
+        await fill(store, 15, 16, 1)  # 13, 14, 15 dropped since the clear
+        assert (await page_of(store, None, 10)).dropped == 3
+        await store.reset()  # numbered from 1 again: nothing dropped
+        assert (await page_of(store, None, 10)).dropped == 0
+        await fill(store, 1, 2, 10)
+        assert (await page_of(store, None, 10)).dropped == 0
+
     async def test_a_journal_cursor_from_before_a_reset_is_refused(self, store: Store) -> None:
         await fill(store, 1, 3, 10)
         before = await page_of(store, None, 1)

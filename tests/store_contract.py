@@ -464,13 +464,31 @@ class StoreContract(UsageLogContract, JournalPageContract):
         await store.add_fault(make_rule("a"))
         await store.add_fault(make_rule("b"))
         await store.claim_fault("a", None)
-        assert await store.remove_fault("a")
-        assert not await store.remove_fault("a")
+        assert await store.remove_fault("a") == 1  # the hits it had, read as it goes
+        assert await store.remove_fault("a") is None
+        assert await store.remove_fault("b", "not-its-serial") is None  # kept
         assert [r.id for r in await store.list_faults()] == ["b"]
         assert "a" not in await store.fault_hits()
         await store.clear_faults()
         assert await store.list_faults() == []
         assert await store.fault_hits() == {}
+
+    async def test_a_rule_is_told_from_another_installed_under_its_id(self, store: Store) -> None:
+        """`FaultRule.serial` is kept with the rule: a handle's reads and removal name the
+        installation, so a rule replaced under the same id is never read or removed as it."""
+        await store.add_fault(dataclasses.replace(make_rule("a"), serial="one"))
+        assert await store.fault_rule_hits("a") == ("one", 0)
+        await store.claim_fault("a", None)
+        await store.claim_fault("a", None)
+        assert await store.fault_rule_hits("a") == ("one", 2)
+        assert await store.list_faults() == [dataclasses.replace(make_rule("a"), serial="one")]
+        await store.add_fault(dataclasses.replace(make_rule("a"), serial="two"))
+        assert await store.fault_rule_hits("a") == ("two", 0)
+        assert await store.remove_fault("a", "one") is None  # not that installation
+        await store.claim_fault("a", None)
+        assert await store.remove_fault("a", "two") == 1
+        assert await store.fault_rule_hits("a") is None
+        assert await store.fault_rule_hits("missing") is None
 
     async def test_evaluations_count_from_one(self, store: Store) -> None:
         await store.add_fault(make_rule("a"))

@@ -83,13 +83,24 @@ class FaultRule:
     probability: float = 1.0
     #: None: unlimited; otherwise the rule expires after this many hits.
     times: int | None = None
+    #: Which installation of the rule this is, given when it is added (`Steering.add_faults`;
+    #: "" for one from the settings): a rule replaced under its id, or added again after a
+    #: reset restarted the ids, has another, so a test's handle never reads another rule's
+    #: hits as its own. Kept by the stores (`stored`), not part of the rule's view.
+    serial: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule as the control plane shows it (without ``serial``)."""
         data = asdict(self)
+        del data["serial"]
         data["match"]["headers"] = dict(self.match.headers)
         if self.effect.headers is not None:
             data["effect"]["headers"] = dict(self.effect.headers)
         return data
+
+    def stored(self) -> dict[str, Any]:
+        """The rule as a store keeps it: its view and its ``serial``."""
+        return self.to_dict() | {"serial": self.serial}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> FaultRule:
@@ -101,6 +112,7 @@ class FaultRule:
             match=Match(**raw["match"]),
             probability=raw["probability"],
             times=raw["times"],
+            serial=raw.get("serial", ""),  # a rule stored before serials has none
         )
 
 

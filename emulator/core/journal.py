@@ -99,11 +99,58 @@ class JournalFilterError(QueryError):
 
 
 def _text(value: Any) -> str:
-    """How a body value is compared: strings as they are, anything else as compact JSON (so
-    ``n=2`` matches a JSON 2 and a multipart form's "2" alike)."""
+    """How a body value is compared as text: strings as they are, anything else as compact
+    JSON (so ``body[n]=2``, a query parameter, matches a JSON 2 and a multipart form's "2")."""
     if isinstance(value, str):
         return value
     return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def same_json(got: Any, wanted: Any) -> bool:
+    """Whether two JSON values are equal as JSON: 2 is not "2", true is neither 1 nor "true",
+    null only null; 2 and 2.0 are one number (as in JSON Schema); lists and objects item by
+    item."""
+    if isinstance(wanted, bool) or isinstance(got, bool):
+        return isinstance(got, bool) and isinstance(wanted, bool) and got == wanted
+    if isinstance(wanted, int | float):
+        return isinstance(got, int | float) and got == wanted
+    if isinstance(wanted, list | tuple):
+        return (
+            isinstance(got, list)
+            and len(got) == len(wanted)
+            and all(same_json(g, w) for g, w in zip(got, wanted, strict=True))
+        )
+    if isinstance(wanted, Mapping):
+        return (
+            isinstance(got, dict)
+            and got.keys() == wanted.keys()
+            and all(same_json(got[k], wanted[k]) for k in wanted)
+        )
+    return type(got) is type(wanted) and got == wanted  # text, null
+
+
+def _form(entry: Mapping[str, Any]) -> bool:
+    """Whether the entry's request sent a multipart form (its fields are text), not JSON."""
+    kind = str((entry.get("headers") or {}).get("content-type", ""))
+    return kind.partition(";")[0].strip().lower() == "multipart/form-data"
+
+
+@dataclass(frozen=True, slots=True)
+class BodyFilter:
+    """One body field an entry must have: ``text`` (`_text` of the value) is what a form's
+    field or, untyped, any field is compared with; ``typed``: a JSON body's field must equal
+    ``value`` as JSON (`same_json`). A query parameter is text, so the control plane's
+    filters are untyped; the fixture's keep their Python types."""
+
+    name: str
+    text: str
+    value: Any = None
+    typed: bool = False
+
+    def matches(self, got: Any, form: bool) -> bool:
+        if self.typed and not form:
+            return same_json(got, self.value)
+        return _text(got) == self.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +158,7 @@ class JournalQuery:
     """Filters every one of which an entry must meet; none: every entry."""
 
     fields: tuple[tuple[str, str | int], ...] = ()
-    body: tuple[tuple[str, str], ...] = ()
+    body: tuple[BodyFilter, ...] = ()
 
     def matches(self, entry: Mapping[str, Any]) -> bool:
         for name, wanted in self.fields:
@@ -122,8 +169,9 @@ class JournalQuery:
                 return False
         if self.body:
             fields = (entry.get("body") or {}).get("fields") or {}
-            for name, text in self.body:
-                if name not in fields or _text(fields[name]) != text:
+            form = _form(entry)
+            for field in self.body:
+                if field.name not in fields or not field.matches(fields[field.name], form):
                     return False
         return True
 
@@ -225,12 +273,12 @@ def _unknown(name: str, hint: str, paging: bool = False) -> QueryError:
     return unknown_parameter(name, known, "journal parameter" if paging else "journal filter", hint)
 
 
-def _query(fields: dict[str, str | int], body: dict[str, str]) -> JournalQuery:
+def _query(fields: dict[str, str | int], body: dict[str, BodyFilter]) -> JournalQuery:
     if len(body) > _MAX_BODY_FILTERS:
         raise JournalFilterError(
             f"at most {_MAX_BODY_FILTERS} body fields can be filtered on", field="body"
         )
-    return JournalQuery(tuple(fields.items()), tuple(body.items()))
+    return JournalQuery(tuple(fields.items()), tuple(body.values()))
 
 
 def journal_params(items: Iterable[tuple[str, str]]) -> tuple[JournalQuery, dict[str, str]]:
@@ -253,7 +301,7 @@ def query_from_params(items: Iterable[tuple[str, str]], *, paging: bool = False)
     ``body[model]=NanoBanana`` (OpenAPI's deepObject form); each at most once. ``paging``:
     an unknown one's refusal names ``limit`` and ``after`` too."""
     fields: dict[str, str | int] = {}
-    body: dict[str, str] = {}
+    body: dict[str, BodyFilter] = {}
     for key, value in items:
         match = _BODY_PARAM.fullmatch(key)
         if key in FILTERS:
@@ -264,7 +312,7 @@ def query_from_params(items: Iterable[tuple[str, str]], *, paging: bool = False)
             name = _body_name(key, match.group(1))
             if name in body:
                 raise JournalFilterError(f"filter {shown(key)} may be given only once", field=key)
-            body[name] = _body_value(key, value)
+            body[name] = BodyFilter(name, _body_value(key, value))
         elif key == "body":
             raise JournalFilterError(
                 "filter 'body' takes a field name: body[<field>]=value", field="body"
@@ -277,7 +325,8 @@ def query_from_params(items: Iterable[tuple[str, str]], *, paging: bool = False)
 def query_from_filters(
     filters: Mapping[str, Any], body: Mapping[str, Any] | None = None
 ) -> JournalQuery:
-    """The filters of the fixture's ``requests(endpoint="submit", body={"model": "X"})``."""
+    """The filters of the fixture's ``requests(endpoint="submit", body={"model": "X"})``: a
+    body value keeps its type against a JSON body (`BodyFilter.typed`)."""
     fields: dict[str, str | int] = {}
     for key, value in filters.items():
         if key not in FILTERS:
@@ -286,7 +335,9 @@ def query_from_filters(
     if body is not None and not isinstance(body, Mapping):
         raise JournalFilterError("filter 'body' must map field names to values", field="body")
     wanted = {
-        _body_name(f"body[{name}]", name): _body_value(f"body[{name}]", value)
+        _body_name(f"body[{name}]", name): BodyFilter(
+            name, _body_value(f"body[{name}]", value), value, typed=True
+        )
         for name, value in (body or {}).items()
     }
     return _query(fields, wanted)

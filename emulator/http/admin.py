@@ -177,10 +177,12 @@ async def list_requests(request: Request) -> Response:
     # Checked before the store is read: an unknown or never-matching filter is a 400 naming
     # it, never an answer that looks like "nothing matched" (emulator/core/journal.py).
     query, paging = journal_params(request.query_params.multi_items())
-    entries, following = await _steering(request).journal_page(
+    entries, following, dropped = await _steering(request).journal_page(
         query, limit=_page_limit(paging), after=paging.get("after")
     )
-    return JSONResponse({"requests": entries, "next": following})
+    # dropped: entries journal_limit dropped before this page (since `after`, or the last
+    # clear): a walk that sees one above 0 did not see the whole journal.
+    return JSONResponse({"requests": entries, "next": following, "dropped": dropped})
 
 
 @guarded

@@ -204,8 +204,10 @@ class Store(ABC):
         """Rules in the order added. A read (one consistent list, never half of an add)."""
 
     @abstractmethod
-    async def remove_fault(self, rule_id: str) -> bool:
-        """Atomically delete one rule and its counters; False if there was none."""
+    async def remove_fault(self, rule_id: str, serial: str | None = None) -> int | None:
+        """Atomically delete one rule and its counters, given ``serial`` only if the rule
+        installed under ``rule_id`` is that installation (`FaultRule.serial`); the hits it had
+        taken (read in the same step), or None if there was no such rule (nothing removed)."""
 
     @abstractmethod
     async def clear_faults(self) -> None:
@@ -222,6 +224,12 @@ class Store(ABC):
     @abstractmethod
     async def fault_hits(self) -> dict[str, int]:
         """Hits taken per rule id (rules removed since keep no entry). A read."""
+
+    @abstractmethod
+    async def fault_rule_hits(self, rule_id: str) -> tuple[str, int] | None:
+        """The ``serial`` of the rule installed under ``rule_id`` and the hits it took, read
+        in one step (never one rule's serial with another's hits); None if there is none. A
+        read."""
 
     # -- request journal ------------------------------------------------------------------
     @abstractmethod
@@ -257,7 +265,9 @@ class Store(ABC):
         lists them, so a walk by pages neither skips nor repeats a kept entry. The epoch's
         check and the page are one step. Its cost is the page's, not the journal's
         (``journal_limit`` may be 10^6): the journal is read by pages (or its tail) only,
-        never whole."""
+        never whole. The page's ``dropped`` is read in the same step (`pages.dropped_before`):
+        how many entries the bound dropped between the cursor (none: the last clear) and the
+        page's first, so a reader can tell a whole journal from one that lost entries."""
 
     @abstractmethod
     async def journal_tail(self, count: int) -> list[dict[str, Any]]:
@@ -267,7 +277,9 @@ class Store(ABC):
 
     @abstractmethod
     async def clear_journal(self) -> None:
-        """Atomically forget the journal (numbering goes on, epoch and all)."""
+        """Atomically forget the journal (numbering goes on, epoch and all), and note the
+        newest number given so far: entries up to it were cleared, not dropped by the bound
+        (`JournalPage.dropped`; a ``reset`` notes 0)."""
 
     # -- billing --------------------------------------------------------------------------
     @abstractmethod

@@ -60,11 +60,26 @@ class ChargePage:
 class JournalPage:
     """What `Store.journal_page` read: ``entries`` (each with its ``seq``) in arrival order,
     ``last`` the position of the last of them (None when there are none), ``more``: kept
-    entries follow it."""
+    entries follow it; ``dropped``: how many entries numbered after the page's cursor (none:
+    since the journal was last cleared, or numbered from 1) and before its first entry (none
+    listed: through the newest numbered) the ``journal_limit`` bound dropped
+    (`dropped_before`)."""
 
     entries: list[dict[str, Any]]
     last: Position | None
     more: bool
+    dropped: int = 0
+
+
+def dropped_before(first: int | None, newest: int, cleared: int, after: Position | None) -> int:
+    """`JournalPage.dropped` of a page whose first entry is numbered ``first`` (None: it lists
+    none), read with the newest number given (``newest``) and the newest number when the
+    journal was last cleared (``cleared``; 0 since its numbering started): the numbers between
+    the cursor (or the clear) and ``first`` that no entry kept holds. A clear drops entries
+    on purpose; only the bound's drops are counted."""
+    base = max(cleared, 0 if after is None else after[0])
+    end = newest + 1 if first is None else first
+    return max(0, end - base - 1)
 
 
 def paged(after: Position | None, count: int) -> tuple[Position | None, int]:
@@ -90,6 +105,7 @@ __all__ = [
     "JournalPage",
     "Position",
     "TaskPage",
+    "dropped_before",
     "listed_at_most",
     "new_epoch",
     "paged",

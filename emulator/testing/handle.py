@@ -18,6 +18,7 @@ from ..core.journal import query_from_filters
 from ..stores.memory import MemoryStore
 from ..usecases.steer import Steering, settings_json
 from .app_loop import Runner
+from .assertions import check_times, near_misses
 from .clients import NO_PARAMS, AsyncClient, Client, auth_headers, parsed, ssl_context
 from .transport import ASGITransport, AsyncASGITransport
 
@@ -36,13 +37,27 @@ class FaultHandle:
 
     id: str
     _emulator: ImageEmulator
+    #: Which installation of rule ``id`` this handle is on (`FaultRule.serial`): another
+    #: rule under the same id (replaced, or numbered again after a reset) is not its own.
+    _serial: str = ""
+    #: The rule's hits when this handle removed it (None: it did not).
+    _removed_hits: int | None = None
 
     @property
     def hits(self) -> int:
-        return self._emulator._run(self._emulator.steering.fault_hits(self.id))
+        """How often the rule fired; after this handle's ``remove()``, how often it had. A
+        `FaultGone` (a LookupError) when the rule went any other way (``faults.clear()``,
+        ``reset()``, the control plane, replaced under its id): never 0 or another's count."""
+        __tracebackhide__ = True
+        if self._removed_hits is not None:
+            return self._removed_hits
+        return self._emulator._run(self._emulator.steering.fault_hits(self.id, self._serial))
 
     def remove(self) -> None:
-        self._emulator._run(self._emulator.steering.remove_fault(self.id))
+        """Remove the rule, keeping its hits as they were (read in the same step)."""
+        __tracebackhide__ = True
+        removing = self._emulator.steering.remove_fault(self.id, self._serial)
+        self._removed_hits = self._emulator._run(removing)
 
 
 class Faults:
@@ -67,8 +82,8 @@ class Faults:
             rule["times"] = times
         if id is not None:
             rule["id"] = id
-        added = self._emulator._run(self._emulator.steering.add_fault(rule))
-        return FaultHandle(added, self._emulator)
+        (added,) = self._emulator._run(self._emulator.steering.add_faults([rule]))
+        return FaultHandle(added.id, self._emulator, added.serial)
 
     def clear(self) -> None:
         self._emulator._run(self._emulator.steering.clear_faults())
@@ -238,35 +253,55 @@ class ImageEmulator:
         return self._run(self.steering.tasks(self.base_url))
 
     def requests(
-        self, *, body: Mapping[str, Any] | None = None, **filters: Any
+        self, *, body: Mapping[str, Any] | None = None, partial: bool = False, **filters: Any
     ) -> list[dict[str, Any]]:
         """The journal, newest last: entries matching every filter (``path``, ``method``,
-        ``task_id``, ``endpoint``, ``status``, ``fault``) and every ``body`` field. Every one
-        the journal keeps, read a page at a time; CursorGone (a LookupError) if a reset
-        restarts the journal's numbering between two pages, never part of it.
+        ``task_id``, ``endpoint``, ``status``, ``fault``) and every ``body`` field (typed
+        against a JSON body: 2 is not "2"; text against a form's). Every one the journal
+        keeps, read a page at a time; CursorGone (a LookupError) if a reset restarts the
+        journal's numbering between two pages, never part of it. JournalIncomplete (naming
+        ``journal_limit``) if the journal dropped entries since its last reset or clear, or
+        keeps none: never a list that silently misses some; ``partial=True``: what it keeps.
 
         Any other filter is a ValueError naming the known ones: body fields are filtered
         explicitly, ``body={"model": "X"}``, never by a bare ``model="X"``.
         """
+        __tracebackhide__ = True
         query = query_from_filters(filters, body)  # before the store: a bad filter never reads
-        return self._run(self.steering.journal(query))
+        return self._run(self.steering.journal(query, whole=not partial))
 
     def assert_requested(
         self, times: int | None = None, *, body: Mapping[str, Any] | None = None, **filters: Any
     ) -> list[dict[str, Any]]:
-        """Assert the client sent matching requests (``times`` exactly, or at least one)."""
-        entries = self.requests(body=body, **filters)
+        """Assert the client sent matching requests (``times`` exactly, or at least one); the
+        failure lists the journal's closest entries. JournalIncomplete (not an assertion)
+        when the journal cannot tell (`requests`)."""
+        __tracebackhide__ = True
+        times = check_times(times)
+        query = query_from_filters(filters, body)
+        entries = self._run(self.steering.journal(query, whole=True))
         described = filters | ({"body": body} if body is not None else {})
-        if times is None and not entries:
-            raise AssertionError(f"no request matched {described}")
-        if times is not None and len(entries) != times:
-            raise AssertionError(f"{len(entries)} requests matched {described}, expected {times}")
-        return entries
+        if times is None and entries:
+            return entries
+        if times is not None and len(entries) == times:
+            return entries
+        failure = (
+            f"no request matched {described}"
+            if times is None
+            else f"{len(entries)} requests matched {described}, expected {times}"
+        )
+        endpoint = filters.get("endpoint")
+        where = f"of endpoint {endpoint}" if isinstance(endpoint, str) else "of any endpoint"
+        near = query_from_filters({"endpoint": endpoint} if isinstance(endpoint, str) else {})
+        newest = self._run(self.steering.journal_newest(near, 1_000))
+        raise AssertionError(failure + near_misses(query, newest, where))
 
     def sent(
         self, *, body: Mapping[str, Any] | None = None, **filters: Any
     ) -> list[dict[str, Any]]:
-        """The body fields of the submissions the client sent (newest last)."""
+        """The body fields of the submissions the client sent (newest last); as `requests`,
+        JournalIncomplete when the journal cannot tell."""
+        __tracebackhide__ = True
         filters.setdefault("endpoint", "submit")
         return [e["body"]["fields"] for e in self.requests(body=body, **filters) if e.get("body")]
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from ..core.journal import JournalQuery, PendingEntry
+from ..errors import EmulatorError
 from ..stores import Store
 from .configuration import Configuration
 from .pages import MAX_PAGE, gone, next_cursor, page_request, walk
@@ -26,12 +27,15 @@ class JournalKeeper:
     journal instead, once; requests after it cost the store nothing (the per-request price
     of the Redis tests that measure the request path with ``journal_limit = 0``)."""
 
-    __slots__ = ("_config", "_emptied", "_store")
+    __slots__ = ("_config", "_emptied", "_store", "unrecorded")
 
     def __init__(self, store: Store, config: Configuration) -> None:
         self._store, self._config = store, config
         #: Whether this emulator emptied the journal since it last appended to it.
         self._emptied = False
+        #: Requests this emulator did not journal (``limit`` 0) since it started or was reset:
+        #: numbered nowhere, so only this count tells a reader the journal misses them.
+        self.unrecorded = 0
 
     @property
     def limit(self) -> int:
@@ -46,37 +50,94 @@ class JournalKeeper:
 
     async def keep_none(self) -> None:
         """A request while ``limit`` is 0: what the journal still holds goes (once)."""
+        self.unrecorded += 1
         if not self._emptied:
             await self._store.clear_journal()
             self._emptied = True
 
 
+class JournalIncomplete(EmulatorError, RuntimeError):
+    """The journal cannot cover what a reader judges: ``journal_limit`` dropped entries of it,
+    or kept none. Not an AssertionError: a test expecting an assertion to fail must not pass
+    because the journal could not tell."""
+
+    status_code = 409
+    code = "journal_incomplete"
+
+
+def check_whole(limit: int, dropped: int, unrecorded: int) -> None:
+    """JournalIncomplete, naming ``journal_limit`` and how many entries are missing, unless a
+    walk of the journal saw every entry since its last reset or clear: ``dropped`` by the
+    bound (`JournalPage.dropped`), ``unrecorded`` while the limit was 0."""
+    remedy = (
+        "raise journal_limit (@pytest.mark.image_emulator(journal_limit=...) or "
+        "configure(journal_limit=...)), or read what is kept with requests(partial=True)"
+    )
+    if limit == 0:
+        raise JournalIncomplete(
+            "journal_limit is 0: the journal keeps no entry, so what was sent cannot be "
+            f"told; {remedy}",
+            field="journal_limit",
+        )
+    if unrecorded:
+        raise JournalIncomplete(
+            f"{unrecorded} requests were not journaled while journal_limit was 0, so what "
+            f"was sent cannot be told; {remedy}",
+            field="journal_limit",
+        )
+    if dropped:
+        raise JournalIncomplete(
+            f"the journal dropped {dropped} of its entries since its last reset or clear "
+            f"(journal_limit = {limit} keeps the newest {limit}), so what was sent cannot be "
+            f"told; {remedy}",
+            field="journal_limit",
+        )
+
+
 async def journal_page(
     store: Store, query: JournalQuery, limit: object = MAX_PAGE, after: object = None
-) -> tuple[Entries, str | None]:
+) -> tuple[Entries, str | None, int]:
     """The entries matching ``query`` among at most ``limit`` kept entries (1 to `MAX_PAGE`)
-    after the cursor ``after`` (None: from the oldest kept), and the cursor of the next page
-    (None: none follows). Its cost is ``limit`` entries, whatever the filters match: a page
-    may hold fewer matches, even none, while more remain. CursorGone when ``after`` is of
-    another numbering (a reset started it again); PageArgumentError for a bad argument."""
+    after the cursor ``after`` (None: from the oldest kept), the cursor of the next page
+    (None: none follows), and how many entries the bound dropped between the cursor (none:
+    the last clear or reset) and the page (`JournalPage.dropped`). Its cost is ``limit``
+    entries, whatever the filters match: a page may hold fewer matches, even none, while
+    more remain. CursorGone when ``after`` is of another numbering (a reset started it
+    again); PageArgumentError for a bad argument."""
     count, position = page_request(limit, after)
     page = await store.journal_page(position, count)
     if page is None:
         raise gone(str(after), "journal entries, which a reset also starts again")
-    return query.select(page.entries), next_cursor(page.more, page.last)
+    return query.select(page.entries), next_cursor(page.more, page.last), page.dropped
 
 
-async def whole_journal(store: Store, query: JournalQuery) -> Entries:
-    """Every kept entry matching ``query``, oldest first, read page by page: entries dropped
-    or arriving between two pages do not stop the walk, but CursorGone if the journal's
-    numbering started again between them (a reset): never a partial list passed off as whole."""
+async def whole_journal(store: Store, query: JournalQuery) -> tuple[Entries, int]:
+    """Every kept entry matching ``query``, oldest first, read page by page, and how many
+    entries the bound dropped from it (before the first page or between two): entries
+    dropped or arriving between two pages do not stop the walk, but CursorGone if the
+    journal's numbering started again between them (a reset): never a partial list passed
+    off as whole."""
+    dropped = 0
 
     async def read(after: str | None) -> tuple[Entries, str | None]:
-        return await journal_page(store, query, after=after)
+        nonlocal dropped
+        entries, following, lost = await journal_page(store, query, after=after)
+        dropped += lost
+        return entries, following
 
-    return await walk(read, "the journal's", "entries")
+    return await walk(read, "the journal's", "entries"), dropped
 
 
 async def newest_entries(store: Store, query: JournalQuery, count: int = MAX_PAGE) -> Entries:
     """The entries matching ``query`` among the newest ``count`` kept, oldest first."""
     return query.select(await store.journal_tail(count))
+
+
+__all__ = [
+    "JournalIncomplete",
+    "JournalKeeper",
+    "check_whole",
+    "journal_page",
+    "newest_entries",
+    "whole_journal",
+]

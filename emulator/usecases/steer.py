@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
@@ -28,7 +29,7 @@ from ..core.tasks import elapsed as task_elapsed
 from ..errors import EmulatorError, InvalidRequest, TaskNotFound
 from ..stores import Store, masked_url
 from .configuration import Configuration
-from .journal import journal_page, newest_entries, whole_journal
+from .journal import JournalKeeper, check_whole, journal_page, newest_entries, whole_journal
 from .pages import MAX_PAGE, gone, next_cursor, page_request, walk
 from .poll import Tasks
 from .results import Results
@@ -40,6 +41,29 @@ MAX_ADVANCE = 10**9
 
 class ArgumentError(InvalidRequest, ValueError):
     """A control-plane argument breaks a rule; the message names the argument."""
+
+
+class FaultGone(EmulatorError, LookupError):
+    """The rule a test's handle added is no longer installed (removed, cleared, reset, or
+    replaced by another rule under its id): what it did can no longer be told."""
+
+    status_code = 404
+    code = "not_found"
+
+    def __init__(self, rule_id: str, replaced: bool) -> None:
+        why = (
+            "was replaced by another rule with the same id (an add naming that id, or the ids "
+            "numbered again after a reset)"
+            if replaced
+            else "is no longer installed (removed or cleared through the control plane, the "
+            "dashboard or another handle, or a reset)"
+        )
+        super().__init__(
+            f"fault rule {shown(rule_id)} that this handle added {why}, so its hits can no "
+            "longer be told; read .hits before it goes, or remove it with the handle's "
+            ".remove(), after which .hits is the count it had then",
+            field="id",
+        )
 
 
 class Steering:
@@ -57,8 +81,11 @@ class Steering:
         startup: Startup,
         apply: Callable[[Settings], None],
         reset: Callable[[], Awaitable[None]],
+        journal: JournalKeeper | None = None,
     ) -> None:
         self._store, self._clock, self._config = store, clock, config
+        #: Its count of requests not journaled (None: no keeper, nothing counted).
+        self._keeper = journal
         self._tasks, self.billing, self._results = tasks, billing, results
         self._startup, self._apply, self._reset = startup, apply, reset
 
@@ -258,6 +285,8 @@ class Steering:
             while f"rule-{n}" in existing:
                 n += 1
             rule = parse_rule(raw, f"rule-{n}", "fault" if len(raws) == 1 else f"faults[{i}]")
+            # Its own installation: a handle on it never reads a later rule under its id.
+            rule = dataclasses.replace(rule, serial=secrets.token_hex(8))
             existing.add(rule.id)
             rules.append(rule)
         for rule in rules:
@@ -275,28 +304,48 @@ class Steering:
         rules = await self._store.list_faults()
         return [rule.to_dict() | {"hits": hits.get(rule.id, 0)} for rule in rules]
 
-    async def fault_hits(self, rule_id: str) -> int:
-        return (await self._store.fault_hits()).get(rule_id, 0)
+    async def fault_hits(self, rule_id: str, serial: str) -> int:
+        """The hits of the rule added as ``rule_id`` with ``serial`` (a handle's rule), read
+        with its serial in one step; FaultGone when that rule is no longer installed."""
+        found = await self._store.fault_rule_hits(rule_id)
+        if found is None or found[0] != serial:
+            raise FaultGone(rule_id, replaced=found is not None)
+        return found[1]
 
-    async def remove_fault(self, rule_id: str) -> None:
-        if not await self._store.remove_fault(rule_id):
-            raise EmulatorError(
-                f"fault rule {shown(rule_id)} does not exist", status_code=404, code="not_found"
+    async def remove_fault(self, rule_id: str, serial: str | None = None) -> int:
+        """Remove a rule (given ``serial``: only that installation of it); the hits it had
+        taken, read in the same step as the removal."""
+        hits = await self._store.remove_fault(rule_id, serial)
+        if hits is not None:
+            return hits
+        if serial is not None:
+            raise FaultGone(
+                rule_id, replaced=await self._store.fault_rule_hits(rule_id) is not None
             )
+        raise EmulatorError(
+            f"fault rule {shown(rule_id)} does not exist", status_code=404, code="not_found"
+        )
 
     async def clear_faults(self) -> None:
         await self._store.clear_faults()
 
     # -- journal, usage, balances ----------------------------------------------------------
-    async def journal(self, query: JournalQuery) -> list[dict[str, Any]]:
+    async def journal(self, query: JournalQuery, *, whole: bool = False) -> list[dict[str, Any]]:
         """Every kept journal entry matching ``query``, oldest first, page by page (build
-        ``query`` before: a bad filter never reads); `journal.whole_journal`."""
-        return await whole_journal(self._store, query)
+        ``query`` before: a bad filter never reads); `journal.whole_journal`. ``whole``:
+        JournalIncomplete (naming ``journal_limit``) rather than a list that misses entries
+        since the last reset or clear (`journal.check_whole`)."""
+        entries, dropped = await whole_journal(self._store, query)
+        if whole:
+            unrecorded = 0 if self._keeper is None else self._keeper.unrecorded
+            check_whole(self._config.settings.journal_limit, dropped, unrecorded)
+        return entries
 
     async def journal_page(
         self, query: JournalQuery, *, limit: object = MAX_PAGE, after: object = None
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of `journal` and the next page's cursor (`journal.journal_page`)."""
+    ) -> tuple[list[dict[str, Any]], str | None, int]:
+        """One page of `journal`, the next page's cursor and the entries the bound dropped
+        before the page (`journal.journal_page`)."""
         return await journal_page(self._store, query, limit, after)
 
     async def journal_newest(
@@ -369,4 +418,4 @@ def settings_json(settings: Settings) -> dict[str, Any]:
     return out
 
 
-__all__ = ["MAX_ADVANCE", "ArgumentError", "Steering", "settings_json"]
+__all__ = ["MAX_ADVANCE", "ArgumentError", "FaultGone", "Steering", "settings_json"]

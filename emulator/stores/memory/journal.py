@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...core.journal import PendingEntry
-from ..pages import JournalPage, Position, new_epoch
+from ..pages import JournalPage, Position, dropped_before, new_epoch
 
 _Item = dict[str, Any] | tuple[int, PendingEntry]
 #: Dropped entries a journal keeps before cutting them off, at least and at most.
@@ -37,6 +37,8 @@ class Journal:
         self.epoch = new_epoch()
         #: The number of the newest entry appended (0: none yet).
         self.seq = 0
+        #: ``seq`` when the journal was last cleared (`JournalPage.dropped`).
+        self.cleared = 0
         self._items: list[_Item] = []
         #: The bound of the last append: the journal is the newest ``_limit`` items.
         self._limit = 0
@@ -73,6 +75,7 @@ class Journal:
     def clear(self) -> None:
         """Forget every entry; the numbering goes on."""
         self._items = []
+        self.cleared = self.seq
 
     def _first(self) -> int:
         """The index of the oldest kept entry."""
@@ -89,7 +92,9 @@ class Journal:
         end = min(start + count, len(self._items))
         entries = self._built(start, end)
         last = (entries[-1]["seq"], self.epoch) if entries else None
-        return JournalPage(entries, last, end < len(self._items))
+        first = entries[0]["seq"] if entries else None
+        dropped = dropped_before(first, self.seq, self.cleared, after)
+        return JournalPage(entries, last, end < len(self._items), dropped)
 
     def tail(self, count: int) -> list[dict[str, Any]]:
         """The newest ``count`` entries, oldest first."""

@@ -239,10 +239,14 @@ class MemoryStore(Store):
     async def list_faults(self) -> list[FaultRule]:
         return list(self._faults.values())
 
-    async def remove_fault(self, rule_id: str) -> bool:
+    async def remove_fault(self, rule_id: str, serial: str | None = None) -> int | None:
+        rule = self._faults.get(rule_id)
+        if serial is not None and (rule is None or rule.serial != serial):
+            return None
+        self._faults.pop(rule_id, None)
         self._evaluations.pop(rule_id, None)
-        self._hits.pop(rule_id, None)
-        return self._faults.pop(rule_id, None) is not None
+        hits = self._hits.pop(rule_id, 0)
+        return None if rule is None else hits
 
     async def clear_faults(self) -> None:
         self._faults.clear()
@@ -262,6 +266,10 @@ class MemoryStore(Store):
 
     async def fault_hits(self) -> dict[str, int]:
         return dict(self._hits)
+
+    async def fault_rule_hits(self, rule_id: str) -> tuple[str, int] | None:
+        rule = self._faults.get(rule_id)
+        return None if rule is None else (rule.serial, self._hits.get(rule_id, 0))
 
     async def append_journal(self, entry: dict[str, Any], limit: int) -> None:
         # The entry is the caller's to give away (Store.append_journal): numbered in place.

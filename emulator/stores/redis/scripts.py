@@ -29,8 +29,8 @@ Keys (P = prefix):
   scores in P:charges; P:epoch and P:charges:epoch name those numberings, each made by the
   first PAGE of its listing when missing: all kept by reset, so a listing's cursor from before
   a reset goes on after its number; a wiped Redis starts them again, and refuses old cursors)
-  (P:journal:epoch names the journal's numbering, P:seq:journal: journal.py, with the
-  journal's scripts)
+  (P:journal:epoch names the journal's numbering, P:seq:journal numbers it, and
+  P:journal:cleared holds its value at the last clear: journal.py, with the journal's scripts)
 
 Task hash P:task:<id>: d task JSON as submitted, p polls, o owner, c created_at, s ends_at,
 k end poll (per_poll only), e end time once known, i images paid when it has ended,
@@ -317,7 +317,8 @@ redis.call('HSET', P .. 'faults:evals', ARGV[5], 0)
 redis.call('HSET', P .. 'faults:hits', ARGV[5], 0)
 """
 )
-# ARGV rule id ('' for every rule) -> rules removed
+# ARGV rule id ('' for every rule), the rule's serial (absent: any) -> rules removed (every
+# rule); the hits the rule had taken, or -1 when there was no such rule (one rule)
 REMOVE_FAULT = (
     PRELUDE
     + _LATE
@@ -328,11 +329,15 @@ if ARGV[5] == '' then
   redis.call('DEL', unpack(keys))
   return n
 end
-local n = redis.call('HDEL', keys[1], ARGV[5])
+local rule = redis.call('HGET', keys[1], ARGV[5])
+if ARGV[6] and (not rule or cjson.decode(rule)['serial'] ~= ARGV[6]) then return -1 end
+local hits = tonumber(redis.call('HGET', keys[4], ARGV[5]) or '0')
+redis.call('HDEL', keys[1], ARGV[5])
 redis.call('ZREM', keys[2], ARGV[5])
 redis.call('HDEL', keys[3], ARGV[5])
 redis.call('HDEL', keys[4], ARGV[5])
-return n
+if not rule then return -1 end
+return hits
 """
 )
 # ARGV rule id -> its evaluations, this one counted

@@ -35,7 +35,7 @@ from ...core.tasks import Task, ended_at, images_returned
 from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store
 from ..pages import JournalPage, Position, TaskPage, listed_at_most, new_epoch, paged
 from . import scripts as lua
-from .journal import JOURNAL, JOURNAL_PAGE, journal_keys, journal_page
+from .journal import CLEAR_JOURNAL, JOURNAL, JOURNAL_PAGE, journal_keys, journal_page
 from .ledger import Ledger
 from .support import (
     JournalWriter,
@@ -100,7 +100,7 @@ class RedisStore(Ledger, Store):
         self.request_scope = self._scoped
         self._journal_keys = journal_keys(self._p)
         self._journal_writer = JournalWriter(s(JOURNAL), self._journal_keys[:2])
-        self._journal_page = s(JOURNAL_PAGE)
+        self._journal_page, self._clear_journal = s(JOURNAL_PAGE), s(CLEAR_JOURNAL)
 
     @property
     def round_trips(self) -> int:
@@ -301,7 +301,7 @@ class RedisStore(Ledger, Store):
     @guard
     async def add_fault(self, rule: FaultRule) -> None:
         self._forget()
-        await self._add_fault([], [*self._args(), rule.id, json.dumps(rule.to_dict())])
+        await self._add_fault([], [*self._args(), rule.id, json.dumps(rule.stored())])
 
     @guard_read
     async def list_faults(self) -> list[FaultRule]:
@@ -314,9 +314,11 @@ class RedisStore(Ledger, Store):
         return [rule_of(row) for row in rows if row is not None]
 
     @guard
-    async def remove_fault(self, rule_id: str) -> bool:
+    async def remove_fault(self, rule_id: str, serial: str | None = None) -> int | None:
         self._forget()
-        return bool(await self._remove_fault([], [*self._args(), rule_id]))
+        args = [*self._args(), rule_id, *(() if serial is None else (serial,))]
+        hits = int(await self._remove_fault([], args))
+        return None if hits < 0 else hits
 
     @guard
     async def clear_faults(self) -> None:
@@ -336,6 +338,14 @@ class RedisStore(Ledger, Store):
     async def fault_hits(self) -> dict[str, int]:
         raw = await self._redis.hgetall(self._k("faults", "hits"))
         return {text(k): int(v) for k, v in raw.items()}
+
+    @guard_read
+    async def fault_rule_hits(self, rule_id: str) -> tuple[str, int] | None:
+        async with self._redis.pipeline(transaction=True) as pipe:  # MULTI: one step
+            pipe.hget(self._k("faults"), rule_id)
+            pipe.hget(self._k("faults", "hits"), rule_id)
+            rule, hits = await pipe.execute()
+        return None if rule is None else (rule_of(rule).serial, int(hits or 0))
 
     # -- journal ------------------------------------------------------------------------
     async def append_journal(self, entry: dict[str, Any], limit: int) -> None:
@@ -360,7 +370,7 @@ class RedisStore(Ledger, Store):
     @guard
     async def clear_journal(self) -> None:
         await self._drain()
-        await self._redis.delete(self._k("journal"))
+        await self._clear_journal(self._journal_keys[:2] + self._journal_keys[3:], [])
 
     # -- reset --------------------------------------------------------------------------
     @guard

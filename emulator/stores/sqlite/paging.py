@@ -19,7 +19,9 @@ def read_page(
     """At most ``count`` rows of ``select`` (a SELECT whose first parameter is the number to
     start after and whose second is its LIMIT, ordered by that number), the epoch (the meta
     row ``epoch_name``) and whether more rows follow; None when ``after`` is of another epoch."""
-    db.execute("BEGIN")
+    own = not db.in_transaction  # a caller's transaction may hold it with other reads
+    if own:
+        db.execute("BEGIN")
     try:
         row = db.execute("SELECT value FROM meta WHERE name = ?", (epoch_name,)).fetchone()
         epoch = str(row[0])
@@ -27,7 +29,8 @@ def read_page(
             return None
         rows = db.execute(select, (-1 if after is None else after[0], count + 1)).fetchall()
     finally:
-        db.execute("COMMIT")
+        if own:
+            db.execute("COMMIT")
     more = len(rows) > count
     del rows[count:]
     return rows, epoch, more

@@ -213,7 +213,7 @@ class SqliteStore(Store):
             # Delete then insert: a replaced rule moves to the end, as in MemoryStore.
             db.execute("DELETE FROM faults WHERE id = ?", (rule.id,))
             db.execute(
-                "INSERT INTO faults (id, data) VALUES (?, ?)", (rule.id, json.dumps(rule.to_dict()))
+                "INSERT INTO faults (id, data) VALUES (?, ?)", (rule.id, json.dumps(rule.stored()))
             )
             db.execute(
                 "INSERT OR REPLACE INTO fault_counts (id, evaluations, hits) VALUES (?, 0, 0)",
@@ -228,10 +228,16 @@ class SqliteStore(Store):
             for (data,) in await self._all("SELECT data FROM faults ORDER BY seq")
         ]
 
-    async def remove_fault(self, rule_id: str) -> bool:
-        def work(db: sqlite3.Connection) -> bool:
-            db.execute("DELETE FROM fault_counts WHERE id = ?", (rule_id,))
-            return db.execute("DELETE FROM faults WHERE id = ?", (rule_id,)).rowcount == 1
+    async def remove_fault(self, rule_id: str, serial: str | None = None) -> int | None:
+        def work(db: sqlite3.Connection) -> int | None:
+            row = db.execute("SELECT data FROM faults WHERE id = ?", (rule_id,)).fetchone()
+            if serial is not None and (row is None or _serial(row[0]) != serial):
+                return None
+            hits = db.execute(
+                "DELETE FROM fault_counts WHERE id = ? RETURNING hits", (rule_id,)
+            ).fetchone()
+            db.execute("DELETE FROM faults WHERE id = ?", (rule_id,))
+            return None if row is None else int(hits[0]) if hits else 0
 
         return await self._run(work, atomic=True)
 
@@ -267,6 +273,14 @@ class SqliteStore(Store):
         )
         return {rule_id: int(hits) for rule_id, hits in rows}
 
+    async def fault_rule_hits(self, rule_id: str) -> tuple[str, int] | None:
+        row = await self._one(
+            "SELECT f.data, coalesce(c.hits, 0) FROM faults AS f"
+            " LEFT JOIN fault_counts AS c ON c.id = f.id WHERE f.id = ?",
+            (rule_id,),
+        )
+        return None if row is None else (_serial(row[0]), int(row[1]))
+
     # -- journal -------------------------------------------------------------------------
     async def append_journal(self, entry: dict[str, Any], limit: int) -> None:
         def work(db: sqlite3.Connection) -> None:
@@ -290,7 +304,7 @@ class SqliteStore(Store):
         return await self._run(lambda db: journal.tail(db, count))
 
     async def clear_journal(self) -> None:
-        await self._changed("DELETE FROM journal")
+        await self._run(journal.clear, atomic=True)
 
     # -- billing -------------------------------------------------------------------------
     async def settle(self, task_id: str, images: int, settled_at: float) -> bool:
@@ -357,3 +371,8 @@ def _schema_version(db: sqlite3.Connection) -> Any:
         return None
     row = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
     return None if row is None else row[0]
+
+
+def _serial(data: str) -> str:
+    """The ``serial`` of a stored rule's JSON ("" for one stored before serials)."""
+    return str(json.loads(data).get("serial", ""))
