@@ -24,8 +24,9 @@ from emulator.conform import EXIT_DEVIATIONS, EXIT_ERROR
 
 from .conform_support import CAREFUL, Answer, Servers, drift_app, is_poll, run_conform
 
-#: Seconds between two bytes of a trickling answer: far below the 30 s per-read timeout.
-TRICKLE = 0.2
+#: Seconds between two bytes of a trickling answer: far below the 30 s per-read timeout (a
+#: poll's ~150 bytes would take minutes).
+TRICKLE = 1.0
 
 
 @pytest.fixture
@@ -45,7 +46,8 @@ def _closed_port_url() -> str:
 
 
 def _trickle(inner: ASGIApp) -> ASGIApp:
-    """``inner``, its head sent at once and its body a byte every TRICKLE seconds."""
+    """``inner``, its head sent at once and its body a byte every TRICKLE seconds, until the
+    client leaves."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,10 +65,20 @@ def _trickle(inner: ASGIApp) -> ASGIApp:
         await inner(scope, receive, capture)
         await send(start)
         body = b"".join(chunks)
-        for i in range(len(body)):
-            await send({"type": "http.response.body", "body": body[i : i + 1], "more_body": True})
-            await anyio.sleep(TRICKLE)
-        await send({"type": "http.response.body", "body": b""})
+        async with anyio.create_task_group() as tasks:
+
+            async def until_gone() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                tasks.cancel_scope.cancel()
+
+            tasks.start_soon(until_gone)
+            for i in range(len(body)):
+                chunk = body[i : i + 1]
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await anyio.sleep(TRICKLE)
+            await send({"type": "http.response.body", "body": b""})
+            tasks.cancel_scope.cancel()
 
     return app
 
@@ -75,13 +87,15 @@ def _trickle(inner: ASGIApp) -> ASGIApp:
 def test_a_trickling_service_ends_at_the_request_deadline(
     servers: Servers, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The preflight's answer (~150 bytes) would take ~30 s; the deadline cuts it at 1 s.
+    # The preflight's answer (~150 bytes) would take minutes; the deadline cuts it at 1 s.
     started = time.monotonic()
     code, out = conform(capsys, servers.serve(_trickle(drift_app())), "--request-deadline", "1")
     elapsed = time.monotonic() - started
     assert code == EXIT_ERROR, out
-    assert "no complete answer within 1 s (--request-deadline" in out, out
-    assert elapsed < 10, f"took {elapsed:.1f} s"  # liveness bound, wide: it should take ~1 s
+    assert "did not answer in time: no complete answer within 1 s (--request-deadline" in out
+    assert "could not connect" not in out, out
+    # A liveness bound, wide (a loaded machine takes seconds to load the contract): not minutes.
+    assert elapsed < 60, f"took {elapsed:.1f} s"
 
 
 def test_the_run_stops_at_max_run_time_and_says_so_once(

@@ -14,7 +14,6 @@ import datetime
 import json
 import re
 import shlex
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 
 from .checks import CUSTOM_CHECKS, applies
+from .deadline import Deadline
 from .deviations import Report, Sample
 from .explain import Explainer
 from .options import ConformOptions, rate_gap
@@ -163,7 +163,7 @@ class Client:
         started = time.perf_counter()
         response: httpx.Response | None = None
         error = None
-        cut = _Deadline(self.options.request_deadline)
+        cut = Deadline(self.options.request_deadline)
         try:
             response = self._read(request, follow_redirects, limit, cut)
         except httpx.HTTPError as exc:
@@ -220,7 +220,7 @@ class Client:
         self._next_at = max(now, self._next_at) + self._gap
 
     def _read(
-        self, request: httpx.Request, follow_redirects: bool, limit: int, cut: _Deadline
+        self, request: httpx.Request, follow_redirects: bool, limit: int, cut: Deadline
     ) -> httpx.Response:
         # httpcore's trace hands over each new connection: the deadline's timer shuts its socket.
         request.extensions = {**request.extensions, "trace": cut.trace}
@@ -250,44 +250,6 @@ class Client:
 
 class _TooLarge(Exception):
     pass
-
-
-class _Deadline:
-    """Cuts the connection of one request after ``seconds``: a timer shuts its socket down
-    (which wakes a blocked read), so a trickling service ends as an error, not a hang."""
-
-    def __init__(self, seconds: float) -> None:
-        self.fired = False
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def trace(self, event: str, info: dict[str, Any]) -> None:
-        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
-            sock = info["return_value"].get_extra_info("socket")
-            if sock is not None:
-                with self._lock:
-                    self._sockets.append(sock)
-                    fired = self.fired
-                if fired:
-                    self._shut(sock)
-
-    def _fire(self) -> None:
-        with self._lock:
-            self.fired = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            self._shut(sock)
-
-    @staticmethod
-    def _shut(sock: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-    def cancel(self) -> None:
-        self._timer.cancel()
 
 
 def retry_after(answer: Answer, fallback: float) -> float:
