@@ -68,6 +68,18 @@ def terminal_not_final() -> ASGIApp:
     return drift_app(task_edit(edit, is_poll))
 
 
+def terminal_forgotten_later() -> ASGIApp:
+    """Final for three polls after the end, then back to processing: watched long enough?"""
+    count = _nth_answer("succeeded")
+
+    def edit(task: dict[str, Any], scope: Scope) -> None:
+        if (count(task) or 0) >= 3:
+            task.update(status="processing", progress="50%", result_url=None)
+            task["metadata"] = {"task_type": task["metadata"]["task_type"], "result_count": 0}
+
+    return drift_app(task_edit(edit, is_poll))
+
+
 def submission_not_queued() -> ASGIApp:
     def edit(task: dict[str, Any], scope: Scope) -> None:
         task.update(status="processing", progress="5%")

@@ -122,6 +122,18 @@ def submissions_without_key() -> ASGIApp:
     return drift_app(scope_edit=add_key)
 
 
+def submissions_take_any_key() -> ASGIApp:
+    """Polls check the key; submissions take any key (and bill the run's)."""
+
+    def swap(scope: Scope) -> Scope:
+        if is_submit(scope) and header(scope, b"authorization") is not None:
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"authorization"]
+            scope["headers"] = [*headers, (b"authorization", f"Bearer {KEY}".encode())]
+        return scope
+
+    return drift_app(scope_edit=swap)
+
+
 # -- error bodies and headers ---------------------------------------------------------------------
 def refusals(change: Callable[[Answer], Answer], status: int = 400) -> Callable[[], ASGIApp]:
     def build() -> ASGIApp:
@@ -136,6 +148,14 @@ def refusals(change: Callable[[Answer], Answer], status: int = 400) -> Callable[
 def vague(answer: Answer) -> Answer:
     body = json.dumps({"code": "invalid_request", "message": "invalid request", "data": None})
     return 400, answer[1], body.encode()
+
+
+def n_named_nowhere(answer: Answer) -> Answer:
+    """The refusal of an out-of-range n speaks of another field: an "n" only inside words."""
+    data = json.loads(answer[2])
+    if str(data.get("message", "")).startswith("n "):
+        data["message"] = "invalid value for size"
+    return 400, answer[1], json.dumps(data).encode()
 
 
 def polls_without_key_allowed() -> ASGIApp:

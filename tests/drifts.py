@@ -67,6 +67,13 @@ DRIFTS: tuple[Drift, ...] = (
         "changed after it ended 'succeeded': status went from 'succeeded' to 'processing'",
     ),
     Drift(
+        "terminal_forgotten_later",
+        LIFE,
+        answers.terminal_forgotten_later,
+        "terminal_final",
+        "changed after it ended 'succeeded': status went from 'succeeded' to 'processing'",
+    ),
+    Drift(
         "submission_not_queued",
         LIFE,
         answers.submission_not_queued,
@@ -273,6 +280,13 @@ DRIFTS: tuple[Drift, ...] = (
         "accepted a submission without a key",
     ),
     Drift(
+        "submissions_take_any_key",
+        NEAR,
+        requests.submissions_take_any_key,
+        "near_miss_refused",
+        "accepted a submission with a made-up key",
+    ),
+    Drift(
         "images_ignored",
         NEAR,
         requests.lenient(requests.images_ignored),
@@ -299,6 +313,13 @@ DRIFTS: tuple[Drift, ...] = (
         requests.refusals(requests.vague),
         "refusal_names_field",
         "does not name 'output_format': 'invalid request'",
+    ),
+    Drift(
+        "n_refusal_names_another_field",
+        ERRORS,
+        requests.refusals(requests.n_named_nowhere),
+        "refusal_names_field",
+        "does not name 'n': 'invalid value for size'",
     ),
     Drift(
         "refusals_are_422",

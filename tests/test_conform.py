@@ -264,6 +264,9 @@ def test_long_phases_print_progress(
     )
     run_contract(options, on_progress=lines.append)
     assert any(re.match(r"  coverage: \d+ requests so far", line) for line in lines), lines
+    # Every request is counted under a phase named, the preflight's first (it had no name).
+    assert lines[0].startswith("  preflight: 1 requests so far"), lines
+    assert not any(line.startswith("  : ") for line in lines), lines
     finished = [line.split(":")[0] for line in lines if line.startswith("phase ")]
     assert finished == [
         "phase access",

@@ -23,7 +23,7 @@ from emulator.conformance.checks import (
 )
 from emulator.conformance.explain import Explainer
 from emulator.conformance.lifecycle import Seen, check_life
-from emulator.conformance.near_misses import near_misses
+from emulator.conformance.near_misses import names_field, near_misses
 from emulator.conformance.pictures import Expected, check_picture, sniff_format
 from emulator.contract import load_contract
 from emulator.core.catalogue import Catalogue
@@ -214,6 +214,29 @@ def test_near_misses_break_each_documented_rule_once() -> None:
         "NanoBanana2-0.5K",
         "gpt-image-2",
     }
+
+
+@pytest.mark.parametrize(
+    ("message", "field", "named"),
+    [
+        ("n must be between 1 and 8 for gpt-image-2, got 9", "n", True),
+        ("Invalid value for 'n': must be at most 8", "n", True),
+        ("`n` is out of range", "n", True),
+        ("body.n: too large", "n", True),
+        ("参数n超出范围", "n", True),
+        ("invalid value for size", "n", False),
+        ("images[0] must be an http(s) URL", "images", True),
+        ("images[0] must be an http(s) URL", "image", False),
+        ("task_type image2image needs a reference picture in image or images", "image", True),
+        ("task_type image2image needs a picture", "image", False),
+        ("output_format 'webp' is not supported", "output_format", True),
+        ("format 'webp' is not supported", "output_format", False),
+    ],
+)
+def test_a_refusal_names_a_field_only_as_a_word_of_its_own(
+    message: str, field: str, named: bool
+) -> None:
+    assert names_field(message, field) is named
 
 
 def test_the_full_list_adds_every_model_and_the_guesses() -> None:

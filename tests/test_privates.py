@@ -239,6 +239,11 @@ def test_schemathesis_engine_hooks_and_binary_are_where_conform_finds_them() -> 
         "schemathesis", "GLOBAL_HOOK_DISPATCHER.unregister", where
     )
     assert callable(privates.Binary), changed("schemathesis", "Binary", where)
+    from schemathesis.engine.core import EventStream
+
+    assert callable(getattr(EventStream, "stop", None)), changed(
+        "schemathesis", "EventStream.stop (privates.stop)", where
+    )
     statuses = {"ERROR", "SUCCESS", "SKIP"}
     assert statuses <= set(privates.Status.__members__), changed(
         "schemathesis", "engine.Status", where

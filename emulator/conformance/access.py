@@ -50,6 +50,8 @@ def preflight(client: Client, validator: Validator, report: Report) -> str | Non
 
 
 def _unreachable(client: Client, answer: Answer) -> str:
+    if answer.error and "--request-deadline" in answer.error:
+        return f"{client.base_url} did not answer in time: {answer.error}"
     return f"could not connect to {client.base_url}: {answer.error or 'no answer'}"
 
 

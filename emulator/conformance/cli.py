@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -85,7 +86,23 @@ def add_arguments(parser: Any) -> None:
         default=None,
         help="seconds a scenario task may take to finish (300)",
     )
-    parser.add_argument("--report", dest="report_dir", help="write junit.xml and summary.txt here")
+    parser.add_argument(
+        "--request-deadline",
+        type=_at_least(0.001),
+        default=None,
+        help="seconds one request may take in all: connect, head and body (60)",
+    )
+    parser.add_argument(
+        "--max-run-time",
+        type=_at_least(0),
+        default=None,
+        help="seconds the whole run may take; what is left then is not sent (1800; 0: no bound)",
+    )
+    parser.add_argument(
+        "--report",
+        dest="report_dir",
+        help="directory to write junit.xml and summary.txt in (created; both overwritten)",
+    )
     parser.add_argument(
         "--full",
         action="store_true",
@@ -112,6 +129,8 @@ _FLAGS = (
     "max_response_time",
     "poll_interval",
     "poll_deadline",
+    "request_deadline",
+    "max_run_time",
 )
 
 
@@ -131,8 +150,10 @@ def options_from_args(args: Any, environ: dict[str, str]) -> ConformOptions | No
             chosen[name] = value
     if args.contract:
         chosen["contract"] = Path(args.contract)
-    if args.phases:
+    if args.phases is not None:
         phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
+        if not phases:
+            raise ValueError(f"--phases names no phase: give some of {','.join(ALL_PHASES)}")
         unknown = sorted(set(phases) - set(ALL_PHASES))
         if unknown:
             raise ValueError(f"--phases: unknown phase(s) {', '.join(unknown)}")
@@ -140,9 +161,42 @@ def options_from_args(args: Any, environ: dict[str, str]) -> ConformOptions | No
     rate_gap(chosen.get("rate_limit"))  # a bad --rate-limit stops here, naming the flag
     if chosen["second_api_key"] and chosen["second_api_key"] == chosen["api_key"]:
         raise ValueError("--second-api-key must be another key than --api-key")
+    if args.report_dir is not None:
+        _check_report_dir(Path(args.report_dir))
     if args.full:
         return ConformOptions.full(**chosen)
     return ConformOptions(allow_generation=bool(args.allow_generation), **chosen)
+
+
+def _check_report_dir(directory: Path) -> None:
+    """Refuse, before the run, a --report that could not be written after it."""
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"--report {directory}: exists and is not a directory")
+    existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        where = "is not writable" if directory.exists() else "cannot be created here"
+        raise ValueError(f"--report {directory}: the directory {where}")
+    for name in ("junit.xml", "summary.txt"):
+        inside = directory / name
+        if inside.exists() and not inside.is_file():
+            raise ValueError(f"--report {directory}: {name} there is not a file")
+
+
+def _check_model(options: ConformOptions) -> None:
+    """A --model the contract does not submit is refused before anything is sent (it used to
+    fail after the near misses and scenarios had spent tasks)."""
+    from .harness import contract_of, submit_models
+
+    try:
+        contract = contract_of(options)
+    except Exception:  # a broken contract: the run says so, as "could not run"
+        return
+    models = submit_models(contract)
+    if models and options.model not in models:
+        raise ValueError(
+            f"--model {options.model!r} is not a model the contract submits; one of: "
+            + ", ".join(models)
+        )
 
 
 def _wait_for(base_url: str, seconds: float) -> bool:
@@ -179,6 +233,11 @@ def main(args: Any, environ: dict[str, str], out: Callable[[str], None] = print)
     except ImportError:
         out(f"conform: {INSTALL_HINT}")
         return EXIT_ERROR
+    try:
+        _check_model(options)
+    except ValueError as exc:
+        out(f"conform: {exc}")
+        return EXIT_ERROR
     from .engine import run_contract
 
     budget = f"at most {options.max_tasks} task(s)" if options.max_tasks else "no task cap"
@@ -197,6 +256,10 @@ def main(args: Any, environ: dict[str, str], out: Callable[[str], None] = print)
         return EXIT_ERROR
     out(report.summary())
     if args.report_dir:
-        report.write(Path(args.report_dir))
+        try:
+            report.write(Path(args.report_dir))
+        except OSError as exc:  # checked before the run; the disk may still fill or change
+            out(f"conform: the report could not be written: {exc}")
+            return EXIT_ERROR
         out(f"conform: report written to {args.report_dir}/junit.xml and summary.txt")
     return report.exit_code

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from .checks import CUSTOM_CHECKS, applies
+from .deadline import Deadline
 from .deviations import Report, Sample
 from .explain import Explainer
 from .options import ConformOptions, rate_gap
@@ -78,9 +79,25 @@ class Answer:
         )
 
 
+class RunTimeUp(RuntimeError):
+    """Raised instead of sending a request once the run's time (``--max-run-time``) is spent."""
+
+
+def time_up(options: ConformOptions) -> str:
+    """What a run says when its time ran out."""
+    return (
+        f"the run's time is up (--max-run-time {options.max_run_time:g} s): what was left of it "
+        "was not sent"
+    )
+
+
 class Client:
     """HTTP to the service under test; the bearer key goes only to its task routes. Requests
-    keep to the run's rate limit, like schemathesis' own."""
+    keep to the run's rate limit, like schemathesis' own.
+
+    Each request has a deadline for all of it (connect, head, body: ``request_deadline``),
+    besides httpx's per-read timeout, which a service trickling a byte every few seconds never
+    trips; and none is sent after the run's own deadline (`RunTimeUp`)."""
 
     def __init__(
         self,
@@ -95,6 +112,7 @@ class Client:
         self.sleep, self.clock = sleep, clock
         self._gap = rate_gap(options.rate_limit)
         self._next_at = 0.0
+        self.run_deadline = clock() + options.max_run_time if options.max_run_time else None
         transport: httpx.BaseTransport | None = None
         if options.app is not None:
             from ..testing.transport import ASGITransport
@@ -107,10 +125,17 @@ class Client:
             transport=transport,
             timeout=httpx.Timeout(options.request_timeout, connect=options.connect_timeout),
             follow_redirects=False,
+            # A fresh connection per request: its socket is known (see _read), so the deadline
+            # can cut it. conform sends a few requests a second at most: the cost is small.
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
 
     def close(self) -> None:
         self.http.close()
+
+    def out_of_time(self) -> bool:
+        """Whether the run's time (``--max-run-time``) is spent."""
+        return self.run_deadline is not None and self.clock() >= self.run_deadline
 
     def auth(self, key: str | None = None) -> dict[str, str]:
         key = self.options.api_key if key is None else key
@@ -133,15 +158,28 @@ class Client:
         request = self.http.build_request(method, absolute, headers=headers, **content)
         request.read()  # a multipart body is a stream: buffer it, for the report and for retries
         self._pace()
+        if self.out_of_time():
+            raise RunTimeUp(time_up(self.options))
         started = time.perf_counter()
         response: httpx.Response | None = None
         error = None
+        cut = Deadline(self.options.request_deadline)
         try:
-            response = self._read(request, follow_redirects, limit)
+            response = self._read(request, follow_redirects, limit, cut)
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         except _TooLarge as exc:
             error = str(exc)
+        finally:
+            cut.cancel()
+        if cut.fired:
+            response, error = (
+                None,
+                (
+                    f"no complete answer within {self.options.request_deadline:g} s "
+                    "(--request-deadline: connect, head and body together)"
+                ),
+            )
         elapsed = time.perf_counter() - started
         if response is not None:
             # Set by httpx only when its own stream closes; the in-process transport never does.
@@ -181,7 +219,11 @@ class Client:
             self.sleep(self._next_at - now)
         self._next_at = max(now, self._next_at) + self._gap
 
-    def _read(self, request: httpx.Request, follow_redirects: bool, limit: int) -> httpx.Response:
+    def _read(
+        self, request: httpx.Request, follow_redirects: bool, limit: int, cut: Deadline
+    ) -> httpx.Response:
+        # httpcore's trace hands over each new connection: the deadline's timer shuts its socket.
+        request.extensions = {**request.extensions, "trace": cut.trace}
         response = self.http.send(request, follow_redirects=follow_redirects, stream=True)
         body = bytearray()
         try:

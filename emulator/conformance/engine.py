@@ -12,7 +12,6 @@ A run that got not one meaningful answer checked nothing, and says so (exit 2).
 
 from __future__ import annotations
 
-import json
 import time
 import tomllib
 import traceback
@@ -22,15 +21,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..contract import contracts_dir, load_contract
+from ..contract import contracts_dir
 from ..core.catalogue import Catalogue
 from .access import check_auth, check_isolation, preflight
 from .budget import TaskBudget
 from .checks import MARKER, POLL, SUBMIT, applies, register
-from .client import Client, Validator, excerpt, failure_sample
+from .client import Client, RunTimeUp, Validator, excerpt, failure_sample, time_up
 from .deviations import Report
 from .explain import Explainer
-from .harness import caused_by_cap, install_hooks, restrict_to_model
+from .harness import caused_by_cap, contract_of, install_hooks, restrict_to_model
 from .lifecycle import LIFECYCLE_CHECKS
 from .near_misses import NEAR_MISS_CHECKS, near_misses, send_near_misses
 from .options import ALL_PHASES, ConformOptions
@@ -50,17 +49,18 @@ def run_contract(
     started = time.monotonic()
     report = Report(target=options.target)
     progress = Progress(on_progress, options.progress_every)
-    contract = _load(options)
+    contract = contract_of(options)
     contract[MARKER] = True
     register()
     budget = TaskBudget(options.max_tasks)
     client = Client(options, report, progress.tick)
+    progress.start("preflight")
     try:
         validator = Validator(contract, options, report)
         report.could_not_run = preflight(client, validator, report)
         if report.could_not_run is None:
             _own_phases(options, client, validator, report, budget, progress)
-            _schemathesis_phases(options, contract, report, budget, progress)
+            _schemathesis_phases(options, contract, report, budget, progress, client.out_of_time)
     finally:
         client.close()
         report.tasks_created = budget.spent
@@ -77,23 +77,15 @@ def run_contract(
     return report
 
 
-def _load(options: ConformOptions) -> dict[str, Any]:
-    if options.contract is None:
-        return load_contract()
-    import yaml
-
-    loaded: dict[str, Any] = json.loads(
-        json.dumps(yaml.safe_load(options.contract.read_text("utf-8")))
-    )
-    return loaded
-
-
 @contextmanager
 def _phase(name: str, report: Report, progress: Progress) -> Iterator[None]:
     before = (sum(d.count for d in report.deviations.values()), len(report.errors))
     progress.start(name)
     try:
         yield
+    except RunTimeUp as exc:  # said once, not once per phase that could not start
+        if str(exc) not in report.errors:
+            report.error(str(exc))
     except Exception as exc:  # whatever broke, the run says so and goes on
         where = traceback.extract_tb(exc.__traceback__)[-1]
         report.error(
@@ -193,12 +185,17 @@ def _schemathesis_phases(
     report: Report,
     budget: TaskBudget,
     progress: Progress,
+    out_of_time: Callable[[], bool] = lambda: False,
 ) -> None:
     import schemathesis
     from schemathesis.config import SchemathesisConfig
 
     from .privates import execute, global_hook
 
+    if out_of_time():
+        if time_up(options) not in report.errors:
+            report.error(time_up(options))
+        return
     config = SchemathesisConfig.from_dict(_settings(options, budget))
     schemas = contract.get("components", {}).get("schemas", {})
     if not options.all_models and "SubmitRequest" in schemas:
@@ -219,7 +216,11 @@ def _schemathesis_phases(
         )
     before_call, capped = install_hooks(schema, budget, report, progress.tick)
     with global_hook(before_call):
-        _execute(execute(schema), report, progress, Explainer(contract), capped)
+        stopped = _execute(
+            execute(schema), report, progress, Explainer(contract), capped, out_of_time
+        )
+    if stopped and time_up(options) not in report.errors:
+        report.error(time_up(options))
 
 
 def _execute(
@@ -228,11 +229,19 @@ def _execute(
     progress: Progress,
     explainer: Explainer,
     capped: Counter[str],
-) -> None:
-    from .privates import Status, events
+    out_of_time: Callable[[], bool] = lambda: False,
+) -> bool:
+    """Read the run's events into ``report``; True when it was stopped for the run's time.
+
+    schemathesis' ``max-time`` is not used: it turns the phases into a loop that fills it."""
+    from .privates import Status, events, stop
 
     errors: dict[str, int] = {}
+    stopped = False
     for event in run:
+        if not stopped and out_of_time():
+            stopped = True
+            stop(run)  # the stream ends after its current test scenario
         if isinstance(event, events.ScenarioFinished | events.FuzzScenarioFinished):
             phase = getattr(getattr(event, "phase", None), "value", "fuzzing")
             collect(event.recorder, report, explainer, str(phase))
@@ -264,6 +273,7 @@ def _execute(
                 report.error(f"schemathesis' {name} phase: {text}")
             report.phases[name] = text
             progress.finish(name, text, note)
+    return stopped
 
 
 def collect(recorder: Any, report: Report, explainer: Explainer, phase: str) -> None:

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import threading
 import tomllib
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from ..contract import contracts_dir
+from ..contract import contracts_dir, load_contract
 from .budget import TaskBudget, TaskCapReached, refused
 from .checks import SUBMIT
 from .deviations import Report
+from .options import ConformOptions
 
 
 def caused_by_cap(exc: BaseException | None) -> bool:
@@ -30,6 +32,30 @@ def caused_by_cap(exc: BaseException | None) -> bool:
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
+
+
+def contract_of(options: ConformOptions) -> dict[str, Any]:
+    """The contract a run checks: ``options.contract``, else the packaged real-API one."""
+    if options.contract is None:
+        return load_contract()
+    import yaml
+
+    loaded: dict[str, Any] = json.loads(
+        json.dumps(yaml.safe_load(options.contract.read_text("utf-8")))
+    )
+    return loaded
+
+
+def submit_models(contract: dict[str, Any]) -> list[str]:
+    """Every model the contract's submissions name (none: it has no SubmitRequest)."""
+    schemas = contract.get("components", {}).get("schemas", {})
+    submit = schemas.get("SubmitRequest", {})
+    models: list[str] = []
+    for ref in submit.get("oneOf", [submit] if "$ref" in submit else []):
+        branch = schemas.get(str(ref.get("$ref", "")).rsplit("/", 1)[-1], {})
+        enum = branch.get("properties", {}).get("model", {}).get("enum", [])
+        models += [str(m) for m in enum if str(m) not in models]
+    return models
 
 
 def restrict_to_model(contract: dict[str, Any], model: str) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +37,9 @@ class NearMiss:
     #: The field the refusal must name (None: nothing to name).
     field: str | None
     status: int = 400
-    #: Send the key (False: the rule broken is "a key is required", D-1).
-    keyed: bool = True
+    #: The key sent: "run" (the run's), "none" (a key is required, D-1) or "made-up" (a
+    #: well-formed key the service never issued: only its own keys are accepted, D-1).
+    key: str = "run"
     #: How the body is sent: "json"; "form" (multipart, with a picture as the file part
     #: ``image``); "text" (the JSON as text/plain, which is neither of the two documented types).
     encoding: str = "json"
@@ -75,7 +78,8 @@ def near_misses(catalogue: Catalogue, options: ConformOptions) -> list[NearMiss]
             {**nano, "model": _unknown_model(catalogue, nano_model)},
             "model",
         ),
-        NearMiss("a submission without a key", nano, None, status=401, keyed=False),
+        NearMiss("a submission without a key", nano, None, status=401, key="none"),
+        NearMiss("a submission with a made-up key", nano, None, status=401, key="made-up"),
         NearMiss(
             "image 'not-a-url' (neither an http(s) URL nor a picture)",
             {**nano, "image": "not-a-url"},
@@ -194,7 +198,7 @@ def send_near_misses(
             SUBMIT,
             "POST",
             "/v1/images/tasks",
-            headers={**content.pop("headers", {}), **(client.auth() if miss.keyed else {})},
+            headers={**content.pop("headers", {}), **_key(miss, client)},
             on_limited=check,
             **content,
         )
@@ -218,13 +222,30 @@ def send_near_misses(
         report.passed("near_miss_refused", SUBMIT)
         if miss.field is not None:
             message = _message(answer.json())
-            if message is not None and miss.field in message:
+            if message is not None and names_field(message, miss.field):
                 report.passed("refusal_names_field", SUBMIT)
             else:
                 line = (
                     f"the {status} refusing {miss.rule} does not name {miss.field!r}: {message!r}"
                 )
                 report.add("refusal_names_field", SUBMIT, answer.sample(line))
+
+
+def _key(miss: NearMiss, client: Client) -> dict[str, str]:
+    if miss.key == "none":
+        return {}
+    if miss.key == "made-up":
+        return {"Authorization": f"Bearer sk-conform-{secrets.token_hex(16)}"}
+    return client.auth()
+
+
+def names_field(message: str, field: str) -> bool:
+    """Whether ``message`` names ``field`` as a word of its own: ``n``, ``'n'``, `` `n` ``,
+    ``n:``, ``images[0]`` or ``body.n`` do; ``invalid`` (an n inside a word) and ``images``
+    for ``image`` do not. Letters, digits and ``_`` are the word's: a neighbouring character
+    of any script (a message in Chinese) is a boundary, as an English word's space is."""
+    pattern = rf"(?<![A-Za-z0-9_]){re.escape(field)}(?![A-Za-z0-9_])"
+    return re.search(pattern, message) is not None
 
 
 def _encode(miss: NearMiss) -> tuple[dict[str, Any], Any, str | None]:

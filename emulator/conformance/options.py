@@ -57,7 +57,14 @@ class ConformOptions:
     phases: tuple[str, ...] = ("examples", "fuzzing", "stateful")
     seed: int = 20261125
     workers: int = 1
+    #: Seconds one read may wait (schemathesis' requests and conform's own).
     request_timeout: float = 30.0
+    #: Seconds one of conform's own requests may take in all (connect, head and body): a
+    #: service trickling its answer a byte at a time never trips the per-read timeout.
+    request_deadline: float = 60.0
+    #: Seconds the whole run may take (0: no bound); then what is left is not sent, and the
+    #: run says so (an error, exit 1).
+    max_run_time: float = 1800.0
     #: Seconds to wait for a connection: a refused or unreachable service fails fast.
     connect_timeout: float = 5.0
     #: Every answer must come within this many seconds (None: not checked).
@@ -70,8 +77,9 @@ class ConformOptions:
     poll_deadline: float = 300.0
     #: Polls of one task at most (the deadline at 2-5 s a poll is ~100).
     max_polls: int = 120
-    #: Polls after a task ended, to see that its terminal state is final.
-    polls_after_end: int = 2
+    #: Polls after a task ended, to see that its terminal state is final (polls are free):
+    #: ``poll_interval`` apart, so ~10 s of watching at the default 2 s.
+    polls_after_end: int = 5
     #: Seconds between progress lines during a long phase.
     progress_every: float = 5.0
     #: Extra schemathesis settings (same keys as schemathesis.toml), merged over the file's.

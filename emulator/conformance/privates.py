@@ -10,6 +10,7 @@ an upgrade moves it or changes the fields ``engine.py`` reads:
 - ``global_hook``: ``before_call`` hooks are dispatched only globally, so conform registers one
   for the run and must take it off after (``GLOBAL_HOOK_DISPATCHER.unregister``), or the next
   run in the process would call it too.
+- ``stop``: ends ``execute``'s stream early (``EventStream.stop``), when the run's time is up.
 - ``Binary``: the value of a ``format: binary`` multipart part, which conform's ``map_case``
   hook replaces with a real picture.
 
@@ -34,6 +35,11 @@ def execute(schema: Any) -> Iterable[Any]:
     return events_of
 
 
+def stop(run: Iterable[Any]) -> None:
+    """Ask a run (``execute``'s stream) to end after its current test scenario."""
+    run.stop()  # type: ignore[attr-defined]
+
+
 @contextlib.contextmanager
 def global_hook(hook: Callable[..., Any]) -> Iterator[None]:
     """``hook`` (named for what it hooks, e.g. ``before_call``) registered for the block."""
@@ -44,4 +50,4 @@ def global_hook(hook: Callable[..., Any]) -> Iterator[None]:
         GLOBAL_HOOK_DISPATCHER.unregister(hook)
 
 
-__all__ = ["Binary", "Status", "events", "execute", "global_hook"]
+__all__ = ["Binary", "Status", "events", "execute", "global_hook", "stop"]
