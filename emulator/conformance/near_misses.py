@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.catalogue import Catalogue
+from .access import BASE_URL_HINT
 from .budget import TaskBudget, refused
 from .checks import SUBMIT, unwrap
-from .client import Client, Validator
+from .client import Answer, Client, Validator, excerpt
 from .deviations import Report
+from .evidence import NO_CREDIT, CannotRun, NoCredit
 from .harness import reference_picture
 from .options import CHEAPEST_GPT, ConformOptions
 
@@ -205,6 +207,14 @@ def send_near_misses(
         if refused(status):
             budget.give_back()
         check(answer)
+        if answer.refusal is not None:
+            declined(miss, answer, report)
+            continue
+        if status == 404 and report.routes_unproven:
+            raise CannotRun(
+                f"{SUBMIT} answered 404 to a near miss and the polls' not-found is what a path "
+                f"no API has answers: the task routes are not there; {BASE_URL_HINT}"
+            )
         if 200 <= status < 300:
             unwrapped = unwrap(answer.json())
             made = f" and created {unwrapped[1].get('task_id')}" if unwrapped else ""
@@ -225,6 +235,19 @@ def send_near_misses(
                     f"the {status} refusing {miss.rule} does not name {miss.field!r}: {message!r}"
                 )
                 report.add("refusal_names_field", SUBMIT, answer.sample(line))
+
+
+def declined(miss: NearMiss, answer: Answer, report: Report) -> None:
+    """A near miss the service declined to judge (429, no credit) checked nothing. No credit
+    at the first paid step stops the run: nothing that submits can be checked with this key."""
+    if answer.refusal == NO_CREDIT:
+        raise NoCredit(
+            f"{SUBMIT} answered {answer.status} to a near miss ({miss.rule}): "
+            + excerpt(answer.response)
+        )
+    why = f"{SUBMIT} answered {answer.status} ({answer.refusal}) to each try of a near miss"
+    for check in NEAR_MISS_CHECKS:
+        report.could_not_check(check, SUBMIT, why)
 
 
 def _encode(miss: NearMiss) -> tuple[dict[str, Any], Any, str | None]:
