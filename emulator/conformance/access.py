@@ -138,6 +138,10 @@ def check_auth(client: Client, validator: Validator, report: Report) -> None:
             why = f"a poll {what} answered {answer.status} ({answer.refusal}) to each try"
             report.could_not_check("auth_required", POLL, why)
             continue
+        if answer.status == 404 and report.routes_unproven:
+            why = f"a poll {what} answered 404, as a path no API has"
+            report.could_not_check("auth_required", POLL, why)
+            continue
         if answer.status == 401:
             report.passed("auth_required", POLL)
         else:

@@ -206,15 +206,16 @@ def send_near_misses(
             continue
         if refused(status):
             budget.give_back()
+        if status == 404 and report.routes_unproven:
+            # Not an answer of the API: no route. Nothing is judged (see access.preflight).
+            raise CannotRun(
+                f"{SUBMIT} answered 404 to a near miss, and polls answer an unknown task exactly "
+                f"as a path no API has: the task routes are not there; {BASE_URL_HINT}"
+            )
         check(answer)
         if answer.refusal is not None:
             declined(miss, answer, report)
             continue
-        if status == 404 and report.routes_unproven:
-            raise CannotRun(
-                f"{SUBMIT} answered 404 to a near miss and the polls' not-found is what a path "
-                f"no API has answers: the task routes are not there; {BASE_URL_HINT}"
-            )
         if 200 <= status < 300:
             unwrapped = unwrap(answer.json())
             made = f" and created {unwrapped[1].get('task_id')}" if unwrapped else ""
