@@ -14,7 +14,7 @@ import pytest
 from emulator.conform import EXIT_DEVIATIONS, EXIT_OK
 
 from .conform_support import Servers, run_conform
-from .drifts import DRIFTS, Drift
+from .drifts import BLIND, DRIFTS, Blind, Drift
 
 FULL = ("--full", "--max-examples", "10")
 
@@ -46,3 +46,18 @@ def test_the_full_profile_names_each_deviation(
         if line.startswith(f"  - [{drift.check}] ") and drift.text in line
     ]
     assert named, f"{drift.check}: {drift.text!r} not reported:\n{out}"
+
+
+@pytest.mark.parametrize("service", BLIND, ids=[b.name for b in BLIND])
+def test_the_full_profile_never_passes_a_service_it_cannot_judge(
+    service: Blind, servers: Servers, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run_conform(
+        servers.serve(service.build()),
+        *FULL,
+        *service.args,
+        capture=lambda: capsys.readouterr().out,
+    )
+    assert code == service.exit, out
+    assert service.text in " ".join(out.split()), out
+    assert "no deviations" not in out, out

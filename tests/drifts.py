@@ -6,7 +6,9 @@ in tests/drift_answers.py and tests/drift_requests.py). They cover every cause o
 issue: the life cycle seen across polls, result pictures, near-miss requests, error bodies and
 headers, keys and latency, and single-answer schema drift.
 `tests/test_conform_drift.py` runs each in the careful profile (in `make test`),
-`tests/drift_full.py` in ``--full`` (`make contract-drift`).
+`tests/drift_full.py` in ``--full`` (`make contract-drift`). `BLIND` are services conform
+cannot judge (tests/drift_blind.py): each must end in an error or "could not run", saying why,
+with no deviation.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp
 
 from . import drift_answers as answers
+from . import drift_blind as blind
 from . import drift_requests as requests
 from .conform_support import SECOND_KEY
 
@@ -406,5 +409,56 @@ DRIFTS: tuple[Drift, ...] = (
         answers.renamed_envelope,
         "response_schema_conformance",
         '"data" is a required property',
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Blind:
+    """A service conform cannot judge (tests/drift_blind.py): what it must say instead."""
+
+    name: str
+    build: Callable[[], ASGIApp]
+    #: The exit code: 1 (could not check something, an error) or 2 (could not run).
+    exit: int
+    #: A fragment of the error or of the could-not-run reason.
+    text: str
+    args: tuple[str, ...] = ()
+
+
+BLIND: tuple[Blind, ...] = (
+    Blind(
+        "rate_limited_after_preflight",
+        blind.rate_limited_after_preflight,
+        1,
+        "could not check auth_required @ GET /v1/images/tasks/{task_id}: a poll without a key "
+        "answered 429 (rate limited)",
+        args=("--phases", "examples"),
+    ),
+    Blind(
+        "quota_spent_for_schemathesis",
+        blind.quota_spent_for_schemathesis,
+        1,
+        "phase could not check: ",
+    ),
+    Blind("no_credit", blind.no_credit, 2, "could not run: the key has no credit: POST"),
+    Blind(
+        "every_task_fails",
+        blind.every_task_fails,
+        1,
+        "result_picture_size @ GET result_url: scenario nano-text2image (a 16:9 JPEG picture, "
+        "task_type inferred text2image): its task task_",
+    ),
+    Blind(
+        "gpt_tasks_fail",
+        blind.gpt_tasks_fail,
+        1,
+        "scenario gpt-image-2-n2 (n=2: result_count 2 and two WebP pictures): its task task_",
+    ),
+    Blind(
+        "gateway_answers_every_path_alike",
+        blind.gateway_answers_every_path_alike,
+        2,
+        "the task routes are not there; is the base URL the root of the API",
     ),
 )

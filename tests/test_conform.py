@@ -158,7 +158,7 @@ def test_a_wrong_base_url_is_could_not_run_with_a_hint(
 
     code, out = conform(capsys, serve(elsewhere))
     assert code == EXIT_ERROR, out
-    assert "no successful exchange" in out and "is the base URL the root of the API" in out
+    assert "could not run: " in out and "is the base URL the root of the API" in out
 
 
 def test_every_phase_status_agrees_with_the_summary(

@@ -13,7 +13,7 @@ import pytest
 from emulator.conform import EXIT_DEVIATIONS, EXIT_OK
 
 from .conform_support import CAREFUL, Servers, run_conform
-from .drifts import DRIFTS, Drift
+from .drifts import BLIND, DRIFTS, Blind, Drift
 
 
 @pytest.fixture
@@ -67,3 +67,20 @@ def test_the_docs_count_the_deviating_services_there_are() -> None:
     ]
     assert counts, "docs/contract.md counts them"
     assert all(count == len(DRIFTS) for _, count in counts), counts
+
+
+@pytest.mark.parametrize("service", BLIND, ids=[b.name for b in BLIND])
+def test_a_service_that_cannot_be_judged_is_never_a_pass(
+    service: Blind, servers: Servers, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 429, no credit, a failed task or a route that may not be there is not evidence: the
+    run says it could not check (exit 1) or could not run (exit 2), why, and judges nothing."""
+    code, out = run_conform(
+        servers.serve(service.build()),
+        *CAREFUL,
+        *service.args,
+        capture=lambda: capsys.readouterr().out,
+    )
+    assert code == service.exit, out
+    assert service.text in " ".join(out.split()), out
+    assert "no deviations" not in out and not _deviation_lines(out), out

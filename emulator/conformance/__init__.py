@@ -8,7 +8,7 @@ Modules: `options` (what to check, the careful and full profiles), `engine` (one
 `access` (preflight, keys), `near_misses`, `scenarios` (tasks followed to their end) with
 `lifecycle` and `pictures`, `checks` (schemathesis custom checks), `client` (conform's own
 exchanges, validated by schemathesis), `harness` (schemathesis' phases, safely), `budget`,
-`deviations` (the report), `explain`, `progress`, `cli`.
+`deviations` (the report), `evidence` (what counts as an answer), `explain`, `progress`, `cli`.
 """
 
 from __future__ import annotations

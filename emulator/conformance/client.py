@@ -25,6 +25,7 @@ import httpx
 from .checks import CUSTOM_CHECKS, applies
 from .deadline import Deadline
 from .deviations import Report, Sample
+from .evidence import NO_CREDIT, refusal_of
 from .explain import Explainer
 from .options import ConformOptions, rate_gap
 
@@ -59,6 +60,11 @@ class Answer:
     @property
     def status(self) -> int | None:
         return None if self.response is None else self.response.status_code
+
+    @property
+    def refusal(self) -> str | None:
+        """`RATE_LIMITED` or `NO_CREDIT` when the service declined to answer (see evidence)."""
+        return None if self.response is None else refusal_of(self.status, self.response.content)
 
     def json(self) -> Any:
         """The body as JSON, or None."""
@@ -188,7 +194,7 @@ class Client:
             self.report.exchange(operation, None)
         else:
             content_type = response.headers.get("content-type", "")
-            self.report.exchange(operation, response.status_code, content_type)
+            self.report.exchange(operation, response.status_code, content_type, response.content)
         self._tick()
         return Answer(operation, request, response, error, elapsed)
 
@@ -202,10 +208,11 @@ class Client:
         **kwargs: Any,
     ) -> Answer:
         """`send`, retrying a 429 after its Retry-After; each 429 goes to ``on_limited`` first
-        (to be checked), so a rate limit is never mistaken for the service's verdict."""
+        (to be checked), so a rate limit is never mistaken for the service's verdict. The answer
+        may still be a refusal (`refusal`): the caller says it could not check."""
         for _ in range(MAX_429_RETRIES):
             answer = self.send(operation, method, url, **kwargs)
-            if answer.status != 429:
+            if answer.status != 429 or answer.refusal == NO_CREDIT:
                 return answer
             on_limited(answer)
             self.sleep(retry_after(answer, 1.0))

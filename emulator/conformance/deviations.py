@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .evidence import refusal_of
 from .options import EXIT_DEVIATIONS, EXIT_ERROR, EXIT_OK
 
 if TYPE_CHECKING:
@@ -59,8 +60,11 @@ class Report:
     deviations: dict[CheckKey, Deviation] = field(default_factory=dict)
     #: Every (check, operation) that ran at least once, passing or not.
     checked: set[CheckKey] = field(default_factory=set)
-    #: (check, operation) -> why it could not run this time.
+    #: (check, operation) -> why it could not run this time (deliberately: a flag is missing).
     not_run: dict[CheckKey, str] = field(default_factory=dict)
+    #: (check, operation) -> why it was meant to run but could not tell (a 429, no credit, a
+    #: task that failed): an error, never a pass.
+    unchecked: dict[CheckKey, list[str]] = field(default_factory=dict)
     #: Something could not be checked (a timeout, a phase that broke): exit 1.
     errors: list[str] = field(default_factory=list)
     #: Requests deliberately not sent (budget, safety).
@@ -68,9 +72,17 @@ class Report:
     #: Failures dropped as known upstream false positives (contracts/false-positives.toml).
     false_positives: Counter[str] = field(default_factory=Counter)
     requests: int = 0
-    #: Exchanges the service answered meaningfully (a 2xx, or a 4xx other than an
-    #: authentication or rate-limit refusal): without one, the run checked nothing.
+    #: Exchanges the service answered meaningfully (a 2xx, or a 4xx in JSON other than a 404,
+    #: an authentication or a rate-limit refusal): without one, the run checked nothing.
     answered: int = 0
+    #: 404s in JSON: meaningful only when the task route's not-found differs from that of a
+    #: path no API has (`routes_unproven` False; see `evidence.signature`).
+    not_found: int = 0
+    routes_unproven: bool = False
+    #: The phase conform's own exchanges belong to (schemathesis' say theirs).
+    current_phase: str = "preflight"
+    #: (phase, "answers" or a refusal kind of `evidence.refusal_of`) -> count.
+    phase_answers: Counter[tuple[str, str]] = field(default_factory=Counter)
     tasks_created: int = 0
     #: (operation, status) -> answers seen; e.g. 200s of the poll prove links were followed.
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
@@ -107,7 +119,21 @@ class Report:
             if (check, operation) not in self.checked:
                 self.not_run[(check, operation)] = why
 
-    def exchange(self, operation: str, status: int | None, content_type: str = "") -> None:
+    def could_not_check(self, check: str, operation: str, why: str) -> None:
+        """``check`` was meant to run on ``operation`` but could not tell (an error)."""
+        with self._lock:
+            whys = self.unchecked.setdefault((check, operation), [])
+            if why not in whys:
+                whys.append(why)
+
+    def exchange(
+        self,
+        operation: str,
+        status: int | None,
+        content_type: str = "",
+        body: bytes = b"",
+        phase: str | None = None,
+    ) -> None:
         """Count one request and its answer (None: no answer). A refusal counts as an answer
         of the API only in JSON: a proxy's or a web server's HTML 404 says nothing about it."""
         with self._lock:
@@ -115,9 +141,27 @@ class Report:
             if status is None:
                 return
             self.statuses[(operation, status)] += 1
-            refusal = 400 <= status < 500 and status not in (401, 403, 429)
-            if 200 <= status < 300 or (refusal and "json" in content_type.lower()):
+            phase = phase or self.current_phase
+            self.phase_answers[(phase, "answers")] += 1
+            kind = refusal_of(status, body)
+            if kind is not None:
+                self.phase_answers[(phase, kind)] += 1
+            refusal = 400 <= status < 500 and status not in (401, 402, 403, 429)
+            if refusal and status == 404 and "json" in content_type.lower():
+                self.not_found += 1
+            elif 200 <= status < 300 or (refusal and "json" in content_type.lower()):
                 self.answered += 1
+
+    @property
+    def meaningful(self) -> int:
+        """Answers that say something about the API (see `answered`, `not_found`)."""
+        return self.answered + (0 if self.routes_unproven else self.not_found)
+
+    def refusals(self, phase: str) -> Counter[str]:
+        """Refusals (429, no credit) answered in ``phase``, by kind."""
+        return Counter(
+            {k: n for (p, k), n in self.phase_answers.items() if p == phase and k != "answers"}
+        )
 
     def error(self, text: str) -> None:
         with self._lock:
@@ -126,7 +170,12 @@ class Report:
     # -- outcome ---------------------------------------------------------------------------
     @property
     def ok(self) -> bool:
-        return not self.deviations and not self.errors and self.could_not_run is None
+        return (
+            not self.deviations
+            and not self.errors
+            and not self.unchecked
+            and self.could_not_run is None
+        )
 
     @property
     def exit_code(self) -> int:
@@ -139,7 +188,16 @@ class Report:
             return f"could not run: {self.could_not_run}"
         if self.ok:
             return "no deviations"
-        return f"{len(self.deviations)} deviation(s), {len(self.errors)} error(s)"
+        errors = len(self.errors) + len(self._unchecked_lines())
+        return f"{len(self.deviations)} deviation(s), {errors} error(s)"
+
+    def _unchecked_lines(self) -> list[str]:
+        """One line per reason: the checks it left unchecked, then why."""
+        by_why: dict[str, list[str]] = {}
+        for (check, operation), whys in sorted(self.unchecked.items()):
+            for why in whys:
+                by_why.setdefault(why, []).append(f"{check} @ {operation}")
+        return [f"could not check {', '.join(keys)}: {why}" for why, keys in by_why.items()]
 
     def summary(self) -> str:
         """Readable text: a line per deviation, then the details by check and operation."""
@@ -175,7 +233,7 @@ class Report:
                         status = "" if sample.status is None else f"{sample.status} "
                         lines.append(_indent(f"response: {status}{sample.response}".rstrip(), 8))
         for title, items in (
-            ("errors (the run could not check something)", self.errors),
+            ("errors (the run could not check something)", self.errors + self._unchecked_lines()),
             ("not checked", [f"{c} @ {o}: {why}" for (c, o), why in sorted(self.not_run.items())]),
             ("not sent", sorted(set(self.skipped))),
         ):
@@ -196,12 +254,17 @@ class Report:
         cases: list[TestCase] = []
         if self.could_not_run is not None:
             cases.append(_case("conform", "run", Error(self.could_not_run[:LINE_CHARS])))
-        for check, operation in sorted(self.checked | set(self.not_run)):
+        for check, operation in sorted(self.checked | set(self.not_run) | set(self.unchecked)):
             dev = self.deviations.get((check, operation))
             result: Failure | Skipped | Error | None = None
+            whys = self.unchecked.get((check, operation))
             if dev is not None:
                 result = Failure(dev.samples[0].line, check)
                 result.text = "\n\n".join(_sample_text(s) for s in dev.samples)
+            elif whys:
+                # Meant to run, could not tell: an error case, never a skipped (green) one.
+                result = Error(_one_line("could not check: " + whys[0]))
+                result.text = "\n".join(whys)
             elif (check, operation) not in self.checked:
                 result = Skipped(self.not_run[(check, operation)])
             cases.append(_case(check, operation, result))

@@ -7,7 +7,10 @@
    key isolation with ``--second-api-key``;
 5. schemathesis' phases (examples, coverage, fuzzing, stateful) with what is left of the budget.
 
-A run that got not one meaningful answer checked nothing, and says so (exit 2).
+A run that got not one meaningful answer checked nothing, and says so (exit 2); so does one
+whose key has no credit for its first paid step. A check that could not tell (a 429 that
+outlasted its retries, a scenario task that failed) is an error, and so is a phase whose
+answers were mostly refusals (`evidence`): never a pass.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from typing import Any
 
 from ..contract import contracts_dir
 from ..core.catalogue import Catalogue
-from .access import check_auth, check_isolation, preflight
+from .access import BASE_URL_HINT, check_auth, check_isolation, preflight
 from .budget import TaskBudget
 from .checks import MARKER, POLL, SUBMIT, applies, register
 from .client import Client, RunTimeUp, Validator, excerpt, failure_sample, time_up
 from .deviations import Report
+from .evidence import CannotRun, advice, refused_phase
 from .explain import Explainer
 from .harness import caused_by_cap, contract_of, install_hooks, restrict_to_model
 from .lifecycle import LIFECYCLE_CHECKS
@@ -61,15 +65,22 @@ def run_contract(
         if report.could_not_run is None:
             _own_phases(options, client, validator, report, budget, progress)
             _schemathesis_phases(options, contract, report, budget, progress, client.out_of_time)
+    except CannotRun as exc:
+        report.could_not_run = str(exc)
     finally:
         client.close()
         report.tasks_created = budget.spent
         report.elapsed = time.monotonic() - started
-    if report.could_not_run is None and report.answered == 0:
-        seen = ", ".join(f"{n} x {s}" for (_, s), n in report.statuses.most_common()) or "none"
+    if report.could_not_run is None and report.meaningful == 0:
+        by_status = Counter[int]()
+        for (_, status), n in report.statuses.items():
+            by_status[status] += n
+        seen = ", ".join(f"{n} x {s}" for s, n in by_status.most_common()) or "none"
         hint = ""
-        if report.statuses and {s for _, s in report.statuses} == {404}:
-            hint = "; is the base URL the root of the API (the one /v1/images/tasks is under)?"
+        # Keys and rate limits aside, only "not found": the task routes are not there.
+        answers = {s for _, s in report.statuses} - {401, 403, 429}
+        if answers == {404} or (report.routes_unproven and answers <= {400, 404, 405}):
+            hint = f"; {BASE_URL_HINT}"
         report.could_not_run = (
             f"no successful exchange: not one of {report.requests} requests got an answer "
             f"that could be checked (statuses: {seen}){hint}"
@@ -77,22 +88,31 @@ def run_contract(
     return report
 
 
+def _counts(report: Report) -> tuple[int, int]:
+    """(deviations, errors) so far; a check that could not tell counts as an error."""
+    unchecked = sum(len(whys) for whys in report.unchecked.values())
+    return sum(d.count for d in report.deviations.values()), len(report.errors) + unchecked
+
+
 @contextmanager
 def _phase(name: str, report: Report, progress: Progress) -> Iterator[None]:
-    before = (sum(d.count for d in report.deviations.values()), len(report.errors))
+    before = _counts(report)
     progress.start(name)
+    report.current_phase = name
     try:
         yield
     except RunTimeUp as exc:  # said once, not once per phase that could not start
         if str(exc) not in report.errors:
             report.error(str(exc))
+    except CannotRun:
+        raise  # run_contract says why
     except Exception as exc:  # whatever broke, the run says so and goes on
         where = traceback.extract_tb(exc.__traceback__)[-1]
         report.error(
             f"the {name} phase broke: {type(exc).__name__}: {exc} "
             f"({Path(where.filename).name}:{where.lineno})"
         )
-    after = (sum(d.count for d in report.deviations.values()), len(report.errors))
+    after = _counts(report)
     status = "error" if after[1] > before[1] else "failure" if after[0] > before[0] else "success"
     report.phases[name] = status
     progress.finish(name, status)
@@ -269,6 +289,21 @@ def _execute(
                     report.error(f"schemathesis' {name} phase ended in error without a cause")
             if name in _SETUP_PHASES and status in (Status.SUCCESS, Status.SKIP):
                 continue
+            refusals = report.refusals(name)
+            blind = refused_phase(report.phase_answers[(name, "answers")], refusals)
+            if blind is not None:
+                # Nothing it sent was judged: schemathesis does not retry a 429.
+                report.error(
+                    f"schemathesis' {name} phase could not check: {blind}; {advice(refusals)}"
+                )
+                text = "error"
+            elif refusals:
+                note = "; ".join(
+                    filter(
+                        None,
+                        [note, f"not judged: {sum(refusals.values())} refusal(s) (429, no credit)"],
+                    )
+                )
             if name in _SETUP_PHASES:
                 report.error(f"schemathesis' {name} phase: {text}")
             report.phases[name] = text

@@ -133,13 +133,19 @@ def install_hooks(
         if case.operation.label == SUBMIT and refused(response.status_code):
             budget.give_back()
         content_type = (response.headers.get("content-type") or [""])[0]
-        report.exchange(case.operation.label, response.status_code, content_type)
+        report.exchange(
+            case.operation.label,
+            response.status_code,
+            content_type,
+            response.content or b"",
+            phase=_phase_of(case),
+        )
         tick()
 
     @schema.hook  # type: ignore[untyped-decorator]
     def after_network_error(context: Any, case: Any, request: Any) -> None:
         # No answer: the submission may have created a task, so it stays spent.
-        report.exchange(case.operation.label, None)
+        report.exchange(case.operation.label, None, phase=_phase_of(case))
         tick()
 
     def before_call(context: Any, case: Any, kwargs: Any) -> None:

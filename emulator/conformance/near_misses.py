@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.catalogue import Catalogue
+from .access import BASE_URL_HINT
 from .budget import TaskBudget, refused
 from .checks import SUBMIT, unwrap
-from .client import Client, Validator
+from .client import Answer, Client, Validator, excerpt
 from .deviations import Report
+from .evidence import NO_CREDIT, CannotRun, NoCredit
 from .harness import reference_picture
 from .options import CHEAPEST_GPT, ConformOptions
 
@@ -208,7 +210,16 @@ def send_near_misses(
             continue
         if refused(status):
             budget.give_back()
+        if status == 404 and report.routes_unproven:
+            # Not an answer of the API: no route. Nothing is judged (see access.preflight).
+            raise CannotRun(
+                f"{SUBMIT} answered 404 to a near miss, and polls answer an unknown task exactly "
+                f"as a path no API has: the task routes are not there; {BASE_URL_HINT}"
+            )
         check(answer)
+        if answer.refusal is not None:
+            declined(miss, answer, report)
+            continue
         if 200 <= status < 300:
             unwrapped = unwrap(answer.json())
             made = f" and created {unwrapped[1].get('task_id')}" if unwrapped else ""
@@ -246,6 +257,19 @@ def names_field(message: str, field: str) -> bool:
     of any script (a message in Chinese) is a boundary, as an English word's space is."""
     pattern = rf"(?<![A-Za-z0-9_]){re.escape(field)}(?![A-Za-z0-9_])"
     return re.search(pattern, message) is not None
+
+
+def declined(miss: NearMiss, answer: Answer, report: Report) -> None:
+    """A near miss the service declined to judge (429, no credit) checked nothing. No credit
+    at the first paid step stops the run: nothing that submits can be checked with this key."""
+    if answer.refusal == NO_CREDIT:
+        raise NoCredit(
+            f"{SUBMIT} answered {answer.status} to a near miss ({miss.rule}): "
+            + excerpt(answer.response)
+        )
+    why = f"{SUBMIT} answered {answer.status} ({answer.refusal}) to each try of a near miss"
+    for check in NEAR_MISS_CHECKS:
+        report.could_not_check(check, SUBMIT, why)
 
 
 def _encode(miss: NearMiss) -> tuple[dict[str, Any], Any, str | None]:

@@ -21,90 +21,17 @@ from typing import Any
 from ..core.catalogue import Catalogue, OutputPlan
 from .budget import TaskBudget, refused
 from .checks import POLL, SUBMIT, expected_task_type, unwrap
-from .client import Answer, Client, Validator, retry_after
+from .client import Answer, Client, Validator, excerpt, retry_after
 from .deviations import Report
+from .evidence import NO_CREDIT, NoCredit
 from .harness import reference_picture
 from .lifecycle import LIFECYCLE_CHECKS, RANK, TERMINAL, Seen, check_life, progress_of, result_urls
-from .options import CHEAPEST_GPT, ConformOptions
+from .options import ConformOptions
 from .pictures import MAX_PICTURE_BYTES, PICTURE_CHECKS, Expected, check_picture
+from .scenario_plan import PICTURE, Scenario, fed, plan
 
-PICTURE = "GET result_url"
-PROMPT = "conformance scenario: a small blue glass sphere on a white desk"
 #: Polls in a row that may fail (no answer) before a task is given up.
 MAX_POLL_ERRORS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Scenario:
-    name: str
-    body: dict[str, Any]
-    #: "image" or "images": filled with a picture an earlier scenario made.
-    reference: str | None = None
-    #: Upload a picture as the multipart file part ``image`` (the other fields as form fields).
-    upload: bool = False
-
-
-def plan(options: ConformOptions, catalogue: Catalogue) -> list[Scenario]:
-    """The scenarios of a run, in order of priority (the budget goes to the first)."""
-    nano = options.nano_model(catalogue.models)
-    scenarios = [
-        # Inferred text2image, default n, the pixel table of the ratio, jpeg.
-        Scenario(
-            "nano-text2image",
-            {"model": nano, "prompt": PROMPT, "aspect_ratio": "16:9", "output_format": "jpeg"},
-        ),
-        # Several pictures: result_count, result_urls, every picture's pixels and format.
-        Scenario(
-            "gpt-image-2-n2",
-            {
-                **CHEAPEST_GPT,
-                "prompt": PROMPT,
-                "task_type": "text2image",
-                "n": 2,
-                "output_format": "webp",
-                "response_format": "url",
-            },
-        ),
-        # task_type inferred from a reference picture; every other field left to its default
-        # (aspect_ratio 1:1, output_format png, n 1): the picture shows whether they hold.
-        Scenario("nano-image2image", {"model": nano, "prompt": PROMPT}, reference="image"),
-        # An explicit task_type wins over a picture (runs when the budget has a 4th task).
-        Scenario(
-            "nano-explicit-text2image",
-            {"model": nano, "prompt": PROMPT, "task_type": "text2image", "aspect_ratio": "3:4"},
-            reference="image",
-        ),
-    ]
-    if options.all_models:
-        scenarios += [
-            Scenario(
-                "gpt-image-2-image2image",
-                {
-                    "model": "gpt-image-2",
-                    "prompt": PROMPT,
-                    "task_type": "image2image",
-                    "size": "1024x1536",
-                    "quality": "medium",
-                    "output_format": "png",
-                },
-                reference="images",
-            ),
-            Scenario(
-                "nanobanana-webp",
-                {
-                    "model": "NanoBanana",
-                    "prompt": PROMPT,
-                    "aspect_ratio": "21:9",
-                    "output_format": "webp",
-                },
-            ),
-            Scenario(
-                "nano-upload",
-                {"model": "NanoBanana2-1K", "prompt": PROMPT, "aspect_ratio": "4:3"},
-                upload=True,
-            ),
-        ]
-    return scenarios
 
 
 @dataclass(slots=True)
@@ -155,11 +82,15 @@ class ScenarioRunner:
                     if active:
                         waiting += 1  # an earlier task may still make a picture
                         continue
-                    self.report.skipped.append(
-                        f"scenario {scenario.name}: no reference picture (no earlier scenario "
-                        "succeeded)"
-                    )
                     pending.remove(scenario)
+                    if self.budget.left == 0:
+                        self.report.skipped.append(f"scenario {scenario.name} (task budget spent)")
+                    else:
+                        self.could_not(
+                            scenario,
+                            "not sent: no reference picture, as no earlier scenario's task "
+                            "succeeded",
+                        )
                     continue
                 left = self.budget.left
                 if left is not None and 0 < left <= waiting:
@@ -177,6 +108,12 @@ class ScenarioRunner:
             if self._poll(due):
                 active.remove(due)
                 self._finish(due)
+
+    def could_not(self, scenario: Scenario, why: str) -> None:
+        """``scenario`` could not show what it is for: its checks could not check (an error)."""
+        text = f"scenario {scenario.name} ({scenario.purpose}): {why}"
+        for check, operation in fed(scenario):
+            self.report.could_not_check(check, operation, text)
 
     # -- one task ----------------------------------------------------------------------------
     def _submit(self, scenario: Scenario) -> Tracked | None:
@@ -198,22 +135,40 @@ class ScenarioRunner:
             return None
         if scenario.upload:
             fields = {k: str(v) for k, v in body.items()}
-            answer = self.client.send(
+            form = {**fields, "image": b"(png)"}
+            answer = self.client.send_patiently(
                 SUBMIT,
                 "POST",
                 "/v1/images/tasks",
                 headers=self.client.auth(),
                 data=fields,
                 files={"image": ("reference.png", reference_picture((64, 48)), "image/png")},
+                on_limited=lambda a: self.validator.validate(
+                    a, body=form, media_type="multipart/form-data"
+                ),
             )
-            self.validator.validate(
-                answer, body={**fields, "image": b"(png)"}, media_type="multipart/form-data"
-            )
+            self.validator.validate(answer, body=form, media_type="multipart/form-data")
         else:
-            answer = self.client.send(
-                SUBMIT, "POST", "/v1/images/tasks", headers=self.client.auth(), json=body
+            answer = self.client.send_patiently(
+                SUBMIT,
+                "POST",
+                "/v1/images/tasks",
+                headers=self.client.auth(),
+                json=body,
+                on_limited=lambda a: self.validator.validate(a, body=body),
             )
             self.validator.validate(answer, body=body)
+        if answer.refusal is not None:
+            self.budget.give_back()  # declined: no task was made
+            if answer.refusal == NO_CREDIT and not self.created:
+                raise NoCredit(
+                    f"{SUBMIT} answered {answer.status} to the first valid submission (scenario "
+                    f"{scenario.name}): {excerpt(answer.response)}"
+                )
+            self.could_not(
+                scenario, f"not run: its submission answered {answer.status} ({answer.refusal})"
+            )
+            return None
         if answer.status is None:
             self.report.error(
                 f"scenario {scenario.name}: the submission got no answer ({answer.error})"
@@ -268,6 +223,13 @@ class ScenarioRunner:
         if answer.status == 429 and not late:
             t.next_at = now + retry_after(answer, t.interval)
             return False
+        if answer.refusal is not None:
+            self.could_not(
+                t.scenario,
+                f"could not follow {t.task_id}: its polls answered {answer.status} "
+                f"({answer.refusal}) until --poll-deadline",
+            )
+            return True
         unwrapped = unwrap(answer.json()) if 200 <= answer.status < 300 else None
         if unwrapped is None:
             if not 200 <= answer.status < 300:
@@ -328,13 +290,20 @@ class ScenarioRunner:
         failed = {f.check for f in findings}
         for finding in findings:
             self.report.add(finding.check, POLL, t.last.sample(finding.line))
+        succeeded = t.polls[-1].task.get("status") == "succeeded"
         for check in LIFECYCLE_CHECKS:
-            if check not in failed:
+            # A task that did not succeed says nothing about its count of pictures.
+            if check not in failed and (succeeded or check != "result_count_matches_n"):
                 self.report.passed(check, POLL)
         if t.polls[-1].task.get("status") in TERMINAL and "task_finishes" not in failed:
             self.report.passed("task_finishes", POLL)
-        if t.polls[-1].task.get("status") == "succeeded":
-            self._pictures(t, result_urls(t.polls[-1].task))
+        last = t.polls[-1].task
+        if last.get("status") == "succeeded":
+            self._pictures(t, result_urls(last))
+        elif last.get("status") == "failed":
+            # A legitimate end on the real service, but the pictures, their count and what the
+            # scenario was for went unseen: an error, not a deviation and never a pass.
+            self.could_not(t.scenario, f"its task {t.task_id} ended failed ({_said(last)})")
 
     def _pictures(self, t: Tracked, urls: list[str]) -> None:
         expected = Expected(t.expected.output_format, t.expected.width, t.expected.height)
@@ -362,6 +331,13 @@ class ScenarioRunner:
                     self.report.add(check, PICTURE, answer.sample(problem))
             if self.reference is None and answer.status == 200:
                 self.reference = url
+
+
+def _said(task: dict[str, Any]) -> str:
+    error = task.get("error")
+    if isinstance(error, dict):
+        return f"{error.get('code')}: {error.get('message')}"
+    return repr(error)
 
 
 __all__ = ["PICTURE", "PICTURE_CHECKS", "Scenario", "ScenarioRunner", "plan"]
