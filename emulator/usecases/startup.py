@@ -22,6 +22,7 @@ import threading
 
 from ..config import ConfigError
 from ..core.faults import FaultRule
+from ..errors import EmulatorError, StoreUnavailable
 from ..stores import Store, masked_url
 
 #: Store URLs of Redis, whose state is one prefix's keys.
@@ -36,6 +37,15 @@ def store_named(url: str, prefix: str) -> str:
     """The store as a message names it: its URL (a password masked), and on Redis the prefix."""
     shown = masked_url(url)
     return f"{shown} (store_prefix {prefix!r})" if url.startswith(_REDIS_URLS) else shown
+
+
+def start_problem(error: Exception, url: str) -> str:
+    """Why an emulator on the store at ``url`` cannot start, from what its building or its
+    start raised: what ``serve`` prints before it exits 2, and what the pytest fixtures fail
+    their setup with. A store that did not answer says where it was looked for."""
+    if isinstance(error, StoreUnavailable):
+        return f"{error.message} (is Redis running at {masked_url(url)}?)"
+    return error.message if isinstance(error, EmulatorError) else str(error)
 
 
 async def claim_clock(store: Store, mode: str, where: str) -> None:
@@ -176,4 +186,4 @@ class Startup:
         await self.ensure()
 
 
-__all__ = ["Startup", "TaskIds", "claim_clock", "store_named"]
+__all__ = ["Startup", "TaskIds", "claim_clock", "start_problem", "store_named"]
