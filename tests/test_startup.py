@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from emulator.config import ConfigError
-from emulator.core.faults import parse_rule
+from emulator.core.faults import Effect, FaultRule, Match
 from emulator.stores import Store
 from emulator.stores.memory.store import MemoryStore
 from emulator.stores.sqlite import SqliteStore
@@ -75,7 +75,7 @@ async def test_a_start_given_up_on_midway_is_finished_by_a_caller_that_waited(
     # A store that numbers id streams (a memory store's is always 0): the start claims one.
     store = SqliteStore(tmp_path / "emulator.db")
     try:
-        rule = parse_rule({"effect": "drop", "match": {"endpoint": "poll"}}, "configured")
+        rule = FaultRule("configured", Effect("drop"), Match(endpoint="poll"))
         gate = _Gate(store, "add_fault")  # the last step: the stream is claimed by then
         ids = TaskIds(seed=7)
         startup = Startup(store, ids, (rule,), clock="manual", where="sqlite")
