@@ -116,7 +116,8 @@ class _LiveServer:
 
     def stop(self) -> None:
         try:
-            self.loop.run(self.app.state.emulator.store.close())  # what the lifespan did
+            if self.thread.is_alive():  # a dead server's loop would never run the close
+                self.loop.run(self.app.state.emulator.store.close())  # the lifespan's job
         finally:
             self.server.should_exit = True
             self.thread.join(10)
