@@ -1,6 +1,8 @@
 """What an emulator does once before it serves: check the store was kept with its clock, claim
-a stream of task ids, install the configured fault rules. Lazily, at the first thing that
-needs it (in-process transports skip the ASGI lifespan), and again after a reset.
+a stream of task ids, install the configured fault rules. At the ASGI lifespan's start, or
+lazily at the first thing that needs it (in-process transports skip the lifespan; the pytest
+fixtures start theirs while they set up, so a start that fails fails the setup), and again
+after a reset. Whatever the loop: the same emulator may be started on one, then on another.
 
 A kept store (a SQLite file, a Redis prefix) holds times of the clock it was first used with:
 wall seconds, manual seconds, polls. Another clock misreads them (a task made on the real
