@@ -132,7 +132,8 @@ def _store_problem(settings: Settings, workers: int) -> str | None:
             )
         return None
     from .errors import StoreUnavailable
-    from .stores.factory import masked_url, open_store
+    from .stores.factory import open_store
+    from .usecases.startup import start_problem
 
     async def probe() -> None:
         store = open_store(url, prefix=settings.store_prefix, timeout=settings.redis_timeout)
@@ -144,7 +145,7 @@ def _store_problem(settings: Settings, workers: int) -> str | None:
     try:
         asyncio.run(probe())
     except StoreUnavailable as exc:
-        return f"{exc.message} (is Redis running at {masked_url(url)}?)"
+        return start_problem(exc, url)
     return None
 
 
@@ -157,7 +158,7 @@ def _clock_problem(settings: Settings) -> str | None:
         return None  # never kept: nothing to ask
     from .errors import StoreUnavailable
     from .stores.factory import open_store
-    from .usecases.startup import claim_clock, store_named
+    from .usecases.startup import claim_clock, start_problem, store_named
 
     async def probe() -> None:
         store = open_store(url, prefix=settings.store_prefix, timeout=settings.redis_timeout)
@@ -169,7 +170,7 @@ def _clock_problem(settings: Settings) -> str | None:
     try:
         asyncio.run(probe())
     except (ConfigError, StoreUnavailable) as exc:
-        return exc.message
+        return start_problem(exc, url)
     return None
 
 

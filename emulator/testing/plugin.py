@@ -59,6 +59,20 @@ class _Marked(Protocol):
 IN_PROCESS_BASE_URL = "http://image-emulator.test"
 
 
+def _fail_if_cannot_start(fixture: str, error: Exception, settings: Settings) -> None:
+    """Fail the fixture's setup with why its emulator cannot start, as ``serve`` says it (a
+    store kept with another clock, Redis unreachable, a SQLite file it cannot open or
+    upgrade, a file setting naming no file): the message, no traceback of the plugin's own.
+    Anything else (a bug) is left to raise as it is."""
+    from ..errors import EmulatorError
+    from ..usecases.startup import start_problem
+
+    if isinstance(error, (EmulatorError, OSError, ValueError)):
+        problem = start_problem(error, settings.store_url)
+        # pytest.fail's own exception, but not chained: the message would be shown twice.
+        raise pytest.fail.Exception(f"{fixture}: cannot start: {problem}", pytrace=False) from None
+
+
 class _LiveServer:
     """An emulator served by uvicorn on a free loopback port, in a thread of this process."""
 
@@ -68,10 +82,18 @@ class _LiveServer:
         from ..http.app import create_app
         from .app_loop import AppLoop
 
-        self.app = create_app(settings)
+        try:
+            self.app = create_app(settings)
+        except Exception as exc:
+            _fail_if_cannot_start("image_emulator_live", exc, settings)
+            raise
         #: What every test starts from (and the server goes back to after it).
         self.settings: Settings = self.app.state.emulator.settings
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning")
+        # Lifespan off: the emulator is started below, where what its start raised reaches
+        # the fixture (uvicorn's lifespan only logs it and exits), and closed by `stop`.
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True, name="image-emulator")
         self.thread.start()
@@ -85,10 +107,20 @@ class _LiveServer:
         self.base_url = f"http://127.0.0.1:{port}"
         #: Steering runs on the server's own loop, like its requests.
         self.loop: AppLoop = AppLoop(listener.get_loop())
+        try:
+            self.loop.run(self.app.state.emulator.start())
+        except Exception as exc:
+            self.stop()
+            _fail_if_cannot_start("image_emulator_live", exc, settings)
+            raise
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        try:
+            if self.thread.is_alive():  # a dead server's loop would never run the close
+                self.loop.run(self.app.state.emulator.store.close())  # the lifespan's job
+        finally:
+            self.server.should_exit = True
+            self.thread.join(10)
 
 
 def _settings_for(node: _Marked, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -182,7 +214,12 @@ class _InProcessFixture:
         if self._item is None:
             raise RuntimeError("image_emulator was set up outside a test's setup")
         pool = self.pool()
-        used = pool.take(_settings(_settings_for(self._item, image_emulator_settings)))
+        settings = _settings(_settings_for(self._item, image_emulator_settings))
+        try:
+            used = pool.take(settings)  # started: a start that fails fails the setup
+        except Exception as exc:
+            _fail_if_cannot_start("image_emulator", exc, settings)
+            raise
         handle = ImageEmulator(used.app, used.lease, IN_PROCESS_BASE_URL, in_process=True)
         try:
             yield handle

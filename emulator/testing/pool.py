@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from ..stores.memory import MemoryStore
 from .app_loop import AppLoop, Lease, cancel_others
 
 if TYPE_CHECKING:
@@ -83,6 +84,18 @@ class InProcess:
         #: and the last test's is ended, so what that test left behind fails as on a closed
         #: emulator instead of reaching the next test's state.
         self.lease = Lease(self.loop)
+        # Started now, not at the first request: a start that fails (a store kept with
+        # another clock, Redis unreachable) fails the fixture's setup, saying why, instead
+        # of every request of the test being refused. A kept emulator's reset starts it again.
+        start = self.emulator.start()
+        try:
+            if type(self.emulator.store) is MemoryStore:  # never suspends: no trip on the loop
+                self.loop.run_inline(start)
+            else:
+                self.loop.run(start)
+        except BaseException:
+            self.close()
+            raise
 
     def lend(self) -> InProcess:
         self.lease = Lease(self.loop)
@@ -111,7 +124,8 @@ class Pool:
         self._last: _Key | None = None
 
     def take(self, settings: Settings) -> InProcess:
-        """An emulator in its start-up state for ``settings``: a kept one, or a new one."""
+        """An emulator in its start-up state for ``settings``, started: a kept one, or a new
+        one (what building or starting it raised, if it cannot start)."""
         key = self._last
         if key is None or key.settings is not settings:
             key = self._last = _Key(settings)

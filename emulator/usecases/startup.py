@@ -1,6 +1,8 @@
 """What an emulator does once before it serves: check the store was kept with its clock, claim
-a stream of task ids, install the configured fault rules. Lazily, at the first thing that
-needs it (in-process transports skip the ASGI lifespan), and again after a reset.
+a stream of task ids, install the configured fault rules. At the ASGI lifespan's start, or
+lazily at the first thing that needs it (in-process transports skip the lifespan; the pytest
+fixtures start theirs while they set up, so a start that fails fails the setup), and again
+after a reset. Whatever the loop: the same emulator may be started on one, then on another.
 
 A kept store (a SQLite file, a Redis prefix) holds times of the clock it was first used with:
 wall seconds, manual seconds, polls. Another clock misreads them (a task made on the real
@@ -16,10 +18,13 @@ a kept SQLite file) gets a stream of its own and never draws the ids another one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import threading
 
 from ..config import ConfigError
 from ..core.faults import FaultRule
+from ..errors import EmulatorError, StoreUnavailable
 from ..stores import Store, masked_url
 
 #: Store URLs of Redis, whose state is one prefix's keys.
@@ -34,6 +39,15 @@ def store_named(url: str, prefix: str) -> str:
     """The store as a message names it: its URL (a password masked), and on Redis the prefix."""
     shown = masked_url(url)
     return f"{shown} (store_prefix {prefix!r})" if url.startswith(_REDIS_URLS) else shown
+
+
+def start_problem(error: Exception, url: str) -> str:
+    """Why an emulator on the store at ``url`` cannot start, from what its building or its
+    start raised: what ``serve`` prints before it exits 2, and what the pytest fixtures fail
+    their setup with. A store that did not answer says where it was looked for."""
+    if isinstance(error, StoreUnavailable):
+        return f"{error.message} (is Redis running at {masked_url(url)}?)"
+    return error.message if isinstance(error, EmulatorError) else str(error)
 
 
 async def claim_clock(store: Store, mode: str, where: str) -> None:
@@ -68,6 +82,18 @@ class TaskIds:
         self.rng = random.Random(self.seed if stream == 0 else f"{self.seed}:ids:{stream}")
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():  # a waiter given up on is cancelled already
+        waiter.set_result(None)
+
+
 class Startup:
     """Checks the store's clock, claims the id stream and installs the configured rules, once
     (``ensure``)."""
@@ -86,31 +112,74 @@ class Startup:
         self._clock, self._where = clock, where
         #: True once a start has run to its end (read by the submission's hot path).
         self.done = False
-        #: Held by the caller that starts: callers that come meanwhile wait for its end. Taken
-        #: without a loop when nobody holds it (the in-process fixture drives starts inline).
-        self._starting = asyncio.Lock()
+        #: Whether a caller is running a start now; callers that come meanwhile wait for it.
+        #: Not an asyncio.Lock: that binds to the loop of its first wait and refuses a wait
+        #: on any other (the same emulator's start after a reset, driven from a new loop).
+        self._busy = False
+        #: One future per waiting caller, on that caller's own loop: nothing here belongs to
+        #: a loop, and a start nobody contends makes none (the in-process fixture drives
+        #: starts inline, without a running loop).
+        self._waiters: list[asyncio.Future[None]] = []
+        #: Guards the two above: callers on loops of other threads may come too.
+        self._guard = threading.Lock()
 
     async def ensure(self) -> None:
         """Start now unless started (every operation that reads rules or draws ids calls it).
         Callers that come while a start runs wait for it, so none draws an id before the
         stream is claimed. A start that failed or was given up on (ConfigError ``clock``
         when the store was kept with another clock; the store unreachable; the caller's
-        client gone) is begun again by the next caller: each step is safe to repeat."""
-        if self.done:
-            return
-        async with self._starting:
-            if self.done:  # another caller started it while this one waited
+        client gone) is begun again by the next caller, or by one that waited for it: each
+        step is safe to repeat. A waiter given up on leaves the start to run for the others."""
+        while not self.done:
+            with self._guard:
+                waiter = None
+                if self._busy:
+                    waiter = asyncio.get_running_loop().create_future()
+                    self._waiters.append(waiter)
+                else:
+                    self._busy = True
+            if waiter is None:
+                try:
+                    if not self.done:  # another caller's start ended meanwhile
+                        await self._start()
+                finally:  # ended, failed or given up on: the waiters look again
+                    self._wake()
                 return
-            await claim_clock(self._store, self._clock, self._where)
-            if self._ids.stream is None:
-                self._ids.stream = await self._store.claim_id_stream()
-                self._ids.restart()
-            installed = {rule.id: rule for rule in await self._store.list_faults()}
-            for rule in self._rules:
-                # Another worker may have installed it already and counted hits: keep them.
-                if installed.get(rule.id) != rule:
-                    await self._store.add_fault(rule)
-            self.done = True
+            try:
+                await waiter
+            finally:
+                with self._guard:
+                    if waiter in self._waiters:  # given up on before the start ended
+                        self._waiters.remove(waiter)
+
+    async def _start(self) -> None:
+        await claim_clock(self._store, self._clock, self._where)
+        if self._ids.stream is None:
+            self._ids.stream = await self._store.claim_id_stream()
+            self._ids.restart()
+        installed = {rule.id: rule for rule in await self._store.list_faults()}
+        for rule in self._rules:
+            # Another worker may have installed it already and counted hits: keep them.
+            if installed.get(rule.id) != rule:
+                await self._store.add_fault(rule)
+        self.done = True
+
+    def _wake(self) -> None:
+        """Free the start for the next caller, and wake every one waiting for it: each looks
+        again (done: returns; else one of them starts)."""
+        with self._guard:
+            self._busy = False
+            waiters, self._waiters = self._waiters, []
+        here = _running_loop()
+        for waiter in waiters:
+            loop = waiter.get_loop()
+            if loop is here:
+                _resolve(waiter)
+                continue
+            # A loop of another thread, or one not running now; a closed one (RuntimeError)
+            # has nobody waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, waiter)
 
     async def again(self) -> None:
         """After a reset: the ids from the start of the stream, the configured rules back."""
@@ -119,4 +188,4 @@ class Startup:
         await self.ensure()
 
 
-__all__ = ["Startup", "TaskIds", "claim_clock", "store_named"]
+__all__ = ["Startup", "TaskIds", "claim_clock", "start_problem", "store_named"]
