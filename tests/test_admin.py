@@ -272,6 +272,25 @@ def test_forced_outcome_text_is_checked_and_polls_keep_working(client: Client) -
     assert client.task(task_id)["status"] == "queued"
 
 
+@pytest.mark.parametrize("field", ["code", "message"])
+def test_an_empty_code_or_message_is_refused_not_made_the_default(
+    client: Client, field: str
+) -> None:
+    task_id = client.submit_ok(NANO)
+    url = f"/_emulator/tasks/{task_id}/outcome"
+    response = client.post(url, json={"status": "failed", field: ""})
+    assert response.status_code == 400
+    assert response.json()["message"].startswith(f"{field} must not be empty; leave it out")
+    assert client.task(task_id)["status"] == "queued"
+    # Left out or null: the defaults, as documented.
+    assert client.post(url, json={"status": "failed", field: None}).status_code == 200
+    error = client.task(task_id)["error"]
+    assert error == {
+        "code": "upstream_error",
+        "message": "the upstream model failed (upstream_error)",
+    }
+
+
 def test_time_scale_of_1e308_is_refused_and_tasks_still_end(client: Client) -> None:
     response = client.patch("/_emulator/config", json={"time_scale": 1e308})
     assert response.status_code == 400

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from emulator.testing.app_loop import AppLoop
+from emulator.testing.app_loop import CLOSED, AppLoop, Lease
 
 
 @pytest.fixture
@@ -79,6 +79,47 @@ def test_close_cancels_what_still_runs_and_refuses_later_calls() -> None:
     assert cancelled.is_set()
     with pytest.raises(RuntimeError, match="closed"):
         loop.run(where())
+
+
+def test_a_call_cancelled_by_the_end_of_its_test_gets_the_closed_error() -> None:
+    # A thread of the code under test waiting on an answer that a hang holds, when the test
+    # ends: its caller catches Exception, which asyncio's CancelledError is not.
+    loop = AppLoop()
+    lease = Lease(loop)
+    holding, outcome = threading.Event(), {}
+
+    async def held_forever() -> None:
+        holding.set()
+        await asyncio.sleep(3600)
+
+    def caller() -> None:
+        try:
+            lease.run(held_forever())
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    assert holding.wait(10)
+    lease.end()  # the teardown's order: the lease ends, then what still runs is cancelled
+    loop.close()
+    thread.join(10)
+    assert type(outcome["error"]) is RuntimeError and str(outcome["error"]) == CLOSED
+
+
+def test_a_cancelled_call_of_a_running_test_is_still_a_cancellation() -> None:
+    loop = AppLoop()
+    lease = Lease(loop)
+
+    async def cancelled_at_once() -> None:
+        raise asyncio.CancelledError
+
+    async def awaited() -> None:
+        await lease.arun(cancelled_at_once())
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(awaited())
+    loop.close()
 
 
 def _interrupt() -> None:

@@ -45,8 +45,30 @@ def test_config_file_may_use_an_emulator_table(tmp_path: Path) -> None:
 def test_unknown_key_in_config_file_is_an_error_naming_it(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text("tyme_scale = 2\n")
-    with pytest.raises(ConfigError, match="unknown setting 'tyme_scale'"):
+    with pytest.raises(ConfigError, match="unknown setting 'tyme_scale'") as raised:
         build_settings(config_file=cfg)
+    assert raised.value.message.endswith("; did you mean 'time_scale'?")
+    assert raised.value.field == "tyme_scale"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "ending"),
+    [
+        ({"envelop": "bare"}, "envelop", "(from arguments); did you mean 'envelope'?"),
+        ({"qwertyuiop": 1}, "qwertyuiop", "(from arguments)"),  # nothing close: no guess
+        ({"envelope": "naked"}, "envelope", "got 'naked'"),
+        ({"api_keys": [1]}, "api_keys", "got [1]"),
+        ({"faults": 5}, "faults", "must be a list of rules"),
+        ({"failure_rate": 2}, "failure_rate", "between 0 and 1, got 2.0"),
+    ],
+)
+def test_every_refusal_of_a_setting_names_it_as_its_field(
+    overrides: dict[str, object], field: str, ending: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        build_settings(overrides=overrides)
+    assert raised.value.field == field
+    assert raised.value.message.endswith(ending)
 
 
 @pytest.mark.parametrize(

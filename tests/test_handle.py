@@ -56,6 +56,30 @@ def test_bad_arguments_are_value_errors_naming_them(
     assert handle.emulator.settings.envelope == "wrapped"
 
 
+@pytest.mark.parametrize(
+    ("call", "field", "needle"),
+    [
+        # An empty code or message would have become the default, silently.
+        (lambda h, t: h.fail(t, code=""), "code", "code must not be empty; leave it out"),
+        (lambda h, t: h.fail(t, message=""), "message", "message must not be empty"),
+        (lambda h, t: h.configure(failure_rate=2), "failure_rate", "between 0 and 1"),
+        (lambda h, t: h.configure(bogus=1), "bogus", "unknown setting 'bogus'"),
+        (lambda h, t: h.configure(envelop="bare"), "envelop", "did you mean 'envelope'?"),
+        (lambda h, t: h.configure(envelope="naked"), "envelope", "'envelope'"),
+        (lambda h, t: h.faults.add("dorp"), "fault.effect.kind", "kind must be one of"),
+    ],
+)
+def test_a_refusal_names_the_field_at_fault(
+    handle: ImageEmulator, call: Any, field: str, needle: str
+) -> None:
+    task_id = submit(handle)
+    with pytest.raises(EmulatorError) as raised:
+        call(handle, task_id)
+    assert (raised.value.field, raised.value.status_code) == (field, 400)
+    assert needle in raised.value.message
+    assert handle.tasks[0]["status"] == "queued" and list(handle.faults) == []
+
+
 def test_refusals_carry_the_control_planes_code(handle: ImageEmulator) -> None:
     task_id = submit(handle)
     handle.finish(task_id)

@@ -6,6 +6,7 @@ can match the real service once a conformance run has shown what it does.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 import re
@@ -175,11 +176,25 @@ def _apply(values: dict[str, Any], data: Mapping[str, Any], source: str, from_te
     hints = _hints()
     for key, value in data.items():
         if key not in SETTING_NAMES:
-            raise ConfigError(f"unknown setting {shown(key)} (from {source})")
-        if key == "faults":
-            values[key] = parse_faults(value, source)
-        else:
-            values[key] = coerce(key, value, hints[key], source, from_text)
+            raise ConfigError(
+                f"unknown setting {shown(key)} (from {source}){_closest(key)}", field=str(key)
+            )
+        try:
+            if key == "faults":
+                values[key] = parse_faults(value, source)
+            else:
+                values[key] = coerce(key, value, hints[key], source, from_text)
+        except ConfigError as exc:
+            # Every refusal of a value names its key (``EmulatorError.field``), here in one place.
+            exc.field = exc.field or key
+            raise
+
+
+def _closest(key: object) -> str:
+    """What a refusal of a misspelt setting name adds: ``; did you mean 'x'?`` (nothing when
+    no name is close)."""
+    close = difflib.get_close_matches(key, SETTING_NAMES, n=1) if isinstance(key, str) else []
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -274,7 +289,7 @@ def check_ranges(s: Settings, sources: Mapping[str, str] | None = None) -> None:
         value = getattr(s, name)
         problem = None if value is None else number_problem(value, low, high)
         if problem is not None:
-            raise ConfigError(f"{name} {problem}{RANGE_NOTES.get(name, '')}")
+            raise ConfigError(f"{name} {problem}{RANGE_NOTES.get(name, '')}", field=name)
     rules: list[tuple[bool, str]] = [
         (_store_url_ok(s.store), f"setting 'store' must be {_STORE_FORMS}, got {shown(s.store)}"),
         (s.state_dir is None or s.state_dir.strip() != "", "state_dir must name a folder"),

@@ -181,7 +181,7 @@ def _parse_effect(raw: Any, where: str) -> Effect:
     _unknown(raw, known | RESPOND_FIELDS, where)
     kind = raw.get("kind")
     if kind not in EFFECTS:
-        raise FaultError(f"{where}.kind must be one of {', '.join(EFFECTS)}")
+        raise FaultError(f"{where}.kind must be one of {', '.join(EFFECTS)}", field=f"{where}.kind")
     if kind == "respond":
         return _parse_respond(raw, where)
     for name in sorted(RESPOND_FIELDS - {"kind", "status"}):

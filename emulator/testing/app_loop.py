@@ -183,10 +183,18 @@ class Lease:
     def end(self) -> None:
         self.ended = True
 
+    # A call still running when the test ends (a thread waiting on an answer a ``hang`` fault
+    # holds) is cancelled by the teardown: its caller gets the closed emulator's RuntimeError,
+    # not a CancelledError (asyncio's is a BaseException, which ``except Exception`` misses).
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self.ended:
             _refuse(coro)
-        return self._loop.run(coro)
+        try:
+            return self._loop.run(coro)
+        except (concurrent.futures.CancelledError, asyncio.CancelledError):
+            if self.ended and not _cancelling():
+                raise RuntimeError(CLOSED) from None
+            raise
 
     def run_inline(self, coro: Coroutine[Any, Any, T]) -> T:
         if self.ended:
@@ -196,7 +204,19 @@ class Lease:
     async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
         if self.ended:
             _refuse(coro)
-        return await self._loop.arun(coro)
+        try:
+            return await self._loop.arun(coro)
+        except asyncio.CancelledError:
+            if self.ended and not _cancelling():
+                raise RuntimeError(CLOSED) from None
+            raise
+
+
+def _cancelling() -> bool:
+    """Whether the caller's own task is being cancelled (then the CancelledError is its own,
+    and must go on: its loop is stopping it)."""
+    task = asyncio.current_task() if _running_loop() is not None else None
+    return task is not None and task.cancelling() > 0
 
 
 async def _then_stop(coro: Coroutine[Any, Any, T], live: list[bool]) -> T:

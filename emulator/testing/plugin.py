@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import pytest
 
@@ -123,32 +123,117 @@ class _LiveServer:
             self.thread.join(10)
 
 
+#: Where a setting came from, as a refusal names it.
+_MARKER = "the image_emulator marker"
+_FIXTURE = "the image_emulator_settings fixture"
+#: Settings the fixtures choose themselves: refused wherever they are given.
+_OWN = {
+    "host": "image_emulator_live serves on 127.0.0.1",
+    "port": "image_emulator_live serves on a free port",
+}
+
+
+def _refuse(message: str) -> NoReturn:
+    """Fail the test's setup with ``message`` alone: a bad setting is the test's mistake,
+    and the plugin's frames in a traceback would only hide it."""
+    __tracebackhide__ = True
+    pytest.fail(f"image_emulator: {message}", pytrace=False)
+
+
 def _settings_for(node: _Marked, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    # The usual types first: an ABC's isinstance was half of this function's time.
+    if not isinstance(overrides, dict | MappingProxyType) and not isinstance(overrides, Mapping):
+        _refuse(
+            f"{_FIXTURE} returned {type(overrides).__name__}; it must return a mapping of "
+            "setting names to values, like {'envelope': 'bare'}"
+        )
     values = {**DEFAULTS, **overrides}
     marker = node.get_closest_marker("image_emulator")
     if marker is not None:
         if marker.args:
-            raise pytest.UsageError("@pytest.mark.image_emulator takes keyword settings only")
+            _refuse(f"{_MARKER} takes keyword settings only, got {marker.args!r}")
         values |= marker.kwargs
+    if "host" in values or "port" in values:
+        for name, where in _OWN.items():
+            if name in values:
+                source = _MARKER if marker is not None and name in marker.kwargs else _FIXTURE
+                _refuse(
+                    f"setting {name!r} (from {source}) is the fixtures' own: {where} (its "
+                    "base_url says where), image_emulator on no port at all"
+                )
     return values
 
 
-def _settings(values: dict[str, Any]) -> Settings:
-    """``Settings().replace(**values)``, remembered for hashable values: most tests of a
-    session share theirs, and building and checking them is a share of a fixture's cost."""
+def _settings(node: _Marked, overrides: Mapping[str, Any]) -> Settings:
+    """``Settings().replace(**values)`` of the test's settings, remembered where they can be
+    a key: most tests of a session share theirs, and building and checking them is a share
+    of a fixture's cost. A refusal fails the test's setup naming where the setting came from."""
+    values = _settings_for(node, overrides)
     try:
-        return _cached_settings(tuple(sorted(values.items())))
-    except TypeError:  # a list or a dict among the values
-        from ..config import Settings
+        try:
+            return _cached_settings(_key(values))
+        except TypeError:  # a dict among the values (a fault rule), or a name not a string
+            from ..config import Settings
 
-        return Settings().replace(**values)
+            return Settings().replace(**values)
+    except ValueError as exc:  # ConfigError, imported only on this way out (~2.7 µs a test)
+        from ..errors import ConfigError
+
+        if not isinstance(exc, ConfigError):
+            raise
+        refused = exc
+    _refuse(_refusal(node, overrides, refused))  # out of the except: no chained traceback
+
+
+def _key(values: dict[str, Any]) -> tuple[tuple[str, type, Any], ...]:
+    """``values`` as the cache's key: each with its type, through tuples and lists. 1 and True
+    are equal and hash alike, and so are 1 and 1.0: by value alone, a refused
+    ``always_list_results=1`` was accepted after a test had ``always_list_results=True``."""
+    items = []
+    for name, value in values.items():
+        kind = type(value)
+        items.append((name, kind, _payload(kind, value)))
+    items.sort()  # by name: names differ, so a type is never compared
+    return tuple(items)
+
+
+def _payload(kind: type, value: Any) -> Any:
+    """A tuple's or a list's items each as (type, payload); any other value as it is."""
+    if kind is tuple or kind is list:
+        return tuple((type(item), _payload(type(item), item)) for item in value)
+    return value
+
+
+def _untyped(kind: type, payload: Any) -> Any:
+    if kind is tuple or kind is list:
+        return kind(_untyped(*item) for item in payload)
+    return payload
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_settings(items: tuple[tuple[str, Any], ...]) -> Settings:
+def _cached_settings(items: tuple[tuple[str, type, Any], ...]) -> Settings:
     from ..config import Settings
 
-    return Settings().replace(**dict(items))
+    return Settings().replace(**{name: _untyped(kind, value) for name, kind, value in items})
+
+
+def _refusal(node: _Marked, overrides: Mapping[str, Any], exc: Exception) -> str:
+    """What a refusal of the test's settings says, naming where they came from: the
+    settings fixture's alone are built first, then the marker's on top of them."""
+    from ..config import build_settings
+    from ..errors import ConfigError
+
+    marker = node.get_closest_marker("image_emulator")
+    source = _FIXTURE
+    try:
+        base = build_settings(overrides={**DEFAULTS, **overrides}, overrides_source=source)
+        if marker is not None:
+            source = _MARKER
+            build_settings(overrides=marker.kwargs, base=base, overrides_source=source)
+    except ConfigError as own:
+        # A range or a rule across settings is checked after the values: say whose it is.
+        return own.message if "(from " in own.message else f"{own.message} (from {source})"
+    return str(exc)  # pragma: no cover - the same values are refused both ways
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -165,6 +250,28 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "image_emulator(**settings): settings of the image_emulator fixture"
     )
     config.pluginmanager.register(_InProcessFixture(config), "image_emulator-in-process")
+
+
+class ImageEmulatorMarkWarning(pytest.PytestWarning):
+    """An ``image_emulator`` marker that no fixture reads (the test uses neither fixture)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Warn of a test marked ``image_emulator`` that asks for neither fixture: its settings
+    would be silently ignored. Only the test's own marker (a module's or a class's applies to
+    every test in it, used or not), and not when ``request`` is among its fixtures (it may
+    ask for one with ``request.getfixturevalue`` while it runs)."""
+    for item in items:
+        if not any(mark.name == "image_emulator" for mark in item.own_markers):
+            continue
+        names = getattr(item, "fixturenames", ())
+        if not {"image_emulator", "image_emulator_live", "request"} & set(names):
+            item.warn(
+                ImageEmulatorMarkWarning(
+                    f"{item.nodeid} is marked image_emulator but uses neither image_emulator "
+                    "nor image_emulator_live: its settings apply to nothing"
+                )
+            )
 
 
 @pytest.fixture(scope="session")
@@ -214,7 +321,7 @@ class _InProcessFixture:
         if self._item is None:
             raise RuntimeError("image_emulator was set up outside a test's setup")
         pool = self.pool()
-        settings = _settings(_settings_for(self._item, image_emulator_settings))
+        settings = _settings(self._item, image_emulator_settings)
         try:
             used = pool.take(settings)  # started: a start that fails fails the setup
         except Exception as exc:
@@ -244,25 +351,34 @@ def image_emulator_live(
     request: pytest.FixtureRequest, image_emulator_settings: Mapping[str, Any]
 ) -> Iterator[ImageEmulator]:
     """An emulator on a real loopback port (shared by the session, reset for each test)."""
-    from ..config import FIXED_SETTINGS, Settings
+    from ..config import FIXED_SETTINGS
+    from .app_loop import Lease
     from .handle import ImageEmulator
 
+    settings = _settings(request.node, image_emulator_settings)
     values = _settings_for(request.node, image_emulator_settings)
     fixed = {k: v for k, v in values.items() if k in FIXED_SETTINGS and DEFAULTS.get(k) != v}
     own: _LiveServer | None = None
     if fixed:  # settings that cannot change while serving get a server of their own
-        own = _LiveServer(Settings().replace(**values))
+        own = _LiveServer(settings)
         server = own
     else:
         server = request.getfixturevalue("_image_emulator_server")
-    handle = ImageEmulator(server.app, server.loop, server.base_url, in_process=False)
+    # The test's own way onto the shared server, ended with the test: a handle kept from it
+    # then fails as an in-process one does, instead of steering a later test's server.
+    lease = Lease(server.loop)
+    handle = ImageEmulator(server.app, lease, server.base_url, in_process=False)
     # The start-up state before the test, whatever the previous one left (like
     # pytest-httpserver's clear(): all settings, not just an undo of what this fixture set).
-    changeable = {k: v for k, v in values.items() if k not in FIXED_SETTINGS}
-    handle.restore(server.settings.replace(**changeable))
+    # With no fixed setting of its own, the test's settings are the server's plus its
+    # changeable ones.
+    handle.restore(settings)
     yield handle
-    handle.close()
-    if own is not None:
-        own.stop()
-    else:
-        handle.restore(server.settings)
+    try:
+        handle.close()
+        if own is None:
+            handle.restore(server.settings)
+    finally:
+        lease.end()
+        if own is not None:
+            own.stop()

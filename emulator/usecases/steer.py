@@ -37,6 +37,11 @@ from .settle import Billing, balance_problem, key_problem
 from .startup import Startup
 
 MAX_ADVANCE = 10**9
+#: What a forced failure says when ``code`` / ``message`` are left out (or null).
+_DEFAULTS = {
+    "code": "leave it out (or null) for upstream_error",
+    "message": "leave it out (or null) for 'the upstream model failed (<code>)'",
+}
 
 
 class ArgumentError(InvalidRequest, ValueError):
@@ -215,6 +220,8 @@ class Steering:
             problem = text_problem(value, limit)
             if problem is not None:
                 raise ArgumentError(f"{name} {problem}", field=name)
+            if not value:  # else "" would quietly become the default (an empty error is not)
+                raise ArgumentError(f"{name} must not be empty; {_DEFAULTS[name]}", field=name)
         await self._startup.ensure()
         ended = "succeeded" if outcome == "succeeded" else "failed"
         task = await self.force_outcome(task_id, ended, code, message)  # type: ignore[arg-type]
