@@ -115,6 +115,23 @@ def test_the_run_stops_at_max_run_time_and_says_so_once(
     assert elapsed < 15, f"took {elapsed:.1f} s"  # liveness bound, wide
 
 
+def test_a_run_whose_time_is_up_at_the_preflight_could_not_run_and_writes_its_report(
+    servers: Servers, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The bound is spent before the preflight's first request: the run's usual end (the
+    # summary, the report, exit 2), never main's catch-all.
+    target = tmp_path / "report"
+    code, out = conform(
+        capsys, servers.start(), *CAREFUL, "--max-run-time", "0.000001", "--report", str(target)
+    )
+    assert code == EXIT_ERROR, out
+    said = "could not run: the run's time is up (--max-run-time 1e-06 s)"
+    assert said in out, out
+    assert "RunTimeUp" not in out
+    assert said in (target / "summary.txt").read_text()
+    assert (target / "junit.xml").is_file()
+
+
 # -- flags refused before any request ----------------------------------------------------------
 @pytest.mark.parametrize("phases", [",", "", " , "])
 def test_an_empty_phase_list_is_refused_naming_the_option(

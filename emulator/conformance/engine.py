@@ -61,12 +61,18 @@ def run_contract(
     progress.start("preflight")
     try:
         validator = Validator(contract, options, report)
+        client.start_run_clock()
         report.could_not_run = preflight(client, validator, report)
         if report.could_not_run is None:
             _own_phases(options, client, validator, report, budget, progress)
             _schemathesis_phases(options, contract, report, budget, progress, client.out_of_time)
     except CannotRun as exc:
         report.could_not_run = str(exc)
+    except RunTimeUp as exc:  # before any phase: the preflight's own requests
+        if report.meaningful == 0:
+            report.could_not_run = str(exc)  # nothing was checked at all
+        elif str(exc) not in report.errors:
+            report.error(str(exc))
     finally:
         client.close()
         report.tasks_created = budget.spent
