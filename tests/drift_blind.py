@@ -45,6 +45,19 @@ def rate_limited_after_preflight() -> ASGIApp:
     return drift_app(mutate)
 
 
+def submissions_refused_for_schemathesis() -> ASGIApp:
+    """Only schemathesis' submissions are 429s; its polls are answered (and outnumber them):
+    a phase judged as a whole would pass on the polls while no submission was judged."""
+
+    def mutate(scope: Scope, request: bytes, answer: Answer) -> Answer:
+        agent = header(scope, b"user-agent") or b""
+        if agent.startswith(b"schemathesis") and _keyed(scope) and is_submit(scope):
+            return _refusal(429, "rate_limited", "quota exceeded, retry later")
+        return answer
+
+    return drift_app(mutate)
+
+
 def quota_spent_for_schemathesis() -> ASGIApp:
     """A quota that runs out when schemathesis' phases start: its requests (its User-Agent)
     are 429s, conform's own are answered. The phases saw nothing and must say so."""

@@ -439,7 +439,14 @@ BLIND: tuple[Blind, ...] = (
         "quota_spent_for_schemathesis",
         blind.quota_spent_for_schemathesis,
         1,
-        "phase could not check: ",
+        "phase could not check ",
+    ),
+    Blind(
+        "submissions_refused_for_schemathesis",
+        blind.submissions_refused_for_schemathesis,
+        1,
+        "phase could not check POST /v1/images/tasks: ",
+        args=("--max-tasks", "20"),  # budget left for schemathesis' submissions
     ),
     Blind("no_credit", blind.no_credit, 2, "could not run: the key has no credit: POST"),
     Blind(

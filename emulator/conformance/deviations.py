@@ -83,6 +83,9 @@ class Report:
     current_phase: str = "preflight"
     #: (phase, "answers" or a refusal kind of `evidence.refusal_of`) -> count.
     phase_answers: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: The same per operation, (phase, operation, "answers" or a refusal kind) -> count: a
+    #: phase whose polls were answered may still have had every submission refused.
+    operation_answers: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     tasks_created: int = 0
     #: (operation, status) -> answers seen; e.g. 200s of the poll prove links were followed.
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
@@ -143,9 +146,11 @@ class Report:
             self.statuses[(operation, status)] += 1
             phase = phase or self.current_phase
             self.phase_answers[(phase, "answers")] += 1
+            self.operation_answers[(phase, operation, "answers")] += 1
             kind = refusal_of(status, body)
             if kind is not None:
                 self.phase_answers[(phase, kind)] += 1
+                self.operation_answers[(phase, operation, kind)] += 1
             refusal = 400 <= status < 500 and status not in (401, 402, 403, 429)
             if refusal and status == 404 and "json" in content_type.lower():
                 self.not_found += 1
@@ -162,6 +167,20 @@ class Report:
         return Counter(
             {k: n for (p, k), n in self.phase_answers.items() if p == phase and k != "answers"}
         )
+
+    def operation_refusals(self, phase: str) -> dict[str, tuple[int, Counter[str]]]:
+        """Per operation answered in ``phase``: its answers and its refusals by kind."""
+        found: dict[str, tuple[int, Counter[str]]] = {}
+        for (p, operation, kind), n in self.operation_answers.items():
+            if p != phase:
+                continue
+            answers, refusals = found.get(operation, (0, Counter[str]()))
+            if kind == "answers":
+                answers += n
+            else:
+                refusals[kind] += n
+            found[operation] = (answers, refusals)
+        return found
 
     def error(self, text: str) -> None:
         with self._lock:

@@ -296,12 +296,18 @@ def _execute(
             if name in _SETUP_PHASES and status in (Status.SUCCESS, Status.SKIP):
                 continue
             refusals = report.refusals(name)
-            blind = refused_phase(report.phase_answers[(name, "answers")], refusals)
-            if blind is not None:
-                # Nothing it sent was judged: schemathesis does not retry a 429.
-                report.error(
-                    f"schemathesis' {name} phase could not check: {blind}; {advice(refusals)}"
-                )
+            # Judged per operation: polls answered in plenty must not hide submissions that
+            # were all refused (schemathesis does not retry a 429).
+            blind = False
+            for operation, (answers, refused) in sorted(report.operation_refusals(name).items()):
+                why = refused_phase(answers, refused)
+                if why is not None:
+                    report.error(
+                        f"schemathesis' {name} phase could not check {operation}: {why}; "
+                        f"{advice(refused)}"
+                    )
+                    blind = True
+            if blind:
                 text = "error"
             elif refusals:
                 note = "; ".join(
