@@ -19,9 +19,11 @@ import secrets
 from typing import Any
 
 from .checks import POLL
-from .client import MAX_429_RETRIES, Answer, Client, Validator, excerpt
+from .client import MAX_429_RETRIES, Answer, Client
 from .deviations import Report
 from .evidence import NO_CREDIT, RATE_LIMITED, signature
+from .samples import excerpt
+from .validation import Validator
 
 POLL_PATH = "/v1/images/tasks/{}"
 #: A path beside the task routes that no API has (the probe of `preflight`).

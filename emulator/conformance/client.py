@@ -1,20 +1,11 @@
-"""conform's own exchanges with the service, each validated by schemathesis against the contract.
-
-`Client` sends a request (over the network, or in-process to ``options.app``), times it and
-counts it. `Validator` runs schemathesis' response checks on the answer (status, content type,
-headers, body schema, response time, and conform's custom checks) through the public
-``Case.validate_response`` and writes every result into the report, so the scenarios, near
-misses and access checks find exactly what schemathesis' phases would.
+"""conform's own exchanges with the service: `Client` sends a request (over the network, or
+in-process to ``options.app``), times it and counts it; each `Answer` is then validated by
+`validation.Validator` against the contract.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import json
-import re
-import shlex
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,24 +13,12 @@ from typing import Any
 
 import httpx
 
-from .checks import CUSTOM_CHECKS, applies
 from .deadline import Deadline
 from .deviations import Report, Sample
 from .evidence import NO_CREDIT, refusal_of
-from .explain import Explainer
 from .options import ConformOptions, rate_gap
+from .samples import curl, excerpt
 
-#: The response checks run on every exchange conform sends itself. Checks that re-send the
-#: request (ignored_auth, ...) are left to the phases: a re-sent submission is a paid task.
-RESPONSE_CHECKS = (
-    "not_a_server_error",
-    "status_code_conformance",
-    "content_type_conformance",
-    "response_headers_conformance",
-    "response_schema_conformance",
-)
-_BODY_EXCERPT = 600
-_CURL_BODY = 1500
 #: Largest answer read from the task routes (a task is a few hundred bytes).
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 #: A 429 is retried this many times, after its Retry-After (at most MAX_RETRY_AFTER seconds).
@@ -275,160 +254,3 @@ def retry_after(answer: Answer, fallback: float) -> float:
     except ValueError:
         return fallback
     return min(MAX_RETRY_AFTER, max(0.0, seconds)) if seconds == seconds else fallback
-
-
-class Validator:
-    """schemathesis' response checks for conform's own exchanges (one schema per run)."""
-
-    def __init__(self, contract: dict[str, Any], options: ConformOptions, report: Report) -> None:
-        import schemathesis
-        from schemathesis.config import SchemathesisConfig
-
-        checks: dict[str, Any] = {"enabled": False}
-        checks.update({name: {"enabled": True} for name in (*RESPONSE_CHECKS, *CUSTOM_CHECKS)})
-        if options.max_response_time is not None:
-            checks["max_response_time"] = options.max_response_time
-        config = SchemathesisConfig.from_dict({"checks": checks})
-        self.schema = schemathesis.openapi.from_dict(contract, config=config)
-        self.report = report
-        self.explainer = Explainer(contract)
-        self._results: dict[str, list[Any]] = {}
-        self._lock = threading.Lock()
-
-        @self.schema.hook
-        def after_validate(context: Any, case: Any, response: Any, results: Any) -> None:
-            with self._lock:
-                self._results[case.id] = list(results)
-
-    def has(self, operation: str) -> bool:
-        method, _, path = operation.partition(" ")
-        return method.lower() in self.schema.raw_schema.get("paths", {}).get(path, {})
-
-    def validate(
-        self,
-        answer: Answer,
-        *,
-        body: Any = None,
-        media_type: str | None = None,
-        path_parameters: dict[str, Any] | None = None,
-    ) -> bool:
-        """Run the checks on ``answer`` and report each; True when all passed."""
-        from schemathesis.errors import FailureGroup
-
-        if answer.response is None or not self.has(answer.operation):
-            return answer.response is not None
-        method, _, path = answer.operation.partition(" ")
-        operation = self.schema[path][method]
-        if path_parameters is None:
-            path_parameters = path_values(path, answer.request.url.path)
-        case_args: dict[str, Any] = {"path_parameters": path_parameters}
-        if body is not None:
-            case_args.update(body=body, media_type=media_type or "application/json")
-        case = operation.Case(**case_args)
-        with contextlib.suppress(FailureGroup):  # every failure is in the results below
-            case.validate_response(answer.response)
-        with self._lock:
-            results = self._results.pop(case.id, [])
-        ok = True
-        for result in results:
-            if result.failure is None:
-                if applies(result.name, answer.operation):
-                    self.report.passed(result.name, answer.operation)
-                continue
-            ok = False
-            self.report.add(
-                result.name,
-                answer.operation,
-                failure_sample(
-                    result.name,
-                    answer.operation,
-                    result.failure,
-                    answer.status,
-                    answer.response.content,
-                    self.explainer,
-                    request=curl(answer.request),
-                    response=excerpt(answer.response),
-                ),
-            )
-        return ok
-
-
-def path_values(template: str, path: str) -> dict[str, str]:
-    """``{"task_id": "task_1"}`` from ``/v1/images/tasks/{task_id}`` and the path requested."""
-    names = re.findall(r"{([^}]+)}", template)
-    pattern = re.escape(template)
-    for name in names:
-        pattern = pattern.replace(re.escape("{" + name + "}"), "([^/]+)", 1)
-    match = re.fullmatch(pattern, path)
-    return dict(zip(names, match.groups(), strict=True)) if match else dict.fromkeys(names, "")
-
-
-def failure_sample(
-    check: str,
-    operation: str,
-    failure: Any,
-    status: int | None,
-    body: bytes,
-    explainer: Explainer,
-    *,
-    request: str,
-    response: str,
-) -> Sample:
-    """A schemathesis failure as a `Sample` whose first line a person understands."""
-    message = str(getattr(failure, "message", "") or "").strip()
-    title = str(getattr(failure, "title", "") or check).strip()
-    if title.startswith("Custom check failed"):
-        line, detail = f"{operation}: {message}", ""
-    else:
-        explanation = ""
-        if check == "response_schema_conformance" and status is not None:
-            explanation = explainer.explain(operation, status, body)
-        said = explanation or " ".join(message.split())
-        line = f"{operation} answered {status}: {title}" + (f": {said}" if said else "")
-        detail = f"{title}: {message}" if message else title
-        if explanation:
-            detail += f"\n{explanation}"
-    return Sample(line=line, detail=detail, request=request, status=status, response=response)
-
-
-def curl(request: httpx.Request) -> str:
-    """The request as a curl command; the bearer key is masked."""
-    parts = ["curl", "-X", request.method, shlex.quote(str(request.url))]
-    for name, value in request.headers.items():
-        if name.lower() in ("host", "content-length", "accept-encoding", "connection", "accept"):
-            continue
-        if name.lower() == "user-agent":
-            continue
-        if name.lower() == "authorization":
-            value = value.split(" ", 1)[0] + " ***" if " " in value else "***"
-        parts += ["-H", shlex.quote(f"{name}: {value}")]
-    try:
-        body = request.content
-    except httpx.RequestNotRead:
-        body = b""
-    if body:
-        text = body.decode("utf-8", "replace")
-        if len(text) > _CURL_BODY:
-            text = text[:_CURL_BODY] + f"... ({len(body)} bytes)"
-        parts += ["-d", shlex.quote(text)]
-    return " ".join(parts)
-
-
-def excerpt(response: Any) -> str:
-    """A response's content type and body, cut to a readable length (httpx or schemathesis)."""
-    if response is None:
-        return "(no response)"
-    content_type = response.headers.get("content-type", "")
-    if isinstance(content_type, list):
-        content_type = content_type[0] if content_type else ""
-    body: bytes = response.content or b""
-    if content_type.startswith(("application/json", "text/")) or not body:
-        text = body.decode("utf-8", "replace")
-        if len(text) > _BODY_EXCERPT:
-            text = text[:_BODY_EXCERPT] + f"... ({len(body)} bytes)"
-        return f"[{content_type or 'no content-type'}] {text}"
-    return f"[{content_type}] ({len(body)} bytes)"
-
-
-def compact(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))

@@ -29,7 +29,7 @@ from ..core.catalogue import Catalogue
 from .access import BASE_URL_HINT, check_auth, check_isolation, preflight
 from .budget import TaskBudget
 from .checks import MARKER, POLL, SUBMIT, applies, register
-from .client import Client, RunTimeUp, Validator, excerpt, failure_sample, time_up
+from .client import Client, RunTimeUp, time_up
 from .deviations import Report
 from .evidence import CannotRun, advice, refused_phase
 from .explain import Explainer
@@ -39,7 +39,9 @@ from .near_misses import NEAR_MISS_CHECKS, near_misses, send_near_misses
 from .options import ALL_PHASES, ConformOptions
 from .pictures import PICTURE_CHECKS
 from .progress import Progress
+from .samples import excerpt, failure_sample
 from .scenarios import PICTURE, ScenarioRunner, plan
+from .validation import Validator
 
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 #: schemathesis' own set-up phases: printed only when they fail.

@@ -19,11 +19,13 @@ from ..core.catalogue import Catalogue
 from .access import BASE_URL_HINT
 from .budget import TaskBudget, refused
 from .checks import SUBMIT, unwrap
-from .client import Answer, Client, Validator, excerpt
+from .client import Answer, Client
 from .deviations import Report
 from .evidence import NO_CREDIT, CannotRun, NoCredit
 from .harness import reference_picture
 from .options import CHEAPEST_GPT, ConformOptions
+from .samples import excerpt
+from .validation import Validator
 
 PROMPT = "conformance check: a small red cube on a white desk"
 NEAR_MISS_CHECKS = ("near_miss_refused", "refusal_names_field")

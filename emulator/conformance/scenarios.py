@@ -21,14 +21,16 @@ from typing import Any
 from ..core.catalogue import Catalogue, OutputPlan
 from .budget import TaskBudget, refused
 from .checks import POLL, SUBMIT, expected_task_type, unwrap
-from .client import Answer, Client, Validator, excerpt, retry_after
+from .client import Answer, Client, retry_after
 from .deviations import Report
 from .evidence import NO_CREDIT, NoCredit
 from .harness import reference_picture
 from .lifecycle import LIFECYCLE_CHECKS, RANK, TERMINAL, Seen, check_life, progress_of, result_urls
 from .options import ConformOptions
 from .pictures import MAX_PICTURE_BYTES, PICTURE_CHECKS, Expected, check_picture
+from .samples import excerpt
 from .scenario_plan import PICTURE, Scenario, fed, plan
+from .validation import Validator
 
 #: Polls in a row that may fail (no answer) before a task is given up.
 MAX_POLL_ERRORS = 3

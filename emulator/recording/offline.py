@@ -20,12 +20,13 @@ from typing import Any
 import httpx
 
 from ..conformance.checks import MARKER, POLL, SUBMIT, expected_task_type, register
-from ..conformance.client import Answer, Validator
+from ..conformance.client import Answer
 from ..conformance.deviations import Report
 from ..conformance.lifecycle import LIFECYCLE_CHECKS, Seen, check_life, result_urls
 from ..conformance.options import ConformOptions
 from ..conformance.pictures import Expected, check_picture
 from ..conformance.scenarios import PICTURE
+from ..conformance.validation import Validator
 from ..contract import load_contract
 from ..core.catalogue import Catalogue
 from ..errors import EmulatorError
