@@ -205,6 +205,11 @@ def test_latency_rule_and_setting_are_accepted(make_client: Any) -> None:
         ({"effect": "drop", "match": {"endpoint": "everywhere"}}, "endpoint must be one of"),
         ({"effect": "drop", "colour": "red"}, "unknown field(s): 'colour'"),
         ({}, "effect is required"),
+        ({"effect": {"kind": "fail_task", "code": ""}}, "effect.code must not be empty"),
+        (
+            {"effect": {"kind": "http_error", "status": 503, "message": ""}},
+            "effect.message must not be empty",
+        ),
     ],
 )
 def test_bad_rules_are_rejected_naming_the_field(

@@ -191,6 +191,12 @@ def _parse_effect(raw: Any, where: str) -> Effect:
     # fail every later listing of the rules.
     code = _get(raw, "code", str, where)
     message = _get(raw, "message", str, where)
+    for name, text in (("code", code), ("message", message)):
+        if text == "":  # else it would quietly become the default (an empty error is not)
+            raise FaultError(
+                f"{where}.{name} must not be empty; leave it out (or null) for the default",
+                field=f"{where}.{name}",
+            )
     at_progress = _get(raw, "at_progress", int, where)
     images = _get(raw, "images", int, where)
     status = _get(raw, "status", int, where)
