@@ -138,6 +138,23 @@ class JournalPageContract:
         await fill(store, 1, 2, 10)
         assert (await page_of(store, None, 10)).dropped == 0
 
+    async def test_a_journal_emptied_without_mark_counts_its_entries_as_dropped(
+        self, store: Store
+    ) -> None:
+        """`Store.clear_journal(mark=False)`: what ``journal_limit`` 0 does (the bound's
+        emptying, not a reader's clear), so a later page still tells the entries are gone."""
+        await fill(store, 1, 3, 10)
+        await store.clear_journal(mark=False)
+        emptied = await page_of(store, None, 10)
+        assert (emptied.entries, emptied.dropped) == ([], 3)
+        await fill(store, 4, 5, 10)
+        page = await page_of(store, None, 10)
+        assert [e["seq"] for e in page.entries] == [4, 5] and page.dropped == 3
+        await store.clear_journal()  # a clear with its mark: nothing dropped since
+        await fill(store, 6, 6, 10)
+        assert (await page_of(store, None, 10)).dropped == 0
+        assert store.journal_lost() == 0  # every entry given was numbered
+
     async def test_a_journal_cursor_from_before_a_reset_is_refused(self, store: Store) -> None:
         await fill(store, 1, 3, 10)
         before = await page_of(store, None, 1)

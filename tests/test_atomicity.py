@@ -20,10 +20,12 @@ import pytest
 import redis
 
 from emulator import Settings, create_app
+from emulator.core.journal import JournalQuery
 from emulator.errors import EmulatorError
 from emulator.stores.memory import MemoryStore
 from emulator.stores.redis import RedisStore
 from emulator.usecases.emulator import Emulator
+from emulator.usecases.journal import JournalIncomplete
 
 from .redis_server import RedisServer, running_redis
 
@@ -298,3 +300,34 @@ def test_a_poll_refused_during_a_redis_stall_is_not_counted(redis_server: RedisS
     status, polls = asyncio.run(run())
     assert status == 503
     assert polls == 0  # a poll answered 503 did not move the task, not even late
+
+
+def test_requests_whose_journal_entries_an_outage_lost_are_told_not_passed_off_as_whole() -> None:
+    # The entries of requests served while Redis is away are never written, so never
+    # numbered: the control plane's `unrecorded` and the fixture's whole-journal check say so.
+    server = RedisServer().start()
+    app, emulator = _emulator_on(server, _prefix("journal-lost"), journal_limit=100)
+
+    async def run() -> None:
+        async with _clients([app]) as (client,):
+            assert (await client.post("/v1/images/tasks", json=NANO)).is_success
+            assert len((await client.get("/_emulator/requests")).json()["requests"]) == 1
+            server.stop()
+            answered = await client.post("/v1/images/tasks", json=NANO)
+            assert answered.status_code == 503
+            # A read writes its worker's queue first: refused, the entry is lost.
+            assert (await client.get("/_emulator/requests")).status_code == 503
+            server.start()
+            page = (await client.get("/_emulator/requests")).json()
+            assert [e["status"] for e in page["requests"]] == [200]
+            assert (page["dropped"], page["unrecorded"]) == (0, 1)
+            with pytest.raises(JournalIncomplete, match="1 journal entries were lost"):
+                await emulator.steering.journal(JournalQuery(), whole=True)
+            assert (await client.delete("/_emulator/requests")).status_code == 204
+            assert (await client.get("/_emulator/requests")).json()["unrecorded"] == 0
+            assert await emulator.steering.journal(JournalQuery(), whole=True) == []
+
+    try:
+        asyncio.run(run())
+    finally:
+        server.remove()

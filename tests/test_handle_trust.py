@@ -81,6 +81,38 @@ def test_journal_helpers_refuse_when_journal_limit_is_or_was_0(handle: ImageEmul
         handle.assert_requested(times=0, endpoint="submit")
 
 
+def test_a_clear_after_journal_limit_0_starts_a_whole_window(handle: ImageEmulator) -> None:
+    handle.configure(journal_limit=0)
+    with handle.client() as client:
+        client.post(SUBMIT, json=NANO)
+    handle.configure(journal_limit=100)
+    handle.control("DELETE", "/_emulator/requests")  # "since its last reset or clear"
+    with handle.client() as client:
+        client.get(f"{SUBMIT}/task_x")
+    assert [e["endpoint"] for e in handle.requests()] == ["poll"]
+
+
+def test_the_control_plane_listing_says_what_journal_limit_0_kept_no_entry_of(
+    handle: ImageEmulator,
+) -> None:
+    handle.configure(journal_limit=10)
+    with handle.client() as client:
+        client.get(f"{SUBMIT}/task_0")
+        handle.configure(journal_limit=0)  # the first request at 0 empties the journal
+        for i in range(2):
+            client.get(f"{SUBMIT}/task_{i}")
+        handle.configure(journal_limit=10)
+        client.get(f"{SUBMIT}/task_9")
+    page = handle.control("GET", "/_emulator/requests")
+    # Entry 1 went with the emptying at 0 (the bound's, not a clear): dropped; the two
+    # requests at 0 were never numbered: unrecorded.
+    assert [e["seq"] for e in page["requests"]] == [2]
+    assert (page["dropped"], page["unrecorded"]) == (1, 2)
+    handle.control("DELETE", "/_emulator/requests")
+    page = handle.control("GET", "/_emulator/requests")
+    assert (page["requests"], page["dropped"], page["unrecorded"]) == ([], 0, 0)
+
+
 def test_the_control_plane_listing_says_how_many_entries_were_dropped(
     handle: ImageEmulator,
 ) -> None:

@@ -446,3 +446,38 @@ async def test_a_journal_walk_misses_no_entry_another_worker_still_had_queued(
         if not page.more:
             break
     assert listed == list(range(1, 30 * 10 + 1))  # 1 + 2 + 3 + 4 entries a round
+
+
+async def test_journal_entries_lost_behind_the_request_are_counted_until_a_clear() -> None:
+    # Written behind, never numbered: no page's `dropped` can count them, so the store does
+    # (`Store.journal_lost`), for the fixture's check and the control plane's `unrecorded`.
+    server = RedisServer().start()
+    store = RedisStore(server.url, "lost", timeout=0.5)
+    try:
+        await store.append_journal({"i": 1}, 10)
+        await store.journal_tail(1)  # written
+        server.stop()
+        for i in (2, 3):
+            await store.append_journal({"i": i}, 10)
+        with pytest.raises(StoreUnavailable):
+            await store.journal_tail(1)  # its queue first: refused by the stopped server
+        assert store.journal_lost() == 2
+        server.start()
+        await store.append_journal({"i": 4}, 10)
+        page = await store.journal_page(None, 10)
+        assert page is not None and [e["i"] for e in page.entries] == [1, 4]
+        assert page.dropped == 0 and store.journal_lost() == 2  # only the count tells
+        await store.clear_journal(mark=False)  # the bound's emptying: the losses stand
+        assert store.journal_lost() == 2
+        await store.clear_journal()
+        assert store.journal_lost() == 0
+        store._journal_writer.BACKLOG = 2  # the bound on entries waiting, made small
+        for i in range(5):  # queued in one go: the oldest 3 are cut
+            await store.append_journal({"i": i}, 10)
+        assert store.journal_lost() == 3
+        assert [e["i"] for e in await whole_journal(store)] == [3, 4]
+        await store.reset()
+        assert store.journal_lost() == 0
+    finally:
+        await store.close()
+        server.remove()

@@ -181,8 +181,13 @@ async def list_requests(request: Request) -> Response:
         query, limit=_page_limit(paging), after=paging.get("after")
     )
     # dropped: entries journal_limit dropped before this page (since `after`, or the last
-    # clear): a walk that sees one above 0 did not see the whole journal.
-    return JSONResponse({"requests": entries, "next": following, "dropped": dropped})
+    # clear): a walk that sees one above 0 did not see the whole journal. unrecorded: this
+    # worker's requests since the last reset or clear with no entry at all (journal_limit 0,
+    # or lost to a store outage), never numbered, so no `dropped` counts them.
+    unrecorded = _steering(request).journal_missing()
+    return JSONResponse(
+        {"requests": entries, "next": following, "dropped": dropped, "unrecorded": unrecorded}
+    )
 
 
 @guarded

@@ -109,7 +109,10 @@ async def record(
     try:
         now = await clock.now()
     except StoreUnavailable:
-        return  # the journal is diagnostics: a store outage must not turn an answer into a 503
+        # The journal is diagnostics: a store outage must not turn an answer into a 503. The
+        # entry is lost: counted, so a reader is not told the journal is whole.
+        journal.failed += 1
+        return
     scope = request.scope
     # The values behind ``request.state``, read without an AttributeError per absent one.
     state: dict[str, Any] = scope.get("state") or {}
@@ -141,8 +144,8 @@ async def record(
             None if unknown is None else listed(unknown),
         )
     )
-    # As above, the answer stands. Not `contextlib.suppress`: an object and two calls per request.
-    try:  # noqa: SIM105
+    # As above, the answer stands, the entry counted lost.
+    try:
         await journal.append(pending)
     except StoreUnavailable:
-        pass
+        journal.failed += 1

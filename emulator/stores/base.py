@@ -276,10 +276,23 @@ class Store(ABC):
         ``count``). ``count`` checked by `paged`."""
 
     @abstractmethod
-    async def clear_journal(self) -> None:
-        """Atomically forget the journal (numbering goes on, epoch and all), and note the
-        newest number given so far: entries up to it were cleared, not dropped by the bound
-        (`JournalPage.dropped`; a ``reset`` notes 0)."""
+    async def clear_journal(self, *, mark: bool = True) -> None:
+        """Atomically forget the journal (numbering goes on, epoch and all), and with ``mark``
+        note the newest number given so far: entries up to it were cleared, not dropped by
+        the bound (`JournalPage.dropped`; a ``reset`` notes 0). Without ``mark`` the note stays
+        where it was, so the entries forgotten count as dropped: the emptying ``journal_limit``
+        0 does (`JournalKeeper.keep_none`) is the bound's, not a reader's clear. With ``mark``
+        it also starts `journal_lost` again (entries lost before a clear are cleared too)."""
+
+    def journal_lost(self) -> int:
+        """How many journal entries this store object was given (``append_journal``,
+        ``append_pending``) and lost without numbering them since it was made, last reset, or
+        last cleared with ``mark``: a backend writing behind loses what an outage stops it
+        writing (Redis: `JournalWriter`). Never numbered, so no page's ``dropped`` counts them:
+        only this count tells a reader the journal misses them. Per store object (one per
+        worker process): another worker's losses are its own. No I/O. This default: 0 (a store
+        that writes at once raises instead of losing an entry)."""
+        return 0
 
     # -- billing --------------------------------------------------------------------------
     @abstractmethod

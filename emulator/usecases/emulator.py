@@ -157,7 +157,7 @@ class Emulator:
     async def reset(self) -> None:
         """Back to the state at start-up: no tasks, journal or hits; configured faults only."""
         await self.store.reset()
-        self.journal.unrecorded = 0  # the journal's numbering starts again: a new window
+        self.journal.forget()  # the journal's numbering starts again: a new window
         self.results.renders.clear()
         self.sweeper.reset()
         await self.startup.again()

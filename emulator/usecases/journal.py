@@ -25,17 +25,40 @@ class JournalKeeper:
     limit, 0 included: the first request after the limit was lowered trims the journal to
     it (the store trims as it appends). At 0 nothing is appended, so that request empties the
     journal instead, once; requests after it cost the store nothing (the per-request price
-    of the Redis tests that measure the request path with ``journal_limit = 0``)."""
+    of the Redis tests that measure the request path with ``journal_limit = 0``). That
+    emptying is the bound's, not a clear: the entries it removed count as dropped
+    (`Store.clear_journal` without ``mark``).
 
-    __slots__ = ("_config", "_emptied", "_store", "unrecorded")
+    It counts the requests this process served whose entries no page will number: while the
+    limit was 0 (``unrecorded``), and those the store could not take (``failed``: it was
+    unavailable) or lost behind the request (`Store.journal_lost`): `missing`. Per process:
+    with several workers each counts its own."""
+
+    __slots__ = ("_config", "_emptied", "_store", "failed", "unrecorded")
 
     def __init__(self, store: Store, config: Configuration) -> None:
         self._store, self._config = store, config
         #: Whether this emulator emptied the journal since it last appended to it.
         self._emptied = False
-        #: Requests this emulator did not journal (``limit`` 0) since it started or was reset:
-        #: numbered nowhere, so only this count tells a reader the journal misses them.
+        #: Requests this emulator did not journal (``limit`` 0) since it started or was reset
+        #: or the journal cleared: numbered nowhere, so only this count tells a reader the
+        #: journal misses them.
         self.unrecorded = 0
+        #: Requests whose entry the store refused (unavailable) since then: numbered nowhere.
+        self.failed = 0
+
+    def lost(self) -> int:
+        """Entries of this process's requests lost to the store: refused or lost behind."""
+        return self.failed + self._store.journal_lost()
+
+    def missing(self) -> int:
+        """Every request of this process since the last reset or clear that no entry kept or
+        dropped stands for (`unrecorded` and `lost`)."""
+        return self.unrecorded + self.lost()
+
+    def forget(self) -> None:
+        """A reset or a clear: a new window, nothing missing from it yet."""
+        self.unrecorded = self.failed = 0
 
     @property
     def limit(self) -> int:
@@ -52,7 +75,7 @@ class JournalKeeper:
         """A request while ``limit`` is 0: what the journal still holds goes (once)."""
         self.unrecorded += 1
         if not self._emptied:
-            await self._store.clear_journal()
+            await self._store.clear_journal(mark=False)  # dropped by the bound 0, not cleared
             self._emptied = True
 
 
@@ -65,10 +88,11 @@ class JournalIncomplete(EmulatorError, RuntimeError):
     code = "journal_incomplete"
 
 
-def check_whole(limit: int, dropped: int, unrecorded: int) -> None:
+def check_whole(limit: int, dropped: int, unrecorded: int, lost: int = 0) -> None:
     """JournalIncomplete, naming ``journal_limit`` and how many entries are missing, unless a
     walk of the journal saw every entry since its last reset or clear: ``dropped`` by the
-    bound (`JournalPage.dropped`), ``unrecorded`` while the limit was 0."""
+    bound (`JournalPage.dropped`), ``unrecorded`` while the limit was 0, ``lost`` to the
+    store (`JournalKeeper.lost`)."""
     remedy = (
         "raise journal_limit (@pytest.mark.image_emulator(journal_limit=...) or "
         "configure(journal_limit=...)), or read what is kept with requests(partial=True)"
@@ -84,6 +108,13 @@ def check_whole(limit: int, dropped: int, unrecorded: int) -> None:
             f"{unrecorded} requests were not journaled while journal_limit was 0, so what "
             f"was sent cannot be told; {remedy}",
             field="journal_limit",
+        )
+    if lost:
+        raise JournalIncomplete(
+            f"{lost} journal entries were lost to a store outage (never written), so what "
+            "was sent cannot be told; clear the journal (or reset) and send again, or read "
+            "what is kept with requests(partial=True)",
+            field="journal",
         )
     if dropped:
         raise JournalIncomplete(

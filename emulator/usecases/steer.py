@@ -344,9 +344,18 @@ class Steering:
         since the last reset or clear (`journal.check_whole`)."""
         entries, dropped = await whole_journal(self._store, query)
         if whole:
-            unrecorded = 0 if self._keeper is None else self._keeper.unrecorded
-            check_whole(self._config.settings.journal_limit, dropped, unrecorded)
+            keeper = self._keeper
+            unrecorded = 0 if keeper is None else keeper.unrecorded
+            lost = self._store.journal_lost() if keeper is None else keeper.lost()
+            check_whole(self._config.settings.journal_limit, dropped, unrecorded, lost)
         return entries
+
+    def journal_missing(self) -> int:
+        """Requests of this process since the last reset or clear that the journal holds no
+        entry of, kept or dropped (`JournalKeeper.missing`)."""
+        if self._keeper is None:
+            return self._store.journal_lost()
+        return self._keeper.missing()
 
     async def journal_page(
         self, query: JournalQuery, *, limit: object = MAX_PAGE, after: object = None
@@ -363,7 +372,11 @@ class Steering:
         return await newest_entries(self._store, query, count)
 
     async def clear_journal(self) -> None:
+        """Forget the journal's entries; what this process counted missing goes with them
+        (a new window: `journal_missing` counts from here)."""
         await self._store.clear_journal()
+        if self._keeper is not None:
+            self._keeper.forget()
 
     async def set_balance(self, key: object, amount: object, name: str = "amount") -> None:
         """Give ``key`` a balance in credits (None: unlimited); ``name`` is what the caller

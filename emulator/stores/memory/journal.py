@@ -72,10 +72,11 @@ class Journal:
         self._limit = limit
         self._cut_at = limit + min(max(_SLACK_MIN, limit >> 3), _SLACK_MAX)
 
-    def clear(self) -> None:
-        """Forget every entry; the numbering goes on."""
+    def clear(self, mark: bool = True) -> None:
+        """Forget every entry; the numbering goes on. ``mark``: as a clear (not the bound)."""
         self._items = []
-        self.cleared = self.seq
+        if mark:
+            self.cleared = self.seq
 
     def _first(self) -> int:
         """The index of the oldest kept entry."""

@@ -288,8 +288,8 @@ class MemoryStore(Store):
     async def journal_tail(self, count: int) -> list[dict[str, Any]]:
         return self._journal.tail(paged(None, count)[1])
 
-    async def clear_journal(self) -> None:
-        self._journal.clear()
+    async def clear_journal(self, *, mark: bool = True) -> None:
+        self._journal.clear(mark)
 
     # -- billing -------------------------------------------------------------------------
     async def settle(self, task_id: str, images: int, settled_at: float) -> bool:

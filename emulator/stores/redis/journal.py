@@ -65,9 +65,12 @@ local out = {#found > count and 1 or 0, epoch, redis.call('GET', KEYS[3]) or '0'
 for i = 1, math.min(#found, count) do out[#out + 1] = found[i] end
 return out
 """
-# KEYS journal, seq, cleared: the journal goes; the newest number given is noted as cleared.
+# KEYS journal, seq, cleared; ARGV mark ('1' or '0'): the journal goes; with mark, the newest
+# number given is noted as cleared.
 CLEAR_JOURNAL = """
-redis.call('SET', KEYS[3], redis.call('GET', KEYS[2]) or '0')
+if ARGV[1] == '1' then
+  redis.call('SET', KEYS[3], redis.call('GET', KEYS[2]) or '0')
+end
 redis.call('DEL', KEYS[1])
 """
 

@@ -368,9 +368,18 @@ class RedisStore(Ledger, Store):
         return journal_of(await self._redis.lrange(self._k("journal"), -count, -1))
 
     @guard
-    async def clear_journal(self) -> None:
+    async def clear_journal(self, *, mark: bool = True) -> None:
         await self._drain()
-        await self._clear_journal(self._journal_keys[:2] + self._journal_keys[3:], [])
+        # Losses up to here are cleared with the entries; those while the script is on its
+        # way may be either side of it, so they stay counted (never a loss hidden).
+        lost = self._journal_writer.lost
+        keys = self._journal_keys[:2] + self._journal_keys[3:]
+        await self._clear_journal(keys, ["1" if mark else "0"])
+        if mark:
+            self._journal_writer.lost -= lost
+
+    def journal_lost(self) -> int:
+        return self._journal_writer.lost
 
     # -- reset --------------------------------------------------------------------------
     @guard
@@ -390,7 +399,9 @@ class RedisStore(Ledger, Store):
         keep = {self._k(k).encode() for k in kept}
         # The journal, its counter and its epoch in one command: its numbering never starts
         # again under the epoch a cursor has (the scan, batch by batch, could part them).
+        lost = self._journal_writer.lost  # as in clear_journal: lost before, gone with it
         await self._redis.unlink(*self._journal_keys)
+        self._journal_writer.lost -= lost
         keep |= {k.encode() for k in self._journal_keys}
         pattern = glob_escape(self._p) + "*"
         doomed = [

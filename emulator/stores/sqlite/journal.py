@@ -30,9 +30,12 @@ def restart(db: sqlite3.Connection) -> None:
     db.execute("INSERT OR REPLACE INTO meta VALUES (?, 0)", (CLEARED,))
 
 
-def clear(db: sqlite3.Connection) -> None:
-    """`Store.clear_journal` (inside a transaction): the entries go, the mark moves."""
+def clear(db: sqlite3.Connection, mark: bool = True) -> None:
+    """`Store.clear_journal` (inside a transaction): the entries go, with ``mark`` the mark
+    moves."""
     db.execute("DELETE FROM journal")
+    if not mark:
+        return
     db.execute(
         "INSERT OR REPLACE INTO meta VALUES (?, (SELECT value FROM meta WHERE name = ?))",
         (CLEARED, "journal_seq"),

@@ -303,8 +303,8 @@ class SqliteStore(Store):
         count = paged(None, count)[1]
         return await self._run(lambda db: journal.tail(db, count))
 
-    async def clear_journal(self) -> None:
-        await self._run(journal.clear, atomic=True)
+    async def clear_journal(self, *, mark: bool = True) -> None:
+        await self._run(lambda db: journal.clear(db, mark), atomic=True)
 
     # -- billing -------------------------------------------------------------------------
     async def settle(self, task_id: str, images: int, settled_at: float) -> bool:
