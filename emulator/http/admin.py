@@ -19,9 +19,10 @@ from ..core.keys import mask_key
 from ..core.query import one_of, query_values
 from ..core.tasks import Status
 from ..errors import InvalidRequest, StoreUnavailable
+from ..usecases.configuration import settings_json
 from ..usecases.pages import MAX_PAGE
 from ..usecases.settle import key_problem
-from ..usecases.steer import Steering, settings_json
+from ..usecases.steer import Steering
 from .guard import Handler, guarded, is_admin, json_body, json_object
 from .guard import emulator_of as _emulator
 

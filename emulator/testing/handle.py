@@ -16,7 +16,8 @@ import httpx
 
 from ..core.journal import query_from_filters
 from ..stores.memory import MemoryStore
-from ..usecases.steer import Steering, settings_json
+from ..usecases.configuration import settings_json
+from ..usecases.steer import Steering
 from .app_loop import Runner
 from .assertions import check_times, near_misses
 from .clients import NO_PARAMS, AsyncClient, Client, auth_headers, parsed, ssl_context

@@ -4,12 +4,16 @@ its contents together when the settings change at run time."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Any
 
 from ..config import Settings, checked
 from ..core.billing import PriceTable
 from ..core.catalogue import Catalogue
+from ..core.keys import mask_key
 from ..core.timing import Timing
+from ..stores import masked_url
 
 
 @functools.lru_cache(maxsize=16)
@@ -67,4 +71,24 @@ class Configuration:
         self.settings = settings
 
 
-__all__ = ["Configuration"]
+def settings_json(settings: Settings) -> dict[str, Any]:
+    """The settings as the control plane shows them: keys, the admin token and a store
+    password masked."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.name == "faults":
+            value = [rule.to_dict() for rule in value]
+        elif f.name == "admin_token" and value:
+            value = "***"
+        elif f.name == "api_keys":
+            value = [mask_key(key) for key in value]  # the control plane never shows a key
+        elif f.name == "store":
+            value = masked_url(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+__all__ = ["Configuration", "settings_json"]

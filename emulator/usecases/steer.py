@@ -14,7 +14,6 @@ import dataclasses
 import math
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import fields
 from typing import Any
 
 from ..config import FIXED_SETTINGS, ConfigError, Settings
@@ -23,11 +22,10 @@ from ..core.clock import Clock, ManualClock
 from ..core.fault_parsing import check_rule_count, parse_rule
 from ..core.faults import FaultRule
 from ..core.journal import JournalQuery
-from ..core.keys import mask_key
 from ..core.tasks import Outcome, Task, observe
 from ..core.tasks import elapsed as task_elapsed
 from ..errors import EmulatorError, InvalidRequest, TaskNotFound
-from ..stores import Store, masked_url
+from ..stores import Store
 from .configuration import Configuration
 from .journal import JournalKeeper, check_whole, journal_page, newest_entries, whole_journal
 from .pages import MAX_PAGE, gone, next_cursor, page_request, walk
@@ -418,24 +416,4 @@ class Steering:
         await self._reset()
 
 
-def settings_json(settings: Settings) -> dict[str, Any]:
-    """The settings as the control plane shows them: keys, the admin token and a store
-    password masked."""
-    out: dict[str, Any] = {}
-    for f in fields(settings):
-        value = getattr(settings, f.name)
-        if f.name == "faults":
-            value = [rule.to_dict() for rule in value]
-        elif f.name == "admin_token" and value:
-            value = "***"
-        elif f.name == "api_keys":
-            value = [mask_key(key) for key in value]  # the control plane never shows a key
-        elif f.name == "store":
-            value = masked_url(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
-
-
-__all__ = ["MAX_ADVANCE", "ArgumentError", "FaultGone", "Steering", "settings_json"]
+__all__ = ["MAX_ADVANCE", "ArgumentError", "FaultGone", "Steering"]

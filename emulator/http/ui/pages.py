@@ -15,9 +15,9 @@ from ...core.faults import EFFECTS, ENDPOINTS, HTTP_ERROR_STATUSES
 from ...core.journal import query_from_filters
 from ...core.query import one_of
 from ...errors import TaskNotFound
+from ...usecases.configuration import settings_json
 from ...usecases.pages import MAX_PAGE
 from ...usecases.results import INDEX
-from ...usecases.steer import settings_json
 from ...usecases.submission import TASK_TYPES
 from ..guard import emulator_of
 from .access import PREFIX, signed_in, token_required
