@@ -78,6 +78,9 @@ def test_without_schemathesis_conform_says_how_to_install_it(
         ("--poll-deadline", "nan", "finite"),
         ("--max-response-time", "0", ">= 0.001"),
         ("--max-examples", "ten", "must be a number"),
+        ("--request-deadline", "1e300", "at most 86400 seconds"),
+        ("--poll-interval", "100000", "at most 86400 seconds"),
+        ("--max-run-time", "1e9", "at most 604800 seconds"),
     ],
 )
 def test_a_bad_flag_is_refused_naming_it(

@@ -25,7 +25,17 @@ INSTALL_HINT = (
 )
 
 
-def _at_least(minimum: float, kind: type[int] | type[float] = float) -> Callable[[str], Any]:
+#: The longest any seconds flag may be (a timer or a sleep of 1e300 s overflows), and the run.
+MAX_SECONDS = 86_400.0
+MAX_RUN_SECONDS = 7 * 86_400.0
+
+
+def _at_least(
+    minimum: float, kind: type[int] | type[float] = float, most: float = MAX_SECONDS
+) -> Callable[[str], Any]:
+    """A flag's parser: a number of ``kind`` from ``minimum``; seconds (floats) at most
+    ``most``."""
+
     def parse(text: str) -> Any:
         try:
             value = kind(text)
@@ -33,6 +43,8 @@ def _at_least(minimum: float, kind: type[int] | type[float] = float) -> Callable
             raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
         if not value >= minimum or value != value or value in (float("inf"), float("-inf")):
             raise argparse.ArgumentTypeError(f"must be a finite number >= {minimum:g}, got {text}")
+        if kind is float and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most:g} seconds, got {text}")
         return value
 
     return parse
@@ -94,7 +106,7 @@ def add_arguments(parser: Any) -> None:
     )
     parser.add_argument(
         "--max-run-time",
-        type=_at_least(0),
+        type=_at_least(0, most=MAX_RUN_SECONDS),
         default=None,
         help="seconds the whole run may take; what is left then is not sent (1800; 0: no bound)",
     )
