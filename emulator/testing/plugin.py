@@ -164,11 +164,15 @@ def _settings_for(node: _Marked, overrides: Mapping[str, Any]) -> dict[str, Any]
     return values
 
 
-def _settings(node: _Marked, overrides: Mapping[str, Any]) -> Settings:
-    """``Settings().replace(**values)`` of the test's settings, remembered where they can be
-    a key: most tests of a session share theirs, and building and checking them is a share
-    of a fixture's cost. A refusal fails the test's setup naming where the setting came from."""
-    values = _settings_for(node, overrides)
+def _settings(
+    node: _Marked, overrides: Mapping[str, Any], values: dict[str, Any] | None = None
+) -> Settings:
+    """``Settings().replace(**values)`` of the test's settings (``values``, when the caller
+    has them, else `_settings_for`'s), remembered where they can be a key: most tests of a
+    session share theirs, and building and checking them is a share of a fixture's cost. A
+    refusal fails the test's setup naming where the setting came from."""
+    if values is None:
+        values = _settings_for(node, overrides)
     try:
         try:
             return _cached_settings(_key(values))
@@ -355,8 +359,8 @@ def image_emulator_live(
     from .app_loop import Lease
     from .handle import ImageEmulator
 
-    settings = _settings(request.node, image_emulator_settings)
     values = _settings_for(request.node, image_emulator_settings)
+    settings = _settings(request.node, image_emulator_settings, values)
     fixed = {k: v for k, v in values.items() if k in FIXED_SETTINGS and DEFAULTS.get(k) != v}
     own: _LiveServer | None = None
     if fixed:  # settings that cannot change while serving get a server of their own
