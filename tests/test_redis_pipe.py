@@ -280,3 +280,30 @@ async def test_concurrent_polls_of_one_store_share_writes_and_each_counts_once(
     finally:
         await store.reset()
         await store.close()
+
+
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": True})])
+async def test_on_uvloop_a_call_handed_over_already_late_keeps_the_pipe_working(
+    redis_server: RedisServer,
+) -> None:
+    # `serve` runs on uvloop when it is installed. Its call_at answers a plain Handle (no
+    # when()) for a deadline passed or under a millisecond away, as a call handed over from a
+    # retired connection can have: the next call on that pipe raised AttributeError (a 500).
+    import uvloop
+
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, uvloop.Loop)
+    pipe = Pipe(
+        aioredis.Connection(host="127.0.0.1", port=redis_server.port, **quiet_handshake()),
+        5.0,
+        lambda pipe, unsent: None,
+    )
+    try:
+        late = pipe.command("ECHO", "late", deadline=loop.time() - 0.5)
+        pipe.take(late)
+        assert await pipe.call("ECHO", "next") == b"next"
+        with pytest.raises(TimeoutError):
+            await late.future
+        assert await pipe.call("ECHO", "again") == b"again"
+    finally:
+        await pipe.close()

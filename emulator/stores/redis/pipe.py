@@ -104,7 +104,10 @@ class Pipe:
         self._queued: deque[Call] = deque()
         self._written: deque[Call] = deque()
         self._wake: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        #: When ``_timer`` runs: uvloop's ``call_at`` answers a plain Handle, without
+        #: ``when()``, for a deadline passed or under a millisecond away (a handed-over call's).
+        self._timer_at = 0.0
         self._pump: asyncio.Task[None] | None = None
         #: False once a reply came too late: the connection takes no new command.
         self.open = True
@@ -133,10 +136,10 @@ class Pipe:
         elif self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
         timer = self._timer
-        if timer is None or call.deadline < timer.when():  # (a call handed over is older)
+        if timer is None or call.deadline < self._timer_at:  # (a call handed over is older)
             if timer is not None:
                 timer.cancel()
-            self._timer = self._loop.call_at(call.deadline, self._expire)
+            self._arm(call.deadline)
         return call.future
 
     async def _run(self) -> None:
@@ -259,7 +262,10 @@ class Pipe:
         deadlines = [call.deadline for call in written if call.deadline > now]
         deadlines += [call.deadline for call in queued]
         if deadlines:
-            self._timer = self._loop.call_at(min(deadlines), self._expire)
+            self._arm(min(deadlines))
+
+    def _arm(self, deadline: float) -> None:
+        self._timer, self._timer_at = self._loop.call_at(deadline, self._expire), deadline
 
     async def close(self) -> None:
         """Stop: every caller still waiting gets a ConnectionError; the connection is closed."""
