@@ -75,3 +75,41 @@ def test_redis_timeout_comes_from_the_flag_and_the_environment() -> None:
     plain = _parser().parse_args(["serve"])
     assert settings_from_args(plain, {"EMULATOR_REDIS_TIMEOUT": "4"}).redis_timeout == 4.0
     assert settings_from_args(plain, {}).redis_timeout == 1.0
+
+
+def test_a_request_meeting_a_stalled_redis_answers_503_within_the_documented_two_timeouts(
+    redis_server: RedisServer,
+) -> None:
+    # docs/scaling.md: no request waits much longer than twice the timeout. A poll's 503 used
+    # to wait ~5 timeouts and a submission's ~4: the store's failure was taken for an unknown
+    # task (the fault rules then read from the stalled store, tried twice), and the journal
+    # read the clock for the entry of the 503 (twice again).
+    settings = Settings(seed=3, api_keys=(KEY,), store=redis_server.url, redis_timeout=1.0)
+    app = create_app(settings.replace(store_prefix=f"bound-{time.monotonic_ns()}"))
+
+    async def run() -> list[tuple[int, float]]:
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {KEY}"}
+        answers: list[tuple[int, float]] = []
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://emu", headers=headers
+        ) as client:
+            task_id = (await client.post("/v1/images/tasks", json=NANO)).json()["data"]["task_id"]
+            with stalled(redis_server, 5.0):
+                for request in (
+                    client.build_request("GET", f"/v1/images/tasks/{task_id}"),
+                    client.build_request("POST", "/v1/images/tasks", json=NANO),
+                ):
+                    started = time.monotonic()
+                    status = (await client.send(request)).status_code
+                    answers.append((status, time.monotonic() - started))
+            await app.state.emulator.store.reset()
+            await app.state.emulator.store.close()
+        return answers
+
+    (poll, poll_took), (submit, submit_took) = asyncio.run(run())
+    assert poll == submit == 503
+    # A poll's first call is a write (counted), never tried twice: one timeout. A submission's
+    # is a read (the fault rules), tried once more: two. Half a second's slack each.
+    assert poll_took < 1.0 + 0.5
+    assert submit_took < 2 * 1.0 + 0.5

@@ -24,7 +24,7 @@ from ..core.checks import shown
 from ..core.faults import Endpoint, RequestFacts
 from ..core.keys import key_fingerprint
 from ..core.tasks import QUEUED, Observation, Task
-from ..errors import EmulatorError, TaskNotFound, Unauthorized
+from ..errors import EmulatorError, StoreUnavailable, TaskNotFound, Unauthorized
 from ..usecases.emulator import Emulator
 from ..usecases.results import NAME, Results
 from .effects import DropConnection, after, before
@@ -157,12 +157,14 @@ def journaled(endpoint: str) -> Callable[[Handler], Handler]:
         async def answer(request: Request, emulator: Emulator) -> Response:
             started = time.perf_counter()
             status = 500
+            store_down = False
             try:
                 response = await handler(request)
                 status = response.status_code
                 return response
             except EmulatorError as exc:
                 status = exc.status_code
+                store_down = isinstance(exc, StoreUnavailable)
                 raise
             except DropConnection:
                 status = 0
@@ -175,6 +177,7 @@ def journaled(endpoint: str) -> Callable[[Handler], Handler]:
                     endpoint,
                     status,
                     started,
+                    store_down,
                 )
 
         async def run(request: Request) -> Response:
@@ -298,6 +301,8 @@ async def get_task(request: Request) -> Response:
     tasks, latency = emulator.tasks, settings.poll_latency
     try:
         task = await tasks.find(key_fingerprint(key), task_id, count_poll=counted)
+    except StoreUnavailable:
+        raise  # not an unknown task: the rules are in the store that cannot answer now
     except EmulatorError as unknown:
         # A hang, a 503 or a dropped connection does not wait to learn whether the task
         # exists: such rules apply before the refusal (rules on task facts cannot match).

@@ -100,8 +100,13 @@ async def record(
     endpoint: str,
     status: int,
     started: float,
+    store_down: bool = False,
 ) -> None:
-    """Append one journal entry for ``request`` (at most ``journal_limit`` are kept)."""
+    """Append one journal entry for ``request`` (at most ``journal_limit`` are kept). With
+    ``store_down`` (the answer is the store's 503) the entry is counted missing at once."""
+    if store_down:
+        journal.unwritten()
+        return
     if journal.limit <= 0:
         with contextlib.suppress(StoreUnavailable):  # as below: the answer stands
             await journal.keep_none()

@@ -56,6 +56,15 @@ class JournalKeeper:
         dropped stands for (`unrecorded` and `lost`)."""
         return self.unrecorded + self.lost()
 
+    def unwritten(self) -> None:
+        """A request answered 503 because the store was unavailable: its entry is counted
+        missing (as ``unrecorded`` at limit 0, else ``failed``) without asking the store again,
+        which would hold the answer another ``redis_timeout`` or two."""
+        if self.limit <= 0:
+            self.unrecorded += 1
+        else:
+            self.failed += 1
+
     def forget(self) -> None:
         """A reset or a clear: a new window, nothing missing from it yet."""
         self.unrecorded = self.failed = 0
