@@ -11,8 +11,9 @@ looked up at its home in the layered package first (branch p2-layers), then at i
   ``emulator.pictures.rendering`` and ``RenderCache`` in ``emulator.pictures.cache``, formerly
   all three in ``emulator.rendering``;
 - the Redis store's Lua scripts (redis_capacity.py only names what MONITOR shows with them):
-  ``emulator.stores.redis.scripts``, formerly ``emulator.redis_scripts``, and the journal's
-  in ``emulator.stores.redis.journal`` (formerly with the others).
+  ``emulator.stores.redis.scripts``, formerly ``emulator.redis_scripts``, the journal's in
+  ``emulator.stores.redis.journal`` and the fault rules' in ``emulator.stores.redis.faults``
+  (both formerly with the others).
 
 Imports happen when asked for, not with this module. tests/test_bench_internals.py fails
 loudly when a name is at neither home.
@@ -31,6 +32,7 @@ RENDERING = ("emulator.pictures.rendering", "emulator.rendering")
 RENDER_CACHE = ("emulator.pictures.cache", "emulator.rendering")
 REDIS_SCRIPTS = ("emulator.stores.redis.scripts", "emulator.redis_scripts")
 REDIS_JOURNAL_SCRIPTS = ("emulator.stores.redis.journal", *REDIS_SCRIPTS)
+REDIS_FAULT_SCRIPTS = ("emulator.stores.redis.faults", *REDIS_SCRIPTS)
 PLUGIN_ENTRY_POINT = "image_emulator"
 
 
@@ -73,8 +75,10 @@ def renderer() -> Renderer:
 
 def redis_scripts() -> list[ModuleType]:
     """The modules holding the Redis store's Lua scripts (as upper-case str constants): the
-    store's, and the journal's (one module where the journal's are still with the others)."""
-    found = [first_module(*REDIS_SCRIPTS), first_module(*REDIS_JOURNAL_SCRIPTS)]
+    store's, the journal's and the fault rules' (one module where those are still with the
+    others)."""
+    homes = (REDIS_SCRIPTS, REDIS_JOURNAL_SCRIPTS, REDIS_FAULT_SCRIPTS)
+    found = [first_module(*names) for names in homes]
     return list(dict.fromkeys(found))
 
 

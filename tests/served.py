@@ -1,5 +1,6 @@
 """An emulator served by ``python -m emulator serve`` in a process of its own, on a free loopback
-port: what users run, with its own memory to measure. Stopped by its PID."""
+port: what users run, with its own memory to measure. Stopped by its PID. And ``serve`` refusing
+to start (`serve_refused`)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,23 @@ def free_port() -> int:
         return port
 
 
+def hermetic_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without the caller's EMULATOR_* settings, plus ``env``."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")}
+    return kept | (env or {})
+
+
+def serve_refused(*args: str) -> str:
+    """What ``python -m emulator serve`` with ``args`` writes to stderr as it refuses to start
+    (exit 2, asserted). On a free loopback port: should it start after all, it serves nowhere
+    another test or user listens, and the timeout fails the test."""
+    command = [sys.executable, "-m", "emulator", "serve", "--host", "127.0.0.1"]
+    command += ["--port", str(free_port()), *args]
+    done = subprocess.run(command, env=hermetic_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    return done.stderr
+
+
 class Served:
     """``with Served("--http", "h11") as server: ...``; extra settings through ``env``."""
 
@@ -31,8 +49,7 @@ class Served:
         self.port = free_port()
         self.args = args
         # Hermetic: none of the caller's EMULATOR_* settings leak in.
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")}
-        self.env |= env or {}
+        self.env = hermetic_env(env)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Served:

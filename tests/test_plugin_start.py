@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import pytest
 from emulator.stores.sqlite import SqliteStore
 
 from .redis_server import free_port
+from .served import serve_refused
 from .test_pytest_plugin import run
 
 pytest_plugins = ["pytester"]
@@ -49,15 +48,9 @@ def _kept_with(clock: str, state: Path) -> None:
 
 def _serve_refuses(*args: str) -> str:
     """Why ``serve`` with ``args`` exits 2: the problem it prints."""
-    done = subprocess.run(
-        [sys.executable, "-m", "emulator", "serve", "--port", str(free_port()), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith(_PREFIX), done.stderr
-    return done.stderr.strip().removeprefix(_PREFIX)
+    stderr = serve_refused(*args)
+    assert stderr.startswith(_PREFIX), stderr
+    return stderr.strip().removeprefix(_PREFIX)
 
 
 def test_a_store_kept_with_another_clock_fails_the_setup_as_serve_says_it(

@@ -24,6 +24,7 @@ from emulator.config import ConfigError, Settings
 from emulator.http.app import create_app
 
 from .redis_server import RedisServer, free_port, running_redis
+from .served import serve_refused
 
 KEY = "sk-scaling-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -332,17 +333,10 @@ def test_serve_on_another_clock_than_its_redis_prefix_was_kept_with_exits_2(
         await app.state.emulator.store.close()
 
     asyncio.run(keep())
-    args = ["--store", redis_server.url, "--store-prefix", prefix, "--clock", "real"]
-    done = subprocess.run(
-        [sys.executable, "-m", "emulator", "serve", "--port", str(free_port()), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2, done.stderr
-    assert "cannot start: setting 'clock': " in done.stderr
+    stderr = serve_refused("--store", redis_server.url, "--store-prefix", prefix, "--clock", "real")
+    assert "cannot start: setting 'clock': " in stderr
     for needle in (f"store_prefix {prefix!r}", "'per_poll' clock", "--clock per_poll"):
-        assert needle in done.stderr
+        assert needle in stderr
 
 
 def test_journal_entries_are_written_behind_in_batches(redis_server: RedisServer) -> None:
@@ -420,24 +414,12 @@ def test_serve_with_two_workers_shares_state(redis_server: RedisServer) -> None:
 
 @pytest.mark.parametrize("store", ["memory", "sqlite:///tmp/emulator-refused.db"])
 def test_serve_refuses_workers_without_a_shared_store(store: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "emulator", "serve", "--workers", "2", "--store", store],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2
-    assert "--workers 2 needs a store that every worker process shares" in done.stderr
-    assert "redis://" in done.stderr
+    stderr = serve_refused("--workers", "2", "--store", store)
+    assert "--workers 2 needs a store that every worker process shares" in stderr
+    assert "redis://" in stderr
 
 
 def test_serve_stops_with_a_clear_error_when_redis_is_unreachable() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    done = subprocess.run(
-        [sys.executable, "-m", "emulator", "serve", "--store", url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2
-    assert "cannot start" in done.stderr and "is Redis running" in done.stderr
+    stderr = serve_refused("--store", url)
+    assert "cannot start" in stderr and "is Redis running" in stderr

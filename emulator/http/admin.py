@@ -145,14 +145,14 @@ async def force_outcome(request: Request) -> Response:
 # -- faults -------------------------------------------------------------------------------
 @guarded
 async def list_faults(request: Request) -> Response:
-    return JSONResponse({"faults": await _steering(request).faults()})
+    return JSONResponse({"faults": await _steering(request).fault_rules.faults()})
 
 
 @guarded
 async def add_faults(request: Request) -> Response:
     body = await json_body(request)
     raws = body if isinstance(body, list) else [body]
-    rules = await _steering(request).add_faults(raws)
+    rules = await _steering(request).fault_rules.add_faults(raws)
     return JSONResponse(
         {"faults": [rule.to_dict() | {"hits": 0} for rule in rules]}, status_code=201
     )
@@ -161,14 +161,14 @@ async def add_faults(request: Request) -> Response:
 @guarded
 async def clear_faults(request: Request) -> Response:
     await json_object(request, known=())
-    await _steering(request).clear_faults()
+    await _steering(request).fault_rules.clear_faults()
     return Response(status_code=204)
 
 
 @guarded
 async def delete_fault(request: Request) -> Response:
     await json_object(request, known=())
-    await _steering(request).remove_fault(request.path_params["rule_id"])
+    await _steering(request).fault_rules.remove_fault(request.path_params["rule_id"])
     return Response(status_code=204)
 
 

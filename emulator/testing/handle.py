@@ -1,8 +1,8 @@
 """`ImageEmulator`: a test's handle on one emulator (what the pytest fixtures yield).
 
-Steering calls the control plane's operations (emulator/usecases/steer.py) directly, never
-through HTTP, on the one
-loop its store belongs to (emulator/testing/app_loop.py): the same calls, unchanged, in sync tests,
+Steering calls the control plane's operations (emulator/usecases/steer.py; the fault rules':
+emulator/usecases/fault_rules.py) directly, never through HTTP, on the one loop its store
+belongs to (emulator/testing/app_loop.py): the same calls, unchanged, in sync tests,
 pytest-asyncio and anyio tests, and from threads of the code under test.
 """
 
@@ -52,12 +52,13 @@ class FaultHandle:
         __tracebackhide__ = True
         if self._removed_hits is not None:
             return self._removed_hits
-        return self._emulator._run(self._emulator.steering.fault_hits(self.id, self._serial))
+        reading = self._emulator.steering.fault_rules.fault_hits(self.id, self._serial)
+        return self._emulator._run(reading)
 
     def remove(self) -> None:
         """Remove the rule, keeping its hits as they were (read in the same step)."""
         __tracebackhide__ = True
-        removing = self._emulator.steering.remove_fault(self.id, self._serial)
+        removing = self._emulator.steering.fault_rules.remove_fault(self.id, self._serial)
         self._removed_hits = self._emulator._run(removing)
 
 
@@ -83,14 +84,14 @@ class Faults:
             rule["times"] = times
         if id is not None:
             rule["id"] = id
-        (added,) = self._emulator._run(self._emulator.steering.add_faults([rule]))
+        (added,) = self._emulator._run(self._emulator.steering.fault_rules.add_faults([rule]))
         return FaultHandle(added.id, self._emulator, added.serial)
 
     def clear(self) -> None:
-        self._emulator._run(self._emulator.steering.clear_faults())
+        self._emulator._run(self._emulator.steering.fault_rules.clear_faults())
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self._emulator._run(self._emulator.steering.faults()))
+        return iter(self._emulator._run(self._emulator.steering.fault_rules.faults()))
 
 
 class ImageEmulator:

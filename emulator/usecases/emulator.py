@@ -3,8 +3,9 @@ root); ``emulator.http.app`` serves them over HTTP.
 
 Each part gets the store, the clock, the configuration and the other parts it calls, never the
 whole emulator: `Tasks` (a task as a poll sees it), `FaultPicker`, `Submitter`, `Billing`,
-`Results`, `Sweeper`, `Steering` (the control plane's operations), `Startup`. The methods here
-are the emulator's Python API (used by tests and benchmarks); the routes call the parts.
+`Results`, `Sweeper`, `FaultRules` and `Steering` (the control plane's operations),
+`Startup`. The methods here are the emulator's Python API (used by tests and benchmarks); the
+routes call the parts.
 
 Nothing here is module-level state: two emulators in one process never share anything.
 """
@@ -24,6 +25,7 @@ from ..core.tasks import Observation, Outcome, Task
 from ..core.timing import Timing
 from ..stores import Store, open_store
 from .configuration import Configuration
+from .fault_rules import FaultRules
 from .faults import FaultPicker
 from .journal import JournalKeeper
 from .poll import Tasks
@@ -65,6 +67,8 @@ class Emulator:
         self.startup = Startup(store, self.ids, rules, clock=settings.clock, where=where)
         self.tasks = Tasks(store, clock, config)
         self.faults = FaultPicker(store, self.seed, self.startup)
+        #: The control plane's fault rules (installed, listed, removed; their hits).
+        self.fault_rules = FaultRules(store, config, self.startup)
         self.billing = Billing(store, clock, config, self.tasks)
         #: Result images: their URLs, their bytes, the render cache.
         self.results = Results(store, config, self.tasks)
@@ -91,6 +95,7 @@ class Emulator:
             billing=self.billing,
             results=self.results,
             startup=self.startup,
+            fault_rules=self.fault_rules,
             apply=self.reconfigure,
             reset=self.reset,
             journal=self.journal,

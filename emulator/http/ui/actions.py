@@ -197,7 +197,7 @@ def _respond_rule(form: Form) -> dict[str, Any]:
 async def add_fault(request: Request, form: Form) -> Response:
     try:
         # The control plane's rules, its cap on rules included.
-        await _steering(request).add_fault(rule_from_form(form))
+        await _steering(request).fault_rules.add_fault(rule_from_form(form))
     except EmulatorError as exc:  # FaultError names the field: shown beside what was typed
         return await faults_view(request, form, exc.message, exc.status_code)
     return back(form)
@@ -209,7 +209,7 @@ async def remove_fault(request: Request, form: Form) -> Response:
     problem = id_problem(rule_id)
     if problem is not None:
         raise InvalidRequest(f"id {problem}", field="id")
-    await _steering(request).remove_fault(rule_id)  # 404 names an unknown id
+    await _steering(request).fault_rules.remove_fault(rule_id)  # 404 names an unknown id
     return back(form)
 
 

@@ -155,7 +155,7 @@ async def faults_view(
 ) -> Response:
     """The faults page; after a refused rule, with what was typed and why it was refused."""
     emulator = emulator_of(request)
-    rules = [masked_rule(rule) for rule in await emulator.steering.faults()]
+    rules = [masked_rule(rule) for rule in await emulator.steering.fault_rules.faults()]
     for rule in rules:
         rule["match_text"] = match_text(rule["match"])
         rule["effect_text"] = effect_text(rule["effect"])
@@ -188,7 +188,7 @@ async def faults_page(request: Request) -> Response:
 
 @live()
 async def live_faults(request: Request) -> dict[str, Any]:
-    rules = await emulator_of(request).steering.faults()
+    rules = await emulator_of(request).steering.fault_rules.faults()
     return {"faults": [{"id": rule["id"], "hits": rule["hits"]} for rule in rules]}
 
 

@@ -24,6 +24,7 @@ Keys (P = prefix):
   P:clock_mode    the clock mode the prefix is kept with (``claim_clock``; kept by reset)
   P:faults        hash id -> rule JSON         P:faults:order  zset id by insertion order
   P:faults:evals / P:faults:hits  hash id -> count     P:journal  list of "<seq>\\n<JSON>"
+  (the fault rules' scripts are in faults.py, with the store's methods that send them)
   P:seq:*         counters                     P:streams  id streams handed out (kept by reset)
   (P:seq:task numbers the tasks, their scores in P:tasks, and P:seq:charge the charges, their
   scores in P:charges; P:epoch and P:charges:epoch name those numberings, each made by the
@@ -119,8 +120,9 @@ end
 #: What every script starts with (the module's doc): its arguments, and the steps they share.
 PRELUDE = _HEAD + usage.FUNCTIONS + _REST
 
-_LATE = "if late() then return redis.error_reply('LATE the caller has given up') end\n"
-#: After ``_LATE`` in every script that may move the usage sums (a hold, a settlement, an
+#: What a write script runs first: nothing at all once its deadline has passed.
+LATE = "if late() then return redis.error_reply('LATE the caller has given up') end\n"
+#: After ``LATE`` in every script that may move the usage sums (a hold, a settlement, an
 #: eviction or expiry settling): an older prefix's sums built first, and the deadline checked
 #: again after that build, before the script writes anything else (``usage.FUNCTIONS``).
 _BUILT = (
@@ -135,7 +137,7 @@ _BUILT = (
 # ones to shed than one step evicts)
 INSERT_HELD = (
     PRELUDE
-    + _LATE
+    + LATE
     + _BUILT
     + """
 local id = ARGV[5]
@@ -231,7 +233,7 @@ return out
 # -> {json, polls, end, forced} as forced; 0 missing; 2 already ended
 FORCE = (
     PRELUDE
-    + _LATE
+    + LATE
     + """
 local id = ARGV[5]
 local tk = P .. 'task:' .. id
@@ -249,7 +251,7 @@ return {row[1], row[2], ARGV[10], ARGV[6]}
 # ARGV finished before -> {removed, tasks left}
 EXPIRE = (
     PRELUDE
-    + _LATE
+    + LATE
     + _BUILT
     + """
 local now = tonumber(clock_text())
@@ -262,15 +264,15 @@ return {n, redis.call('ZCARD', P .. 'tasks')}
 )
 
 # ARGV id, images, settled at -> 1 settled, 0 not held
-SETTLE = PRELUDE + _LATE + _BUILT + "return settle(ARGV[5], tonumber(ARGV[6]), ARGV[7])\n"
+SETTLE = PRELUDE + LATE + _BUILT + "return settle(ARGV[5], tonumber(ARGV[6]), ARGV[7])\n"
 
 # -> how many settled
-SETTLE_DUE = PRELUDE + _LATE + _BUILT + "return settle_due(tonumber(clock_text()))\n"
+SETTLE_DUE = PRELUDE + LATE + _BUILT + "return settle_due(tonumber(clock_text()))\n"
 
 # ARGV owner, label, amount ('' removes it), most (0: no bound) -> 1, or 0 when refused
 SET_BALANCE = (
     PRELUDE
-    + _LATE
+    + LATE
     + _BUILT
     + """
 local most = tonumber(ARGV[8])
@@ -297,60 +299,12 @@ USAGE_SUMS = PRELUDE + usage.READ
 # exactly, so the shared clock adds up exactly like the in-memory one.
 ADVANCE = (
     PRELUDE
-    + _LATE
+    + LATE
     + """
 local v = tonumber(redis.call('GET', P .. 'clock') or '0') + tonumber(ARGV[5])
 local s = string.format('%.17g', v)
 redis.call('SET', P .. 'clock', s)
 return s
-"""
-)
-
-# ARGV rule id, rule json
-ADD_FAULT = (
-    PRELUDE
-    + _LATE
-    + """
-redis.call('HSET', P .. 'faults', ARGV[5], ARGV[6])
-redis.call('ZADD', P .. 'faults:order', redis.call('INCR', P .. 'seq:fault'), ARGV[5])
-redis.call('HSET', P .. 'faults:evals', ARGV[5], 0)
-redis.call('HSET', P .. 'faults:hits', ARGV[5], 0)
-"""
-)
-# ARGV rule id ('' for every rule), the rule's serial (absent: any) -> rules removed (every
-# rule); the hits the rule had taken, or -1 when there was no such rule (one rule)
-REMOVE_FAULT = (
-    PRELUDE
-    + _LATE
-    + """
-local keys = {P .. 'faults', P .. 'faults:order', P .. 'faults:evals', P .. 'faults:hits'}
-if ARGV[5] == '' then
-  local n = redis.call('HLEN', keys[1])
-  redis.call('DEL', unpack(keys))
-  return n
-end
-local rule = redis.call('HGET', keys[1], ARGV[5])
-if ARGV[6] and (not rule or cjson.decode(rule)['serial'] ~= ARGV[6]) then return -1 end
-local hits = tonumber(redis.call('HGET', keys[4], ARGV[5]) or '0')
-redis.call('HDEL', keys[1], ARGV[5])
-redis.call('ZREM', keys[2], ARGV[5])
-redis.call('HDEL', keys[3], ARGV[5])
-redis.call('HDEL', keys[4], ARGV[5])
-if not rule then return -1 end
-return hits
-"""
-)
-# ARGV rule id -> its evaluations, this one counted
-COUNT_EVALUATION = PRELUDE + _LATE + "return redis.call('HINCRBY', P .. 'faults:evals', ARGV[5], 1)"
-# ARGV rule id, times ('' = unlimited) -> 1 taken, 0 spent
-CLAIM = (
-    PRELUDE
-    + _LATE
-    + """
-local hits = tonumber(redis.call('HGET', P .. 'faults:hits', ARGV[5]) or '0')
-if ARGV[6] ~= '' and hits >= tonumber(ARGV[6]) then return 0 end
-redis.call('HINCRBY', P .. 'faults:hits', ARGV[5], 1)
-return 1
 """
 )
 
@@ -392,10 +346,4 @@ for i = 1, listed do
   if row[1] then for _, v in ipairs(row) do out[#out + 1] = v end end
 end
 return out
-"""
-# KEYS faults, order -> rule JSONs in order
-LIST_FAULTS = """
-local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
-if #ids == 0 then return {} end
-return redis.call('HMGET', KEYS[1], unpack(ids))
 """

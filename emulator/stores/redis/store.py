@@ -30,11 +30,11 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ...core.billing import Charge
-from ...core.faults import FaultRule
 from ...core.tasks import Task, ended_at, images_returned
 from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store
 from ..pages import JournalPage, Position, TaskPage, listed_at_most, new_epoch, paged
 from . import scripts as lua
+from .faults import ADD_FAULT, CLAIM, COUNT_EVALUATION, LIST_FAULTS, REMOVE_FAULT, FaultRules
 from .journal import CLEAR_JOURNAL, JOURNAL, JOURNAL_PAGE, journal_keys, journal_page
 from .ledger import Ledger
 from .support import (
@@ -63,7 +63,7 @@ from .values import (
 _PLACED: dict[int, Placed] = {1: "placed", 0: "taken", 2: "refused", 3: "full"}
 
 
-class RedisStore(Ledger, Store):
+class RedisStore(Ledger, FaultRules, Store):
     """The emulator's state in one Redis database, under ``prefix``."""
 
     def __init__(
@@ -92,10 +92,10 @@ class RedisStore(Ledger, Store):
         self._force, self._expire = s(lua.FORCE), s(lua.EXPIRE)
         self._settle, self._settle_due = s(lua.SETTLE), s(lua.SETTLE_DUE)
         self._set_balance, self._advance = s(lua.SET_BALANCE), s(lua.ADVANCE)
-        self._add_fault, self._remove_fault = s(lua.ADD_FAULT), s(lua.REMOVE_FAULT)
-        self._count_evaluation, self._claim = s(lua.COUNT_EVALUATION), s(lua.CLAIM)
-        self._list, self._list_faults = s(lua.LIST), s(lua.LIST_FAULTS)
-        self._page, self._usage_sums = s(lua.PAGE), s(lua.USAGE_SUMS)
+        self._list, self._page, self._usage_sums = s(lua.LIST), s(lua.PAGE), s(lua.USAGE_SUMS)
+        self._add_fault, self._remove_fault = s(ADD_FAULT), s(REMOVE_FAULT)
+        self._count_evaluation, self._claim = s(COUNT_EVALUATION), s(CLAIM)
+        self._list_faults = s(LIST_FAULTS)
         self._scope: ContextVar[Snapshot | None] = ContextVar(f"scope{id(self)}", default=None)
         self.request_scope = self._scoped
         self._journal_keys = journal_keys(self._p)
@@ -296,56 +296,6 @@ class RedisStore(Ledger, Store):
             pipe.get(self._k("clock_mode"))
             _, kept = await pipe.execute()
         return text(kept)
-
-    # -- fault rules --------------------------------------------------------------------
-    @guard
-    async def add_fault(self, rule: FaultRule) -> None:
-        self._forget()
-        await self._add_fault([], [*self._args(), rule.id, json.dumps(rule.stored())])
-
-    @guard_read
-    async def list_faults(self) -> list[FaultRule]:
-        scope = self._scope.get()
-        if scope is not None:
-            if not scope.fresh():
-                await self._read(scope, "none", None)
-            return list(scope.faults or ())
-        rows = await self._list_faults([self._k("faults"), self._k("faults", "order")])
-        return [rule_of(row) for row in rows if row is not None]
-
-    @guard
-    async def remove_fault(self, rule_id: str, serial: str | None = None) -> int | None:
-        self._forget()
-        args = [*self._args(), rule_id, *(() if serial is None else (serial,))]
-        hits = int(await self._remove_fault([], args))
-        return None if hits < 0 else hits
-
-    @guard
-    async def clear_faults(self) -> None:
-        self._forget()
-        await self._remove_fault([], [*self._args(), ""])
-
-    @guard
-    async def count_fault_evaluation(self, rule_id: str) -> int:
-        return int(await self._count_evaluation([], [*self._args(), rule_id]))
-
-    @guard
-    async def claim_fault(self, rule_id: str, times: int | None) -> bool:
-        args = [*self._args(), rule_id, "" if times is None else str(times)]
-        return bool(await self._claim([], args))
-
-    @guard_read
-    async def fault_hits(self) -> dict[str, int]:
-        raw = await self._redis.hgetall(self._k("faults", "hits"))
-        return {text(k): int(v) for k, v in raw.items()}
-
-    @guard_read
-    async def fault_rule_hits(self, rule_id: str) -> tuple[str, int] | None:
-        async with self._redis.pipeline(transaction=True) as pipe:  # MULTI: one step
-            pipe.hget(self._k("faults"), rule_id)
-            pipe.hget(self._k("faults", "hits"), rule_id)
-            rule, hits = await pipe.execute()
-        return None if rule is None else (rule_of(rule).serial, int(hits or 0))
 
     # -- journal ------------------------------------------------------------------------
     async def append_journal(self, entry: dict[str, Any], limit: int) -> None:
