@@ -11,6 +11,7 @@ import pytest
 
 from emulator.cli import main
 
+from .parity_support import recorded, write_cassette
 from .record_support import SUBMISSIONS, Driver, real_service, recorder, serving
 
 DOOMED = {"model": "NanoBanana2-0.5K", "prompt": "a doomed picture"}
@@ -133,3 +134,33 @@ def test_cassette_and_base_url_are_not_mixed(
 ) -> None:
     code, out = _conform(capsys, tmp_path, "--base-url", "http://127.0.0.1:1")
     assert code == 2 and "--cassette checks a recording; it takes no --base-url" in out
+
+
+def test_what_a_recording_does_not_show_is_never_a_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A task polled once, still processing: neither its end nor its pictures were recorded.
+    write_cassette(tmp_path / "c", recorded("processing"))
+    code, out = _conform(capsys, tmp_path / "c", "--report", str(tmp_path / "r"))
+    assert code == 1, out
+    assert "could not check result_count_matches_n @ GET /v1/images/tasks/{task_id}, " in out
+    assert "the recording never saw task_000001 end (its last poll says 'processing')" in out
+    suite = ElementTree.parse(tmp_path / "r" / "junit.xml").getroot()
+    cases = {(c.get("classname"), c.get("name")): c for c in suite}
+    for check in ("terminal_final", "result_count_matches_n"):
+        assert cases[(check, "GET /v1/images/tasks/{task_id}")].find("error") is not None, check
+    assert cases[("status_order", "GET /v1/images/tasks/{task_id}")].find("error") is None
+
+
+def test_an_end_seen_once_does_not_pass_terminal_final(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The client stopped at the end: nothing shows the task stays final (not checked, no error).
+    write_cassette(tmp_path / "c", recorded("processing", "succeeded"))
+    _, out = _conform(capsys, tmp_path / "c", "--report", str(tmp_path / "r"))
+    suite = ElementTree.parse(tmp_path / "r" / "junit.xml").getroot()
+    cases = {(c.get("classname"), c.get("name")): c for c in suite}
+    assert cases[("terminal_final", "GET /v1/images/tasks/{task_id}")].find("skipped") is not None
+    assert "no poll of task_000001 was recorded after its end" in out
+    result_count = cases[("result_count_matches_n", "GET /v1/images/tasks/{task_id}")]
+    assert result_count.find("error") is None and result_count.find("failure") is None

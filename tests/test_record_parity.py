@@ -95,14 +95,14 @@ def test_ids_times_and_url_hosts_are_expected_to_differ() -> None:
         "task_id": "task_aaa",
         "created_at": 1,
         "result_url": "https://cdn-a.example/p/1.png?sig=1",
-        "other": "task_bbb",
+        "parent_id": "task_bbb",
         "message": "it broke",
     }
     target = {
         "task_id": "task_zzz",
         "created_at": 2,
         "result_url": "http://127.0.0.1:9/_emulator/results/t/x/0.png",
-        "other": "task_yyy",
+        "parent_id": "task_yyy",
         "message": "it failed",
     }
     ids = frozenset({"task_aaa", "task_zzz"})
@@ -111,3 +111,7 @@ def test_ids_times_and_url_hosts_are_expected_to_differ() -> None:
     assert diff(normalize(recorded, ids), normalize(target, ids)) == [
         "result_url: the recording has '<url .png>', the target '<url .webp>'"
     ]
+    target["created_at"] = "1970-01-01T00:00:02Z"
+    assert diff(normalize(recorded, ids), normalize(target, ids))[0] == (
+        "created_at: the recording has '<time (number)>', the target '<time (text)>'"
+    )

@@ -105,6 +105,12 @@ def add_commands(sub: Any) -> None:
         "--deadline", type=_positive, default=120.0, help="seconds a task may take to end (120)"
     )
     parity.add_argument(
+        "--request-deadline",
+        type=_positive,
+        default=30.0,
+        help="seconds one exchange may take in all: connect, head and body (30)",
+    )
+    parity.add_argument(
         "--ignore",
         action="append",
         default=[],
@@ -141,6 +147,7 @@ def main(args: Any, environ: dict[str, str], out: Callable[[str], None] = print)
         poll_interval=args.poll_interval,
         deadline=args.deadline,
         ignore=tuple(args.ignore),
+        request_deadline=args.request_deadline,
     )
     return run_parity(Path(args.cassette), options, out, args.report_dir)
 

@@ -179,21 +179,32 @@ class OfflineRun:
         polls = [Seen(str(s.envelope), s.task) for s in task.polls if s.task is not None]
         if not polls:
             return
-        fields = task.submission.fields or {}
+        fields = task.submission.fields
         submitted = task.submission
         assert submitted.task is not None
+        task_type = expected_task_type(fields, submitted.uploaded) if fields is not None else None
         findings = check_life(
             task.task_id,
             Seen(str(submitted.envelope), submitted.task),
             polls,
-            n=_int(fields.get("n"), 1),
-            task_type=expected_task_type(fields, submitted.uploaded),
+            n=_int((fields or {}).get("n"), 1),
+            task_type=task_type,
         )
         last = [s for s in task.polls if s.task is not None][-1]
         for finding in findings:
             report.add(finding.check, POLL, self._sample(last, finding.line))
-        for check in set(LIFECYCLE_CHECKS) - {f.check for f in findings}:
-            report.passed(check, POLL)
+        failed = {f.check for f in findings}
+        unseen = _unseen(task.task_id, polls, fields is not None, task_type)
+        for check in LIFECYCLE_CHECKS:
+            if check in failed:
+                continue
+            if check not in unseen:
+                report.passed(check, POLL)
+            elif unseen[check][0]:
+                # Meant to be seen, and the recording does not show it: an error, as live.
+                report.could_not_check(check, POLL, unseen[check][1])
+            else:
+                report.cannot_check(check, POLL, unseen[check][1])
         if polls[-1].task.get("status") == "succeeded":
             self._pictures(task, result_urls(polls[-1].task), evidence)
 
@@ -249,6 +260,41 @@ class OfflineRun:
             lines += ["", "== cassette lines skipped"]
             lines += [f"  {warning}" for warning in self.cassette.warnings]
         return "\n".join(lines)
+
+
+def _unseen(
+    task_id: str, polls: list[Seen], readable: bool, task_type: str | None
+) -> dict[str, tuple[bool, str]]:
+    """The life-cycle checks the recording of one task cannot show, each with whether that is
+    an error (the check was due: the task never seen ending) and why. Never a pass: a live run
+    counts the count of pictures only for a task that succeeded, and a task that never ends is
+    a deviation there (``task_finishes``), which a recording cannot judge."""
+    statuses = [p.task.get("status") for p in polls]
+    end = next((i for i, status in enumerate(statuses) if status in TERMINAL), None)
+    found: dict[str, tuple[bool, str]] = {}
+    if end is None:
+        why = (
+            f"the recording never saw {task_id} end (its last poll says {statuses[-1]!r}): "
+            "not whether it stays final, nor its pictures"
+        )
+        found["terminal_final"] = found["result_count_matches_n"] = (True, why)
+    else:
+        if end == len(polls) - 1:
+            found["terminal_final"] = (
+                False,
+                f"no poll of {task_id} was recorded after its end: nothing shows it stays final",
+            )
+        if statuses[end] != "succeeded":
+            found["result_count_matches_n"] = (
+                False,
+                f"{task_id} ended {statuses[end]!r}: no pictures to count",
+            )
+    if not readable:
+        why = f"the submission of {task_id} could not be read: what it asked is unknown"
+        found["result_count_matches_n"] = found["task_type_inferred"] = (True, why)
+    elif task_type is None:
+        found["task_type_inferred"] = (False, f"the submission of {task_id} names no valid type")
+    return found
 
 
 def _int(value: Any, default: Any) -> Any:

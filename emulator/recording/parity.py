@@ -8,12 +8,20 @@ time: the first answer of each running state (``queued``, ``processing``) on bot
 final answer, after polling the target until the task ends (``--deadline``). Other answers
 (refusals, unknown tasks) are compared one to one. Submissions are never sent to a service off
 this machine unless ``--allow-generation`` says they may be (they may be billed).
+
+Nothing seen is never a pass: a state the recording saw and the target never answered, a poll
+answered without the task, an exchange past its bounds (`target`) are differences; what the
+recording cannot say (a task never polled or never seen ending) is listed as not compared; and
+a run that compared nothing (an empty cassette) could not tell: exit 2, as a fault of parity
+itself is, never 1 (differences).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +34,13 @@ from ..conformance.checks import unwrap
 from .cassette import Cassette
 from .evidence import TERMINAL, Sent, gather
 from .snapshot import diff, normalize
+from .target import Got, NoAnswer, Target, media_type
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 LOOPBACK_NAMES = ("localhost",)
 #: The key sent to a service on this machine when none is given (an emulator takes any).
 LOCAL_KEY = "sk-parity"
+RUNNING = ("queued", "processing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,28 +51,29 @@ class ParityOptions:
     poll_interval: float = 0.5
     deadline: float = 120.0
     ignore: tuple[str, ...] = ()
-    timeout: float = 30.0
-
-
-@dataclass(slots=True)
-class Got:
-    """One answer: status, media type, JSON body (None: not JSON) and raw body."""
-
-    status: int
-    media_type: str
-    data: Any
-    raw: bytes
+    #: Seconds one exchange may take in all (connect, head and body).
+    request_deadline: float = 30.0
 
 
 @dataclass(slots=True)
 class Pair:
-    """A task on both sides: the recorded answers and the target's."""
+    """A task on both sides: the recorded answers and the target's (polls; the submissions'
+    states apart)."""
 
     recorded_id: str
     target_id: str
     line: int
+    submitted: tuple[str, str] = ("", "")
     recorded: list[Got] = field(default_factory=list)
     target: list[Got] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"task {self.recorded_id[:16]}… (submitted at line {self.line})"
+
+
+class CouldNotRun(Exception):
+    """The target never answered: nothing can be compared."""
 
 
 def local(url: str) -> bool:
@@ -76,22 +87,24 @@ def local(url: str) -> bool:
 
 
 def _got_recorded(sent: Sent) -> Got:
-    media = sent.exchange.content_type.split(";")[0].strip().lower()
+    media = media_type(sent.exchange.content_type)
     return Got(sent.status or 0, media, sent.data, sent.response_body or b"")
-
-
-def _got(response: httpx.Response) -> Got:
-    media = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    return Got(response.status_code, media, data, response.content)
 
 
 def _task(got: Got) -> dict[str, Any] | None:
     unwrapped = unwrap(got.data) if 200 <= got.status < 300 else None
     return None if unwrapped is None else unwrapped[1]
+
+
+def _status(got: Got) -> str:
+    return str((_task(got) or {}).get("status"))
+
+
+def _described(got: Got) -> str:
+    """An answer in a few words: status, media type and the start of its body."""
+    body = got.raw[:120].decode("utf-8", "replace")
+    more = "…" if len(got.raw) > 120 else ""
+    return f"{got.status} ({got.media_type or 'no content type'}) {body!r}{more}"
 
 
 class Parity:
@@ -106,39 +119,45 @@ class Parity:
     ) -> None:
         self.cassette, self.options, self.sleep, self.clock = cassette, options, sleep, clock
         self.key = options.api_key or (LOCAL_KEY if local(options.against) else None)
-        self.http = httpx.Client(
-            base_url=options.against.rstrip("/"),
-            transport=transport,
-            timeout=options.timeout,
-            follow_redirects=False,
-            trust_env=False,
+        self.target = Target(
+            options.against, deadline=options.request_deadline, transport=transport
         )
         self.differences: list[str] = []
         self.notes: list[str] = []
         self.compared = 0
         self.sent = 0
+        #: Why nothing could be compared (exit 2), when so.
+        self.could_not_tell: str | None = None
 
     def close(self) -> None:
-        self.http.close()
+        self.target.close()
 
-    def _send(self, sent: Sent, path: str) -> Got | None:
-        ex = sent.exchange
+    def _send(
+        self,
+        label: str,
+        method: str,
+        path: str,
+        *,
+        keyed: bool,
+        content_type: str = "",
+        body: bytes | None = None,
+    ) -> Got | None:
+        """The target's answer; None (and a difference) when it gave none."""
         headers = {}
-        if ex.keyed and self.key:
+        if keyed and self.key:
             headers["Authorization"] = f"Bearer {self.key}"
-        if ex.request_content_type:
-            headers["Content-Type"] = ex.request_content_type
+        if content_type:
+            headers["Content-Type"] = content_type
         try:
-            response = self.http.request(
-                ex.method, path, headers=headers, content=sent.request_body
-            )
-        except httpx.HTTPError as exc:
-            if self.sent == 0:
-                raise
-            self.differences.append(f"line {ex.line}: the target gave no answer ({exc})")
+            got = self.target.send(method, path, headers, body)
+        except NoAnswer as exc:
+            if self.sent == 0 and not exc.reached:
+                raise CouldNotRun(str(exc)) from None
+            self.sent += 1
+            self.differences.append(f"{label}: the target gave no answer ({exc})")
             return None
         self.sent += 1
-        return _got(response)
+        return got
 
     def _compare(
         self, label: str, recorded: Got, target: Got, ids: frozenset[str], *, running: bool = False
@@ -164,6 +183,9 @@ class Parity:
 
     def run(self) -> None:
         evidence = gather(self.cassette)
+        if not evidence.sent:
+            self.could_not_tell = "the cassette holds no exchange of the task routes"
+            return
         pairs: dict[str, Pair] = {}
         for item in evidence.sent:
             ex = item.exchange
@@ -179,16 +201,27 @@ class Parity:
             pair = pairs.get(ex.task_id or "") if ex.kind == "poll" else None
             if pair is not None:
                 path = ex.path.replace(pair.recorded_id, pair.target_id)
-            got = self._send(item, path + (f"?{ex.query}" if ex.query else ""))
+            label = f"line {ex.line} ({ex.method} {ex.path})"
+            got = self._send(
+                label,
+                ex.method,
+                path + (f"?{ex.query}" if ex.query else ""),
+                keyed=ex.keyed,
+                content_type=ex.request_content_type,
+                body=item.request_body,
+            )
             if got is None:
                 continue
             recorded = _got_recorded(item)
-            if pair is not None and _task(recorded) is not None and _task(got) is not None:
-                pair.recorded.append(recorded)
-                pair.target.append(got)
-                continue
+            if pair is not None:
+                # A task answer on each side is compared by state at the end, not here.
+                if _task(recorded) is not None:
+                    pair.recorded.append(recorded)
+                if _task(got) is not None:
+                    pair.target.append(got)
+                if _task(recorded) is not None and _task(got) is not None:
+                    continue
             ids = frozenset(i for i in (ex.task_id, pair.target_id if pair else None) if i)
-            label = f"line {ex.line} ({ex.method} {ex.path})"
             if ex.kind == "submit":
                 target_task = _task(got)
                 ids = frozenset(
@@ -196,47 +229,64 @@ class Parity:
                 )
                 self._compare(label, recorded, got, ids)
                 if ex.task_id and target_task is not None and _task(recorded) is not None:
-                    pairs[ex.task_id] = Pair(ex.task_id, str(target_task.get("task_id")), ex.line)
+                    pair = Pair(ex.task_id, str(target_task.get("task_id")), ex.line)
+                    pair.submitted = (_status(recorded), _status(got))
+                    pairs[ex.task_id] = pair
             else:
                 self._compare(label, recorded, got, ids)
         for pair in pairs.values():
             self._finish(pair)
+        if self.compared == 0 and not self.differences:
+            self.could_not_tell = "not one recorded answer could be compared"
 
     def _finish(self, pair: Pair) -> None:
         """Poll the target's task until it ends, then compare the two by state."""
+        if not pair.recorded:
+            self.notes.append(
+                f"{pair.label}: the recording never polled it; only its submission compared"
+            )
+            return
         started = self.clock()
-        while not pair.target or (_task(pair.target[-1]) or {}).get("status") not in TERMINAL:
+        while not pair.target or _status(pair.target[-1]) not in TERMINAL:
             if self.clock() - started > self.options.deadline:
                 break
             if pair.target:
                 self.sleep(self.options.poll_interval)
-            headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
-            try:
-                response = self.http.get(f"/v1/images/tasks/{pair.target_id}", headers=headers)
-            except httpx.HTTPError as exc:
-                self.differences.append(
-                    f"task {pair.recorded_id}: the target gave no answer ({exc})"
-                )
+            got = self._send(pair.label, "GET", f"/v1/images/tasks/{pair.target_id}", keyed=True)
+            if got is None:
                 return
-            got = _got(response)
             if _task(got) is None:
-                self._compare(
-                    f"task {pair.recorded_id}",
-                    pair.recorded[-1],
-                    got,
-                    frozenset({pair.recorded_id, pair.target_id}),
+                self.differences.append(
+                    f"{pair.label}: a poll of its task on the target answered {_described(got)}, "
+                    "not the task"
                 )
                 return
             pair.target.append(got)
-        ids = frozenset({pair.recorded_id, pair.target_id})
-        label = f"task {pair.recorded_id[:16]}… (submitted at line {pair.line})"
+        self._by_states(pair)
+
+    def _by_states(self, pair: Pair) -> None:
+        ids, label = frozenset({pair.recorded_id, pair.target_id}), pair.label
         mine, theirs = _by_state(pair.recorded), _by_state(pair.target)
-        for state in ("queued", "processing"):
+        for state in RUNNING:
             if state in mine and state in theirs:
                 self._compare(f"{label}, {state}", mine[state], theirs[state], ids, running=True)
+            elif state in mine and state != pair.submitted[1]:
+                self.differences.append(
+                    f"{label}: the recording saw it {state!r}; the target never answered "
+                    f"{state!r} ({len(pair.target)} poll(s), every {self.options.poll_interval:g}"
+                    " s after the recorded ones)"
+                )
+            elif state in theirs and state != pair.submitted[0]:
+                self.notes.append(
+                    f"{label}: the recording's polls never saw it {state!r}; that state not "
+                    "compared"
+                )
         ended = [s for s in mine if s in TERMINAL]
         if not ended:
-            return  # the recording never saw it end: nothing final to compare
+            self.notes.append(
+                f"{label}: the recording never saw it end; its final answer not compared"
+            )
+            return
         if not any(s in TERMINAL for s in theirs):
             self.differences.append(
                 f"{label}: it ended {ended[0]!r} in the recording but not on the target within "
@@ -251,7 +301,7 @@ def _by_state(answers: list[Got]) -> dict[str, Got]:
     """The first answer of each running state, and the last answer once ended."""
     found: dict[str, Got] = {}
     for got in answers:
-        status = str((_task(got) or {}).get("status"))
+        status = _status(got)
         if status in TERMINAL or status not in found:
             found[status] = got
     return found
@@ -285,8 +335,15 @@ def run_parity(
         return EXIT_ERROR
     try:
         parity.run()
-    except httpx.HTTPError as exc:
+    except CouldNotRun as exc:
         out(f"parity: could not run: {options.against} did not answer ({exc})")
+        return EXIT_ERROR
+    except Exception as exc:  # a crash of parity must not read as exit 1 (a difference)
+        traceback.print_exc(file=sys.stderr)
+        out(
+            f"parity: could not tell: parity itself failed ({type(exc).__name__}: {exc}) after "
+            f"{parity.sent} request(s); this is a fault of parity, not a difference"
+        )
         return EXIT_ERROR
     finally:
         parity.close()
@@ -295,14 +352,21 @@ def run_parity(
     if report_dir:
         Path(report_dir).mkdir(parents=True, exist_ok=True)
         (Path(report_dir) / "parity.txt").write_text(text + "\n", "utf-8")
-    return EXIT_DIFFERENT if parity.differences else EXIT_OK
+    if parity.differences:
+        return EXIT_DIFFERENT
+    return EXIT_ERROR if parity.could_not_tell else EXIT_OK
 
 
 def summary(parity: Parity, directory: Path) -> str:
     found = len(parity.differences)
+    if found:
+        headline = f"{found} difference(s)"
+    elif parity.could_not_tell:
+        headline = f"could not tell: {parity.could_not_tell}"
+    else:
+        headline = "no differences"
     lines = [
-        f"parity of {parity.options.against} with the cassette {directory}: "
-        + (f"{found} difference(s)" if found else "no differences"),
+        f"parity of {parity.options.against} with the cassette {directory}: {headline}",
         f"({parity.sent} request(s) sent, {parity.compared} answer(s) compared; ids, times, "
         "URL hosts, messages and running progress ignored"
         + (f", and {', '.join(parity.options.ignore)}" if parity.options.ignore else "")

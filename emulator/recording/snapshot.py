@@ -4,13 +4,20 @@ type and value that remains must match.
 
 Expected to differ, so never compared:
 
-- ids: the task's own id on either side is ``<task id>``; any other ``task_…`` text ``<id>``;
-- times: members named ``time``, ``timestamp``, ``…_at`` (``created_at``, ``expires_at``...);
+- ids: the task's own id on either side is ``<task id>`` wherever it stands; the value of any
+  other member named like an id (``id``, ``task_id``, ``…_id``, ``…_ids``) is ``<id (text)>``.
+  Only by name: a text that merely looks like an id (an error code ``task_not_found``) is
+  compared;
+- times: members named ``time``, ``timestamp``, ``date``, ``…_at``, ``…_time``, by the JSON type
+  of their value (``<time (number)>``): a time that turns from a number into a text differs;
 - URLs: only their file type is compared (``<url .png>``): hosts, paths and queries name where
   a picture is stored, not what it is;
-- human text: ``message`` members (wording is the service's own);
-- progress while a task runs (how far it is depends on when it was asked); compared once the
-  task has ended.
+- human text: ``message`` members that are text (wording is the service's own);
+- progress while a task runs (how far it is depends on when it was asked), also by type
+  (``<progress (text)>``); compared once the task has ended.
+
+A placeholder keeps the JSON type of what it replaces, so a value that changes type is always a
+difference.
 
 ``--ignore PATH`` adds members (dotted paths, ``*`` for any one step, e.g. ``data.metadata.*``).
 """
@@ -23,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 _TIME_NAME = re.compile(r"^(time|timestamp|date)$|_at$|_time$")
-_TASK_ID = re.compile(r"^task_[0-9A-Za-z_-]+$")
+_ID_NAME = re.compile(r"^(id|ids)$|_ids?$")
 _EXTENSION = re.compile(r"\.([0-9A-Za-z]{1,5})$")
 
 
@@ -36,25 +43,32 @@ def _url(text: str) -> str:
     return f"<url .{found.group(1).lower()}>" if found else "<url>"
 
 
+def _type(value: Any) -> str:
+    """The JSON type of a replaced value (a text or a number: nothing else is replaced)."""
+    return "text" if isinstance(value, str) else "number"
+
+
 def normalize(value: Any, ids: frozenset[str], *, running: bool = False, key: str = "") -> Any:
     """``value`` with what is expected to differ replaced by placeholders."""
     if isinstance(value, dict):
         return {k: normalize(v, ids, running=running, key=str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [normalize(v, ids, running=running, key=key) for v in value]
-    if _TIME_NAME.search(key) and value is not None:
-        return "<time>"
-    if key == "message" and isinstance(value, str):
-        return "<text>"
+    if isinstance(value, str) and value in ids:
+        return "<task id>"
+    if value is None or isinstance(value, bool):
+        return value  # a null or a flag where a time or an id stood is itself a difference
+    if _TIME_NAME.search(key):
+        return f"<time ({_type(value)})>"
     if key == "progress" and running:
-        return "<progress>"
+        return f"<progress ({_type(value)})>"
+    if _ID_NAME.search(key):
+        return f"<id ({_type(value)})>"
     if isinstance(value, str):
-        if value in ids:
-            return "<task id>"
+        if key == "message":
+            return "<text>"
         if value.startswith(("http://", "https://")):
             return _url(value)
-        if _TASK_ID.match(value):
-            return "<id>"
     return value
 
 
