@@ -107,6 +107,13 @@ class Exchange:
         return "authorization" in self.request_headers
 
     @property
+    def caller(self) -> str | None:
+        """Who sent the request (`masking.caller`): None without a key, else its key id."""
+        if not self.keyed:
+            return None
+        return self.key_id or ""
+
+    @property
     def content_type(self) -> str:
         return self.response_headers.get("content-type", "")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -73,7 +74,16 @@ def key_id(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
 
 
-def bearer_key(headers: dict[str, str]) -> str | None:
+def caller(headers: Mapping[str, str]) -> str | None:
+    """Who sent a request, as a cassette tells callers apart: None without an ``Authorization``
+    header, else the key id of its key (``""`` for a header with no key in it)."""
+    if "authorization" not in headers:
+        return None
+    key = bearer_key(headers)
+    return key_id(key) if key else ""
+
+
+def bearer_key(headers: Mapping[str, str]) -> str | None:
     """The bearer key of a request's headers (lower-case names), or None."""
     value = headers.get("authorization", "").strip()
     scheme, sep, rest = value.partition(" ")
