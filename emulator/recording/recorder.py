@@ -152,19 +152,19 @@ class Recorder:
             "key_id": key_id(key) if key else None,
         }
         shared["query"] = masker.query(query)
-        request_body, _ = masker.body(body, headers.get("content-type", ""))
+        request_body, _ = masker.body(body)
         task_id = request.path_params.get("task_id")
         try:
             reply = await self.upstream.forward(request.method, path, query, headers, body)
         except UpstreamError as exc:
-            said = masker.text(str(exc))
+            said = masker.text_urls(str(exc))
             await self.write(Exchange(**shared, task_id=task_id, error=said), (request_body, b""))
             raise EmulatorError(
                 f"the upstream service did not answer: {said}",
                 status_code=502,
                 code="upstream_unavailable",
             ) from None
-        answer, _ = masker.body(reply.body, reply.header("content-type"))
+        answer, _ = masker.body(reply.body)
         data = _json(reply.body)
         unwrapped = unwrap(data) if 200 <= reply.status < 300 else None
         if kind == "submit" and unwrapped is not None:
@@ -218,7 +218,7 @@ class Recorder:
             is_picture = reply.header("content-type").startswith("image/")
             data = reply.body
             if not is_picture:
-                data, _ = masker.body(data, reply.header("content-type"))
+                data, _ = masker.body(data)
             await self.write(exchange, (b"", data), picture=is_picture and reply.status == 200)
 
 
@@ -227,7 +227,7 @@ def _recorded_headers(reply: Reply, masker: Masker) -> dict[str, str]:
     for name, value in reply.headers:
         name = name.lower()
         if recorded_response_header(name):
-            kept[name] = masker.url(value) if name == "location" else masker.text(value)
+            kept[name] = masker.url(value) if name == "location" else masker.text_urls(value)
     return kept
 
 
