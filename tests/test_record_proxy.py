@@ -21,7 +21,7 @@ from emulator.recording.recorder import RecorderOptions, create_recorder_app
 from emulator.recording.upstream import Upstream, UpstreamError
 
 from .conform_support import is_task_route, task_edit
-from .record_support import SUBMISSIONS, Driver, lines, real_service, recorder, serving
+from .record_support import SUBMISSIONS, Driver, lines, real_service, recorder, replaying, serving
 from .served import ROOT, free_port
 
 SECRET = "sk-live-SECRET-0123456789abcdef"
@@ -279,3 +279,36 @@ def test_a_head_request_is_forwarded_but_not_kept_as_a_poll(tmp_path: Path) -> N
     assert head.status_code == 200
     polls = [e for e in Cassette.load(tmp_path).exchanges if e.kind == "poll"]
     assert [e.method for e in polls] == ["GET"] * len(polls)
+
+
+def test_a_header_value_that_is_not_latin_1_is_handed_on_and_replayed(tmp_path: Path) -> None:
+    # "x-note: 日本" in UTF-8 made the recorder answer 500 after the paid submission had reached
+    # the upstream: the client never learnt its task id. A kept one 500ed on replay too.
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = [(b"content-type", b"application/json")]
+        if request.method == "POST":
+            headers += [(b"x-note", "日本".encode()), (b"x-ratelimit-note", "日本".encode())]
+        else:
+            headers += [(b"x-ratelimit-legacy", b"caf\xe9")]  # Latin-1: not UTF-8, not kept
+        return httpx.Response(200, headers=headers, content=b'{"task_id":"task_1"}')
+
+    app = create_recorder_app(
+        RecorderOptions("http://relay.example", tmp_path), transport=_mock(handler)
+    )
+    keyed = {"Authorization": "Bearer sk-unicode"}
+    with serving(app) as proxy:
+        answer = httpx.post(proxy + "/v1/images/tasks", json={"prompt": "p"}, headers=keyed)
+        polled = httpx.get(proxy + "/v1/images/tasks/task_1", headers=keyed)
+    assert (answer.status_code, answer.json()) == (200, {"task_id": "task_1"})
+    assert dict(answer.headers.raw)[b"x-note"] == "日本".encode()
+    assert dict(polled.headers.raw)[b"x-ratelimit-legacy"] == b"caf\xe9"
+    submitted, poll = Cassette.load(tmp_path).exchanges
+    assert submitted.response_headers["x-ratelimit-note"] == "日本"
+    assert "x-ratelimit-legacy" not in poll.response_headers
+    assert poll.notes == (
+        "response header x-ratelimit-legacy: its value is not UTF-8 text; not kept",
+    )
+    with replaying(tmp_path) as url:
+        again = httpx.post(url + "/v1/images/tasks", json={"prompt": "p"}, headers=keyed)
+    assert (again.status_code, again.content) == (200, answer.content)
+    assert dict(again.headers.raw)[b"x-ratelimit-note"] == "日本".encode()

@@ -100,6 +100,8 @@ class Exchange:
     #: A result picture: its URL as the answer gave it (masked) and its place in the answer.
     url: str | None = None
     index: int | None = None
+    #: What the recorder could not keep as it came (a header that is not UTF-8 text...).
+    notes: tuple[str, ...] = ()
 
     @property
     def keyed(self) -> bool:
@@ -146,6 +148,8 @@ class Exchange:
             record["task_id"] = self.task_id
         if self.error is not None:
             record["error"] = self.error
+        if self.notes:
+            record["notes"] = list(self.notes)
         return record
 
 
@@ -193,7 +197,7 @@ def parse_record(record: Any, line: int) -> Exchange | str:
     for bad, why in problems:
         if bad:
             return why
-    index = record.get("index")
+    index, notes = record.get("index"), record.get("notes")
     return Exchange(
         line=line,
         kind=str(kind),
@@ -212,6 +216,7 @@ def parse_record(record: Any, line: int) -> Exchange | str:
         error=record["error"] if isinstance(record.get("error"), str) else None,
         url=record["url"] if isinstance(record.get("url"), str) else None,
         index=index if isinstance(index, int) and not isinstance(index, bool) else None,
+        notes=tuple(n for n in notes if isinstance(n, str)) if isinstance(notes, list) else (),
     )
 
 

@@ -169,20 +169,21 @@ class Recorder:
         unwrapped = unwrap(data) if 200 <= reply.status < 300 else None
         if kind == "submit" and unwrapped is not None:
             task_id = str(unwrapped[1].get("task_id"))
+        kept, notes = _recorded_headers(reply, masker)
         exchange = Exchange(
             **shared,
             status=reply.status,
-            response_headers=_recorded_headers(reply, masker),
+            response_headers=kept,
             latency=reply.latency,
             task_id=task_id,
+            notes=notes,
         )
         await self.write(exchange, (request_body, answer))
         if self.options.record_results and unwrapped and unwrapped[1].get("status") == "succeeded":
             await self._fetch_results(task_id or "", result_urls(unwrapped[1]))
         response = Response(reply.body, status_code=reply.status)
-        response.raw_headers.extend(
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers
-        )
+        # The upstream's own bytes: a value need not be Latin-1 ("x-note: 日本" in UTF-8).
+        response.raw_headers.extend(reply.raw_headers)
         return response
 
     async def _fetch_results(self, task_id: str, urls: list[str]) -> None:
@@ -209,11 +210,13 @@ class Recorder:
             except UpstreamError as exc:
                 await self.write(Exchange(**shared, error=masker.text(str(exc))), (b"", b""))
                 continue
+            kept, notes = _recorded_headers(reply, masker)
             exchange = Exchange(
                 **shared,
                 status=reply.status,
-                response_headers=_recorded_headers(reply, masker),
+                response_headers=kept,
                 latency=reply.latency,
+                notes=notes,
             )
             is_picture = reply.header("content-type").startswith("image/")
             data = reply.body
@@ -222,13 +225,22 @@ class Recorder:
             await self.write(exchange, (b"", data), picture=is_picture and reply.status == 200)
 
 
-def _recorded_headers(reply: Reply, masker: Masker) -> dict[str, str]:
+def _recorded_headers(reply: Reply, masker: Masker) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The answer's headers a cassette keeps (masked), and a note for each one it cannot: a
+    value that is not UTF-8 text (a line is text; the replay sends values back as UTF-8)."""
     kept: dict[str, str] = {}
-    for name, value in reply.headers:
-        name = name.lower()
-        if recorded_response_header(name):
-            kept[name] = masker.url(value) if name == "location" else masker.text_urls(value)
-    return kept
+    notes: list[str] = []
+    for raw_name, raw_value in reply.raw_headers:
+        name = raw_name.decode("latin-1").lower()
+        if not recorded_response_header(name):
+            continue
+        try:
+            value = raw_value.decode("utf-8")
+        except UnicodeDecodeError:
+            notes.append(f"response header {name}: its value is not UTF-8 text; not kept")
+            continue
+        kept[name] = masker.url(value) if name == "location" else masker.text_urls(value)
+    return kept, tuple(notes)
 
 
 def _json(data: bytes) -> Any:

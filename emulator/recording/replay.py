@@ -97,8 +97,9 @@ class Replayer:
             )
         body = self._local_pictures(body, base_url)
         response = Response(body, status_code=exchange.status)
+        # Values as the recorder kept them: UTF-8 text (the same bytes as Latin-1 for ASCII).
         response.raw_headers.extend(
-            (name.encode("latin-1"), value.encode("latin-1"))
+            (name.encode("ascii"), value.encode("utf-8"))
             for name, value in exchange.response_headers.items()
         )
         return response

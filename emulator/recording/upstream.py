@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -57,6 +57,8 @@ class Reply:
     body: bytes
     #: Wall seconds from sending the request to the end of the answer.
     latency: float
+    #: The headers handed on, as the upstream sent their bytes (a value need not be Latin-1).
+    raw_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def header(self, name: str) -> str:
         for key, value in self.headers:
@@ -130,7 +132,7 @@ class Upstream:
             reply = await self._exchange("GET", url, {}, b"", self.max_result_bytes)
             location = reply.header("location")
             if not (300 <= reply.status < 400 and location):
-                return Reply(reply.status, reply.headers, reply.body, time.perf_counter() - started)
+                return replace(reply, latency=time.perf_counter() - started)
             target = urljoin(url, location)
             if origin(target) != origin(url):
                 raise UpstreamError(
@@ -160,7 +162,13 @@ class Upstream:
         headers_out = [
             (k, v) for k, v in response.headers.multi_items() if k.lower() not in NOT_HANDED_ON
         ]
-        return Reply(response.status_code, headers_out, bytes(data), time.perf_counter() - started)
+        raw = [
+            (k.lower(), v)
+            for k, v in response.headers.raw
+            if k.decode("latin-1").lower() not in NOT_HANDED_ON
+        ]
+        latency = time.perf_counter() - started
+        return Reply(response.status_code, headers_out, bytes(data), latency, raw)
 
 
 __all__ = ["Reply", "Upstream", "UpstreamError", "check_upstream", "origin"]
