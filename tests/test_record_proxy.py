@@ -312,3 +312,22 @@ def test_a_header_value_that_is_not_latin_1_is_handed_on_and_replayed(tmp_path: 
         again = httpx.post(url + "/v1/images/tasks", json={"prompt": "p"}, headers=keyed)
     assert (again.status_code, again.content) == (200, answer.content)
     assert dict(again.headers.raw)[b"x-ratelimit-note"] == "日本".encode()
+
+
+@pytest.mark.parametrize("task_id", ["a%1Eb", "a%00", "a%7F", "%C2%85x"])
+def test_a_poll_of_an_id_with_a_control_character_is_a_404_never_forwarded(
+    tmp_path: Path, task_id: str
+) -> None:
+    # httpx cannot put such an id in a URL: the recorder answered 500 (InvalidURL uncaught).
+    calls: list[httpx.Request] = []
+    app = create_recorder_app(
+        RecorderOptions("http://relay.example", tmp_path),
+        transport=_mock(lambda r: calls.append(r) or httpx.Response(200)),
+    )
+    with serving(app) as proxy:
+        answer = httpx.get(
+            f"{proxy}/v1/images/tasks/{task_id}", headers={"Authorization": "Bearer k"}
+        )
+    assert (answer.status_code, answer.json()["code"]) == (404, "not_forwarded")
+    assert "a task id has no control characters" in answer.json()["message"]
+    assert calls == [] and [r["kind"] for r in lines(tmp_path)] == ["session"]

@@ -11,6 +11,7 @@ still fetches its pictures from where the answer points.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -135,6 +136,7 @@ class Recorder:
     # -- one client request --------------------------------------------------------------------
     async def handle(self, request: Request) -> Response:
         kind = "submit" if request.method == "POST" else "poll"
+        _check_task_id(request.path_params.get("task_id"))
         body = await _read_bounded(request, self.options.max_body_bytes)
         headers = {k.lower(): v for k, v in request.headers.items()}
         path, query = request.url.path, request.url.query
@@ -223,6 +225,23 @@ class Recorder:
             if not is_picture:
                 data, _ = masker.body(data)
             await self.write(exchange, (b"", data), picture=is_picture and reply.status == 200)
+
+
+#: What no task id has (as the emulator's own ids): control characters, C0 and C1.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _check_task_id(task_id: str | None) -> None:
+    """404 for a poll of an id no task can have, before anything is sent: a control character
+    cannot even be put in the upstream's URL."""
+    if task_id is not None and _CONTROL.search(task_id):
+        shown = ascii(task_id[:80])
+        raise EmulatorError(
+            f"task {shown} is not forwarded: a task id has no control characters "
+            "(U+0000-U+001F, U+007F-U+009F)",
+            status_code=404,
+            code="not_forwarded",
+        )
 
 
 def _recorded_headers(reply: Reply, masker: Masker) -> tuple[dict[str, str], tuple[str, ...]]:

@@ -145,8 +145,8 @@ class Upstream:
         self, method: str, url: str, headers: dict[str, str], body: bytes, limit: int
     ) -> Reply:
         started = time.perf_counter()
-        request = self.http.build_request(method, url, headers=headers, content=body or None)
         try:
+            request = self.http.build_request(method, url, headers=headers, content=body or None)
             response = await self.http.send(request, stream=True)
             try:
                 data = bytearray()
@@ -156,7 +156,7 @@ class Upstream:
                         raise UpstreamError(f"the answer is larger than {limit} bytes")
             finally:
                 await response.aclose()
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             raise UpstreamError(said) from None
         headers_out = [
