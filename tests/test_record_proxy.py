@@ -164,8 +164,39 @@ def test_an_answer_over_the_size_limit_is_not_read_and_is_a_502(tmp_path: Path) 
     assert answer.status_code == 502
     assert answer.json()["code"] == "upstream_unavailable"
     assert "larger than 1000 bytes" in answer.json()["message"]
+    assert answer.json()["message"].startswith("the upstream service answered 200, but")
     [exchange] = Cassette.load(tmp_path).exchanges
     assert exchange.status is None and "larger than 1000 bytes" in (exchange.error or "")
+    assert exchange.upstream_status == 200  # the cassette keeps that the upstream answered
+    with replaying(tmp_path) as url:
+        again = httpx.get(url + "/v1/images/tasks/task_1", headers={"Authorization": "Bearer k"})
+    assert (again.status_code, again.json()["code"]) == (502, "recorded_no_answer")
+    assert "the upstream answered 200, but the answer is larger than" in again.json()["message"]
+
+
+def test_an_exchange_is_bounded_in_total_not_per_read(tmp_path: Path) -> None:
+    # httpx's timeout bounds each read: an upstream trickling a byte every 50 ms held an
+    # exchange as long as it liked. The timeout bounds the whole exchange.
+    async def trickle() -> Any:
+        import anyio
+
+        yield b'{"task_id":"task_1"'
+        for _ in range(40):  # 2 s in all, each read well within the timeout
+            await anyio.sleep(0.05)
+            yield b" "
+        yield b"}"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=trickle())
+
+    options = RecorderOptions("http://relay.example", tmp_path, timeout=0.4)
+    with serving(create_recorder_app(options, transport=_mock(handler))) as proxy:
+        answer = httpx.post(proxy + "/v1/images/tasks", json={"prompt": "p"})
+    assert (answer.status_code, answer.json()["code"]) == (502, "upstream_unavailable")
+    assert "took longer than the --upstream-timeout of 0.4 s" in answer.json()["message"]
+    [exchange] = Cassette.load(tmp_path).exchanges
+    assert (exchange.status, exchange.upstream_status) == (None, 200)
+    assert "--upstream-timeout of 0.4 s" in (exchange.error or "")
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_sent(tmp_path: Path) -> None:

@@ -100,6 +100,9 @@ class Exchange:
     #: A result picture: its URL as the answer gave it (masked) and its place in the answer.
     url: str | None = None
     index: int | None = None
+    #: With ``status`` None: the status the upstream did send before its answer became
+    #: unusable (too large, too slow), so the cassette keeps that it answered (a task created?).
+    upstream_status: int | None = None
     #: What the recorder could not keep as it came (a header that is not UTF-8 text...).
     notes: tuple[str, ...] = ()
 
@@ -148,6 +151,8 @@ class Exchange:
             record["task_id"] = self.task_id
         if self.error is not None:
             record["error"] = self.error
+        if self.upstream_status is not None:
+            record["upstream_status"] = self.upstream_status
         if self.notes:
             record["notes"] = list(self.notes)
         return record
@@ -159,6 +164,11 @@ def _headers(value: Any) -> dict[str, str] | None:
     ):
         return None
     return {k.lower(): v for k, v in value.items()}
+
+
+def _is_status(value: Any) -> bool:
+    """Whether ``value`` is an HTTP status a server can send (not ``true``, not 0)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599
 
 
 def parse_record(record: Any, line: int) -> Exchange | str:
@@ -217,6 +227,9 @@ def parse_record(record: Any, line: int) -> Exchange | str:
         url=record["url"] if isinstance(record.get("url"), str) else None,
         index=index if isinstance(index, int) and not isinstance(index, bool) else None,
         notes=tuple(n for n in notes if isinstance(n, str)) if isinstance(notes, list) else (),
+        upstream_status=record.get("upstream_status")
+        if _is_status(record.get("upstream_status"))
+        else None,
     )
 
 

@@ -160,9 +160,11 @@ class Recorder:
             reply = await self.upstream.forward(request.method, path, query, headers, body)
         except UpstreamError as exc:
             said = masker.text_urls(str(exc))
-            await self.write(Exchange(**shared, task_id=task_id, error=said), (request_body, b""))
+            failed = Exchange(**shared, task_id=task_id, error=said, upstream_status=exc.status)
+            await self.write(failed, (request_body, b""))
+            what = "did not answer" if exc.status is None else f"answered {exc.status}, but"
             raise EmulatorError(
-                f"the upstream service did not answer: {said}",
+                f"the upstream service {what}: {said}",
                 status_code=502,
                 code="upstream_unavailable",
             ) from None
@@ -210,7 +212,9 @@ class Recorder:
             try:
                 reply = await self.upstream.fetch_result(url)
             except UpstreamError as exc:
-                await self.write(Exchange(**shared, error=masker.text(str(exc))), (b"", b""))
+                said = masker.text_urls(str(exc))
+                failed = Exchange(**shared, error=said, upstream_status=exc.status)
+                await self.write(failed, (b"", b""))
                 continue
             kept, notes = _recorded_headers(reply, masker)
             exchange = Exchange(

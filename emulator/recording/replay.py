@@ -85,8 +85,11 @@ class Replayer:
 
     def answer(self, exchange: Exchange, base_url: str) -> Response:
         if exchange.status is None:
+            said = exchange.error or "no reason recorded"
+            if exchange.upstream_status is not None:
+                said = f"the upstream answered {exchange.upstream_status}, but {said}"
             raise EmulatorError(
-                f"the recording has no answer here (line {exchange.line}): {exchange.error}",
+                f"the recording has no answer here (line {exchange.line}): {said}",
                 status_code=502,
                 code="recorded_no_answer",
             )

@@ -1,7 +1,8 @@
 """The recorder's HTTP client to the real service: every exchange bounded.
 
 - only the two task routes are forwarded (the proxy's routes), and result pictures fetched;
-- a connect timeout and a total timeout per exchange; answers read up to a size limit;
+- a connect timeout and a total deadline per exchange (connect, head and body: a trickling
+  answer cannot hold one longer); answers read up to a size limit;
 - redirects are never followed on the task routes (the 3xx goes back to the client as it
   came); a result download follows at most `MAX_REDIRECTS` redirects on the same host, never to
   another one;
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass, field, replace
 from urllib.parse import urljoin, urlsplit
 
+import anyio
 import httpx
 
 #: Request headers a client's request keeps on its way to the upstream.
@@ -47,7 +49,12 @@ MAX_REDIRECTS = 3
 
 
 class UpstreamError(Exception):
-    """No usable answer: unreachable, timed out, too large, or a redirect not followed."""
+    """No usable answer: unreachable, timed out, too large, or a redirect not followed;
+    ``status`` is the upstream's status when it got that far (a body too large or too slow)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +112,7 @@ class Upstream:
     ) -> None:
         self.base_url = check_upstream(base_url)
         self.max_answer_bytes, self.max_result_bytes = max_answer_bytes, max_result_bytes
+        self.timeout = timeout
         self.http = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
@@ -145,20 +153,30 @@ class Upstream:
         self, method: str, url: str, headers: dict[str, str], body: bytes, limit: int
     ) -> Reply:
         started = time.perf_counter()
+        status: int | None = None
         try:
-            request = self.http.build_request(method, url, headers=headers, content=body or None)
-            response = await self.http.send(request, stream=True)
-            try:
-                data = bytearray()
-                async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > limit:
-                        raise UpstreamError(f"the answer is larger than {limit} bytes")
-            finally:
-                await response.aclose()
+            # httpx's timeouts bound each read: a service trickling a byte a second never trips
+            # them. This bounds the whole exchange (connect, head and body).
+            with anyio.fail_after(self.timeout):
+                request = self.http.build_request(
+                    method, url, headers=headers, content=body or None
+                )
+                response = await self.http.send(request, stream=True)
+                status = response.status_code
+                try:
+                    data = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        data += chunk
+                        if len(data) > limit:
+                            raise UpstreamError(f"the answer is larger than {limit} bytes", status)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            said = f"the exchange took longer than the --upstream-timeout of {self.timeout:g} s"
+            raise UpstreamError(said, status) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise UpstreamError(said) from None
+            raise UpstreamError(said, status) from None
         headers_out = [
             (k, v) for k, v in response.headers.multi_items() if k.lower() not in NOT_HANDED_ON
         ]
