@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from emulator.recording.cassette import Cassette
+from emulator.recording.replay import create_replay_app
 
 from .conform_support import SECOND_KEY
 from .record_support import (
@@ -21,6 +25,7 @@ from .record_support import (
     serving,
     task_of,
 )
+from .served import ROOT
 
 
 def _keyed(key: str) -> dict[str, str]:
@@ -220,3 +225,54 @@ def test_a_head_does_not_use_up_a_poll(recorded: tuple[Path, Driver]) -> None:
             got.append(driver.poll(str(task_id)).content)
         driver.close()
     assert got == expected
+
+
+def _serve_replay(directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "emulator", "serve", "--replay", str(directory)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")},
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "said", "warned"),
+    [
+        ("", "it holds no exchange", []),
+        ('{"v":1,"kind":"session","t":1}\n', "it holds no exchange", []),
+        (
+            '{"v":2,"kind":"poll"}\nnot json\n',
+            "all 2 line(s) were skipped",
+            [
+                "line 1: format version 2, not 1 (a newer recorder?); skipped",
+                "line 2 is not valid JSON; skipped",
+            ],
+        ),
+    ],
+)
+def test_a_cassette_with_nothing_to_replay_is_refused_with_its_warnings(
+    tmp_path: Path, text: str, said: str, warned: list[str]
+) -> None:
+    # It used to start and answer not_recorded to everything, the warnings a count in health.
+    (tmp_path / "cassette.jsonl").write_text(text)
+    done = _serve_replay(tmp_path)
+    assert done.returncode == 2
+    assert f"cannot start: nothing to replay in {tmp_path}: {said}" in done.stderr
+    told = [line for line in done.stderr.splitlines() if "warning:" in line]
+    assert told == [f"image-task-emulator: warning: cassette.jsonl {w}" for w in warned]
+
+
+def test_each_skipped_line_is_told_when_the_replay_starts(
+    recorded: tuple[Path, Driver], tmp_path: Path
+) -> None:
+    directory, _ = recorded
+    text = (directory / "cassette.jsonl").read_text()
+    (tmp_path / "cassette.jsonl").write_text(text + '{"v":1,"kind":"poll","t":NaN}\n')
+    told: list[str] = []
+    app = create_replay_app(tmp_path, told.append)
+    assert app.state.replayer.cassette.exchanges
+    last = len(text.splitlines()) + 1
+    assert told == [f"cassette.jsonl line {last} holds a number that is not finite (NaN); skipped"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -211,9 +212,19 @@ async def _not_recorded(request: Request) -> Response:
     )
 
 
-def create_replay_app(directory: str | Path) -> Starlette:
-    """The replay server of the cassette in ``directory`` (FileNotFoundError: none there)."""
+def create_replay_app(
+    directory: str | Path, warn: Callable[[str], None] | None = None
+) -> Starlette:
+    """The replay server of the cassette in ``directory``. ``warn`` is told each line skipped;
+    FileNotFoundError: no cassette there; ValueError: not one line of it can be replayed (an
+    empty, foreign or damaged cassette would otherwise answer only ``not_recorded``)."""
     cassette = Cassette.load(directory)
+    for warning in cassette.warnings:
+        (warn or (lambda _: None))(warning)
+    if not any(e.kind in ("submit", "poll", "result") for e in cassette.exchanges):
+        skipped = len(cassette.warnings)
+        why = f"all {skipped} line(s) were skipped" if skipped else "it holds no exchange"
+        raise ValueError(f"nothing to replay in {directory}: {why}")
     every = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     routes: list[BaseRoute] = [
         Route(SUBMIT_PATH, submit, methods=["POST"]),
