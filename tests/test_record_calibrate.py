@@ -8,6 +8,7 @@ clock, so 120 tasks are recorded in seconds and nothing sleeps.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import statistics
@@ -156,3 +157,20 @@ def test_without_scipy_calibrate_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "scipy", None)
     assert main(["calibrate", str(cassette), "-o", str(tmp_path / "t.toml")]) == 2
     assert "pip install 'image-task-emulator[calibrate]'" in capsys.readouterr().out
+
+
+def test_a_time_that_is_not_a_number_skips_its_line_not_calibrate(
+    cassette: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # json reads "t": NaN; every bracket made of it was NaN and the fit divided by zero.
+    rows = [json.loads(line) for line in (cassette / "cassette.jsonl").read_text().splitlines()]
+    for row in rows:
+        if row["kind"] == "poll":
+            row["t"] = math.nan
+    (tmp_path / "cassette.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main(["calibrate", str(tmp_path), "-o", str(tmp_path / "t.toml")]) == 2
+    out = capsys.readouterr().out
+    first = next(i for i, row in enumerate(rows, 1) if row["kind"] == "poll")
+    said = f"cassette.jsonl line {first} holds a number that is not finite (NaN); skipped"
+    assert f"calibrate: warning: {said}" in out
+    assert "cannot fit queued and processing: no task" in out

@@ -11,6 +11,7 @@ import pytest
 from emulator.recording.cassette import (
     CASSETTE_FILE,
     INLINE_MAX,
+    MAX_LINE_BYTES,
     Cassette,
     CassetteWriter,
     Exchange,
@@ -106,7 +107,7 @@ def test_lines_of_another_version_or_shape_are_skipped_and_named(tmp_path: Path)
     assert [w.split(": ", 1)[1] for w in cassette.warnings] == [
         "format version 2, not 1 (a newer recorder?); skipped",
         "unknown kind 'telepathy'; skipped",
-        "'status' is not an integer; skipped",
+        "'status' '200' is not an HTTP status (an integer from 100 to 599); skipped",
         "not a JSON object; skipped",
     ]
 
@@ -124,3 +125,88 @@ def test_a_blob_that_does_not_match_its_hash_is_not_served(tmp_path: Path) -> No
     cassette = Cassette(tmp_path, [], [], [])
     assert cassette.blob(sha) is None
     assert cassette.blob("../../etc/passwd") is None
+
+
+def _edited(**changes: object) -> dict[str, object]:
+    record = _exchange(9)
+    record.update(status=200, response={"headers": {"content-type": "application/json"}})
+    for name, value in changes.items():
+        if name in ("headers", "body"):
+            response = record["response"]
+            assert isinstance(response, dict)
+            if name == "headers":
+                response["headers"] = {**response["headers"], **value}  # type: ignore[dict-item]
+            else:
+                response["body"] = value
+        else:
+            record[name] = value
+    return record
+
+
+@pytest.mark.parametrize(
+    ("record", "said"),
+    [
+        (_edited(status=0), "'status' 0 is not an HTTP status (an integer from 100 to 599)"),
+        (_edited(status=99999), "'status' 99999 is not an HTTP status"),
+        (_edited(status=True), "'status' True is not an HTTP status"),
+        (
+            _edited(headers={"x-ratelimit-a": "1\r\nset-cookie: evil=1"}),
+            "response header 'x-ratelimit-a' has a control character (CR, LF...) in its value",
+        ),
+        (_edited(headers={"bad name": "1"}), "response header 'bad name' is not an HTTP header"),
+        (
+            _edited(headers={"content-length": "5"}),
+            "response header 'content-length' is the replay's own to set (the body's framing)",
+        ),
+        (_edited(body={"b64": "!!!"}), "the response body's 'b64' is not valid base64"),
+        (_edited(body={"text": "\ud800"}), "the response body's 'text' is not valid Unicode"),
+        (_edited(body={"blob": "../../etc/passwd"}), "the response body is not a known encoding"),
+        (_edited(latency=-5), "'latency' is not a number of seconds >= 0"),
+        (_edited(latency="fast"), "'latency' is not a number of seconds >= 0"),
+    ],
+)
+def test_a_hand_edited_value_that_could_not_be_served_skips_its_line(
+    tmp_path: Path, record: dict[str, object], said: str
+) -> None:
+    # Each used to load, then drop the connection, cut the body or 500 when served.
+    rows = [json.dumps(record), json.dumps(_exchange(4))]
+    (tmp_path / CASSETTE_FILE).write_text("\n".join(rows) + "\n")
+    cassette = Cassette.load(tmp_path)
+    assert [e.task_id for e in cassette.exchanges] == ["task_4"]
+    [warning] = cassette.warnings
+    assert warning.startswith(f"{CASSETTE_FILE} line 1: ") and warning.endswith("; skipped")
+    assert said in warning
+
+
+@pytest.mark.parametrize(
+    ("line", "number"),
+    [
+        ('"t":NaN', "NaN"),
+        ('"t":Infinity', "Infinity"),
+        ('"latency":-Infinity', "-Infinity"),
+        ('"latency":1e999', "1e999"),
+        ('"response":{"headers":{},"body":{"json":NaN}}', "NaN"),
+    ],
+)
+def test_a_number_that_is_not_finite_skips_its_line(tmp_path: Path, line: str, number: str) -> None:
+    # Python's json reads NaN and Infinity; a NaN time crashed calibrate (a division by zero),
+    # a NaN body replayed as an empty 200.
+    record = json.dumps(_exchange(1))
+    edited = record[:-1] + "," + line + "}"
+    (tmp_path / CASSETTE_FILE).write_text(edited + "\n" + json.dumps(_exchange(2)) + "\n")
+    cassette = Cassette.load(tmp_path)
+    assert [e.task_id for e in cassette.exchanges] == ["task_2"]
+    assert cassette.warnings == [
+        f"{CASSETTE_FILE} line 1 holds a number that is not finite ({number}); skipped"
+    ]
+
+
+def test_an_overlong_line_is_named_too_long(tmp_path: Path) -> None:
+    with (tmp_path / CASSETTE_FILE).open("w") as fh:
+        fh.write('{"v":1,"pad":"' + "x" * (MAX_LINE_BYTES + 10) + '"}\n')
+        fh.write(json.dumps(_exchange(2)) + "\n")
+    cassette = Cassette.load(tmp_path)
+    assert [e.task_id for e in cassette.exchanges] == ["task_2"]
+    assert cassette.warnings == [
+        f"{CASSETTE_FILE} line 1 is longer than the 16 MiB a line may have; skipped"
+    ]

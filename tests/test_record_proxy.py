@@ -21,7 +21,7 @@ from emulator.recording.recorder import RecorderOptions, create_recorder_app
 from emulator.recording.upstream import Upstream, UpstreamError
 
 from .conform_support import is_task_route, task_edit
-from .record_support import SUBMISSIONS, Driver, lines, real_service, recorder, serving
+from .record_support import SUBMISSIONS, Driver, lines, real_service, recorder, replaying, serving
 from .served import ROOT, free_port
 
 SECRET = "sk-live-SECRET-0123456789abcdef"
@@ -164,8 +164,39 @@ def test_an_answer_over_the_size_limit_is_not_read_and_is_a_502(tmp_path: Path) 
     assert answer.status_code == 502
     assert answer.json()["code"] == "upstream_unavailable"
     assert "larger than 1000 bytes" in answer.json()["message"]
+    assert answer.json()["message"].startswith("the upstream service answered 200, but")
     [exchange] = Cassette.load(tmp_path).exchanges
     assert exchange.status is None and "larger than 1000 bytes" in (exchange.error or "")
+    assert exchange.upstream_status == 200  # the cassette keeps that the upstream answered
+    with replaying(tmp_path) as url:
+        again = httpx.get(url + "/v1/images/tasks/task_1", headers={"Authorization": "Bearer k"})
+    assert (again.status_code, again.json()["code"]) == (502, "recorded_no_answer")
+    assert "the upstream answered 200, but the answer is larger than" in again.json()["message"]
+
+
+def test_an_exchange_is_bounded_in_total_not_per_read(tmp_path: Path) -> None:
+    # httpx's timeout bounds each read: an upstream trickling a byte every 50 ms held an
+    # exchange as long as it liked. The timeout bounds the whole exchange.
+    async def trickle() -> Any:
+        import anyio
+
+        yield b'{"task_id":"task_1"'
+        for _ in range(40):  # 2 s in all, each read well within the timeout
+            await anyio.sleep(0.05)
+            yield b" "
+        yield b"}"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=trickle())
+
+    options = RecorderOptions("http://relay.example", tmp_path, timeout=0.4)
+    with serving(create_recorder_app(options, transport=_mock(handler))) as proxy:
+        answer = httpx.post(proxy + "/v1/images/tasks", json={"prompt": "p"})
+    assert (answer.status_code, answer.json()["code"]) == (502, "upstream_unavailable")
+    assert "took longer than the --upstream-timeout of 0.4 s" in answer.json()["message"]
+    [exchange] = Cassette.load(tmp_path).exchanges
+    assert (exchange.status, exchange.upstream_status) == (None, 200)
+    assert "--upstream-timeout of 0.4 s" in (exchange.error or "")
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_sent(tmp_path: Path) -> None:
@@ -279,3 +310,55 @@ def test_a_head_request_is_forwarded_but_not_kept_as_a_poll(tmp_path: Path) -> N
     assert head.status_code == 200
     polls = [e for e in Cassette.load(tmp_path).exchanges if e.kind == "poll"]
     assert [e.method for e in polls] == ["GET"] * len(polls)
+
+
+def test_a_header_value_that_is_not_latin_1_is_handed_on_and_replayed(tmp_path: Path) -> None:
+    # "x-note: 日本" in UTF-8 made the recorder answer 500 after the paid submission had reached
+    # the upstream: the client never learnt its task id. A kept one 500ed on replay too.
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = [(b"content-type", b"application/json")]
+        if request.method == "POST":
+            headers += [(b"x-note", "日本".encode()), (b"x-ratelimit-note", "日本".encode())]
+        else:
+            headers += [(b"x-ratelimit-legacy", b"caf\xe9")]  # Latin-1: not UTF-8, not kept
+        return httpx.Response(200, headers=headers, content=b'{"task_id":"task_1"}')
+
+    app = create_recorder_app(
+        RecorderOptions("http://relay.example", tmp_path), transport=_mock(handler)
+    )
+    keyed = {"Authorization": "Bearer sk-unicode"}
+    with serving(app) as proxy:
+        answer = httpx.post(proxy + "/v1/images/tasks", json={"prompt": "p"}, headers=keyed)
+        polled = httpx.get(proxy + "/v1/images/tasks/task_1", headers=keyed)
+    assert (answer.status_code, answer.json()) == (200, {"task_id": "task_1"})
+    assert dict(answer.headers.raw)[b"x-note"] == "日本".encode()
+    assert dict(polled.headers.raw)[b"x-ratelimit-legacy"] == b"caf\xe9"
+    submitted, poll = Cassette.load(tmp_path).exchanges
+    assert submitted.response_headers["x-ratelimit-note"] == "日本"
+    assert "x-ratelimit-legacy" not in poll.response_headers
+    assert poll.notes == (
+        "response header x-ratelimit-legacy: its value is not UTF-8 text; not kept",
+    )
+    with replaying(tmp_path) as url:
+        again = httpx.post(url + "/v1/images/tasks", json={"prompt": "p"}, headers=keyed)
+    assert (again.status_code, again.content) == (200, answer.content)
+    assert dict(again.headers.raw)[b"x-ratelimit-note"] == "日本".encode()
+
+
+@pytest.mark.parametrize("task_id", ["a%1Eb", "a%00", "a%7F", "%C2%85x"])
+def test_a_poll_of_an_id_with_a_control_character_is_a_404_never_forwarded(
+    tmp_path: Path, task_id: str
+) -> None:
+    # httpx cannot put such an id in a URL: the recorder answered 500 (InvalidURL uncaught).
+    calls: list[httpx.Request] = []
+    app = create_recorder_app(
+        RecorderOptions("http://relay.example", tmp_path),
+        transport=_mock(lambda r: calls.append(r) or httpx.Response(200)),
+    )
+    with serving(app) as proxy:
+        answer = httpx.get(
+            f"{proxy}/v1/images/tasks/{task_id}", headers={"Authorization": "Bearer k"}
+        )
+    assert (answer.status_code, answer.json()["code"]) == (404, "not_forwarded")
+    assert "a task id has no control characters" in answer.json()["message"]
+    assert calls == [] and [r["kind"] for r in lines(tmp_path)] == ["session"]

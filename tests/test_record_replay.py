@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from emulator.recording.cassette import Cassette
+from emulator.recording.replay import create_replay_app
 
-from .record_support import SUBMISSIONS, Driver, real_service, recorder, replaying, serving, task_of
+from .conform_support import SECOND_KEY
+from .record_support import (
+    KEY,
+    SUBMISSIONS,
+    Driver,
+    real_service,
+    recorder,
+    replaying,
+    serving,
+    task_of,
+)
+from .served import ROOT
+
+
+def _keyed(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +50,7 @@ def test_replay_answers_the_recording_byte_for_byte(recorded: tuple[Path, Driver
     directory, live = recorded
     cassette = Cassette.load(directory)
     with replaying(directory) as url:
-        again = Driver(url, key="sk-another-key")
+        again = Driver(url)  # the recorded key: each key replays its own answers
         for exchange in cassette.exchanges:  # the same requests, in the same order
             if exchange.kind == "submit":
                 assert exchange.request_body is not None
@@ -67,12 +86,8 @@ def test_a_submission_is_found_by_its_body_whatever_its_member_order(
     directory, _ = recorded
     body = dict(reversed(list(SUBMISSIONS[1].items())))
     with replaying(directory) as url:
-        answer = httpx.post(
-            f"{url}/v1/images/tasks", json=body, headers={"Authorization": "Bearer x"}
-        )
-        again = httpx.post(
-            f"{url}/v1/images/tasks", json=body, headers={"Authorization": "Bearer x"}
-        )
+        answer = httpx.post(f"{url}/v1/images/tasks", json=body, headers=_keyed(KEY))
+        again = httpx.post(f"{url}/v1/images/tasks", json=body, headers=_keyed(KEY))
     assert answer.status_code == 200 and task_of(answer.json())["status"] == "queued"
     assert again.content == answer.content  # the only recorded answer, again
 
@@ -80,7 +95,12 @@ def test_a_submission_is_found_by_its_body_whatever_its_member_order(
 @pytest.mark.parametrize(
     ("method", "path", "body", "said"),
     [
-        ("GET", "/v1/images/tasks/task_never", None, "no poll of task 'task_never' with a key"),
+        (
+            "GET",
+            "/v1/images/tasks/task_never",
+            None,
+            "no poll of task 'task_never' with this key (key id",
+        ),
         (
             "POST",
             "/v1/images/tasks",
@@ -96,7 +116,9 @@ def test_anything_not_recorded_is_a_404_naming_what_is_missing(
 ) -> None:
     directory, _ = recorded
     with replaying(directory) as url:
-        answer = httpx.request(method, url + path, json=body, headers={"Authorization": "Bearer x"})
+        answer = httpx.request(
+            method, url + path, json=body, headers={"Authorization": f"Bearer {KEY}"}
+        )
     assert answer.status_code == 404
     assert answer.json()["code"] == "not_recorded"
     assert said in answer.json()["message"]
@@ -120,7 +142,7 @@ def test_a_poll_without_a_key_is_its_own_recording(recorded: tuple[Path, Driver]
     with replaying(directory) as url:
         answer = httpx.get(f"{url}/v1/images/tasks/task_unknown")
     assert answer.status_code == 404
-    assert "without a key (it has polls with a key)" in answer.json()["message"]
+    assert "without a key (it has polls with 1 key(s))" in answer.json()["message"]
 
 
 def test_recorded_pictures_are_served_by_hash(tmp_path: Path) -> None:
@@ -148,3 +170,109 @@ def test_recorded_pictures_are_served_by_hash(tmp_path: Path) -> None:
     assert [u.rsplit("/", 1)[1] for u in task["metadata"]["result_urls"]] == [
         hashlib.sha256(o).hexdigest() for o in originals
     ]
+
+
+def _outcome(answer: httpx.Response) -> str:
+    data = answer.json()
+    return f"{answer.status_code} {task_of(data).get('status') or data.get('code')}"
+
+
+def test_each_key_replays_its_own_polls(tmp_path: Path) -> None:
+    # Recorded: the owner, another key (refused), then the owner three times. Replayed in
+    # another order, each key must get what the service gave it, not the other's answers.
+    order = [KEY, SECOND_KEY, KEY, KEY, KEY]
+    with serving(real_service(deviate=False)) as upstream, recorder(upstream, tmp_path) as proxy:
+        submitted = httpx.post(f"{proxy}/v1/images/tasks", json=SUBMISSIONS[0], headers=_keyed(KEY))
+        task_id = task_of(submitted.json())["task_id"]
+        live = [
+            _outcome(httpx.get(f"{proxy}/v1/images/tasks/{task_id}", headers=_keyed(k)))
+            for k in order
+        ]
+    assert live[1] == "404 task_not_found" and live[0].startswith("200")
+    owner, other = [a for k, a in zip(order, live, strict=True) if k == KEY], live[1]
+    with replaying(tmp_path) as url:
+        poll = f"{url}/v1/images/tasks/{task_id}"
+        replayed = [_outcome(httpx.get(poll, headers=_keyed(KEY))) for _ in owner]
+        refused = _outcome(httpx.get(poll, headers=_keyed(SECOND_KEY)))
+        stranger = httpx.get(poll, headers=_keyed("sk-never-recorded"))
+        anonymous = httpx.get(poll)
+        submit_stranger = httpx.post(
+            f"{url}/v1/images/tasks", json=SUBMISSIONS[0], headers=_keyed("sk-never-recorded")
+        )
+    assert (replayed, refused) == (owner, other)
+    assert (stranger.status_code, stranger.json()["code"]) == (404, "not_recorded")
+    assert "with this key (key id " in stranger.json()["message"]
+    assert "(it has polls with 2 other key(s))" in stranger.json()["message"]
+    assert "without a key (it has polls with 2 key(s))" in anonymous.json()["message"]
+    assert (submit_stranger.status_code, submit_stranger.json()["code"]) == (404, "not_recorded")
+
+
+def test_a_head_does_not_use_up_a_poll(recorded: tuple[Path, Driver]) -> None:
+    directory, _ = recorded
+    cassette = Cassette.load(directory)
+    task_id = next(e.task_id for e in cassette.exchanges if e.kind == "submit")
+    expected = [
+        cassette.body(e.response_body)
+        for e in cassette.exchanges
+        if e.kind == "poll" and e.task_id == task_id
+    ]
+    with replaying(directory) as url:
+        driver = Driver(url)
+        got = []
+        for _ in expected:
+            head = driver.http.head(f"/v1/images/tasks/{task_id}")
+            assert head.status_code == 200 and head.content == b""
+            got.append(driver.poll(str(task_id)).content)
+        driver.close()
+    assert got == expected
+
+
+def _serve_replay(directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "emulator", "serve", "--replay", str(directory)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")},
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "said", "warned"),
+    [
+        ("", "it holds no exchange", []),
+        ('{"v":1,"kind":"session","t":1}\n', "it holds no exchange", []),
+        (
+            '{"v":2,"kind":"poll"}\nnot json\n',
+            "all 2 line(s) were skipped",
+            [
+                "line 1: format version 2, not 1 (a newer recorder?); skipped",
+                "line 2 is not valid JSON; skipped",
+            ],
+        ),
+    ],
+)
+def test_a_cassette_with_nothing_to_replay_is_refused_with_its_warnings(
+    tmp_path: Path, text: str, said: str, warned: list[str]
+) -> None:
+    # It used to start and answer not_recorded to everything, the warnings a count in health.
+    (tmp_path / "cassette.jsonl").write_text(text)
+    done = _serve_replay(tmp_path)
+    assert done.returncode == 2
+    assert f"cannot start: nothing to replay in {tmp_path}: {said}" in done.stderr
+    told = [line for line in done.stderr.splitlines() if "warning:" in line]
+    assert told == [f"image-task-emulator: warning: cassette.jsonl {w}" for w in warned]
+
+
+def test_each_skipped_line_is_told_when_the_replay_starts(
+    recorded: tuple[Path, Driver], tmp_path: Path
+) -> None:
+    directory, _ = recorded
+    text = (directory / "cassette.jsonl").read_text()
+    (tmp_path / "cassette.jsonl").write_text(text + '{"v":1,"kind":"poll","t":NaN}\n')
+    told: list[str] = []
+    app = create_replay_app(tmp_path, told.append)
+    assert app.state.replayer.cassette.exchanges
+    last = len(text.splitlines()) + 1
+    assert told == [f"cassette.jsonl line {last} holds a number that is not finite (NaN); skipped"]

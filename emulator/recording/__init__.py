@@ -3,7 +3,8 @@ calibrate the emulator's timings from it and compare any service with it.
 
 - `recorder` (``serve --upstream URL --record DIR``): a bounded proxy that keeps a cassette,
   with `upstream` (its HTTP client) and `masking` (no secret reaches a cassette);
-- `cassette`: the format (versioned JSON lines and blobs), its writer and reader;
+- `cassette`: the format (versioned JSON lines and blobs), its writer and reader, with
+  `exchange` (one line, checked whole as it is read);
 - `replay` (``serve --replay DIR``) with `matching` (which recorded submission a body is);
 - `offline` (``conform --cassette DIR``) with `evidence` and `assumptions` (each D-n judged);
 - `calibrate` (``calibrate DIR -o timing.toml``) with `brackets` and `fitting`;

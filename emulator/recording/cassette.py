@@ -18,24 +18,29 @@ import binascii
 import hashlib
 import json
 import os
-import re
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
+from .exchange import (
+    FORMAT_VERSION,
+    SHA256,
+    Body,
+    Exchange,
+    NotFinite,
+    compact,
+    parse_record,
+    read_json,
+)
+
 CASSETTE_FILE = "cassette.jsonl"
 BLOB_DIR = "blobs"
 #: Bodies larger than this go to a blob (a multipart upload, a picture).
 INLINE_MAX = 256 * 1024
 #: The longest line read; a longer one is not a line this module wrote.
 MAX_LINE_BYTES = 16 * 1024 * 1024
-KINDS = ("session", "submit", "poll", "result")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-Body = dict[str, Any]
 
 
 def encode_body(data: bytes, store_blob: Callable[[bytes], str]) -> Body | None:
@@ -52,160 +57,9 @@ def encode_body(data: bytes, store_blob: Callable[[bytes], str]) -> Body | None:
         parsed = json.loads(text)
     except ValueError:
         return {"text": text}
-    if _compact(parsed) == text:
+    if compact(parsed) == text:
         return {"json": parsed}
     return {"text": text}
-
-
-def _compact(value: Any) -> str | None:
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        return None
-
-
-def _body_ok(body: Any) -> bool:
-    if body is None:
-        return True
-    if not isinstance(body, dict):
-        return False
-    if "json" in body:
-        return True
-    if isinstance(body.get("text"), str):
-        return True
-    if isinstance(body.get("b64"), str):
-        return True
-    return isinstance(body.get("blob"), str) and _SHA256.match(body["blob"]) is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Exchange:
-    """One recorded request and its answer (``status`` None: no answer, see ``error``)."""
-
-    line: int
-    kind: str
-    t: float
-    method: str
-    path: str
-    query: str = ""
-    request_headers: dict[str, str] = field(default_factory=dict)
-    key_id: str | None = None
-    request_body: Body | None = None
-    status: int | None = None
-    response_headers: dict[str, str] = field(default_factory=dict)
-    response_body: Body | None = None
-    latency: float = 0.0
-    task_id: str | None = None
-    error: str | None = None
-    #: A result picture: its URL as the answer gave it (masked) and its place in the answer.
-    url: str | None = None
-    index: int | None = None
-
-    @property
-    def keyed(self) -> bool:
-        """Whether the request carried an ``Authorization`` header."""
-        return "authorization" in self.request_headers
-
-    @property
-    def content_type(self) -> str:
-        return self.response_headers.get("content-type", "")
-
-    @property
-    def request_content_type(self) -> str:
-        return self.request_headers.get("content-type", "")
-
-    def to_record(self) -> dict[str, Any]:
-        """The line's JSON object."""
-        record: dict[str, Any] = {"v": FORMAT_VERSION, "kind": self.kind, "t": self.t}
-        record.update(method=self.method, path=self.path)
-        if self.query:
-            record["query"] = self.query
-        if self.url is not None:
-            record["url"] = self.url
-            record["index"] = self.index
-        request: dict[str, Any] = {"headers": self.request_headers}
-        if self.key_id is not None:
-            request["key_id"] = self.key_id
-        if self.request_body is not None:
-            request["body"] = self.request_body
-        record["request"] = request
-        record["status"] = self.status
-        response: dict[str, Any] = {"headers": self.response_headers}
-        if self.response_body is not None:
-            response["body"] = self.response_body
-        record["response"] = response
-        record["latency"] = round(self.latency, 6)
-        if self.task_id is not None:
-            record["task_id"] = self.task_id
-        if self.error is not None:
-            record["error"] = self.error
-        return record
-
-
-def _headers(value: Any) -> dict[str, str] | None:
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        return None
-    return {k.lower(): v for k, v in value.items()}
-
-
-def parse_record(record: Any, line: int) -> Exchange | str:
-    """The exchange of one line, or why the line is not one (a warning)."""
-    if not isinstance(record, dict):
-        return "not a JSON object"
-    if record.get("v") != FORMAT_VERSION:
-        return f"format version {record.get('v')!r}, not {FORMAT_VERSION} (a newer recorder?)"
-    kind = record.get("kind")
-    if kind not in KINDS:
-        return f"unknown kind {kind!r}"
-    t = record.get("t")
-    if not isinstance(t, int | float) or isinstance(t, bool):
-        return "'t' is not a number"
-    if kind == "session":
-        return Exchange(line=line, kind="session", t=float(t), method="", path="")
-    request: dict[str, Any] = record["request"] if isinstance(record.get("request"), dict) else {}
-    response: dict[str, Any] = (
-        record["response"] if isinstance(record.get("response"), dict) else {}
-    )
-    request_headers, response_headers = (
-        _headers(request.get("headers", {})),
-        _headers(response.get("headers", {})),
-    )
-    status, latency = record.get("status"), record.get("latency", 0.0)
-    problems = [
-        (not isinstance(record.get("method"), str), "'method' is not text"),
-        (not isinstance(record.get("path"), str), "'path' is not text"),
-        (request_headers is None, "request headers are not a table of texts"),
-        (response_headers is None, "response headers are not a table of texts"),
-        (status is not None and not isinstance(status, int), "'status' is not an integer"),
-        (not isinstance(latency, int | float), "'latency' is not a number"),
-        (not _body_ok(request.get("body")), "the request body is not a known encoding"),
-        (not _body_ok(response.get("body")), "the response body is not a known encoding"),
-    ]
-    for bad, why in problems:
-        if bad:
-            return why
-    index = record.get("index")
-    return Exchange(
-        line=line,
-        kind=str(kind),
-        t=float(t),
-        method=str(record["method"]).upper(),
-        path=str(record["path"]),
-        query=str(record.get("query", "")),
-        request_headers=request_headers or {},
-        key_id=request.get("key_id") if isinstance(request.get("key_id"), str) else None,
-        request_body=request.get("body"),
-        status=status,
-        response_headers=response_headers or {},
-        response_body=response.get("body"),
-        latency=float(latency),
-        task_id=record["task_id"] if isinstance(record.get("task_id"), str) else None,
-        error=record["error"] if isinstance(record.get("error"), str) else None,
-        url=record["url"] if isinstance(record.get("url"), str) else None,
-        index=index if isinstance(index, int) and not isinstance(index, bool) else None,
-    )
 
 
 @dataclass(slots=True)
@@ -228,10 +82,19 @@ class Cassette:
         warnings: list[str] = []
         sessions: list[dict[str, Any]] = []
         for number, raw, last in _lines(path):
+            if raw is None:
+                warnings.append(
+                    f"{path.name} line {number} is longer than the "
+                    f"{MAX_LINE_BYTES // 2**20} MiB a line may have; skipped"
+                )
+                continue
             if not raw.strip():
                 continue
             try:
-                record = json.loads(raw)
+                record = read_json(raw)
+            except NotFinite as exc:
+                warnings.append(f"{path.name} line {number} holds {exc}; skipped")
+                continue
             except (ValueError, UnicodeDecodeError):
                 torn = "cut short (a crash while writing?)" if last else "not valid JSON"
                 warnings.append(f"{path.name} line {number} is {torn}; skipped")
@@ -247,7 +110,7 @@ class Cassette:
 
     def blob(self, sha: str) -> bytes | None:
         """A blob's bytes, or None when it is missing or does not match its name."""
-        if not _SHA256.match(sha):
+        if not SHA256.match(sha):
             return None
         try:
             data = (self.directory / BLOB_DIR / sha).read_bytes()
@@ -260,7 +123,7 @@ class Cassette:
         if body is None:
             return b""
         if "json" in body:
-            return (_compact(body["json"]) or "").encode("utf-8")
+            return (compact(body["json"]) or "").encode("utf-8")
         if "text" in body:
             return str(body["text"]).encode("utf-8")
         if "b64" in body:
@@ -271,8 +134,9 @@ class Cassette:
         return self.blob(str(body.get("blob", "")))
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
-    """(number, bytes, whether it is the last line and has no newline) for each line."""
+def _lines(path: Path) -> Iterator[tuple[int, bytes | None, bool]]:
+    """(number, bytes, whether it is the last line and has no newline) for each line; bytes
+    None for a line longer than `MAX_LINE_BYTES` (read past, never held)."""
     with path.open("rb") as fh:
         number = 0
         while True:
@@ -281,10 +145,10 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
                 return
             number += 1
             if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                # Skip the rest of an overlong line; it is reported as not valid JSON.
+                # Skip the rest of an overlong line; the reader names it too long.
                 while raw and not raw.endswith(b"\n"):
                     raw = fh.readline(MAX_LINE_BYTES)
-                yield number, b"\x00", False
+                yield number, None, False
                 continue
             yield number, raw, not raw.endswith(b"\n")
 

@@ -178,7 +178,10 @@ def _serve(args: Any, environ: dict[str, str], out: Callable[[str], None]) -> in
         if args.replay:
             from .replay import create_replay_app
 
-            app = create_replay_app(args.replay)
+            def warn(warning: str) -> None:
+                print(f"image-task-emulator: warning: {warning}", file=sys.stderr)
+
+            app = create_replay_app(args.replay, warn)
             what = f"replaying {args.replay}"
         else:
             from .recorder import RecorderOptions, create_recorder_app

@@ -7,10 +7,14 @@ secret is masked before a line is written, never after:
   prefix) still tells two keys of one recording apart;
 - headers that carry credentials (cookies, ``X-Api-Key``...) are masked or dropped;
 - JSON members and query parameters with a secret's name (``key``, ``api_key``, ``token``,
-  ``signature``...) are masked, in requests and answers;
-- every URL in an answer has its query values masked: signed result URLs carry their
-  credentials there (``X-Amz-Signature``, ``Expires`` + ``Signature``, ``sig``...), and the
-  picture is named by the path;
+  ``signature``, ``accessToken``...) are masked, whatever they hold (a list, an object), in
+  requests and answers;
+- every body that parses as JSON is masked as JSON whatever its content type says (a service
+  may label JSON ``text/plain``); any other text is searched for URLs;
+- every URL, a whole value or inside a longer text, any case of ``http(s)://`` or
+  scheme-relative (``//cdn…``), has its query values, its fragment and its user info masked:
+  signed result URLs carry their credentials there (``X-Amz-Signature``, ``Expires`` +
+  ``Signature``, ``sig``...), and the picture is named by the path;
 - finally each secret seen in the exchange (the key, a masked value) is replaced wherever it
   still occurs, in any body, as text or bytes.
 """
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -62,9 +68,19 @@ SECRET_NAMES = frozenset(
 DROPPED_HEADERS = frozenset({"cookie", "set-cookie", "proxy-authorization"})
 
 
+#: A URL inside any text: http(s) in any case, or scheme-relative (``//host/…``), up to a
+#: space, a quote, an angle bracket or a backslash.
+_URL_IN_TEXT = re.compile(r"(?i)(?:\bhttps?:)?//[^\s\"'<>\\]+")
+#: Punctuation that ends a sentence rather than the URL before it.
+_TRAILING = ".,;:!?)]}"
+#: Where a camelCase name changes word ("accessToken" is "access_token").
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
 def secret_name(name: str) -> bool:
-    """Whether a member, parameter or header called ``name`` holds a credential."""
-    normal = name.strip().lower().replace("-", "_")
+    """Whether a member, parameter or header called ``name`` (snake, kebab or camel case)
+    holds a credential."""
+    normal = _CAMEL.sub("_", name.strip()).lower().replace("-", "_")
     return normal in SECRET_NAMES or normal.endswith(("_key", "_token", "_secret", "_signature"))
 
 
@@ -73,7 +89,16 @@ def key_id(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
 
 
-def bearer_key(headers: dict[str, str]) -> str | None:
+def caller(headers: Mapping[str, str]) -> str | None:
+    """Who sent a request, as a cassette tells callers apart: None without an ``Authorization``
+    header, else the key id of its key (``""`` for a header with no key in it)."""
+    if "authorization" not in headers:
+        return None
+    key = bearer_key(headers)
+    return key_id(key) if key else ""
+
+
+def bearer_key(headers: Mapping[str, str]) -> str | None:
     """The bearer key of a request's headers (lower-case names), or None."""
     value = headers.get("authorization", "").strip()
     scheme, sep, rest = value.partition(" ")
@@ -109,7 +134,7 @@ class Masker:
                 self.learn(value.strip())
                 out[name] = MASK
             else:
-                out[name] = self.text(value)
+                out[name] = self.text_urls(value)
         return out
 
     def query(self, query: str, *, every_value: bool = False) -> str:
@@ -128,39 +153,64 @@ class Masker:
         return self.text(urlencode(masked, safe="*"))
 
     def url(self, url: str) -> str:
-        """A URL from an answer: credentials in it masked, every query value masked."""
+        """A URL: user info, every query value and the fragment masked (kept as it was when
+        it has none of them)."""
         try:
             parts = urlsplit(url)
         except ValueError:
             return self.text(url)
-        netloc = parts.netloc
+        netloc, fragment = parts.netloc, parts.fragment
         if "@" in netloc:
             userinfo, _, host = netloc.rpartition("@")
             for secret in userinfo.split(":"):
                 self.learn(secret)
             netloc = f"{MASK}@{host}"
         query = self.query(parts.query, every_value=True)
-        return self.text(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
+        if fragment:
+            # A fragment may carry a token (``#access_token=…``): values masked, or all of it.
+            fragment = self.query(fragment, every_value=True) if "=" in fragment else MASK
+        if (netloc, query, fragment) == (parts.netloc, parts.query, parts.fragment):
+            return self.text(url)
+        out = urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+        if parts.scheme:  # urlsplit lower-cases the scheme: keep the URL's own
+            out = url[: len(parts.scheme)] + out[len(parts.scheme) :]
+        return self.text(out)
+
+    def text_urls(self, text: str) -> str:
+        """``text`` with every URL in it masked (`url`), then known secrets scrubbed."""
+
+        def one(match: re.Match[str]) -> str:
+            found = match.group(0)
+            core = found.rstrip(_TRAILING)
+            return self.url(core) + found[len(core) :]
+
+        return self.text(_URL_IN_TEXT.sub(one, text))
 
     # -- bodies --------------------------------------------------------------------------------
     def json_value(self, value: Any) -> Any:
-        """A parsed JSON value with secret-named members and URL queries masked."""
+        """A parsed JSON value with secret-named members and URLs masked."""
         if isinstance(value, dict):
             out: dict[str, Any] = {}
             for name, item in value.items():
-                if secret_name(str(name)) and isinstance(item, str | int | float):
-                    self.learn(str(item))
-                    out[name] = MASK
-                else:
-                    out[name] = self.json_value(item)
+                out[name] = self.all(item) if secret_name(str(name)) else self.json_value(item)
             return out
         if isinstance(value, list):
             return [self.json_value(item) for item in value]
         if isinstance(value, str):
-            if value.startswith(("http://", "https://")):
-                return self.url(value)
-            return self.text(value)
+            return self.text_urls(value)
         return value
+
+    def all(self, value: Any) -> Any:
+        """A secret-named member's value: every text or number in it masked (and learned),
+        its shape kept (a list of keys stays a list)."""
+        if isinstance(value, dict):
+            return {name: self.all(item) for name, item in value.items()}
+        if isinstance(value, list):
+            return [self.all(item) for item in value]
+        if value is None or isinstance(value, bool):
+            return value
+        self.learn(str(value))
+        return MASK
 
     def text(self, text: str) -> str:
         for secret in sorted(self.secrets, key=len, reverse=True):
@@ -172,21 +222,29 @@ class Masker:
             data = data.replace(secret.encode("utf-8"), MASK.encode())
         return data
 
-    def body(self, data: bytes, content_type: str) -> tuple[bytes, bool]:
-        """(masked bytes, whether anything changed). A JSON body whose masking changed
-        something is written again compactly; any other body only has secrets scrubbed."""
-        if "json" in content_type.lower():
-            try:
-                parsed = json.loads(data)
-            except (ValueError, UnicodeDecodeError):
-                parsed = _UNPARSED
-            if parsed is not _UNPARSED:
-                # Learn first (secret-named members, URL queries), then scrub what remains.
-                masked = self.json_value(parsed)
-                if masked != parsed:
-                    text = json.dumps(masked, ensure_ascii=False, separators=(",", ":"))
-                    return self.data(text.encode("utf-8")), True
-        scrubbed = self.data(data)
+    def body(self, data: bytes) -> tuple[bytes, bool]:
+        """(masked bytes, whether anything changed). A body that parses as JSON is masked as
+        JSON whatever its label (a JSON body that masking changed is written again
+        compactly); other text has its URLs masked; every body has known secrets scrubbed."""
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            scrubbed = self.data(data)  # bytes (a picture, an upload): only known secrets
+            return scrubbed, scrubbed != data
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = _UNPARSED
+        if parsed is _UNPARSED:
+            masked = self.text_urls(text).encode("utf-8")
+        else:
+            # Learn first (secret-named members, URL queries), then scrub what remains.
+            value = self.json_value(parsed)
+            if value == parsed:
+                masked = data
+            else:
+                masked = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        scrubbed = self.data(masked)
         return scrubbed, scrubbed != data
 
 

@@ -2,8 +2,9 @@
 
 Two JSON bodies are the same submission when they hold the same value (member order and
 spacing aside); two multipart bodies when they hold the same fields and the same files
-(the boundary aside). Anything else is compared byte for byte. Whether a key was sent is part
-of the match: the same body without a key was a different exchange (a 401).
+(the boundary aside). Anything else is compared byte for byte. Which key was sent (its key id,
+or none) is part of the match: the same body without a key was a different exchange (a 401),
+and with another key another one (the service may refuse that key, or give it its own task).
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def form_fields(content_type: str, body: bytes) -> list[tuple[str, str | None, b
     return fields
 
 
-def submission_key(content_type: str, body: bytes, keyed: bool) -> str:
-    """A name equal for two requests that are the same submission."""
+def submission_key(content_type: str, body: bytes, caller: str | None) -> str:
+    """A name equal for two requests that are the same submission from the same caller
+    (``caller``: the key id, None without a key; `masking.caller`)."""
     kind = content_type.split(";")[0].strip().lower()
     shape: Any
     if "json" in kind:
@@ -60,7 +62,7 @@ def submission_key(content_type: str, body: bytes, keyed: bool) -> str:
             ]
         else:
             shape = ["bytes", kind, hashlib.sha256(body).hexdigest()]
-    shape.append("key" if keyed else "no key")
+    shape.append("no key" if caller is None else f"key {caller}")
     return json.dumps(shape, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -11,6 +11,7 @@ still fetches its pictures from where the answer points.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -135,6 +136,7 @@ class Recorder:
     # -- one client request --------------------------------------------------------------------
     async def handle(self, request: Request) -> Response:
         kind = "submit" if request.method == "POST" else "poll"
+        _check_task_id(request.path_params.get("task_id"))
         body = await _read_bounded(request, self.options.max_body_bytes)
         headers = {k.lower(): v for k, v in request.headers.items()}
         path, query = request.url.path, request.url.query
@@ -152,37 +154,40 @@ class Recorder:
             "key_id": key_id(key) if key else None,
         }
         shared["query"] = masker.query(query)
-        request_body, _ = masker.body(body, headers.get("content-type", ""))
+        request_body, _ = masker.body(body)
         task_id = request.path_params.get("task_id")
         try:
             reply = await self.upstream.forward(request.method, path, query, headers, body)
         except UpstreamError as exc:
-            said = masker.text(str(exc))
-            await self.write(Exchange(**shared, task_id=task_id, error=said), (request_body, b""))
+            said = masker.text_urls(str(exc))
+            failed = Exchange(**shared, task_id=task_id, error=said, upstream_status=exc.status)
+            await self.write(failed, (request_body, b""))
+            what = "did not answer" if exc.status is None else f"answered {exc.status}, but"
             raise EmulatorError(
-                f"the upstream service did not answer: {said}",
+                f"the upstream service {what}: {said}",
                 status_code=502,
                 code="upstream_unavailable",
             ) from None
-        answer, _ = masker.body(reply.body, reply.header("content-type"))
+        answer, _ = masker.body(reply.body)
         data = _json(reply.body)
         unwrapped = unwrap(data) if 200 <= reply.status < 300 else None
         if kind == "submit" and unwrapped is not None:
             task_id = str(unwrapped[1].get("task_id"))
+        kept, notes = _recorded_headers(reply, masker)
         exchange = Exchange(
             **shared,
             status=reply.status,
-            response_headers=_recorded_headers(reply, masker),
+            response_headers=kept,
             latency=reply.latency,
             task_id=task_id,
+            notes=notes,
         )
         await self.write(exchange, (request_body, answer))
         if self.options.record_results and unwrapped and unwrapped[1].get("status") == "succeeded":
             await self._fetch_results(task_id or "", result_urls(unwrapped[1]))
         response = Response(reply.body, status_code=reply.status)
-        response.raw_headers.extend(
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers
-        )
+        # The upstream's own bytes: a value need not be Latin-1 ("x-note: 日本" in UTF-8).
+        response.raw_headers.extend(reply.raw_headers)
         return response
 
     async def _fetch_results(self, task_id: str, urls: list[str]) -> None:
@@ -207,28 +212,58 @@ class Recorder:
             try:
                 reply = await self.upstream.fetch_result(url)
             except UpstreamError as exc:
-                await self.write(Exchange(**shared, error=masker.text(str(exc))), (b"", b""))
+                said = masker.text_urls(str(exc))
+                failed = Exchange(**shared, error=said, upstream_status=exc.status)
+                await self.write(failed, (b"", b""))
                 continue
+            kept, notes = _recorded_headers(reply, masker)
             exchange = Exchange(
                 **shared,
                 status=reply.status,
-                response_headers=_recorded_headers(reply, masker),
+                response_headers=kept,
                 latency=reply.latency,
+                notes=notes,
             )
             is_picture = reply.header("content-type").startswith("image/")
             data = reply.body
             if not is_picture:
-                data, _ = masker.body(data, reply.header("content-type"))
+                data, _ = masker.body(data)
             await self.write(exchange, (b"", data), picture=is_picture and reply.status == 200)
 
 
-def _recorded_headers(reply: Reply, masker: Masker) -> dict[str, str]:
+#: What no task id has (as the emulator's own ids): control characters, C0 and C1.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _check_task_id(task_id: str | None) -> None:
+    """404 for a poll of an id no task can have, before anything is sent: a control character
+    cannot even be put in the upstream's URL."""
+    if task_id is not None and _CONTROL.search(task_id):
+        shown = ascii(task_id[:80])
+        raise EmulatorError(
+            f"task {shown} is not forwarded: a task id has no control characters "
+            "(U+0000-U+001F, U+007F-U+009F)",
+            status_code=404,
+            code="not_forwarded",
+        )
+
+
+def _recorded_headers(reply: Reply, masker: Masker) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The answer's headers a cassette keeps (masked), and a note for each one it cannot: a
+    value that is not UTF-8 text (a line is text; the replay sends values back as UTF-8)."""
     kept: dict[str, str] = {}
-    for name, value in reply.headers:
-        name = name.lower()
-        if recorded_response_header(name):
-            kept[name] = masker.url(value) if name == "location" else masker.text(value)
-    return kept
+    notes: list[str] = []
+    for raw_name, raw_value in reply.raw_headers:
+        name = raw_name.decode("latin-1").lower()
+        if not recorded_response_header(name):
+            continue
+        try:
+            value = raw_value.decode("utf-8")
+        except UnicodeDecodeError:
+            notes.append(f"response header {name}: its value is not UTF-8 text; not kept")
+            continue
+        kept[name] = masker.url(value) if name == "location" else masker.text_urls(value)
+    return kept, tuple(notes)
 
 
 def _json(data: bytes) -> Any:

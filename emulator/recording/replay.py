@@ -1,8 +1,10 @@
 """``serve --replay DIR``: the real service's recorded answers, served again without it.
 
-- a submission is matched by its body (`matching`): the k-th identical submission gets the
-  k-th recorded answer to it, then the last one again;
-- each poll of a task gets the task's recorded polls in order, then its last answer again;
+- a submission is matched by its body and its caller's key (`matching`): the k-th identical
+  submission gets the k-th recorded answer to it, then the last one again;
+- each caller's polls of a task (told apart by key id, as the recorder wrote them) get that
+  caller's recorded polls in order, then its last answer again; a HEAD looks without using
+  one up;
 - result pictures recorded by hash are served at ``/_recording/results/{sha256}``, and an
   answer that names a recorded picture names it there (on this server's address);
 - anything not recorded is a 404 ``not_recorded`` whose message names what was missing.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from ..errors import EmulatorError
 from ..http.errors import exception_handlers
 from ..http.privates import anchor_at_end
 from .cassette import Cassette, Exchange
+from .masking import caller
 from .matching import describe, submission_key
 from .recorder import POLL_PATH, SUBMIT_PATH
 
@@ -46,20 +50,22 @@ class Replayer:
     def __init__(self, cassette: Cassette) -> None:
         self.cassette = cassette
         self.submissions: dict[str, list[Exchange]] = defaultdict(list)
-        #: How many submissions were recorded with a key (True) and without (False).
-        self.submitted: dict[bool, int] = {True: 0, False: 0}
-        self.polls: dict[tuple[str, bool], list[Exchange]] = defaultdict(list)
+        #: How many submissions each caller (key id, None: no key) made.
+        self.submitted: dict[str | None, int] = defaultdict(int)
+        #: Each task's polls by caller: each key replays its own sequence, as the service
+        #: answered it (the owner's polls, another key's refusals).
+        self.polls: dict[tuple[str, str | None], list[Exchange]] = defaultdict(list)
         #: Masked result URL -> hash of the picture recorded for it.
         self.pictures: dict[str, str] = {}
         self.media_types: dict[str, str] = {}
         for exchange in cassette.exchanges:
             if exchange.kind == "submit":
                 body = cassette.body(exchange.request_body) or b""
-                key = submission_key(exchange.request_content_type, body, exchange.keyed)
+                key = submission_key(exchange.request_content_type, body, exchange.caller)
                 self.submissions[key].append(exchange)
-                self.submitted[exchange.keyed] += 1
+                self.submitted[exchange.caller] += 1
             elif exchange.kind == "poll" and exchange.task_id is not None:
-                self.polls[(exchange.task_id, exchange.keyed)].append(exchange)
+                self.polls[(exchange.task_id, exchange.caller)].append(exchange)
             elif exchange.kind == "result" and exchange.status == 200 and exchange.url:
                 sha = (exchange.response_body or {}).get("blob")
                 if isinstance(sha, str):
@@ -70,16 +76,21 @@ class Replayer:
     def rewind(self) -> None:
         self.played.clear()
 
-    def next(self, table: str, key: Any, recorded: list[Exchange]) -> Exchange:
-        """The next answer of a sequence (the last once all were played)."""
+    def next(self, table: str, key: Any, recorded: list[Exchange], *, advance: bool) -> Exchange:
+        """The next answer of a sequence (the last once all were played); ``advance`` False
+        (a HEAD) looks at it without using it up."""
         done = self.played.get((table, key), 0)
-        self.played[(table, key)] = done + 1
+        if advance:
+            self.played[(table, key)] = done + 1
         return recorded[min(done, len(recorded) - 1)]
 
     def answer(self, exchange: Exchange, base_url: str) -> Response:
         if exchange.status is None:
+            said = exchange.error or "no reason recorded"
+            if exchange.upstream_status is not None:
+                said = f"the upstream answered {exchange.upstream_status}, but {said}"
             raise EmulatorError(
-                f"the recording has no answer here (line {exchange.line}): {exchange.error}",
+                f"the recording has no answer here (line {exchange.line}): {said}",
                 status_code=502,
                 code="recorded_no_answer",
             )
@@ -90,8 +101,9 @@ class Replayer:
             )
         body = self._local_pictures(body, base_url)
         response = Response(body, status_code=exchange.status)
+        # Values as the recorder kept them: UTF-8 text (the same bytes as Latin-1 for ASCII).
         response.raw_headers.extend(
-            (name.encode("latin-1"), value.encode("latin-1"))
+            (name.encode("ascii"), value.encode("utf-8"))
             for name, value in exchange.response_headers.items()
         )
         return response
@@ -126,37 +138,44 @@ def _replayer(request: Request) -> Replayer:
     return replayer
 
 
+def _who(caller: str | None) -> str:
+    return "without a key" if caller is None else f"with this key (key id {caller or 'empty'})"
+
+
 async def submit(request: Request) -> Response:
     replayer = _replayer(request)
     body = await _read_bounded(request)
     content_type = request.headers.get("content-type", "")
-    keyed = "authorization" in request.headers
-    key = submission_key(content_type, body, keyed)
+    who = caller(request.headers)
+    key = submission_key(content_type, body, who)
     recorded = replayer.submissions.get(key)
     if not recorded:
-        count = replayer.submitted[keyed]
+        count = replayer.submitted.get(who, 0)
         raise NotRecorded(
             f"no recorded submission has this body ({describe(content_type, body)}) "
-            f"{'with' if keyed else 'without'} a key; the cassette holds {count} such "
-            "submission(s)"
+            f"{_who(who)}; the cassette holds {count} submission(s) {_who(who)}"
         )
-    return replayer.answer(replayer.next("submit", key, recorded), str(request.base_url))
+    exchange = replayer.next("submit", key, recorded, advance=True)
+    return replayer.answer(exchange, str(request.base_url))
 
 
 async def poll(request: Request) -> Response:
     replayer = _replayer(request)
     task_id = request.path_params["task_id"]
-    keyed = "authorization" in request.headers
-    recorded = replayer.polls.get((task_id, keyed))
+    who = caller(request.headers)
+    recorded = replayer.polls.get((task_id, who))
     if not recorded:
-        other = replayer.polls.get((task_id, not keyed))
-        hint = f" (it has polls {'with' if not keyed else 'without'} a key)" if other else ""
-        raise NotRecorded(
-            f"the cassette has no poll of task {task_id!r} {'with' if keyed else 'without'} "
-            f"a key{hint}"
-        )
-    key = (task_id, keyed)
-    return replayer.answer(replayer.next("poll", key, recorded), str(request.base_url))
+        others = [c for (t, c) in replayer.polls if t == task_id and c != who]
+        hint = ""
+        if others:
+            keys = sum(c is not None for c in others)
+            said = [f"with {keys} {'other ' if who is not None else ''}key(s)"] if keys else []
+            said += ["without a key"] if None in others else []
+            hint = f" (it has polls {' and '.join(said)})"
+        raise NotRecorded(f"the cassette has no poll of task {task_id!r} {_who(who)}{hint}")
+    # A HEAD (Starlette answers it on this route) is not a poll: it must not use one up.
+    exchange = replayer.next("poll", (task_id, who), recorded, advance=request.method != "HEAD")
+    return replayer.answer(exchange, str(request.base_url))
 
 
 async def picture(request: Request) -> Response:
@@ -193,9 +212,19 @@ async def _not_recorded(request: Request) -> Response:
     )
 
 
-def create_replay_app(directory: str | Path) -> Starlette:
-    """The replay server of the cassette in ``directory`` (FileNotFoundError: none there)."""
+def create_replay_app(
+    directory: str | Path, warn: Callable[[str], None] | None = None
+) -> Starlette:
+    """The replay server of the cassette in ``directory``. ``warn`` is told each line skipped;
+    FileNotFoundError: no cassette there; ValueError: not one line of it can be replayed (an
+    empty, foreign or damaged cassette would otherwise answer only ``not_recorded``)."""
     cassette = Cassette.load(directory)
+    for warning in cassette.warnings:
+        (warn or (lambda _: None))(warning)
+    if not any(e.kind in ("submit", "poll", "result") for e in cassette.exchanges):
+        skipped = len(cassette.warnings)
+        why = f"all {skipped} line(s) were skipped" if skipped else "it holds no exchange"
+        raise ValueError(f"nothing to replay in {directory}: {why}")
     every = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     routes: list[BaseRoute] = [
         Route(SUBMIT_PATH, submit, methods=["POST"]),

@@ -1,7 +1,8 @@
 """The recorder's HTTP client to the real service: every exchange bounded.
 
 - only the two task routes are forwarded (the proxy's routes), and result pictures fetched;
-- a connect timeout and a total timeout per exchange; answers read up to a size limit;
+- a connect timeout and a total deadline per exchange (connect, head and body: a trickling
+  answer cannot hold one longer); answers read up to a size limit;
 - redirects are never followed on the task routes (the 3xx goes back to the client as it
   came); a result download follows at most `MAX_REDIRECTS` redirects on the same host, never to
   another one;
@@ -12,9 +13,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from urllib.parse import urljoin, urlsplit
 
+import anyio
 import httpx
 
 #: Request headers a client's request keeps on its way to the upstream.
@@ -47,7 +49,12 @@ MAX_REDIRECTS = 3
 
 
 class UpstreamError(Exception):
-    """No usable answer: unreachable, timed out, too large, or a redirect not followed."""
+    """No usable answer: unreachable, timed out, too large, or a redirect not followed;
+    ``status`` is the upstream's status when it got that far (a body too large or too slow)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,8 @@ class Reply:
     body: bytes
     #: Wall seconds from sending the request to the end of the answer.
     latency: float
+    #: The headers handed on, as the upstream sent their bytes (a value need not be Latin-1).
+    raw_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def header(self, name: str) -> str:
         for key, value in self.headers:
@@ -103,6 +112,7 @@ class Upstream:
     ) -> None:
         self.base_url = check_upstream(base_url)
         self.max_answer_bytes, self.max_result_bytes = max_answer_bytes, max_result_bytes
+        self.timeout = timeout
         self.http = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
@@ -130,7 +140,7 @@ class Upstream:
             reply = await self._exchange("GET", url, {}, b"", self.max_result_bytes)
             location = reply.header("location")
             if not (300 <= reply.status < 400 and location):
-                return Reply(reply.status, reply.headers, reply.body, time.perf_counter() - started)
+                return replace(reply, latency=time.perf_counter() - started)
             target = urljoin(url, location)
             if origin(target) != origin(url):
                 raise UpstreamError(
@@ -143,24 +153,40 @@ class Upstream:
         self, method: str, url: str, headers: dict[str, str], body: bytes, limit: int
     ) -> Reply:
         started = time.perf_counter()
-        request = self.http.build_request(method, url, headers=headers, content=body or None)
+        status: int | None = None
         try:
-            response = await self.http.send(request, stream=True)
-            try:
-                data = bytearray()
-                async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > limit:
-                        raise UpstreamError(f"the answer is larger than {limit} bytes")
-            finally:
-                await response.aclose()
-        except httpx.HTTPError as exc:
+            # httpx's timeouts bound each read: a service trickling a byte a second never trips
+            # them. This bounds the whole exchange (connect, head and body).
+            with anyio.fail_after(self.timeout):
+                request = self.http.build_request(
+                    method, url, headers=headers, content=body or None
+                )
+                response = await self.http.send(request, stream=True)
+                status = response.status_code
+                try:
+                    data = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        data += chunk
+                        if len(data) > limit:
+                            raise UpstreamError(f"the answer is larger than {limit} bytes", status)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            said = f"the exchange took longer than the --upstream-timeout of {self.timeout:g} s"
+            raise UpstreamError(said, status) from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise UpstreamError(said) from None
+            raise UpstreamError(said, status) from None
         headers_out = [
             (k, v) for k, v in response.headers.multi_items() if k.lower() not in NOT_HANDED_ON
         ]
-        return Reply(response.status_code, headers_out, bytes(data), time.perf_counter() - started)
+        raw = [
+            (k.lower(), v)
+            for k, v in response.headers.raw
+            if k.decode("latin-1").lower() not in NOT_HANDED_ON
+        ]
+        latency = time.perf_counter() - started
+        return Reply(response.status_code, headers_out, bytes(data), latency, raw)
 
 
 __all__ = ["Reply", "Upstream", "UpstreamError", "check_upstream", "origin"]
