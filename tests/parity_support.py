@@ -53,7 +53,8 @@ def service(drift: str = "") -> Starlette:
     """The relay, with one ``drift``: ``code`` (an unknown task is ``task_gone``), ``time_str``
     (``created_at`` a text), ``noprocessing`` (no poll answers processing), ``poll500`` (every
     poll a 500 in text), ``drip`` (the submission's answer a byte every DRIP s, endlessly),
-    ``huge`` (the submission's answer 32 MiB of JSON, streamed without a length)."""
+    ``huge`` (the submission's answer 32 MiB of JSON, streamed without a length) and
+    ``huge_polls`` (a poll's answer as ``huge``)."""
     counter = itertools.count(1)
     polls: dict[str, int] = {}
 
@@ -73,6 +74,8 @@ def service(drift: str = "") -> Starlette:
             return JSONResponse(not_found(task_id, code), 404)
         if drift == "poll500":
             return Response(b"oops", status_code=500, media_type="text/plain")
+        if drift == "huge_polls":
+            return StreamingResponse(_huge(), media_type="application/json")
         polls[task_id] += 1
         first = polls[task_id] == 1 and drift != "noprocessing"
         status, progress = ("processing", "40%") if first else ("succeeded", "100%")

@@ -202,6 +202,28 @@ def test_a_dripping_target_ends_at_the_request_deadline(
     assert elapsed < 60, f"took {elapsed:.1f} s"
 
 
+def test_a_poll_the_target_did_not_answer_still_counts_as_polled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The recording polled the task; the target's answers to those polls are too large. The
+    # summary must not say the recording never polled it.
+    write_cassette(tmp_path, recorded(*FOLLOWED, unknown=False))
+    with serving(service("huge_polls")) as url:
+        code, out = _parity(capsys, tmp_path, url)
+    assert code == EXIT_DIFFERENT, out
+    assert "never polled" not in out, out
+    no_answer = (
+        f"the target gave no answer (its answer (200) is over {MAX_ANSWER_BYTES} bytes: parity "
+        f"reads at most {MAX_ANSWER_BYTES} bytes of one answer)"
+    )
+    assert _differences(out) == [
+        f"line 3 (GET /v1/images/tasks/task_000001): {no_answer}",
+        f"line 4 (GET /v1/images/tasks/task_000001): {no_answer}",
+        f"line 5 (GET /v1/images/tasks/task_000001): {no_answer}",
+        f"task task_000001… (submitted at line 2): {no_answer}",
+    ]
+
+
 def test_a_huge_answer_is_a_difference_read_only_up_to_the_limit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

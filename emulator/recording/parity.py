@@ -210,13 +210,15 @@ class Parity:
                 content_type=ex.request_content_type,
                 body=item.request_body,
             )
+            recorded = _got_recorded(item)
+            if pair is not None and _task(recorded) is not None:
+                # The recording polled it whether or not the target answered this poll: what it
+                # saw is still compared by state at the end (not "never polled").
+                pair.recorded.append(recorded)
             if got is None:
                 continue
-            recorded = _got_recorded(item)
             if pair is not None:
                 # A task answer on each side is compared by state at the end, not here.
-                if _task(recorded) is not None:
-                    pair.recorded.append(recorded)
                 if _task(got) is not None:
                     pair.target.append(got)
                 if _task(recorded) is not None and _task(got) is not None:
