@@ -202,6 +202,28 @@ def test_a_dripping_target_ends_at_the_request_deadline(
     assert elapsed < 60, f"took {elapsed:.1f} s"
 
 
+def test_a_later_exchange_that_drips_ends_at_the_request_deadline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The submission answers at once; the polls after it drip (8 s each, then the task). On a
+    # connection kept alive from the submission the deadline had no socket to shut: each poll
+    # was waited out in full (and an endless drip forever) under "no complete answer within 1 s".
+    write_cassette(tmp_path, recorded("processing", unknown=False))
+    app = service("drip_polls")
+    with serving(app) as url:
+        code, out = _parity(capsys, tmp_path, url, "--request-deadline", "1")
+        ended = list(app.state.drips_ended)
+    assert code == EXIT_DIFFERENT, out
+    assert _differences(out) == [
+        "line 3 (GET /v1/images/tasks/task_000001): the target gave no answer (no complete "
+        "answer within 1 s (--request-deadline: connect, head and body together))",
+        "task task_000001… (submitted at line 2): the target gave no answer (no complete answer "
+        "within 1 s (--request-deadline: connect, head and body together))",
+    ]
+    # Each drip was cut at the deadline: not one was waited out to its end.
+    assert ended == [], f"{len(ended)} dripping answer(s) read to their end: {out}"
+
+
 def test_a_poll_the_target_did_not_answer_still_counts_as_polled(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -2,8 +2,10 @@
 
 httpx's timeout bounds each read, not an exchange: a service sending a byte every few seconds
 would hold parity forever. Each exchange here has a deadline for all of it (connect, head and
-body: conform's `Deadline`, whose timer shuts the socket down) and reads at most
-`MAX_ANSWER_BYTES` of the answer, so a huge answer costs that much memory, not its size.
+body: conform's `Deadline`, whose timer shuts the socket down) on a connection of its own (the
+deadline learns a socket only as a connection opens: on a reused one it could cut nothing), and
+reads at most `MAX_ANSWER_BYTES` of the answer, so a huge answer costs that much memory, not its
+size.
 Either bound reached is `NoAnswer` (the caller reports it as a difference), never a hang.
 """
 
@@ -76,6 +78,11 @@ class Target:
             timeout=deadline,
             follow_redirects=False,
             trust_env=False,
+            # A fresh connection per exchange, as conform's client has: `Deadline` hears of a
+            # socket only when a connection opens, so on a kept-alive one its timer would fire
+            # with nothing to shut and a dripping answer would run past it. Parity sends a few
+            # requests a second at most: a connect each costs little.
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
 
     def close(self) -> None:
