@@ -145,6 +145,31 @@ def test_a_fault_of_parity_itself_is_could_not_tell_not_a_difference(tmp_path: P
     assert "not a difference" in printed[-1]
 
 
+def test_a_cassette_the_loader_cannot_read_is_could_not_tell_not_a_difference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A cassette file whose every read fails (root reads through chmod 000; /proc/self/mem is
+    # a regular file whose offset 0 is never mapped: EIO). Loading it raised before parity's
+    # catch-all, and the process ended 1, a difference.
+    directory = tmp_path / "c"
+    directory.mkdir()
+    (directory / "cassette.jsonl").symlink_to("/proc/self/mem")
+    code, out = _parity(capsys, directory, "http://127.0.0.1:9")
+    assert code == EXIT_ERROR, out
+    assert out.startswith("parity: could not tell: parity itself failed (OSError"), out
+    assert "after 0 request(s); this is a fault of parity, not a difference" in out
+
+
+def test_an_against_url_that_cannot_be_parsed_is_refused_with_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # urlsplit raises on an unclosed IPv6 host: it crashed parity before its catch-all (exit 1).
+    write_cassette(tmp_path, recorded(*FOLLOWED))
+    code, out = _parity(capsys, tmp_path, "http://[::1")
+    assert code == EXIT_ERROR, out
+    assert out == "parity: --against must be an http(s) URL, got 'http://[::1'\n"
+
+
 # -- what parity cannot see is said, or a difference --------------------------------------------
 def test_a_state_the_target_never_shows_is_a_difference(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
