@@ -10,6 +10,7 @@ that service answered (`recorded`), through the recorder's own writer.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ SUBMISSION = {"model": "gpt-image-2", "prompt": "a blue sphere", "size": "1024x7
 KEY_ID = "4f7df253124c"
 #: Seconds between two bytes of a dripping answer (the deadline under test is 1 s).
 DRIP = 0.2
+#: Bytes dripped before a poll's dripping answer ends (``drip_polls``): 8 s of them, far past
+#: the 1 s deadline, yet finite, so a deadline that fails to cut makes a test fail, not hang.
+POLL_DRIPS = 40
 
 
 def task(task_id: str, status: str, progress: str, *, drift: str = "") -> dict[str, Any]:
@@ -53,9 +57,13 @@ def service(drift: str = "") -> Starlette:
     """The relay, with one ``drift``: ``code`` (an unknown task is ``task_gone``), ``time_str``
     (``created_at`` a text), ``noprocessing`` (no poll answers processing), ``poll500`` (every
     poll a 500 in text), ``drip`` (the submission's answer a byte every DRIP s, endlessly),
-    ``huge`` (the submission's answer 32 MiB of JSON, streamed without a length)."""
+    ``huge`` (the submission's answer 32 MiB of JSON, streamed without a length),
+    ``drip_polls`` (a poll's answer a byte every DRIP s, POLL_DRIPS of them, then the task;
+    ``app.state.drips_ended`` lists each that ran to its end) and ``huge_polls`` (a poll's
+    answer as ``huge``)."""
     counter = itertools.count(1)
     polls: dict[str, int] = {}
+    drips_ended: list[str] = []
 
     async def submit(request: Request) -> Response:
         task_id = f"task_{next(counter):06d}"
@@ -73,17 +81,24 @@ def service(drift: str = "") -> Starlette:
             return JSONResponse(not_found(task_id, code), 404)
         if drift == "poll500":
             return Response(b"oops", status_code=500, media_type="text/plain")
+        if drift == "huge_polls":
+            return StreamingResponse(_huge(), media_type="application/json")
         polls[task_id] += 1
         first = polls[task_id] == 1 and drift != "noprocessing"
         status, progress = ("processing", "40%") if first else ("succeeded", "100%")
-        return JSONResponse(wrapped(task(task_id, status, progress, drift=drift)))
+        answer = wrapped(task(task_id, status, progress, drift=drift))
+        if drift == "drip_polls":
+            return StreamingResponse(_drip_then(answer, drips_ended), media_type="application/json")
+        return JSONResponse(answer)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/v1/images/tasks", submit, methods=["POST"]),
             Route("/v1/images/tasks/{task_id}", poll, methods=["GET"]),
         ]
     )
+    app.state.drips_ended = drips_ended
+    return app
 
 
 async def _drip() -> AsyncIterator[bytes]:
@@ -91,6 +106,16 @@ async def _drip() -> AsyncIterator[bytes]:
     while True:  # until the client leaves (uvicorn then stops the stream)
         await anyio.sleep(DRIP)
         yield b" "
+
+
+async def _drip_then(answer: Any, ended: list[str]) -> AsyncIterator[bytes]:
+    """POLL_DRIPS spaces, one every DRIP s, then ``answer``: a complete answer, but late. A
+    client that leaves stops the stream (uvicorn cancels it), so nothing reaches ``ended``."""
+    for _ in range(POLL_DRIPS):
+        yield b" "
+        await anyio.sleep(DRIP)
+    ended.append(answer["data"]["task_id"])
+    yield json.dumps(answer).encode()
 
 
 async def _huge() -> AsyncIterator[bytes]:

@@ -145,6 +145,31 @@ def test_a_fault_of_parity_itself_is_could_not_tell_not_a_difference(tmp_path: P
     assert "not a difference" in printed[-1]
 
 
+def test_a_cassette_the_loader_cannot_read_is_could_not_tell_not_a_difference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A cassette file whose every read fails (root reads through chmod 000; /proc/self/mem is
+    # a regular file whose offset 0 is never mapped: EIO). Loading it raised before parity's
+    # catch-all, and the process ended 1, a difference.
+    directory = tmp_path / "c"
+    directory.mkdir()
+    (directory / "cassette.jsonl").symlink_to("/proc/self/mem")
+    code, out = _parity(capsys, directory, "http://127.0.0.1:9")
+    assert code == EXIT_ERROR, out
+    assert out.startswith("parity: could not tell: parity itself failed (OSError"), out
+    assert "after 0 request(s); this is a fault of parity, not a difference" in out
+
+
+def test_an_against_url_that_cannot_be_parsed_is_refused_with_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # urlsplit raises on an unclosed IPv6 host: it crashed parity before its catch-all (exit 1).
+    write_cassette(tmp_path, recorded(*FOLLOWED))
+    code, out = _parity(capsys, tmp_path, "http://[::1")
+    assert code == EXIT_ERROR, out
+    assert out == "parity: --against must be an http(s) URL, got 'http://[::1'\n"
+
+
 # -- what parity cannot see is said, or a difference --------------------------------------------
 def test_a_state_the_target_never_shows_is_a_difference(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -200,6 +225,50 @@ def test_a_dripping_target_ends_at_the_request_deadline(
     )
     # A liveness bound, wide for a loaded machine: the drip itself never ends.
     assert elapsed < 60, f"took {elapsed:.1f} s"
+
+
+def test_a_later_exchange_that_drips_ends_at_the_request_deadline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The submission answers at once; the polls after it drip (8 s each, then the task). On a
+    # connection kept alive from the submission the deadline had no socket to shut: each poll
+    # was waited out in full (and an endless drip forever) under "no complete answer within 1 s".
+    write_cassette(tmp_path, recorded("processing", unknown=False))
+    app = service("drip_polls")
+    with serving(app) as url:
+        code, out = _parity(capsys, tmp_path, url, "--request-deadline", "1")
+        ended = list(app.state.drips_ended)
+    assert code == EXIT_DIFFERENT, out
+    assert _differences(out) == [
+        "line 3 (GET /v1/images/tasks/task_000001): the target gave no answer (no complete "
+        "answer within 1 s (--request-deadline: connect, head and body together))",
+        "task task_000001… (submitted at line 2): the target gave no answer (no complete answer "
+        "within 1 s (--request-deadline: connect, head and body together))",
+    ]
+    # Each drip was cut at the deadline: not one was waited out to its end.
+    assert ended == [], f"{len(ended)} dripping answer(s) read to their end: {out}"
+
+
+def test_a_poll_the_target_did_not_answer_still_counts_as_polled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The recording polled the task; the target's answers to those polls are too large. The
+    # summary must not say the recording never polled it.
+    write_cassette(tmp_path, recorded(*FOLLOWED, unknown=False))
+    with serving(service("huge_polls")) as url:
+        code, out = _parity(capsys, tmp_path, url)
+    assert code == EXIT_DIFFERENT, out
+    assert "never polled" not in out, out
+    no_answer = (
+        f"the target gave no answer (its answer (200) is over {MAX_ANSWER_BYTES} bytes: parity "
+        f"reads at most {MAX_ANSWER_BYTES} bytes of one answer)"
+    )
+    assert _differences(out) == [
+        f"line 3 (GET /v1/images/tasks/task_000001): {no_answer}",
+        f"line 4 (GET /v1/images/tasks/task_000001): {no_answer}",
+        f"line 5 (GET /v1/images/tasks/task_000001): {no_answer}",
+        f"task task_000001… (submitted at line 2): {no_answer}",
+    ]
 
 
 def test_a_huge_answer_is_a_difference_read_only_up_to_the_limit(

@@ -18,7 +18,6 @@ itself is, never 1 (differences).
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 import time
 import traceback
@@ -26,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -34,10 +32,9 @@ from ..conformance.checks import unwrap
 from .cassette import Cassette
 from .evidence import TERMINAL, Sent, gather
 from .snapshot import diff, normalize
-from .target import Got, NoAnswer, Target, media_type
+from .target import Got, NoAnswer, Target, http_url, local, media_type
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
-LOOPBACK_NAMES = ("localhost",)
 #: The key sent to a service on this machine when none is given (an emulator takes any).
 LOCAL_KEY = "sk-parity"
 RUNNING = ("queued", "processing")
@@ -74,16 +71,6 @@ class Pair:
 
 class CouldNotRun(Exception):
     """The target never answered: nothing can be compared."""
-
-
-def local(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _got_recorded(sent: Sent) -> Got:
@@ -210,13 +197,15 @@ class Parity:
                 content_type=ex.request_content_type,
                 body=item.request_body,
             )
+            recorded = _got_recorded(item)
+            if pair is not None and _task(recorded) is not None:
+                # The recording polled it whether or not the target answered this poll: what it
+                # saw is still compared by state at the end (not "never polled").
+                pair.recorded.append(recorded)
             if got is None:
                 continue
-            recorded = _got_recorded(item)
             if pair is not None:
                 # A task answer on each side is compared by state at the end, not here.
-                if _task(recorded) is not None:
-                    pair.recorded.append(recorded)
                 if _task(got) is not None:
                     pair.target.append(got)
                 if _task(recorded) is not None and _task(got) is not None:
@@ -314,12 +303,36 @@ def run_parity(
     report_dir: str | None = None,
     **kwargs: Any,
 ) -> int:
+    """Exit 0 (no difference), 1 (differences) or 2 (could not run or tell). A fault of parity
+    itself, wherever it happens (reading the cassette, comparing, writing the report), is 2:
+    left to propagate it would end the process with 1 and read as a difference."""
+    started: list[Parity] = []
+    try:
+        return _run_parity(directory, options, out, report_dir, started, **kwargs)
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        sent = started[0].sent if started else 0
+        out(
+            f"parity: could not tell: parity itself failed ({type(exc).__name__}: {exc}) after "
+            f"{sent} request(s); this is a fault of parity, not a difference"
+        )
+        return EXIT_ERROR
+
+
+def _run_parity(
+    directory: Path,
+    options: ParityOptions,
+    out: Callable[[str], None],
+    report_dir: str | None,
+    started: list[Parity],
+    **kwargs: Any,
+) -> int:
     try:
         cassette = Cassette.load(directory)
     except FileNotFoundError as exc:
         out(f"parity: {exc}")
         return EXIT_ERROR
-    if not options.against.startswith(("http://", "https://")):
+    if not http_url(options.against):
         out(f"parity: --against must be an http(s) URL, got {options.against!r}")
         return EXIT_ERROR
     submissions = sum(1 for ex in cassette.exchanges if ex.kind == "submit")
@@ -330,20 +343,14 @@ def run_parity(
         )
         return EXIT_ERROR
     parity = Parity(cassette, options, **kwargs)
-    if parity.key is None:
-        out("parity: a service off this machine needs a key: --api-key or IMAGE_API_KEY")
-        return EXIT_ERROR
+    started.append(parity)
     try:
+        if parity.key is None:
+            out("parity: a service off this machine needs a key: --api-key or IMAGE_API_KEY")
+            return EXIT_ERROR
         parity.run()
     except CouldNotRun as exc:
         out(f"parity: could not run: {options.against} did not answer ({exc})")
-        return EXIT_ERROR
-    except Exception as exc:  # a crash of parity must not read as exit 1 (a difference)
-        traceback.print_exc(file=sys.stderr)
-        out(
-            f"parity: could not tell: parity itself failed ({type(exc).__name__}: {exc}) after "
-            f"{parity.sent} request(s); this is a fault of parity, not a difference"
-        )
         return EXIT_ERROR
     finally:
         parity.close()

@@ -2,16 +2,20 @@
 
 httpx's timeout bounds each read, not an exchange: a service sending a byte every few seconds
 would hold parity forever. Each exchange here has a deadline for all of it (connect, head and
-body: conform's `Deadline`, whose timer shuts the socket down) and reads at most
-`MAX_ANSWER_BYTES` of the answer, so a huge answer costs that much memory, not its size.
+body: conform's `Deadline`, whose timer shuts the socket down) on a connection of its own (the
+deadline learns a socket only as a connection opens: on a reused one it could cut nothing), and
+reads at most `MAX_ANSWER_BYTES` of the answer, so a huge answer costs that much memory, not its
+size.
 Either bound reached is `NoAnswer` (the caller reports it as a difference), never a hang.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -20,6 +24,7 @@ from ..conformance.deadline import Deadline
 #: The most of one answer read. A task answer is a few hundred bytes, and the recorder keeps
 #: none larger than 1 MiB (a larger one is a 502 in the cassette): 1 MiB is ample and bounded.
 MAX_ANSWER_BYTES = 1024 * 1024
+LOOPBACK_NAMES = ("localhost",)
 
 
 @dataclass(slots=True)
@@ -76,6 +81,11 @@ class Target:
             timeout=deadline,
             follow_redirects=False,
             trust_env=False,
+            # A fresh connection per exchange, as conform's client has: `Deadline` hears of a
+            # socket only when a connection opens, so on a kept-alive one its timer would fire
+            # with nothing to shut and a dripping answer would run past it. Parity sends a few
+            # requests a second at most: a connect each costs little.
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
 
     def close(self) -> None:
@@ -121,6 +131,27 @@ class Target:
         return _got(response.status_code, response.headers.get("content-type", ""), bytes(body))
 
 
+def local(url: str) -> bool:
+    """Whether ``url`` names this machine (a loopback address or ``localhost``)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def http_url(url: str) -> bool:
+    """Whether ``url`` is an http(s) URL with a host (and a port, if any, a number)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - read for its check: ValueError when not a port number
+    except ValueError:  # "http://[::1" (an unclosed IPv6 host), "http://h:x"
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def _too_large(limit: int, response: httpx.Response) -> str:
     declared = response.headers.get("content-length", "")
     size = f"{declared} bytes (its Content-Length)" if declared.isdigit() else f"over {limit} bytes"
@@ -130,4 +161,4 @@ def _too_large(limit: int, response: httpx.Response) -> str:
     )
 
 
-__all__ = ["MAX_ANSWER_BYTES", "Got", "NoAnswer", "Target", "media_type"]
+__all__ = ["MAX_ANSWER_BYTES", "Got", "NoAnswer", "Target", "http_url", "local", "media_type"]
