@@ -199,6 +199,35 @@ def test_an_exchange_is_bounded_in_total_not_per_read(tmp_path: Path) -> None:
     assert "--upstream-timeout of 0.4 s" in (exchange.error or "")
 
 
+def test_a_picture_download_and_its_redirects_share_one_upstream_timeout() -> None:
+    # Each hop answers well within the timeout; the four of them together do not. The timeout
+    # bounded each hop alone, so a download could take four times the documented bound.
+    calls: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        import anyio
+
+        calls.append(request.url.path)
+        await anyio.sleep(0.3)
+        hop = len(calls)
+        if hop <= 3:
+            return httpx.Response(302, headers={"Location": f"/x{hop}.png"})
+        return httpx.Response(200, content=b"picture")
+
+    async def fetch() -> None:
+        upstream = Upstream("http://relay.example", timeout=0.5, transport=_mock(handler))
+        try:
+            await upstream.fetch_result("http://cdn.example/x.png")
+        finally:
+            await upstream.aclose()
+
+    import anyio
+
+    with pytest.raises(UpstreamError, match=r"longer than the --upstream-timeout of 0.5 s"):
+        anyio.run(fetch)
+    assert len(calls) == 2  # the second hop was cut at the shared deadline
+
+
 def test_a_body_over_the_limit_is_refused_before_it_is_sent(tmp_path: Path) -> None:
     calls: list[httpx.Request] = []
     options = RecorderOptions("http://relay.example", tmp_path, max_body_bytes=2048)

@@ -132,12 +132,16 @@ class Upstream:
         return await self._exchange(method, url, kept, body, self.max_answer_bytes)
 
     async def fetch_result(self, url: str) -> Reply:
-        """GET a result picture without the key, following same-host redirects only."""
+        """GET a result picture without the key, following same-host redirects only, all of
+        them within one ``timeout`` (each redirect's exchange gets what is left of it)."""
         if not url.startswith(("http://", "https://")):
             raise UpstreamError(f"not an http(s) URL: {url[:80]!r}")
         started = time.perf_counter()
         for _ in range(MAX_REDIRECTS + 1):
-            reply = await self._exchange("GET", url, {}, b"", self.max_result_bytes)
+            left = self.timeout - (time.perf_counter() - started)
+            if left <= 0:
+                raise UpstreamError(self._too_slow())
+            reply = await self._exchange("GET", url, {}, b"", self.max_result_bytes, left)
             location = reply.header("location")
             if not (300 <= reply.status < 400 and location):
                 return replace(reply, latency=time.perf_counter() - started)
@@ -149,15 +153,24 @@ class Upstream:
             url = target
         raise UpstreamError(f"the result URL redirected more than {MAX_REDIRECTS} times")
 
+    def _too_slow(self) -> str:
+        return f"the exchange took longer than the --upstream-timeout of {self.timeout:g} s"
+
     async def _exchange(
-        self, method: str, url: str, headers: dict[str, str], body: bytes, limit: int
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        limit: int,
+        budget: float | None = None,
     ) -> Reply:
         started = time.perf_counter()
         status: int | None = None
         try:
             # httpx's timeouts bound each read: a service trickling a byte a second never trips
             # them. This bounds the whole exchange (connect, head and body).
-            with anyio.fail_after(self.timeout):
+            with anyio.fail_after(self.timeout if budget is None else budget):
                 request = self.http.build_request(
                     method, url, headers=headers, content=body or None
                 )
@@ -172,8 +185,7 @@ class Upstream:
                 finally:
                     await response.aclose()
         except TimeoutError:
-            said = f"the exchange took longer than the --upstream-timeout of {self.timeout:g} s"
-            raise UpstreamError(said, status) from None
+            raise UpstreamError(self._too_slow(), status) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             raise UpstreamError(said, status) from None
