@@ -95,6 +95,9 @@ class Cassette:
             except NotFinite as exc:
                 warnings.append(f"{path.name} line {number} holds {exc}; skipped")
                 continue
+            except RecursionError:  # ``[`` x 200000: no line this module writes is that deep
+                warnings.append(f"{path.name} line {number} is nested too deeply; skipped")
+                continue
             except (ValueError, UnicodeDecodeError):
                 torn = "cut short (a crash while writing?)" if last else "not valid JSON"
                 warnings.append(f"{path.name} line {number} is {torn}; skipped")
