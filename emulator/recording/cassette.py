@@ -26,11 +26,13 @@ from typing import Any
 
 from .exchange import (
     FORMAT_VERSION,
+    MAX_JSON_DEPTH,
     SHA256,
     Body,
     Exchange,
     NotFinite,
     compact,
+    json_depth,
     parse_record,
     read_json,
 )
@@ -55,11 +57,11 @@ def encode_body(data: bytes, store_blob: Callable[[bytes], str]) -> Body | None:
         return {"b64": base64.b64encode(data).decode("ascii")}
     try:
         parsed = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {"text": text}
-    if compact(parsed) == text:
+    if json_depth(parsed) <= MAX_JSON_DEPTH and compact(parsed) == text:
         return {"json": parsed}
-    return {"text": text}
+    return {"text": text}  # as sent, or nested too deeply to write back as a line's JSON
 
 
 @dataclass(slots=True)

@@ -47,6 +47,24 @@ FRAMING_HEADERS = frozenset(
 )
 
 Body = dict[str, Any]
+#: The deepest JSON a recorder treats as JSON (masks as JSON, keeps as ``{"json": …}``); a
+#: deeper body is text: Python's json recurses (RecursionError near 1000 levels, sooner on a
+#: deep stack), and no answer of a service is that deep.
+MAX_JSON_DEPTH = 100
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` (parsed JSON) nests lists and objects (0: a scalar), counted
+    without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
 
 
 def compact(value: Any) -> str | None:
@@ -301,11 +319,13 @@ __all__ = [
     "FORMAT_VERSION",
     "FRAMING_HEADERS",
     "KINDS",
+    "MAX_JSON_DEPTH",
     "SHA256",
     "Body",
     "Exchange",
     "NotFinite",
     "compact",
+    "json_depth",
     "parse_record",
     "read_json",
 ]

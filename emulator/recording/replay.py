@@ -30,9 +30,9 @@ from ..errors import EmulatorError
 from ..http.errors import exception_handlers
 from ..http.privates import anchor_at_end
 from .cassette import Cassette, Exchange
-from .masking import caller
+from .masking import Masker, caller
 from .matching import describe, submission_key
-from .recorder import POLL_PATH, SUBMIT_PATH
+from .recorder import POLL_PATH, RECORDED_REQUEST_HEADERS, SUBMIT_PATH
 
 RESULTS_PATH = "/_recording/results/{sha}"
 #: Largest submission body read (as the emulator's default max_body_bytes).
@@ -149,13 +149,22 @@ def _replayer(request: Request) -> Replayer:
     return replayer
 
 
+def _masked(request: Request, body: bytes) -> bytes:
+    """``body`` masked as the recorder masked the recorded one (its key and query first, as
+    the recorder learns them), so a submission whose body held a URL or a secret matches."""
+    masker = Masker()
+    masker.headers({k: v for k, v in request.headers.items() if k in RECORDED_REQUEST_HEADERS})
+    masker.query(request.url.query)
+    return masker.body(body)[0]
+
+
 def _who(caller: str | None) -> str:
     return "without a key" if caller is None else f"with this key (key id {caller or 'empty'})"
 
 
 async def submit(request: Request) -> Response:
     replayer = _replayer(request)
-    body = await _read_bounded(request)
+    body = _masked(request, await _read_bounded(request))
     content_type = request.headers.get("content-type", "")
     who = replayer.caller(request.headers)
     key = submission_key(content_type, body, who)
@@ -164,7 +173,8 @@ async def submit(request: Request) -> Response:
         count = replayer.submitted.get(who, 0)
         raise NotRecorded(
             f"no recorded submission has this body ({describe(content_type, body)}) "
-            f"{_who(who)}; the cassette holds {count} submission(s) {_who(who)}"
+            f"{_who(who)}; the cassette holds {count} submission(s) {_who(who)} (bodies "
+            "compared as the recorder masked them: URL query values, secret-named members)"
         )
     exchange = replayer.next("submit", key, recorded, advance=True)
     return replayer.answer(exchange, str(request.base_url))
