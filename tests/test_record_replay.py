@@ -182,10 +182,15 @@ def _outcome(answer: httpx.Response) -> str:
 def test_each_key_replays_its_own_polls(tmp_path: Path) -> None:
     # Recorded: the owner, another key (refused), then the owner three times. Replayed in
     # another order, each key must get what the service gave it, not the other's answers.
+    # The second key has a task of its own: two keys served, so a third has nothing to replay.
     order = [KEY, SECOND_KEY, KEY, KEY, KEY]
     with serving(real_service(deviate=False)) as upstream, recorder(upstream, tmp_path) as proxy:
         submitted = httpx.post(f"{proxy}/v1/images/tasks", json=SUBMISSIONS[0], headers=_keyed(KEY))
         task_id = task_of(submitted.json())["task_id"]
+        own = httpx.post(
+            f"{proxy}/v1/images/tasks", json=SUBMISSIONS[1], headers=_keyed(SECOND_KEY)
+        )
+        assert own.status_code == 200
         live = [
             _outcome(httpx.get(f"{proxy}/v1/images/tasks/{task_id}", headers=_keyed(k)))
             for k in order
@@ -207,6 +212,26 @@ def test_each_key_replays_its_own_polls(tmp_path: Path) -> None:
     assert "(it has polls with 2 other key(s))" in stranger.json()["message"]
     assert "without a key (it has polls with 2 key(s))" in anonymous.json()["message"]
     assert (submit_stranger.status_code, submit_stranger.json()["code"]) == (404, "not_recorded")
+
+
+def test_a_key_never_recorded_replays_as_the_one_key_the_service_served(tmp_path: Path) -> None:
+    # conform's 401 check polls with a made-up key: with it counted, the cassette had two key
+    # ids and a CI without the real key got not_recorded for everything.
+    made_up = "sk-conform-made-up-0123456789"
+    with serving(real_service(deviate=False)) as upstream, recorder(upstream, tmp_path) as proxy:
+        submitted = httpx.post(f"{proxy}/v1/images/tasks", json=SUBMISSIONS[0], headers=_keyed(KEY))
+        task_id = task_of(submitted.json())["task_id"]
+        poll = f"/v1/images/tasks/{task_id}"
+        live = _outcome(httpx.get(proxy + poll, headers=_keyed(KEY)))
+        refused = _outcome(httpx.get(proxy + poll, headers=_keyed(made_up)))
+    assert refused.startswith("401") and live.startswith("200")
+    placeholder = _keyed("sk-ci-placeholder")
+    with replaying(tmp_path) as url:
+        again = httpx.post(f"{url}/v1/images/tasks", json=SUBMISSIONS[0], headers=placeholder)
+        polled = _outcome(httpx.get(url + poll, headers=placeholder))
+        still_refused = _outcome(httpx.get(url + poll, headers=_keyed(made_up)))
+    assert (again.status_code, again.content) == (200, submitted.content)
+    assert (polled, still_refused) == (live, refused)  # the refused key keeps its refusal
 
 
 def test_a_head_does_not_use_up_a_poll(recorded: tuple[Path, Driver]) -> None:
