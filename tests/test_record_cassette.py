@@ -161,8 +161,18 @@ def _edited(**changes: object) -> dict[str, object]:
         (_edited(body={"b64": "!!!"}), "the response body's 'b64' is not valid base64"),
         (_edited(body={"text": "\ud800"}), "the response body's 'text' is not valid Unicode"),
         (_edited(body={"blob": "../../etc/passwd"}), "the response body is not a known encoding"),
-        (_edited(latency=-5), "'latency' is not a number of seconds >= 0"),
-        (_edited(latency="fast"), "'latency' is not a number of seconds >= 0"),
+        (_edited(latency=-5), "'latency' is not a number of seconds from 0 to 86400"),
+        (_edited(latency="fast"), "'latency' is not a number of seconds from 0 to 86400"),
+        # Past a float's range: these raised OverflowError in every reader.
+        (_edited(latency=10**400), "'latency' is not a number of seconds from 0 to 86400"),
+        (_edited(t=10**400), "'t' is not a number of seconds from 0 to 1e+11"),
+        (_edited(t=-1), "'t' is not a number of seconds from 0 to 1e+11"),
+        # h11 refused to send these (an empty reply under serve --replay --http h11).
+        (
+            _edited(headers={"retry-after": " 1"}),
+            "response header 'retry-after' has a space or tab at the start or end of its value",
+        ),
+        (_edited(headers={"retry-after": "1\t"}), "has a space or tab at the start or end"),
     ],
 )
 def test_a_hand_edited_value_that_could_not_be_served_skips_its_line(
@@ -199,6 +209,14 @@ def test_a_number_that_is_not_finite_skips_its_line(tmp_path: Path, line: str, n
     assert cassette.warnings == [
         f"{CASSETTE_FILE} line 1 holds a number that is not finite ({number}); skipped"
     ]
+
+
+def test_a_line_nested_too_deeply_is_skipped(tmp_path: Path) -> None:
+    # Python's json raised RecursionError, which no reader caught (a traceback).
+    (tmp_path / CASSETTE_FILE).write_text("[" * 200_000 + "\n" + json.dumps(_exchange(2)) + "\n")
+    cassette = Cassette.load(tmp_path)
+    assert [e.task_id for e in cassette.exchanges] == ["task_2"]
+    assert cassette.warnings == [f"{CASSETTE_FILE} line 1 is nested too deeply; skipped"]
 
 
 def test_an_overlong_line_is_named_too_long(tmp_path: Path) -> None:

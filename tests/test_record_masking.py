@@ -123,3 +123,108 @@ def test_a_url_without_anything_to_mask_is_kept_as_it_was() -> None:
         b"see https://cdn.example/a.png.",
         False,
     )
+
+
+def _echo(request: httpx.Request) -> httpx.Response:
+    """A service that echoes the prompt back, as some do."""
+    prompt = json.loads(request.content)["prompt"]
+    task = {"task_id": "task_echo", "status": "queued", "prompt": prompt}
+    return httpx.Response(200, json={"code": "success", "message": "", "data": task})
+
+
+def test_a_url_in_a_prompt_is_masked_in_place_and_the_submission_still_replays(
+    tmp_path: Path,
+) -> None:
+    # Its query value used to be learned and scrubbed from every text ("a *** fox"), and the
+    # replay compared the raw request with the masked recording: 404 not_recorded.
+    prompt = "a watercolor fox in the style of https://example.com/gallery?style=watercolor"
+    submission = {"model": "gpt-image-2", "prompt": prompt}
+    options = RecorderOptions("http://relay.example", tmp_path)
+    app = create_recorder_app(options, transport=httpx.MockTransport(_echo))
+    keyed = {"Authorization": f"Bearer {KEY}"}
+    with serving(app) as proxy:
+        assert httpx.post(proxy + "/v1/images/tasks", json=submission, headers=keyed).is_success
+    text = (tmp_path / "cassette.jsonl").read_text("utf-8")
+    masked = "a watercolor fox in the style of https://example.com/gallery?style=***"
+    assert text.count(masked) == 2  # the request and the echo; the word itself kept
+    with replaying(tmp_path) as url:
+        again = httpx.post(url + "/v1/images/tasks", json=submission, headers=keyed)
+    assert again.status_code == 200
+    assert again.json()["data"]["task_id"] == "task_echo"
+
+
+def test_ordinary_values_under_a_secret_name_do_not_mangle_the_rest() -> None:
+    # "policy" is a credential's name (a signed upload's); its innocent members were learned
+    # and scrubbed everywhere: "quality":"***","size":"***x***".
+    task = {
+        "task_id": "task_1",
+        "quality": "standard",
+        "size": "1024x1024",
+        "policy": {"moderation": "standard", "max_side": 1024},
+    }
+    masked, changed = Masker().body(json.dumps({"data": task}).encode())
+    assert changed
+    assert json.loads(masked)["data"] == {
+        "task_id": "task_1",
+        "quality": "standard",
+        "size": "1024x1024",
+        "policy": {"moderation": "***", "max_side": "***"},
+    }
+
+
+def test_masking_never_leaves_invalid_json() -> None:
+    # Every query value of a URL was learned, then scrubbed from the bytes: "created":***.
+    url = "https://cdn.example/a.png?Expires=1700000000&Signature=Zm9vYmFy0123456789"
+    data = json.dumps({"created": 1700000000, "width": 1024, "url": url, "key": 1024}).encode()
+    masked, _ = Masker().body(data)
+    assert json.loads(masked) == {
+        "created": 1700000000,
+        "width": 1024,
+        "url": "https://cdn.example/a.png?Expires=***&Signature=***",
+        "key": "***",
+    }
+
+
+def test_a_token_under_an_innocent_query_name_is_still_scrubbed_everywhere() -> None:
+    token = "abcd1234EFGH5678ijkl"
+    data = json.dumps({"url": f"https://cdn.example/a.png?s={token}", "note": f"t={token}"})
+    masked, _ = Masker().body(data.encode())
+    assert token not in masked.decode()
+    assert json.loads(masked)["note"] == "t=***"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("cat//@artist, 2//3 of //x", "cat//@artist, 2//3 of //x"),  # no host: not a URL
+        ("see //cdn.example/r.png?sig=abc.", "see //cdn.example/r.png?sig=***."),
+        ("//u:pw@cdn.example/r.png", "//***@cdn.example/r.png"),
+    ],
+)
+def test_a_scheme_relative_url_needs_a_host_name(text: str, expected: str) -> None:
+    assert Masker().text_urls(text) == expected
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/json"])
+def test_an_answer_nested_too_deeply_is_kept_as_text(tmp_path: Path, content_type: str) -> None:
+    # Masking it as JSON recursed past Python's limit: the client got a 500 and the paid
+    # submission, which had reached the upstream, no cassette line.
+    deep = b"[" * 900 + b"]" * 900
+    sent: list[bytes] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        sent.append(request.content)
+        return httpx.Response(200, content=deep, headers={"content-type": content_type})
+
+    options = RecorderOptions("http://relay.example", tmp_path)
+    app = create_recorder_app(options, transport=httpx.MockTransport(upstream))
+    keyed = {"Authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    with serving(app) as proxy:
+        answer = httpx.post(proxy + "/v1/images/tasks", content=deep, headers=keyed)
+    assert (answer.status_code, answer.content, len(sent)) == (200, deep, 1)
+    [line] = [json.loads(x) for x in (tmp_path / "cassette.jsonl").read_text().splitlines()[1:]]
+    assert line["response"]["body"] == {"text": deep.decode()}
+    assert line["request"]["body"] == {"text": deep.decode()}
+    with replaying(tmp_path) as url:  # and its submission still replays
+        again = httpx.post(url + "/v1/images/tasks", content=deep, headers=keyed)
+    assert (again.status_code, again.content) == (200, deep)

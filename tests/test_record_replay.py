@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -25,7 +22,7 @@ from .record_support import (
     serving,
     task_of,
 )
-from .served import ROOT
+from .served import serve_refused
 
 
 def _keyed(key: str) -> dict[str, str]:
@@ -182,10 +179,15 @@ def _outcome(answer: httpx.Response) -> str:
 def test_each_key_replays_its_own_polls(tmp_path: Path) -> None:
     # Recorded: the owner, another key (refused), then the owner three times. Replayed in
     # another order, each key must get what the service gave it, not the other's answers.
+    # The second key has a task of its own: two keys served, so a third has nothing to replay.
     order = [KEY, SECOND_KEY, KEY, KEY, KEY]
     with serving(real_service(deviate=False)) as upstream, recorder(upstream, tmp_path) as proxy:
         submitted = httpx.post(f"{proxy}/v1/images/tasks", json=SUBMISSIONS[0], headers=_keyed(KEY))
         task_id = task_of(submitted.json())["task_id"]
+        own = httpx.post(
+            f"{proxy}/v1/images/tasks", json=SUBMISSIONS[1], headers=_keyed(SECOND_KEY)
+        )
+        assert own.status_code == 200
         live = [
             _outcome(httpx.get(f"{proxy}/v1/images/tasks/{task_id}", headers=_keyed(k)))
             for k in order
@@ -209,6 +211,26 @@ def test_each_key_replays_its_own_polls(tmp_path: Path) -> None:
     assert (submit_stranger.status_code, submit_stranger.json()["code"]) == (404, "not_recorded")
 
 
+def test_a_key_never_recorded_replays_as_the_one_key_the_service_served(tmp_path: Path) -> None:
+    # conform's 401 check polls with a made-up key: with it counted, the cassette had two key
+    # ids and a CI without the real key got not_recorded for everything.
+    made_up = "sk-conform-made-up-0123456789"
+    with serving(real_service(deviate=False)) as upstream, recorder(upstream, tmp_path) as proxy:
+        submitted = httpx.post(f"{proxy}/v1/images/tasks", json=SUBMISSIONS[0], headers=_keyed(KEY))
+        task_id = task_of(submitted.json())["task_id"]
+        poll = f"/v1/images/tasks/{task_id}"
+        live = _outcome(httpx.get(proxy + poll, headers=_keyed(KEY)))
+        refused = _outcome(httpx.get(proxy + poll, headers=_keyed(made_up)))
+    assert refused.startswith("401") and live.startswith("200")
+    placeholder = _keyed("sk-ci-placeholder")
+    with replaying(tmp_path) as url:
+        again = httpx.post(f"{url}/v1/images/tasks", json=SUBMISSIONS[0], headers=placeholder)
+        polled = _outcome(httpx.get(url + poll, headers=placeholder))
+        still_refused = _outcome(httpx.get(url + poll, headers=_keyed(made_up)))
+    assert (again.status_code, again.content) == (200, submitted.content)
+    assert (polled, still_refused) == (live, refused)  # the refused key keeps its refusal
+
+
 def test_a_head_does_not_use_up_a_poll(recorded: tuple[Path, Driver]) -> None:
     directory, _ = recorded
     cassette = Cassette.load(directory)
@@ -227,17 +249,6 @@ def test_a_head_does_not_use_up_a_poll(recorded: tuple[Path, Driver]) -> None:
             got.append(driver.poll(str(task_id)).content)
         driver.close()
     assert got == expected
-
-
-def _serve_replay(directory: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "emulator", "serve", "--replay", str(directory)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")},
-    )
 
 
 @pytest.mark.parametrize(
@@ -260,10 +271,10 @@ def test_a_cassette_with_nothing_to_replay_is_refused_with_its_warnings(
 ) -> None:
     # It used to start and answer not_recorded to everything, the warnings a count in health.
     (tmp_path / "cassette.jsonl").write_text(text)
-    done = _serve_replay(tmp_path)
-    assert done.returncode == 2
-    assert f"cannot start: nothing to replay in {tmp_path}: {said}" in done.stderr
-    told = [line for line in done.stderr.splitlines() if "warning:" in line]
+    # On a free loopback port, hermetic (it ran with no --port: 8000, should it have started).
+    stderr = serve_refused("--replay", str(tmp_path))
+    assert f"cannot start: nothing to replay in {tmp_path}: {said}" in stderr
+    told = [line for line in stderr.splitlines() if "warning:" in line]
     assert told == [f"image-task-emulator: warning: cassette.jsonl {w}" for w in warned]
 
 

@@ -26,11 +26,13 @@ from typing import Any
 
 from .exchange import (
     FORMAT_VERSION,
+    MAX_JSON_DEPTH,
     SHA256,
     Body,
     Exchange,
     NotFinite,
     compact,
+    json_depth,
     parse_record,
     read_json,
 )
@@ -55,11 +57,11 @@ def encode_body(data: bytes, store_blob: Callable[[bytes], str]) -> Body | None:
         return {"b64": base64.b64encode(data).decode("ascii")}
     try:
         parsed = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {"text": text}
-    if compact(parsed) == text:
+    if json_depth(parsed) <= MAX_JSON_DEPTH and compact(parsed) == text:
         return {"json": parsed}
-    return {"text": text}
+    return {"text": text}  # as sent, or nested too deeply to write back as a line's JSON
 
 
 @dataclass(slots=True)
@@ -94,6 +96,9 @@ class Cassette:
                 record = read_json(raw)
             except NotFinite as exc:
                 warnings.append(f"{path.name} line {number} holds {exc}; skipped")
+                continue
+            except RecursionError:  # ``[`` x 200000: no line this module writes is that deep
+                warnings.append(f"{path.name} line {number} is nested too deeply; skipped")
                 continue
             except (ValueError, UnicodeDecodeError):
                 torn = "cut short (a crash while writing?)" if last else "not valid JSON"

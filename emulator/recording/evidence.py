@@ -127,7 +127,7 @@ def _json(data: bytes | None) -> Any:
         return None
     try:
         return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeply
         return None
 
 

@@ -22,6 +22,14 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 #: An HTTP header name (RFC 9110 token) and what a value may not hold (CR, LF, other controls).
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: Space or tab at either end of a value: RFC 9110 has none there (h11 refuses to send one).
+_HEADER_VALUE_PADDED = re.compile(r"^[ \t]|[ \t]$")
+#: The sane range of a line's numbers: ``t`` is a clock reading in seconds (a Unix time, or a
+#: virtual clock's from 0) before the year 5000; ``latency`` at most a day (an exchange's
+#: timeout is at most an hour). A number past them (``1`` and 400 zeros) is not a time, and
+#: made every reader fail (an int too large for a float).
+MAX_T = 1e11
+MAX_LATENCY = 86_400.0
 #: Answer headers a replay sets itself or cannot honour: the body's framing and encoding (a
 #: hand-added content-length would cut the body, a content-encoding garble it).
 FRAMING_HEADERS = frozenset(
@@ -39,12 +47,30 @@ FRAMING_HEADERS = frozenset(
 )
 
 Body = dict[str, Any]
+#: The deepest JSON a recorder treats as JSON (masks as JSON, keeps as ``{"json": …}``); a
+#: deeper body is text: Python's json recurses (RecursionError near 1000 levels, sooner on a
+#: deep stack), and no answer of a service is that deep.
+MAX_JSON_DEPTH = 100
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` (parsed JSON) nests lists and objects (0: a scalar), counted
+    without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
 
 
 def compact(value: Any) -> str | None:
     try:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except ValueError:
+    except (ValueError, RecursionError):  # NaN; or nested past Python's recursion limit
         return None
 
 
@@ -87,6 +113,8 @@ def _header_problem(headers: dict[str, str], which: str) -> str | None:
             return f"{which} header {name!r} is not an HTTP header name"
         if _HEADER_VALUE_BAD.search(value) or not _utf8(value):
             return f"{which} header {name!r} has a control character (CR, LF...) in its value"
+        if _HEADER_VALUE_PADDED.search(value):
+            return f"{which} header {name!r} has a space or tab at the start or end of its value"
         if which == "response" and name in FRAMING_HEADERS:
             return f"response header {name!r} is the replay's own to set (the body's framing)"
     return None
@@ -180,6 +208,14 @@ def _headers(value: Any) -> dict[str, str] | None:
     return {k.lower(): v for k, v in value.items()}
 
 
+def _seconds(value: Any, most: float) -> float | None:
+    """``value`` as seconds when it is a number from 0 to ``most`` (None: it is not). An int
+    is compared before it is made a float (a float of 10**400 raises OverflowError)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    return float(value) if 0 <= value <= most else None
+
+
 def _is_status(value: Any) -> bool:
     """Whether ``value`` is an HTTP status a server can send (not ``true``, not 0)."""
     return isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599
@@ -194,11 +230,11 @@ def parse_record(record: Any, line: int) -> Exchange | str:
     kind = record.get("kind")
     if kind not in KINDS:
         return f"unknown kind {kind!r}"
-    t = record.get("t")
-    if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
-        return "'t' is not a finite number"
+    t = _seconds(record.get("t"), MAX_T)
+    if t is None:
+        return f"'t' is not a number of seconds from 0 to {MAX_T:.0e}"
     if kind == "session":
-        return Exchange(line=line, kind="session", t=float(t), method="", path="")
+        return Exchange(line=line, kind="session", t=t, method="", path="")
     request: dict[str, Any] = record["request"] if isinstance(record.get("request"), dict) else {}
     response: dict[str, Any] = (
         record["response"] if isinstance(record.get("response"), dict) else {}
@@ -207,8 +243,7 @@ def parse_record(record: Any, line: int) -> Exchange | str:
         _headers(request.get("headers", {})),
         _headers(response.get("headers", {})),
     )
-    status, latency = record.get("status"), record.get("latency", 0.0)
-    number = isinstance(latency, int | float) and not isinstance(latency, bool)
+    status, latency = record.get("status"), _seconds(record.get("latency", 0.0), MAX_LATENCY)
     problems = [
         (not isinstance(record.get("method"), str), "'method' is not text"),
         (not isinstance(record.get("path"), str), "'path' is not text"),
@@ -218,7 +253,7 @@ def parse_record(record: Any, line: int) -> Exchange | str:
             status is not None and not _is_status(status),
             f"'status' {status!r} is not an HTTP status (an integer from 100 to 599)",
         ),
-        (not number or not 0 <= latency < math.inf, "'latency' is not a number of seconds >= 0"),
+        (latency is None, f"'latency' is not a number of seconds from 0 to {MAX_LATENCY:.0f}"),
     ]
     for bad, why in problems:
         if bad:
@@ -235,7 +270,7 @@ def parse_record(record: Any, line: int) -> Exchange | str:
     return Exchange(
         line=line,
         kind=str(kind),
-        t=float(t),
+        t=t,
         method=str(record["method"]).upper(),
         path=str(record["path"]),
         query=str(record.get("query", "")),
@@ -245,7 +280,7 @@ def parse_record(record: Any, line: int) -> Exchange | str:
         status=status,
         response_headers=response_headers or {},
         response_body=response.get("body"),
-        latency=float(latency),
+        latency=latency or 0.0,
         task_id=record["task_id"] if isinstance(record.get("task_id"), str) else None,
         error=record["error"] if isinstance(record.get("error"), str) else None,
         url=record["url"] if isinstance(record.get("url"), str) else None,
@@ -274,8 +309,9 @@ def _finite(text: str) -> float:
 
 
 def read_json(raw: bytes) -> Any:
-    """A line's JSON value; `NotFinite` for a number JSON cannot hold, ValueError (or
-    UnicodeDecodeError) for anything else that is not JSON."""
+    """A line's JSON value; `NotFinite` for a number JSON cannot hold, RecursionError for one
+    nested past Python's recursion limit, ValueError (or UnicodeDecodeError) for anything else
+    that is not JSON."""
     return json.loads(raw, parse_constant=_not_finite, parse_float=_finite)
 
 
@@ -283,11 +319,13 @@ __all__ = [
     "FORMAT_VERSION",
     "FRAMING_HEADERS",
     "KINDS",
+    "MAX_JSON_DEPTH",
     "SHA256",
     "Body",
     "Exchange",
     "NotFinite",
     "compact",
+    "json_depth",
     "parse_record",
     "read_json",
 ]

@@ -12,11 +12,15 @@ secret is masked before a line is written, never after:
 - every body that parses as JSON is masked as JSON whatever its content type says (a service
   may label JSON ``text/plain``); any other text is searched for URLs;
 - every URL, a whole value or inside a longer text, any case of ``http(s)://`` or
-  scheme-relative (``//cdn…``), has its query values, its fragment and its user info masked:
-  signed result URLs carry their credentials there (``X-Amz-Signature``, ``Expires`` +
-  ``Signature``, ``sig``...), and the picture is named by the path;
-- finally each secret seen in the exchange (the key, a masked value) is replaced wherever it
-  still occurs, in any body, as text or bytes.
+  scheme-relative (``//cdn.example/…``), has its query values, its fragment and its user info
+  masked in place: signed result URLs carry their credentials there (``X-Amz-Signature``,
+  ``Expires`` + ``Signature``, ``sig``...), and the picture is named by the path;
+- finally each secret learned in the exchange is replaced wherever it still occurs (in a
+  body's texts, never in its numbers or its JSON syntax).
+
+Only what looks like a credential is learned, since a learned value is scrubbed from every
+text of the exchange: the key, and a masked value that is not a plain word or number (a
+prompt's ``?style=watercolor`` is masked in its URL, but "watercolor" stays in the prompt).
 """
 
 from __future__ import annotations
@@ -28,10 +32,21 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .exchange import MAX_JSON_DEPTH, json_depth
+
 MASK = "***"
 #: Secrets shorter than this are not searched for in bodies (they would mangle ordinary text);
 #: they are still masked wherever they are named (the header, a secret-named member).
 MIN_SCRUBBED_CHARS = 4
+#: A value under a credential's name is learned (searched for elsewhere) from this length on,
+#: unless it is a plain word or number shorter than `CREDENTIAL_CHARS` (``"standard"``,
+#: ``1024``: a ``policy`` member may hold one, and scrubbing it would mangle the answer).
+MIN_LEARNED_CHARS = 8
+#: A value under any other name (a URL's ``?s=…``) is learned only when it is this long and
+#: mixes letters and digits, as signatures and tokens do.
+CREDENTIAL_CHARS = 16
+_PLAIN = re.compile(r"[A-Za-z]+|[0-9]+")
+_TOKEN = re.compile(r"(?=.*[A-Za-z])(?=.*[0-9])[^\s]+")
 
 #: Names (lower case, "-" read as "_") that hold a credential wherever they appear.
 SECRET_NAMES = frozenset(
@@ -68,9 +83,13 @@ SECRET_NAMES = frozenset(
 DROPPED_HEADERS = frozenset({"cookie", "set-cookie", "proxy-authorization"})
 
 
-#: A URL inside any text: http(s) in any case, or scheme-relative (``//host/…``), up to a
-#: space, a quote, an angle bracket or a backslash.
-_URL_IN_TEXT = re.compile(r"(?i)(?:\bhttps?:)?//[^\s\"'<>\\]+")
+#: A URL inside any text, up to a space, a quote, an angle bracket or a backslash: http(s) in
+#: any case, or scheme-relative with a host name (``//cdn.example/…``, ``//u:p@cdn.example?…``;
+#: not any ``//``: ``cat//@artist`` is a prompt).
+_URL_IN_TEXT = re.compile(
+    r"(?i)\bhttps?://[^\s\"'<>\\]+"
+    r"|//(?:[^\s\"'<>\\/@]+@)?(?:[a-z0-9-]+\.)+[a-z]{2,}(?::[0-9]+)?(?=[/?#])[^\s\"'<>\\]*"
+)
 #: Punctuation that ends a sentence rather than the URL before it.
 _TRAILING = ".,;:!?)]}"
 #: Where a camelCase name changes word ("accessToken" is "access_token").
@@ -82,6 +101,15 @@ def secret_name(name: str) -> bool:
     holds a credential."""
     normal = _CAMEL.sub("_", name.strip()).lower().replace("-", "_")
     return normal in SECRET_NAMES or normal.endswith(("_key", "_token", "_secret", "_signature"))
+
+
+def learnable(value: str, *, named: bool) -> bool:
+    """Whether a masked value is searched for in the rest of the exchange: under a
+    credential's name (``named``) when not a short plain word or number, under any other name
+    only when it looks like a token (long, letters and digits)."""
+    if named and len(value) >= MIN_LEARNED_CHARS:
+        return len(value) >= CREDENTIAL_CHARS or _PLAIN.fullmatch(value) is None
+    return len(value) >= CREDENTIAL_CHARS and _TOKEN.fullmatch(value) is not None
 
 
 def key_id(key: str) -> str:
@@ -107,8 +135,9 @@ def bearer_key(headers: Mapping[str, str]) -> str | None:
 
 
 class Masker:
-    """Masks one exchange. It learns the secrets it meets (the key, masked values) and scrubs
-    them from everything masked after, so mask the request before the answer."""
+    """Masks one exchange. It learns the secrets it meets (the key, credential-like masked
+    values) and scrubs them from everything masked after, so mask the request before the
+    answer."""
 
     def __init__(self, secrets: list[str] | None = None) -> None:
         self.secrets: set[str] = set()
@@ -118,6 +147,10 @@ class Masker:
     def learn(self, secret: str) -> None:
         if len(secret) >= MIN_SCRUBBED_CHARS:
             self.secrets.add(secret)
+
+    def _learn_masked(self, value: str, *, named: bool) -> None:
+        if learnable(value, named=named):
+            self.learn(value)
 
     # -- headers and queries -------------------------------------------------------------------
     def headers(self, headers: dict[str, str]) -> dict[str, str]:
@@ -131,22 +164,23 @@ class Masker:
                 self.learn(rest.strip() if sep else value.strip())
                 out[name] = f"{scheme} {MASK}" if sep else MASK
             elif secret_name(name):
-                self.learn(value.strip())
+                self._learn_masked(value.strip(), named=True)
                 out[name] = MASK
             else:
                 out[name] = self.text_urls(value)
         return out
 
     def query(self, query: str, *, every_value: bool = False) -> str:
-        """A query string with secret-named values masked (``every_value``: all of them)."""
+        """A query string with secret-named values masked (``every_value``: all of them, the
+        others learned only when they look like a token)."""
         if not query:
             return query
         pairs = parse_qsl(query, keep_blank_values=True)
         masked = []
         for name, value in pairs:
-            if every_value or secret_name(name):
-                if value:
-                    self.learn(value)
+            named = secret_name(name)
+            if every_value or named:
+                self._learn_masked(value, named=named)
                 masked.append((name, MASK if value else value))
             else:
                 masked.append((name, value))
@@ -163,7 +197,7 @@ class Masker:
         if "@" in netloc:
             userinfo, _, host = netloc.rpartition("@")
             for secret in userinfo.split(":"):
-                self.learn(secret)
+                self._learn_masked(secret, named=True)
             netloc = f"{MASK}@{host}"
         query = self.query(parts.query, every_value=True)
         if fragment:
@@ -179,38 +213,52 @@ class Masker:
     def text_urls(self, text: str) -> str:
         """``text`` with every URL in it masked (`url`), then known secrets scrubbed."""
 
-        def one(match: re.Match[str]) -> str:
-            found = match.group(0)
-            core = found.rstrip(_TRAILING)
-            return self.url(core) + found[len(core) :]
-
-        return self.text(_URL_IN_TEXT.sub(one, text))
+        return self.text(_URL_IN_TEXT.sub(self._url_in_text, text))
 
     # -- bodies --------------------------------------------------------------------------------
     def json_value(self, value: Any) -> Any:
-        """A parsed JSON value with secret-named members and URLs masked."""
+        """A parsed JSON value with secret-named members and URLs masked (known secrets are
+        scrubbed after, by `scrub`)."""
         if isinstance(value, dict):
             out: dict[str, Any] = {}
             for name, item in value.items():
-                out[name] = self.all(item) if secret_name(str(name)) else self.json_value(item)
+                named = secret_name(str(name))
+                out[name] = self.all(item, named=True) if named else self.json_value(item)
             return out
         if isinstance(value, list):
             return [self.json_value(item) for item in value]
         if isinstance(value, str):
-            return self.text_urls(value)
+            return _URL_IN_TEXT.sub(self._url_in_text, value)
         return value
 
-    def all(self, value: Any) -> Any:
-        """A secret-named member's value: every text or number in it masked (and learned),
-        its shape kept (a list of keys stays a list)."""
+    def _url_in_text(self, match: re.Match[str]) -> str:
+        found = match.group(0)
+        core = found.rstrip(_TRAILING)
+        return self.url(core) + found[len(core) :]
+
+    def all(self, value: Any, *, named: bool) -> Any:
+        """A secret-named member's value: every text or number in it masked in place, its
+        shape kept (a list of keys stays a list). Texts are learned (`learnable`: ``named``
+        for the value itself, its list items and members with a credential's name); numbers
+        never are (scrubbing digits would mangle other numbers, and JSON)."""
         if isinstance(value, dict):
-            return {name: self.all(item) for name, item in value.items()}
+            return {k: self.all(item, named=secret_name(str(k))) for k, item in value.items()}
         if isinstance(value, list):
-            return [self.all(item) for item in value]
+            return [self.all(item, named=named) for item in value]
         if value is None or isinstance(value, bool):
             return value
-        self.learn(str(value))
+        if isinstance(value, str):
+            self._learn_masked(value, named=named)
         return MASK
+
+    def scrub(self, value: Any) -> Any:
+        """A parsed JSON value with known secrets replaced in its texts and member names;
+        numbers and the JSON around them are left alone."""
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.scrub(item) for k, item in value.items()}
+        if isinstance(value, list):
+            return [self.scrub(item) for item in value]
+        return self.text(value) if isinstance(value, str) else value
 
     def text(self, text: str) -> str:
         for secret in sorted(self.secrets, key=len, reverse=True):
@@ -225,27 +273,32 @@ class Masker:
     def body(self, data: bytes) -> tuple[bytes, bool]:
         """(masked bytes, whether anything changed). A body that parses as JSON is masked as
         JSON whatever its label (a JSON body that masking changed is written again
-        compactly); other text has its URLs masked; every body has known secrets scrubbed."""
+        compactly); other text, and JSON nested past `MAX_JSON_DEPTH`, has its URLs masked;
+        bytes that are not text have known secrets scrubbed."""
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             scrubbed = self.data(data)  # bytes (a picture, an upload): only known secrets
             return scrubbed, scrubbed != data
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            parsed = _UNPARSED
+        parsed = _parse(text)
         if parsed is _UNPARSED:
             masked = self.text_urls(text).encode("utf-8")
-        else:
-            # Learn first (secret-named members, URL queries), then scrub what remains.
-            value = self.json_value(parsed)
-            if value == parsed:
-                masked = data
-            else:
-                masked = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-        scrubbed = self.data(masked)
-        return scrubbed, scrubbed != data
+            return masked, masked != data
+        # Learn first (secret-named members, URL queries), then scrub what remains.
+        value = self.scrub(self.json_value(parsed))
+        if value == parsed:
+            return data, False
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode(), True
 
 
 _UNPARSED = object()
+
+
+def _parse(text: str) -> Any:
+    """``text``'s JSON value, or `_UNPARSED` when it is not JSON or nests too deeply to mask
+    as JSON (Python's json recurses: RecursionError)."""
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        return _UNPARSED
+    return parsed if json_depth(parsed) <= MAX_JSON_DEPTH else _UNPARSED

@@ -16,6 +16,8 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
 
+from .exchange import MAX_JSON_DEPTH, json_depth
+
 
 def form_fields(content_type: str, body: bytes) -> list[tuple[str, str | None, bytes]] | None:
     """(name, file name or None, value) of each part of a multipart/form-data body; None when
@@ -40,16 +42,28 @@ def form_fields(content_type: str, body: bytes) -> list[tuple[str, str | None, b
     return fields
 
 
+_NOT_JSON = object()
+
+
+def _json(body: bytes) -> Any:
+    """``body``'s JSON value, or `_NOT_JSON`: not JSON, or nested past `MAX_JSON_DEPTH` (the
+    same either side: a recorded body and a request, whatever Python's stack allows)."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return _NOT_JSON
+    return parsed if json_depth(parsed) <= MAX_JSON_DEPTH else _NOT_JSON
+
+
 def submission_key(content_type: str, body: bytes, caller: str | None) -> str:
     """A name equal for two requests that are the same submission from the same caller
     (``caller``: the key id, None without a key; `masking.caller`)."""
     kind = content_type.split(";")[0].strip().lower()
     shape: Any
     if "json" in kind:
-        try:
-            shape = ["json", json.loads(body)]
-        except (ValueError, UnicodeDecodeError):
-            shape = ["bytes", hashlib.sha256(body).hexdigest()]
+        parsed = _json(body)
+        json_shape = parsed is not _NOT_JSON
+        shape = ["json", parsed] if json_shape else ["bytes", hashlib.sha256(body).hexdigest()]
     else:
         fields = form_fields(content_type, body)
         if fields is not None:
@@ -69,11 +83,10 @@ def submission_key(content_type: str, body: bytes, caller: str | None) -> str:
 def describe(content_type: str, body: bytes) -> str:
     """A few words naming a submission in a message (its model and prompt when it has them)."""
     fields: dict[str, Any] = {}
-    try:
-        parsed = json.loads(body)
-        if isinstance(parsed, dict):
-            fields = parsed
-    except (ValueError, UnicodeDecodeError):
+    parsed = _json(body)
+    if isinstance(parsed, dict):
+        fields = parsed
+    elif parsed is _NOT_JSON:
         for name, filename, value in form_fields(content_type, body) or []:
             if filename is None:
                 fields.setdefault(name, value.decode("utf-8", "replace"))

@@ -269,7 +269,7 @@ def _recorded_headers(reply: Reply, masker: Masker) -> tuple[dict[str, str], tup
 def _json(data: bytes) -> Any:
     try:
         return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeply
         return None
 
 

@@ -1,7 +1,8 @@
 """``serve --replay DIR``: the real service's recorded answers, served again without it.
 
-- a submission is matched by its body and its caller's key (`matching`): the k-th identical
-  submission gets the k-th recorded answer to it, then the last one again;
+- a submission is matched by its body (masked as the recorder masked it) and its caller's key
+  (`matching`): the k-th identical submission gets the k-th recorded answer to it, then the
+  last one again; a key never recorded is the recording's key when only one was served;
 - each caller's polls of a task (told apart by key id, as the recorder wrote them) get that
   caller's recorded polls in order, then its last answer again; a HEAD looks without using
   one up;
@@ -30,9 +31,9 @@ from ..errors import EmulatorError
 from ..http.errors import exception_handlers
 from ..http.privates import anchor_at_end
 from .cassette import Cassette, Exchange
-from .masking import caller
+from .masking import Masker, caller
 from .matching import describe, submission_key
-from .recorder import POLL_PATH, SUBMIT_PATH
+from .recorder import POLL_PATH, RECORDED_REQUEST_HEADERS, SUBMIT_PATH
 
 RESULTS_PATH = "/_recording/results/{sha}"
 #: Largest submission body read (as the emulator's default max_body_bytes).
@@ -72,17 +73,24 @@ class Replayer:
                     self.pictures[exchange.url] = sha
                     self.media_types[sha] = exchange.content_type or "application/octet-stream"
         self.played: dict[Any, int] = {}
-        keys = {e.caller for e in cassette.exchanges if e.kind in ("submit", "poll")} - {None}
-        #: The one key id recorded, when only one was: any key then replays as it, so a CI
-        #: without the recording's real key replays its cassette (no second key's answers to
-        #: mix up). With several, each key replays only its own.
-        self.sole_key = next(iter(keys)) if len(keys) == 1 else None
+        task_routes = [e for e in cassette.exchanges if e.kind in ("submit", "poll")]
+        #: Every key id recorded: each replays its own answers (a refused key its refusals).
+        self.recorded_keys = {e.caller for e in task_routes} - {None}
+        served = {e.caller for e in task_routes if e.status and 200 <= e.status < 300}
+        served -= {None}
+        #: The one key the service served (a 2xx), when only one was: a key never recorded
+        #: then replays as it, so a CI without the recording's real key replays its cassette
+        #: (the made-up key of conform's 401 check, only ever refused, does not count).
+        #: With several, a key never recorded has nothing to replay.
+        self.sole_key = next(iter(served)) if len(served) == 1 else None
 
     def caller(self, headers: Any) -> str | None:
-        """The caller as the recording knows it: its key id (None: it sent no key), or the
-        recording's sole key id for any key when only one was recorded."""
+        """The caller as the recording knows it: its key id (None: it sent no key), or, for a
+        key never recorded, the sole key the service served, when there is one."""
         who = caller(headers)
-        return self.sole_key if who is not None and self.sole_key is not None else who
+        if who is None or who in self.recorded_keys or self.sole_key is None:
+            return who
+        return self.sole_key
 
     def rewind(self) -> None:
         self.played.clear()
@@ -149,13 +157,22 @@ def _replayer(request: Request) -> Replayer:
     return replayer
 
 
+def _masked(request: Request, body: bytes) -> bytes:
+    """``body`` masked as the recorder masked the recorded one (its key and query first, as
+    the recorder learns them), so a submission whose body held a URL or a secret matches."""
+    masker = Masker()
+    masker.headers({k: v for k, v in request.headers.items() if k in RECORDED_REQUEST_HEADERS})
+    masker.query(request.url.query)
+    return masker.body(body)[0]
+
+
 def _who(caller: str | None) -> str:
     return "without a key" if caller is None else f"with this key (key id {caller or 'empty'})"
 
 
 async def submit(request: Request) -> Response:
     replayer = _replayer(request)
-    body = await _read_bounded(request)
+    body = _masked(request, await _read_bounded(request))
     content_type = request.headers.get("content-type", "")
     who = replayer.caller(request.headers)
     key = submission_key(content_type, body, who)
@@ -164,7 +181,8 @@ async def submit(request: Request) -> Response:
         count = replayer.submitted.get(who, 0)
         raise NotRecorded(
             f"no recorded submission has this body ({describe(content_type, body)}) "
-            f"{_who(who)}; the cassette holds {count} submission(s) {_who(who)}"
+            f"{_who(who)}; the cassette holds {count} submission(s) {_who(who)} (bodies "
+            "compared as the recorder masked them: URL query values, secret-named members)"
         )
     exchange = replayer.next("submit", key, recorded, advance=True)
     return replayer.answer(exchange, str(request.base_url))
