@@ -482,3 +482,12 @@ def test_the_billing_pages_own_orders_are_taken(client: Client, query: str) -> N
     assert response.status_code == 200
     walking = "in hold order" in response.text
     assert walking == (query == "order=oldest")
+
+
+def test_every_page_names_a_favicon_it_serves(client: Client) -> None:
+    # Else the browser asks for /favicon.ico and logs a 404 on every page.
+    for path in ("", "/faults", "/login"):
+        icon = re.search(r'<link rel="icon" href="([^"]+)"', client.get(UI + path).text)
+        assert icon, path
+        answer = client.get(icon.group(1))
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/svg+xml"

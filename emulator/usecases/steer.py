@@ -22,7 +22,7 @@ from ..core.clock import Clock, ManualClock
 from ..core.fault_parsing import check_rule_count, parse_rule
 from ..core.faults import FaultRule
 from ..core.journal import JournalQuery
-from ..core.tasks import Outcome, Task, observe
+from ..core.tasks import Outcome, Task, ended_at, observe
 from ..core.tasks import elapsed as task_elapsed
 from ..errors import EmulatorError, InvalidRequest, TaskNotFound
 from ..stores import Store
@@ -136,8 +136,9 @@ class Steering:
         elapsed = task_elapsed(task, now)
         obs = observe(task.schedule, elapsed)
         urls = self._results.urls(task, base_url) if obs.status == "succeeded" else []
+        ended = obs.status in ("succeeded", "failed")  # the time clocks store no end: derive it
         return {
-            "task": task.to_dict(),
+            "task": task.to_dict() | ({"finished_at": ended_at(task)} if ended else {}),
             "status": obs.status,
             "progress": f"{obs.progress}%",
             "elapsed": elapsed,

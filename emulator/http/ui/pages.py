@@ -254,7 +254,9 @@ def _json(value: Any, indent: int | None = None) -> str:
 @page()
 async def settings_page(request: Request) -> Response:
     emulator = emulator_of(request)
-    values = settings_json(emulator.settings)  # admin_token, api_keys, store password masked
+    values = settings_json(
+        emulator.settings, emulator.seed
+    )  # admin_token, api_keys, store password masked
     values["faults"] = [masked_rule(rule) for rule in values["faults"]]
     rows = [
         {"name": name, "value": _json(value), "runtime": name not in FIXED_SETTINGS}
