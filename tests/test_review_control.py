@@ -90,7 +90,7 @@ def test_a_control_plane_path_with_a_trailing_slash_is_a_404_not_a_redirect(
     assert response.status_code == 404
     body = response.json()
     assert body["code"] == "not_found" and body["data"] is None
-    assert "do not end with a slash" in body["message"]
+    assert "paths under /_emulator do not end with one" in body["message"]
     # Followed, the old 307 to DELETE /_emulator/faults removed every rule.
     assert len(client.get("/_emulator/faults").json()["faults"]) == 1
 
@@ -120,3 +120,12 @@ def test_under_several_workers_a_patch_says_it_changed_this_worker_only(
 def test_one_worker_answers_without_the_worker_header(client: Client) -> None:
     patched = client.patch("/_emulator/config", json={"failure_rate": 0.5})
     assert "x-emulator-worker" not in patched.headers
+
+
+def test_the_slash_refusal_echoes_no_key_or_result_token(client: Client) -> None:
+    response = client.put("/_emulator/balances/sk-secret-key/", json={"balance": 5})
+    assert response.status_code == 404 and "sk-secret-key" not in response.text
+    url = client.run_to_end(NANO)["result_url"]
+    token = url.split("/")[-2]
+    slashed = client.get(url.removeprefix("http://testserver") + "/")
+    assert slashed.status_code == 404 and token not in slashed.text

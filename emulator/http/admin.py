@@ -16,7 +16,6 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
 from ..core.billing import ChargeState
-from ..core.checks import shown
 from ..core.journal import journal_params
 from ..core.keys import mask_key
 from ..core.query import one_of, query_values
@@ -312,9 +311,10 @@ async def _slashed(request: Request) -> Response:
     path = request.url.path
     if path.startswith("/_emulator/ui/") and request.method in ("GET", "HEAD"):
         return RedirectResponse(str(request.url.replace(path=path.rstrip("/"))), 307)
+    # The path is not echoed: it may hold an API key (balances) or a result URL's token.
     raise EmulatorError(
-        f"no route {request.method} {shown(path)}: control-plane paths do not end with a "
-        "slash (an id or key left empty?)",
+        f"no route for {request.method} on a path ending in a slash: paths under /_emulator "
+        "do not end with one (an id or key left empty?)",
         field="path",
         status_code=404,
         code="not_found",
