@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 #: How ``serve --workers N`` hands its settings to each worker process (outside the EMULATOR_
 #: namespace on purpose: it is not a setting, and settings from the environment reject it).
 WORKER_SETTINGS_ENV = "IMAGE_TASK_EMULATOR_WORKER_SETTINGS"
+#: And how many workers there are: each says so where it answers for itself alone
+#: (``PATCH /_emulator/config`` changes the answering worker's settings only).
+WORKER_COUNT_ENV = "IMAGE_TASK_EMULATOR_WORKERS"
 _SHARED_STORES = ("redis://", "rediss://", "unix://")
 
 
@@ -116,7 +119,9 @@ def worker_app() -> Starlette:
     settings = build_settings(overrides=json.loads(os.environ[WORKER_SETTINGS_ENV]))
     if settings.log_format == "json":
         access_log.configure(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    app.state.workers = int(os.environ.get(WORKER_COUNT_ENV, "1"))
+    return app
 
 
 def _store_problem(settings: Settings, workers: int) -> str | None:
@@ -242,6 +247,7 @@ def serve(settings: Settings, workers: int = 1, http: str = "auto") -> int:
         uvicorn.run(app, **options)
     else:
         os.environ[WORKER_SETTINGS_ENV] = _settings_for_workers(settings)
+        os.environ[WORKER_COUNT_ENV] = str(workers)
         uvicorn.run("emulator.cli:worker_app", factory=True, workers=workers, **options)
     return 0
 

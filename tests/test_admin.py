@@ -302,7 +302,7 @@ def test_time_scale_of_1e308_is_refused_and_tasks_still_end(client: Client) -> N
 
 
 def test_fault_rules_are_capped(client: Client) -> None:
-    rules = [{"effect": "empty", "match": {"model": f"m{i}"}} for i in range(1000)]
+    rules = [{"effect": "empty", "match": {"prompt_contains": f"m{i}"}} for i in range(1000)]
     assert client.post("/_emulator/faults", json=rules).status_code == 201
     response = client.post("/_emulator/faults", json={"effect": "drop"})
     assert response.status_code == 400
@@ -410,7 +410,7 @@ def test_a_misspelt_body_field_is_refused_by_name_and_changes_nothing(
     """As a fault rule's unknown field always was: a typo never reads as "not given"
     (``{"status": "failed", "cod": ...}`` used to fail the task with upstream_error)."""
     task_id = client.submit_ok(NANO)
-    rule = {"id": "r1", "match": {"model": "none"}, "effect": "drop"}
+    rule = {"id": "r1", "match": {"prompt_contains": "none"}, "effect": "drop"}
     assert client.post("/_emulator/faults", json=rule).status_code == 201
     path = route.format(task_id=task_id, rule_id="r1", key="sk-other")
     body, typo = WRITES[(method, route)]

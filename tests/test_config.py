@@ -159,6 +159,10 @@ def test_state_dir_is_shorthand_for_a_sqlite_file_in_it(tmp_path: Path) -> None:
         ({"store": "postgres://db"}, "setting 'store' must be"),
         ({"store": "sqlite://"}, "setting 'store' must be"),
         ({"store": "sqlite:///x.db", "state_dir": "/tmp/x"}, "either 'store' or 'state_dir'"),
+        # memory is the default too: given with a state_dir it ran on SQLite while the
+        # config said memory
+        ({"store": "memory", "state_dir": "/tmp/x"}, "either 'store' or 'state_dir'"),
+        ({"store": "memory://", "state_dir": "/tmp/x"}, "either 'store' or 'state_dir'"),
         ({"store_prefix": ""}, "store_prefix"),
         ({"task_ttl_seconds": -1}, "task_ttl_seconds must be between 0 and 1000000000"),
         ({"max_tasks": -5}, "max_tasks must be between 0 and 100000000"),
@@ -358,7 +362,7 @@ def test_no_word_turns_the_admin_token_off(word: str) -> None:
     ("name", "needle"),
     [
         ("SEED", "'seed' (from environment variable EMULATOR_SEED) must be an integer"),
-        ("PUBLIC_BASE_URL", "public_base_url must start with http://"),
+        ("PUBLIC_BASE_URL", "public_base_url must be an http:// or https:// URL"),
         ("STATE_DIR", "state_dir must name a folder"),
         ("HOST", "host must name an address"),
         ("CATALOGUE_FILE", "catalogue_file must name a file"),
@@ -394,3 +398,39 @@ def test_patch_cannot_set_or_empty_the_admin_token(make_client: Any) -> None:
         assert r.status_code == 400
         assert "'admin_token' cannot change while serving" in r.json()["message"]
     assert client.get("/_emulator/config").status_code == 401  # still guarded
+
+
+def test_cli_store_memory_with_a_state_dir_is_refused(tmp_path: Path) -> None:
+    # The flags' settings (serve exits 2 on a ConfigError); not main(), which would serve.
+    from emulator.cli import _parser, settings_from_args
+
+    args = _parser().parse_args(["serve", "--store", "memory", "--state-dir", str(tmp_path)])
+    with pytest.raises(ConfigError, match="either 'store' or 'state_dir'"):
+        settings_from_args(args, {})
+    alone = settings_from_args(_parser().parse_args(["serve", "--state-dir", str(tmp_path)]), {})
+    assert alone.store_url == f"sqlite://{tmp_path}/emulator.db"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://a b", "http://x/?q=1", "http://x/#f", "http://x/?q=1#f", "http://u@x", "http://"],
+)
+def test_a_public_base_url_results_cannot_be_built_on_is_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match="public_base_url must be an http") as refused:
+        Settings().replace(public_base_url=url)
+    assert refused.value.field == "public_base_url"
+
+
+def test_a_public_base_url_with_a_port_and_a_path_is_taken() -> None:
+    url = "https://lb.example:8443/emulator/"
+    assert Settings().replace(public_base_url=url).public_base_url == url
+
+
+@pytest.mark.parametrize("url", ["http://a b", "http://x/?q=1#f"])
+def test_patching_a_public_base_url_results_cannot_be_built_on_is_refused(
+    client: Any, url: str
+) -> None:
+    response = client.patch("/_emulator/config", json={"public_base_url": url})
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("public_base_url must be an http")
+    assert client.get("/_emulator/config").json()["public_base_url"] is None

@@ -196,6 +196,17 @@ def test_enumerations_equal_the_catalogue() -> None:
         assert set(_enum(form["output_format"])) <= set(catalogue.models[model].output_formats)
 
 
+def test_the_emulator_contract_s_model_lists_are_the_catalogue_s() -> None:
+    # A fault rule's match.model, and the model filters: any other model is refused.
+    names = set(Catalogue.load().model_names)
+    contract = load_contract("emulator")
+    rule = contract["components"]["schemas"]["FaultRule"]["properties"]["match"]
+    assert set(_enum(rule["properties"]["model"])) == names
+    for path in ("/_emulator/tasks", "/_emulator/usage"):
+        (model,) = [p for p in contract["paths"][path]["parameters"] if p.get("name") == "model"]
+        assert set(model["schema"]["enum"]) == names, path
+
+
 def test_nano_size_pattern_accepts_exactly_wxh_and_the_catalogue_s_size_words() -> None:
     rules = Catalogue.load().families["nano"]
     pattern = re.compile(_schemas()["NanoSize"]["pattern"])

@@ -114,6 +114,10 @@ def test_a_misspelt_usage_filter_no_longer_lists_every_charge(client: Client) ->
         ("/_emulator/usage", {"state": "paid"}, ["state", "held", "settled", "released"]),
         ("/_emulator/tasks", [("model", "a"), ("model", "b")], ["'model'", "once"]),
         ("/_emulator/usage", [("key", "a"), ("key", "b")], ["'key'", "once"]),
+        # As the dashboard's filter refuses it: an empty list would read as "no such task".
+        ("/_emulator/tasks", {"model": "Nope"}, ["model must be one of", "NanoBanana", "'Nope'"]),
+        ("/_emulator/usage", {"model": "Nope"}, ["model must be one of", "gpt-image-2"]),
+        ("/_emulator/usage", {"model": ""}, ["model must be one of"]),
     ],
 )
 def test_a_filter_value_that_could_never_match_is_refused(
@@ -132,6 +136,9 @@ def test_known_filters_still_filter(client: Client) -> None:
     assert [v["task"]["task_id"] for v in failed] == [first]
     released = client.get("/_emulator/usage", params={"state": "released"}).json()["entries"]
     assert [e["task_id"] for e in released] == [first]
+    nano = client.get("/_emulator/tasks", params={"model": NANO["model"]}).json()["tasks"]
+    assert len(nano) == 2
+    assert client.get("/_emulator/usage", params={"model": "gpt-image-2"}).json()["entries"] == []
 
 
 # -- usage entries in the emulator's contract -----------------------------------------------

@@ -195,7 +195,11 @@ def test_latency_rule_and_setting_are_accepted(make_client: Any) -> None:
         ({"effect": "drop", "probability": 2}, "probability must be between 0 and 1"),
         ({"effect": "drop", "times": 0}, "times must be between 1 and 1000000000"),
         ({"effect": "drop", "times": 1e20}, "times must be between 1 and 1000000000"),
-        ({"effect": {"kind": "empty", "seconds": 1e308}}, "seconds must be between 0 and 3600"),
+        ({"effect": {"kind": "latency", "seconds": 1e308}}, "seconds must be between 0 and 3600"),
+        (
+            {"effect": {"kind": "empty", "seconds": 1}},
+            "effect.seconds does not apply to kind empty (it takes no other field)",
+        ),
         ({"effect": {"kind": "http_error", "status": 429, "retry_after": 10**9}}, "retry_after"),
         ({"effect": "drop", "match": {"headers": {"X-\u0416": "v"}}}, "not an HTTP header name"),
         (
@@ -225,7 +229,10 @@ def test_bad_rules_are_rejected_naming_the_field(
 @pytest.mark.parametrize(
     ("rule", "needle"),
     [
-        ({"effect": {"kind": "drop", "seconds": float("nan")}}, "seconds must be a finite number"),
+        (
+            {"effect": {"kind": "latency", "seconds": float("nan")}},
+            "seconds must be a finite number",
+        ),
         ({"effect": {"kind": "hang", "seconds": float("inf")}}, "seconds must be a finite number"),
         ({"effect": "drop", "probability": float("nan")}, "probability must be a finite number"),
         ({"effect": "drop", "id": "\ud800"}, "id is not valid Unicode"),
@@ -242,7 +249,7 @@ def test_values_json_cannot_carry_are_refused_too(rule: dict[str, Any], needle: 
 
 def test_fault_file_with_nan_or_huge_times_stops_start_up(tmp_path: Path) -> None:
     path = tmp_path / "faults.toml"
-    path.write_text('[[faults]]\neffect = {kind = "drop", seconds = nan}\n')
+    path.write_text('[[faults]]\neffect = {kind = "latency", seconds = nan}\n')
     with pytest.raises(ConfigError, match="seconds must be a finite number"):
         load_fault_file(path)
     path.write_text('[[faults]]\neffect = "drop"\ntimes = 1e20\n')

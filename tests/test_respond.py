@@ -189,8 +189,8 @@ BAD = [
         "at most 32",
     ),
     ({"kind": "respond", "status": 200, "retry_after": 3}, "retry_after does not apply"),
-    ({"kind": "http_error", "status": 503, "body": "x"}, "body applies only to kind respond"),
-    ({"kind": "drop", "headers": {"X-A": "b"}}, "headers applies only to kind respond"),
+    ({"kind": "http_error", "status": 503, "body": "x"}, "body does not apply to kind http_error"),
+    ({"kind": "drop", "headers": {"X-A": "b"}}, "headers is for kind respond"),
 ]
 
 

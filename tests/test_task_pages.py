@@ -63,7 +63,7 @@ def test_a_filter_that_matches_nothing_reads_one_bounded_page(make_client: MakeC
     read.clear()
     body = listed(client, model="gpt-image-2", status="queued")
     assert body["tasks"] == [] and isinstance(body["next"], str) and sum(read) <= 1_001
-    nothing = listed(client, model="nobody", limit=1000, after=body["next"])
+    nothing = listed(client, model="NanoBananaPro-8K", limit=1000, after=body["next"])
     assert nothing == {"tasks": [], "next": None}
     found = listed(client, model="gpt-image-2", after=body["next"])
     assert len(found["tasks"]) == 1 and found["next"] is None

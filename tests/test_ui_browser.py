@@ -192,3 +192,26 @@ def test_looking_at_results_is_not_journaled_and_takes_no_fault_hit(
     with pytest.raises(httpx.RemoteProtocolError):
         api.get(result_url)
     assert api.get("/_emulator/faults").json()["faults"][0]["hits"] == 1
+
+
+def test_the_fault_form_shows_only_the_fields_the_chosen_kind_uses(
+    serve: Serve, page: Page
+) -> None:
+    server, api = serve()
+    page.goto(f"{server.base_url}{UI}/faults")
+    headers = page.get_by_label("Answer headers")
+    code = page.get_by_label("Error code")
+    page.get_by_label("Kind").select_option("respond")
+    expect(headers).to_be_visible()
+    headers.fill("X-Left: behind")
+    expect(code).to_be_hidden()
+    page.get_by_label("Kind").select_option("drop")
+    # Hidden whatever display the field's class gives it (.field is a flex box), and
+    # disabled, so the text left in it is not sent.
+    expect(headers).to_be_hidden()
+    expect(headers).to_be_disabled()
+    assert headers.evaluate("node => getComputedStyle(node.closest('.field')).display") == "none"
+    page.get_by_role("button", name="Add rule").click()
+    expect(page.locator('tr[data-rule="rule-1"]')).to_be_visible()
+    rule = api.get("/_emulator/faults").json()["faults"][0]
+    assert rule["effect"] == {"kind": "drop"} | {k: None for k in rule["effect"] if k != "kind"}

@@ -204,15 +204,15 @@ def test_a_fault_added_from_the_form_applies_and_its_hits_are_shown(client: Clie
 def test_a_bad_rule_is_refused_naming_the_field_and_the_form_keeps_what_was_typed(
     client: Client, fields: dict[str, str], named: str
 ) -> None:
-    response = send(client, "/faults/add", fields | {"code": "kept_code"})
+    response = send(client, "/faults/add", fields | {"prompt_contains": "kept text"})
     assert response.status_code == 400
     assert named in problem(response)
-    assert 'value="kept_code"' in response.text
+    assert 'value="kept text"' in response.text
     assert client.get("/_emulator/faults").json()["faults"] == []
 
 
 def test_the_form_keeps_to_the_control_planes_cap_on_rules(client: Client) -> None:
-    rules = [{"effect": "drop", "match": {"model": f"m{i}"}} for i in range(1000)]
+    rules = [{"effect": "drop", "match": {"prompt_contains": f"m{i}"}} for i in range(1000)]
     assert client.post("/_emulator/faults", json=rules).status_code == 201
     response = send(client, "/faults/add", {"kind": "drop"})
     assert response.status_code == 400 and "at most 1000" in problem(response)
@@ -482,3 +482,12 @@ def test_the_billing_pages_own_orders_are_taken(client: Client, query: str) -> N
     assert response.status_code == 200
     walking = "in hold order" in response.text
     assert walking == (query == "order=oldest")
+
+
+def test_every_page_names_a_favicon_it_serves(client: Client) -> None:
+    # Else the browser asks for /favicon.ico and logs a 404 on every page.
+    for path in ("", "/faults", "/login"):
+        icon = re.search(r'<link rel="icon" href="([^"]+)"', client.get(UI + path).text)
+        assert icon, path
+        answer = client.get(icon.group(1))
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/svg+xml"

@@ -22,7 +22,7 @@ from ..core.fault_parsing import FaultError, check_rule_count
 from ..core.faults import FaultRule
 from ..errors import ConfigError
 from .fault_file import parse_faults
-from .values import RANGE_NOTES, RANGES, admin_token_problem, coerce
+from .values import RANGE_NOTES, RANGES, admin_token_problem, base_url_problem, coerce
 
 ClockMode = Literal["real", "manual", "per_poll"]
 Envelope = Literal["wrapped", "bare"]
@@ -294,14 +294,13 @@ def check_ranges(s: Settings, sources: Mapping[str, str] | None = None) -> None:
         (_store_url_ok(s.store), f"setting 'store' must be {_STORE_FORMS}, got {shown(s.store)}"),
         (s.state_dir is None or s.state_dir.strip() != "", "state_dir must name a folder"),
         (
-            s.state_dir is None or s.store in ("memory", "memory://", "sqlite"),
+            # memory, the default, only when it was given (it ran on SQLite, said memory)
+            s.state_dir is None
+            or s.store == "sqlite"
+            or (s.store in ("memory", "memory://") and "store" not in (sources or {})),
             "set either 'store' or 'state_dir' (a SQLite file in that folder), not both",
         ),
         (s.store_prefix.strip() != "", "store_prefix must not be empty"),
-        (
-            s.public_base_url is None or s.public_base_url.startswith(("http://", "https://")),
-            "public_base_url must start with http:// or https://",
-        ),
         (
             s.host.strip() != "",
             "host must name an address to bind (127.0.0.1 by default; 0.0.0.0 for every "
@@ -315,6 +314,9 @@ def check_ranges(s: Settings, sources: Mapping[str, str] | None = None) -> None:
     for ok, message in rules:
         if not ok:
             raise ConfigError(message)
+    problem = None if s.public_base_url is None else base_url_problem(s.public_base_url)
+    if problem is not None:
+        raise ConfigError(f"public_base_url {problem}", field="public_base_url")
     for i, origin in enumerate(s.cors_origins):
         if not _ORIGIN.fullmatch(origin):
             raise ConfigError(

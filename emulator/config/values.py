@@ -122,6 +122,22 @@ def admin_token_problem(token: str) -> str | None:
     return None
 
 
+#: What result URLs can be built on: scheme, a host (and port), maybe a path; nothing that
+#: would end the URL's path (``?``, ``#``) or break it (spaces, controls, backslashes).
+_BASE_URL = re.compile(r"https?://[^/\s?#@\\\x00-\x1f\x7f]+(/[^\s?#\\\x00-\x1f\x7f]*)?")
+
+
+def base_url_problem(url: str) -> str | None:
+    """What is wrong with ``url`` as ``public_base_url`` (a user@ part is not shown), or None."""
+    if _BASE_URL.fullmatch(url):
+        return None
+    got = "a URL with user@ (not shown)" if "@" in url else shown(url)
+    return (
+        "must be an http:// or https:// URL with a host and at most a path (no spaces, user@, "
+        f"query or fragment: result URLs are built by appending to it), got {got}"
+    )
+
+
 #: The documented range of every numeric setting (README's settings table; the contract).
 RANGES: dict[str, tuple[float, float]] = {
     "port": (1, 65535),
@@ -185,5 +201,6 @@ __all__ = [
     "RANGE_NOTES",
     "TEXT_LIMITS",
     "admin_token_problem",
+    "base_url_problem",
     "coerce",
 ]

@@ -6,9 +6,10 @@ checked (type, range, text, which effect it applies to) and the rule built
 
 from __future__ import annotations
 
+import difflib
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Collection, Mapping
+from typing import Any, get_args
 
 from ..errors import EmulatorError
 from .answers import (
@@ -34,7 +35,18 @@ from .checks import (
     text_problem,
     unknown_fields_problem,
 )
-from .faults import EFFECTS, ENDPOINTS, HTTP_ERROR_STATUSES, Effect, Endpoint, FaultRule, Match
+from .faults import (
+    EFFECTS,
+    ENDPOINTS,
+    HTTP_ERROR_STATUSES,
+    KIND_FIELDS,
+    TASK_EFFECTS,
+    Effect,
+    Endpoint,
+    FaultRule,
+    Match,
+)
+from .tasks import TaskType
 
 
 class FaultError(EmulatorError, ValueError):
@@ -117,14 +129,24 @@ def _unknown(raw: Mapping[Any, Any], known: set[str], where: str) -> None:
         raise FaultError(f"{where} {problem}")
 
 
-def parse_rule(raw: Mapping[str, Any], rule_id: str, where: str = "fault") -> FaultRule:
-    """Build a rule from plain data (TOML table, JSON object); FaultError names the field."""
+def parse_rule(
+    raw: Mapping[str, Any],
+    rule_id: str,
+    where: str = "fault",
+    models: Collection[str] | None = None,
+) -> FaultRule:
+    """Build a rule from plain data (TOML table, JSON object); FaultError names the field.
+
+    A rule that could never fire is refused too (``never_fires``); ``models``, the catalogue's
+    model names, when the caller knows them.
+    """
     if not isinstance(raw, Mapping):
         raise FaultError(f"{where} must be an object")
     _unknown(raw, {"id", "match", "effect", "probability", "times"}, where)
     effect = _parse_effect(raw.get("effect"), f"{where}.effect")
     # null means absent, as everywhere in a rule (and in the control plane's contract).
     match = _parse_match(raw.get("match") if raw.get("match") is not None else {}, f"{where}.match")
+    never_fires(effect, match, where, models)
     probability = _get(raw, "probability", (int, float), where)
     probability = 1.0 if probability is None else float(probability)
     times = _get(raw, "times", int, where)
@@ -136,6 +158,35 @@ def parse_rule(raw: Mapping[str, Any], rule_id: str, where: str = "fault") -> Fa
         if problem is not None:
             raise FaultError(f"{where}.id {problem}")
     return FaultRule(given_id or rule_id, effect, match, probability, times)
+
+
+def never_fires(
+    effect: Effect, match: Match, where: str, models: Collection[str] | None = None
+) -> None:
+    """FaultError naming the field of a rule that could never fire, rather than a rule that
+    sits there with 0 hits: a task effect on an endpoint that creates no task, a task type
+    that does not exist, a model the catalogue does not have (``models``, when given)."""
+    if effect.kind in TASK_EFFECTS and match.endpoint not in ("submit", "any"):
+        raise FaultError(
+            f"{where}.match.endpoint {match.endpoint} never meets kind {effect.kind}: it "
+            "decides a task's fate when the task is submitted (endpoint submit, or any)",
+            field=f"{where}.match.endpoint",
+        )
+    task_types = get_args(TaskType)
+    if match.task_type is not None and match.task_type not in task_types:
+        raise FaultError(
+            f"{where}.match.task_type must be one of {', '.join(task_types)} (or left out for "
+            f"any), got {shown(match.task_type)}",
+            field=f"{where}.match.task_type",
+        )
+    if models is not None and match.model is not None and match.model not in models:
+        close = difflib.get_close_matches(match.model, models, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; the models are {', '.join(models)}"
+        raise FaultError(
+            f"{where}.match.model {shown(match.model)} is not a model of the catalogue, so the "
+            f"rule could never match{hint}",
+            field=f"{where}.match.model",
+        )
 
 
 def _parse_match(raw: Any, where: str) -> Match:
@@ -177,18 +228,13 @@ def _parse_effect(raw: Any, where: str) -> Effect:
         raw = {"kind": raw}
     if not isinstance(raw, Mapping):
         raise FaultError(f"{where} is required: an object with a kind")
-    known = {"kind", "code", "message", "at_progress", "images", "status", "retry_after", "seconds"}
-    _unknown(raw, known | RESPOND_FIELDS, where)
+    _unknown(raw, {"kind", *(name for names in KIND_FIELDS.values() for name in names)}, where)
     kind = raw.get("kind")
     if kind not in EFFECTS:
         raise FaultError(f"{where}.kind must be one of {', '.join(EFFECTS)}", field=f"{where}.kind")
+    _unused(raw, kind, where)
     if kind == "respond":
         return _parse_respond(raw, where)
-    for name in sorted(RESPOND_FIELDS - {"kind", "status"}):
-        if raw.get(name) is not None:
-            raise FaultError(f"{where}.{name} applies only to kind respond, not to {kind}")
-    # Every field is checked, also one the kind ignores: a NaN kept anywhere in a rule would
-    # fail every later listing of the rules.
     code = _get(raw, "code", str, where)
     message = _get(raw, "message", str, where)
     for name, text in (("code", code), ("message", message)):
@@ -229,18 +275,23 @@ def _parse_effect(raw: Any, where: str) -> Effect:
     )
 
 
-#: What a ``respond`` effect may hold (anything else it is given would be silently ignored).
-RESPOND_FIELDS = frozenset({"kind", "status", "json", "body", "headers"})
+def _unused(raw: Mapping[str, Any], kind: str, where: str) -> None:
+    """FaultError naming the first field (not null) that ``kind`` does not use: a field the
+    effect would ignore reads as if it did something (``{"kind": "drop", "code": "x"}``)."""
+    takes = KIND_FIELDS[kind]
+    for name in sorted(set(raw) - {"kind", *takes}):
+        if raw[name] is not None:
+            which = f"it takes {', '.join(takes)}" if takes else "it takes no other field"
+            users = [k for k, names in KIND_FIELDS.items() if name in names]
+            raise FaultError(
+                f"{where}.{name} does not apply to kind {kind} ({which}); {name} is for kind "
+                f"{' or '.join(users)}",
+                field=f"{where}.{name}",
+            )
 
 
 def _parse_respond(raw: Mapping[str, Any], where: str) -> Effect:
     """A rule's own answer (``emulator.core.answers``); FaultError names the field."""
-    for name in sorted(set(raw) - RESPOND_FIELDS):
-        if raw[name] is not None:
-            raise FaultError(
-                f"{where}.{name} does not apply to kind respond (it takes status, json or body, "
-                "and headers)"
-            )
     status = raw.get("status")
     if isinstance(status, float) and status.is_integer():
         status = int(status)

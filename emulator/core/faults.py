@@ -31,6 +31,19 @@ EFFECTS: tuple[str, ...] = (
     "empty",
     "respond",
 )
+#: The fields each kind takes besides ``kind`` (one it does not take is refused, never
+#: silently ignored: docs/control-plane.md, the contract's effect schemas).
+KIND_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "fail_task": ("code", "message", "at_progress"),
+    "partial": ("images",),
+    "http_error": ("status", "code", "message", "retry_after"),
+    "latency": ("seconds",),
+    "hang": ("seconds",),
+    "drop": (),
+    "malformed": (),
+    "empty": (),
+    "respond": ("status", "json", "body", "headers"),
+}
 #: Effects that change the task's fate; they apply when the task is submitted.
 TASK_EFFECTS = frozenset({"fail_task", "partial"})
 #: Effects that change an answer the work produced: none exists for an unknown task.
@@ -126,6 +139,9 @@ class RequestFacts:
     model: str | None = None
     task_type: str | None = None
     prompt: str | None = None
+    #: A submission's image count: a partial rule returns fewer, so it does not match (and
+    #: spends no hit) when ``n`` is not above its ``images``.
+    n: int | None = None
     #: False for a poll of a task that does not exist (or is not the key's): only effects
     #: that come before an answer apply, and only rules that need no task fact match.
     task_known: bool = True
@@ -136,6 +152,9 @@ def matches(rule: FaultRule, facts: RequestFacts) -> bool:
     if m.endpoint != "any" and m.endpoint != facts.endpoint:
         return False
     if rule.effect.kind in TASK_EFFECTS and facts.endpoint != "submit":
+        return False
+    images, n = rule.effect.images, facts.n  # partial: fewer than n, or it does not match
+    if rule.effect.kind == "partial" and images is not None and n is not None and images >= n:
         return False
     if not facts.task_known and rule.effect.kind in AFTER_EFFECTS:
         return False

@@ -7,18 +7,20 @@ call too: one rule, one view, whichever way in.
 
 from __future__ import annotations
 
+import os
 from typing import Any, get_args
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Scope
 
 from ..core.billing import ChargeState
 from ..core.journal import journal_params
 from ..core.keys import mask_key
 from ..core.query import one_of, query_values
 from ..core.tasks import Status
-from ..errors import InvalidRequest, StoreUnavailable
+from ..errors import EmulatorError, InvalidRequest, StoreUnavailable
 from ..usecases.configuration import settings_json
 from ..usecases.pages import MAX_PAGE
 from ..usecases.settle import key_problem
@@ -66,16 +68,28 @@ async def reset(request: Request) -> Response:
     return JSONResponse({"status": "reset"})
 
 
+def _worker_headers(request: Request) -> dict[str, str]:
+    """Under ``serve --workers N`` (N > 1), which worker answered, and that settings are its
+    own: a PATCH changes this worker only, and the others keep theirs (docs/control-plane.md)."""
+    workers = getattr(request.app.state, "workers", 1)
+    if workers <= 1:
+        return {}
+    return {"X-Emulator-Worker": f"pid={os.getpid()}; workers={workers}; scope=this-worker-only"}
+
+
 @guarded
 async def get_config(request: Request) -> Response:
-    return JSONResponse(settings_json(_emulator(request).settings))
+    emulator = _emulator(request)
+    body = settings_json(emulator.settings, emulator.seed)
+    return JSONResponse(body, headers=_worker_headers(request))
 
 
 @guarded
 async def patch_config(request: Request) -> Response:
     changes = await json_object(request, known=None)  # "unknown setting 'x'" (configure)
     settings = await _steering(request).configure(changes, "restart with it instead")
-    return JSONResponse(settings_json(settings))
+    body = settings_json(settings, _emulator(request).seed)
+    return JSONResponse(body, headers=_worker_headers(request))
 
 
 @guarded
@@ -102,6 +116,13 @@ def _page_limit(params: dict[str, str]) -> object:
     return limit
 
 
+def _known_model(request: Request, params: dict[str, str]) -> None:
+    """A ``model`` filter must name a model of the catalogue (as the dashboard's does): a
+    typo would answer an empty list that reads as "no such task"."""
+    if "model" in params:
+        one_of("model", params["model"], _emulator(request).catalogue.model_names)
+
+
 # -- tasks --------------------------------------------------------------------------------
 @guarded
 async def list_tasks(request: Request) -> Response:
@@ -109,6 +130,7 @@ async def list_tasks(request: Request) -> Response:
     status = params.get("status")
     if status is not None:
         one_of("status", status, get_args(Status))
+    _known_model(request, params)
     views, following = await _steering(request).tasks_page(
         str(request.base_url),
         status=status,
@@ -132,6 +154,13 @@ async def force_outcome(request: Request) -> Response:
     status = body.get("status")
     if status not in ("succeeded", "failed"):
         raise InvalidRequest("status must be succeeded or failed", field="status")
+    for name in ("code", "message"):
+        if status == "succeeded" and body.get(name) is not None:  # else silently dropped
+            raise InvalidRequest(
+                f"{name} belongs to a failure: leave it out (or null) with status succeeded, "
+                "or force status failed",
+                field=name,
+            )
     view = await _steering(request).end_task(
         request.path_params["task_id"],
         status,
@@ -204,6 +233,7 @@ async def get_usage(request: Request) -> Response:
     params = query_values(request.query_params.multi_items(), USAGE_PARAMETERS, "usage parameter")
     if "state" in params:
         one_of("state", params["state"], get_args(ChargeState))
+    _known_model(request, params)
     filters = {name: params[name] for name in USAGE_FILTERS if name in params}
     billing = _steering(request).billing
     usage = await billing.usage(filters, limit=_page_limit(params), after=params.get("after"))
@@ -271,6 +301,44 @@ def _by_method(handlers: dict[str, Handler]) -> Handler:
         return await handler(request)
 
     return run
+
+
+async def _slashed(request: Request) -> Response:
+    """A control-plane path ending in a slash: a 404 in the error body, not Starlette's bare
+    307 to the path without it. That redirect, followed, turned ``DELETE /_emulator/faults/``
+    (a rule id left empty) into clearing every rule, and ``PUT /_emulator/balances/`` (an
+    empty key) into a 405. A person typing a dashboard address still gets the redirect."""
+    path = request.url.path
+    if path.startswith("/_emulator/ui/") and request.method in ("GET", "HEAD"):
+        return RedirectResponse(str(request.url.replace(path=path.rstrip("/"))), 307)
+    # The path is not echoed: it may hold an API key (balances) or a result URL's token.
+    raise EmulatorError(
+        f"no route for {request.method} on a path ending in a slash: paths under /_emulator "
+        "do not end with one (an id or key left empty?)",
+        field="path",
+        status_code=404,
+        code="not_found",
+    )
+
+
+#: Every method a client may send to a slashed path (each gets the 404, never a 405).
+_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class _SlashRoute(Route):
+    """Matches a path that came with its trailing slash, not one Starlette's slash redirect
+    probes by adding one (``/_emulator/nope`` stays a plain 404, not a 307 to ``nope/``)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        raw = scope.get("raw_path")  # the path as sent (the probe changes only "path")
+        if isinstance(raw, bytes) and not raw.endswith(b"/"):
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+def slash_routes() -> list[BaseRoute]:
+    """Last among the app's routes: what no other route matched and ends in a slash."""
+    return [_SlashRoute("/_emulator/{rest:path}/", _slashed, methods=_ANY_METHOD)]
 
 
 def routes() -> list[BaseRoute]:

@@ -277,6 +277,7 @@ async def submit_task(request: Request) -> Response:
             model=submission.plan.model,
             task_type=submission.task_type,
             prompt=submission.prompt,
+            n=submission.plan.n,
         )
     )
     answer = await before(request, rule, config.settings.submit_latency)

@@ -87,6 +87,7 @@ def _routes() -> tuple[list[BaseRoute], dict[Any, Any]]:
     from .errors import exception_handlers
 
     served = api.routes() + admin.routes() + readiness.routes() + openapi.routes() + ui.routes()
+    served += admin.slash_routes()  # last: only what no route above matched
     anchor_at_end(served)  # a path ending in %0A is no route's (Starlette's "$" allows it)
     return served, exception_handlers()
 

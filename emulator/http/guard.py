@@ -44,10 +44,15 @@ def guarded(handler: Handler) -> Handler:
 
     async def run(request: Request) -> Response:
         if not is_admin(request):
+            # Which of the two: a missing header is set-up, a wrong one a different token
+            # (another emulator's, a stale one); the token itself is never echoed.
+            why = (
+                "the X-Emulator-Token header does not match the admin_token setting"
+                if "x-emulator-token" in request.headers
+                else "the control plane needs the X-Emulator-Token header (setting admin_token)"
+            )
             raise EmulatorError(
-                "the control plane needs the X-Emulator-Token header (setting admin_token)",
-                status_code=401,
-                code="admin_token_required",
+                why, status_code=401, code="admin_token_required", field="X-Emulator-Token"
             )
         await emulator_of(request).start()
         return await handler(request)

@@ -71,9 +71,10 @@ class Configuration:
         self.settings = settings
 
 
-def settings_json(settings: Settings) -> dict[str, Any]:
+def settings_json(settings: Settings, seed: int | None = None) -> dict[str, Any]:
     """The settings as the control plane shows them: keys, the admin token and a store
-    password masked."""
+    password masked; ``seed``, the seed in use (drawn at start when the setting is unset), in
+    place of the setting's null."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
@@ -88,6 +89,8 @@ def settings_json(settings: Settings) -> dict[str, Any]:
         elif isinstance(value, tuple):
             value = list(value)
         out[f.name] = value
+    if seed is not None:
+        out["seed"] = seed
     return out
 
 

@@ -18,7 +18,7 @@ from ..config import ConfigError, Settings, load_fault_file
 from ..core.billing import PriceTable
 from ..core.catalogue import Catalogue
 from ..core.clock import Clock, ManualClock, WallClock
-from ..core.fault_parsing import FaultError, check_rule_count
+from ..core.fault_parsing import FaultError, check_rule_count, never_fires
 from ..core.faults import FaultRule
 from ..core.keys import key_fingerprint
 from ..core.tasks import Observation, Outcome, Task
@@ -62,6 +62,11 @@ class Emulator:
             check_rule_count(0, len(rules), settings.max_fault_rules, "faults and fault_file")
         except FaultError as exc:
             raise ConfigError(exc.message, field="max_fault_rules") from None
+        for rule in rules:  # a configured rule that could never fire: a typo
+            try:
+                never_fires(rule.effect, rule.match, rule.id, config.catalogue.model_names)
+            except FaultError as exc:
+                raise ConfigError(f"faults and fault_file: {exc.message}", field="faults") from None
         self.ids = TaskIds(self.seed)
         where = store_named(settings.store_url, settings.store_prefix)
         self.startup = Startup(store, self.ids, rules, clock=settings.clock, where=where)

@@ -63,7 +63,8 @@ class FaultRules:
             n = len(existing) + 1
             while f"rule-{n}" in existing:
                 n += 1
-            rule = parse_rule(raw, f"rule-{n}", "fault" if len(raws) == 1 else f"faults[{i}]")
+            where = "fault" if len(raws) == 1 else f"faults[{i}]"
+            rule = parse_rule(raw, f"rule-{n}", where, self._config.catalogue.model_names)
             # Its own installation: a handle on it never reads a later rule under its id.
             rule = dataclasses.replace(rule, serial=secrets.token_hex(8))
             existing.add(rule.id)

@@ -20,7 +20,7 @@ from ..config import FIXED_SETTINGS, ConfigError, Settings
 from ..core.checks import MAX_CODE_CHARS, MAX_MESSAGE_CHARS, shown, text_problem
 from ..core.clock import Clock, ManualClock
 from ..core.journal import JournalQuery
-from ..core.tasks import Outcome, Task, observe
+from ..core.tasks import Outcome, Task, ended_at, observe
 from ..core.tasks import elapsed as task_elapsed
 from ..errors import EmulatorError, InvalidRequest, TaskNotFound
 from ..stores import Store
@@ -115,8 +115,9 @@ class Steering:
         elapsed = task_elapsed(task, now)
         obs = observe(task.schedule, elapsed)
         urls = self._results.urls(task, base_url) if obs.status == "succeeded" else []
+        ended = obs.status in ("succeeded", "failed")  # the time clocks store no end: derive it
         return {
-            "task": task.to_dict(),
+            "task": task.to_dict() | ({"finished_at": ended_at(task)} if ended else {}),
             "status": obs.status,
             "progress": f"{obs.progress}%",
             "elapsed": elapsed,

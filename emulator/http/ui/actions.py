@@ -33,7 +33,7 @@ from .access import (
     token_required,
 )
 from .forms import Form, optional_int, optional_number, optional_text, read_form
-from .pages import SELECTS, faults_view
+from .pages import FORM_KINDS, SELECTS, faults_view
 from .render import action, back, login_page, refused
 
 
@@ -121,10 +121,25 @@ def _chosen(form: Form) -> None:
             )
 
 
+def _unused(form: Form) -> None:
+    """400 naming the first effect field filled in that the chosen kind does not use: the
+    rule would drop it silently (without the page's script every field is shown and sent)."""
+    kind = form["kind"]  # one of its options: _chosen
+    for name, kinds in FORM_KINDS.items():
+        # body_kind is a select, always sent: it says how to read answer_body, if any.
+        if kind not in kinds and name != "body_kind" and form.get(name, "").strip():
+            raise InvalidRequest(
+                f"{name} does not apply to kind {kind} (it is for kind {' or '.join(kinds)}): "
+                "leave it blank, or choose that kind",
+                field=name,
+            )
+
+
 def rule_from_form(form: Form) -> dict[str, Any]:
     """A fault rule in the control plane's vocabulary (``POST /_emulator/faults``) from the
     form's fields; a blank field is left out, so the rule's default applies."""
     _chosen(form)
+    _unused(form)
     if form.get("kind") == "respond":  # its own fields: any status, a body, headers
         return _respond_rule(form)
     effect: dict[str, Any] = {"kind": form["kind"]}

@@ -149,6 +149,23 @@ SELECTS: dict[str, tuple[str, ...]] = {
     "task_type": ("", *TASK_TYPES),
 }
 
+#: The fault form's effect fields and the kinds that use each (the page shows a field only
+#: with those kinds; ``actions`` refuses one filled in for another kind rather than drop it).
+#: ``body_kind`` is a select, always sent: it only says how to read ``answer_body``.
+FORM_KINDS: dict[str, tuple[str, ...]] = {
+    "status": ("http_error",),
+    "retry_after": ("http_error",),
+    "code": ("fail_task", "http_error"),
+    "message": ("fail_task", "http_error"),
+    "at_progress": ("fail_task",),
+    "images": ("partial",),
+    "answer_status": ("respond",),
+    "body_kind": ("respond",),
+    "answer_body": ("respond",),
+    "answer_headers": ("respond",),
+    "seconds": ("latency", "hang"),
+}
+
 
 async def faults_view(
     request: Request, form: Form | None = None, problem: str = "", status: int = 200
@@ -171,6 +188,7 @@ async def faults_view(
             "http_statuses": HTTP_ERROR_STATUSES,
             "body_kinds": SELECTS["body_kind"],
             "task_types": SELECTS["task_type"],
+            "uses": {name: " ".join(kinds) for name, kinds in FORM_KINDS.items()},
             "models": emulator.catalogue.model_names,
             "limit": emulator.settings.max_fault_rules,
             "form": form or {},
@@ -236,7 +254,9 @@ def _json(value: Any, indent: int | None = None) -> str:
 @page()
 async def settings_page(request: Request) -> Response:
     emulator = emulator_of(request)
-    values = settings_json(emulator.settings)  # admin_token, api_keys, store password masked
+    values = settings_json(
+        emulator.settings, emulator.seed
+    )  # admin_token, api_keys, store password masked
     values["faults"] = [masked_rule(rule) for rule in values["faults"]]
     rows = [
         {"name": name, "value": _json(value), "runtime": name not in FIXED_SETTINGS}

@@ -171,7 +171,11 @@
     for (const field of document.querySelectorAll("[data-kinds]")) {
       const used = field.dataset.kinds.split(" ").indexOf(kind.value) >= 0;
       field.hidden = !used;
-      for (const input of field.querySelectorAll("input, select")) input.disabled = !used;
+      // Disabled: not sent, so a hidden field's old text never reaches the server (which
+      // refuses a field the kind does not use).
+      for (const input of field.querySelectorAll("input, select, textarea")) {
+        input.disabled = !used;
+      }
     }
   }
   if (kind) {
