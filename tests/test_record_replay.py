@@ -61,15 +61,21 @@ def test_replay_answers_the_recording_byte_for_byte(recorded: tuple[Path, Driver
     assert len(live.answers) > 15
 
 
-def test_polls_come_in_recorded_order_then_the_last_answer(recorded: tuple[Path, Driver]) -> None:
-    directory, _ = recorded
+def _first_task_polls(directory: Path) -> tuple[str, list[bytes | None]]:
+    """The cassette's first submitted task and the bodies of its recorded polls, in order."""
     cassette = Cassette.load(directory)
-    task_id = next(e.task_id for e in cassette.exchanges if e.kind == "submit")
-    expected = [
+    task_id = next(str(e.task_id) for e in cassette.exchanges if e.kind == "submit")
+    polls = [
         cassette.body(e.response_body)
         for e in cassette.exchanges
         if e.kind == "poll" and e.task_id == task_id
     ]
+    return task_id, polls
+
+
+def test_polls_come_in_recorded_order_then_the_last_answer(recorded: tuple[Path, Driver]) -> None:
+    directory, _ = recorded
+    task_id, expected = _first_task_polls(directory)
     with replaying(directory) as url:
         driver = Driver(url)
         got = [driver.poll(str(task_id)).content for _ in range(len(expected) + 3)]
@@ -233,13 +239,7 @@ def test_a_key_never_recorded_replays_as_the_one_key_the_service_served(tmp_path
 
 def test_a_head_does_not_use_up_a_poll(recorded: tuple[Path, Driver]) -> None:
     directory, _ = recorded
-    cassette = Cassette.load(directory)
-    task_id = next(e.task_id for e in cassette.exchanges if e.kind == "submit")
-    expected = [
-        cassette.body(e.response_body)
-        for e in cassette.exchanges
-        if e.kind == "poll" and e.task_id == task_id
-    ]
+    task_id, expected = _first_task_polls(directory)
     with replaying(directory) as url:
         driver = Driver(url)
         got = []
