@@ -80,6 +80,10 @@ def test_a_wrong_token_is_told_apart_from_a_missing_one(make_client: MakeClient)
         ("DELETE", "/_emulator/faults/"),
         ("GET", "/_emulator/tasks/"),
         ("POST", "/_emulator/reset/"),
+        # The slash written as %2F (a client quoting an id of "/"): Starlette's redirect too.
+        ("DELETE", "/_emulator/faults%2F"),
+        ("DELETE", "/_emulator/faults/%2F"),
+        ("PUT", "/_emulator/balances/sk-key%2f"),
     ],
 )
 def test_a_control_plane_path_with_a_trailing_slash_is_a_404_not_a_redirect(

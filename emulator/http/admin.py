@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from typing import Any, get_args
+from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -331,7 +332,8 @@ class _SlashRoute(Route):
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         raw = scope.get("raw_path")  # the path as sent (the probe changes only "path")
-        if isinstance(raw, bytes) and not raw.endswith(b"/"):
+        # Decoded: a slash sent as %2F is one too (Starlette's redirect takes it for one).
+        if isinstance(raw, bytes) and not unquote_to_bytes(raw).endswith(b"/"):
             return Match.NONE, {}
         return super().matches(scope)
 
