@@ -413,7 +413,12 @@ def test_cli_store_memory_with_a_state_dir_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://a b", "http://x/?q=1", "http://x/#f", "http://x/?q=1#f", "http://u@x", "http://"],
+    [
+        *("http://a b", "http://x/?q=1", "http://x/#f", "http://x/?q=1#f", "http://u@x"),
+        # no host, a port that is no number (or none a socket has), an unclosed bracket
+        *("http://", "http://:8000", "http://x:abc", "http://x:0", "http://x:70000"),
+        "http://[::1",
+    ],
 )
 def test_a_public_base_url_results_cannot_be_built_on_is_refused(url: str) -> None:
     with pytest.raises(ConfigError, match="public_base_url must be an http") as refused:
@@ -421,8 +426,14 @@ def test_a_public_base_url_results_cannot_be_built_on_is_refused(url: str) -> No
     assert refused.value.field == "public_base_url"
 
 
-def test_a_public_base_url_with_a_port_and_a_path_is_taken() -> None:
-    url = "https://lb.example:8443/emulator/"
+@pytest.mark.parametrize(
+    "url",
+    [
+        *("https://lb.example:8443/emulator/", "http://127.0.0.1:8000", "http://[::1]:8000"),
+        "http://host.docker.internal/~a@b%20c/",
+    ],
+)
+def test_a_public_base_url_with_a_port_and_a_path_is_taken(url: str) -> None:
     assert Settings().replace(public_base_url=url).public_base_url == url
 
 

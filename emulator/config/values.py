@@ -14,6 +14,7 @@ import re
 import types
 import typing
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from ..core.checks import MAX_NAME_CHARS, MAX_TEXT_CHARS, shown, text_problem
 from ..errors import ConfigError
@@ -129,13 +130,25 @@ _BASE_URL = re.compile(r"https?://[^/\s?#@\\\x00-\x1f\x7f]+(/[^\s?#\\\x00-\x1f\x
 
 def base_url_problem(url: str) -> str | None:
     """What is wrong with ``url`` as ``public_base_url`` (a user@ part is not shown), or None."""
-    if _BASE_URL.fullmatch(url):
+    if _BASE_URL.fullmatch(url) and _host_and_port(url):
         return None
-    got = "a URL with user@ (not shown)" if "@" in url else shown(url)
+    got = "a URL with user@ (not shown)" if "@" in url.partition("//")[2].split("/")[0] else None
+    got = got or shown(url)
     return (
         "must be an http:// or https:// URL with a host and at most a path (no spaces, user@, "
         f"query or fragment: result URLs are built by appending to it), got {got}"
     )
+
+
+def _host_and_port(url: str) -> bool:
+    """Whether ``url`` names a host, and a port (if any) that is a number of 1-65535: the
+    pattern alone let ``http://:8000``, ``http://host:abc`` and ``http://[::1`` through."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    return bool(parts.hostname) and (port is None or port > 0)
 
 
 #: The documented range of every numeric setting (README's settings table; the contract).
