@@ -147,3 +147,18 @@ def test_the_transport_adds_a_content_length_only_where_the_app_sent_none() -> N
                 assert answer.content == b"ok"
     finally:
         transport.close()
+
+
+def test_configure_shows_the_seed_in_use_as_the_control_plane_does() -> None:
+    # No seed set: one is drawn at start. GET /_emulator/config shows it; the handle's
+    # configure() showed null.
+    app = create_app(Settings(clock="manual"))
+    loop = AppLoop()
+    handle = ImageEmulator(app, loop, "http://image-emulator.test", in_process=True)
+    try:
+        shown = handle.configure(failure_rate=0.0)["seed"]
+        assert isinstance(shown, int)
+        assert shown == handle.control("GET", "/_emulator/config")["seed"]
+    finally:
+        handle.close()
+        loop.close(last=app.state.emulator.store.close())

@@ -322,7 +322,10 @@ class ImageEmulator:
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Change settings that may change while serving; the settings now in force."""
         remedy = "give it to @pytest.mark.image_emulator({name}=...) instead"
-        return settings_json(self._run(self.steering.configure(settings, remedy)))
+        # The seed in use, as GET /_emulator/config shows it (drawn at start when unset).
+        return settings_json(
+            self._run(self.steering.configure(settings, remedy)), self.emulator.seed
+        )
 
     def reset(self) -> None:
         """Forget tasks, journal, added faults, balances and usage; the clock back to 0.
