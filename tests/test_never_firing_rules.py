@@ -93,8 +93,23 @@ def test_a_fault_file_rule_on_a_model_the_catalogue_lacks_stops_start_up(
 ) -> None:
     path = tmp_path / "faults.toml"
     path.write_text('[[faults]]\nid = "typo"\neffect = "drop"\nmatch = {model = "NanoBanna"}\n')
-    with pytest.raises(ConfigError, match=r"typo\.match\.model 'NanoBanna'.*'NanoBanana'"):
+    with pytest.raises(ConfigError, match=r"typo\.match\.model 'NanoBanna'.*'NanoBanana'") as no:
         make_client(fault_file=str(path))
+    assert no.value.message.startswith("setting 'fault_file' (its rule 1): ")
+    assert no.value.field == "fault_file"
+
+
+def test_a_configured_rule_that_could_never_fire_is_named_by_its_source_and_place(
+    tmp_path: Path, make_client: MakeClient
+) -> None:
+    # Both sources number their rules from rule-1: the id alone did not say which one.
+    path = tmp_path / "faults.toml"
+    path.write_text('[[faults]]\neffect = "drop"\n')
+    faults = ({"effect": "drop"}, {"effect": "drop", "match": {"model": "NanoBanna"}})
+    with pytest.raises(ConfigError) as no:
+        make_client(faults=faults, fault_file=str(path))
+    assert no.value.message.startswith("setting 'faults' (its rule 2): ")
+    assert no.value.field == "faults"
 
 
 def test_a_partial_rule_spends_no_hit_on_a_task_it_could_not_shorten(client: Client) -> None:

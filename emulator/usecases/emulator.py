@@ -62,11 +62,16 @@ class Emulator:
             check_rule_count(0, len(rules), settings.max_fault_rules, "faults and fault_file")
         except FaultError as exc:
             raise ConfigError(exc.message, field="max_fault_rules") from None
-        for rule in rules:  # a configured rule that could never fire: a typo
+        # A configured rule that could never fire (a typo): named by where it came from, as
+        # both sources number their rules from rule-1.
+        sources = [("faults", i) for i in range(len(settings.faults))]
+        sources += [("fault_file", i) for i in range(len(rules) - len(settings.faults))]
+        for rule, (source, i) in zip(rules, sources, strict=True):
             try:
                 never_fires(rule.effect, rule.match, rule.id, config.catalogue.model_names)
             except FaultError as exc:
-                raise ConfigError(f"faults and fault_file: {exc.message}", field="faults") from None
+                said = f"setting '{source}' (its rule {i + 1}): {exc.message}"
+                raise ConfigError(said, field=source) from None
         self.ids = TaskIds(self.seed)
         where = store_named(settings.store_url, settings.store_prefix)
         self.startup = Startup(store, self.ids, rules, clock=settings.clock, where=where)
