@@ -10,7 +10,7 @@ looked up at its home in the layered package first (branch p2-layers), then at i
 - the renderer (rendering.py measures it alone): ``render`` and ``RenderSpec`` in
   ``emulator.pictures.rendering`` and ``RenderCache`` in ``emulator.pictures.cache``, formerly
   all three in ``emulator.rendering``;
-- the Redis store's Lua scripts (redis_capacity.py only names what MONITOR shows with them):
+- the Redis store's Lua scripts (redis_monitor.py only names what MONITOR shows with them):
   ``emulator.stores.redis.scripts``, formerly ``emulator.redis_scripts``, the journal's in
   ``emulator.stores.redis.journal`` and the fault rules' in ``emulator.stores.redis.faults``
   (both formerly with the others).

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import anyio
@@ -105,7 +105,7 @@ class Served:
     """An ASGI app on a free 127.0.0.1 port, in a thread of this process."""
 
     #: Whether uvicorn runs the app's lifespan ("off": the in-process apps start themselves).
-    lifespan = "off"
+    lifespan: ClassVar[Literal["auto", "on", "off"]] = "off"
 
     def __init__(self, app: ASGIApp) -> None:
         config = uvicorn.Config(
@@ -194,7 +194,7 @@ def is_task_route(scope: Scope) -> bool:
 
 
 def is_submit(scope: Scope) -> bool:
-    return scope["method"] == "POST" and scope["path"] == "/v1/images/tasks"
+    return str(scope["method"]) == "POST" and str(scope["path"]) == "/v1/images/tasks"
 
 
 def is_poll(scope: Scope) -> bool:

@@ -49,9 +49,9 @@ def test_the_redis_scripts_are_found_by_the_names_the_capacity_tables_use() -> N
 
 def test_every_script_the_redis_store_sends_has_a_name_in_the_capacity_tables() -> None:
     # The scripts a store registers at construction (nothing is sent: the URL is never
-    # dialled), against the names redis_capacity.py gives what MONITOR shows: a script moved
+    # dialled), against the names redis_monitor.py gives what MONITOR shows: a script moved
     # to a module the benchmarks do not look in would show as "script <sha>".
-    from benchmarks.redis_capacity import script_names
+    from benchmarks.redis_monitor import script_names
     from emulator.stores.redis import RedisStore
     from emulator.stores.redis.support import JournalWriter, Script
 

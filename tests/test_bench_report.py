@@ -1,7 +1,7 @@
 """The benchmark's own verdicts: a target is PASS only when the run measured what it claims.
 
 These check the arithmetic and the honesty of ``make bench``'s report (benchmarks/report.py)
-and how benchmarks/redis_capacity.py reads what Redis's MONITOR shows; the speed itself is
+and how benchmarks/redis_monitor.py reads what Redis's MONITOR shows; the speed itself is
 measured by the benchmarks, never here.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import redis_capacity, report, servers
+from benchmarks import redis_capacity_report, redis_monitor, redis_replay, report, servers
 
 
 def _cell(rps: float, statuses: dict[str, int] | None = None) -> dict[str, Any]:
@@ -116,28 +116,28 @@ def test_four_workers_not_run_on_two_cores_is_unknown_not_a_pass() -> None:
 
 def test_monitor_lines_are_read_with_redis_escapes() -> None:
     line = r'+1700000000.123456 [0 127.0.0.1:5555] "EVALSHA" "ab" "0" "{\"a\":1}" "\xff\n" ""'
-    assert redis_capacity.parse_monitor_line(line) == (
+    assert redis_monitor.parse_monitor_line(line) == (
         "127.0.0.1:5555",
         [b"EVALSHA", b"ab", b"0", b'{"a":1}', b"\xff\n", b""],
     )
-    assert redis_capacity.parse_monitor_line('+1700000000.1 [0 lua] "HMGET" "k"') == (
+    assert redis_monitor.parse_monitor_line('+1700000000.1 [0 lua] "HMGET" "k"') == (
         "lua",
         [b"HMGET", b"k"],
     )
-    assert redis_capacity.parse_monitor_line("+OK") is None
+    assert redis_monitor.parse_monitor_line("+OK") is None
 
 
 def test_a_replayed_write_runs_later_and_a_replayed_submission_makes_a_new_task() -> None:
     captured_at = 1_700_000_000.0
     task = "task_" + "ab" * 16
-    call = redis_capacity.Call(
+    call = redis_monitor.Call(
         [b"EVALSHA", b"sha", b"0", b"p:", str(captured_at + 0.5).encode(), b"", task.encode()]
     )
-    args = redis_capacity.replayable(call, captured_at, fresh_ids=True)
+    args = redis_replay.replayable(call, captured_at, fresh_ids=True)
     assert float(args[4]) > captured_at + 365 * 86400  # the deadline, moved far ahead
     assert args[6] == "task_" + "0" * 20 + "__rand_int__"
     assert len(args[6].replace("__rand_int__", "0" * 12)) == len(task)
-    kept = redis_capacity.replayable(call, captured_at, fresh_ids=False)
+    kept = redis_replay.replayable(call, captured_at, fresh_ids=False)
     assert kept[6] == task
 
 
@@ -155,22 +155,22 @@ def test_a_scaling_row_with_errors_makes_its_targets_unknown() -> None:
 def test_the_journal_row_names_its_batch_and_a_request_pays_one_entry_of_it() -> None:
     # The journal is written by one JOURNAL script call per batch: the row says how many
     # entries the replayed call carried, and a request's busy cost takes its share of it.
-    batch = redis_capacity.Call([b"EVALSHA", b"sha", b"2", b"p:journal", b"p:seq:journal"])
+    batch = redis_monitor.Call([b"EVALSHA", b"sha", b"2", b"p:journal", b"p:seq:journal"])
     batch.args += [b'{"i": 1}', b"500", b'{"i": 2}', b"500", b'{"i": 3}', b"500"]
-    assert redis_capacity.journal_entries(batch) == 3
-    assert redis_capacity.journal_row(3) == "JOURNAL (one batch call of 3 entries)"
-    assert redis_capacity.journal_row(1) == "JOURNAL (one batch call of 1 entry)"
-    poll = redis_capacity.Call([b"HMGET", b"p:task:x", b"d"], inner=["HMGET"])
+    assert redis_monitor.journal_entries(batch) == 3
+    assert redis_monitor.journal_row(3) == "JOURNAL (one batch call of 3 entries)"
+    assert redis_monitor.journal_row(1) == "JOURNAL (one batch call of 1 entry)"
+    poll = redis_monitor.Call([b"HMGET", b"p:task:x", b"d"], inner=["HMGET"])
     rows: list[dict[str, Any]] = [
         {"command": "HMGET", "p1": {"redis_cpu_us": 50.0}, "p16": {"redis_cpu_us": 10.0}},
         {
-            "command": redis_capacity.journal_row(3),
+            "command": redis_monitor.journal_row(3),
             "journal_entries": 3,
             "p1": {"redis_cpu_us": 90.0},
             "p16": {"redis_cpu_us": 30.0},
         },
     ]
-    assert redis_capacity._busy_cost({"poll": [poll]}, rows, "poll") == 60.0
+    assert redis_capacity_report.busy_cost({"poll": [poll]}, rows, "poll") == 60.0
 
 
 def test_fixture_sessions_cache_bytecode_outside_the_tree_and_keep_no_emulator_variables(

@@ -20,7 +20,7 @@ from emulator import Settings, create_app
 from emulator.http.app import EmulatorApp
 from emulator.http.deferred import Deferred
 
-from .test_dispatch import Outcome, Sent, _send_to
+from .dispatch_pair import Outcome, Sent, send_to
 
 ADMIN = "admin-token-1"
 
@@ -70,8 +70,7 @@ class Twins:
 
     def send(self, sent: Sent) -> None:
         deferred, listed = (
-            self.loop.run_until_complete(_send_to(app, sent))
-            for app in (self.deferred, self.listed)
+            self.loop.run_until_complete(send_to(app, sent)) for app in (self.deferred, self.listed)
         )
         assert _tokenless(deferred) == _tokenless(listed), sent
         assert deferred.raised == listed.raised, sent
@@ -169,7 +168,7 @@ from starlette.routing import NoMatchFound
 
 from emulator import Settings, create_app
 from emulator.http.deferred import Deferred
-from tests.test_dispatch import Sent, _send_to
+from tests.dispatch_pair import Sent, send_to
 
 app = create_app(Settings(seed=1, clock="manual", api_keys=("k",)))
 asyncio.run(app.state.emulator.start())
@@ -178,7 +177,7 @@ body = b'{"model": "NanoBanana2-0.5K", "prompt": "x"}'
 for sent in (Sent("POST", "/v1/images/tasks", headers=auth, body=body),
              Sent("GET", "/v1/images/tasks/none", headers=auth),
              Sent("GET", "/_emulator/health")):
-    asyncio.run(_send_to(app, sent))
+    asyncio.run(send_to(app, sent))
 deferred = [route for route in app.routes if isinstance(route, Deferred)]
 print(len(deferred), repr(deferred[0]), "starlette.staticfiles" in sys.modules,
       "emulator.http.ui.pages" in sys.modules)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_pytest_plugin import NO_HEAVY_PLUGINS
+from .pytester_support import NO_HEAVY_PLUGINS
 
 pytest_plugins = ["pytester"]
 

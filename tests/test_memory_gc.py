@@ -11,7 +11,7 @@ import pytest
 
 from emulator.stores.memory import MemoryStore
 
-from .store_contract import make_charge, make_task
+from .store_support import make_charge, make_task
 
 pytestmark = [pytest.mark.anyio]
 

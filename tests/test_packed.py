@@ -18,7 +18,7 @@ from emulator.core.tasks import Schedule, Task, ended_at
 from emulator.stores.memory import MemoryStore
 from emulator.stores.memory import packed as packing
 
-from .store_contract import make_task, place
+from .store_support import make_task, place
 
 texts = st.text(max_size=8)
 maybe_texts = st.none() | texts

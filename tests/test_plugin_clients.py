@@ -11,7 +11,7 @@ import pytest
 
 from emulator.core.journal import mask_header
 
-from .test_pytest_plugin import run
+from .pytester_support import run
 
 pytest_plugins = ["pytester"]
 

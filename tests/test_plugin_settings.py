@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .test_pytest_plugin import run
+from .pytester_support import run
 
 pytest_plugins = ["pytester"]
 

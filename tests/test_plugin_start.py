@@ -11,9 +11,9 @@ import pytest
 
 from emulator.stores.sqlite import SqliteStore
 
+from .pytester_support import run
 from .redis_server import free_port
 from .served import serve_refused
-from .test_pytest_plugin import run
 
 pytest_plugins = ["pytester"]
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from .pytester_support import run
 from .redis_server import RedisServer, running_redis
-from .test_pytest_plugin import run
 
 pytest_plugins = ["pytester"]
 

@@ -17,7 +17,7 @@ from emulator.recording.parity import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, Parit
 from emulator.recording.snapshot import diff, normalize
 from emulator.recording.target import MAX_ANSWER_BYTES
 
-from .parity_support import recorded, service, write_cassette
+from .parity_support import recorded, service, task, wrapped, write_cassette
 from .record_support import serving
 
 #: What a client records of a task followed to its end.
@@ -239,12 +239,12 @@ def test_a_later_exchange_that_drips_ends_at_the_request_deadline(
         code, out = _parity(capsys, tmp_path, url, "--request-deadline", "1")
         ended = list(app.state.drips_ended)
     assert code == EXIT_DIFFERENT, out
+    # The re-poll at the end cut alike: a note, not a second difference for the task.
     assert _differences(out) == [
         "line 3 (GET /v1/images/tasks/task_000001): the target gave no answer (no complete "
         "answer within 1 s (--request-deadline: connect, head and body together))",
-        "task task_000001… (submitted at line 2): the target gave no answer (no complete answer "
-        "within 1 s (--request-deadline: connect, head and body together))",
     ]
+    assert "task task_000001… (submitted at line 2): the target gave no answer again" in out
     # Each drip was cut at the deadline: not one was waited out to its end.
     assert ended == [], f"{len(ended)} dripping answer(s) read to their end: {out}"
 
@@ -263,12 +263,37 @@ def test_a_poll_the_target_did_not_answer_still_counts_as_polled(
         f"the target gave no answer (its answer (200) is over {MAX_ANSWER_BYTES} bytes: parity "
         f"reads at most {MAX_ANSWER_BYTES} bytes of one answer)"
     )
+    # One difference for the task and that cause; the later polls answered alike are notes.
+    assert _differences(out) == [f"line 3 (GET /v1/images/tasks/task_000001): {no_answer}"]
+    assert out.count("the target gave no answer again, as to line 3") == 3, out
+
+
+def test_a_target_that_stops_answering_is_one_difference_for_its_task(tmp_path: Path) -> None:
+    # The submission is answered; then nothing is: each recorded poll and the re-poll at the
+    # end find no answer for the one reason. One difference, the first; the rest are notes.
+    class StopsAnswering(httpx.BaseTransport):
+        def __init__(self) -> None:
+            self.requests = 0
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            self.requests += 1
+            if request.method == "POST":
+                return httpx.Response(200, json=wrapped(task("task_000001", "queued", "0%")))
+            raise httpx.ConnectError("connection refused", request=request)
+
+    write_cassette(tmp_path, recorded(*FOLLOWED, unknown=False))
+    stops, printed = StopsAnswering(), list[str]()
+    options = ParityOptions(against="http://127.0.0.1:9", poll_interval=0.01)
+    code = run_parity(tmp_path, options, printed.append, transport=stops)
+    out = printed[-1]
+    assert code == EXIT_DIFFERENT, out
+    assert stops.requests == 5, out  # the submission, three recorded polls, one re-poll
     assert _differences(out) == [
-        f"line 3 (GET /v1/images/tasks/task_000001): {no_answer}",
-        f"line 4 (GET /v1/images/tasks/task_000001): {no_answer}",
-        f"line 5 (GET /v1/images/tasks/task_000001): {no_answer}",
-        f"task task_000001… (submitted at line 2): {no_answer}",
+        "line 3 (GET /v1/images/tasks/task_000001): the target gave no answer (ConnectError: "
+        "connection refused)"
     ]
+    again = [line for line in out.splitlines() if "no answer again, as to line 3" in line]
+    assert len(again) == 3, out  # lines 4 and 5, and the re-poll
 
 
 def test_a_huge_answer_is_a_difference_read_only_up_to_the_limit(

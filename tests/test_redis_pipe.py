@@ -21,7 +21,7 @@ from emulator.stores.redis.pipe import Call, Pipe
 from emulator.stores.redis.support import Script, Scripts, counting_connection, quiet_handshake
 
 from .redis_server import RedisServer, running_redis
-from .store_contract import make_task, place
+from .store_support import make_task, place
 
 pytestmark = [pytest.mark.anyio]
 

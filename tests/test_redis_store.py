@@ -26,15 +26,8 @@ from emulator.stores.redis.values import TaskReader, task_of
 
 from .listings import whole_journal, whole_usage_log
 from .redis_server import RedisServer, free_port, running_redis
-from .store_contract import (
-    StoreContract,
-    gather,
-    make_charge,
-    make_rule,
-    make_task,
-    place,
-    store_options,
-)
+from .store_contract import StoreContract, store_options
+from .store_support import gather, make_charge, make_rule, make_task, place
 
 pytestmark = [pytest.mark.anyio]
 _prefixes = itertools.count()

@@ -121,6 +121,25 @@ def test_under_several_workers_a_patch_says_it_changed_this_worker_only(
         assert "x-emulator-worker" in client.get("/_emulator/config").headers
 
 
+def test_a_browser_front_end_may_read_the_worker_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CORS hides every answer header but a few from a page's script unless it is exposed: the
+    # header that says a PATCH changed one worker only is one a front-end must be able to read.
+    origin = "http://localhost:5173"
+    settings: dict[str, Any] = {"seed": 5, "api_keys": [KEY], "cors_origins": [origin]}
+    monkeypatch.setenv(WORKER_SETTINGS_ENV, json.dumps(settings))
+    monkeypatch.setenv(WORKER_COUNT_ENV, "2")
+    with TestClient(worker_app()) as client:
+        for answer in (
+            client.get("/_emulator/config", headers={"Origin": origin}),
+            client.patch(
+                "/_emulator/config", json={"failure_rate": 0.5}, headers={"Origin": origin}
+            ),
+        ):
+            assert answer.status_code == 200 and "x-emulator-worker" in answer.headers
+            listed = answer.headers["access-control-expose-headers"].split(",")
+            assert {"retry-after", "x-emulator-worker"} <= {h.strip().lower() for h in listed}
+
+
 def test_one_worker_answers_without_the_worker_header(client: Client) -> None:
     patched = client.patch("/_emulator/config", json={"failure_rate": 0.5})
     assert "x-emulator-worker" not in patched.headers

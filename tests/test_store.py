@@ -23,15 +23,8 @@ from emulator.stores.sqlite import SqliteStore
 from emulator.usecases.emulator import Emulator
 
 from .listings import whole_journal, whole_usage_log
-from .store_contract import (
-    StoreContract,
-    gather,
-    make_charge,
-    make_rule,
-    make_task,
-    place,
-    store_options,
-)
+from .store_contract import StoreContract, store_options
+from .store_support import gather, make_charge, make_rule, make_task, place
 
 
 class TestMemoryStore(StoreContract):

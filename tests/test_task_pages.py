@@ -21,7 +21,7 @@ from emulator.usecases import sweep
 from .conftest import AUTH, Client, MakeClient
 from .listings import counting
 from .redis_server import RedisServer, running_redis
-from .store_contract import make_task, place
+from .store_support import make_task, place
 
 NANO = {"model": "NanoBanana2-0.5K", "prompt": "a cat"}
 GPT = {"model": "gpt-image-2", "prompt": "a dog", "size": "1024x1024"}

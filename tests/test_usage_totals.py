@@ -34,7 +34,7 @@ from emulator.stores.sqlite import SqliteStore
 from .listings import whole_usage_log
 from .old_stores import redis_prefix_of, sqlite_file_of, sqlite_tables
 from .redis_server import RedisServer, running_redis
-from .store_contract import make_task, place
+from .store_support import make_task, place
 from .usage_contract import walk
 from .usage_model import Ledger
 

@@ -24,8 +24,8 @@ from emulator.core.billing import Charge, matching, settlement, totals_of
 from emulator.core.tasks import Task, ended_at, has_ended, images_returned
 from emulator.stores.base import Expiry, Store
 
-from . import store_contract as contract
 from .listings import whole_usage_log
+from .store_support import make_charge, place
 
 
 class Ledger:
@@ -49,8 +49,8 @@ class Ledger:
         now: float = 0.0,
         model: str = "gpt-image-2",
     ) -> str:
-        """`store_contract.place`, and what it should have answered."""
-        answer = await contract.place(self.store, task, held=held, cap=cap, now=now, model=model)
+        """`store_support.place`, and what it should have answered."""
+        answer = await place(self.store, task, held=held, cap=cap, now=now, model=model)
         assert answer == self._placed(task, held, cap, now, model), task.task_id
         return answer
 
@@ -67,7 +67,7 @@ class Ledger:
             if self.balances[owner] < held:
                 return "refused"
         number = int(task.task_id[5:], 16)
-        charge = contract.make_charge(number, owner=owner, held=held, model=model)
+        charge = make_charge(number, owner=owner, held=held, model=model)
         if owner in self.balances:
             self.balances[owner] -= held
             charge = dataclasses.replace(charge, taken=held)

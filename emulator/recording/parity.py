@@ -63,6 +63,8 @@ class Pair:
     submitted: tuple[str, str] = ("", "")
     recorded: list[Got] = field(default_factory=list)
     target: list[Got] = field(default_factory=list)
+    #: Why a poll of it had no answer -> where that was said: one difference, not one per poll.
+    unanswered: dict[str, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -128,8 +130,9 @@ class Parity:
         keyed: bool,
         content_type: str = "",
         body: bytes | None = None,
+        task: Pair | None = None,
     ) -> Got | None:
-        """The target's answer; None (and a difference) when it gave none."""
+        """The target's answer; None (and a difference, one per ``task`` and cause) if none."""
         headers = {}
         if keyed and self.key:
             headers["Authorization"] = f"Bearer {self.key}"
@@ -141,6 +144,14 @@ class Parity:
             if self.sent == 0 and not exc.reached:
                 raise CouldNotRun(str(exc)) from None
             self.sent += 1
+            first = task.unanswered.get(str(exc)) if task is not None else None
+            if first is not None:
+                self.notes.append(
+                    f"{label}: the target gave no answer again, as to {first} (one difference)"
+                )
+                return None
+            if task is not None:
+                task.unanswered[str(exc)] = label
             self.differences.append(f"{label}: the target gave no answer ({exc})")
             return None
         self.sent += 1
@@ -196,6 +207,7 @@ class Parity:
                 keyed=ex.keyed,
                 content_type=ex.request_content_type,
                 body=item.request_body,
+                task=pair,
             )
             recorded = _got_recorded(item)
             if pair is not None and _task(recorded) is not None:
@@ -241,7 +253,9 @@ class Parity:
                 break
             if pair.target:
                 self.sleep(self.options.poll_interval)
-            got = self._send(pair.label, "GET", f"/v1/images/tasks/{pair.target_id}", keyed=True)
+            got = self._send(
+                pair.label, "GET", f"/v1/images/tasks/{pair.target_id}", keyed=True, task=pair
+            )
             if got is None:
                 return
             if _task(got) is None:
