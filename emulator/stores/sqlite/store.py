@@ -27,7 +27,7 @@ from ...core.tasks import Task
 from ...errors import StoreUnavailable
 from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store
 from ..pages import ChargePage, JournalPage, Position, TaskPage, listed_at_most, new_epoch, paged
-from . import journal, ledger
+from . import journal, ledger, version
 from . import usage as sqlite_usage
 
 T = TypeVar("T")
@@ -49,13 +49,9 @@ class SqliteStore(Store):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             with self._transaction() as db:
-                row = _schema_version(db)
+                row = version.of_file(db)
                 if row is not None and row not in (ledger.SCHEMA_VERSION, *ledger.UPGRADABLE):
-                    raise ValueError(
-                        f"schema version {row}, this emulator reads only {ledger.SCHEMA_VERSION}"
-                        " (the state of an earlier version cannot be carried over: use another"
-                        " file, or delete this one)"
-                    )
+                    raise ValueError(version.refusal(row))
                 for statement in ledger.SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
@@ -384,15 +380,6 @@ class SqliteStore(Store):
     async def close(self) -> None:
         await self._run(lambda db: db.close())
         self._thread.shutdown(wait=False)
-
-
-def _schema_version(db: sqlite3.Connection) -> Any:
-    """The file's schema version, or None for a new file."""
-    exists = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
-    if exists is None:
-        return None
-    row = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
-    return None if row is None else row[0]
 
 
 def _serial(data: str) -> str:
