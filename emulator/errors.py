@@ -96,7 +96,8 @@ class RateLimited(EmulatorError):
 
 
 class StoreUnavailable(EmulatorError):
-    """The shared store (Redis) cannot answer right now: 503, and the client may retry."""
+    """The store cannot answer right now (Redis down or slow; a SQLite file full, locked by
+    another process or failing to write): 503, and the client may retry."""
 
     status_code = 503
     code = "service_unavailable"

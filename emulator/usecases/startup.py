@@ -45,7 +45,7 @@ def start_problem(error: Exception, url: str) -> str:
     """Why an emulator on the store at ``url`` cannot start, from what its building or its
     start raised: what ``serve`` prints before it exits 2, and what the pytest fixtures fail
     their setup with. A store that did not answer says where it was looked for."""
-    if isinstance(error, StoreUnavailable):
+    if isinstance(error, StoreUnavailable) and url.startswith(_REDIS_URLS):
         return f"{error.message} (is Redis running at {masked_url(url)}?)"
     return error.message if isinstance(error, EmulatorError) else str(error)
 

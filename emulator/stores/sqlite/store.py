@@ -24,9 +24,10 @@ from typing import Any, TypeVar
 from ...core.billing import Charge, Sums
 from ...core.faults import FaultRule
 from ...core.tasks import Task
+from ...errors import StoreUnavailable
 from ..base import EVICT_AT_MOST, Expiry, Forced, Now, Placed, Store
 from ..pages import ChargePage, JournalPage, Position, TaskPage, listed_at_most, new_epoch, paged
-from . import journal, ledger
+from . import journal, ledger, version
 from . import usage as sqlite_usage
 
 T = TypeVar("T")
@@ -48,13 +49,9 @@ class SqliteStore(Store):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             with self._transaction() as db:
-                row = _schema_version(db)
+                row = version.of_file(db)
                 if row is not None and row not in (ledger.SCHEMA_VERSION, *ledger.UPGRADABLE):
-                    raise ValueError(
-                        f"schema version {row}, this emulator reads only {ledger.SCHEMA_VERSION}"
-                        " (the state of an earlier version cannot be carried over: use another"
-                        " file, or delete this one)"
-                    )
+                    raise ValueError(version.refusal(row))
                 for statement in ledger.SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
@@ -87,20 +84,41 @@ class SqliteStore(Store):
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # SQLite rolls some failures back itself (disk full, I/O error): a ROLLBACK then
+            # would fail and hide the cause. A failed COMMIT may leave the transaction open,
+            # and every later BEGIN would fail with it: rolled back here.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     async def _run(self, work: Callable[[sqlite3.Connection], T], atomic: bool = False) -> T:
         def call() -> T:
-            if not atomic:
-                return work(self._db)
-            with self._transaction() as db:
-                return work(db)
+            try:
+                if not atomic:
+                    return work(self._db)
+                with self._transaction() as db:
+                    return work(db)
+            except sqlite3.OperationalError as exc:
+                raise self._unavailable(exc) from None
+            except sqlite3.DatabaseError as exc:
+                if type(exc) is sqlite3.DatabaseError:  # the file itself: "malformed"
+                    raise self._unavailable(exc) from None
+                raise  # a constraint or a misuse: this code's mistake, a 500 that says so
 
         # This store's own thread: never queued behind other work on shared worker threads.
         return await asyncio.wrap_future(self._thread.submit(call))
+
+    def _unavailable(self, exc: sqlite3.Error) -> StoreUnavailable:
+        """The file fails now (disk full, I/O error, another process holding the write lock
+        past the busy timeout, made read-only or damaged): a 503 naming it and SQLite's
+        reason, never a 500. The failed step changed nothing (rolled back): a retry is safe."""
+        return StoreUnavailable(
+            f"the emulator's store (sqlite://{self.path}) cannot answer: {exc}; the step"
+            " changed nothing, retry once the cause is gone",
+            headers={"Retry-After": "1"},
+        )
 
     async def _one(self, sql: str, params: Any = ()) -> Any:
         """The first row one statement returns, or None."""
@@ -362,15 +380,6 @@ class SqliteStore(Store):
     async def close(self) -> None:
         await self._run(lambda db: db.close())
         self._thread.shutdown(wait=False)
-
-
-def _schema_version(db: sqlite3.Connection) -> Any:
-    """The file's schema version, or None for a new file."""
-    exists = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
-    if exists is None:
-        return None
-    row = db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
-    return None if row is None else row[0]
 
 
 def _serial(data: str) -> str:
