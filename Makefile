@@ -138,5 +138,8 @@ format: setup
 	$(BIN)/ruff check --fix emulator tests benchmarks
 	$(BIN)/ruff format emulator tests benchmarks docs README.md
 
+## Remove the venv, the tools' caches (lint-imports' too) and build output; keeps reports/ and
+## benchmarks/results/ (what a run measured) and every tracked file.
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .schemathesis .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis .schemathesis .mypy_cache .ruff_cache \
+	  .import_linter_cache build *.egg-info
