@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -35,3 +36,13 @@ def test_clean_removes_what_the_targets_leave_and_nothing_else(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     assert [n for n in LEFT_BEHIND if (tmp_path / n).exists()] == []
     assert [n for n in KEPT if not (tmp_path / n).exists()] == []
+
+
+def test_help_lists_every_target_with_what_it_does() -> None:
+    phony = re.search(r"^\.PHONY: (.*)$", (ROOT / "Makefile").read_text(), re.M)
+    assert phony is not None
+    done = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    described = {line.split()[0]: line for line in done.stdout.splitlines()}
+    assert sorted(described) == sorted(phony.group(1).split())
+    assert all(len(line.split()) > 2 for line in described.values())
