@@ -6,7 +6,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup redis-server fonts chromium wrk run test check format clean bench bench-quick profile instructions soak contract contract-drift contract-real
+.PHONY: help setup redis-server fonts chromium wrk run test check format clean bench bench-quick profile instructions soak contract contract-drift contract-real
 
 $(STAMP): pyproject.toml
 	@# Debian's own python3 needs python3-venv for ensurepip; install it when root and missing.
@@ -18,6 +18,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+## Every target with what it does (its ## comment in this Makefile).
+help:
+	@awk '/^## /{doc = doc (doc ? " " : "") substr($$0, 4); next} \
+	  /^[a-z][a-z-]*:/ && doc {sub(/:.*/, ""); printf "%-15s %s\n", $$0, doc} {doc = ""}' $(firstword $(MAKEFILE_LIST))
+
+## The venv with the package and its dev tools, and what the tests need from Debian: Redis,
+## fonts, chromium, wrk (each installed with apt-get when root and missing).
 setup: $(STAMP) redis-server fonts chromium wrk
 
 ## wrk, for tests/test_bench_harness.py and make bench (Debian's package).
@@ -81,8 +88,8 @@ check: setup
 	$(BIN)/mypy emulator
 	$(BIN)/lint-imports
 
-## Load without loss: concurrent clients under a fault plan (SOAK_SECONDS, default 120).
 SOAK_SECONDS ?= 120
+## Load without loss: concurrent clients under a fault plan (SOAK_SECONDS, default 120).
 soak: setup
 	$(BIN)/python benchmarks/soak.py --seconds $(SOAK_SECONDS)
 
@@ -134,9 +141,13 @@ contract-drift: setup
 contract-real: setup
 	$(BIN)/python -m emulator conform --report reports/contract-real $(CONFORM_ARGS)
 
+## Fix what ruff can and format the code, docs/ and README.md (their Python blocks).
 format: setup
 	$(BIN)/ruff check --fix emulator tests benchmarks
 	$(BIN)/ruff format emulator tests benchmarks docs README.md
 
+## Remove the venv, the tools' caches (lint-imports' too) and build output; keeps reports/ and
+## benchmarks/results/ (what a run measured) and every tracked file.
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .schemathesis .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis .schemathesis .mypy_cache .ruff_cache \
+	  .import_linter_cache build *.egg-info

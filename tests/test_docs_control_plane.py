@@ -87,3 +87,28 @@ def test_the_settings_patch_refuses_are_the_ones_the_page_and_the_contract_list(
     named = {n.strip() for n in " ".join(found.group(1).split()).split(",")}
     assert "the fetch_* fences" in named
     assert (named - {"the fetch_* fences"}) | fences == FIXED_SETTINGS
+
+
+JSON_RULES = re.findall(r"```json\n(.*?)```", DOC.read_text("utf-8"), re.S)
+
+
+@pytest.mark.parametrize("index", range(len(JSON_RULES)))
+def test_a_json_rule_of_the_page_installs_as_shown(index: int, tmp_path: Path) -> None:
+    """The page's ``json`` fault rules are taken as written, by the control plane and as a
+    fault file (a JSON list), with the id, limits and effect they show."""
+    from emulator.config import load_fault_file
+
+    rule = json.loads(JSON_RULES[index])
+    with Client(create_app(Settings(seed=1, clock="manual")), headers=AUTH) as client:
+        answer = client.post("/_emulator/faults", json=rule)
+        assert answer.status_code in (200, 201), answer.text
+        listed = client.get("/_emulator/faults").json()
+    (installed,) = listed["faults"]
+    for part in ("match", "effect"):  # what the page gives; the rest takes its default
+        assert {k: installed[part][k] for k in rule[part]} == rule[part]
+    rest = {k: v for k, v in rule.items() if k not in ("match", "effect")}
+    assert {k: installed[k] for k in rest} == rest
+    path = tmp_path / "faults.json"
+    path.write_text(json.dumps([rule]))
+    (loaded,) = load_fault_file(str(path))
+    assert loaded.id == rule["id"] and loaded.times == rule["times"]

@@ -12,6 +12,7 @@ from emulator import Settings, create_app
 from emulator.cli import main
 from emulator.recording.snapshot import diff, normalize
 
+from .conform_support import KEY
 from .record_support import REAL_SETTINGS, SUBMISSIONS, Driver, real_service, recorder, serving
 from .served import free_port
 
@@ -88,6 +89,29 @@ def test_an_unreachable_service_cannot_be_compared(
 ) -> None:
     code, out = _parity(capsys, cassette, f"http://127.0.0.1:{free_port()}")
     assert code == 2 and "parity: could not run:" in out
+
+
+def test_a_request_whose_key_was_refused_goes_with_a_made_up_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # conform sends made-up keys on purpose (docs/recording.md records a conform run): sent
+    # again with the caller's valid key they were accepted, each a difference that is none.
+    with serving(real_service(deviate=False)) as upstream, recorder(upstream, tmp_path) as proxy:
+        driver = Driver(proxy)
+        driver.follow(SUBMISSIONS[0])
+        stranger = Driver(proxy, key="sk-made-up")
+        assert stranger.submit(SUBMISSIONS[0]).status_code == 401
+        assert stranger.poll("task_unknown").status_code == 401
+        driver.close()
+        stranger.close()
+    with serving(_twin(api_keys=(KEY,))) as url:
+        code, out = _parity(capsys, tmp_path, url, "--api-key", KEY)
+    assert code == 0, out
+    assert "no differences" in out
+    with serving(_twin()) as url:  # a service that takes any key: that is a difference
+        code, out = _parity(capsys, tmp_path, url, "--api-key", KEY)
+    assert code == 1
+    assert "(POST /v1/images/tasks): status: the recording has 401, the target 200" in out
 
 
 def test_ids_times_and_url_hosts_are_expected_to_differ() -> None:

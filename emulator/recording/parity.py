@@ -1,7 +1,8 @@
 """``parity DIR --against URL``: the recorded requests sent to another service (usually the
 emulator), its answers diffed with the recorded ones (`snapshot`).
 
-Requests go out in recorded order with the caller's key (``--api-key``; the cassette has none).
+Requests go out in recorded order with the caller's key (``--api-key``; the cassette has none),
+but a request whose key the recorded service refused (401) with a made-up key.
 A submission's answer is compared at once; a task it creates is then known by its new id.
 Polls are compared by state, not by position, because the two services need not take the same
 time: the first answer of each running state (``queued``, ``processing``) on both sides, and the
@@ -37,6 +38,9 @@ from .target import Got, NoAnswer, Target, http_url, local, media_type
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 #: The key sent to a service on this machine when none is given (an emulator takes any).
 LOCAL_KEY = "sk-parity"
+#: The key sent where the recorded service refused the recorded key (answered 401): `conform`
+#: sends made-up keys on purpose, and the caller's valid key would turn each into a difference.
+REFUSED_KEY = "sk-parity-made-up-key"
 RUNNING = ("queued", "processing")
 
 
@@ -128,14 +132,17 @@ class Parity:
         path: str,
         *,
         keyed: bool,
+        refused: bool = False,
         content_type: str = "",
         body: bytes | None = None,
         task: Pair | None = None,
     ) -> Got | None:
-        """The target's answer; None (and a difference, one per ``task`` and cause) if none."""
+        """The target's answer; None (and a difference, one per ``task`` and cause) if none.
+        ``refused``: the recorded key was refused, so a made-up one is sent in its place."""
         headers = {}
-        if keyed and self.key:
-            headers["Authorization"] = f"Bearer {self.key}"
+        key = REFUSED_KEY if refused else self.key
+        if keyed and key:
+            headers["Authorization"] = f"Bearer {key}"
         if content_type:
             headers["Content-Type"] = content_type
         try:
@@ -205,6 +212,7 @@ class Parity:
                 ex.method,
                 path + (f"?{ex.query}" if ex.query else ""),
                 keyed=ex.keyed,
+                refused=ex.keyed and ex.status == 401,
                 content_type=ex.request_content_type,
                 body=item.request_body,
                 task=pair,
