@@ -96,7 +96,7 @@ soak: setup
 ## Benchmarks against Prism, WireMock (journal on) and a bare Starlette app (installs wrk, Prism,
 ## WireMock itself): each server warmed up >= 5 s per workload, runs of 5 s, the performance
 ## issue's ratios checked (PASS/MISS), then fixtures, memory, rendering, workers on Redis, what
-## one Redis carries, the dashboard. Writes benchmarks/results/latest.{json,md,png}; ~25 min.
+## one Redis carries, the dashboard. Writes benchmarks/results/latest.{json,md,png}; ~19 min.
 bench: setup
 	$(BIN)/python -m benchmarks
 

@@ -1,6 +1,6 @@
 """Run every benchmark in one go and write benchmarks/results/latest.{json,md,png}.
 
-``python -m benchmarks`` (``make bench``): the full run, about 25 minutes.
+``python -m benchmarks`` (``make bench``): the full run, about 19 minutes.
 ``python -m benchmarks --quick`` (``make bench-quick``): short warm-ups and runs of everything,
 under 3 minutes; its figures are labelled as quick and indicative only.
 
