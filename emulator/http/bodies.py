@@ -9,6 +9,7 @@ what the fields mean (``emulator.usecases.submission``).
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -87,11 +88,14 @@ def check_structure(body: bytes, max_items: int) -> None:
 
 
 def _check_shape(data: Any, max_depth: int) -> None:
-    """400 when the parsed body nests deeper than ``max_depth`` or holds text that cannot be
-    encoded (a lone UTF-16 surrogate such as ``"\\ud800"``: valid JSON, but not Unicode).
+    """400 when the parsed body nests deeper than ``max_depth``, holds text that cannot be
+    encoded (a lone UTF-16 surrogate such as ``"\\ud800"``: valid JSON, but not Unicode), or
+    a number beyond a double's range (``1e999``: valid JSON, parsed as an infinity that no
+    JSON answer, journal entry or store can write again).
     """
     if max_depth >= 1 and isinstance(data, dict) and _flat_and_encodable(data):
         return  # every ordinary submission: one level, plain values (a fast path)
+    _check_finite(data, "")
     stack: list[tuple[Any, int, str]] = [(data, 1, "")]
     while stack:
         item, depth, path = stack.pop()
@@ -114,11 +118,23 @@ def _check_shape(data: Any, max_depth: int) -> None:
                     "surrogate (\\ud800-\\udfff)",
                     field=field,
                 )
+        for p, v in pairs:
+            _check_finite(v, p)
         stack.extend((v, depth + 1, p) for p, v in pairs if isinstance(v, dict | list))
 
 
+def _check_finite(value: Any, field: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRequest(
+            f"{field or 'request body'} is a number beyond the range of a JSON number "
+            "(a double: at most about 1.8e308 in size)",
+            field=field or None,
+        )
+
+
 def _flat_and_encodable(data: dict[str, Any]) -> bool:
-    """True when no value is an object or array and every name and text encodes. ASCII text
+    """True when no value is an object or array, every number is finite, and every name and
+    text encodes (else the slow path finds which field is wrong). ASCII text
     always does (``str.isascii`` is O(1)); the rest is encoded joined, once (the joined text
     encodes exactly when each piece does: UTF-8 refuses every surrogate)."""
     # One loop, no comprehension (a frame of its own) and a constant tuple, not ``dict | list``
@@ -132,6 +148,8 @@ def _flat_and_encodable(data: dict[str, Any]) -> bool:
                 wide.append(value)
         elif isinstance(value, (dict, list)):
             return False
+        elif isinstance(value, float) and not math.isfinite(value):
+            return False  # 1e999 parses as an infinity
     return not wide or encodable("".join(wide))
 
 

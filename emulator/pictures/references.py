@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 from ..errors import InvalidRequest
+from .containers import excess_blocks
 
 #: Pillow format names accepted for reference pictures.
 ALLOWED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "GIF")
@@ -64,6 +65,8 @@ def declared_pixels(data: bytes) -> int:
     (``thumbnail_of`` says what is wrong with it)."""
     from PIL import Image, UnidentifiedImageError  # lazily, as in thumbnail_of
 
+    if excess_blocks(data) is not None:
+        return 0  # too costly to open: thumbnail_of refuses it
     try:
         with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
             width, height = img.size
@@ -82,6 +85,9 @@ def thumbnail_of(data: bytes, field: str, max_pixels: int) -> bytes:
     # emulator's start-up (the pytest fixture's), and most sessions never send one.
     from PIL import Image, UnidentifiedImageError
 
+    excess = excess_blocks(data)  # before Pillow walks them, in Python
+    if excess is not None:
+        raise InvalidRequest(f"{field} holds {excess}", field=field)
     try:
         img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError:

@@ -194,6 +194,11 @@ def _respond_rule(form: Form) -> dict[str, Any]:
                 raise InvalidRequest(
                     "answer_body nests too deeply to be a rule's answer", field="answer_body"
                 ) from None
+            except ValueError:  # json's other refusal: an integer of 4300+ digits (was a 500)
+                raise InvalidRequest(
+                    "answer_body holds a number with too many digits (4300 or more)",
+                    field="answer_body",
+                ) from None
             if effect["json"] is None:  # the control plane reads a JSON null as no body
                 raise InvalidRequest(
                     "answer_body is JSON null, which a rule reads as no body: leave it empty "
