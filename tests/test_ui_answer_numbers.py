@@ -27,3 +27,20 @@ def test_an_unkeepable_number_in_the_answer_body_is_refused(client: Client, answ
     assert response.status_code == 400, response.text[:500]
     assert "answer_body" in problem(response) or "effect.json" in problem(response)
     assert client.get("/_emulator/faults").json()["faults"] == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ['{"a": 1, "a": 2}', '{"outer": {"code": "x", "code": "y"}}'],
+    ids=["top level", "nested"],
+)
+def test_a_repeated_name_in_the_answer_body_is_refused(client: Client, answer: str) -> None:
+    # The control plane refuses a repeated name in a JSON body; the form kept the last value.
+    response = send(
+        client,
+        "/faults/add",
+        {"kind": "respond", "answer_status": "418", "body_kind": "json", "answer_body": answer},
+    )
+    assert response.status_code == 400, response.text[:500]
+    assert "answer_body repeats the name" in problem(response)
+    assert client.get("/_emulator/faults").json()["faults"] == []

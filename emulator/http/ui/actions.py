@@ -175,6 +175,22 @@ def _rule(form: Form, effect: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if v is not None}
 
 
+def _no_repeated_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of ``answer_body``; a repeated name is refused, as the control plane's JSON
+    bodies refuse it (json.loads kept the last value silently)."""
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InvalidRequest(
+                    f"answer_body repeats the name {shown(key)}: each name once",
+                    field="answer_body",
+                )
+            seen.add(key)
+    return obj
+
+
 def _respond_rule(form: Form) -> dict[str, Any]:
     """A ``respond`` rule: the status, the body as JSON or text, the answer's headers; the
     control plane checks them (status range, body size, forbidden headers) like any rule."""
@@ -183,7 +199,7 @@ def _respond_rule(form: Form) -> dict[str, Any]:
     if body:
         if form.get("body_kind", "json") == "json":  # the options: _chosen
             try:
-                effect["json"] = json.loads(body)
+                effect["json"] = json.loads(body, object_pairs_hook=_no_repeated_names)
             except json.JSONDecodeError as exc:
                 raise InvalidRequest(
                     f"answer_body is not JSON ({exc.msg} at line {exc.lineno}, column "
