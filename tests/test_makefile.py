@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -24,6 +25,13 @@ LEFT_BEHIND = (
 KEPT = ("reports/contract-full/summary.txt", "benchmarks/results/latest.md", "emulator/x.py")
 
 
+def make(target: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``make target`` as a user types it. Under ``make test`` the outer make's MAKELEVEL
+    and MAKEFLAGS reach this one, which then prints "make[1]: Entering directory" lines."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    return subprocess.run(["make", target], cwd=cwd, env=env, capture_output=True, text=True)
+
+
 def test_clean_removes_what_the_targets_leave_and_nothing_else(tmp_path: Path) -> None:
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
     for name in LEFT_BEHIND:
@@ -32,7 +40,7 @@ def test_clean_removes_what_the_targets_leave_and_nothing_else(tmp_path: Path) -
     for name in KEPT:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x")
-    done = subprocess.run(["make", "clean"], cwd=tmp_path, capture_output=True, text=True)
+    done = make("clean", tmp_path)
     assert done.returncode == 0, done.stderr
     assert [n for n in LEFT_BEHIND if (tmp_path / n).exists()] == []
     assert [n for n in KEPT if not (tmp_path / n).exists()] == []
@@ -41,7 +49,7 @@ def test_clean_removes_what_the_targets_leave_and_nothing_else(tmp_path: Path) -
 def test_help_lists_every_target_with_what_it_does() -> None:
     phony = re.search(r"^\.PHONY: (.*)$", (ROOT / "Makefile").read_text(), re.M)
     assert phony is not None
-    done = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True)
+    done = make("help", ROOT)
     assert done.returncode == 0, done.stderr
     described = {line.split()[0]: line for line in done.stdout.splitlines()}
     assert sorted(described) == sorted(phony.group(1).split())
