@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import io
 import struct
-import time
 import zlib
 from typing import Any
 
@@ -112,11 +111,12 @@ def test_real_pictures_are_within_the_bounds() -> None:
     assert [excess_blocks(p) for p in pictures] == [None] * len(pictures)
 
 
-def test_a_19_mb_picture_of_empty_chunks_costs_little(client: Client) -> None:
-    """Opening it cost Pillow 11 s of CPU, twice; the bound stops it after a few thousand."""
+def test_a_19_mb_picture_of_empty_chunks_is_refused_before_pillow_opens_it(
+    client: Client,
+) -> None:
+    """Opening it cost Pillow 11 s of CPU, twice. The refusal is the block count's, which runs
+    before Pillow sees the bytes (what it costs is the benchmarks' to measure, not a test's)."""
     bomb = png_with(1_500_000)
-    started = time.process_time()
     response = client.submit(NANO | {"image": _data_url(bomb)})
-    spent = time.process_time() - started
     assert response.status_code == 400, response.text
-    assert spent < 3.0, f"{spent:.1f} s of CPU to refuse it"
+    assert "PNG chunks (one per 4 KiB" in response.json()["message"], response.text
